@@ -1,0 +1,100 @@
+/**
+ * Logging: one consola instance for the whole program, tags per module.
+ *
+ * Modules take a tagged child once, at import time:
+ *
+ *     const tlog = log.withTag("tcp");
+ *     if (debugOn) tlog.debug(`new flow ${formatIp4(addr)}`);
+ *
+ * The level is chosen later by the CLI (setLogLevel), so every child made by
+ * withTag is remembered and follows the level of its parent. Hot paths test the
+ * exported flags (debugOn, traceOn) before building a message, so nothing is
+ * formatted, and no template string is evaluated, when the level is off.
+ *
+ * Lines are written synchronously (writeSync on fd 2 or on the log file):
+ * while the main loop sits in epoll_wait Bun's own event loop does not run, so
+ * buffered or asynchronous writes would never be flushed. For the same reason
+ * consola's repeat throttling, which relies on setTimeout, is switched off.
+ */
+import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
+import { closeSync, openSync, writeSync } from "node:fs";
+import { formatWithOptions } from "node:util";
+
+export type LogLevelName = "quiet" | "info" | "debug" | "trace";
+
+/** consola's numeric levels for each of our names: quiet keeps warnings and errors. */
+const LEVELS: Record<LogLevelName, number> = { quiet: 1, info: 3, debug: 4, trace: 5 };
+const STDERR_FD = 2;
+/** consola throttle window (ms): 0 disables throttling, which would need timers. */
+const NO_THROTTLE = 0;
+
+/** True when informational messages are printed (not --quiet). */
+export let infoOn = true;
+/** True with --debug or --trace: guard debug messages with it. */
+export let debugOn = false;
+/** True with --trace: guard per-packet messages with it. */
+export let traceOn = false;
+
+let outFd = STDERR_FD;
+let fileFd = -1;
+const startMs = performance.now();
+
+/**
+ * Write one log object as one line: with debug on, prefixed by seconds since
+ * start (as the original does), then the tag, then the formatted arguments.
+ */
+function writeLine(obj: LogObject): void {
+  const msg = formatWithOptions({ colors: false }, ...obj.args);
+  const tag = obj.tag ? `${obj.tag}: ` : "";
+  const time = debugOn ? `${((performance.now() - startMs) / 1000).toFixed(4)} ` : "";
+  const line = `${time}${tag}${msg}\n`;
+  try {
+    writeSync(outFd, line);
+  } catch {
+    /* A logger that cannot write has nowhere to report it: drop the line. */
+  }
+}
+
+const reporter = { log: writeLine };
+const children: ConsolaInstance[] = [];
+
+/**
+ * Make withTag on inst remember the children it creates, recursively, so that
+ * setLogLevel reaches instances made before the level was known.
+ */
+function trackChildren(inst: ConsolaInstance): ConsolaInstance {
+  const make = inst.withTag.bind(inst);
+  inst.withTag = (tag: string): ConsolaInstance => {
+    const child = trackChildren(make(tag));
+    child.level = inst.level;
+    children.push(child);
+    return child;
+  };
+  return inst;
+}
+
+/** The program's logger. */
+export const log: ConsolaInstance = trackChildren(
+  createConsola({ level: LEVELS.info, reporters: [reporter], throttle: NO_THROTTLE }),
+);
+
+/** Set the level of log and every tagged child, and the cheap guard flags. */
+export function setLogLevel(name: LogLevelName): void {
+  const level = LEVELS[name];
+  log.level = level;
+  for (const c of children) c.level = level;
+  infoOn = level >= LEVELS.info;
+  debugOn = level >= LEVELS.debug;
+  traceOn = level >= LEVELS.trace;
+}
+
+/**
+ * Send log lines to the file at path (appended, created if missing) instead of
+ * standard error; null goes back to standard error. Throws if the file cannot
+ * be opened.
+ */
+export function setLogFile(path: string | null): void {
+  if (fileFd >= 0) closeSync(fileFd);
+  fileFd = path === null ? -1 : openSync(path, "a", 0o600);
+  outFd = fileFd >= 0 ? fileFd : STDERR_FD;
+}
