@@ -1,0 +1,473 @@
+/* shim.c - the system calls Bun lacks, for passt/pasta on Bun.
+ *
+ * Theory of operation
+ * -------------------
+ * This file holds no protocol logic. It wraps the Linux interfaces that the
+ * TypeScript side cannot reach through Bun: epoll, tap devices, "do this inside
+ * that network namespace", clone() of the namespace's first process, pidfd,
+ * signal delivery into the epoll loop, batched frame I/O, and the checksum of
+ * large buffers.
+ *
+ * Conventions, for every function here:
+ * - an error is returned as -errno (never through errno, which JavaScript
+ *   cannot read reliably); a non-negative value is a result;
+ * - buffers are passed as pointers from TypedArrays and are never retained;
+ * - nothing allocates on the heap after start-up.
+ *
+ * The same source is built two ways: by the system compiler at install time
+ * (native/build.ts), or by bun:ffi's TinyCC at start-up when no compiler was
+ * found. So: plain C11 plus POSIX/Linux headers, no compiler builtins.
+ *
+ * Namespaces: pasta's main thread stays in the host's network namespace for
+ * the whole run (an unprivileged process in a child user namespace could not
+ * come back). Whatever must be created inside the guest's namespace (the tap,
+ * a netlink socket, sockets for spliced connections) is created by a
+ * short-lived thread that enters the namespace, makes the file descriptor and
+ * exits; descriptors work from any thread whatever their namespace.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <termios.h>
+
+#define NEG_ERRNO(rc) ((rc) < 0 ? -errno : (rc))
+
+/* Version of this interface: the loader refuses a library of another version. */
+int shim_version(void) { return 7; }
+
+/* ---------------------------------------------------------------- epoll */
+
+int shim_epoll_create(void) { return NEG_ERRNO(epoll_create1(EPOLL_CLOEXEC)); }
+
+/* shim_epoll_ctl() - add, modify or delete fd; ref comes back with its events */
+int shim_epoll_ctl(int ep, int op, int fd, uint32_t events, uint32_t ref)
+{
+	struct epoll_event ev;
+	memset(&ev, 0, sizeof(ev));
+	ev.events = events;
+	ev.data.u64 = ref;
+	return NEG_ERRNO(epoll_ctl(ep, op, fd, &ev));
+}
+
+/* shim_epoll_wait() - wait, then copy events out as plain {events, ref} u32 pairs
+ * (struct epoll_event is packed on x86-64 only: TypeScript never reads it). */
+int shim_epoll_wait(int ep, uint32_t *pairs, int max, int timeout_ms)
+{
+	struct epoll_event evs[256];
+	int n, i;
+
+	if (max > 256)
+		max = 256;
+	n = epoll_wait(ep, evs, max, timeout_ms);
+	if (n < 0)
+		return errno == EINTR ? 0 : -errno;
+	for (i = 0; i < n; i++) {
+		pairs[2 * i] = evs[i].events;
+		pairs[2 * i + 1] = (uint32_t)evs[i].data.u64;
+	}
+	return n;
+}
+
+/* ------------------------------------------------------------ sockets */
+
+int shim_socket(int domain, int type, int proto) { return NEG_ERRNO(socket(domain, type | SOCK_CLOEXEC, proto)); }
+int shim_close(int fd) { return NEG_ERRNO(close(fd)); }
+int shim_bind(int fd, const void *sa, int len) { return NEG_ERRNO(bind(fd, sa, len)); }
+int shim_connect(int fd, const void *sa, int len) { return NEG_ERRNO(connect(fd, sa, len)); }
+int shim_listen(int fd, int backlog) { return NEG_ERRNO(listen(fd, backlog)); }
+int shim_shutdown(int fd, int how) { return NEG_ERRNO(shutdown(fd, how)); }
+
+int shim_accept(int fd, void *sa, int *len)
+{
+	socklen_t l = len ? (socklen_t)*len : 0;
+	int rc = accept4(fd, sa, len ? &l : NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+	if (len)
+		*len = (int)l;
+	return NEG_ERRNO(rc);
+}
+
+int shim_setsockopt(int fd, int level, int name, const void *val, int len)
+{
+	return NEG_ERRNO(setsockopt(fd, level, name, val, len));
+}
+
+int shim_getsockopt(int fd, int level, int name, void *val, int *len)
+{
+	socklen_t l = (socklen_t)*len;
+	int rc = getsockopt(fd, level, name, val, &l);
+	*len = (int)l;
+	return NEG_ERRNO(rc);
+}
+
+int shim_getsockname(int fd, void *sa, int *len)
+{
+	socklen_t l = (socklen_t)*len;
+	int rc = getsockname(fd, sa, &l);
+	*len = (int)l;
+	return NEG_ERRNO(rc);
+}
+
+int shim_send(int fd, const void *buf, int len, int flags) { return NEG_ERRNO((int)send(fd, buf, len, flags | MSG_NOSIGNAL)); }
+int shim_recv(int fd, void *buf, int len, int flags) { return NEG_ERRNO((int)recv(fd, buf, len, flags)); }
+
+int shim_sendto(int fd, const void *buf, int len, int flags, const void *sa, int salen)
+{
+	return NEG_ERRNO((int)sendto(fd, buf, len, flags | MSG_NOSIGNAL, sa, salen));
+}
+
+int shim_recvfrom(int fd, void *buf, int len, int flags, void *sa, int *salen)
+{
+	socklen_t l = (socklen_t)*salen;
+	int rc = (int)recvfrom(fd, buf, len, flags, sa, &l);
+	*salen = (int)l;
+	return NEG_ERRNO(rc);
+}
+
+int shim_read(int fd, void *buf, int len) { return NEG_ERRNO((int)read(fd, buf, len)); }
+int shim_write(int fd, const void *buf, int len) { return NEG_ERRNO((int)write(fd, buf, len)); }
+
+int shim_set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl < 0)
+		return -errno;
+	return NEG_ERRNO(fcntl(fd, F_SETFL, fl | O_NONBLOCK));
+}
+
+/* shim_raise_nofile() - raise the soft RLIMIT_NOFILE to the hard limit; returns it */
+int shim_raise_nofile(void)
+{
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return -errno;
+	return rl.rlim_cur > 0x7fffffff ? 0x7fffffff : (int)rl.rlim_cur;
+}
+
+int shim_getuid(void) { return (int)getuid(); }
+int shim_getgid(void) { return (int)getgid(); }
+int shim_geteuid(void) { return (int)geteuid(); }
+
+int shim_open(const char *path, int flags) { return NEG_ERRNO(open(path, flags | O_CLOEXEC)); }
+
+/* shim_setenv() - set a variable in the C environment, which exec passes on
+ * (Bun's process.env is not that environment) */
+int shim_setenv(const char *name, const char *value) { return NEG_ERRNO(setenv(name, value, 1)); }
+
+/* -------------------------------------------- inside another namespace */
+
+enum { NS_OP_SOCKET = 1, NS_OP_TAP = 2 };
+
+struct ns_job {
+	int nsfd;
+	int op;
+	int a, b, c;
+	const char *name;
+	char *name_out;
+	int result;
+};
+
+/* tap_open() - create (or attach to) tap device "name" in the current netns */
+static int tap_open(const char *name, int flags, char *name_out)
+{
+	struct ifreq ifr;
+	int fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TAP | IFF_NO_PI | flags;
+	strncpy(ifr.ifr_name, name, IFNAMSIZ - 1);
+	if (ioctl(fd, TUNSETIFF, &ifr) < 0) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	if (name_out)
+		memcpy(name_out, ifr.ifr_name, IFNAMSIZ);
+	return fd;
+}
+
+static void *ns_thread(void *arg)
+{
+	struct ns_job *j = arg;
+
+	if (j->nsfd >= 0 && setns(j->nsfd, CLONE_NEWNET) < 0) {
+		j->result = -errno;
+		return NULL;
+	}
+	switch (j->op) {
+	case NS_OP_SOCKET:
+		j->result = NEG_ERRNO(socket(j->a, j->b | SOCK_CLOEXEC, j->c));
+		break;
+	case NS_OP_TAP:
+		j->result = tap_open(j->name, j->a, j->name_out);
+		break;
+	default:
+		j->result = -EINVAL;
+	}
+	return NULL;
+}
+
+/* ns_run() - run one job on a fresh thread that enters nsfd first (-1: stay) */
+static int ns_run(struct ns_job *j)
+{
+	pthread_t t;
+	int rc = pthread_create(&t, NULL, ns_thread, j);
+
+	if (rc)
+		return -rc;
+	pthread_join(t, NULL);
+	return j->result;
+}
+
+/* shim_ns_socket() - socket(domain, type, proto) made inside netns nsfd */
+int shim_ns_socket(int nsfd, int domain, int type, int proto)
+{
+	struct ns_job j;
+	memset(&j, 0, sizeof(j));
+	j.nsfd = nsfd; j.op = NS_OP_SOCKET; j.a = domain; j.b = type; j.c = proto;
+	return ns_run(&j);
+}
+
+/* shim_ns_tap_open() - tap device inside netns nsfd; flags: extra IFF_* (e.g. IFF_VNET_HDR).
+ * name_out receives the interface name (IFNAMSIZ bytes). */
+int shim_ns_tap_open(int nsfd, const char *name, int flags, char *name_out)
+{
+	struct ns_job j;
+	memset(&j, 0, sizeof(j));
+	j.nsfd = nsfd; j.op = NS_OP_TAP; j.a = flags; j.name = name; j.name_out = name_out;
+	return ns_run(&j);
+}
+
+int shim_tap_set_vnet_hdr_sz(int fd, int sz) { return NEG_ERRNO(ioctl(fd, TUNSETVNETHDRSZ, &sz)); }
+int shim_tap_set_offload(int fd, unsigned int flags) { return NEG_ERRNO(ioctl(fd, TUNSETOFFLOAD, flags)); }
+
+/* ------------------------------------------------------ frame batches */
+
+/* shim_read_batch() - read frames from fd until EAGAIN or max frames.
+ * Frame i goes to buf + i * slot; its length to lens[i]. Returns the count,
+ * or -errno when the first read fails with something other than EAGAIN. */
+int shim_read_batch(int fd, uint8_t *buf, int slot, int max, uint32_t *lens)
+{
+	int n;
+
+	for (n = 0; n < max; n++) {
+		ssize_t rc = read(fd, buf + (size_t)n * slot, slot);
+		if (rc < 0) {
+			if (n == 0 && errno != EAGAIN && errno != EINTR)
+				return -errno;
+			break;
+		}
+		if (rc == 0)
+			return n ? n : -EPIPE;
+		lens[n] = (uint32_t)rc;
+	}
+	return n;
+}
+
+/* shim_write_batch() - write n frames, frame i at buf + pairs[2i], length pairs[2i+1].
+ * Returns how many went out (stops at EAGAIN), or -errno if the first failed. */
+int shim_write_batch(int fd, const uint8_t *buf, const uint32_t *pairs, int n)
+{
+	int i;
+
+	for (i = 0; i < n; i++) {
+		ssize_t rc = write(fd, buf + pairs[2 * i], pairs[2 * i + 1]);
+		if (rc < 0) {
+			if (errno == EINTR) {
+				i--;
+				continue;
+			}
+			if (i == 0 && errno != EAGAIN)
+				return -errno;
+			break;
+		}
+	}
+	return i;
+}
+
+/* ------------------------------------------------------------ checksum */
+
+/* shim_csum() - ones'-complement sum of len bytes (big-endian 16-bit words)
+ * added to init; returns the unfolded 32-bit partial sum, folded to 32 bits. */
+uint32_t shim_csum(const uint8_t *p, uint32_t len, uint32_t init)
+{
+	uint64_t sum = init;
+	uint32_t i = 0;
+
+	for (; i + 8 <= len; i += 8) {
+		sum += ((uint32_t)p[i] << 8 | p[i + 1]) + ((uint32_t)p[i + 2] << 8 | p[i + 3]) +
+		       ((uint32_t)p[i + 4] << 8 | p[i + 5]) + ((uint32_t)p[i + 6] << 8 | p[i + 7]);
+	}
+	for (; i + 2 <= len; i += 2)
+		sum += (uint32_t)p[i] << 8 | p[i + 1];
+	if (i < len)
+		sum += (uint32_t)p[i] << 8;
+	while (sum >> 32)
+		sum = (sum & 0xffffffff) + (sum >> 32);
+	return (uint32_t)sum;
+}
+
+/* ------------------------------------------------------------- signals */
+
+static int sig_pipe_wr = -1;
+
+static void sig_handler(int sig)
+{
+	unsigned char c = (unsigned char)sig;
+	int saved = errno;
+	if (write(sig_pipe_wr, &c, 1) < 0) {
+		/* pipe full: the loop is already awake */
+	}
+	errno = saved;
+}
+
+/* shim_signal_pipe() - deliver the given signals (a list of n ints) as bytes on
+ * a non-blocking pipe whose read end is returned, so that the epoll loop sees
+ * them whichever thread the kernel picked. SIGPIPE is ignored. */
+int shim_signal_pipe(const int *sigs, int n)
+{
+	int p[2], i;
+	struct sigaction sa;
+
+	if (sig_pipe_wr < 0) {
+		if (pipe2(p, O_NONBLOCK | O_CLOEXEC) < 0)
+			return -errno;
+		sig_pipe_wr = p[1];
+	} else {
+		return -EALREADY;
+	}
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = sig_handler;
+	sa.sa_flags = SA_RESTART;
+	sigemptyset(&sa.sa_mask);
+	for (i = 0; i < n; i++)
+		if (sigaction(sigs[i], &sa, NULL) < 0)
+			return -errno;
+	signal(SIGPIPE, SIG_IGN);
+	return p[0];
+}
+
+/* --------------------------------------------------- processes, clone */
+
+int shim_pidfd_open(int pid) { return NEG_ERRNO((int)syscall(SYS_pidfd_open, pid, 0)); }
+int shim_kill(int pid, int sig) { return NEG_ERRNO(kill(pid, sig)); }
+
+/* shim_waitpid() - non-blocking wait for pid; returns pid and the raw status
+ * in *status, 0 if it is still running, -errno on error. */
+int shim_waitpid(int pid, int *status)
+{
+	return NEG_ERRNO(waitpid(pid, status, WNOHANG | __WALL));
+}
+
+#define MAX_ARGS 256
+static char *child_argv[MAX_ARGS + 1];
+
+/* split_args() - point child_argv at the n NUL-terminated strings in blob */
+static int split_args(char *blob, int n)
+{
+	int i;
+	if (n < 1 || n > MAX_ARGS)
+		return -E2BIG;
+	for (i = 0; i < n; i++) {
+		child_argv[i] = blob;
+		blob += strlen(blob) + 1;
+	}
+	child_argv[n] = NULL;
+	return 0;
+}
+
+/* child_start() - in the new namespaces: wait for the go byte, take the
+ * terminal's foreground if there is one, exec. Only async-signal-safe calls:
+ * the parent is multi-threaded. */
+static void child_start(int go_rd, int err_wr)
+{
+	char c;
+	int err;
+
+	if (read(go_rd, &c, 1) != 1)
+		_exit(127);
+	close(go_rd);
+	if (isatty(0)) {
+		signal(SIGTTOU, SIG_IGN);
+		setpgid(0, 0);
+		tcsetpgrp(0, getpgrp());
+		signal(SIGTTOU, SIG_DFL);
+	}
+	execvp(child_argv[0], child_argv);
+	err = errno;
+	if (write(err_wr, &err, sizeof(err)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+/* shim_spawn_ns() - clone a child in new namespaces (flags: CLONE_NEW*), that
+ * runs the n-string command in blob once a byte arrives on the returned pipe.
+ * out[0]: child pid, out[1]: write end of the "go" pipe, out[2]: read end of
+ * the exec-error pipe (an int errno arrives there if exec fails; EOF if it
+ * worked). Returns 0 or -errno. */
+int shim_spawn_ns(char *blob, int n, int flags, int *out)
+{
+	int go[2], errp[2], rc;
+	long pid;
+
+	rc = split_args(blob, n);
+	if (rc)
+		return rc;
+	if (pipe2(go, O_CLOEXEC) < 0)
+		return -errno;
+	if (pipe2(errp, O_CLOEXEC) < 0) {
+		rc = -errno;
+		close(go[0]);
+		close(go[1]);
+		return rc;
+	}
+	pid = syscall(SYS_clone, (unsigned long)flags | SIGCHLD, NULL, NULL, NULL, 0);
+	if (pid < 0) {
+		rc = -errno;
+		close(go[0]); close(go[1]); close(errp[0]); close(errp[1]);
+		return rc;
+	}
+	if (pid == 0) {
+		close(go[1]);
+		close(errp[0]);
+		child_start(go[0], errp[1]);
+	}
+	close(go[0]);
+	close(errp[1]);
+	out[0] = (int)pid;
+	out[1] = go[1];
+	out[2] = errp[0];
+	return 0;
+}
+
+/* shim_execvp() - replace this process with the n-string command in blob
+ * (used to re-enter through a single-threaded launcher); returns only on error. */
+int shim_execvp(char *blob, int n)
+{
+	int rc = split_args(blob, n);
+	if (rc)
+		return rc;
+	execvp(child_argv[0], child_argv);
+	return -errno;
+}

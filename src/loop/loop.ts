@@ -1,0 +1,136 @@
+/**
+ * The event loop: one thread, one epoll instance, driven from TypeScript.
+ *
+ * Theory of operation
+ * -------------------
+ * Every descriptor we watch is registered with a 32-bit reference: the handler
+ * kind in the top 8 bits, an index (flow slot, socket number...) in the lower
+ * 24. The shim copies each event out as a plain {events, ref} pair; run() looks
+ * the kind up in a table of handlers and calls handler(index, events).
+ *
+ * While epoll_wait blocks, Bun's own event loop does not run, so the data path
+ * uses no promises and no Bun timers. Timers here are periodic ticks (protocol
+ * timeouts, RA intervals, port scans): each has a next deadline on the
+ * monotonic clock, and the nearest one becomes the epoll_wait timeout.
+ *
+ * After each batch of events, the flush hooks run once (e.g. the tap backend
+ * writes every frame queued during the batch in one call).
+ */
+import { sys } from "../native/ffi.ts";
+
+export const EPOLLIN = 0x001;
+export const EPOLLPRI = 0x002;
+export const EPOLLOUT = 0x004;
+export const EPOLLERR = 0x008;
+export const EPOLLHUP = 0x010;
+export const EPOLLRDHUP = 0x2000;
+export const EPOLLET = 1 << 31;
+
+const EPOLL_CTL_ADD = 1;
+const EPOLL_CTL_DEL = 2;
+const EPOLL_CTL_MOD = 3;
+
+/** Events fetched per epoll_wait. */
+const MAX_EVENTS = 128;
+/** Handler kinds fit in the top 8 bits of a reference. */
+const KIND_SHIFT = 24;
+const INDEX_MASK = (1 << KIND_SHIFT) - 1;
+
+export type Handler = (index: number, events: number) => void;
+
+interface Tick {
+  every: number;
+  next: number;
+  fn: (now: number) => void;
+}
+
+export class Loop {
+  private readonly ep: number;
+  private readonly handlers: (Handler | undefined)[] = new Array(256);
+  private readonly pairs = new Uint32Array(MAX_EVENTS * 2);
+  private readonly ticks: Tick[] = [];
+  private readonly flushes: (() => void)[] = [];
+  private running = false;
+  private exitCode = 0;
+
+  constructor() {
+    const ep = sys.shim_epoll_create();
+    if (ep < 0) throw new Error(`epoll_create1 failed: ${-ep}`);
+    this.ep = ep;
+  }
+
+  /** Register the handler for one kind (1..255). */
+  on(kind: number, handler: Handler): void {
+    this.handlers[kind] = handler;
+  }
+
+  /** Watch fd for events; ref = (kind, index). Returns 0 or -errno. */
+  add(fd: number, events: number, kind: number, index: number): number {
+    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_ADD, fd, events >>> 0, ((kind << KIND_SHIFT) | index) >>> 0);
+  }
+
+  /** Change the events watched for fd (the ref is given again). */
+  mod(fd: number, events: number, kind: number, index: number): number {
+    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_MOD, fd, events >>> 0, ((kind << KIND_SHIFT) | index) >>> 0);
+  }
+
+  del(fd: number): number {
+    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_DEL, fd, 0, 0);
+  }
+
+  /** Call fn every `ms` milliseconds (first call after `ms`). */
+  every(ms: number, fn: (now: number) => void): void {
+    this.ticks.push({ every: ms, next: now() + ms, fn });
+  }
+
+  /** Run fn after every batch of events and ticks (batched writes). */
+  onFlush(fn: () => void): void {
+    this.flushes.push(fn);
+  }
+
+  /** Make run() return with this code after the current batch. */
+  stop(code: number): void {
+    this.running = false;
+    this.exitCode = code;
+  }
+
+  /** Dispatch events until stop(); returns the code given to stop(). */
+  run(): number {
+    this.running = true;
+    while (this.running) {
+      const n = sys.shim_epoll_wait(this.ep, this.pairs, MAX_EVENTS, this.timeout());
+      if (n < 0) throw new Error(`epoll_wait failed: ${-n}`);
+      for (let i = 0; i < n; i++) {
+        const ref = this.pairs[2 * i + 1]!;
+        const h = this.handlers[ref >>> KIND_SHIFT];
+        if (h) h(ref & INDEX_MASK, this.pairs[2 * i]!);
+      }
+      this.runTicks();
+      for (let i = 0; i < this.flushes.length; i++) this.flushes[i]!();
+    }
+    return this.exitCode;
+  }
+
+  private timeout(): number {
+    if (this.ticks.length === 0) return -1;
+    const t = now();
+    let min = Infinity;
+    for (let i = 0; i < this.ticks.length; i++) min = Math.min(min, this.ticks[i]!.next - t);
+    return Math.max(0, Math.ceil(min));
+  }
+
+  private runTicks(): void {
+    const t = now();
+    for (let i = 0; i < this.ticks.length; i++) {
+      const tick = this.ticks[i]!;
+      if (tick.next > t) continue;
+      tick.next = t + tick.every;
+      tick.fn(t);
+    }
+  }
+}
+
+/** Monotonic milliseconds. */
+export function now(): number {
+  return performance.now();
+}

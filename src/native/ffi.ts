@@ -1,0 +1,119 @@
+/**
+ * Loader for the C shim (native/shim.c) and thin typed wrappers.
+ *
+ * Two ways to get the library, tried in this order:
+ * 1. native/build/libshim.so, built by the system compiler at `bun install`;
+ * 2. the same source compiled at start-up by bun:ffi's TinyCC (`cc`), when the
+ *    library is missing (no compiler at install time).
+ * PASTA_SHIM=lib or PASTA_SHIM=tcc forces one way (tests check both).
+ *
+ * Every shim call returns -errno on failure; `sys` re-exports them unchanged so
+ * the data path can test `rc < 0` without exceptions or allocation.
+ */
+import { cc, dlopen, FFIType, type Narrow } from "bun:ffi";
+import { existsSync } from "node:fs";
+import { join } from "node:path";
+
+const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
+const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
+const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
+const SHIM_VERSION = 7;
+
+const { i32, u32, ptr } = FFIType;
+
+const symbols = {
+  shim_version: { args: [], returns: i32 },
+  shim_epoll_create: { args: [], returns: i32 },
+  shim_epoll_ctl: { args: [i32, i32, i32, u32, u32], returns: i32 },
+  shim_epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },
+  shim_socket: { args: [i32, i32, i32], returns: i32 },
+  shim_close: { args: [i32], returns: i32 },
+  shim_bind: { args: [i32, ptr, i32], returns: i32 },
+  shim_connect: { args: [i32, ptr, i32], returns: i32 },
+  shim_listen: { args: [i32, i32], returns: i32 },
+  shim_shutdown: { args: [i32, i32], returns: i32 },
+  shim_accept: { args: [i32, ptr, ptr], returns: i32 },
+  shim_setsockopt: { args: [i32, i32, i32, ptr, i32], returns: i32 },
+  shim_getsockopt: { args: [i32, i32, i32, ptr, ptr], returns: i32 },
+  shim_getsockname: { args: [i32, ptr, ptr], returns: i32 },
+  shim_send: { args: [i32, ptr, i32, i32], returns: i32 },
+  shim_recv: { args: [i32, ptr, i32, i32], returns: i32 },
+  shim_sendto: { args: [i32, ptr, i32, i32, ptr, i32], returns: i32 },
+  shim_recvfrom: { args: [i32, ptr, i32, i32, ptr, ptr], returns: i32 },
+  shim_read: { args: [i32, ptr, i32], returns: i32 },
+  shim_write: { args: [i32, ptr, i32], returns: i32 },
+  shim_set_nonblock: { args: [i32], returns: i32 },
+  shim_raise_nofile: { args: [], returns: i32 },
+  shim_getuid: { args: [], returns: i32 },
+  shim_getgid: { args: [], returns: i32 },
+  shim_geteuid: { args: [], returns: i32 },
+  shim_open: { args: [ptr, i32], returns: i32 },
+  shim_setenv: { args: [ptr, ptr], returns: i32 },
+  shim_ns_socket: { args: [i32, i32, i32, i32], returns: i32 },
+  shim_ns_tap_open: { args: [i32, ptr, i32, ptr], returns: i32 },
+  shim_tap_set_vnet_hdr_sz: { args: [i32, i32], returns: i32 },
+  shim_tap_set_offload: { args: [i32, u32], returns: i32 },
+  shim_read_batch: { args: [i32, ptr, i32, i32, ptr], returns: i32 },
+  shim_write_batch: { args: [i32, ptr, ptr, i32], returns: i32 },
+  shim_csum: { args: [ptr, u32, u32], returns: u32 },
+  shim_signal_pipe: { args: [ptr, i32], returns: i32 },
+  shim_pidfd_open: { args: [i32], returns: i32 },
+  shim_kill: { args: [i32, i32], returns: i32 },
+  shim_waitpid: { args: [i32, ptr], returns: i32 },
+  shim_spawn_ns: { args: [ptr, i32, i32, ptr], returns: i32 },
+  shim_execvp: { args: [ptr, i32], returns: i32 },
+} as const satisfies Record<string, Narrow<{ args: readonly FFIType[]; returns: FFIType }>>;
+
+export type ShimKind = "lib" | "tcc";
+
+function load(): { kind: ShimKind; fns: ReturnType<typeof dlopen<typeof symbols>>["symbols"] } {
+  const want = process.env.PASTA_SHIM;
+  if (want !== "tcc" && existsSync(LIB_PATH)) {
+    const lib = dlopen(LIB_PATH, symbols);
+    if (lib.symbols.shim_version() === SHIM_VERSION) return { kind: "lib", fns: lib.symbols };
+    lib.close();
+    if (want === "lib") throw new Error(`${LIB_PATH} is out of date: run 'bun run build:native'`);
+  } else if (want === "lib") {
+    throw new Error(`${LIB_PATH} not found: run 'bun run build:native'`);
+  }
+  const lib = cc({ source: SOURCE_PATH, symbols, library: ["pthread"] });
+  return { kind: "tcc", fns: lib.symbols };
+}
+
+const loaded = load();
+
+/** Which way the shim was loaded: the prebuilt library or TinyCC at start-up. */
+export const shimKind: ShimKind = loaded.kind;
+
+/** The raw shim functions: each returns -errno on failure. */
+export const sys = loaded.fns;
+
+/** Encode strings as one NUL-separated blob, the form shim_spawn_ns/execvp take. */
+export function argBlob(args: string[]): Uint8Array {
+  return new TextEncoder().encode(args.map((a) => a + "\0").join(""));
+}
+
+/** A NUL-terminated C string. */
+export function cstr(s: string): Uint8Array {
+  return new TextEncoder().encode(s + "\0");
+}
+
+/** Throw a readable Error for a negative shim result; return it otherwise. */
+export function check(rc: number, what: string): number {
+  if (rc < 0) throw new Error(`${what}: ${errnoName(-rc)}`);
+  return rc;
+}
+
+const ERRNO_NAMES: Record<number, string> = {
+  1: "EPERM (operation not permitted)", 2: "ENOENT (no such file or directory)",
+  3: "ESRCH (no such process)", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
+  13: "EACCES (permission denied)", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV (no such device)",
+  22: "EINVAL (invalid argument)", 24: "EMFILE (too many open files)", 28: "ENOSPC",
+  32: "EPIPE", 97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL",
+  101: "ENETUNREACH", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
+  113: "EHOSTUNREACH", 115: "EINPROGRESS",
+};
+
+export function errnoName(e: number): string {
+  return ERRNO_NAMES[e] ?? `errno ${e}`;
+}
