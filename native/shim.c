@@ -47,7 +47,9 @@
 #include <linux/if_tun.h>
 #include <termios.h>
 
-#define NEG_ERRNO(rc) ((rc) < 0 ? -errno : (rc))
+/* neg_errno() - a syscall's result, or -errno when it failed (evaluated once) */
+static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
+#define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
 int shim_version(void) { return 7; }

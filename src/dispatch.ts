@@ -1,0 +1,249 @@
+/**
+ * Dispatch: every frame from the guest goes through here once.
+ *
+ * Theory of operation
+ * -------------------
+ * A frame is checked layer by layer before any field is read (Ethernet, then
+ * IPv4 or IPv6 with its extension headers, then the upper-layer header) and
+ * handed to the one place that owns it:
+ * - ARP → services/arp.ts;
+ * - UDP to port 67 → DHCP, to port 547 → DHCPv6 (services/); other UDP → flows;
+ * - ICMPv6 router and neighbour solicitations → NDP; echo requests (ICMP and
+ *   ICMPv6) → flows/icmp.ts;
+ * - TCP → flows.
+ * Answers of the local services are wrapped here in their Ethernet, IP and UDP
+ * headers and queued on the sink. Anything malformed or unexpected is dropped
+ * and counted in `stats` (shown with --debug): the guest is untrusted, and
+ * nothing it sends may throw out of frame().
+ *
+ * The guest's MAC address is learnt from the source of its frames; its IPv6
+ * address from the source of its IPv6 packets.
+ */
+import type { Config } from "./conf/config.ts";
+import { IcmpFlows } from "./flows/icmp.ts";
+import { now, type Loop } from "./loop/loop.ts";
+import { arpHandle } from "./services/arp.ts";
+import { dhcpLast, dhcpReply } from "./services/dhcp.ts";
+import { dhcpv6Reply } from "./services/dhcpv6.ts";
+import { guest } from "./services/guest.ts";
+import { ndpBuildRA, ndpLast, ndpReply } from "./services/ndp.ts";
+import type { FrameSink } from "./tap/sink.ts";
+import * as w from "./wire/index.ts";
+
+const DHCP_SERVER_PORT = 67;
+const DHCP_CLIENT_PORT = 68;
+const DHCPV6_SERVER_PORT = 547;
+const DHCPV6_CLIENT_PORT = 546;
+/** Interval of unsolicited router advertisements (RFC 4861 allows 4 to 1800 s). */
+const RA_INTERVAL_MS = 30_000;
+/** Largest reply a local service writes (DHCP, DHCPv6, NDP all fit well within). */
+const SERVICE_MAX = 1500;
+const BROADCAST_MAC = new Uint8Array([255, 255, 255, 255, 255, 255]);
+const ALL_NODES_MAC = new Uint8Array([0x33, 0x33, 0, 0, 0, 1]);
+
+export interface DispatchStats {
+  frames: number;
+  malformed: number;
+  unhandled: number;
+  services: number;
+}
+
+export class Dispatcher {
+  readonly stats: DispatchStats = { frames: 0, malformed: 0, unhandled: 0, services: 0 };
+  readonly icmp: IcmpFlows;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly sink: FrameSink,
+  ) {
+    this.icmp = new IcmpFlows(cfg, loop, sink);
+  }
+
+  /** Start periodic work (router advertisements) and probe ping sockets. */
+  start(): void {
+    if (!this.cfg.noIcmp) this.icmp.probe();
+    if (this.cfg.ip6 && !this.cfg.noNdp && !this.cfg.noRa) {
+      this.sendRA();
+      this.loop.every(RA_INTERVAL_MS, () => this.sendRA());
+    }
+  }
+
+  /** One frame from the guest: b[off..off+len), Ethernet header first. */
+  frame(b: Uint8Array, off: number, len: number): void {
+    this.stats.frames++;
+    if (w.ethCheck(b, off, len) < 0) {
+      this.stats.malformed++;
+      return;
+    }
+    if (w.macIsUnicast(b, off + w.ETH_SRC)) this.learnMac(b, off + w.ETH_SRC);
+    const l3 = off + w.ETH_HLEN;
+    const l3len = len - w.ETH_HLEN;
+    switch (w.ethType(b, off)) {
+      case w.ETH_P_ARP:
+        if (arpHandle(this.cfg, b, l3, l3len, this.sink)) this.stats.services++;
+        return;
+      case w.ETH_P_IP:
+        if (this.cfg.ip4) this.ipv4(b, l3, l3len);
+        return;
+      case w.ETH_P_IPV6:
+        if (this.cfg.ip6) this.ipv6(b, l3, l3len);
+        return;
+      default:
+        this.stats.unhandled++;
+    }
+  }
+
+  private learnMac(b: Uint8Array, o: number): void {
+    if (guest.known && w.equalBytes(guest.mac, 0, b, o, 6)) return;
+    w.copyBytes(guest.mac, 0, b, o, 6);
+    guest.known = true;
+  }
+
+  private ipv4(b: Uint8Array, ip: number, len: number): void {
+    const hl = w.ipv4Check(b, ip, len);
+    if (hl < 0) {
+      this.stats.malformed++;
+      return;
+    }
+    const l4 = ip + hl;
+    const l4len = w.ipv4TotLen(b, ip) - hl;
+    if (w.ipv4IsFragment(b, ip)) {
+      this.stats.unhandled++;
+      return;
+    }
+    switch (w.ipv4Proto(b, ip)) {
+      case w.IPPROTO_UDP:
+        if (w.udpCheck(b, l4, l4len) < 0) break;
+        if (w.udpDstPort(b, l4) === DHCP_SERVER_PORT) return this.dhcp(b, l4, l4len);
+        this.stats.unhandled++;
+        return;
+      case w.IPPROTO_ICMP:
+        if (w.icmpCheck(b, l4, l4len) < 0) break;
+        if (!this.cfg.noIcmp) this.icmp.fromGuest4(b, ip, l4, l4len, now());
+        return;
+      default:
+        this.stats.unhandled++;
+        return;
+    }
+    this.stats.malformed++;
+  }
+
+  private ipv6(b: Uint8Array, ip: number, len: number): void {
+    const l4 = w.ipv6Upper(b, ip, len);
+    if (l4 < 0) {
+      this.stats.malformed++;
+      return;
+    }
+    if (w.ip6Ext.fragHdr >= 0) {
+      this.stats.unhandled++;
+      return;
+    }
+    this.learnAddr6(b, ip + w.IP6_SRC);
+    const l4len = w.ip6Ext.end - l4;
+    switch (w.ip6Ext.proto) {
+      case w.IPPROTO_ICMPV6:
+        return this.icmpv6(b, ip, l4, l4len);
+      case w.IPPROTO_UDP:
+        if (w.udpCheck(b, l4, l4len) < 0) break;
+        if (w.udpDstPort(b, l4) === DHCPV6_SERVER_PORT) return this.dhcpv6(b, ip, l4, l4len);
+        this.stats.unhandled++;
+        return;
+      default:
+        this.stats.unhandled++;
+        return;
+    }
+    this.stats.malformed++;
+  }
+
+  /** Remember the guest's IPv6 source address (global preferred over link-local). */
+  private learnAddr6(b: Uint8Array, o: number): void {
+    if (w.ip6IsUnspecified(b, o) || w.ip6IsMulticast(b, o)) return;
+    if (guest.addr6Known && w.ip6IsLinkLocal(b, o) && !w.ip6IsLinkLocal(guest.addr6, 0)) return;
+    w.ip6Copy(guest.addr6, 0, b, o);
+    guest.addr6Known = true;
+  }
+
+  private icmpv6(b: Uint8Array, ip: number, l4: number, l4len: number): void {
+    if (w.icmp6Check(b, l4, l4len) < 0 || !w.icmp6ChecksumOk(b, ip, l4, l4len)) {
+      this.stats.malformed++;
+      return;
+    }
+    const type = w.icmp6Type(b, l4);
+    if (type === w.ND_ROUTER_SOLICIT || type === w.ND_NEIGHBOR_SOLICIT) {
+      if (w.ipv6HopLimit(b, ip) !== w.ND_HOP_LIMIT) {
+        this.stats.malformed++;
+        return;
+      }
+      return this.ndp(b, ip, l4, l4len);
+    }
+    if (type === w.ICMP6_ECHO_REQUEST && !this.cfg.noIcmp) {
+      this.icmp.fromGuest6(b, ip, l4, l4len, now());
+      return;
+    }
+    this.stats.unhandled++;
+  }
+
+  private dhcp(b: Uint8Array, l4: number, l4len: number): void {
+    if (this.cfg.noDhcp) return;
+    const off = this.sink.alloc(SERVICE_MAX);
+    if (off < 0) return;
+    const out = this.sink.buf;
+    const ip = off + w.ETH_HLEN;
+    const udp = ip + w.IPV4_HLEN;
+    const n = dhcpReply(this.cfg, b, l4 + w.UDP_HLEN, l4len - w.UDP_HLEN, out, udp + w.UDP_HLEN);
+    if (n <= 0) return;
+    const bcast = dhcpLast.broadcast;
+    w.writeEth(out, off, bcast ? BROADCAST_MAC : dhcpLast.clientMac, this.cfg.ourMac, w.ETH_P_IP);
+    w.writeIpv4(out, ip, dhcpLast.srcAddr, dhcpLast.dstAddr, w.IPPROTO_UDP, w.UDP_HLEN + n, 64);
+    w.writeUdp(out, udp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT, n);
+    w.udpSetChecksum4(out, ip, udp);
+    this.sink.commit(off, w.ETH_HLEN + w.IPV4_HLEN + w.UDP_HLEN + n);
+    this.stats.services++;
+  }
+
+  private dhcpv6(b: Uint8Array, ip: number, l4: number, l4len: number): void {
+    if (this.cfg.noDhcpv6) return;
+    const off = this.sink.alloc(SERVICE_MAX);
+    if (off < 0) return;
+    const out = this.sink.buf;
+    const oip = off + w.ETH_HLEN;
+    const udp = oip + w.IPV6_HLEN;
+    const n = dhcpv6Reply(this.cfg, b, l4 + w.UDP_HLEN, l4len - w.UDP_HLEN, out, udp + w.UDP_HLEN);
+    if (n <= 0) return;
+    w.writeEth(out, off, guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
+    w.writeIpv6At(out, oip, this.cfg.ip6!.ourLL, 0, b, ip + w.IP6_SRC, w.IPPROTO_UDP, w.UDP_HLEN + n, 255);
+    w.writeUdp(out, udp, DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT, n);
+    w.udpSetChecksum6(out, oip, udp);
+    this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + w.UDP_HLEN + n);
+    this.stats.services++;
+  }
+
+  private ndp(b: Uint8Array, ip: number, l4: number, l4len: number): void {
+    const off = this.sink.alloc(SERVICE_MAX);
+    if (off < 0) return;
+    const icmp = off + w.ETH_HLEN + w.IPV6_HLEN;
+    const n = ndpReply(this.cfg, b, ip + w.IP6_SRC, b, l4, l4len, this.sink.buf, icmp);
+    if (n > 0) this.sendNdp(off, n);
+  }
+
+  /** An unsolicited router advertisement to all nodes. */
+  private sendRA(): void {
+    const off = this.sink.alloc(SERVICE_MAX);
+    if (off < 0) return;
+    const n = ndpBuildRA(this.cfg, this.sink.buf, off + w.ETH_HLEN + w.IPV6_HLEN);
+    if (n > 0) this.sendNdp(off, n);
+  }
+
+  /** Wrap the NDP message of n bytes written after the headers at off, as ndpLast says. */
+  private sendNdp(off: number, n: number): void {
+    const out = this.sink.buf;
+    const ip = off + w.ETH_HLEN;
+    const dstMac = ndpLast.multicast || !guest.known ? ALL_NODES_MAC : guest.mac;
+    w.writeEth(out, off, dstMac, this.cfg.ourMac, w.ETH_P_IPV6);
+    w.writeIpv6(out, ip, this.cfg.ip6!.ourLL, ndpLast.dst, w.IPPROTO_ICMPV6, n, w.ND_HOP_LIMIT);
+    w.icmp6SetChecksum(out, ip, ip + w.IPV6_HLEN, n);
+    this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + n);
+    this.stats.services++;
+  }
+}

@@ -1,0 +1,228 @@
+/**
+ * ICMP and ICMPv6 echo, through the host's "ping sockets".
+ *
+ * Theory of operation
+ * -------------------
+ * An unprivileged process cannot send raw ICMP, but Linux offers datagram
+ * sockets of protocol IPPROTO_ICMP / IPPROTO_ICMPV6 for echo only (allowed for
+ * the groups in net.ipv4.ping_group_range). The kernel picks the echo
+ * identifier itself (the socket's "port") and fills in the checksum.
+ *
+ * For each (guest echo id, destination) we keep one such socket: an echo
+ * request from the guest is sent through it as is (type, code, sequence,
+ * payload); a reply read from it goes back to the guest with the guest's
+ * original identifier restored, from the remote address, to the guest's
+ * address. Traffic to the gateway address goes to the host's loopback unless
+ * --no-map-gw, and replies from loopback appear to come from the gateway.
+ *
+ * The table is bounded (ICMP_MAX_FLOWS); a flow without traffic for
+ * ICMP_TIMEOUT_MS is closed. When the table is full, new echo requests are
+ * dropped and counted.
+ */
+import type { Config } from "../conf/config.ts";
+import { sys } from "../native/ffi.ts";
+import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { EPOLLIN, type Loop } from "../loop/loop.ts";
+import type { FrameSink } from "../tap/sink.ts";
+import { guest } from "../services/guest.ts";
+import * as w from "../wire/index.ts";
+
+/** Echo flows kept at once (the original keeps one per id, per family). */
+export const ICMP_MAX_FLOWS = 1024;
+/** An echo flow without traffic for this long is closed (the original uses 60 s). */
+export const ICMP_TIMEOUT_MS = 60_000;
+/** Loop handler kind for ping sockets. */
+export const KIND_ICMP = 4;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000;
+const IPPROTO_ICMP = 1;
+const IPPROTO_ICMPV6 = 58;
+const MSG_DONTWAIT = 0x40;
+const LOOPBACK4 = 0x7f000001;
+const LOOPBACK6 = new Uint8Array(16);
+LOOPBACK6[15] = 1;
+/** Largest echo message we relay (an IPv6 jumbo-less datagram). */
+const MAX_ECHO = 65535;
+
+export const icmpStats = { noSocket: 0, full: 0, sent: 0, received: 0, dropped: 0 };
+
+export class IcmpFlows {
+  private readonly fd = new Int32Array(ICMP_MAX_FLOWS).fill(-1);
+  private readonly v6 = new Uint8Array(ICMP_MAX_FLOWS);
+  private readonly guestId = new Uint16Array(ICMP_MAX_FLOWS);
+  /** Remote address as the guest sees it: IPv4 in the first 4 bytes, or IPv6. */
+  private readonly remote = new Uint8Array(ICMP_MAX_FLOWS * 16);
+  private readonly lastUse = new Float64Array(ICMP_MAX_FLOWS);
+  private readonly sa = new Uint8Array(28);
+  private readonly saLen = new Int32Array(1);
+  private readonly msg = new Uint8Array(MAX_ECHO);
+  private warned4 = false;
+  private warned6 = false;
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly sink: FrameSink,
+  ) {
+    loop.on(KIND_ICMP, (i) => this.onReadable(i));
+    loop.every(5000, (t) => this.expire(t));
+  }
+
+  /** Check once at start whether ping sockets are allowed, and warn once per family if not. */
+  probe(): void {
+    if (this.cfg.ip4) this.warned4 = !this.tryOpen(AF_INET, IPPROTO_ICMP);
+    if (this.cfg.ip6) this.warned6 = !this.tryOpen(AF_INET6, IPPROTO_ICMPV6);
+  }
+
+  /** True when ping sockets of this family can be made; warns once when not. */
+  private tryOpen(af: number, proto: number): boolean {
+    const fd = sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, proto);
+    if (fd >= 0) {
+      sys.shim_close(fd);
+      return true;
+    }
+    const fam = af === AF_INET ? "ICMP" : "ICMPv6";
+    console.warn(`pasta: ${fam} echo disabled: ping sockets refused (see net.ipv4.ping_group_range)`);
+    return false;
+  }
+
+  /** An echo request from the guest: IPv4 header at ip, ICMP message at l4 (len bytes). */
+  fromGuest4(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
+    if (len < 8 || b[l4] !== 8 || this.warned4) return;
+    let dst = w.ipv4Dst(b, ip);
+    if (dst === this.cfg.ip4!.gw && !this.cfg.noMapGw) dst = LOOPBACK4;
+    const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
+    const i = this.lookup(0, id, b, ip + 16, 4, now);
+    if (i < 0) return;
+    sockaddr4(this.sa, dst, 0);
+    this.send(i, b, l4, len, 16);
+  }
+
+  /** An echo request from the guest: IPv6 header at ip, ICMPv6 message at l4. */
+  fromGuest6(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
+    if (len < 8 || b[l4] !== 128 || this.warned6) return;
+    const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
+    const i = this.lookup(1, id, b, ip + 24, 16, now);
+    if (i < 0) return;
+    const gw = this.cfg.ip6!.gw;
+    const toGw = !this.cfg.noMapGw && (w.ip6Equal(b, ip + 24, gw) || w.ip6Equal(b, ip + 24, this.cfg.ip6!.ourLL));
+    if (toGw) sockaddr6(this.sa, LOOPBACK6, 0, 0, 0);
+    else sockaddr6(this.sa, b, ip + 24, 0, 0);
+    this.send(i, b, l4, len, 28);
+  }
+
+  private send(i: number, b: Uint8Array, l4: number, len: number, saLen: number): void {
+    const rc = sys.shim_sendto(this.fd[i]!, b.subarray(l4, l4 + len), len, MSG_DONTWAIT, this.sa, saLen);
+    if (rc < 0) icmpStats.dropped++;
+    else icmpStats.sent++;
+  }
+
+  /** Find or make the flow for (family, guest id, remote address at b[off..off+alen]). */
+  private lookup(v6: number, id: number, b: Uint8Array, off: number, alen: number, now: number): number {
+    let free = -1;
+    for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
+      if (this.fd[i]! < 0) {
+        if (free < 0) free = i;
+        continue;
+      }
+      if (this.v6[i] !== v6 || this.guestId[i] !== id || !this.sameRemote(i, b, off, alen)) continue;
+      this.lastUse[i] = now;
+      return i;
+    }
+    if (free < 0) {
+      icmpStats.full++;
+      return -1;
+    }
+    const fd = sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+    if (fd < 0) {
+      icmpStats.noSocket++;
+      return -1;
+    }
+    this.fd[free] = fd;
+    this.v6[free] = v6;
+    this.guestId[free] = id;
+    this.remote.set(b.subarray(off, off + alen), free * 16);
+    this.lastUse[free] = now;
+    this.loop.add(fd, EPOLLIN, KIND_ICMP, free);
+    return free;
+  }
+
+  private sameRemote(i: number, b: Uint8Array, off: number, alen: number): boolean {
+    const base = i * 16;
+    for (let k = 0; k < alen; k++) if (this.remote[base + k] !== b[off + k]) return false;
+    return true;
+  }
+
+  /** Replies arrived on flow i's socket: relay each to the guest. */
+  private onReadable(i: number): void {
+    const fd = this.fd[i]!;
+    if (fd < 0) return;
+    for (;;) {
+      this.saLen[0] = 28;
+      const n = sys.shim_recvfrom(fd, this.msg, MAX_ECHO, MSG_DONTWAIT, this.sa, this.saLen);
+      if (n < 8) return;
+      icmpStats.received++;
+      this.lastUse[i] = performance.now();
+      if (this.v6[i]) this.toGuest6(i, n);
+      else this.toGuest4(i, n);
+    }
+  }
+
+  private toGuest4(i: number, n: number): void {
+    if (this.msg[0] !== 0) return;
+    const ip4 = this.cfg.ip4!;
+    const off = this.sink.alloc(w.ETH_HLEN + w.IPV4_HLEN + n);
+    if (off < 0) return;
+    const b = this.sink.buf;
+    const l4 = off + w.ETH_HLEN + w.IPV4_HLEN;
+    b.set(this.msg.subarray(0, n), l4);
+    this.restoreId(b, l4, i);
+    w.icmpSetChecksum(b, l4, n);
+    const r = i * 16;
+    const src = ((this.remote[r]! << 24) | (this.remote[r + 1]! << 16) | (this.remote[r + 2]! << 8) | this.remote[r + 3]!) >>> 0;
+    w.writeEth(b, off, guest.mac, this.cfg.ourMac, w.ETH_P_IP);
+    w.writeIpv4(b, off + w.ETH_HLEN, src, ip4.addr, w.IPPROTO_ICMP, n, 64);
+    this.sink.commit(off, w.ETH_HLEN + w.IPV4_HLEN + n);
+  }
+
+  private toGuest6(i: number, n: number): void {
+    if (this.msg[0] !== 129) return;
+    const ip6 = this.cfg.ip6!;
+    const off = this.sink.alloc(w.ETH_HLEN + w.IPV6_HLEN + n);
+    if (off < 0) return;
+    const b = this.sink.buf;
+    const ip = off + w.ETH_HLEN;
+    const l4 = ip + w.IPV6_HLEN;
+    b.set(this.msg.subarray(0, n), l4);
+    this.restoreId(b, l4, i);
+    w.writeEth(b, off, guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
+    w.writeIpv6(b, ip, this.remote.subarray(i * 16, i * 16 + 16), guest.addr6Known ? guest.addr6 : ip6.addr, w.IPPROTO_ICMPV6, n, 64);
+    w.icmp6SetChecksum(b, ip, l4, n);
+    this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + n);
+  }
+
+  private restoreId(b: Uint8Array, l4: number, i: number): void {
+    b[l4 + 4] = this.guestId[i]! >>> 8;
+    b[l4 + 5] = this.guestId[i]! & 255;
+  }
+
+  /** Close flows idle for longer than ICMP_TIMEOUT_MS. */
+  private expire(now: number): void {
+    for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
+      if (this.fd[i]! < 0 || now - this.lastUse[i]! < ICMP_TIMEOUT_MS) continue;
+      this.loop.del(this.fd[i]!);
+      sys.shim_close(this.fd[i]!);
+      this.fd[i] = -1;
+    }
+  }
+
+  /** Open flows, for tests and --debug. */
+  count(): number {
+    let n = 0;
+    for (let i = 0; i < ICMP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) n++;
+    return n;
+  }
+}

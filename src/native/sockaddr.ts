@@ -1,0 +1,52 @@
+/**
+ * struct sockaddr_in / sockaddr_in6 written into caller-owned buffers, for the
+ * shim's bind/connect/sendto. No allocation: the caller keeps one buffer.
+ */
+const AF_INET = 2;
+const AF_INET6 = 10;
+
+/** sockaddr_in (16 bytes) for a host-order IPv4 address and port. */
+export function sockaddr4(sa: Uint8Array, addr: number, port: number): number {
+  sa.fill(0, 0, 16);
+  sa[0] = AF_INET;
+  sa[1] = 0;
+  sa[2] = port >>> 8;
+  sa[3] = port & 255;
+  sa[4] = addr >>> 24;
+  sa[5] = (addr >>> 16) & 255;
+  sa[6] = (addr >>> 8) & 255;
+  sa[7] = addr & 255;
+  return 16;
+}
+
+/** sockaddr_in6 (28 bytes) for the 16-byte address at b[off], port and scope id. */
+export function sockaddr6(sa: Uint8Array, b: Uint8Array, off: number, port: number, scope: number): number {
+  sa.fill(0, 0, 28);
+  sa[0] = AF_INET6;
+  sa[2] = port >>> 8;
+  sa[3] = port & 255;
+  for (let i = 0; i < 16; i++) sa[8 + i] = b[off + i]!;
+  sa[24] = scope & 255;
+  sa[25] = (scope >>> 8) & 255;
+  sa[26] = (scope >>> 16) & 255;
+  sa[27] = scope >>> 24;
+  return 28;
+}
+
+/** Family of a sockaddr in sa. */
+export function saFamily(sa: Uint8Array): number {
+  return sa[0]! | (sa[1]! << 8);
+}
+
+/** Port of a sockaddr_in or sockaddr_in6. */
+export function saPort(sa: Uint8Array): number {
+  return (sa[2]! << 8) | sa[3]!;
+}
+
+/** Host-order IPv4 address of a sockaddr_in. */
+export function saAddr4(sa: Uint8Array): number {
+  return ((sa[4]! << 24) | (sa[5]! << 16) | (sa[6]! << 8) | sa[7]!) >>> 0;
+}
+
+/** Offset of the 16-byte address inside a sockaddr_in6. */
+export const SA6_ADDR = 8;

@@ -1,0 +1,115 @@
+/**
+ * pasta's run: namespace, tap, services and flows, until the command ends.
+ *
+ * Order of start-up (each step can fail with one clear line, and nothing is
+ * left behind: the child is killed, the pid file is written only at the end):
+ * 1. the command's process is cloned into new namespaces (or an existing
+ *    namespace is opened), and waits;
+ * 2. the tap is created inside, brought up (and, with --config-net, given
+ *    addresses, routes and MTU) over netlink from a socket made in there;
+ * 3. the child is released to exec its command; the loop runs until the child
+ *    exits (pasta then exits with its status) or a signal asks us to stop.
+ */
+import { rmSync, writeFileSync } from "node:fs";
+import type { Config } from "./conf/config.ts";
+import { Dispatcher } from "./dispatch.ts";
+import { Loop, EPOLLIN } from "./loop/loop.ts";
+import { log } from "./log.ts";
+import { check, sys } from "./native/ffi.ts";
+import { configureInterface } from "./ns/netconf.ts";
+import { openNetns, reap, release, spawnCommand, type Child } from "./ns/ns.ts";
+import { PcapWriter } from "./pcap.ts";
+import { TapBackend } from "./tap/tap.ts";
+
+const KIND_TAP = 1;
+const KIND_SIGNAL = 2;
+const KIND_CHILD = 3;
+const SIGHUP = 1;
+const SIGINT = 2;
+const SIGTERM = 15;
+const SIGKILL = 9;
+
+export interface PastaRun {
+  /** Command to run in a new namespace; ignored when attaching. */
+  command: string[];
+  /** Attach: a PID whose namespace to use, or a netns path/name. */
+  attachPid: number | null;
+  netns: string | null;
+  pidFile: string | null;
+  pcap: string | null;
+}
+
+/** Run pasta; returns the exit status for the process. */
+export function runPasta(cfg: Config, run: PastaRun): number {
+  const loop = new Loop();
+  const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
+  let child: Child | null = null;
+  let nsfd: number;
+  if (run.attachPid !== null) nsfd = openNetns(`/proc/${run.attachPid}/ns/net`);
+  else if (run.netns !== null) nsfd = openNetns(run.netns);
+  else {
+    child = spawnCommand(run.command);
+    nsfd = child.nsfd;
+  }
+  try {
+    return serve(cfg, run, loop, sigFd, nsfd, child);
+  } catch (e) {
+    if (child) {
+      sys.shim_kill(child.pid, SIGKILL);
+      reap(child.pid);
+    }
+    throw e;
+  }
+}
+
+function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: number, child: Child | null): number {
+  const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
+  let dispatcher: Dispatcher | null = null;
+  const tap = TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap);
+  dispatcher = new Dispatcher(cfg, loop, tap);
+  configureInterface(nsfd, tap.ifname, cfg);
+  loop.on(KIND_TAP, () => {
+    if (!tap.readAll()) loop.stop(0);
+  });
+  loop.add(tap.fd, EPOLLIN, KIND_TAP, 0);
+  loop.onFlush(() => tap.flush());
+  loop.on(KIND_SIGNAL, () => {
+    const b = new Uint8Array(16);
+    const n = sys.shim_read(sigFd, b, 16);
+    log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
+    if (child) sys.shim_kill(child.pid, SIGTERM);
+    loop.stop(0);
+  });
+  loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+  if (child) {
+    loop.on(KIND_CHILD, () => {
+      const status = reap(child.pid);
+      if (status !== null) loop.stop(status);
+    });
+    loop.add(child.pidfd, EPOLLIN, KIND_CHILD, 0);
+    const err = release(child);
+    if (err) throw new Error(`cannot run ${run.command[0]}: ${err}`);
+  }
+  if (run.pidFile) writePidFile(run.pidFile);
+  dispatcher.start();
+  try {
+    return loop.run();
+  } finally {
+    tap.flush();
+    pcap?.close();
+    if (run.pidFile) removeFile(run.pidFile);
+    log.debug(`tap: ${JSON.stringify(tap.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
+  }
+}
+
+function writePidFile(path: string): void {
+  try {
+    writeFileSync(path, `${process.pid}\n`);
+  } catch (e) {
+    throw new Error(`cannot write pid file ${path}: ${(e as Error).message}`);
+  }
+}
+
+function removeFile(path: string): void {
+  rmSync(path, { force: true });
+}
