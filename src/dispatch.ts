@@ -81,7 +81,7 @@ export class Dispatcher {
     const l3len = len - w.ETH_HLEN;
     switch (w.ethType(b, off)) {
       case w.ETH_P_ARP:
-        if (arpHandle(this.cfg, b, l3, l3len, this.sink)) this.stats.services++;
+        if (arpHandle(this.cfg, b, off, len, this.sink)) this.stats.services++;
         return;
       case w.ETH_P_IP:
         if (this.cfg.ip4) this.ipv4(b, l3, l3len);
