@@ -1,0 +1,526 @@
+/**
+ * Command line of pasta and passt: one program, two commands.
+ *
+ * The options are declared once, in OPTIONS, with the names, short letters
+ * and meanings of the original tools. From that table come both the citty
+ * commands (so --help is generated from the declarations and can't drift)
+ * and our own argv scanner. citty's parser is not used for the scan itself
+ * because it lets the last of repeated options win (-t 22 -t 80 must add up),
+ * reads "--no-dhcp" as the negation of a "dhcp" flag, and keeps parsing
+ * options after the command (pasta ls -l must run "ls -l"). The scanner
+ * follows getopt_long with a leading '+': short clusters (-dqf, -t22), long
+ * options with "=value" or a separate value, unambiguous prefixes of long
+ * names, and scanning stops at "--" or at the first non-option.
+ *
+ * parseArgs() turns argv into the Config shared by every layer (through host
+ * discovery, injectable for tests) and the RunOptions that only start-up code
+ * reads (logging, pid file, forwarding specs, namespace targets, command).
+ * Every bad input is a thrown Error with a one-line message.
+ */
+import { defineCommand, renderUsage, type ArgsDef, type CommandDef } from "citty";
+import type { LogLevelName } from "../log.ts";
+import { parseIp4, parseIp6, parseMac, type Config, type Mode } from "./config.ts";
+import { buildConfig, DEFAULT_MTU, discoverHostNow, MIN_MTU, type ConfigOverrides, type HostNet, type IfSelect } from "./host.ts";
+import { readResolvConf, type ResolvConf } from "./resolv.ts";
+import { finishPortFwd, newPortFwd, parsePortSpec, probeEphemeral, type PortFwd, type PortRange } from "../fwd/ports.ts";
+
+export const VERSION = "0.1.0";
+/** Where "--netns NAME" points, as ip-netns(8) does. */
+export const NETNS_RUN_DIR = "/run/netns";
+/** Default log file size limit (--log-size), 1 MiB as the original. */
+export const LOG_SIZE_DEFAULT = 1048576;
+const IFNAME_MAX = 15;
+const DNS_NAME_MAX = 253;
+const IPV4_BITS = 32;
+
+/** One option: long name, optional short letter, value hint (absent for flags). */
+interface OptDef {
+  long: string;
+  short?: string;
+  value?: string;
+  /** May be given more than once (values accumulate). */
+  many?: boolean;
+  /** Valid in one mode only. */
+  only?: Mode;
+  help: string;
+}
+
+/** Every option of both commands, in --help order. */
+const OPTIONS: OptDef[] = [
+  { long: "debug", short: "d", help: "Be verbose" },
+  { long: "trace", help: "Be extra verbose, show single packets; implies --debug" },
+  { long: "quiet", short: "q", help: "Don't print informational messages" },
+  { long: "foreground", short: "f", help: "Don't run in background" },
+  { long: "stderr", short: "e", help: "Log to standard error too" },
+  { long: "log-file", short: "l", value: "PATH", help: "Log to file PATH, not to standard error" },
+  { long: "log-size", value: "SIZE", help: "Limit log file size to SIZE bytes (default 1 MiB)" },
+  { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "Change to this user and group when started as root" },
+  { long: "help", short: "h", help: "Display this help message and exit" },
+  { long: "version", help: "Show version and exit" },
+  { long: "pcap", short: "p", value: "FILE", help: "Capture tap-facing packets to FILE in pcap format" },
+  { long: "pid", short: "P", value: "FILE", help: "Write own PID to FILE once initialised" },
+  { long: "mtu", short: "m", value: "MTU", help: `Assign MTU via DHCP and NDP (default ${DEFAULT_MTU})` },
+  { long: "address", short: "a", value: "ADDR", many: true, help: "Assign IPv4 or IPv6 ADDR (once per version)" },
+  { long: "netmask", short: "n", value: "MASK", help: "Assign IPv4 netmask, dot-decimal or number of bits" },
+  { long: "mac-addr", short: "M", value: "ADDR", help: "Use source MAC ADDR towards guest or namespace" },
+  { long: "gateway", short: "g", value: "ADDR", many: true, help: "Assign IPv4 or IPv6 default gateway ADDR (once per version)" },
+  { long: "interface", short: "i", value: "NAME", help: "Derive addresses and routes from host interface NAME" },
+  { long: "outbound", short: "o", value: "ADDR", many: true, help: "Bind outbound sockets to IPv4 or IPv6 ADDR (once per version)" },
+  { long: "outbound-if4", value: "NAME", help: "Bind IPv4 outbound sockets to host interface NAME" },
+  { long: "outbound-if6", value: "NAME", help: "Bind IPv6 outbound sockets to host interface NAME" },
+  { long: "dns", short: "D", value: "ADDR", many: true, help: "Use DNS server ADDR instead of resolv.conf ones (repeatable); 'none' for none" },
+  { long: "dns-forward", value: "ADDR", many: true, help: "Forward DNS queries sent to ADDR to the first DNS server (once per version)" },
+  { long: "search", short: "S", value: "LIST", help: "Space-separated DNS search LIST; 'none' for none" },
+  { long: "no-tcp", help: "Disable the TCP protocol handler" },
+  { long: "no-udp", help: "Disable the UDP protocol handler" },
+  { long: "no-icmp", help: "Disable the ICMP/ICMPv6 echo handler" },
+  { long: "no-dhcp", help: "Disable the DHCP server" },
+  { long: "no-ndp", help: "Disable NDP responses" },
+  { long: "no-dhcpv6", help: "Disable the DHCPv6 server" },
+  { long: "no-ra", help: "Disable router advertisements" },
+  { long: "no-map-gw", help: "Don't map the gateway address to the host" },
+  { long: "ipv4-only", short: "4", help: "Enable IPv4 operation only" },
+  { long: "ipv6-only", short: "6", help: "Enable IPv6 operation only" },
+  { long: "tcp-ports", short: "t", value: "SPEC", many: true, help: "TCP port forwarding to guest or namespace (repeatable)" },
+  { long: "udp-ports", short: "u", value: "SPEC", many: true, help: "UDP port forwarding to guest or namespace (repeatable)" },
+  { long: "fd", short: "F", value: "FD", help: "Use the pre-opened, connected socket FD" },
+  { long: "socket", short: "s", value: "PATH", only: "passt", help: "UNIX domain socket path for qemu" },
+  { long: "one-off", short: "1", only: "passt", help: "Quit after handling a single client connection" },
+  { long: "ns-ifname", short: "I", value: "NAME", only: "pasta", help: "Name of the tap interface in the namespace" },
+  { long: "tcp-ns", short: "T", value: "SPEC", many: true, only: "pasta", help: "TCP port forwarding from namespace to init namespace (repeatable)" },
+  { long: "udp-ns", short: "U", value: "SPEC", many: true, only: "pasta", help: "UDP port forwarding from namespace to init namespace (repeatable)" },
+  { long: "userns", value: "PATH", only: "pasta", help: "Target user namespace to join" },
+  { long: "netns", value: "PATH|NAME", only: "pasta", help: "Target network namespace to join" },
+  { long: "netns-only", only: "pasta", help: "Join only a network namespace, not a user namespace" },
+  { long: "no-netns-quit", only: "pasta", help: "Don't quit when the target namespace goes away" },
+  { long: "config-net", only: "pasta", help: "Configure addresses, routes and link state in the namespace" },
+  { long: "ns-mac-addr", value: "ADDR", only: "pasta", help: "MAC address of the tap interface in the namespace" },
+];
+
+// ---------------------------------------------------------------- citty
+
+/** citty argument declarations for mode, from OPTIONS. */
+function cittyArgs(mode: Mode): ArgsDef {
+  const args: ArgsDef = {};
+  for (const o of OPTIONS) {
+    if (o.only && o.only !== mode) continue;
+    args[o.long] = o.value
+      ? { type: "string", alias: o.short, valueHint: o.value, description: o.help }
+      : { type: "boolean", alias: o.short, description: o.help };
+  }
+  if (mode === "pasta") {
+    args.command = { type: "positional", required: false, description: "PID | COMMAND [ARGS...]: process whose namespaces to join, or command to run in new ones (default: shell)" };
+  }
+  return args;
+}
+
+/** The citty commands: meta and arguments, used for --help and --version. */
+export const commands: Record<Mode, CommandDef> = {
+  pasta: defineCommand({
+    meta: { name: "pasta", version: VERSION, description: "Unprivileged user-mode network connectivity for network namespaces" },
+    args: cittyArgs("pasta"),
+  }),
+  passt: defineCommand({
+    meta: { name: "passt", version: VERSION, description: "Unprivileged user-mode network connectivity for virtual machines" },
+    args: cittyArgs("passt"),
+  }),
+};
+
+/** The --help text of mode, generated by citty from the declarations. */
+export function helpText(mode: Mode): Promise<string> {
+  return renderUsage(commands[mode]);
+}
+
+/** The --version line of mode. */
+export function versionText(mode: Mode): string {
+  return `${mode} ${VERSION}`;
+}
+
+/**
+ * The mode of this process: PASST_MODE=passt|pasta if set, else the program
+ * name (argv[1] basename, "passt*" means passt), else pasta.
+ */
+export function detectMode(argv1: string | undefined, env: Record<string, string | undefined> = process.env): Mode {
+  if (env.PASST_MODE === "passt" || env.PASST_MODE === "pasta") return env.PASST_MODE;
+  const base = (argv1 ?? "").split("/").pop() ?? "";
+  return base.startsWith("passt") ? "passt" : "pasta";
+}
+
+// ---------------------------------------------------------------- scanning
+
+/** What the scan found: option values by long name (flags get ""), and the rest of argv. */
+interface Scan {
+  seen: Map<string, string[]>;
+  rest: string[];
+}
+
+/** The option long names (exact, else an unambiguous prefix) for --name. */
+function findLong(name: string, mode: Mode): OptDef {
+  const exact = OPTIONS.find((o) => o.long === name);
+  const found = exact ? [exact] : OPTIONS.filter((o) => o.long.startsWith(name) && (!o.only || o.only === mode));
+  if (found.length === 0) throw new Error(`unrecognized option '--${name}'`);
+  if (found.length > 1) throw new Error(`option '--${name}' is ambiguous: ${found.map((o) => `--${o.long}`).join(", ")}`);
+  return checkMode(found[0]!, mode);
+}
+
+/** The option with short letter c. */
+function findShort(c: string, mode: Mode): OptDef {
+  const o = OPTIONS.find((x) => x.short === c);
+  if (!o) throw new Error(`invalid option -- '${c}'`);
+  return checkMode(o, mode);
+}
+
+/** o itself, or an Error if it belongs to the other mode. */
+function checkMode(o: OptDef, mode: Mode): OptDef {
+  if (o.only && o.only !== mode) throw new Error(`option --${o.long} is for ${o.only} only`);
+  return o;
+}
+
+/** Record one occurrence of o with value v. */
+function record(scan: Scan, o: OptDef, v: string): void {
+  const list = scan.seen.get(o.long);
+  if (list) list.push(v);
+  else scan.seen.set(o.long, [v]);
+}
+
+/** Scan argv as getopt_long with '+': options first, then everything else untouched. */
+function scanArgv(argv: string[], mode: Mode): Scan {
+  const scan: Scan = { seen: new Map(), rest: [] };
+  let i = 0;
+  while (i < argv.length) {
+    const a = argv[i]!;
+    if (a === "--") return { ...scan, rest: argv.slice(i + 1) };
+    if (!a.startsWith("-") || a === "-") return { ...scan, rest: argv.slice(i) };
+    i = a.startsWith("--") ? scanLong(argv, i, scan, mode) : scanShort(argv, i, scan, mode);
+  }
+  return scan;
+}
+
+/** Scan the long option at argv[i]; return the index of the next argument. */
+function scanLong(argv: string[], i: number, scan: Scan, mode: Mode): number {
+  const a = argv[i]!.slice(2);
+  const eq = a.indexOf("=");
+  const o = findLong(eq >= 0 ? a.slice(0, eq) : a, mode);
+  if (!o.value) {
+    if (eq >= 0) throw new Error(`option '--${o.long}' doesn't allow an argument`);
+    record(scan, o, "");
+    return i + 1;
+  }
+  if (eq >= 0) {
+    record(scan, o, a.slice(eq + 1));
+    return i + 1;
+  }
+  if (i + 1 >= argv.length) throw new Error(`option '--${o.long}' requires an argument`);
+  record(scan, o, argv[i + 1]!);
+  return i + 2;
+}
+
+/** Scan the short option cluster at argv[i]; return the index of the next argument. */
+function scanShort(argv: string[], i: number, scan: Scan, mode: Mode): number {
+  const a = argv[i]!;
+  for (let j = 1; j < a.length; j++) {
+    const o = findShort(a[j]!, mode);
+    if (!o.value) {
+      record(scan, o, "");
+      continue;
+    }
+    if (j + 1 < a.length) {
+      record(scan, o, a.slice(j + 1));
+      return i + 1;
+    }
+    if (i + 1 >= argv.length) throw new Error(`option requires an argument -- '${a[j]}'`);
+    record(scan, o, argv[i + 1]!);
+    return i + 2;
+  }
+  return i + 1;
+}
+
+// ---------------------------------------------------------------- reading values
+
+/** Whether the flag was given. */
+function flag(s: Scan, long: string): boolean {
+  return s.seen.has(long);
+}
+
+/** The value of a single-valued option, undefined if absent; an Error if given twice. */
+function single(s: Scan, long: string): string | undefined {
+  const v = s.seen.get(long);
+  if (v && v.length > 1 && !OPTIONS.find((o) => o.long === long)?.many) {
+    throw new Error(`option --${long} given more than once`);
+  }
+  return v?.[0];
+}
+
+/** All values of a repeatable option, in order. */
+function many(s: Scan, long: string): string[] {
+  return s.seen.get(long) ?? [];
+}
+
+/** Run parse on v, turning its error into "--long v: reason". */
+function withOpt<T>(long: string, v: string, parse: (v: string) => T): T {
+  try {
+    return parse(v);
+  } catch (e) {
+    throw new Error(`--${long} ${v}: ${(e as Error).message}`);
+  }
+}
+
+/** A decimal integer in [min, max], else an Error naming what it is. */
+function intIn(v: string, min: number, max: number, what: string): number {
+  if (!/^\d+$/.test(v) || Number(v) < min || Number(v) > max) throw new Error(`${what} must be an integer from ${min} to ${max}`);
+  return Number(v);
+}
+
+/** An IPv4 netmask, dot-decimal or number of bits, as a prefix length. */
+export function parseNetmask(v: string): number {
+  if (/^\d+$/.test(v)) return intIn(v, 0, IPV4_BITS, "prefix length");
+  const m = parseIp4(v);
+  const inv = ~m >>> 0;
+  if ((inv & (inv + 1)) !== 0) throw new Error("not a contiguous netmask");
+  return Math.clz32(inv);
+}
+
+/** An interface name the kernel would take. */
+function parseIfname(v: string): string {
+  if (v === "" || v.length > IFNAME_MAX || /[\s/:]/.test(v)) throw new Error("bad interface name");
+  return v;
+}
+
+/** Split per-version options (-a, -g, -o, --dns-forward) into at most one IPv4 and one IPv6 address. */
+function perFamily(s: Scan, long: string): { v4?: number; v6?: Uint8Array } {
+  const out: { v4?: number; v6?: Uint8Array } = {};
+  for (const v of many(s, long)) {
+    if (v.includes(":")) {
+      if (out.v6) throw new Error(`option --${long} given twice for IPv6`);
+      out.v6 = withOpt(long, v, parseIp6);
+    } else {
+      if (out.v4 !== undefined) throw new Error(`option --${long} given twice for IPv4`);
+      out.v4 = withOpt(long, v, parseIp4);
+    }
+  }
+  return out;
+}
+
+/** -a values, which must be unicast addresses. */
+function guestAddrs(s: Scan): { v4?: number; v6?: Uint8Array } {
+  const a = perFamily(s, "address");
+  const v4Bad = a.v4 !== undefined && (a.v4 === 0 || a.v4 >>> 28 >= 0xe);
+  const v6Bad = a.v6 !== undefined && (a.v6[0] === 0xff || a.v6.every((x) => x === 0));
+  if (v4Bad || v6Bad) throw new Error("--address: not a unicast address");
+  return a;
+}
+
+/** -D values: IPv4 and IPv6 servers; "none" alone means no servers at all. */
+function dnsServers(s: Scan): { dns4?: number[]; dns6?: Uint8Array[] } {
+  const vals = many(s, "dns");
+  if (vals.length === 0) return {};
+  if (vals.includes("none")) {
+    if (vals.length > 1) throw new Error("--dns none can't be combined with addresses");
+    return { dns4: [], dns6: [] };
+  }
+  const dns4: number[] = [];
+  const dns6: Uint8Array[] = [];
+  for (const v of vals) {
+    if (v.includes(":")) dns6.push(withOpt("dns", v, parseIp6));
+    else dns4.push(withOpt("dns", v, parseIp4));
+  }
+  return { dns4, dns6 };
+}
+
+/** -S value: a list of domain names, or [] for "none". */
+function searchList(v: string | undefined): string[] | undefined {
+  if (v === undefined) return undefined;
+  if (v === "none") return [];
+  const names = v.split(/\s+/).filter((x) => x !== "");
+  for (const n of names) {
+    if (n.length > DNS_NAME_MAX || !/^[A-Za-z0-9_.-]+$/.test(n)) throw new Error(`--search: bad domain name '${n}'`);
+  }
+  return names;
+}
+
+// ---------------------------------------------------------------- results
+
+/** Everything from the command line that isn't in Config: read at start-up only. */
+export interface RunOptions {
+  mode: Mode;
+  help: boolean;
+  version: boolean;
+  logLevel: LogLevelName;
+  logFile: string | null;
+  logSize: number;
+  stderr: boolean;
+  foreground: boolean;
+  pidFile: string | null;
+  pcap: string | null;
+  runas: string | null;
+  /** -t: host to guest/namespace; -u likewise for UDP. */
+  tcp: PortFwd;
+  udp: PortFwd;
+  /** -T / -U (pasta): namespace to host; mode "none" for passt. */
+  tcpNs: PortFwd;
+  udpNs: PortFwd;
+  noTcp: boolean;
+  noUdp: boolean;
+  /** -o: source address of outbound sockets. */
+  outbound4: number | null;
+  outbound6: Uint8Array | null;
+  /** --outbound-if4/6: interface outbound sockets are bound to. */
+  outboundIf4: string | null;
+  outboundIf6: string | null;
+  /** -F: pre-opened socket (passt) or tap (pasta) descriptor. */
+  fd: number | null;
+  /** passt: -s and -1. */
+  socket: string | null;
+  oneOff: boolean;
+  /** pasta: command to spawn (empty: the user's shell), or a namespace to join. */
+  command: string[];
+  attachPid: number | null;
+  netns: string | null;
+  userns: string | null;
+  netnsOnly: boolean;
+  noNetnsQuit: boolean;
+}
+
+export type Parsed =
+  | { action: "run"; config: Config; opts: RunOptions }
+  | { action: "help" | "version"; opts: RunOptions };
+
+/** Host access for parseArgs, replaced by tests. */
+export interface ParseDeps {
+  discover?: (sel: IfSelect) => HostNet;
+  resolv?: () => ResolvConf;
+  ephemeral?: PortRange;
+}
+
+/** -d/--trace/-q as a log level; quiet with debug is a contradiction. */
+function logLevel(s: Scan): LogLevelName {
+  const debug = flag(s, "debug") || flag(s, "trace");
+  if (debug && flag(s, "quiet")) throw new Error("options --quiet and --debug (or --trace) conflict");
+  if (flag(s, "trace")) return "trace";
+  return debug ? "debug" : flag(s, "quiet") ? "quiet" : "info";
+}
+
+/** One forwarding table from every value of a port option, with the mode's default. */
+function portFwd(s: Scan, long: string, short: string, mode: Mode, eph: PortRange): PortFwd {
+  const fwd = newPortFwd();
+  for (const spec of many(s, long)) parsePortSpec(fwd, spec, { mode, opt: `-${short}`, ephemeral: eph });
+  if (mode === "passt" && (long === "tcp-ns" || long === "udp-ns")) fwd.mode = "none";
+  else finishPortFwd(fwd, mode);
+  return fwd;
+}
+
+/** --netns: a path as given, or a name under /run/netns. */
+function netnsPath(v: string | undefined): string | null {
+  if (v === undefined) return null;
+  if (v === "") throw new Error("--netns: empty name");
+  return v.includes("/") ? v : `${NETNS_RUN_DIR}/${v}`;
+}
+
+/**
+ * pasta's positional arguments: a lone number is a PID to join, anything
+ * else a command. Checks the combinations the man page rules out.
+ */
+function target(s: Scan, mode: Mode): Pick<RunOptions, "command" | "attachPid" | "netns" | "userns"> {
+  if (mode === "passt") {
+    if (s.rest.length > 0) throw new Error(`unexpected argument '${s.rest[0]}'`);
+    return { command: [], attachPid: null, netns: null, userns: null };
+  }
+  const netns = netnsPath(single(s, "netns"));
+  const userns = single(s, "userns") ?? null;
+  const isPid = s.rest.length === 1 && /^\d+$/.test(s.rest[0]!);
+  const attachPid = isPid ? intIn(s.rest[0]!, 1, 2 ** 31 - 1, "PID") : null;
+  if (netns && attachPid !== null) throw new Error("--netns can't be given with a PID");
+  if (netns && s.rest.length > 0) throw new Error("--netns can't be given with a command");
+  if (userns !== null && !netns && attachPid === null) throw new Error("--userns needs --netns or a PID");
+  return { command: isPid ? [] : s.rest, attachPid, netns, userns };
+}
+
+/** The RunOptions from a scan. */
+function runOptions(s: Scan, mode: Mode, eph: PortRange): RunOptions {
+  const out = perFamily(s, "outbound");
+  const ifOut4 = single(s, "outbound-if4");
+  const ifOut6 = single(s, "outbound-if6");
+  const logSize = single(s, "log-size");
+  const fd = single(s, "fd");
+  return {
+    mode,
+    help: flag(s, "help"),
+    version: flag(s, "version"),
+    logLevel: logLevel(s),
+    logFile: single(s, "log-file") ?? null,
+    logSize: logSize === undefined ? LOG_SIZE_DEFAULT : withOpt("log-size", logSize, (v) => intIn(v, 1, 2 ** 31 - 1, "size")),
+    stderr: flag(s, "stderr"),
+    foreground: flag(s, "foreground"),
+    pidFile: single(s, "pid") ?? null,
+    pcap: single(s, "pcap") ?? null,
+    runas: single(s, "runas") ?? null,
+    tcp: portFwd(s, "tcp-ports", "t", mode, eph),
+    udp: portFwd(s, "udp-ports", "u", mode, eph),
+    tcpNs: portFwd(s, "tcp-ns", "T", mode, eph),
+    udpNs: portFwd(s, "udp-ns", "U", mode, eph),
+    noTcp: flag(s, "no-tcp"),
+    noUdp: flag(s, "no-udp"),
+    outbound4: out.v4 ?? null,
+    outbound6: out.v6 ?? null,
+    outboundIf4: ifOut4 === undefined ? null : withOpt("outbound-if4", ifOut4, parseIfname),
+    outboundIf6: ifOut6 === undefined ? null : withOpt("outbound-if6", ifOut6, parseIfname),
+    fd: fd === undefined ? null : withOpt("fd", fd, (v) => intIn(v, 0, 2 ** 31 - 1, "descriptor")),
+    socket: single(s, "socket") ?? null,
+    oneOff: flag(s, "one-off"),
+    ...target(s, mode),
+    netnsOnly: flag(s, "netns-only"),
+    noNetnsQuit: flag(s, "no-netns-quit"),
+  };
+}
+
+/** The Config overrides from a scan. */
+function overrides(s: Scan): ConfigOverrides {
+  if (flag(s, "ipv4-only") && flag(s, "ipv6-only")) throw new Error("options -4 and -6 are mutually exclusive");
+  const addr = guestAddrs(s);
+  const gw = perFamily(s, "gateway");
+  const fwd = perFamily(s, "dns-forward");
+  const mtu = single(s, "mtu");
+  const mask = single(s, "netmask");
+  const mac = single(s, "mac-addr");
+  const nsMac = single(s, "ns-mac-addr");
+  const nsIf = single(s, "ns-ifname");
+  return {
+    ipv4Only: flag(s, "ipv4-only"), ipv6Only: flag(s, "ipv6-only"),
+    addr4: addr.v4, addr6: addr.v6, gw4: gw.v4, gw6: gw.v6, dnsForward4: fwd.v4, dnsForward6: fwd.v6,
+    prefixLen4: mask === undefined ? undefined : withOpt("netmask", mask, parseNetmask),
+    mtu: mtu === undefined ? undefined : withOpt("mtu", mtu, (v) => intIn(v, MIN_MTU, DEFAULT_MTU, "MTU")),
+    mac: mac === undefined ? undefined : withOpt("mac-addr", mac, parseMac),
+    nsMac: nsMac === undefined ? undefined : withOpt("ns-mac-addr", nsMac, parseMac),
+    nsIfname: nsIf === undefined ? undefined : withOpt("ns-ifname", nsIf, parseIfname),
+    ...dnsServers(s),
+    search: searchList(single(s, "search")),
+    noDhcp: flag(s, "no-dhcp"), noNdp: flag(s, "no-ndp"), noDhcpv6: flag(s, "no-dhcpv6"), noRa: flag(s, "no-ra"),
+    noIcmp: flag(s, "no-icmp"), noMapGw: flag(s, "no-map-gw"), configNet: flag(s, "config-net"),
+  };
+}
+
+/** Interfaces to read the host from: -i for both versions, else --outbound-if4/6. */
+function ifSelect(s: Scan): IfSelect {
+  const i = single(s, "interface");
+  const name = i === undefined ? undefined : withOpt("interface", i, parseIfname);
+  return { ifname4: name ?? single(s, "outbound-if4"), ifname6: name ?? single(s, "outbound-if6") };
+}
+
+/**
+ * Parse argv (without the program name) for mode. --help and --version
+ * return at once (other options are then only scanned); otherwise the host is discovered (deps.discover, default:
+ * netlink) and resolv.conf read (deps.resolv) to build the Config.
+ */
+export function parseArgs(argv: string[], mode: Mode, deps: ParseDeps = {}): Parsed {
+  const s = scanArgv(argv, mode);
+  const eph = deps.ephemeral ?? probeEphemeral();
+  for (const action of ["help", "version"] as const) {
+    if (flag(s, action)) return { action, opts: runOptions({ seen: new Map([[action, [""]]]), rest: [] }, mode, eph) };
+  }
+  const opts = runOptions(s, mode, eph);
+  const ov = overrides(s);
+  const sel = ifSelect(s);
+  const host = (deps.discover ?? discoverHostNow)(sel);
+  const resolv = (deps.resolv ?? readResolvConf)();
+  return { action: "run", config: buildConfig(mode, host, resolv, ov), opts };
+}

@@ -1,0 +1,280 @@
+import { describe, expect, test } from "bun:test";
+import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6, type Mode } from "../../src/conf/config.ts";
+import type { HostNet, IfSelect } from "../../src/conf/host.ts";
+import {
+  commands, detectMode, helpText, parseArgs, parseNetmask, versionText, type ParseDeps, type Parsed,
+} from "../../src/conf/options.ts";
+import { isForwarded, targetPort } from "../../src/fwd/ports.ts";
+
+/** A dual-stack host on eth0, plus a second interface wlan0. */
+function fakeHost(sel: IfSelect): HostNet {
+  const v4if = sel.ifname4 ?? "eth0";
+  const v6if = sel.ifname6 ?? "eth0";
+  return {
+    ip4: {
+      ifname: v4if, ifindex: 2, mac: new Uint8Array(6), mtu: 1500,
+      addrs: [{ addr: parseIp4(v4if === "eth0" ? "192.0.2.2" : "198.51.100.2"), prefixLen: 24 }],
+      gw: parseIp4("192.0.2.1"),
+    },
+    ip6: {
+      ifname: v6if, ifindex: 2, mac: new Uint8Array(6), mtu: 1500,
+      addrs: [{ addr: parseIp6("2001:db8::2"), prefixLen: 64 }],
+      gw: parseIp6("fe80::1"),
+    },
+  };
+}
+
+const DEPS: ParseDeps = {
+  discover: fakeHost,
+  resolv: () => ({ dns4: [parseIp4("192.0.2.53")], dns6: [], search: ["example.com"] }),
+  ephemeral: [49152, 65535],
+};
+
+function run(argv: string[], mode: Mode = "pasta"): Extract<Parsed, { action: "run" }> {
+  const p = parseArgs(argv, mode, DEPS);
+  if (p.action !== "run") throw new Error(`expected run, got ${p.action}`);
+  return p;
+}
+
+function err(argv: string[], mode: Mode = "pasta"): string {
+  try {
+    parseArgs(argv, mode, DEPS);
+  } catch (e) {
+    const msg = (e as Error).message;
+    expect(msg).not.toContain("\n");
+    return msg;
+  }
+  throw new Error(`no error for ${argv.join(" ")}`);
+}
+
+describe("defaults", () => {
+  test("pasta with no arguments", () => {
+    const { config, opts } = run([]);
+    expect(config.mode).toBe("pasta");
+    expect(formatIp4(config.ip4!.addr)).toBe("192.0.2.2");
+    expect(formatIp6(config.ip6!.gw)).toBe("fe80::1");
+    expect(config.nsIfname).toBe("eth0");
+    expect(config.dnsSearch).toEqual(["example.com"]);
+    expect(opts.logLevel).toBe("info");
+    expect(opts.command).toEqual([]);
+    expect(opts.attachPid).toBeNull();
+    expect([opts.tcp.mode, opts.udp.mode, opts.tcpNs.mode, opts.udpNs.mode]).toEqual(["auto", "auto", "auto", "auto"]);
+  });
+
+  test("passt with no arguments", () => {
+    const { config, opts } = run([], "passt");
+    expect(config.mode).toBe("passt");
+    expect([opts.tcp.mode, opts.udp.mode, opts.tcpNs.mode, opts.udpNs.mode]).toEqual(["none", "none", "none", "none"]);
+    expect(opts.socket).toBeNull();
+    expect(opts.oneOff).toBe(false);
+  });
+});
+
+describe("scanning", () => {
+  test("short clusters and attached values", () => {
+    const { opts } = run(["-dft22", "-l", "/tmp/log"]);
+    expect(opts.logLevel).toBe("debug");
+    expect(opts.foreground).toBe(true);
+    expect(isForwarded(opts.tcp, 22)).toBe(true);
+    expect(opts.logFile).toBe("/tmp/log");
+  });
+
+  test("long options with = and with a separate value, and prefixes", () => {
+    const { opts, config } = run(["--tcp-ports=80", "--pid", "/run/p.pid", "--fore", "--mtu=1500"]);
+    expect(isForwarded(opts.tcp, 80)).toBe(true);
+    expect(opts.pidFile).toBe("/run/p.pid");
+    expect(opts.foreground).toBe(true);
+    expect(config.mtu).toBe(1500);
+  });
+
+  test("repeated port options accumulate", () => {
+    const { opts } = run(["-t", "22", "-t", "8080:80", "--tcp-ports", "1000-1002", "-u", "53", "-T", "631", "-U", "5353"]);
+    expect(isForwarded(opts.tcp, 22)).toBe(true);
+    expect(targetPort(opts.tcp, 8080)).toBe(80);
+    expect(isForwarded(opts.tcp, 1002)).toBe(true);
+    expect(isForwarded(opts.udp, 53)).toBe(true);
+    expect(isForwarded(opts.tcpNs, 631)).toBe(true);
+    expect(isForwarded(opts.udpNs, 5353)).toBe(true);
+    expect(opts.udp.mode).toBe("spec");
+  });
+
+  test("the command starts at the first non-option or after --", () => {
+    expect(run(["-f", "ls", "-l", "-t", "x"]).opts.command).toEqual(["ls", "-l", "-t", "x"]);
+    expect(run(["--", "-weird", "--x"]).opts.command).toEqual(["-weird", "--x"]);
+    expect(run(["--config-net", "sh", "-c", "echo hi"]).opts.command).toEqual(["sh", "-c", "echo hi"]);
+  });
+
+  test("a lone number is a PID", () => {
+    const { opts } = run(["2446678"]);
+    expect(opts.attachPid).toBe(2446678);
+    expect(opts.command).toEqual([]);
+    expect(run(["sleep", "10"]).opts.attachPid).toBeNull();
+  });
+
+  test("--netns by name or path, --userns", () => {
+    expect(run(["--netns", "blue"]).opts.netns).toBe("/run/netns/blue");
+    const { opts } = run(["--netns=/proc/77/ns/net", "--userns", "/proc/77/ns/user", "--netns-only"]);
+    expect(opts.netns).toBe("/proc/77/ns/net");
+    expect(opts.userns).toBe("/proc/77/ns/user");
+    expect(opts.netnsOnly).toBe(true);
+  });
+
+  test("passt options", () => {
+    const { opts } = run(["-s", "/tmp/passt.sock", "-1", "-F", "5", "-t", "all"], "passt");
+    expect(opts.socket).toBe("/tmp/passt.sock");
+    expect(opts.oneOff).toBe(true);
+    expect(opts.fd).toBe(5);
+    expect(opts.tcp.mode).toBe("all");
+  });
+});
+
+describe("logging options", () => {
+  test("levels", () => {
+    expect(run(["--trace"]).opts.logLevel).toBe("trace");
+    expect(run(["-d", "--trace"]).opts.logLevel).toBe("trace");
+    expect(run(["-q"]).opts.logLevel).toBe("quiet");
+    expect(err(["-q", "-d"])).toBe("options --quiet and --debug (or --trace) conflict");
+  });
+  test("log file and size", () => {
+    const { opts } = run(["-e", "--log-size", "4096", "-l", "x.log"]);
+    expect([opts.stderr, opts.logSize, opts.logFile]).toEqual([true, 4096, "x.log"]);
+    expect(err(["--log-size", "0"])).toBe("--log-size 0: size must be an integer from 1 to 2147483647");
+  });
+});
+
+describe("Config overrides", () => {
+  test("addresses, gateways, netmask, MACs, MTU, interface names", () => {
+    const { config } = run([
+      "-a", "10.0.0.5", "-a", "2001:db8:1::5", "-n", "255.255.0.0", "-g", "10.0.0.1", "-g", "fe80::9",
+      "-M", "02:00:00:00:00:aa", "--ns-mac-addr", "02:00:00:00:00:bb", "-m", "9000", "-I", "tap7",
+    ]);
+    expect(formatIp4(config.ip4!.addr)).toBe("10.0.0.5");
+    expect(config.ip4!.prefixLen).toBe(16);
+    expect(formatIp4(config.ip4!.gw)).toBe("10.0.0.1");
+    expect(formatIp6(config.ip6!.addr)).toBe("2001:db8:1::5");
+    expect(formatIp6(config.ip6!.gw)).toBe("fe80::9");
+    expect(formatIp6(config.ip6!.ourLL)).toBe("fe80::9");
+    expect(formatMac(config.ourMac)).toBe("02:00:00:00:00:aa");
+    expect(formatMac(config.nsMac)).toBe("02:00:00:00:00:bb");
+    expect(config.mtu).toBe(9000);
+    expect(config.nsIfname).toBe("tap7");
+  });
+
+  test("-i picks the host interface for both versions; --outbound-if4/6 separately", () => {
+    const a = run(["-i", "wlan0"]);
+    expect(a.config.ip4!.ifname).toBe("wlan0");
+    expect(formatIp4(a.config.ip4!.addr)).toBe("198.51.100.2");
+    expect(a.config.ip6!.ifname).toBe("wlan0");
+    const b = run(["--outbound-if4", "wlan0", "--outbound-if6", "eth0"]);
+    expect(b.config.ip4!.ifname).toBe("wlan0");
+    expect(b.config.ip6!.ifname).toBe("eth0");
+    expect(b.opts.outboundIf4).toBe("wlan0");
+    const c = run(["-i", "eth0", "--outbound-if4", "wlan0"]);
+    expect(c.config.ip4!.ifname).toBe("eth0");
+  });
+
+  test("-o outbound addresses", () => {
+    const { opts } = run(["-o", "192.0.2.7", "-o", "2001:db8::7"]);
+    expect(formatIp4(opts.outbound4!)).toBe("192.0.2.7");
+    expect(formatIp6(opts.outbound6!)).toBe("2001:db8::7");
+  });
+
+  test("DNS and search", () => {
+    const a = run(["-D", "198.51.100.53", "-D", "2001:db8::53", "-S", "a.example b.example", "--dns-forward", "192.0.2.3"]);
+    expect(a.config.ip4!.dns.map(formatIp4)).toEqual(["198.51.100.53"]);
+    expect(a.config.ip6!.dns.map((x) => formatIp6(x))).toEqual(["2001:db8::53"]);
+    expect(formatIp4(a.config.ip4!.dnsMatch)).toBe("192.0.2.3");
+    expect(a.config.dnsSearch).toEqual(["a.example", "b.example"]);
+    const b = run(["-D", "none", "-S", "none"]);
+    expect(b.config.ip4!.dns).toEqual([]);
+    expect(b.config.dnsSearch).toEqual([]);
+  });
+
+  test("flags", () => {
+    const { config, opts } = run(["--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra", "--no-icmp", "--no-map-gw", "--config-net", "--no-tcp", "--no-udp"]);
+    expect([config.noDhcp, config.noNdp, config.noDhcpv6, config.noRa, config.noIcmp, config.noMapGw, config.configNet])
+      .toEqual(Array(7).fill(true));
+    expect([opts.noTcp, opts.noUdp]).toEqual([true, true]);
+  });
+
+  test("-4 and -6", () => {
+    expect(run(["-4"]).config.ip6).toBeNull();
+    expect(run(["--ipv6-only"]).config.ip4).toBeNull();
+  });
+});
+
+describe("errors", () => {
+  const cases: [string[], string, Mode?][] = [
+    [["--bogus"], "unrecognized option '--bogus'"],
+    [["-x"], "invalid option -- 'x'"],
+    [["--no-dhcp=1"], "option '--no-dhcp' doesn't allow an argument"],
+    [["-t"], "option requires an argument -- 't'"],
+    [["--mtu"], "option '--mtu' requires an argument"],
+    [["--no-d"], "option '--no-d' is ambiguous: --no-dhcp, --no-dhcpv6"],
+    [["-m", "40"], "--mtu 40: MTU must be an integer from 68 to 65520"],
+    [["-m", "1500", "-m", "1400"], "option --mtu given more than once"],
+    [["-a", "10.0.0.1", "-a", "10.0.0.2"], "option --address given twice for IPv4"],
+    [["-a", "300.0.0.1"], "--address 300.0.0.1: bad IPv4 address: 300.0.0.1"],
+    [["-a", "224.0.0.1"], "--address: not a unicast address"],
+    [["-g", "fe80::1", "-g", "fe80::2"], "option --gateway given twice for IPv6"],
+    [["-n", "255.0.255.0"], "--netmask 255.0.255.0: not a contiguous netmask"],
+    [["-n", "33"], "--netmask 33: prefix length must be an integer from 0 to 32"],
+    [["-M", "zz:00:00:00:00:00"], "--mac-addr zz:00:00:00:00:00: bad MAC address: zz:00:00:00:00:00"],
+    [["-D", "none", "-D", "192.0.2.1"], "--dns none can't be combined with addresses"],
+    [["-S", "bad/name"], "--search: bad domain name 'bad/name'"],
+    [["-4", "-6"], "options -4 and -6 are mutually exclusive"],
+    [["-t", "70000"], "-t 70000: port 70000 out of range 1-65535"],
+    [["-t", "all"], "-t all: 'all' is only allowed for passt"],
+    [["-t", "auto"], "-t auto: 'auto' is only allowed for pasta", "passt"],
+    [["-T", "22"], "option --tcp-ns is for pasta only", "passt"],
+    [["--tcp-ns", "22"], "option --tcp-ns is for pasta only", "passt"],
+    [["-s", "/tmp/s"], "option --socket is for passt only"],
+    [["-I", "a/b"], "--ns-ifname a/b: bad interface name"],
+    [["-i", "this-name-is-too-long"], "--interface this-name-is-too-long: bad interface name"],
+    [["--netns", "x", "123"], "--netns can't be given with a PID"],
+    [["--netns", "x", "ls"], "--netns can't be given with a command"],
+    [["--userns", "/proc/1/ns/user"], "--userns needs --netns or a PID"],
+    [["vm.img"], "unexpected argument 'vm.img'", "passt"],
+    [["-F", "x"], "--fd x: descriptor must be an integer from 0 to 2147483647"],
+  ];
+  for (const [argv, msg, mode] of cases) {
+    test(`${mode ?? "pasta"} ${argv.join(" ")}`, () => {
+      expect(err(argv, mode)).toBe(msg);
+    });
+  }
+});
+
+describe("help, version, mode", () => {
+  test("--help and --version skip host discovery", () => {
+    const deps: ParseDeps = { discover: () => { throw new Error("discovered"); }, ephemeral: [49152, 65535] };
+    expect(parseArgs(["--help"], "pasta", deps).action).toBe("help");
+    expect(parseArgs(["-h"], "passt", deps).action).toBe("help");
+    expect(parseArgs(["--version"], "pasta", deps).action).toBe("version");
+    expect(versionText("passt")).toBe("passt 0.1.0");
+  });
+
+  test("help is generated by citty from the declarations, per mode", async () => {
+    const pasta = Bun.stripANSI(await helpText("pasta"));
+    expect(pasta).toContain("-t, --tcp-ports=<SPEC>");
+    expect(pasta).toContain("-T, --tcp-ns=<SPEC>");
+    expect(pasta).toContain("--no-dhcp");
+    expect(pasta).toContain("PID | COMMAND [ARGS...]");
+    const passt = Bun.stripANSI(await helpText("passt"));
+    expect(passt).toContain("-s, --socket=<PATH>");
+    expect(passt).not.toContain("--tcp-ns");
+    expect(commands.passt.meta).toBeDefined();
+  });
+
+  test("detectMode", () => {
+    expect(detectMode("/usr/bin/passt", {})).toBe("passt");
+    expect(detectMode("/usr/bin/passt.avx2", {})).toBe("passt");
+    expect(detectMode("/usr/bin/pasta", {})).toBe("pasta");
+    expect(detectMode("src/main.ts", {})).toBe("pasta");
+    expect(detectMode("src/main.ts", { PASST_MODE: "passt" })).toBe("passt");
+    expect(detectMode("/usr/bin/passt", { PASST_MODE: "pasta" })).toBe("pasta");
+  });
+
+  test("parseNetmask", () => {
+    expect(["255.255.255.0", "255.255.255.255", "0.0.0.0", "255.128.0.0", "24", "0"].map(parseNetmask)).toEqual([24, 32, 0, 9, 24, 0]);
+  });
+});
