@@ -4,6 +4,7 @@ import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6 } from "../../src/c
 import {
   buildConfig, classfulPrefix, DEFAULT_MTU, discoverHost, discoverHostNow, NS_IFNAME_DEFAULT, type HostNet,
 } from "../../src/conf/host.ts";
+import type { NlSys } from "../../src/conf/netlink.ts";
 import type { ResolvConf } from "../../src/conf/resolv.ts";
 import { cannedHost, libcSys } from "./netlink-fixtures.ts";
 
@@ -119,10 +120,11 @@ describe("buildConfig", () => {
 
 const canNetlink = process.getuid?.() === 0 && spawnSync("ip", ["-V"]).status === 0;
 
-describe.skipIf(!canNetlink)("discoverHostNow on this machine", () => {
+const transports: [string, () => NlSys | undefined][] = [["libc", libcSys], ["shim", () => undefined]];
+
+describe.skipIf(!canNetlink).each(transports)("discoverHostNow on this machine (%s)", (_name, makeIo) => {
   test("agrees with ip route", () => {
-    const io = libcSys();
-    const h = discoverHostNow({}, io);
+    const h = discoverHostNow({}, makeIo());
     const r = spawnSync("ip", ["-j", "-4", "route", "show", "default"], { encoding: "utf8" });
     const routes = JSON.parse(r.stdout || "[]") as { dev: string; gateway?: string }[];
     if (routes.length === 0) return;

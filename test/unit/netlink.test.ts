@@ -5,7 +5,7 @@ import { formatIp6, formatMac, parseIp6 } from "../../src/conf/config.ts";
 import {
   AF_INET, AF_INET6, addrAdd, collectReplies, getAddrs, getLinks, getRoutes, ip4FromBytes, ip4ToBytes,
   IFA_F_NODAD, IFF_UP, linkIndex, linkSet, makeTalk, NetlinkError, openNetlink, routeAdd, RT_SCOPE_LINK,
-  RT_TABLE_MAIN, type NlTalk,
+  RT_TABLE_MAIN, type NlSys, type NlTalk,
 } from "../../src/conf/netlink.ts";
 import {
   ACK, ADDR, canned, ERR_EEXIST, ERR_ENODEV, ERR_UNREACH, libcSys, LINK, ROUTE4, ROUTE6,
@@ -160,23 +160,30 @@ function ip(...args: string[]): string {
 
 const canNetns = process.getuid?.() === 0 && spawnSync("ip", ["-V"]).status === 0;
 
-describe.skipIf(!canNetns)("real netlink socket in a scratch namespace", () => {
-  const ns = `nltest${process.pid}`;
+/** Socket calls to test the real transport with: plain libc, and the C shim (which enters the namespace on a thread). */
+const transports: [string, () => NlSys][] = [
+  ["libc", libcSys],
+  ["shim", () => (require("../../src/native/ffi.ts") as { sys: NlSys }).sys],
+];
+
+describe.skipIf(!canNetns).each(transports)("real netlink socket (%s) in a scratch namespace", (name, makeIo) => {
+  const ns = `nltest${name}${process.pid}`;
   let nsfd = -1;
   let fd = -1;
   let talk: NlTalk;
-  const io = canNetns ? libcSys() : null;
+  let io: NlSys;
 
   beforeAll(() => {
     ip("netns", "add", ns);
     ip("-n", ns, "link", "add", "t0", "type", "veth", "peer", "name", "t1");
+    io = makeIo();
     nsfd = openSync(`/run/netns/${ns}`, "r");
-    fd = openNetlink(nsfd, io!);
-    talk = makeTalk(fd, io!);
+    fd = openNetlink(nsfd, io);
+    talk = makeTalk(fd, io);
   });
 
   afterAll(() => {
-    if (fd >= 0) io!.shim_close(fd);
+    if (fd >= 0) io.shim_close(fd);
     if (nsfd >= 0) closeSync(nsfd);
     spawnSync("ip", ["netns", "del", ns]);
   });
