@@ -44,6 +44,9 @@
 #include <sys/uio.h>
 #include <sys/wait.h>
 #include <linux/if.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <linux/if_tun.h>
 #include <termios.h>
 
@@ -472,4 +475,106 @@ int shim_execvp(char *blob, int n)
 		return rc;
 	execvp(child_argv[0], child_argv);
 	return -errno;
+}
+
+/* ------------------------------------------------------------------ TCP */
+
+/* Discard target for peeking past bytes already sent, where SO_PEEK_OFF is missing. */
+static uint8_t tcp_discard_buf[1 << 23];
+
+/* shim_tcp_peek() - peek socket data into up to n frame payload areas: area k
+ * starts at buf + first + k * stride and takes mss bytes (the last one: what
+ * is left of total). skip bytes are peeked into a discard buffer first (0
+ * with SO_PEEK_OFF). Returns the payload bytes placed (without skip), 0 at
+ * end of stream, or -errno (-EAGAIN: no new data). */
+int shim_tcp_peek(int fd, uint8_t *buf, int first, int stride, int mss, int n, int total, int skip)
+{
+	struct iovec iov[65];
+	struct msghdr mh;
+	int k, i = 0, left = total;
+	ssize_t rc;
+
+	if (n > 64)
+		n = 64;
+	if (skip > (int)sizeof(tcp_discard_buf))
+		return -ENOBUFS;
+	if (skip > 0) {
+		iov[i].iov_base = tcp_discard_buf;
+		iov[i++].iov_len = skip;
+	}
+	for (k = 0; k < n && left > 0; k++) {
+		int len = left < mss ? left : mss;
+		iov[i].iov_base = buf + first + (size_t)k * stride;
+		iov[i++].iov_len = len;
+		left -= len;
+	}
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = i;
+	rc = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+	if (rc < 0)
+		return -errno;
+	if (rc == 0)
+		return 0;
+	if (rc <= skip)
+		return -EAGAIN;
+	return (int)(rc - skip);
+}
+
+/* shim_tcp_discard() - drop n bytes from the head of the receive queue */
+int shim_tcp_discard(int fd, int n)
+{
+	return NEG_ERRNO(recv(fd, NULL, n, MSG_TRUNC | MSG_DONTWAIT));
+}
+
+/* shim_tcp_sndspace() - bytes the socket's send buffer can still take (estimate) */
+int shim_tcp_sndspace(int fd)
+{
+	int sndbuf, outq;
+	socklen_t sl = sizeof(sndbuf);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &sndbuf, &sl) < 0)
+		return -errno;
+	if (ioctl(fd, SIOCOUTQ, &outq) < 0)
+		return -errno;
+	/* The kernel doubles SO_SNDBUF for bookkeeping; about half is payload. */
+	sndbuf /= 2;
+	return sndbuf > outq ? sndbuf - outq : 0;
+}
+
+/* shim_sock_error() - pending error of a socket (SO_ERROR), as -errno, or 0 */
+int shim_sock_error(int fd)
+{
+	int err = 0;
+	socklen_t sl = sizeof(err);
+
+	if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &sl) < 0)
+		return -errno;
+	return -err;
+}
+
+/* shim_setsockopt_int() - setsockopt() with an int value */
+int shim_setsockopt_int(int fd, int level, int name, int val)
+{
+	return NEG_ERRNO(setsockopt(fd, level, name, &val, sizeof(val)));
+}
+
+/* shim_getsockopt_int() - getsockopt() of an int value, or -errno */
+int shim_getsockopt_int(int fd, int level, int name)
+{
+	int val = 0;
+	socklen_t sl = sizeof(val);
+
+	if (getsockopt(fd, level, name, &val, &sl) < 0)
+		return -errno;
+	return val;
+}
+
+/* shim_abort_close() - close with SO_LINGER 0: the peer gets a reset */
+int shim_abort_close(int fd)
+{
+	struct linger l = { 1, 0 };
+
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
+	return NEG_ERRNO(close(fd));
 }

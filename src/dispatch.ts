@@ -16,11 +16,16 @@
  * and counted in `stats` (shown with --debug): the guest is untrusted, and
  * nothing it sends may throw out of frame().
  *
+ * TCP checksums from the guest are not verified: the tap is a lossless
+ * link, and a guest that corrupts its own segments only hurts its own
+ * connections (the host kernel checksums what leaves through the sockets).
+ *
  * The guest's MAC address is learnt from the source of its frames; its IPv6
  * address from the source of its IPv6 packets.
  */
 import type { Config } from "./conf/config.ts";
 import { IcmpFlows } from "./flows/icmp.ts";
+import { TcpFlows } from "./flows/tcp.ts";
 import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
 import { dhcpLast, dhcpReply } from "./services/dhcp.ts";
@@ -51,6 +56,7 @@ export interface DispatchStats {
 export class Dispatcher {
   readonly stats: DispatchStats = { frames: 0, malformed: 0, unhandled: 0, services: 0 };
   readonly icmp: IcmpFlows;
+  readonly tcp: TcpFlows;
 
   constructor(
     private readonly cfg: Config,
@@ -58,6 +64,12 @@ export class Dispatcher {
     private readonly sink: FrameSink,
   ) {
     this.icmp = new IcmpFlows(cfg, loop, sink);
+    this.tcp = new TcpFlows(cfg, loop, sink);
+  }
+
+  /** End of a batch: send what the flows deferred (ACKs), before the tap is flushed. */
+  flush(): void {
+    this.tcp.flushAcks();
   }
 
   /** Start periodic work (router advertisements) and probe ping sockets. */
@@ -118,6 +130,9 @@ export class Dispatcher {
         if (w.udpDstPort(b, l4) === DHCP_SERVER_PORT) return this.dhcp(b, l4, l4len);
         this.stats.unhandled++;
         return;
+      case w.IPPROTO_TCP:
+        this.tcp.segment(b, ip, l4, l4len, false);
+        return;
       case w.IPPROTO_ICMP:
         if (w.icmpCheck(b, l4, l4len) < 0) break;
         if (!this.cfg.noIcmp) this.icmp.fromGuest4(b, ip, l4, l4len, now());
@@ -144,6 +159,9 @@ export class Dispatcher {
     switch (w.ip6Ext.proto) {
       case w.IPPROTO_ICMPV6:
         return this.icmpv6(b, ip, l4, l4len);
+      case w.IPPROTO_TCP:
+        this.tcp.segment(b, ip, l4, l4len, true);
+        return;
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCPV6_SERVER_PORT) return this.dhcpv6(b, ip, l4, l4len);

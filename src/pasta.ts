@@ -13,6 +13,7 @@
 import { rmSync, writeFileSync } from "node:fs";
 import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
+import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN } from "./loop/loop.ts";
 import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
@@ -37,6 +38,8 @@ export interface PastaRun {
   netns: string | null;
   pidFile: string | null;
   pcap: string | null;
+  /** -t: host ports forwarded to the namespace through the tap; null with --no-tcp. */
+  tcp: PortFwd | null;
 }
 
 /** Run pasta; returns the exit status for the process. */
@@ -67,12 +70,17 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   let dispatcher: Dispatcher | null = null;
   const tap = TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap);
   dispatcher = new Dispatcher(cfg, loop, tap);
+  if (run.tcp) dispatcher.tcp.listen(run.tcp);
   configureInterface(nsfd, tap.ifname, cfg);
   loop.on(KIND_TAP, () => {
     if (!tap.readAll()) loop.stop(0);
   });
   loop.add(tap.fd, EPOLLIN, KIND_TAP, 0);
-  loop.onFlush(() => tap.flush());
+  loop.onFlush(() => {
+    dispatcher!.flush();
+    tap.flush();
+    pcap?.flush();
+  });
   loop.on(KIND_SIGNAL, () => {
     const b = new Uint8Array(16);
     const n = sys.shim_read(sigFd, b, 16);

@@ -10,7 +10,7 @@
  * Every shim call returns -errno on failure; `sys` re-exports them unchanged so
  * the data path can test `rc < 0` without exceptions or allocation.
  */
-import { cc, dlopen, FFIType, type Narrow } from "bun:ffi";
+import { cc, dlopen, FFIType } from "bun:ffi";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 
@@ -62,7 +62,14 @@ const symbols = {
   shim_waitpid: { args: [i32, ptr], returns: i32 },
   shim_spawn_ns: { args: [ptr, i32, i32, ptr], returns: i32 },
   shim_execvp: { args: [ptr, i32], returns: i32 },
-} as const satisfies Record<string, Narrow<{ args: readonly FFIType[]; returns: FFIType }>>;
+  shim_tcp_peek: { args: [i32, ptr, i32, i32, i32, i32, i32, i32], returns: i32 },
+  shim_tcp_discard: { args: [i32, i32], returns: i32 },
+  shim_tcp_sndspace: { args: [i32], returns: i32 },
+  shim_sock_error: { args: [i32], returns: i32 },
+  shim_setsockopt_int: { args: [i32, i32, i32, i32], returns: i32 },
+  shim_getsockopt_int: { args: [i32, i32, i32], returns: i32 },
+  shim_abort_close: { args: [i32], returns: i32 },
+} as const;
 
 export type ShimKind = "lib" | "tcc";
 

@@ -45,6 +45,7 @@ export interface TapStats {
 
 export class TapBackend implements FrameSink {
   readonly buf = new Uint8Array(TX_ARENA);
+  readonly frameRoom = VNET_HDR_LEN;
   readonly stats: TapStats = { rxFrames: 0, txFrames: 0, txDropped: 0 };
   private readonly rx = new Uint8Array(RX_SLOT * RX_BATCH);
   private readonly rxLens = new Uint32Array(RX_BATCH);
@@ -94,12 +95,12 @@ export class TapBackend implements FrameSink {
     const need = VNET_HDR_LEN + maxLen;
     if (this.txCount === TX_MAX_FRAMES || this.txPos + need > TX_ARENA) this.flush();
     if (need > TX_ARENA) return -1;
-    this.buf.fill(0, this.txPos, this.txPos + VNET_HDR_LEN);
     return this.txPos + VNET_HDR_LEN;
   }
 
   commit(off: number, len: number): void {
     const start = off - VNET_HDR_LEN;
+    this.buf.fill(0, start, off);
     this.txPairs[2 * this.txCount] = start;
     this.txPairs[2 * this.txCount + 1] = len + VNET_HDR_LEN;
     this.txCount++;

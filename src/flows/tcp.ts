@@ -1,0 +1,914 @@
+/**
+ * TCP through the tap: an adaptation layer, not a TCP stack.
+ *
+ * Theory of operation
+ * -------------------
+ * Each guest connection is mirrored by one host socket; the host kernel does
+ * the real TCP with the peer. We keep no data buffers of our own: the host
+ * socket's buffers are the only ones, and what each side acknowledges drives
+ * what the other side sees.
+ *
+ * Opening
+ * - Guest opens: a SYN from the tap makes a non-blocking socket that connect()s
+ *   to the destination (the gateway address maps to the host's loopback unless
+ *   --no-map-gw). On success the guest gets a SYN-ACK (our MSS and window
+ *   scale); on failure a RST. While connecting, repeated SYNs are ignored.
+ * - Host opens: accept() on a forwarded port (-t) sends a SYN to the guest from
+ *   the peer's address (loopback peers appear as the gateway); the guest's
+ *   SYN-ACK establishes the connection and we ACK it.
+ *
+ * Guest to host: a segment whose sequence number is the next one expected is
+ * written to the socket; we acknowledge what the socket took and advertise a
+ * window of the send buffer's free space. A segment beyond the expected number
+ * (a hole) is dropped and answered with a duplicate ACK so that the guest
+ * retransmits. When the socket is full we ask for EPOLLOUT and send a window
+ * update once it drains.
+ *
+ * Host to guest: data is peeked (MSG_PEEK, continuing at SO_PEEK_OFF) straight
+ * into frames in the tap's transmit buffer, up to the guest's window, in
+ * segments of the guest's MSS. Bytes leave the socket (a discarding read) only
+ * when the guest acknowledges them. Three duplicate ACKs, or no progress
+ * within the retransmission timeout, rewind to the last acknowledged byte and
+ * send again; after TCP_MAX_RETRIES timeouts the connection is reset.
+ *
+ * Closing: a FIN from the guest becomes shutdown(SHUT_WR) once its data is
+ * written; end of stream on the socket becomes a FIN to the guest once all
+ * data is sent. A RST from the guest closes the socket with SO_LINGER 0 (the
+ * peer sees a reset); a reset or error on the socket becomes a RST to the
+ * guest. The flow is freed when both directions are closed and our FIN is
+ * acknowledged.
+ *
+ * Limits and timeouts: at most TCP_MAX_CONNS flows (a full table answers new
+ * SYNs with RST); handshakes time out after TCP_HANDSHAKE_TIMEOUT_MS, half-
+ * closed flows after TCP_FIN_TIMEOUT_MS, idle established flows after
+ * TCP_IDLE_TIMEOUT_MS. Sequence numbers are compared modulo 2^32.
+ *
+ * We negotiate neither SACK nor timestamps (we do not send those options, so
+ * neither peer uses them with us); window scaling and MSS we do.
+ */
+import { ptr, type Pointer } from "bun:ffi";
+import type { Config } from "../conf/config.ts";
+import { bitGet, type PortFwd } from "../fwd/ports.ts";
+import { debugOn, log } from "../log.ts";
+import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type Loop } from "../loop/loop.ts";
+import { sys } from "../native/ffi.ts";
+import { saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { guest } from "../services/guest.ts";
+import type { FrameSink } from "../tap/sink.ts";
+import * as w from "../wire/index.ts";
+
+/** Connections at once; each costs a socket, so the fd limit may bind first. */
+export const TCP_MAX_CONNS = 1 << 17;
+/** A handshake (either side) must complete within this time. */
+export const TCP_HANDSHAKE_TIMEOUT_MS = 10_000;
+/** After a FIN in either direction, the rest must complete within this time. */
+export const TCP_FIN_TIMEOUT_MS = 60_000;
+/** An established connection without any traffic for this long is reset (as the original: 2 h). */
+export const TCP_IDLE_TIMEOUT_MS = 7_200_000;
+/** First retransmission timeout for data to the guest; doubles on each retry. */
+export const TCP_RTO_MS = 1000;
+/** Retransmissions without progress before we give up and reset. */
+export const TCP_MAX_RETRIES = 8;
+/** Duplicate ACKs that trigger a fast retransmission. */
+const DUP_ACK_THRESHOLD = 3;
+/** Window scale we announce to the guest (2^8 * 64 KiB = 16 MiB windows). */
+const OUR_WSCALE = 8;
+/** Segments built per peek call (bounded by the shim's iovec array). */
+const PEEK_SEGMENTS = 32;
+/** Timer granularity for retransmissions and timeouts. */
+const TICK_MS = 50;
+/** Our ISNs: random, per connection. */
+const isnBuf = new Uint32Array(1);
+
+export const KIND_TCP = 5;
+export const KIND_TCP_LISTEN = 6;
+
+// Flow states.
+const FREE = 0;
+/** Guest sent SYN; our connect() is in progress. */
+const CONNECTING = 1;
+/** Host accepted; we sent SYN to the guest and wait for its SYN-ACK. */
+const SYN_TO_GUEST = 2;
+/** Both sides connected. */
+const ESTABLISHED = 3;
+
+// Flag bits.
+const F_V6 = 1;
+const F_GUEST_FIN = 2;
+const F_HOST_EOF = 4;
+const F_FIN_SENT = 8;
+const F_FIN_ACKED = 16;
+const F_ACK_PENDING = 32;
+const F_OUT_WAIT = 64;
+const F_SHUT_WR = 128;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const SO_PEEK_OFF = 42;
+const IPPROTO_TCP = 6;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const TCP_NODELAY = 1;
+const TCP_MAXSEG = 2;
+const SHUT_WR = 1;
+const EAGAIN = 11;
+const EINPROGRESS = 115;
+const MSG_DONTWAIT = 0x40;
+const LISTEN_BACKLOG = 128;
+
+const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
+const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
+/** SYN options we send: MSS (4) + NOP + window scale (3). */
+const SYN_OPT_LEN = 8;
+
+export const tcpStats = {
+  opened: 0, closed: 0, refusedFull: 0, rstSent: 0, dupAckRetrans: 0, timeoutRetrans: 0,
+  outOfOrder: 0, badSegments: 0, connectFailed: 0,
+};
+
+export class TcpFlows {
+  private readonly state = new Uint8Array(TCP_MAX_CONNS);
+  private readonly flags = new Uint8Array(TCP_MAX_CONNS);
+  private readonly fd = new Int32Array(TCP_MAX_CONNS).fill(-1);
+  /** Next sequence number we send to the guest. */
+  private readonly seqToGuest = new Uint32Array(TCP_MAX_CONNS);
+  /** Highest sequence number the guest acknowledged (everything before it is gone from the socket). */
+  private readonly seqAcked = new Uint32Array(TCP_MAX_CONNS);
+  /** Next sequence number expected from the guest. */
+  private readonly seqFromGuest = new Uint32Array(TCP_MAX_CONNS);
+  private readonly guestWnd = new Uint32Array(TCP_MAX_CONNS);
+  private readonly guestWs = new Uint8Array(TCP_MAX_CONNS);
+  /** Our window scale for this flow (0 when the guest did not offer scaling). */
+  private readonly ourWs = new Uint8Array(TCP_MAX_CONNS);
+  private readonly mss = new Uint16Array(TCP_MAX_CONNS);
+  private readonly dupAcks = new Uint8Array(TCP_MAX_CONNS);
+  private readonly retries = new Uint8Array(TCP_MAX_CONNS);
+  private readonly lastWndSent = new Uint32Array(TCP_MAX_CONNS);
+  private readonly deadline = new Float64Array(TCP_MAX_CONNS);
+  private readonly lastActive = new Float64Array(TCP_MAX_CONNS);
+  private readonly guestAddr = new Uint8Array(TCP_MAX_CONNS * 16);
+  private readonly remoteAddr = new Uint8Array(TCP_MAX_CONNS * 16);
+  private readonly guestPort = new Uint16Array(TCP_MAX_CONNS);
+  private readonly remotePort = new Uint16Array(TCP_MAX_CONNS);
+  /** Open-addressing hash of flow indices (+1; 0 = empty, -1 = deleted) by 4-tuple. */
+  private readonly hash = new Int32Array(TCP_MAX_CONNS * 2);
+  /** Dense list of used flow indices, for timers. */
+  private readonly active = new Int32Array(TCP_MAX_CONNS);
+  private readonly activePos = new Int32Array(TCP_MAX_CONNS);
+  private nActive = 0;
+  private readonly ackList = new Int32Array(TCP_MAX_CONNS);
+  private nAck = 0;
+  private readonly opts = new w.TcpOptions();
+  private readonly sa = new Uint8Array(28);
+  private readonly saLen = new Int32Array(1);
+  private readonly bufBase: number;
+  private peekOff = true;
+  private readonly listeners: number[] = [];
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly sink: FrameSink,
+  ) {
+    this.bufBase = ptr(sink.buf);
+    loop.on(KIND_TCP, (i, ev) => this.onSocket(i, ev));
+    loop.on(KIND_TCP_LISTEN, (i) => this.onListener(i));
+    loop.every(TICK_MS, (t) => this.onTick(t));
+  }
+
+  /** Flows in use (for tests and --debug). */
+  count(): number {
+    return this.nActive;
+  }
+
+  // ------------------------------------------------------------ listeners
+
+  /** Listen on the host for each port forwarded by fwd (-t), IPv4 and IPv6. */
+  listen(fwd: PortFwd): void {
+    for (let p = 1; p < 65536; p++) {
+      if (!bitGet(fwd.map, p)) continue;
+      if (this.cfg.ip4) this.listenOne(AF_INET, p, fwd);
+      if (this.cfg.ip6) this.listenOne(AF_INET6, p, fwd);
+    }
+  }
+
+  private listenOne(af: number, port: number, fwd: PortFwd): void {
+    const fd = sys.shim_socket(af, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) return;
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (af === AF_INET6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    const rule = fwd.rules.find((r) => port >= r.first && port <= r.last && r.addr !== null);
+    let len: number;
+    if (af === AF_INET) {
+      const a = rule && typeof rule.addr === "number" ? rule.addr : 0;
+      if (rule && rule.addr instanceof Uint8Array) return void sys.shim_close(fd);
+      len = sockaddr4(this.sa, a, port);
+    } else {
+      if (rule && typeof rule.addr === "number") return void sys.shim_close(fd);
+      len = sockaddr6(this.sa, rule && rule.addr instanceof Uint8Array ? rule.addr : new Uint8Array(16), 0, port, 0);
+    }
+    if (sys.shim_bind(fd, this.sa, len) < 0 || sys.shim_listen(fd, LISTEN_BACKLOG) < 0) {
+      log.warn(`cannot listen on TCP port ${port} (${af === AF_INET ? "IPv4" : "IPv6"})`);
+      sys.shim_close(fd);
+      return;
+    }
+    const idx = this.listeners.length;
+    this.listeners.push(fd);
+    this.listenTarget.push(fwd.to[port]!);
+    this.loop.add(fd, EPOLLIN, KIND_TCP_LISTEN, idx);
+  }
+
+  private readonly listenTarget: number[] = [];
+
+  /** A connection arrived on listener li: offer it to the guest with a SYN. */
+  private onListener(li: number): void {
+    for (;;) {
+      this.saLen[0] = 28;
+      const fd = sys.shim_accept(this.listeners[li]!, this.sa, this.saLen);
+      if (fd < 0) return;
+      const v6 = saFamily(this.sa) === AF_INET6;
+      if ((v6 && !this.cfg.ip6) || (!v6 && !this.cfg.ip4)) {
+        sys.shim_close(fd);
+        continue;
+      }
+      this.acceptOne(fd, v6, this.listenTarget[li]!);
+    }
+  }
+
+  private readonly tmpAddr = new Uint8Array(16);
+
+  private acceptOne(fd: number, v6: boolean, port: number): void {
+    const remote = this.tmpAddr;
+    remote.fill(0);
+    if (v6) {
+      for (let k = 0; k < 16; k++) remote[k] = this.sa[SA6_ADDR + k]!;
+      if (isLoopback6(remote) || isV4Mapped(remote)) remote.set(this.cfg.ip6!.ourLL);
+    } else {
+      for (let k = 0; k < 4; k++) remote[k] = this.sa[4 + k]!;
+      if (remote[0] === 127) writeIp4(remote, 0, this.cfg.ip4!.gw);
+    }
+    const rport = saPort(this.sa);
+    const guestA = v6 ? (guest.addr6Known ? guest.addr6 : this.cfg.ip6!.addr) : null;
+    const i = this.alloc(v6, guestA, port, remote, rport, now());
+    if (i < 0) {
+      sys.shim_abort_close(fd);
+      return;
+    }
+    this.fd[i] = fd;
+    this.state[i] = SYN_TO_GUEST;
+    this.mss[i] = this.maxMss(v6);
+    this.setIsn(i);
+    this.deadline[i] = now() + TCP_HANDSHAKE_TIMEOUT_MS;
+    sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    this.loop.add(fd, EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.sendSyn(i, false);
+    this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
+    tcpStats.opened++;
+  }
+
+  // ------------------------------------------------------- from the guest
+
+  /** A TCP segment from the guest: IP header at ip, TCP header at l4, l4len bytes (header and payload). */
+  segment(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean): void {
+    const hl = w.tcpCheck(b, l4, l4len);
+    if (hl < 0) {
+      tcpStats.badSegments++;
+      return;
+    }
+    const fl = w.tcpFlags(b, l4);
+    if ((fl & w.TCP_SYN && fl & w.TCP_FIN) || (fl & w.TCP_SYN && fl & w.TCP_RST)) {
+      tcpStats.badSegments++;
+      return;
+    }
+    const srcOff = v6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
+    const dstOff = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
+    const i = this.lookup(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4));
+    if (i < 0) {
+      if ((fl & (w.TCP_SYN | w.TCP_ACK_FLAG | w.TCP_RST)) === w.TCP_SYN) this.guestOpens(b, ip, l4, hl, v6);
+      else if (!(fl & w.TCP_RST)) this.rstUnknown(b, ip, l4, l4len - hl, v6);
+      return;
+    }
+    this.lastActive[i] = now();
+    if (fl & w.TCP_RST) return this.guestReset(i);
+    switch (this.state[i]) {
+      case CONNECTING:
+        return;
+      case SYN_TO_GUEST:
+        return this.guestSynAck(i, b, l4, hl, fl);
+      default:
+        return this.established(i, b, l4, hl, l4len - hl, fl);
+    }
+  }
+
+  /** A SYN for a new connection: make the host socket and connect. */
+  private guestOpens(b: Uint8Array, ip: number, l4: number, hl: number, v6: boolean): void {
+    const srcOff = v6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
+    const dstOff = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
+    const t = now();
+    const i = this.allocFrom(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4), t);
+    if (i < 0) {
+      tcpStats.refusedFull++;
+      this.rstUnknown(b, ip, l4, 0, v6);
+      return;
+    }
+    w.tcpParseOptions(b, l4, hl, this.opts);
+    this.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
+    this.guestWs[i] = this.opts.wscale >= 0 ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
+    this.ourWs[i] = this.opts.wscale >= 0 ? OUR_WSCALE : 0;
+    this.guestWnd[i] = w.tcpWindow(b, l4);
+    this.mss[i] = Math.min(this.opts.mss > 0 ? this.opts.mss : 536, this.maxMss(v6));
+    this.setIsn(i);
+    const fd = sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      this.rstUnknown(b, ip, l4, 0, v6);
+      this.free(i);
+      return;
+    }
+    this.fd[i] = fd;
+    this.state[i] = CONNECTING;
+    this.deadline[i] = t + TCP_HANDSHAKE_TIMEOUT_MS;
+    sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    if (this.opts.mss > 0) sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_MAXSEG, this.opts.mss);
+    const len = this.destSockaddr(i, v6);
+    const rc = sys.shim_connect(fd, this.sa, len);
+    this.loop.add(fd, EPOLLOUT | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    tcpStats.opened++;
+    if (rc < 0 && rc !== -EINPROGRESS) this.connectFailed(i);
+    else if (rc === 0) this.connected(i);
+  }
+
+  /** sockaddr for flow i's remote, with the gateway mapped to loopback. */
+  private destSockaddr(i: number, v6: boolean): number {
+    const r = i * 16;
+    const port = this.remotePort[i]!;
+    if (!v6) {
+      let a = readIp4(this.remoteAddr, r);
+      if (!this.cfg.noMapGw && a === this.cfg.ip4!.gw) a = 0x7f000001;
+      return sockaddr4(this.sa, a, port);
+    }
+    const ip6 = this.cfg.ip6!;
+    const toGw = w.ip6Equal(this.remoteAddr, r, ip6.gw) || w.ip6Equal(this.remoteAddr, r, ip6.ourLL);
+    if (!this.cfg.noMapGw && toGw) return sockaddr6(this.sa, LOOPBACK6, 0, port, 0);
+    return sockaddr6(this.sa, this.remoteAddr, r, port, 0);
+  }
+
+  /** The guest answered our SYN. */
+  private guestSynAck(i: number, b: Uint8Array, l4: number, hl: number, fl: number): void {
+    if ((fl & (w.TCP_SYN | w.TCP_ACK_FLAG)) !== (w.TCP_SYN | w.TCP_ACK_FLAG)) return;
+    if (w.tcpAck(b, l4) !== this.seqToGuest[i]) return;
+    w.tcpParseOptions(b, l4, hl, this.opts);
+    this.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
+    this.seqAcked[i] = this.seqToGuest[i]!;
+    const scaled = this.opts.wscale >= 0;
+    this.guestWs[i] = scaled ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
+    this.ourWs[i] = scaled ? OUR_WSCALE : 0;
+    this.guestWnd[i] = w.tcpWindow(b, l4);
+    if (this.opts.mss > 0) this.mss[i] = Math.min(this.opts.mss, this.maxMss(!!(this.flags[i]! & F_V6)));
+    this.state[i] = ESTABLISHED;
+    this.retries[i] = 0;
+    this.deadline[i] = 0;
+    this.enablePeekOff(i);
+    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.ackNow(i);
+    this.sendData(i);
+  }
+
+  /** A segment on a synchronised connection. */
+  private established(i: number, b: Uint8Array, l4: number, hl: number, dlen: number, fl: number): void {
+    if (fl & w.TCP_SYN) {
+      this.queueAck(i);
+      return;
+    }
+    if (fl & w.TCP_ACK_FLAG) this.guestAck(i, w.tcpAck(b, l4), w.tcpWindow(b, l4), dlen > 0 || (fl & w.TCP_FIN) !== 0);
+    if (this.state[i] === FREE) return;
+    const seq = w.tcpSeq(b, l4);
+    if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq);
+    if (fl & w.TCP_FIN && !(this.flags[i]! & F_GUEST_FIN)) {
+      if (((seq + dlen) >>> 0) === this.seqFromGuest[i]) this.guestFin(i);
+      else this.queueAck(i);
+    }
+    this.maybeClose(i);
+  }
+
+  /** The guest acknowledged up to ack and advertises wnd. */
+  private guestAck(i: number, ack: number, wnd: number, carriesData: boolean): void {
+    const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
+    const acked = w.seqDiff(ack, this.seqAcked[i]!);
+    const newWnd = (wnd << this.guestWs[i]!) >>> 0;
+    if (acked > 0 && acked <= inFlight) {
+      let bytes = acked;
+      if (this.flags[i]! & F_FIN_SENT && ack === this.seqToGuest[i]) {
+        this.flags[i]! |= F_FIN_ACKED;
+        bytes--;
+      }
+      if (bytes > 0) sys.shim_tcp_discard(this.fd[i]!, bytes);
+      this.seqAcked[i] = ack;
+      this.dupAcks[i] = 0;
+      this.retries[i] = 0;
+      this.deadline[i] = this.seqAcked[i] === this.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
+    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.guestWnd[i]) {
+      if (++this.dupAcks[i]! === DUP_ACK_THRESHOLD) {
+        tcpStats.dupAckRetrans++;
+        this.rewind(i);
+      }
+    }
+    this.guestWnd[i] = newWnd;
+    this.sendData(i);
+  }
+
+  /** Payload from the guest at seq: write the part we expect next. */
+  private guestData(i: number, b: Uint8Array, off: number, len: number, seq: number): void {
+    if (this.flags[i]! & F_SHUT_WR) return;
+    const skip = w.seqDiff(this.seqFromGuest[i]!, seq);
+    if (skip < 0) {
+      tcpStats.outOfOrder++;
+      this.queueAck(i);
+      return;
+    }
+    if (skip >= len) {
+      this.queueAck(i);
+      return;
+    }
+    const n = sys.shim_send(this.fd[i]!, b.subarray(off + skip, off + len), len - skip, MSG_DONTWAIT);
+    if (n > 0) this.seqFromGuest[i] = (this.seqFromGuest[i]! + n) >>> 0;
+    if (n < len - skip) this.waitWritable(i);
+    this.queueAck(i);
+  }
+
+  /** The guest closed its sending side: pass it on once its data is written. */
+  private guestFin(i: number): void {
+    this.flags[i]! |= F_GUEST_FIN | F_SHUT_WR;
+    this.seqFromGuest[i] = (this.seqFromGuest[i]! + 1) >>> 0;
+    sys.shim_shutdown(this.fd[i]!, SHUT_WR);
+    this.deadline[i] = now() + TCP_FIN_TIMEOUT_MS;
+    this.queueAck(i);
+  }
+
+  /** RST from the guest: reset the host side too. */
+  private guestReset(i: number): void {
+    sys.shim_abort_close(this.fd[i]!);
+    this.fd[i] = -1;
+    this.free(i);
+  }
+
+  // ------------------------------------------------------- from the host
+
+  private onSocket(i: number, ev: number): void {
+    if (this.state[i] === FREE) return;
+    this.lastActive[i] = now();
+    if (this.state[i] === CONNECTING) {
+      if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+        if (sys.shim_sock_error(this.fd[i]!) === 0 && !(ev & EPOLLERR)) this.connected(i);
+        else this.connectFailed(i);
+      }
+      return;
+    }
+    if (ev & EPOLLERR) {
+      const err = sys.shim_sock_error(this.fd[i]!);
+      if (err < 0) return this.hostReset(i);
+    }
+    if (this.state[i] === SYN_TO_GUEST) {
+      if (ev & (EPOLLHUP | EPOLLRDHUP)) this.hostReset(i);
+      return;
+    }
+    if (ev & EPOLLOUT && this.flags[i]! & F_OUT_WAIT) {
+      this.flags[i]! &= ~F_OUT_WAIT;
+      this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+      this.queueAck(i);
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.sendData(i);
+    this.maybeClose(i);
+  }
+
+  /** Our connect() completed: answer the guest's SYN. */
+  private connected(i: number): void {
+    this.state[i] = ESTABLISHED;
+    this.deadline[i] = now() + TCP_RTO_MS;
+    this.retries[i] = 0;
+    this.enablePeekOff(i);
+    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.sendSyn(i, true);
+    this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
+    this.seqAcked[i] = this.seqToGuest[i]!;
+    this.synAckPending[i] = 1;
+  }
+
+  /** SYN-ACKs not yet confirmed by the guest's ACK (retransmitted on timeout). */
+  private readonly synAckPending = new Uint8Array(TCP_MAX_CONNS);
+
+  private connectFailed(i: number): void {
+    tcpStats.connectFailed++;
+    this.sendRst(i);
+    this.closeFlow(i);
+  }
+
+  /** Reset or error on the host socket: reset the guest side. */
+  private hostReset(i: number): void {
+    this.sendRst(i);
+    this.closeFlow(i);
+  }
+
+  /** Send host data to the guest, up to its window, in MSS-sized segments. */
+  private sendData(i: number): void {
+    if (this.state[i] !== ESTABLISHED || this.flags[i]! & F_FIN_SENT) return;
+    const v6 = (this.flags[i]! & F_V6) !== 0;
+    const hdr = v6 ? ETH_IP6_TCP : ETH_IP4_TCP;
+    const mss = this.mss[i]!;
+    const stride = hdr + mss + this.sink.frameRoom;
+    for (;;) {
+      const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
+      const wnd = this.guestWnd[i]! - inFlight;
+      if (wnd <= 0) return;
+      const nseg = Math.min(PEEK_SEGMENTS, Math.ceil(wnd / mss));
+      const total = Math.min(wnd, nseg * mss);
+      const base = this.sink.alloc(nseg * stride);
+      if (base < 0) return;
+      const skip = this.peekOff ? 0 : inFlight;
+      const got = sys.shim_tcp_peek(this.fd[i]!, this.sink.buf, base + hdr, stride, mss, nseg, total, skip);
+      if (got === 0) return this.hostEof(i);
+      if (got < 0) {
+        if (got !== -EAGAIN) this.hostReset(i);
+        return;
+      }
+      this.emitSegments(i, base, stride, hdr, mss, got);
+      if (this.deadline[i] === 0) this.deadline[i] = now() + TCP_RTO_MS;
+      if (got < total) return;
+    }
+  }
+
+  /** Headers for the got bytes peeked into segments at base, base+stride... */
+  private emitSegments(i: number, base: number, stride: number, hdr: number, mss: number, got: number): void {
+    const ack = this.seqFromGuest[i]!;
+    const wnd = this.windowToGuest(i);
+    for (let k = 0, left = got; left > 0; k++) {
+      const len = Math.min(left, mss);
+      const off = base + k * stride;
+      const flags = w.TCP_ACK_FLAG | (left === len ? w.TCP_PSH : 0);
+      this.writeSegment(i, off, flags, this.seqToGuest[i]!, ack, wnd, 0, len);
+      this.sink.commit(off, hdr + len);
+      this.seqToGuest[i] = (this.seqToGuest[i]! + len) >>> 0;
+      left -= len;
+    }
+    this.clearAck(i);
+  }
+
+  /** End of stream from the host: FIN to the guest (all data is sent by now). */
+  private hostEof(i: number): void {
+    this.flags[i]! |= F_HOST_EOF | F_FIN_SENT;
+    const off = this.sink.alloc(ETH_IP6_TCP);
+    if (off < 0) return;
+    const len = this.writeSegment(i, off, w.TCP_FIN | w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
+    this.sink.commit(off, len);
+    this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
+    this.deadline[i] = now() + TCP_RTO_MS;
+    this.clearAck(i);
+    this.maybeClose(i);
+  }
+
+  // ---------------------------------------------------------- segments out
+
+  /**
+   * Write one segment for flow i at off (Ethernet header first): flags, seq,
+   * ack, window, optLen bytes of SYN options, payload of len bytes already in
+   * place after the headers. Returns the frame length.
+   */
+  private writeSegment(i: number, off: number, flags: number, seq: number, ack: number, wnd: number, optLen: number, len: number): number {
+    const b = this.sink.buf;
+    const v6 = (this.flags[i]! & F_V6) !== 0;
+    const ip = off + w.ETH_HLEN;
+    const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
+    const l4len = w.TCP_HLEN + optLen + len;
+    const r = i * 16;
+    w.writeEth(b, off, guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    if (v6) w.writeIpv6At(b, ip, this.remoteAddr, r, this.guestAddr, r, w.IPPROTO_TCP, l4len, 64);
+    else w.writeIpv4(b, ip, readIp4(this.remoteAddr, r), readIp4(this.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
+    w.writeTcp(b, l4, this.remotePort[i]!, this.guestPort[i]!, seq, ack, flags, wnd, optLen);
+    if (optLen) {
+      const o = w.writeTcpOptMss(b, l4 + w.TCP_HLEN, this.maxMss(v6));
+      w.writeTcpOptWscale(b, o, OUR_WSCALE);
+    }
+    this.setChecksum(b, ip, l4, l4len, v6);
+    return l4 - off + l4len;
+  }
+
+  /** TCP checksum: pseudo-header and header in TypeScript, the payload in C. */
+  private setChecksum(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean): void {
+    b[l4 + w.TCP_CSUM] = 0;
+    b[l4 + w.TCP_CSUM + 1] = 0;
+    let sum = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_TCP, l4len) : w.pseudoSum4(b, ip, w.IPPROTO_TCP, l4len);
+    sum = sys.shim_csum((this.bufBase + l4) as Pointer, l4len, sum % 0xffff);
+    const cs = w.csumFold(sum);
+    b[l4 + w.TCP_CSUM] = cs >>> 8;
+    b[l4 + w.TCP_CSUM + 1] = cs & 255;
+  }
+
+  /** SYN (host opened) or SYN-ACK (guest opened) to the guest, with options. */
+  private sendSyn(i: number, withAck: boolean): void {
+    const off = this.sink.alloc(ETH_IP6_TCP + SYN_OPT_LEN);
+    if (off < 0) return;
+    const flags = w.TCP_SYN | (withAck ? w.TCP_ACK_FLAG : 0);
+    const ack = withAck ? this.seqFromGuest[i]! : 0;
+    const isn = this.seqAcked[i]!;
+    const len = this.writeSegment(i, off, flags, isn, ack, 65535, SYN_OPT_LEN, 0);
+    this.sink.commit(off, len);
+  }
+
+  /** Window we advertise: free space of the socket's send buffer, scaled. */
+  private windowToGuest(i: number): number {
+    let space = sys.shim_tcp_sndspace(this.fd[i]!);
+    if (space < 0) space = 0;
+    const wnd = Math.min(space >>> this.ourWs[i]!, 65535);
+    this.lastWndSent[i] = wnd;
+    if (wnd === 0) this.waitWritable(i);
+    return wnd;
+  }
+
+  private waitWritable(i: number): void {
+    if (this.flags[i]! & F_OUT_WAIT) return;
+    this.flags[i]! |= F_OUT_WAIT;
+    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+  }
+
+  /** A pure ACK to the guest, now. */
+  private ackNow(i: number): void {
+    const off = this.sink.alloc(ETH_IP6_TCP);
+    if (off < 0) return;
+    const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
+    this.sink.commit(off, len);
+    this.clearAck(i);
+  }
+
+  private queueAck(i: number): void {
+    if (this.flags[i]! & F_ACK_PENDING) return;
+    this.flags[i]! |= F_ACK_PENDING;
+    this.ackList[this.nAck++] = i;
+  }
+
+  private clearAck(i: number): void {
+    this.flags[i]! &= ~F_ACK_PENDING;
+  }
+
+  /** Send the ACKs queued during this batch (one per flow); run before the tap flush. */
+  flushAcks(): void {
+    for (let k = 0; k < this.nAck; k++) {
+      const i = this.ackList[k]!;
+      if (this.state[i] !== FREE && this.flags[i]! & F_ACK_PENDING) this.ackNow(i);
+    }
+    this.nAck = 0;
+  }
+
+  /** RST to the guest for flow i. */
+  private sendRst(i: number): void {
+    const off = this.sink.alloc(ETH_IP6_TCP);
+    if (off < 0) return;
+    const len = this.writeSegment(i, off, w.TCP_RST | w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, 0, 0, 0);
+    this.sink.commit(off, len);
+    tcpStats.rstSent++;
+  }
+
+  /** RST for a segment that matches no flow (RFC 9293 3.10.7.1). */
+  private rstUnknown(b: Uint8Array, ip: number, l4: number, dlen: number, v6: boolean): void {
+    const off = this.sink.alloc(ETH_IP6_TCP);
+    if (off < 0) return;
+    const o = this.sink.buf;
+    const fl = w.tcpFlags(b, l4);
+    const hasAck = (fl & w.TCP_ACK_FLAG) !== 0;
+    const seq = hasAck ? w.tcpAck(b, l4) : 0;
+    const segLen = dlen + (fl & w.TCP_SYN ? 1 : 0) + (fl & w.TCP_FIN ? 1 : 0);
+    const ack = (w.tcpSeq(b, l4) + segLen) >>> 0;
+    const oip = off + w.ETH_HLEN;
+    const l4o = oip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
+    w.writeEth(o, off, guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    if (v6) w.writeIpv6At(o, oip, b, ip + w.IP6_DST, b, ip + w.IP6_SRC, w.IPPROTO_TCP, w.TCP_HLEN, 64);
+    else w.writeIpv4(o, oip, w.ipv4Dst(b, ip), w.ipv4Src(b, ip), w.IPPROTO_TCP, w.TCP_HLEN, 64);
+    const flags = hasAck ? w.TCP_RST : w.TCP_RST | w.TCP_ACK_FLAG;
+    w.writeTcp(o, l4o, w.tcpDstPort(b, l4), w.tcpSrcPort(b, l4), seq, hasAck ? 0 : ack, flags, 0, 0);
+    this.setChecksum(o, oip, l4o, w.TCP_HLEN, v6);
+    this.sink.commit(off, l4o - off + w.TCP_HLEN);
+    tcpStats.rstSent++;
+  }
+
+  // ---------------------------------------------------------- retransmission
+
+  /** Go back to the last acknowledged byte and send again. */
+  private rewind(i: number): void {
+    if (this.flags[i]! & F_FIN_SENT && !(this.flags[i]! & F_FIN_ACKED)) {
+      this.flags[i]! &= ~(F_FIN_SENT | F_HOST_EOF);
+    }
+    this.seqToGuest[i] = this.seqAcked[i]!;
+    this.dupAcks[i] = 0;
+    if (this.peekOff) sys.shim_setsockopt_int(this.fd[i]!, SOL_SOCKET, SO_PEEK_OFF, 0);
+    this.sendData(i);
+  }
+
+  /** Ask the kernel to keep a peek offset for this socket; fall back to skipping once if it can't. */
+  private enablePeekOff(i: number): void {
+    if (!this.peekOff) return;
+    if (sys.shim_setsockopt_int(this.fd[i]!, SOL_SOCKET, SO_PEEK_OFF, 0) < 0) {
+      this.peekOff = false;
+      log.debug("tcp: SO_PEEK_OFF not available, peeking past sent data instead");
+    }
+  }
+
+  private onTick(t: number): void {
+    for (let k = this.nActive - 1; k >= 0; k--) {
+      const i = this.active[k]!;
+      const d = this.deadline[i]!;
+      if (d !== 0 && t >= d) this.timeout(i, t);
+      else if (t - this.lastActive[i]! > TCP_IDLE_TIMEOUT_MS) this.hostReset(i);
+    }
+  }
+
+  private timeout(i: number, t: number): void {
+    const st = this.state[i];
+    if (st === CONNECTING || st === SYN_TO_GUEST) {
+      if (st === SYN_TO_GUEST && this.retries[i]! < 3 && t < this.lastActive[i]! + TCP_HANDSHAKE_TIMEOUT_MS) {
+        this.retries[i]!++;
+        this.seqToGuest[i] = this.seqAcked[i]!;
+        this.sendSyn(i, false);
+        this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
+        this.deadline[i] = t + TCP_RTO_MS * 2 ** this.retries[i]!;
+        return;
+      }
+      return this.connectFailed(i);
+    }
+    if (this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) && t - this.lastActive[i]! > TCP_FIN_TIMEOUT_MS) return this.hostReset(i);
+    if (this.synAckPending[i] && this.retries[i]! < TCP_MAX_RETRIES) {
+      this.retries[i]!++;
+      this.sendSyn(i, true);
+      this.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.retries[i]!, 4);
+      return;
+    }
+    if (this.seqToGuest[i] === this.seqAcked[i]) {
+      this.deadline[i] = this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) ? t + TCP_FIN_TIMEOUT_MS : 0;
+      return;
+    }
+    if (++this.retries[i]! > TCP_MAX_RETRIES) return this.hostReset(i);
+    tcpStats.timeoutRetrans++;
+    this.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.retries[i]!, 4);
+    this.rewind(i);
+  }
+
+  // ---------------------------------------------------------- flow table
+
+  /** Free the flow when both directions are closed and our FIN is acknowledged. */
+  private maybeClose(i: number): void {
+    const f = this.flags[i]!;
+    if (this.state[i] === FREE) return;
+    if (f & F_GUEST_FIN && f & F_FIN_ACKED) this.closeFlow(i);
+  }
+
+  private closeFlow(i: number): void {
+    if (this.fd[i]! >= 0) {
+      this.loop.del(this.fd[i]!);
+      sys.shim_close(this.fd[i]!);
+      this.fd[i] = -1;
+    }
+    this.free(i);
+  }
+
+  /** Look a flow up by its 4-tuple as the guest sees it; -1 if none. */
+  private lookup(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number): number {
+    const alen = v6 ? 16 : 4;
+    const mask = this.hash.length - 1;
+    for (let h = hashTuple(ga, gOff, gport, ra, rOff, rport, alen) & mask, n = 0; n <= mask; h = (h + 1) & mask, n++) {
+      const e = this.hash[h]!;
+      if (e === 0) return -1;
+      if (e < 0) continue;
+      const i = e - 1;
+      if (this.guestPort[i] !== gport || this.remotePort[i] !== rport) continue;
+      if (((this.flags[i]! & F_V6) !== 0) !== v6) continue;
+      if (!sameBytes(this.guestAddr, i * 16, ga, gOff, alen) || !sameBytes(this.remoteAddr, i * 16, ra, rOff, alen)) continue;
+      return i;
+    }
+    return -1;
+  }
+
+  /** New flow for a guest-initiated connection (addresses in a frame). */
+  private allocFrom(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, t: number): number {
+    const i = this.takeSlot(t);
+    if (i < 0) return -1;
+    const alen = v6 ? 16 : 4;
+    this.guestAddr.fill(0, i * 16, i * 16 + 16);
+    this.remoteAddr.fill(0, i * 16, i * 16 + 16);
+    for (let k = 0; k < alen; k++) {
+      this.guestAddr[i * 16 + k] = ga[gOff + k]!;
+      this.remoteAddr[i * 16 + k] = ra[rOff + k]!;
+    }
+    this.initFlow(i, v6, gport, rport);
+    return i;
+  }
+
+  /** New flow for a host-initiated connection. */
+  private alloc(v6: boolean, guestA: Uint8Array | null, gport: number, remote: Uint8Array, rport: number, t: number): number {
+    const i = this.takeSlot(t);
+    if (i < 0) return -1;
+    this.guestAddr.fill(0, i * 16, i * 16 + 16);
+    if (guestA) this.guestAddr.set(guestA, i * 16);
+    else writeIp4(this.guestAddr, i * 16, this.cfg.ip4!.addr);
+    this.remoteAddr.set(remote, i * 16);
+    this.initFlow(i, v6, gport, rport);
+    return i;
+  }
+
+  private takeSlot(t: number): number {
+    if (this.nActive >= TCP_MAX_CONNS) return -1;
+    let i = this.nextFree;
+    while (this.state[i] !== FREE || this.activePos[i] !== 0) i = (i + 1) % TCP_MAX_CONNS;
+    this.nextFree = (i + 1) % TCP_MAX_CONNS;
+    this.active[this.nActive] = i;
+    this.activePos[i] = ++this.nActive;
+    this.lastActive[i] = t;
+    return i;
+  }
+
+  private nextFree = 0;
+
+  private initFlow(i: number, v6: boolean, gport: number, rport: number): void {
+    this.guestPort[i] = gport;
+    this.remotePort[i] = rport;
+    this.flags[i] = v6 ? F_V6 : 0;
+    this.state[i] = CONNECTING;
+    this.dupAcks[i] = 0;
+    this.retries[i] = 0;
+    this.deadline[i] = 0;
+    this.synAckPending[i] = 0;
+    const alen = v6 ? 16 : 4;
+    const mask = this.hash.length - 1;
+    let h = hashTuple(this.guestAddr, i * 16, gport, this.remoteAddr, i * 16, rport, alen) & mask;
+    while (this.hash[h]! > 0) h = (h + 1) & mask;
+    this.hash[h] = i + 1;
+  }
+
+  private free(i: number): void {
+    const v6 = (this.flags[i]! & F_V6) !== 0;
+    const alen = v6 ? 16 : 4;
+    const mask = this.hash.length - 1;
+    let h = hashTuple(this.guestAddr, i * 16, this.guestPort[i]!, this.remoteAddr, i * 16, this.remotePort[i]!, alen) & mask;
+    for (let n = 0; n <= mask && this.hash[h] !== 0; h = (h + 1) & mask, n++) {
+      if (this.hash[h] === i + 1) {
+        this.hash[h] = -1;
+        break;
+      }
+    }
+    const pos = this.activePos[i]! - 1;
+    const last = this.active[--this.nActive]!;
+    this.active[pos] = last;
+    this.activePos[last] = pos + 1;
+    this.activePos[i] = 0;
+    this.state[i] = FREE;
+    this.flags[i] = 0;
+    tcpStats.closed++;
+    if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
+  }
+
+  /** Largest payload per segment to the guest, from the tap MTU. */
+  private maxMss(v6: boolean): number {
+    return Math.min(this.cfg.mtu, 65535) - (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) - w.TCP_HLEN;
+  }
+
+  private setIsn(i: number): void {
+    crypto.getRandomValues(isnBuf);
+    this.seqAcked[i] = isnBuf[0]!;
+    this.seqToGuest[i] = isnBuf[0]!;
+  }
+}
+
+const LOOPBACK6 = new Uint8Array(16);
+LOOPBACK6[15] = 1;
+
+function hashTuple(ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, alen: number): number {
+  let h = Math.imul(gport ^ (rport << 16), 0x9e3779b1);
+  for (let k = 0; k < alen; k++) h = Math.imul(h ^ ga[gOff + k]! ^ (ra[rOff + k]! << 8), 0x01000193);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+function sameBytes(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): boolean {
+  for (let k = 0; k < n; k++) if (a[ao + k] !== b[bo + k]) return false;
+  return true;
+}
+
+function readIp4(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function writeIp4(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = (v >>> 16) & 255;
+  b[o + 2] = (v >>> 8) & 255;
+  b[o + 3] = v & 255;
+}
+
+function isLoopback6(a: Uint8Array): boolean {
+  for (let k = 0; k < 15; k++) if (a[k] !== 0) return false;
+  return a[15] === 1;
+}
+
+function isV4Mapped(a: Uint8Array): boolean {
+  for (let k = 0; k < 10; k++) if (a[k] !== 0) return false;
+  return a[10] === 0xff && a[11] === 0xff;
+}

@@ -1,0 +1,59 @@
+#!/usr/bin/env bun
+/**
+ * Entry point of both programs: `pasta` (network namespaces) and `passt`
+ * (virtual machines). The name it was started by, or PASST_MODE, picks the
+ * mode; the command line is parsed once, then the right run takes over.
+ *
+ * Errors in the command line or in set-up print one line and exit with
+ * status 1; nothing is left half set up (see src/pasta.ts).
+ */
+import { detectMode, helpText, parseArgs, versionText, type RunOptions } from "./conf/options.ts";
+import { log, setLogFile, setLogLevel } from "./log.ts";
+
+/** User namespace plan for pasta, decided before anything else runs. */
+async function userNamespacePlan(opts: RunOptions): Promise<import("./ns/ns.ts").UserNsPlan> {
+  const { sys } = await import("./native/ffi.ts");
+  if (sys.shim_geteuid() === 0 && !opts.userns) return { kind: "none" };
+  if (opts.userns) return { kind: "join", path: opts.userns };
+  if (opts.attachPid !== null) return { kind: "join", path: `/proc/${opts.attachPid}/ns/user` };
+  if (opts.netns !== null) return { kind: "none" };
+  return { kind: "new" };
+}
+
+function defaultCommand(): string[] {
+  return [process.env.SHELL || "/bin/sh"];
+}
+
+async function main(): Promise<number> {
+  const mode = detectMode(process.argv[1]);
+  const parsed = parseArgs(process.argv.slice(2), mode);
+  if (parsed.action !== "run") {
+    process.stdout.write(parsed.action === "help" ? await helpText(mode) : versionText(mode) + "\n");
+    return 0;
+  }
+  const { config, opts } = parsed;
+  setLogLevel(opts.logLevel);
+  if (opts.logFile) setLogFile(opts.logFile);
+  if (mode === "passt") throw new Error("passt mode is not available yet (issue: passt through a UNIX socket)");
+  const { enterUserNamespace } = await import("./ns/ns.ts");
+  enterUserNamespace(await userNamespacePlan(opts));
+  const { runPasta } = await import("./pasta.ts");
+  return runPasta(config, {
+    command: opts.command.length ? opts.command : defaultCommand(),
+    attachPid: opts.attachPid,
+    netns: opts.netns,
+    pidFile: opts.pidFile,
+    pcap: opts.pcap,
+    tcp: opts.noTcp ? null : opts.tcp,
+  });
+}
+
+main().then(
+  (code) => process.exit(code),
+  (e: unknown) => {
+    const msg = e instanceof Error ? e.message : String(e);
+    if (process.env.PASTA_DEBUG_STACK) log.error(e);
+    process.stderr.write(`${detectMode(process.argv[1])}: ${msg}\n`);
+    process.exit(1);
+  },
+);
