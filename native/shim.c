@@ -578,3 +578,59 @@ int shim_abort_close(int fd)
 	setsockopt(fd, SOL_SOCKET, SO_LINGER, &l, sizeof(l));
 	return NEG_ERRNO(close(fd));
 }
+
+/* ------------------------------------------------------------------ UDP */
+
+#define UDP_BATCH 64
+
+/* shim_udp_recv_batch() - recvmmsg() up to n datagrams: datagram k into
+ * buf + first + k * stride (at most maxlen bytes), its sender's address into
+ * addrs + 28 * k, its length into lens[k]. Returns the count or -errno. */
+int shim_udp_recv_batch(int fd, uint8_t *buf, int first, int stride, int maxlen, int n, uint8_t *addrs, uint32_t *lens)
+{
+	struct mmsghdr mm[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	int k, rc;
+
+	if (n > UDP_BATCH)
+		n = UDP_BATCH;
+	memset(mm, 0, sizeof(mm[0]) * n);
+	for (k = 0; k < n; k++) {
+		iov[k].iov_base = buf + first + (size_t)k * stride;
+		iov[k].iov_len = maxlen;
+		mm[k].msg_hdr.msg_iov = &iov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+		mm[k].msg_hdr.msg_name = addrs + 28 * k;
+		mm[k].msg_hdr.msg_namelen = 28;
+	}
+	rc = recvmmsg(fd, mm, n, MSG_DONTWAIT, NULL);
+	if (rc < 0)
+		return -errno;
+	for (k = 0; k < rc; k++)
+		lens[k] = mm[k].msg_len;
+	return rc;
+}
+
+/* shim_udp_send_batch() - sendmmsg() n datagrams: datagram k is
+ * buf[offlens[2k] .. + offlens[2k+1]), to the sockaddr at addrs + 28 * k
+ * (its family says its length). Returns how many were sent or -errno. */
+int shim_udp_send_batch(int fd, const uint8_t *buf, const uint32_t *offlens, int n, uint8_t *addrs)
+{
+	struct mmsghdr mm[UDP_BATCH];
+	struct iovec iov[UDP_BATCH];
+	int k;
+
+	if (n > UDP_BATCH)
+		n = UDP_BATCH;
+	memset(mm, 0, sizeof(mm[0]) * n);
+	for (k = 0; k < n; k++) {
+		uint8_t *sa = addrs + 28 * k;
+		iov[k].iov_base = (void *)(buf + offlens[2 * k]);
+		iov[k].iov_len = offlens[2 * k + 1];
+		mm[k].msg_hdr.msg_iov = &iov[k];
+		mm[k].msg_hdr.msg_iovlen = 1;
+		mm[k].msg_hdr.msg_name = sa;
+		mm[k].msg_hdr.msg_namelen = ((struct sockaddr *)sa)->sa_family == AF_INET6 ? 28 : 16;
+	}
+	return NEG_ERRNO(sendmmsg(fd, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL));
+}

@@ -25,7 +25,9 @@
  */
 import type { Config } from "./conf/config.ts";
 import { IcmpFlows } from "./flows/icmp.ts";
+import { Reassembler } from "./flows/frag.ts";
 import { TcpFlows } from "./flows/tcp.ts";
+import { UdpFlows } from "./flows/udp.ts";
 import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
 import { dhcpLast, dhcpReply } from "./services/dhcp.ts";
@@ -57,6 +59,8 @@ export class Dispatcher {
   readonly stats: DispatchStats = { frames: 0, malformed: 0, unhandled: 0, services: 0 };
   readonly icmp: IcmpFlows;
   readonly tcp: TcpFlows;
+  readonly udp: UdpFlows;
+  private readonly frags = new Reassembler();
 
   constructor(
     private readonly cfg: Config,
@@ -65,6 +69,13 @@ export class Dispatcher {
   ) {
     this.icmp = new IcmpFlows(cfg, loop, sink);
     this.tcp = new TcpFlows(cfg, loop, sink);
+    this.udp = new UdpFlows(cfg, loop, sink);
+    loop.every(1000, (t) => this.frags.expire(t));
+  }
+
+  /** End of a batch of frames from the guest: send the datagrams queued from it. */
+  batchEnd(): void {
+    this.udp.flush();
   }
 
   /** End of a batch: send what the flows deferred (ACKs), before the tap is flushed. */
@@ -120,15 +131,12 @@ export class Dispatcher {
     }
     const l4 = ip + hl;
     const l4len = w.ipv4TotLen(b, ip) - hl;
-    if (w.ipv4IsFragment(b, ip)) {
-      this.stats.unhandled++;
-      return;
-    }
+    if (w.ipv4IsFragment(b, ip)) return this.fragment4(b, ip);
     switch (w.ipv4Proto(b, ip)) {
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCP_SERVER_PORT) return this.dhcp(b, l4, l4len);
-        this.stats.unhandled++;
+        this.udp.fromGuest(b, ip, b, l4, l4len, false, now(), false);
         return;
       case w.IPPROTO_TCP:
         this.tcp.segment(b, ip, l4, l4len, false);
@@ -150,10 +158,7 @@ export class Dispatcher {
       this.stats.malformed++;
       return;
     }
-    if (w.ip6Ext.fragHdr >= 0) {
-      this.stats.unhandled++;
-      return;
-    }
+    if (w.ip6Ext.fragHdr >= 0) return this.fragment6(b, ip, l4);
     this.learnAddr6(b, ip + w.IP6_SRC);
     const l4len = w.ip6Ext.end - l4;
     switch (w.ip6Ext.proto) {
@@ -165,13 +170,35 @@ export class Dispatcher {
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCPV6_SERVER_PORT) return this.dhcpv6(b, ip, l4, l4len);
-        this.stats.unhandled++;
+        this.udp.fromGuest(b, ip, b, l4, l4len, true, now(), false);
         return;
       default:
         this.stats.unhandled++;
         return;
     }
     this.stats.malformed++;
+  }
+
+  /** An IPv4 fragment: reassemble; a complete UDP datagram goes out whole. */
+  private fragment4(b: Uint8Array, ip: number): void {
+    const n = this.frags.add4(b, ip, now());
+    if (n > 0) this.reassembled(b, ip, n, false);
+  }
+
+  /** An IPv6 fragment (after ipv6Upper): as fragment4. */
+  private fragment6(b: Uint8Array, ip: number, data: number): void {
+    const x = w.ip6Ext;
+    const n = this.frags.add6(b, ip, x.proto, x.fragOffset, x.fragMore, x.fragId, data, x.end, now());
+    if (n > 0) this.reassembled(b, ip, n, true);
+  }
+
+  private reassembled(b: Uint8Array, ip: number, n: number, v6: boolean): void {
+    const out = this.frags.out;
+    if (this.frags.lastProto !== w.IPPROTO_UDP || w.udpCheck(out, 0, n) < 0) {
+      this.stats.unhandled++;
+      return;
+    }
+    this.udp.fromGuest(b, ip, out, 0, w.udpLen(out, 0), v6, now(), true);
   }
 
   /** Remember the guest's IPv6 source address (global preferred over link-local). */

@@ -40,6 +40,8 @@ export interface PastaRun {
   pcap: string | null;
   /** -t: host ports forwarded to the namespace through the tap; null with --no-tcp. */
   tcp: PortFwd | null;
+  /** -u: likewise for UDP; null with --no-udp. */
+  udp: PortFwd | null;
 }
 
 /** Run pasta; returns the exit status for the process. */
@@ -68,9 +70,12 @@ export function runPasta(cfg: Config, run: PastaRun): number {
 function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: number, child: Child | null): number {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
-  const tap = TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap);
+  const tap = TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap, () =>
+    dispatcher!.batchEnd(),
+  );
   dispatcher = new Dispatcher(cfg, loop, tap);
   if (run.tcp) dispatcher.tcp.listen(run.tcp);
+  if (run.udp) dispatcher.udp.listen(run.udp);
   configureInterface(nsfd, tap.ifname, cfg);
   loop.on(KIND_TAP, () => {
     if (!tap.readAll()) loop.stop(0);

@@ -10,7 +10,9 @@
  *
  * Receive: one shim call reads up to RX_BATCH frames into fixed slots of one
  * preallocated buffer; each frame is handed to the dispatcher as
- * (buffer, offset of the Ethernet header, length).
+ * (buffer, offset of the Ethernet header, length); after each batch,
+ * onBatchEnd lets handlers send what they queued from it (the slots are
+ * reused by the next read).
  *
  * Transmit: the backend is the FrameSink. Handlers alloc() room in one
  * preallocated arena and commit() frames; flush() (run by the loop after each
@@ -58,10 +60,11 @@ export class TapBackend implements FrameSink {
     readonly ifname: string,
     private readonly onFrame: FrameHandler,
     private readonly pcap: PcapWriter | null,
+    private readonly onBatchEnd: () => void,
   ) {}
 
   /** Create the tap inside the namespace nsfd (-1: here); throws with a clear message. */
-  static open(nsfd: number, name: string, onFrame: FrameHandler, pcap: PcapWriter | null): TapBackend {
+  static open(nsfd: number, name: string, onFrame: FrameHandler, pcap: PcapWriter | null, onBatchEnd: () => void): TapBackend {
     const nameBuf = new Uint8Array(16);
     const nameIn = new TextEncoder().encode(name.slice(0, 15) + "\0");
     const fd = sys.shim_ns_tap_open(nsfd, nameIn, IFF_VNET_HDR, nameBuf);
@@ -71,7 +74,7 @@ export class TapBackend implements FrameSink {
     const rc = sys.shim_tap_set_vnet_hdr_sz(fd, VNET_HDR_LEN);
     if (rc < 0) throw new Error(`TUNSETVNETHDRSZ failed: errno ${-rc}`);
     const end = nameBuf.indexOf(0);
-    return new TapBackend(fd, new TextDecoder().decode(nameBuf.subarray(0, end < 0 ? 16 : end)), onFrame, pcap);
+    return new TapBackend(fd, new TextDecoder().decode(nameBuf.subarray(0, end < 0 ? 16 : end)), onFrame, pcap, onBatchEnd);
   }
 
   /** Read every pending frame (in batches) and dispatch each; false when the tap is gone. */
@@ -87,6 +90,7 @@ export class TapBackend implements FrameSink {
         if (this.pcap) this.pcap.write(this.rx, off, len);
         this.onFrame(this.rx, off, len);
       }
+      this.onBatchEnd();
       if (n < RX_BATCH) return true;
     }
   }

@@ -1,0 +1,441 @@
+/**
+ * UDP through the tap: one host socket per guest (address, port).
+ *
+ * Theory of operation
+ * -------------------
+ * Outbound: the first datagram from a guest (address, port) opens a host
+ * socket bound, where the port is free, to the same port (else the kernel
+ * picks one). Every datagram the guest sends from that (address, port), to
+ * any destination, leaves through that socket. Whatever arrives on the socket
+ * goes back to the guest's (address, port), with the sender's address and
+ * port as its source: replies from other ports or hosts (STUN, games, DNS
+ * over several servers) reach the program as on the host.
+ *
+ * Inbound (-u): a bound socket per forwarded host port. A datagram arriving
+ * there is delivered to the guest at the target port, from its real source,
+ * and the guest's (address, target port) is tied to that socket, so that the
+ * guest's replies leave from the forwarded port to the original sender.
+ *
+ * Address mapping, as for TCP: the gateway address reaches the host's
+ * loopback (unless --no-map-gw) and loopback senders appear as the gateway.
+ * With --dns-forward ADDR, datagrams to ADDR port 53 go to the host's first
+ * resolver, and its answers appear to come from ADDR.
+ *
+ * Batching: datagrams from the guest are queued during one batch of frames
+ * and leave with one sendmmsg() per run of the same socket; datagrams from the
+ * host are received with recvmmsg() straight into frame slots of the tap's
+ * transmit buffer (headers in front, payload in place), never copied in
+ * TypeScript. IP fragments from the guest are reassembled (flows/frag.ts)
+ * and the whole datagram is sent.
+ *
+ * Limits: UDP_MAX_FLOWS sockets at once (a full table drops the datagram and
+ * counts it; existing flows are unaffected); a flow idle for UDP_TIMEOUT_MS is
+ * closed (PASTA_UDP_TIMEOUT_MS overrides it, for tests).
+ */
+import type { Config } from "../conf/config.ts";
+import { bitGet, type PortFwd } from "../fwd/ports.ts";
+import { log } from "../log.ts";
+import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
+import { sys } from "../native/ffi.ts";
+import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { guest } from "../services/guest.ts";
+import type { FrameSink } from "../tap/sink.ts";
+import * as w from "../wire/index.ts";
+
+/** Guest (address, port) pairs with a socket at once. */
+export const UDP_MAX_FLOWS = 8192;
+/** A flow without traffic for this long is closed (the original uses 180 s). */
+export const UDP_TIMEOUT_MS = Number(process.env.PASTA_UDP_TIMEOUT_MS) || 180_000;
+/** Datagrams received per recvmmsg (bounded by the shim). */
+const RECV_BATCH = 32;
+/** Largest datagram payload we move (IPv4 total length limit). */
+const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
+/** Datagrams from the guest queued for one sendmmsg flush. */
+const SEND_QUEUE = 64;
+
+export const KIND_UDP = 7;
+export const KIND_UDP_LISTEN = 8;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000;
+const SOL_SOCKET = 1;
+const SO_REUSEADDR = 2;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const DNS_PORT = 53;
+const LOOPBACK4 = 0x7f000001;
+const LOOPBACK6 = new Uint8Array(16);
+LOOPBACK6[15] = 1;
+const ANY6 = new Uint8Array(16);
+
+export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0 };
+
+export class UdpFlows {
+  private readonly fd = new Int32Array(UDP_MAX_FLOWS).fill(-1);
+  /** 1 when the socket belongs to this flow (0: a shared -u listener). */
+  private readonly owned = new Uint8Array(UDP_MAX_FLOWS);
+  private readonly v6 = new Uint8Array(UDP_MAX_FLOWS);
+  private readonly guestAddr = new Uint8Array(UDP_MAX_FLOWS * 16);
+  private readonly guestPort = new Uint16Array(UDP_MAX_FLOWS);
+  private readonly lastUse = new Float64Array(UDP_MAX_FLOWS);
+  private readonly hash = new Int32Array(UDP_MAX_FLOWS * 2);
+  private nFlows = 0;
+  private nextFree = 0;
+  // Send queue: (flow, offset, length) into the frame buffer of the current batch, and destinations.
+  private readonly qFlow = new Int32Array(SEND_QUEUE);
+  private readonly qOffLen = new Uint32Array(SEND_QUEUE * 2);
+  private readonly qAddr = new Uint8Array(SEND_QUEUE * 28);
+  private qBuf: Uint8Array | null = null;
+  private nq = 0;
+  // Receive side.
+  private readonly rxAddrs = new Uint8Array(RECV_BATCH * 28);
+  private readonly rxLens = new Uint32Array(RECV_BATCH);
+  private readonly sa = new Uint8Array(28);
+  private readonly tmpAddr = new Uint8Array(16);
+  private readonly listeners: number[] = [];
+  private readonly listenPort: number[] = [];
+  private readonly listenTarget: number[] = [];
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly sink: FrameSink,
+  ) {
+    loop.on(KIND_UDP, (i) => this.onSocket(i, this.fd[i]!, -1));
+    loop.on(KIND_UDP_LISTEN, (li) => this.onListener(li));
+    loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
+  }
+
+  /** Open flows, for tests and --debug. */
+  count(): number {
+    return this.nFlows;
+  }
+
+  // ------------------------------------------------------- from the guest
+
+  /**
+   * A datagram from the guest: the UDP header at p[l4] with l4len bytes
+   * (p is the frame, or the reassembly buffer), under the IP header at b[ip]. Queued for the end of the batch (sendmmsg), or sent
+   * at once when it lives in a buffer that does not outlast the call.
+   */
+  fromGuest(b: Uint8Array, ip: number, p: Uint8Array, l4: number, l4len: number, isV6: boolean, now: number, transient: boolean): void {
+    udpStats.fromGuest++;
+    const gOff = isV6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
+    const i = this.flowFor(isV6, b, gOff, w.udpSrcPort(p, l4), now);
+    if (i < 0) return;
+    if (this.nq === SEND_QUEUE || (this.qBuf !== null && this.qBuf !== p)) this.flush();
+    const k = this.nq;
+    if (!this.destination(k, b, ip, w.udpDstPort(p, l4), isV6)) return;
+    this.qFlow[k] = i;
+    this.qOffLen[2 * k] = l4 + w.UDP_HLEN;
+    this.qOffLen[2 * k + 1] = l4len - w.UDP_HLEN;
+    this.qBuf = p;
+    this.nq++;
+    if (transient) this.flush();
+  }
+
+  /** Destination sockaddr for queue slot k, with gateway and DNS mapping. */
+  private destination(k: number, b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
+    const ok = this.destSockaddr(b, ip, port, isV6);
+    if (ok) this.qAddr.set(this.sa, k * 28);
+    return ok;
+  }
+
+  /** Write the destination for a datagram of the packet at b[ip] into this.sa; false to drop it. */
+  private destSockaddr(b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
+    const sa = this.sa;
+    if (!isV6) {
+      let dst = w.ipv4Dst(b, ip);
+      const ip4 = this.cfg.ip4!;
+      if (ip4.dnsMatch && dst === ip4.dnsMatch && port === DNS_PORT && ip4.dns.length) dst = ip4.dns[0]!;
+      else if (!this.cfg.noMapGw && dst === ip4.gw) dst = LOOPBACK4;
+      sockaddr4(sa, dst, port);
+      return true;
+    }
+    const ip6 = this.cfg.ip6!;
+    const d = ip + w.IP6_DST;
+    if (ip6.dnsMatch && w.ip6Equal(b, d, ip6.dnsMatch) && port === DNS_PORT && ip6.dns.length) sockaddr6(sa, ip6.dns[0]!, 0, port, 0);
+    else if (!this.cfg.noMapGw && (w.ip6Equal(b, d, ip6.gw) || w.ip6Equal(b, d, ip6.ourLL))) sockaddr6(sa, LOOPBACK6, 0, port, 0);
+    else if (w.ip6IsLinkLocal(b, d) || w.ip6IsMulticast(b, d)) return false;
+    else sockaddr6(sa, b, d, port, 0);
+    return true;
+  }
+
+  /** Send the queued datagrams: one sendmmsg per run of the same socket. */
+  flush(): void {
+    const b = this.qBuf;
+    let k = 0;
+    while (b !== null && k < this.nq) {
+      const fd = this.fd[this.qFlow[k]!]!;
+      let end = k + 1;
+      while (end < this.nq && this.fd[this.qFlow[end]!] === fd) end++;
+      const sent = sys.shim_udp_send_batch(
+        fd, b, this.qOffLen.subarray(2 * k, 2 * end), end - k, this.qAddr.subarray(28 * k, 28 * end),
+      );
+      if (sent < end - k) udpStats.sendErrors += end - k - Math.max(sent, 0);
+      k = end;
+    }
+    this.nq = 0;
+    this.qBuf = null;
+  }
+
+  /** The flow of the guest's (address at b[gOff], port), made when missing. */
+  private flowFor(isV6: boolean, b: Uint8Array, gOff: number, gport: number, t: number): number {
+    let i = this.lookup(isV6, b, gOff, gport);
+    if (i >= 0) {
+      this.lastUse[i] = t;
+      return i;
+    }
+    const fd = this.openSocket(isV6, gport);
+    if (fd < 0) return -1;
+    i = this.insert(isV6, b, gOff, gport, fd, 1, t);
+    if (i < 0) sys.shim_close(fd);
+    return i;
+  }
+
+  /** A socket for outbound datagrams, bound to port where free. */
+  private openSocket(isV6: boolean, port: number): number {
+    const fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      udpStats.noSocket++;
+      return -1;
+    }
+    if (isV6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    const len = isV6 ? sockaddr6(this.sa, ANY6, 0, port, 0) : sockaddr4(this.sa, 0, port);
+    if (sys.shim_bind(fd, this.sa, len) < 0) {
+      this.sa[2] = 0;
+      this.sa[3] = 0;
+      sys.shim_bind(fd, this.sa, len);
+    }
+    return fd;
+  }
+
+  // ------------------------------------------------------- to the guest
+
+  /**
+   * Datagrams arrived on socket fd (flow i, or listener li with i = -1):
+   * receive them into frames and send them to the guest.
+   */
+  private onSocket(i: number, fd: number, li: number): void {
+    if (fd < 0) return;
+    const isV6 = li >= 0 ? this.listenerV6(li) : this.v6[i] === 1;
+    const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
+    const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
+    const stride = hdr + maxLen + this.sink.frameRoom;
+    for (let round = 0; round < 8; round++) {
+      const base = this.sink.alloc(RECV_BATCH * stride);
+      if (base < 0) return;
+      const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
+      if (n <= 0) return;
+      for (let k = 0; k < n; k++) this.toGuest(i, li, base + k * stride, k, this.rxLens[k]!, isV6);
+      if (n < RECV_BATCH) return;
+    }
+  }
+
+  /** Headers for datagram k of the batch (payload already at off + headers). */
+  private toGuest(i: number, li: number, off: number, k: number, len: number, isV6: boolean): void {
+    const b = this.sink.buf;
+    const sa = k * 28;
+    const sport = (this.rxAddrs[sa + 2]! << 8) | this.rxAddrs[sa + 3]!;
+    let gport: number;
+    let gi = i;
+    if (li >= 0) {
+      gport = this.listenTarget[li]!;
+      gi = this.bindListener(li, isV6, gport);
+      if (gi < 0) return;
+    } else gport = this.guestPort[i]!;
+    this.lastUse[gi] = now();
+    const ip = off + w.ETH_HLEN;
+    const l4 = ip + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN);
+    w.writeEth(b, off, guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    if (isV6) {
+      this.sourceAddr6(this.rxAddrs, sa, sport);
+      w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+    } else {
+      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport), readIp4(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+    }
+    w.writeUdp(b, l4, sport, gport, len);
+    if (isV6) w.udpSetChecksum6(b, ip, l4);
+    else w.udpSetChecksum4(b, ip, l4);
+    this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+    udpStats.toGuest++;
+  }
+
+  /** IPv4 source the guest sees for a sender: loopback → gateway, resolver → --dns-forward address. */
+  private sourceAddr4(sa: Uint8Array, o: number, sport: number): number {
+    const a = readIp4(sa, o + 4);
+    const ip4 = this.cfg.ip4!;
+    if (ip4.dnsMatch && sport === DNS_PORT && ip4.dns.length && a === ip4.dns[0]) return ip4.dnsMatch;
+    if (sa[o + 4] === 127 && !this.cfg.noMapGw) return ip4.gw;
+    return a;
+  }
+
+  /** As sourceAddr4, for IPv6: the result goes to tmpAddr. */
+  private sourceAddr6(sa: Uint8Array, o: number, sport: number): void {
+    const ip6 = this.cfg.ip6!;
+    const a = o + SA6_ADDR;
+    if (ip6.dnsMatch && sport === DNS_PORT && ip6.dns.length && w.ip6Equal(sa, a, ip6.dns[0]!)) this.tmpAddr.set(ip6.dnsMatch);
+    else if (w.ip6Equal(sa, a, LOOPBACK6) && !this.cfg.noMapGw) this.tmpAddr.set(isZero16(ip6.gw) ? ip6.ourLL : ip6.gw);
+    else for (let k = 0; k < 16; k++) this.tmpAddr[k] = sa[a + k]!;
+  }
+
+  // ------------------------------------------------------------ -u ports
+
+  /** Bind a socket on the host for each port forwarded by fwd (-u), IPv4 and IPv6. */
+  listen(fwd: PortFwd): void {
+    for (let p = 1; p < 65536; p++) {
+      if (!bitGet(fwd.map, p)) continue;
+      if (this.cfg.ip4) this.listenOne(AF_INET, p, fwd.to[p]!);
+      if (this.cfg.ip6) this.listenOne(AF_INET6, p, fwd.to[p]!);
+    }
+  }
+
+  private listenOne(af: number, port: number, target: number): void {
+    const fd = sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) return;
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (af === AF_INET6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    const len = af === AF_INET ? sockaddr4(this.sa, 0, port) : sockaddr6(this.sa, ANY6, 0, port, 0);
+    if (sys.shim_bind(fd, this.sa, len) < 0) {
+      log.warn(`cannot bind UDP port ${port} (${af === AF_INET ? "IPv4" : "IPv6"})`);
+      sys.shim_close(fd);
+      return;
+    }
+    const li = this.listeners.length;
+    this.listeners.push(fd);
+    this.listenPort.push(af);
+    this.listenTarget.push(target);
+    this.loop.add(fd, EPOLLIN, KIND_UDP_LISTEN, li);
+  }
+
+  private listenerV6(li: number): boolean {
+    return this.listenPort[li] === AF_INET6;
+  }
+
+  private onListener(li: number): void {
+    this.onSocket(-1, this.listeners[li]!, li);
+  }
+
+  /** Tie the guest's (address, port) to listener li so that its replies leave from there. */
+  private bindListener(li: number, isV6: boolean, gport: number): number {
+    const ga = isV6 ? (guest.addr6Known ? guest.addr6 : this.cfg.ip6!.addr) : this.guest4Bytes();
+    const fd = this.listeners[li]!;
+    const i = this.lookup(isV6, ga, 0, gport);
+    if (i >= 0) {
+      if (this.fd[i] !== fd) this.replaceSocket(i, fd);
+      return i;
+    }
+    return this.insert(isV6, ga, 0, gport, fd, 0, now());
+  }
+
+  private readonly guest4 = new Uint8Array(4);
+
+  private guest4Bytes(): Uint8Array {
+    writeIp4(this.guest4, 0, this.cfg.ip4!.addr);
+    return this.guest4;
+  }
+
+  private replaceSocket(i: number, fd: number): void {
+    this.closeSocket(i);
+    this.fd[i] = fd;
+    this.owned[i] = 0;
+  }
+
+  // ------------------------------------------------------------ flow table
+
+  private lookup(isV6: boolean, a: Uint8Array, aOff: number, port: number): number {
+    const alen = isV6 ? 16 : 4;
+    const mask = this.hash.length - 1;
+    for (let h = hashKey(a, aOff, alen, port) & mask, n = 0; n <= mask; h = (h + 1) & mask, n++) {
+      const e = this.hash[h]!;
+      if (e === 0) return -1;
+      if (e < 0) continue;
+      const i = e - 1;
+      if (this.guestPort[i] !== port || (this.v6[i] === 1) !== isV6) continue;
+      let same = true;
+      for (let k = 0; k < alen && same; k++) same = this.guestAddr[i * 16 + k] === a[aOff + k];
+      if (same) return i;
+    }
+    return -1;
+  }
+
+  private insert(isV6: boolean, a: Uint8Array, aOff: number, port: number, fd: number, owned: number, t: number): number {
+    if (this.nFlows >= UDP_MAX_FLOWS) {
+      udpStats.full++;
+      return -1;
+    }
+    let i = this.nextFree;
+    while (this.fd[i]! >= 0) i = (i + 1) % UDP_MAX_FLOWS;
+    this.nextFree = (i + 1) % UDP_MAX_FLOWS;
+    const alen = isV6 ? 16 : 4;
+    this.guestAddr.fill(0, i * 16, i * 16 + 16);
+    for (let k = 0; k < alen; k++) this.guestAddr[i * 16 + k] = a[aOff + k]!;
+    this.guestPort[i] = port;
+    this.v6[i] = isV6 ? 1 : 0;
+    this.fd[i] = fd;
+    this.owned[i] = owned;
+    this.lastUse[i] = t;
+    const mask = this.hash.length - 1;
+    let h = hashKey(a, aOff, alen, port) & mask;
+    while (this.hash[h]! > 0) h = (h + 1) & mask;
+    this.hash[h] = i + 1;
+    this.nFlows++;
+    if (owned) this.loop.add(fd, EPOLLIN, KIND_UDP, i);
+    return i;
+  }
+
+  private closeSocket(i: number): void {
+    if (!this.owned[i]) return;
+    this.loop.del(this.fd[i]!);
+    sys.shim_close(this.fd[i]!);
+  }
+
+  private remove(i: number): void {
+    this.closeSocket(i);
+    const alen = this.v6[i] ? 16 : 4;
+    const mask = this.hash.length - 1;
+    let h = hashKey(this.guestAddr, i * 16, alen, this.guestPort[i]!) & mask;
+    for (let n = 0; n <= mask && this.hash[h] !== 0; h = (h + 1) & mask, n++) {
+      if (this.hash[h] === i + 1) {
+        this.hash[h] = -1;
+        break;
+      }
+    }
+    this.fd[i] = -1;
+    this.nFlows--;
+  }
+
+  /** Close flows idle for UDP_TIMEOUT_MS. */
+  private expire(t: number): void {
+    if (this.nFlows === 0) return;
+    this.flush();
+    for (let i = 0; i < UDP_MAX_FLOWS; i++) {
+      if (this.fd[i]! >= 0 && t - this.lastUse[i]! > UDP_TIMEOUT_MS) this.remove(i);
+    }
+  }
+}
+
+function hashKey(a: Uint8Array, o: number, alen: number, port: number): number {
+  let h = Math.imul(port + 1, 0x9e3779b1);
+  for (let k = 0; k < alen; k++) h = Math.imul(h ^ a[o + k]!, 0x01000193);
+  return (h ^ (h >>> 15)) >>> 0;
+}
+
+function readIp4(b: Uint8Array, o: number): number {
+  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
+}
+
+function writeIp4(b: Uint8Array, o: number, v: number): void {
+  b[o] = v >>> 24;
+  b[o + 1] = (v >>> 16) & 255;
+  b[o + 2] = (v >>> 8) & 255;
+  b[o + 3] = v & 255;
+}
+
+function isZero16(a: Uint8Array): boolean {
+  for (let k = 0; k < 16; k++) if (a[k] !== 0) return false;
+  return true;
+}
+
