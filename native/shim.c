@@ -634,3 +634,60 @@ int shim_udp_send_batch(int fd, const uint8_t *buf, const uint32_t *offlens, int
 	}
 	return NEG_ERRNO(sendmmsg(fd, mm, n, MSG_DONTWAIT | MSG_NOSIGNAL));
 }
+
+/* ------------------------------------------------------------ splicing */
+
+/* shim_pipe() - a non-blocking pipe of about size bytes: fds[0] read end, fds[1] write end */
+int shim_pipe(int *fds, int size)
+{
+	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
+		return -errno;
+	if (size > 0)
+		fcntl(fds[0], F_SETPIPE_SZ, size);
+	return 0;
+}
+
+/* shim_splice_pump() - move what is readable on from into to, through the
+ * pipe (pr, pw), until from has nothing more or to is full. st[0]: bytes in
+ * the pipe (kept across calls), st[1]: set to 1 at end of stream on from,
+ * st[2]: set to -errno on an error (of either socket). st[3]: pipe size.
+ * Returns bytes delivered to `to` in this call. */
+int shim_splice_pump(int from, int to, int pr, int pw, int32_t *st)
+{
+	unsigned int fl = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
+	int moved = 0, in_done = st[1];
+
+	for (;;) {
+		int progress = 0;
+		if (!in_done && st[0] < st[3]) {
+			ssize_t n = splice(from, NULL, pw, NULL, st[3] - st[0], fl);
+			if (n > 0) {
+				st[0] += (int32_t)n;
+				progress = 1;
+			} else if (n == 0) {
+				st[1] = 1;
+				in_done = 1;
+			} else if (errno == EAGAIN) {
+				in_done = 2;
+			} else {
+				st[2] = -errno;
+				return moved;
+			}
+		}
+		if (st[0] > 0) {
+			ssize_t m = splice(pr, NULL, to, NULL, st[0], fl);
+			if (m > 0) {
+				st[0] -= (int32_t)m;
+				moved += (int)m;
+				progress = 1;
+			} else if (m < 0 && errno != EAGAIN) {
+				st[2] = -errno;
+				return moved;
+			}
+		}
+		if (!progress)
+			return moved;
+		if (in_done == 2)
+			in_done = 0;
+	}
+}

@@ -45,6 +45,7 @@ async function main(): Promise<number> {
     pidFile: opts.pidFile,
     pcap: opts.pcap,
     tcp: opts.noTcp ? null : opts.tcp,
+    tcpNs: opts.noTcp ? null : opts.tcpNs,
     udp: opts.noUdp ? null : opts.udp,
   });
 }

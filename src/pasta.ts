@@ -13,6 +13,8 @@
 import { rmSync, writeFileSync } from "node:fs";
 import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
+import { SpliceFlows } from "./flows/splice.ts";
+import { TcpForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN } from "./loop/loop.ts";
 import { log } from "./log.ts";
@@ -40,6 +42,8 @@ export interface PastaRun {
   pcap: string | null;
   /** -t: host ports forwarded to the namespace through the tap; null with --no-tcp. */
   tcp: PortFwd | null;
+  /** -T: namespace ports forwarded to the host's loopback (spliced); null with --no-tcp. */
+  tcpNs: PortFwd | null;
   /** -u: likewise for UDP; null with --no-udp. */
   udp: PortFwd | null;
 }
@@ -74,7 +78,9 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     dispatcher!.batchEnd(),
   );
   dispatcher = new Dispatcher(cfg, loop, tap);
-  if (run.tcp) dispatcher.tcp.listen(run.tcp);
+  const splice = new SpliceFlows(loop, nsfd);
+  const nsPid = child ? child.pid : (run.attachPid ?? 0);
+  const forwarder = new TcpForwarder(cfg, loop, dispatcher.tcp, splice, nsfd, nsPid);
   if (run.udp) dispatcher.udp.listen(run.udp);
   configureInterface(nsfd, tap.ifname, cfg);
   loop.on(KIND_TAP, () => {
@@ -105,6 +111,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   }
   if (run.pidFile) writePidFile(run.pidFile);
   dispatcher.start();
+  forwarder.start(run.tcp, run.tcpNs);
   try {
     return loop.run();
   } finally {

@@ -48,7 +48,6 @@
  */
 import { ptr, type Pointer } from "bun:ffi";
 import type { Config } from "../conf/config.ts";
-import { bitGet, type PortFwd } from "../fwd/ports.ts";
 import { debugOn, log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
@@ -81,7 +80,6 @@ const TICK_MS = 50;
 const isnBuf = new Uint32Array(1);
 
 export const KIND_TCP = 5;
-export const KIND_TCP_LISTEN = 6;
 
 // Flow states.
 const FREE = 0;
@@ -107,18 +105,14 @@ const AF_INET6 = 10;
 const SOCK_STREAM = 1;
 const SOCK_NONBLOCK = 0o4000;
 const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
 const SO_PEEK_OFF = 42;
 const IPPROTO_TCP = 6;
-const IPPROTO_IPV6 = 41;
-const IPV6_V6ONLY = 26;
 const TCP_NODELAY = 1;
 const TCP_MAXSEG = 2;
 const SHUT_WR = 1;
 const EAGAIN = 11;
 const EINPROGRESS = 115;
 const MSG_DONTWAIT = 0x40;
-const LISTEN_BACKLOG = 128;
 
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
@@ -164,10 +158,8 @@ export class TcpFlows {
   private nAck = 0;
   private readonly opts = new w.TcpOptions();
   private readonly sa = new Uint8Array(28);
-  private readonly saLen = new Int32Array(1);
   private readonly bufBase: number;
   private peekOff = true;
-  private readonly listeners: number[] = [];
 
   constructor(
     private readonly cfg: Config,
@@ -176,7 +168,6 @@ export class TcpFlows {
   ) {
     this.bufBase = ptr(sink.buf);
     loop.on(KIND_TCP, (i, ev) => this.onSocket(i, ev));
-    loop.on(KIND_TCP_LISTEN, (i) => this.onListener(i));
     loop.every(TICK_MS, (t) => this.onTick(t));
   }
 
@@ -185,71 +176,29 @@ export class TcpFlows {
     return this.nActive;
   }
 
-  // ------------------------------------------------------------ listeners
-
-  /** Listen on the host for each port forwarded by fwd (-t), IPv4 and IPv6. */
-  listen(fwd: PortFwd): void {
-    for (let p = 1; p < 65536; p++) {
-      if (!bitGet(fwd.map, p)) continue;
-      if (this.cfg.ip4) this.listenOne(AF_INET, p, fwd);
-      if (this.cfg.ip6) this.listenOne(AF_INET6, p, fwd);
-    }
-  }
-
-  private listenOne(af: number, port: number, fwd: PortFwd): void {
-    const fd = sys.shim_socket(af, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) return;
-    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    if (af === AF_INET6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-    const rule = fwd.rules.find((r) => port >= r.first && port <= r.last && r.addr !== null);
-    let len: number;
-    if (af === AF_INET) {
-      const a = rule && typeof rule.addr === "number" ? rule.addr : 0;
-      if (rule && rule.addr instanceof Uint8Array) return void sys.shim_close(fd);
-      len = sockaddr4(this.sa, a, port);
-    } else {
-      if (rule && typeof rule.addr === "number") return void sys.shim_close(fd);
-      len = sockaddr6(this.sa, rule && rule.addr instanceof Uint8Array ? rule.addr : new Uint8Array(16), 0, port, 0);
-    }
-    if (sys.shim_bind(fd, this.sa, len) < 0 || sys.shim_listen(fd, LISTEN_BACKLOG) < 0) {
-      log.warn(`cannot listen on TCP port ${port} (${af === AF_INET ? "IPv4" : "IPv6"})`);
-      sys.shim_close(fd);
-      return;
-    }
-    const idx = this.listeners.length;
-    this.listeners.push(fd);
-    this.listenTarget.push(fwd.to[port]!);
-    this.loop.add(fd, EPOLLIN, KIND_TCP_LISTEN, idx);
-  }
-
-  private readonly listenTarget: number[] = [];
-
-  /** A connection arrived on listener li: offer it to the guest with a SYN. */
-  private onListener(li: number): void {
-    for (;;) {
-      this.saLen[0] = 28;
-      const fd = sys.shim_accept(this.listeners[li]!, this.sa, this.saLen);
-      if (fd < 0) return;
-      const v6 = saFamily(this.sa) === AF_INET6;
-      if ((v6 && !this.cfg.ip6) || (!v6 && !this.cfg.ip4)) {
-        sys.shim_close(fd);
-        continue;
-      }
-      this.acceptOne(fd, v6, this.listenTarget[li]!);
-    }
-  }
+  // ------------------------------------------------------------ host opens
 
   private readonly tmpAddr = new Uint8Array(16);
 
-  private acceptOne(fd: number, v6: boolean, port: number): void {
+  /**
+   * A connection accepted on a forwarded host port (fd, its peer in sockaddr
+   * sa), for the guest's port: offer it to the guest with a SYN.
+   */
+  acceptFromHost(fd: number, sa: Uint8Array, port: number): void {
+    const v6 = saFamily(sa) === AF_INET6;
+    if ((v6 && !this.cfg.ip6) || (!v6 && !this.cfg.ip4)) {
+      sys.shim_close(fd);
+      return;
+    }
+    this.sa.set(sa.subarray(0, 28));
     const remote = this.tmpAddr;
     remote.fill(0);
     if (v6) {
       for (let k = 0; k < 16; k++) remote[k] = this.sa[SA6_ADDR + k]!;
-      if (isLoopback6(remote) || isV4Mapped(remote)) remote.set(this.cfg.ip6!.ourLL);
+      if (isLoopback6(remote) || isV4Mapped(remote) || w.ip6Equal(remote, 0, this.cfg.ip6!.addr)) remote.set(this.gateway6());
     } else {
       for (let k = 0; k < 4; k++) remote[k] = this.sa[4 + k]!;
-      if (remote[0] === 127) writeIp4(remote, 0, this.cfg.ip4!.gw);
+      if (remote[0] === 127 || readIp4(remote, 0) === this.cfg.ip4!.addr) writeIp4(remote, 0, this.cfg.ip4!.gw);
     }
     const rport = saPort(this.sa);
     const guestA = v6 ? (guest.addr6Known ? guest.addr6 : this.cfg.ip6!.addr) : null;
@@ -472,7 +421,7 @@ export class TcpFlows {
       if (err < 0) return this.hostReset(i);
     }
     if (this.state[i] === SYN_TO_GUEST) {
-      if (ev & (EPOLLHUP | EPOLLRDHUP)) this.hostReset(i);
+      if (ev & EPOLLHUP) this.hostReset(i);
       return;
     }
     if (ev & EPOLLOUT && this.flags[i]! & F_OUT_WAIT) {
@@ -866,6 +815,12 @@ export class TcpFlows {
     if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
   }
 
+  /** The address host-local peers appear from: the gateway, or our link-local address. */
+  private gateway6(): Uint8Array {
+    const ip6 = this.cfg.ip6!;
+    return isZero16(ip6.gw) ? ip6.ourLL : ip6.gw;
+  }
+
   /** Largest payload per segment to the guest, from the tap MTU. */
   private maxMss(v6: boolean): number {
     return Math.min(this.cfg.mtu, 65535) - (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) - w.TCP_HLEN;
@@ -906,6 +861,11 @@ function writeIp4(b: Uint8Array, o: number, v: number): void {
 function isLoopback6(a: Uint8Array): boolean {
   for (let k = 0; k < 15; k++) if (a[k] !== 0) return false;
   return a[15] === 1;
+}
+
+function isZero16(a: Uint8Array): boolean {
+  for (let k = 0; k < 16; k++) if (a[k] !== 0) return false;
+  return true;
 }
 
 function isV4Mapped(a: Uint8Array): boolean {

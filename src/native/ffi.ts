@@ -71,6 +71,8 @@ const symbols = {
   shim_abort_close: { args: [i32], returns: i32 },
   shim_udp_recv_batch: { args: [i32, ptr, i32, i32, i32, i32, ptr, ptr], returns: i32 },
   shim_udp_send_batch: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
+  shim_pipe: { args: [ptr, i32], returns: i32 },
+  shim_splice_pump: { args: [i32, i32, i32, i32, ptr], returns: i32 },
 } as const;
 
 export type ShimKind = "lib" | "tcc";

@@ -1,0 +1,249 @@
+/**
+ * pasta's local path: TCP between the loopbacks of the two namespaces,
+ * socket to socket with splice(), never through Layer 2.
+ *
+ * Theory of operation
+ * -------------------
+ * A connection accepted on one side (on the host from a loopback source, for
+ * a -t port; in the namespace, for a -T port) is paired with a socket that
+ * connects to the loopback address of the same family on the other side, at
+ * the target port. Bytes then move in each direction through a pipe of their
+ * own: splice() from the source socket into the pipe, and from the pipe into
+ * the destination socket, in the kernel, with no copy through us. The pump
+ * (native/shim.c) moves as much as both ends allow and keeps count of what
+ * waits in the pipe; the sockets are watched edge-triggered for input,
+ * output and peer shutdown, and every event pumps both directions.
+ *
+ * End of stream in one direction becomes shutdown(SHUT_WR) on the other socket
+ * once the pipe has drained; when both directions are done the connection is
+ * closed and its pipes go back to the pool (a pipe with leftover bytes is
+ * closed instead). A reset or error on either socket resets (SO_LINGER 0) the
+ * other one. A connect that fails resets the accepted socket.
+ *
+ * Set-up cost: sockets on the namespace side must be made by a thread that
+ * enters the namespace; a pool of such sockets, and a pool of pipes, are
+ * refilled off the fast path (on a timer), so that a new connection costs an
+ * accept, a connect and two epoll registrations.
+ *
+ * Limits: SPLICE_MAX_CONNS at once; past that an accepted connection is closed
+ * at once, without touching the existing ones.
+ */
+import { ptr, type Pointer } from "bun:ffi";
+import { log } from "../log.ts";
+import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
+import { sys } from "../native/ffi.ts";
+import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+
+/** Spliced connections at once (each holds 2 sockets and 4 pipe ends). */
+export const SPLICE_MAX_CONNS = 4096;
+/** Bytes each pipe may hold (the unprivileged maximum is 1 MiB). */
+const PIPE_SIZE = 1 << 20;
+/** Ready pipes and namespace sockets kept per pool. */
+const POOL_TARGET = 16;
+
+export const KIND_SPLICE = 9;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const IPPROTO_TCP = 6;
+const TCP_NODELAY = 1;
+const SHUT_WR = 1;
+const EINPROGRESS = 115;
+const LOOPBACK6 = new Uint8Array(16);
+LOOPBACK6[15] = 1;
+
+// Connection state.
+const FREE = 0;
+const CONNECTING = 1;
+const UP = 2;
+
+export const spliceStats = { opened: 0, closed: 0, refused: 0, failed: 0, bytes: 0 };
+
+/** Which side a fresh connecting socket must live in. */
+export type Side = "host" | "ns";
+
+export class SpliceFlows {
+  private readonly state = new Uint8Array(SPLICE_MAX_CONNS);
+  /** fd[2c] accepted socket, fd[2c+1] the socket we connected. */
+  private readonly fd = new Int32Array(SPLICE_MAX_CONNS * 2).fill(-1);
+  /** Pipes: pipe[4c..4c+1] carry accepted → connected (read, write); [4c+2..4c+3] the other way. */
+  private readonly pipe = new Int32Array(SPLICE_MAX_CONNS * 4).fill(-1);
+  /** Pump state per direction (see shim_splice_pump): [pending, eof, error, size]. */
+  private readonly st = new Int32Array(SPLICE_MAX_CONNS * 8);
+  private readonly stBase = ptr(this.st);
+  /** 1 once shutdown(SHUT_WR) was passed on for the direction. */
+  private readonly shut = new Uint8Array(SPLICE_MAX_CONNS * 2);
+  private readonly pipePool: number[] = [];
+  private readonly nsPool4: number[] = [];
+  private readonly nsPool6: number[] = [];
+  private readonly sa = new Uint8Array(28);
+  private readonly pipeFds = new Int32Array(2);
+  private nOpen = 0;
+  private next = 0;
+
+  constructor(
+    private readonly loop: Loop,
+    /** The namespace's netns fd: namespace-side sockets are made there. */
+    private readonly nsfd: number,
+  ) {
+    loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ev));
+    loop.every(200, () => this.refill());
+    this.refill();
+  }
+
+  /** Open connections (for tests and --debug). */
+  count(): number {
+    return this.nOpen;
+  }
+
+  /**
+   * An accepted loopback connection (fd) to be joined to port on the other
+   * side's loopback: `to` says where the connecting socket must live.
+   */
+  join(accepted: number, v6: boolean, port: number, to: Side): void {
+    const c = this.take();
+    if (c < 0) {
+      spliceStats.refused++;
+      sys.shim_close(accepted);
+      return;
+    }
+    const out = to === "ns" ? this.nsSocket(v6) : sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if (out < 0 || !this.takePipes(c)) {
+      if (out >= 0) sys.shim_close(out);
+      sys.shim_abort_close(accepted);
+      this.state[c] = FREE;
+      this.nOpen--;
+      spliceStats.failed++;
+      return;
+    }
+    this.fd[2 * c] = accepted;
+    this.fd[2 * c + 1] = out;
+    sys.shim_setsockopt_int(out, IPPROTO_TCP, TCP_NODELAY, 1);
+    sys.shim_setsockopt_int(accepted, IPPROTO_TCP, TCP_NODELAY, 1);
+    const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, 0x7f000001, port);
+    const rc = sys.shim_connect(out, this.sa, len);
+    if (rc < 0 && rc !== -EINPROGRESS) {
+      spliceStats.failed++;
+      this.close(c, true);
+      return;
+    }
+    this.state[c] = rc === 0 ? UP : CONNECTING;
+    const ev = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
+    this.loop.add(accepted, ev, KIND_SPLICE, 2 * c);
+    this.loop.add(out, ev, KIND_SPLICE, 2 * c + 1);
+    spliceStats.opened++;
+  }
+
+  private take(): number {
+    if (this.nOpen >= SPLICE_MAX_CONNS) return -1;
+    let c = this.next;
+    while (this.state[c] !== FREE || this.fd[2 * c] !== -1) c = (c + 1) % SPLICE_MAX_CONNS;
+    this.next = (c + 1) % SPLICE_MAX_CONNS;
+    this.state[c] = CONNECTING;
+    this.nOpen++;
+    this.st.fill(0, 8 * c, 8 * c + 8);
+    this.st[8 * c + 3] = PIPE_SIZE;
+    this.st[8 * c + 7] = PIPE_SIZE;
+    this.shut[2 * c] = 0;
+    this.shut[2 * c + 1] = 0;
+    return c;
+  }
+
+  private takePipes(c: number): boolean {
+    for (let d = 0; d < 2; d++) {
+      let r: number, w: number;
+      if (this.pipePool.length >= 2) {
+        w = this.pipePool.pop()!;
+        r = this.pipePool.pop()!;
+      } else {
+        if (sys.shim_pipe(this.pipeFds, PIPE_SIZE) < 0) return false;
+        r = this.pipeFds[0]!;
+        w = this.pipeFds[1]!;
+      }
+      this.pipe[4 * c + 2 * d] = r;
+      this.pipe[4 * c + 2 * d + 1] = w;
+    }
+    return true;
+  }
+
+  /** A socket in the namespace, from the pool or made now. */
+  private nsSocket(v6: boolean): number {
+    const pool = v6 ? this.nsPool6 : this.nsPool4;
+    if (pool.length) return pool.pop()!;
+    return sys.shim_ns_socket(this.nsfd, v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  }
+
+  /** Top up the pools of pipes and namespace sockets (off the fast path). */
+  private refill(): void {
+    while (this.pipePool.length < POOL_TARGET * 2 && sys.shim_pipe(this.pipeFds, PIPE_SIZE) === 0) {
+      this.pipePool.push(this.pipeFds[0]!, this.pipeFds[1]!);
+    }
+    for (const [pool, af] of [[this.nsPool4, AF_INET], [this.nsPool6, AF_INET6]] as const) {
+      while (pool.length < POOL_TARGET) {
+        const fd = sys.shim_ns_socket(this.nsfd, af, SOCK_STREAM | SOCK_NONBLOCK, 0);
+        if (fd < 0) break;
+        pool.push(fd);
+      }
+    }
+  }
+
+  private onEvent(c: number, ev: number): void {
+    if (this.state[c] === FREE) return;
+    if (this.state[c] === CONNECTING) {
+      const err = sys.shim_sock_error(this.fd[2 * c + 1]!);
+      if (err < 0) {
+        spliceStats.failed++;
+        return this.close(c, true);
+      }
+      if (!(ev & (EPOLLOUT | EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+      this.state[c] = UP;
+    }
+    this.pump(c, 0);
+    if (this.state[c] !== FREE) this.pump(c, 1);
+  }
+
+  /** Move data in direction d (0: accepted → connected, 1: back), then pass on end of stream. */
+  private pump(c: number, d: number): void {
+    const from = this.fd[2 * c + d]!;
+    const to = this.fd[2 * c + 1 - d]!;
+    const s = 8 * c + 4 * d;
+    const st = (this.stBase + s * 4) as Pointer;
+    spliceStats.bytes += sys.shim_splice_pump(from, to, this.pipe[4 * c + 2 * d]!, this.pipe[4 * c + 2 * d + 1]!, st);
+    if (this.st[s + 2]! < 0) return this.close(c, true);
+    if (this.st[s + 1] && this.st[s] === 0 && !this.shut[2 * c + d]) {
+      this.shut[2 * c + d] = 1;
+      sys.shim_shutdown(to, SHUT_WR);
+      if (this.shut[2 * c + 1 - d]) this.close(c, false);
+    }
+  }
+
+  /** Close both sockets (abort: with a reset) and recycle the pipes. */
+  private close(c: number, abort: boolean): void {
+    for (let k = 0; k < 2; k++) {
+      const fd = this.fd[2 * c + k]!;
+      if (fd < 0) continue;
+      this.loop.del(fd);
+      if (abort) sys.shim_abort_close(fd);
+      else sys.shim_close(fd);
+      this.fd[2 * c + k] = -1;
+    }
+    for (let d = 0; d < 2; d++) {
+      const r = this.pipe[4 * c + 2 * d]!;
+      const w = this.pipe[4 * c + 2 * d + 1]!;
+      if (r < 0) continue;
+      if (this.st[8 * c + 4 * d] === 0 && this.pipePool.length < POOL_TARGET * 4) this.pipePool.push(r, w);
+      else {
+        sys.shim_close(r);
+        sys.shim_close(w);
+      }
+      this.pipe[4 * c + 2 * d] = -1;
+      this.pipe[4 * c + 2 * d + 1] = -1;
+    }
+    this.state[c] = FREE;
+    this.nOpen--;
+    spliceStats.closed++;
+    if (abort) log.debug(`splice: connection ${c} reset`);
+  }
+}
