@@ -55,7 +55,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 7; }
+int shim_version(void) { return 8; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -314,7 +314,8 @@ int shim_write_batch(int fd, const uint8_t *buf, const uint32_t *pairs, int n)
 /* ------------------------------------------------------------ checksum */
 
 /* shim_csum() - ones'-complement sum of len bytes (big-endian 16-bit words)
- * added to init; returns the unfolded 32-bit partial sum, folded to 32 bits. */
+ * added to init; returns it folded to 16 bits, not complemented (a value
+ * below 2^16 crosses the FFI boundary intact whichever way the shim was built). */
 uint32_t shim_csum(const uint8_t *p, uint32_t len, uint32_t init)
 {
 	uint64_t sum = init;
@@ -328,8 +329,8 @@ uint32_t shim_csum(const uint8_t *p, uint32_t len, uint32_t init)
 		sum += (uint32_t)p[i] << 8 | p[i + 1];
 	if (i < len)
 		sum += (uint32_t)p[i] << 8;
-	while (sum >> 32)
-		sum = (sum & 0xffffffff) + (sum >> 32);
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
 	return (uint32_t)sum;
 }
 

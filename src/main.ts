@@ -47,6 +47,7 @@ async function main(): Promise<number> {
     tcp: opts.noTcp ? null : opts.tcp,
     tcpNs: opts.noTcp ? null : opts.tcpNs,
     udp: opts.noUdp ? null : opts.udp,
+    udpNs: opts.noUdp ? null : opts.udpNs,
   });
 }
 

@@ -14,6 +14,7 @@ import { rmSync, writeFileSync } from "node:fs";
 import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { SpliceFlows } from "./flows/splice.ts";
+import { UdpSplice } from "./flows/udpsplice.ts";
 import { TcpForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN } from "./loop/loop.ts";
@@ -46,6 +47,8 @@ export interface PastaRun {
   tcpNs: PortFwd | null;
   /** -u: likewise for UDP; null with --no-udp. */
   udp: PortFwd | null;
+  /** -U: namespace UDP ports forwarded to the host's loopback; null with --no-udp. */
+  udpNs: PortFwd | null;
 }
 
 /** Run pasta; returns the exit status for the process. */
@@ -78,11 +81,8 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     dispatcher!.batchEnd(),
   );
   dispatcher = new Dispatcher(cfg, loop, tap);
-  const splice = new SpliceFlows(loop, nsfd);
-  const nsPid = child ? child.pid : (run.attachPid ?? 0);
-  const forwarder = new TcpForwarder(cfg, loop, dispatcher.tcp, splice, nsfd, nsPid);
-  if (run.udp) dispatcher.udp.listen(run.udp);
   configureInterface(nsfd, tap.ifname, cfg);
+  startForwarding(cfg, run, loop, dispatcher, nsfd, child ? child.pid : (run.attachPid ?? 0));
   loop.on(KIND_TAP, () => {
     if (!tap.readAll()) loop.stop(0);
   });
@@ -92,26 +92,10 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     tap.flush();
     pcap?.flush();
   });
-  loop.on(KIND_SIGNAL, () => {
-    const b = new Uint8Array(16);
-    const n = sys.shim_read(sigFd, b, 16);
-    log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
-    if (child) sys.shim_kill(child.pid, SIGTERM);
-    loop.stop(0);
-  });
-  loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
-  if (child) {
-    loop.on(KIND_CHILD, () => {
-      const status = reap(child.pid);
-      if (status !== null) loop.stop(status);
-    });
-    loop.add(child.pidfd, EPOLLIN, KIND_CHILD, 0);
-    const err = release(child);
-    if (err) throw new Error(`cannot run ${run.command[0]}: ${err}`);
-  }
+  watchSignals(loop, sigFd, child);
   if (run.pidFile) writePidFile(run.pidFile);
+  if (child) startChild(loop, child, run.command[0]!);
   dispatcher.start();
-  forwarder.start(run.tcp, run.tcpNs);
   try {
     return loop.run();
   } finally {
@@ -120,6 +104,39 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     if (run.pidFile) removeFile(run.pidFile);
     log.debug(`tap: ${JSON.stringify(tap.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
   }
+}
+
+/** Listeners and spliced paths for -t/-T/-u/-U (after the namespace's interfaces are up). */
+function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dispatcher, nsfd: number, nsPid: number): void {
+  const splice = new SpliceFlows(loop, nsfd);
+  new TcpForwarder(cfg, loop, dispatcher.tcp, splice, nsfd, nsPid).start(run.tcp, run.tcpNs);
+  const udpSplice = new UdpSplice(cfg, loop, nsfd);
+  dispatcher.udp.splice = udpSplice;
+  if (run.udp && run.udp.mode !== "auto") dispatcher.udp.listen(run.udp);
+  if (run.udpNs && run.udpNs.mode !== "auto") udpSplice.listenNs(run.udpNs);
+}
+
+/** SIGINT, SIGTERM, SIGHUP to pasta: end the command and exit. */
+function watchSignals(loop: Loop, sigFd: number, child: Child | null): void {
+  const b = new Uint8Array(16);
+  loop.on(KIND_SIGNAL, () => {
+    const n = sys.shim_read(sigFd, b, 16);
+    log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
+    if (child) sys.shim_kill(child.pid, SIGTERM);
+    loop.stop(0);
+  });
+  loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+}
+
+/** Let the command run; its exit ends the loop with its status. */
+function startChild(loop: Loop, child: Child, name: string): void {
+  loop.on(KIND_CHILD, () => {
+    const status = reap(child.pid);
+    if (status !== null) loop.stop(status);
+  });
+  loop.add(child.pidfd, EPOLLIN, KIND_CHILD, 0);
+  const err = release(child);
+  if (err) throw new Error(`cannot run ${name}: ${err}`);
 }
 
 function writePidFile(path: string): void {

@@ -40,6 +40,7 @@ import { sys } from "../native/ffi.ts";
 import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
+import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
@@ -97,6 +98,9 @@ export class UdpFlows {
   private readonly listeners: number[] = [];
   private readonly listenPort: number[] = [];
   private readonly listenTarget: number[] = [];
+
+  /** pasta: where datagrams from loopback senders on -u ports go instead of the tap. */
+  splice: UdpSplice | null = null;
 
   constructor(
     private readonly cfg: Config,
@@ -243,6 +247,11 @@ export class UdpFlows {
     let gi = i;
     if (li >= 0) {
       gport = this.listenTarget[li]!;
+      if (this.splice && isLoopbackSa(this.rxAddrs, sa)) {
+        const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
+        this.splice.fromHost(this.listeners[li]!, isV6, this.rxAddrs, sa, b, off + hdr, len, gport);
+        return;
+      }
       gi = this.bindListener(li, isV6, gport);
       if (gi < 0) return;
     } else gport = this.guestPort[i]!;
@@ -415,6 +424,13 @@ export class UdpFlows {
       if (this.fd[i]! >= 0 && t - this.lastUse[i]! > UDP_TIMEOUT_MS) this.remove(i);
     }
   }
+}
+
+/** True when the sockaddr at sa[o] is a loopback address (127/8 or ::1). */
+function isLoopbackSa(sa: Uint8Array, o: number): boolean {
+  if (sa[o] === AF_INET) return sa[o + 4] === 127;
+  for (let k = 0; k < 15; k++) if (sa[o + SA6_ADDR + k] !== 0) return false;
+  return sa[o + SA6_ADDR + 15] === 1;
 }
 
 function hashKey(a: Uint8Array, o: number, alen: number, port: number): number {

@@ -66,12 +66,12 @@ export class Loop {
 
   /** Watch fd for events; ref = (kind, index). Returns 0 or -errno. */
   add(fd: number, events: number, kind: number, index: number): number {
-    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_ADD, fd, events >>> 0, ((kind << KIND_SHIFT) | index) >>> 0);
+    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_ADD, fd, events | 0, (kind << KIND_SHIFT) | index);
   }
 
   /** Change the events watched for fd (the ref is given again). */
   mod(fd: number, events: number, kind: number, index: number): number {
-    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_MOD, fd, events >>> 0, ((kind << KIND_SHIFT) | index) >>> 0);
+    return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_MOD, fd, events | 0, (kind << KIND_SHIFT) | index);
   }
 
   del(fd: number): number {

@@ -7,6 +7,10 @@
  *    library is missing (no compiler at install time).
  * PASTA_SHIM=lib or PASTA_SHIM=tcc forces one way (tests check both).
  *
+ * 32-bit arguments are declared i32 even where C takes them unsigned, and
+ * callers pass `x | 0`: TinyCC-compiled wrappers read a u32 argument of 2^31
+ * or more wrongly (Bun passes such numbers as doubles).
+ *
  * Every shim call returns -errno on failure; `sys` re-exports them unchanged so
  * the data path can test `rc < 0` without exceptions or allocation.
  */
@@ -17,14 +21,14 @@ import { join } from "node:path";
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
-const SHIM_VERSION = 7;
+const SHIM_VERSION = 8;
 
 const { i32, u32, ptr } = FFIType;
 
 const symbols = {
   shim_version: { args: [], returns: i32 },
   shim_epoll_create: { args: [], returns: i32 },
-  shim_epoll_ctl: { args: [i32, i32, i32, u32, u32], returns: i32 },
+  shim_epoll_ctl: { args: [i32, i32, i32, i32, i32], returns: i32 },
   shim_epoll_wait: { args: [i32, ptr, i32, i32], returns: i32 },
   shim_socket: { args: [i32, i32, i32], returns: i32 },
   shim_close: { args: [i32], returns: i32 },
@@ -52,10 +56,10 @@ const symbols = {
   shim_ns_socket: { args: [i32, i32, i32, i32], returns: i32 },
   shim_ns_tap_open: { args: [i32, ptr, i32, ptr], returns: i32 },
   shim_tap_set_vnet_hdr_sz: { args: [i32, i32], returns: i32 },
-  shim_tap_set_offload: { args: [i32, u32], returns: i32 },
+  shim_tap_set_offload: { args: [i32, i32], returns: i32 },
   shim_read_batch: { args: [i32, ptr, i32, i32, ptr], returns: i32 },
   shim_write_batch: { args: [i32, ptr, ptr, i32], returns: i32 },
-  shim_csum: { args: [ptr, u32, u32], returns: u32 },
+  shim_csum: { args: [ptr, i32, i32], returns: u32 },
   shim_signal_pipe: { args: [ptr, i32], returns: i32 },
   shim_pidfd_open: { args: [i32], returns: i32 },
   shim_kill: { args: [i32, i32], returns: i32 },

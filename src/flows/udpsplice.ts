@@ -1,0 +1,228 @@
+/**
+ * pasta's local path for UDP: datagrams between the loopbacks of the two
+ * namespaces, socket to socket, never through Layer 2.
+ *
+ * Theory of operation
+ * -------------------
+ * A datagram that arrives on a forwarded port from a loopback sender (on the
+ * host for -u, where the socket is shared with the tap path; in the namespace
+ * for -U, where we bind the namespace's loopback) belongs to a spliced flow
+ * keyed by (receiving socket, sender's port). The flow owns one socket on the
+ * other side, connected to that side's loopback at the target port: the
+ * datagram leaves through it, and whatever comes back on it is sent to the
+ * original sender from the forwarded port, through the receiving socket. So a
+ * client on either loopback talks to a server on the other as if both were
+ * local, replies included.
+ *
+ * Datagrams move in batches: recvmmsg() reads up to SPLICE_BATCH at once and
+ * sendmmsg() sends each run that goes through the same socket.
+ *
+ * Limits: UDP_SPLICE_MAX flows (beyond that, datagrams of new flows are
+ * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed.
+ */
+import type { Config } from "../conf/config.ts";
+import { bitGet, type PortFwd } from "../fwd/ports.ts";
+import { log } from "../log.ts";
+import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
+import { sys } from "../native/ffi.ts";
+import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { UDP_TIMEOUT_MS } from "./udp.ts";
+
+/** Spliced UDP flows at once. */
+export const UDP_SPLICE_MAX = 4096;
+/** Datagrams per recvmmsg. */
+const SPLICE_BATCH = 32;
+const MAX_DGRAM = 65535;
+
+export const KIND_UDP_SPLICE = 10;
+export const KIND_UDP_NS_LISTEN = 11;
+
+const AF_INET = 2;
+const AF_INET6 = 10;
+const SOCK_DGRAM = 2;
+const SOCK_NONBLOCK = 0o4000;
+const IPPROTO_IPV6 = 41;
+const IPV6_V6ONLY = 26;
+const LOOPBACK4 = 0x7f000001;
+const LOOPBACK6 = new Uint8Array(16);
+LOOPBACK6[15] = 1;
+
+export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0 };
+
+export class UdpSplice {
+  /** Per flow: the socket the sender used (shared), the socket on the other side (owned). */
+  private readonly inFd = new Int32Array(UDP_SPLICE_MAX).fill(-1);
+  private readonly outFd = new Int32Array(UDP_SPLICE_MAX).fill(-1);
+  /** The original sender, to send replies back to. */
+  private readonly peer = new Uint8Array(UDP_SPLICE_MAX * 28);
+  private readonly lastUse = new Float64Array(UDP_SPLICE_MAX);
+  private readonly byKey = new Map<number, number>();
+  private readonly keyOf = new Float64Array(UDP_SPLICE_MAX);
+  private n = 0;
+  private readonly buf = new Uint8Array(SPLICE_BATCH * MAX_DGRAM);
+  private readonly addrs = new Uint8Array(SPLICE_BATCH * 28);
+  private readonly lens = new Uint32Array(SPLICE_BATCH);
+  private readonly offLen = new Uint32Array(SPLICE_BATCH * 2);
+  private readonly sa = new Uint8Array(28);
+  private readonly nsListeners: { fd: number; target: number; v6: boolean }[] = [];
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly nsfd: number,
+  ) {
+    loop.on(KIND_UDP_SPLICE, (e) => this.onReply(e));
+    loop.on(KIND_UDP_NS_LISTEN, (li) => this.onNsListener(li));
+    loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
+  }
+
+  /** Open flows (for tests and --debug). */
+  count(): number {
+    return this.n;
+  }
+
+  /** -U: bind the namespace's loopback at each forwarded port. */
+  listenNs(fwd: PortFwd): void {
+    for (let p = 1; p < 65536; p++) {
+      if (!bitGet(fwd.map, p)) continue;
+      if (this.cfg.ip4) this.listenNsOne(false, p, fwd.to[p]!);
+      if (this.cfg.ip6) this.listenNsOne(true, p, fwd.to[p]!);
+    }
+  }
+
+  private listenNsOne(v6: boolean, port: number, target: number): void {
+    const fd = sys.shim_ns_socket(this.nsfd, v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) return;
+    if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, LOOPBACK4, port);
+    if (sys.shim_bind(fd, this.sa, len) < 0) {
+      log.warn(`cannot bind UDP port ${port} in the namespace`);
+      sys.shim_close(fd);
+      return;
+    }
+    const li = this.nsListeners.push({ fd, target, v6 }) - 1;
+    this.loop.add(fd, EPOLLIN, KIND_UDP_NS_LISTEN, li);
+  }
+
+  /**
+   * One datagram received on host socket inFd from a loopback sender (its
+   * sockaddr at addrs[aOff..]), payload p[off..off+len): into the namespace.
+   */
+  fromHost(inFd: number, v6: boolean, addrs: Uint8Array, aOff: number, p: Uint8Array, off: number, len: number, target: number): void {
+    const e = this.flow(inFd, v6, addrs, aOff, target, "ns");
+    if (e < 0) return;
+    if (sys.shim_send(this.outFd[e]!, p.subarray(off, off + len), len, 0) < 0) udpSpliceStats.dropped++;
+    else udpSpliceStats.forwarded++;
+  }
+
+  private onNsListener(li: number): void {
+    const l = this.nsListeners[li]!;
+    for (let round = 0; round < 8; round++) {
+      const cnt = sys.shim_udp_recv_batch(l.fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
+      if (cnt <= 0) return;
+      this.forwardRuns(l.fd, l.v6, l.target, cnt);
+      if (cnt < SPLICE_BATCH) return;
+    }
+  }
+
+  /** Send datagrams 0..cnt of buf (from senders in addrs) to their flows' sockets, a sendmmsg per run. */
+  private forwardRuns(inFd: number, v6: boolean, target: number, cnt: number): void {
+    let k = 0;
+    while (k < cnt) {
+      const e = this.flow(inFd, v6, this.addrs, k * 28, target, "host");
+      let end = k + 1;
+      while (end < cnt && this.flowKey(inFd, this.addrs, end * 28) === this.keyOf[e]) end++;
+      if (e >= 0) this.sendRun(this.outFd[e]!, k, end, this.outAddr(v6, target), 0);
+      else udpSpliceStats.dropped += end - k;
+      k = end;
+    }
+  }
+
+  /** sendmmsg datagrams k..end of buf through fd, each to the sockaddr in sa. */
+  private sendRun(fd: number, k: number, end: number, sa: Uint8Array, saOff: number): void {
+    for (let j = k; j < end; j++) {
+      this.offLen[2 * (j - k)] = j * MAX_DGRAM;
+      this.offLen[2 * (j - k) + 1] = this.lens[j]!;
+    }
+    for (let j = 0; j < end - k; j++) for (let b = 0; b < 28; b++) this.addrs[j * 28 + b] = sa[saOff + b]!;
+    const sent = sys.shim_udp_send_batch(fd, this.buf, this.offLen, end - k, this.addrs);
+    udpSpliceStats.forwarded += Math.max(sent, 0);
+    if (sent < end - k) udpSpliceStats.dropped += end - k - Math.max(sent, 0);
+  }
+
+  private readonly target4 = new Uint8Array(28);
+  private readonly target6 = new Uint8Array(28);
+
+  /** The loopback sockaddr of the other side at port (host side: where -U goes). */
+  private outAddr(v6: boolean, port: number): Uint8Array {
+    if (v6) {
+      sockaddr6(this.target6, LOOPBACK6, 0, port, 0);
+      return this.target6;
+    }
+    sockaddr4(this.target4, LOOPBACK4, port);
+    return this.target4;
+  }
+
+  /** Replies on flow e's socket: back to the original sender through the receiving socket. */
+  private onReply(e: number): void {
+    const fd = this.outFd[e]!;
+    if (fd < 0) return;
+    this.lastUse[e] = now();
+    for (let round = 0; round < 8; round++) {
+      const cnt = sys.shim_udp_recv_batch(fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
+      if (cnt <= 0) return;
+      this.sendRun(this.inFd[e]!, 0, cnt, this.peer, e * 28);
+      udpSpliceStats.replies += cnt;
+      if (cnt < SPLICE_BATCH) return;
+    }
+  }
+
+  private flowKey(inFd: number, addrs: Uint8Array, aOff: number): number {
+    return inFd * 65536 + ((addrs[aOff + 2]! << 8) | addrs[aOff + 3]!);
+  }
+
+  /** The flow of (inFd, sender), made when missing with a socket on side `to`. */
+  private flow(inFd: number, v6: boolean, addrs: Uint8Array, aOff: number, target: number, to: "ns" | "host"): number {
+    const key = this.flowKey(inFd, addrs, aOff);
+    const found = this.byKey.get(key);
+    if (found !== undefined) {
+      this.lastUse[found] = now();
+      return found;
+    }
+    if (this.n >= UDP_SPLICE_MAX) {
+      udpSpliceStats.full++;
+      return -1;
+    }
+    const af = v6 ? AF_INET6 : AF_INET;
+    const fd = to === "ns" ? sys.shim_ns_socket(this.nsfd, af, SOCK_DGRAM | SOCK_NONBLOCK, 0) : sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    const sa = this.outAddr(v6, target);
+    if (sys.shim_connect(fd, sa, v6 ? 28 : 16) < 0) {
+      sys.shim_close(fd);
+      return -1;
+    }
+    let e = 0;
+    while (this.outFd[e]! >= 0) e++;
+    this.inFd[e] = inFd;
+    this.outFd[e] = fd;
+    for (let b = 0; b < 28; b++) this.peer[e * 28 + b] = addrs[aOff + b]!;
+    this.lastUse[e] = now();
+    this.keyOf[e] = key;
+    this.byKey.set(key, e);
+    this.n++;
+    this.loop.add(fd, EPOLLIN, KIND_UDP_SPLICE, e);
+    return e;
+  }
+
+  private expire(t: number): void {
+    if (this.n === 0) return;
+    for (let e = 0; e < UDP_SPLICE_MAX; e++) {
+      if (this.outFd[e]! < 0 || t - this.lastUse[e]! <= UDP_TIMEOUT_MS) continue;
+      this.loop.del(this.outFd[e]!);
+      sys.shim_close(this.outFd[e]!);
+      this.outFd[e] = -1;
+      this.byKey.delete(this.keyOf[e]!);
+      this.n--;
+    }
+  }
+}
