@@ -32,6 +32,10 @@ async function main(): Promise<number> {
     return 0;
   }
   const { config, opts } = parsed;
+  config.outbound4 = opts.outbound4 ?? 0;
+  config.outbound6 = opts.outbound6;
+  config.outboundIf4 = opts.outboundIf4;
+  config.outboundIf6 = opts.outboundIf6;
   setLogLevel(opts.logLevel);
   if (opts.logFile) setLogFile(opts.logFile);
   if (mode === "passt") throw new Error("passt mode is not available yet (issue: passt through a UNIX socket)");

@@ -53,6 +53,7 @@ export interface PastaRun {
 
 /** Run pasta; returns the exit status for the process. */
 export function runPasta(cfg: Config, run: PastaRun): number {
+  sys.shim_raise_nofile();
   const loop = new Loop();
   const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
   let child: Child | null = null;

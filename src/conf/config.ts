@@ -60,6 +60,13 @@ export interface Config {
   noMapGw: boolean;
   /** pasta: configure address, routes and MTU in the namespace over netlink. */
   configNet: boolean;
+  /** -o: source address for outbound IPv4 sockets; 0 = the kernel chooses. */
+  outbound4: number;
+  /** -o: source address for outbound IPv6 sockets; null = the kernel chooses. */
+  outbound6: Uint8Array | null;
+  /** --outbound-if4/6: interface outbound sockets are bound to (SO_BINDTODEVICE); null = none. */
+  outboundIf4: string | null;
+  outboundIf6: string | null;
 }
 
 /** Parse dotted IPv4 into a host-order u32; throws on bad input. */

@@ -236,6 +236,10 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     noRa: ov.noRa ?? false,
     noIcmp: ov.noIcmp ?? false,
     noMapGw: ov.noMapGw ?? false,
+    outbound4: 0,
+    outbound6: null,
+    outboundIf4: null,
+    outboundIf6: null,
     configNet: ov.configNet ?? false,
   };
 }

@@ -51,7 +51,7 @@ import type { Config } from "../conf/config.ts";
 import { debugOn, log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { bindOutbound, saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
@@ -280,6 +280,7 @@ export class TcpFlows {
     this.fd[i] = fd;
     this.state[i] = CONNECTING;
     this.deadline[i] = t + TCP_HANDSHAKE_TIMEOUT_MS;
+    bindOutbound(fd, v6, 0, this.cfg);
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     if (this.opts.mss > 0) sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_MAXSEG, this.opts.mss);
     const len = this.destSockaddr(i, v6);

@@ -37,7 +37,7 @@ import { bitGet, type PortFwd } from "../fwd/ports.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { bindOutbound, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
@@ -207,12 +207,7 @@ export class UdpFlows {
       return -1;
     }
     if (isV6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-    const len = isV6 ? sockaddr6(this.sa, ANY6, 0, port, 0) : sockaddr4(this.sa, 0, port);
-    if (sys.shim_bind(fd, this.sa, len) < 0) {
-      this.sa[2] = 0;
-      this.sa[3] = 0;
-      sys.shim_bind(fd, this.sa, len);
-    }
+    if (bindOutbound(fd, isV6, port, this.cfg) < 0) bindOutbound(fd, isV6, 0, this.cfg);
     return fd;
   }
 

@@ -2,6 +2,8 @@
  * struct sockaddr_in / sockaddr_in6 written into caller-owned buffers, for the
  * shim's bind/connect/sendto. No allocation: the caller keeps one buffer.
  */
+import { sys } from "./ffi.ts";
+
 const AF_INET = 2;
 const AF_INET6 = 10;
 
@@ -50,3 +52,33 @@ export function saAddr4(sa: Uint8Array): number {
 
 /** Offset of the 16-byte address inside a sockaddr_in6. */
 export const SA6_ADDR = 8;
+
+const SOL_SOCKET = 1;
+const SO_BINDTODEVICE = 25;
+const ANY6 = new Uint8Array(16);
+const bindBuf = new Uint8Array(28);
+
+/** Outbound source settings (-o, --outbound-if4/6), as Config carries them. */
+export interface Outbound {
+  outbound4: number;
+  outbound6: Uint8Array | null;
+  outboundIf4: string | null;
+  outboundIf6: string | null;
+}
+
+/**
+ * Bind a new outbound socket as -o and --outbound-if4/6 ask, at port (0: any).
+ * Returns 0, or -errno from bind (binding to a device is best effort: it needs
+ * CAP_NET_RAW on older kernels).
+ */
+export function bindOutbound(fd: number, v6: boolean, port: number, out: Outbound): number {
+  const dev = v6 ? out.outboundIf6 : out.outboundIf4;
+  if (dev) {
+    const name = new TextEncoder().encode(dev + "\0");
+    sys.shim_setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length);
+  }
+  if (v6 && !out.outbound6 && port === 0) return 0;
+  if (!v6 && !out.outbound4 && port === 0) return 0;
+  const len = v6 ? sockaddr6(bindBuf, out.outbound6 ?? ANY6, 0, port, 0) : sockaddr4(bindBuf, out.outbound4, port);
+  return sys.shim_bind(fd, bindBuf, len);
+}
