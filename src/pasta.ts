@@ -15,7 +15,7 @@ import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { SpliceFlows } from "./flows/splice.ts";
 import { UdpSplice } from "./flows/udpsplice.ts";
-import { TcpForwarder } from "./fwd/forward.ts";
+import { TcpForwarder, UdpAutoForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN } from "./loop/loop.ts";
 import { log } from "./log.ts";
@@ -115,6 +115,7 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
   dispatcher.udp.splice = udpSplice;
   if (run.udp && run.udp.mode !== "auto") dispatcher.udp.listen(run.udp);
   if (run.udpNs && run.udpNs.mode !== "auto") udpSplice.listenNs(run.udpNs);
+  new UdpAutoForwarder(cfg, loop, dispatcher.udp, udpSplice, nsPid).start(run.udp, run.udpNs);
 }
 
 /** SIGINT, SIGTERM, SIGHUP to pasta: end the command and exit. */

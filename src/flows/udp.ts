@@ -95,8 +95,10 @@ export class UdpFlows {
   private readonly rxLens = new Uint32Array(RECV_BATCH);
   private readonly sa = new Uint8Array(28);
   private readonly tmpAddr = new Uint8Array(16);
+  /** -u sockets: fd, family and target port, by listener index (-1: closed slot). */
   private readonly listeners: number[] = [];
-  private readonly listenPort: number[] = [];
+  private readonly listenAf: number[] = [];
+  private readonly listenOn: number[] = [];
   private readonly listenTarget: number[] = [];
 
   /** pasta: where datagrams from loopback senders on -u ports go instead of the tap. */
@@ -296,29 +298,50 @@ export class UdpFlows {
     }
   }
 
-  private listenOne(af: number, port: number, target: number): void {
+  /** Bind the host's port for the guest's target port; false when it can't be bound. */
+  listenOne(af: number, port: number, target: number): boolean {
     const fd = sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) return;
+    if (fd < 0) return false;
     sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     if (af === AF_INET6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     const len = af === AF_INET ? sockaddr4(this.sa, 0, port) : sockaddr6(this.sa, ANY6, 0, port, 0);
     if (sys.shim_bind(fd, this.sa, len) < 0) {
-      log.warn(`cannot bind UDP port ${port} (${af === AF_INET ? "IPv4" : "IPv6"})`);
+      log.debug(`cannot bind UDP port ${port} (${af === AF_INET ? "IPv4" : "IPv6"})`);
       sys.shim_close(fd);
-      return;
+      return false;
     }
     const li = this.listeners.length;
     this.listeners.push(fd);
-    this.listenPort.push(af);
+    this.listenAf.push(af);
+    this.listenOn.push(port);
     this.listenTarget.push(target);
     this.loop.add(fd, EPOLLIN, KIND_UDP_LISTEN, li);
+    return true;
+  }
+
+  /** Close the -u sockets of host port `port` (auto mode: nobody binds it over there any more). */
+  unlisten(port: number): void {
+    for (let li = 0; li < this.listeners.length; li++) {
+      if (this.listenOn[li] !== port || this.listeners[li]! < 0) continue;
+      this.loop.del(this.listeners[li]!);
+      sys.shim_close(this.listeners[li]!);
+      this.listeners[li] = -1;
+      this.listenOn[li] = 0;
+    }
+  }
+
+  /** Host UDP ports bound by our own sockets (listeners and flows), as a bitmap. */
+  ownPorts(out: Uint8Array): void {
+    for (let li = 0; li < this.listeners.length; li++) if (this.listeners[li]! >= 0) setBit(out, this.listenOn[li]!);
+    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) setBit(out, this.guestPort[i]!);
   }
 
   private listenerV6(li: number): boolean {
-    return this.listenPort[li] === AF_INET6;
+    return this.listenAf[li] === AF_INET6;
   }
 
   private onListener(li: number): void {
+    if (this.listeners[li]! < 0) return;
     this.onSocket(-1, this.listeners[li]!, li);
   }
 
@@ -426,6 +449,10 @@ function isLoopbackSa(sa: Uint8Array, o: number): boolean {
   if (sa[o] === AF_INET) return sa[o + 4] === 127;
   for (let k = 0; k < 15; k++) if (sa[o + SA6_ADDR + k] !== 0) return false;
   return sa[o + SA6_ADDR + 15] === 1;
+}
+
+function setBit(map: Uint8Array, p: number): void {
+  map[p >> 3]! |= 1 << (p & 7);
 }
 
 function hashKey(a: Uint8Array, o: number, alen: number, port: number): number {

@@ -64,7 +64,7 @@ export class UdpSplice {
   private readonly lens = new Uint32Array(SPLICE_BATCH);
   private readonly offLen = new Uint32Array(SPLICE_BATCH * 2);
   private readonly sa = new Uint8Array(28);
-  private readonly nsListeners: { fd: number; target: number; v6: boolean }[] = [];
+  private readonly nsListeners: { fd: number; port: number; target: number; v6: boolean }[] = [];
 
   constructor(
     private readonly cfg: Config,
@@ -90,18 +90,35 @@ export class UdpSplice {
     }
   }
 
-  private listenNsOne(v6: boolean, port: number, target: number): void {
+  /** Bind the namespace's loopback at port, for the host's target port; false when it can't. */
+  listenNsOne(v6: boolean, port: number, target: number): boolean {
     const fd = sys.shim_ns_socket(this.nsfd, v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) return;
+    if (fd < 0) return false;
     if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, LOOPBACK4, port);
     if (sys.shim_bind(fd, this.sa, len) < 0) {
-      log.warn(`cannot bind UDP port ${port} in the namespace`);
+      log.debug(`cannot bind UDP port ${port} in the namespace`);
       sys.shim_close(fd);
-      return;
+      return false;
     }
-    const li = this.nsListeners.push({ fd, target, v6 }) - 1;
+    const li = this.nsListeners.push({ fd, port, target, v6 }) - 1;
     this.loop.add(fd, EPOLLIN, KIND_UDP_NS_LISTEN, li);
+    return true;
+  }
+
+  /** Close the namespace sockets bound at port (auto mode). */
+  unlistenNs(port: number): void {
+    for (const l of this.nsListeners) {
+      if (l.port !== port || l.fd < 0) continue;
+      this.loop.del(l.fd);
+      sys.shim_close(l.fd);
+      l.fd = -1;
+    }
+  }
+
+  /** Namespace UDP ports bound by our own listeners, as a bitmap. */
+  ownNsPorts(out: Uint8Array): void {
+    for (const l of this.nsListeners) if (l.fd >= 0) out[l.port >> 3]! |= 1 << (l.port & 7);
   }
 
   /**
@@ -117,6 +134,7 @@ export class UdpSplice {
 
   private onNsListener(li: number): void {
     const l = this.nsListeners[li]!;
+    if (l.fd < 0) return;
     for (let round = 0; round < 8; round++) {
       const cnt = sys.shim_udp_recv_batch(l.fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
       if (cnt <= 0) return;

@@ -29,7 +29,9 @@ import { log } from "../log.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { SA6_ADDR, saFamily, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { bitGet, type PortFwd } from "./ports.ts";
+import type { UdpFlows } from "../flows/udp.ts";
+import type { UdpSplice } from "../flows/udpsplice.ts";
+import { bitGet, isEphemeral, probeEphemeral, type PortFwd } from "./ports.ts";
 
 /** How often auto mode rescans the listening sockets (the original: 1 s). */
 export const AUTO_SCAN_MS = 1000;
@@ -47,6 +49,8 @@ const IPV6_V6ONLY = 26;
 const LISTEN_BACKLOG = 128;
 /** /proc/net/tcp state of a listening socket. */
 const TCP_LISTEN_STATE = "0A";
+/** /proc/net/udp state of a bound, unconnected socket. */
+const UDP_BOUND_STATE = "07";
 const ANY6 = new Uint8Array(16);
 const LOOPBACK6 = new Uint8Array(16);
 LOOPBACK6[15] = 1;
@@ -106,22 +110,7 @@ export class TcpForwarder {
 
   /** Ports listening on `over` ("host" or "ns") per /proc net files under dir, minus ours there. */
   private scan(dir: string, over: "host" | "ns"): Uint8Array {
-    const found = new Uint8Array(8192);
-    for (const f of ["tcp", "tcp6"]) {
-      let text: string;
-      try {
-        text = readFileSync(`${dir}/${f}`, "utf8");
-      } catch {
-        continue;
-      }
-      for (const line of text.split("\n")) {
-        const cols = line.trim().split(/\s+/);
-        if (cols[3] !== TCP_LISTEN_STATE) continue;
-        const port = parseInt(cols[1]!.slice(cols[1]!.lastIndexOf(":") + 1), 16);
-        if (port > 0 && !bitGet(this.ours[over], port)) found[port >> 3]! |= 1 << (port & 7);
-      }
-    }
-    return found;
+    return listeningPorts(dir, "tcp", this.ours[over]);
   }
 
   /** Listen on side for every port in found (not excluded), stop for the others. */
@@ -194,5 +183,96 @@ export class TcpForwarder {
     if (saFamily(this.sa) === AF_INET) return this.sa[4] === 127;
     for (let k = 0; k < 15; k++) if (this.sa[SA6_ADDR + k] !== 0) return false;
     return this.sa[SA6_ADDR + 15] === 1;
+  }
+}
+
+/**
+ * Ports with a listening TCP socket (or a bound, unconnected UDP socket) in
+ * the /proc net files under dir (dir/tcp and dir/tcp6, or udp and udp6), as a
+ * bitmap, leaving out the ports set in `ours`.
+ */
+export function listeningPorts(dir: string, proto: "tcp" | "udp", ours: Uint8Array): Uint8Array {
+  const found = new Uint8Array(8192);
+  const state = proto === "tcp" ? TCP_LISTEN_STATE : UDP_BOUND_STATE;
+  for (const f of [proto, `${proto}6`]) {
+    let text: string;
+    try {
+      text = readFileSync(`${dir}/${f}`, "utf8");
+    } catch {
+      continue;
+    }
+    for (const line of text.split("\n")) {
+      const cols = line.trim().split(/\s+/);
+      if (cols[3] !== state) continue;
+      const port = parseInt(cols[1]!.slice(cols[1]!.lastIndexOf(":") + 1), 16);
+      if (port > 0 && !bitGet(ours, port)) found[port >> 3]! |= 1 << (port & 7);
+    }
+  }
+  return found;
+}
+
+/**
+ * UDP "auto" (pasta): bind on the host (-u) the ports bound in the namespace,
+ * and in the namespace (-U) the ports bound on the host, as for TCP. Ports in
+ * the ephemeral range are left out: those are clients' sockets, and our own
+ * outbound flows bind guest ports there too.
+ */
+export class UdpAutoForwarder {
+  private readonly hostOn = new Uint8Array(8192);
+  private readonly nsOn = new Uint8Array(8192);
+  private readonly eph = probeEphemeral();
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly udp: UdpFlows,
+    private readonly splice: UdpSplice,
+    private readonly nsPid: number,
+  ) {}
+
+  start(fwdHost: PortFwd | null, fwdNs: PortFwd | null): void {
+    const autoHost = fwdHost?.mode === "auto" && this.nsPid > 0 ? fwdHost : null;
+    const autoNs = fwdNs?.mode === "auto" ? fwdNs : null;
+    if (!autoHost && !autoNs) return;
+    const scan = () => {
+      if (autoHost) this.syncHost(autoHost);
+      if (autoNs) this.syncNs(autoNs);
+    };
+    scan();
+    this.loop.every(AUTO_SCAN_MS, scan);
+  }
+
+  /** -u auto: mirror the namespace's bound ports on the host. */
+  private syncHost(fwd: PortFwd): void {
+    const ours = new Uint8Array(8192);
+    this.splice.ownNsPorts(ours);
+    const found = listeningPorts(`/proc/${this.nsPid}/net`, "udp", ours);
+    for (let p = 1; p < 65536; p++) {
+      const want = bitGet(found, p) && !bitGet(fwd.excl, p) && !isEphemeral(p, this.eph);
+      if (want === bitGet(this.hostOn, p)) continue;
+      if (!want) this.udp.unlisten(p);
+      else {
+        if (this.cfg.ip4) this.udp.listenOne(AF_INET, p, p);
+        if (this.cfg.ip6) this.udp.listenOne(AF_INET6, p, p);
+      }
+      this.hostOn[p >> 3]! ^= 1 << (p & 7);
+    }
+  }
+
+  /** -U auto: mirror the host's bound ports in the namespace. */
+  private syncNs(fwd: PortFwd): void {
+    const ours = new Uint8Array(8192);
+    this.udp.ownPorts(ours);
+    const found = listeningPorts("/proc/net", "udp", ours);
+    for (let p = 1; p < 65536; p++) {
+      const want = bitGet(found, p) && !bitGet(fwd.excl, p) && !isEphemeral(p, this.eph);
+      if (want === bitGet(this.nsOn, p)) continue;
+      if (!want) this.splice.unlistenNs(p);
+      else {
+        if (this.cfg.ip4) this.splice.listenNsOne(false, p, p);
+        if (this.cfg.ip6) this.splice.listenNsOne(true, p, p);
+      }
+      this.nsOn[p >> 3]! ^= 1 << (p & 7);
+    }
   }
 }
