@@ -74,6 +74,8 @@ const DUP_ACK_THRESHOLD = 3;
 const OUR_WSCALE = 8;
 /** Segments built per peek call (bounded by the shim's iovec array). */
 const PEEK_SEGMENTS = 32;
+/** Super-frames (up to 64 KiB each) built per peek call with offloads. */
+const TSO_SEGMENTS = 16;
 /** Timer granularity for retransmissions and timeouts. */
 const TICK_MS = 50;
 /** Our ISNs: random, per connection. */
@@ -140,6 +142,8 @@ export class TcpFlows {
   private readonly ourWs = new Uint8Array(TCP_MAX_CONNS);
   private readonly mss = new Uint16Array(TCP_MAX_CONNS);
   private readonly dupAcks = new Uint8Array(TCP_MAX_CONNS);
+  /** 1 after a fast retransmission, until the guest acknowledges new data: its further duplicate ACKs are echoes of it. */
+  private readonly recovering = new Uint8Array(TCP_MAX_CONNS);
   private readonly retries = new Uint8Array(TCP_MAX_CONNS);
   private readonly lastWndSent = new Uint32Array(TCP_MAX_CONNS);
   private readonly deadline = new Float64Array(TCP_MAX_CONNS);
@@ -358,10 +362,12 @@ export class TcpFlows {
       if (bytes > 0) sys.shim_tcp_discard(this.fd[i]!, bytes);
       this.seqAcked[i] = ack;
       this.dupAcks[i] = 0;
+      this.recovering[i] = 0;
       this.retries[i] = 0;
       this.deadline[i] = this.seqAcked[i] === this.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
-    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.guestWnd[i]) {
+    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.guestWnd[i] && !this.recovering[i]) {
       if (++this.dupAcks[i]! === DUP_ACK_THRESHOLD) {
+        this.recovering[i] = 1;
         tcpStats.dupAckRetrans++;
         this.rewind(i);
       }
@@ -468,38 +474,50 @@ export class TcpFlows {
     const v6 = (this.flags[i]! & F_V6) !== 0;
     const hdr = v6 ? ETH_IP6_TCP : ETH_IP4_TCP;
     const mss = this.mss[i]!;
-    const stride = hdr + mss + this.sink.frameRoom;
+    const tso = this.sink.tsoMax;
+    const seg = tso > mss ? tso - (tso % mss) : mss;
+    const stride = hdr + seg + this.sink.frameRoom;
+    const maxSeg = tso > mss ? TSO_SEGMENTS : PEEK_SEGMENTS;
     for (;;) {
       const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
       const wnd = this.guestWnd[i]! - inFlight;
       if (wnd <= 0) return;
-      const nseg = Math.min(PEEK_SEGMENTS, Math.ceil(wnd / mss));
-      const total = Math.min(wnd, nseg * mss);
-      const base = this.sink.alloc(nseg * stride);
+      const nseg = Math.min(maxSeg, Math.ceil(wnd / seg));
+      const total = Math.min(wnd, nseg * seg);
+      const base = this.sink.alloc(nseg * stride, nseg);
       if (base < 0) return;
       const skip = this.peekOff ? 0 : inFlight;
-      const got = sys.shim_tcp_peek(this.fd[i]!, this.sink.buf, base + hdr, stride, mss, nseg, total, skip);
+      const got = sys.shim_tcp_peek(this.fd[i]!, this.sink.buf, base + hdr, stride, seg, nseg, total, skip);
       if (got === 0) return this.hostEof(i);
       if (got < 0) {
         if (got !== -EAGAIN) this.hostReset(i);
         return;
       }
-      this.emitSegments(i, base, stride, hdr, mss, got);
+      this.emitSegments(i, base, stride, hdr, seg, got);
       if (this.deadline[i] === 0) this.deadline[i] = now() + TCP_RTO_MS;
       if (got < total) return;
     }
   }
 
-  /** Headers for the got bytes peeked into segments at base, base+stride... */
-  private emitSegments(i: number, base: number, stride: number, hdr: number, mss: number, got: number): void {
+  /**
+   * Headers for the got bytes peeked into frames of seg bytes at base,
+   * base+stride... With offloads, a frame longer than the MSS is a
+   * super-frame that the namespace's kernel cuts into MSS-sized segments, and
+   * no frame needs its checksum computed here.
+   */
+  private emitSegments(i: number, base: number, stride: number, hdr: number, seg: number, got: number): void {
     const ack = this.seqFromGuest[i]!;
     const wnd = this.windowToGuest(i);
+    const offload = this.sink.tsoMax > 0;
+    const v6 = (this.flags[i]! & F_V6) !== 0;
+    const mss = this.mss[i]!;
     for (let k = 0, left = got; left > 0; k++) {
-      const len = Math.min(left, mss);
+      const len = Math.min(left, seg);
       const off = base + k * stride;
       const flags = w.TCP_ACK_FLAG | (left === len ? w.TCP_PSH : 0);
-      this.writeSegment(i, off, flags, this.seqToGuest[i]!, ack, wnd, 0, len);
+      this.writeSegment(i, off, flags, this.seqToGuest[i]!, ack, wnd, 0, len, offload);
       this.sink.commit(off, hdr + len);
+      if (offload) this.sink.markTso(off, off + hdr - w.TCP_HLEN, len > mss ? mss : 0, v6);
       this.seqToGuest[i] = (this.seqToGuest[i]! + len) >>> 0;
       left -= len;
     }
@@ -526,7 +544,9 @@ export class TcpFlows {
    * ack, window, optLen bytes of SYN options, payload of len bytes already in
    * place after the headers. Returns the frame length.
    */
-  private writeSegment(i: number, off: number, flags: number, seq: number, ack: number, wnd: number, optLen: number, len: number): number {
+  private writeSegment(
+    i: number, off: number, flags: number, seq: number, ack: number, wnd: number, optLen: number, len: number, partial = false,
+  ): number {
     const b = this.sink.buf;
     const v6 = (this.flags[i]! & F_V6) !== 0;
     const ip = off + w.ETH_HLEN;
@@ -541,7 +561,8 @@ export class TcpFlows {
       const o = w.writeTcpOptMss(b, l4 + w.TCP_HLEN, this.maxMss(v6));
       w.writeTcpOptWscale(b, o, OUR_WSCALE);
     }
-    this.setChecksum(b, ip, l4, l4len, v6);
+    if (partial) this.setPseudoChecksum(b, ip, l4, l4len, v6);
+    else this.setChecksum(b, ip, l4, l4len, v6);
     return l4 - off + l4len;
   }
 
@@ -554,6 +575,14 @@ export class TcpFlows {
     const cs = w.csumFold(sum);
     b[l4 + w.TCP_CSUM] = cs >>> 8;
     b[l4 + w.TCP_CSUM + 1] = cs & 255;
+  }
+
+  /** Partial checksum for offload: the folded pseudo-header sum, not complemented. */
+  private setPseudoChecksum(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean): void {
+    let sum = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_TCP, l4len) : w.pseudoSum4(b, ip, w.IPPROTO_TCP, l4len);
+    while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+    b[l4 + w.TCP_CSUM] = sum >>> 8;
+    b[l4 + w.TCP_CSUM + 1] = sum & 255;
   }
 
   /** SYN (host opened) or SYN-ACK (guest opened) to the guest, with options. */
@@ -784,6 +813,7 @@ export class TcpFlows {
     this.flags[i] = v6 ? F_V6 : 0;
     this.state[i] = CONNECTING;
     this.dupAcks[i] = 0;
+    this.recovering[i] = 0;
     this.retries[i] = 0;
     this.deadline[i] = 0;
     this.synAckPending[i] = 0;
@@ -831,6 +861,25 @@ export class TcpFlows {
     crypto.getRandomValues(isnBuf);
     this.seqAcked[i] = isnBuf[0]!;
     this.seqToGuest[i] = isnBuf[0]!;
+  }
+
+  /**
+   * Drop every connection at once (passt: the guest went away). Host sockets
+   * are closed with SO_LINGER 0, so their peers see a reset; listeners are
+   * not ours and stay.
+   */
+  reset(): void {
+    for (let k = this.nActive - 1; k >= 0; k--) {
+      const i = this.active[k]!;
+      if (this.fd[i]! >= 0) {
+        this.loop.del(this.fd[i]!);
+        sys.shim_abort_close(this.fd[i]!);
+        this.fd[i] = -1;
+      }
+      this.free(i);
+    }
+    this.hash.fill(0);
+    this.nAck = 0;
   }
 }
 

@@ -226,7 +226,7 @@ export class UdpFlows {
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
     for (let round = 0; round < 8; round++) {
-      const base = this.sink.alloc(RECV_BATCH * stride);
+      const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
       if (base < 0) return;
       const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
@@ -441,6 +441,17 @@ export class UdpFlows {
     for (let i = 0; i < UDP_MAX_FLOWS; i++) {
       if (this.fd[i]! >= 0 && t - this.lastUse[i]! > UDP_TIMEOUT_MS) this.remove(i);
     }
+  }
+
+  /**
+   * Drop every flow at once (passt: the guest went away): queued datagrams
+   * are forgotten, flow sockets closed. The -u sockets stay.
+   */
+  reset(): void {
+    this.nq = 0;
+    this.qBuf = null;
+    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) this.remove(i);
+    this.hash.fill(0);
   }
 }
 

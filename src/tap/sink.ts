@@ -15,8 +15,24 @@ export interface FrameSink {
    * maxFrameLen + frameRoom apart and commit each.
    */
   readonly frameRoom: number;
-  /** Room for a frame of up to maxLen bytes: the offset of its Ethernet header, or -1 when the batch is full. */
-  alloc(maxLen: number): number;
+  /**
+   * Room for maxLen bytes holding up to `frames` frames (default 1): the offset
+   * where the first Ethernet header goes, or -1 when it can't be had.
+   */
+  alloc(maxLen: number, frames?: number): number;
   /** Queue the frame written at off (from alloc) with its real length. */
   commit(off: number, len: number): void;
+  /**
+   * Largest TCP payload per frame the backend takes as one segmentation
+   * offload super-frame (0: none; every frame must fit the guest's MTU and
+   * carry a full checksum).
+   */
+  readonly tsoMax: number;
+  /**
+   * After commit(): mark the TCP frame at off as carrying a partial checksum
+   * (the field at l4 + 16 holds the pseudo-header sum; the receiving kernel
+   * needs no more) and, with mss > 0, as a super-frame to be cut into
+   * segments of mss bytes. Only when tsoMax > 0.
+   */
+  markTso(off: number, l4: number, mss: number, v6: boolean): void;
 }

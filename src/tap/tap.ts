@@ -36,6 +36,19 @@ const TX_ARENA = 4 << 20;
 /** Frames queued per flush. */
 const TX_MAX_FRAMES = 1024;
 const IFF_VNET_HDR = 0x4000;
+/** Largest TCP payload in one super-frame: the IPv4 total length field's limit, less headers with room for options. */
+const TSO_MAX_PAYLOAD = 65535 - 60 - 60;
+// struct virtio_net_hdr_v1, little-endian fields.
+const VNET_F_NEEDS_CSUM = 1;
+const VNET_GSO_TCPV4 = 1;
+const VNET_GSO_TCPV6 = 4;
+const VNET_FLAGS = 0;
+const VNET_GSO_TYPE = 1;
+const VNET_HDR_LEN_FIELD = 2;
+const VNET_GSO_SIZE = 4;
+const VNET_CSUM_START = 6;
+const VNET_CSUM_OFFSET = 8;
+const TCP_CSUM_OFFSET = 16;
 
 export type FrameHandler = (b: Uint8Array, off: number, len: number) => void;
 
@@ -48,6 +61,8 @@ export interface TapStats {
 export class TapBackend implements FrameSink {
   readonly buf = new Uint8Array(TX_ARENA);
   readonly frameRoom = VNET_HDR_LEN;
+  /** Segmentation offload towards the namespace (off with PASTA_NO_OFFLOAD=1). */
+  readonly tsoMax = process.env.PASTA_NO_OFFLOAD === "1" ? 0 : TSO_MAX_PAYLOAD;
   readonly stats: TapStats = { rxFrames: 0, txFrames: 0, txDropped: 0 };
   private readonly rx = new Uint8Array(RX_SLOT * RX_BATCH);
   private readonly rxLens = new Uint32Array(RX_BATCH);
@@ -95,9 +110,9 @@ export class TapBackend implements FrameSink {
     }
   }
 
-  alloc(maxLen: number): number {
+  alloc(maxLen: number, frames = 1): number {
     const need = VNET_HDR_LEN + maxLen;
-    if (this.txCount === TX_MAX_FRAMES || this.txPos + need > TX_ARENA) this.flush();
+    if (this.txCount + frames > TX_MAX_FRAMES || this.txPos + need > TX_ARENA) this.flush();
     if (need > TX_ARENA) return -1;
     return this.txPos + VNET_HDR_LEN;
   }
@@ -112,6 +127,20 @@ export class TapBackend implements FrameSink {
     if (this.pcap) this.pcap.write(this.buf, off, len);
   }
 
+  markTso(off: number, l4: number, mss: number, v6: boolean): void {
+    const h = off - VNET_HDR_LEN;
+    const b = this.buf;
+    const hdrLen = l4 - off + ((b[l4 + 12]! >> 4) << 2);
+    b[h + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
+    if (mss > 0) {
+      b[h + VNET_GSO_TYPE] = v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4;
+      wr16le(b, h + VNET_HDR_LEN_FIELD, hdrLen);
+      wr16le(b, h + VNET_GSO_SIZE, mss);
+    }
+    wr16le(b, h + VNET_CSUM_START, l4 - off);
+    wr16le(b, h + VNET_CSUM_OFFSET, TCP_CSUM_OFFSET);
+  }
+
   /** Write every queued frame in one shim call. */
   flush(): void {
     if (this.txCount === 0) return;
@@ -122,4 +151,9 @@ export class TapBackend implements FrameSink {
     this.txCount = 0;
     this.txPos = 0;
   }
+}
+
+function wr16le(b: Uint8Array, o: number, v: number): void {
+  b[o] = v & 255;
+  b[o + 1] = v >>> 8;
 }

@@ -87,6 +87,8 @@ function config(): Config {
 class CheckingSink implements FrameSink {
   readonly buf = new Uint8Array(1 << 20);
   readonly frameRoom = 4;
+  readonly tsoMax = 0;
+  markTso(): void {}
   private pos = 0;
   private lastOff = -1;
   private lastMax = 0;

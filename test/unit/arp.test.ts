@@ -10,6 +10,8 @@ import { ARP_GRATUITOUS, ARP_REPLY, ARP_REQ, ARP_REQ_PADDED, UDP4, toHex } from 
 class TestSink implements FrameSink {
   readonly buf = new Uint8Array(256);
   readonly frameRoom = 0;
+  readonly tsoMax = 0;
+  markTso(): void {}
   frames: Uint8Array[] = [];
   private pos = 8;
   constructor(private slots = 4) {}

@@ -110,6 +110,8 @@ function walk(b: Uint8Array, o: number, len: number): void {
 const sink = {
   buf: new Uint8Array(128),
   frameRoom: 0,
+  tsoMax: 0,
+  markTso: () => {},
   alloc: () => 0,
   commit: () => {},
 };

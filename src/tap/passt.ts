@@ -1,0 +1,328 @@
+/**
+ * The passt backend: frames in and out of a UNIX stream socket (qemu's
+ * `-netdev stream` / `socket` framing).
+ *
+ * Theory of operation
+ * -------------------
+ * On the socket, every frame is preceded by its length as a 32-bit big-endian
+ * integer, in both directions. There is no other structure: a read may end in
+ * the middle of a length or a frame, and a write may take only part of what
+ * we give it.
+ *
+ * Receive: one read() takes whatever the socket holds (up to RX_BUF bytes)
+ * behind the bytes left over from the previous read; every complete frame is
+ * handed to the dispatcher in place, as (buffer, offset of the Ethernet
+ * header, length); then onBatchEnd lets handlers send what they queued from
+ * those frames, and the incomplete tail is moved to the front of the buffer
+ * for the next read. A length of zero, or one above MAX_FRAME_LEN, means the
+ * stream cannot be trusted any more: the client is dropped (`gone` says why).
+ *
+ * Transmit: the backend is the FrameSink. Handlers alloc() room in one
+ * preallocated arena and commit() frames; each commit writes the length
+ * prefix into the PASST_FRAME_ROOM bytes in front of its frame. flush() (run
+ * by the loop after each batch of events) hands the whole queue to one shim
+ * call, which merges frames that touch into one iovec and writes with as few
+ * sendmsg() calls as the socket takes.
+ *
+ * Backpressure: a frame is never dropped halfway, and a queued frame is never
+ * dropped while the client is connected. When the socket is full, what is
+ * left (possibly the rest of a frame) stays queued, EPOLLOUT is watched, and
+ * no write is tried until it fires. Meanwhile alloc() keeps filling the arena;
+ * when it is full (after moving the unsent bytes to its front), alloc()
+ * returns -1 and the flows stop producing: TCP leaves the data in its
+ * sockets and sends it later (the guest's ACKs, or the retransmission timer,
+ * bring it back), UDP leaves datagrams in the socket queues.
+ *
+ * Without a client (between two connections), alloc() returns -1: nothing is
+ * produced for nobody.
+ */
+import { ptr, type Pointer } from "bun:ffi";
+import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
+import { errnoName, sys } from "../native/ffi.ts";
+import type { PcapWriter } from "../pcap.ts";
+import type { FrameSink } from "./sink.ts";
+
+/** Bytes in front of each frame on the socket: its length, 32-bit big-endian. */
+export const PASST_FRAME_ROOM = 4;
+/** Longest frame a client may send: a 64 KiB IP packet and its Ethernet header. */
+export const MAX_FRAME_LEN = 65535 + 14;
+/** Receive buffer: many frames per read, plus a partial one left over. */
+const RX_BUF = (1 << 20) + PASST_FRAME_ROOM + MAX_FRAME_LEN;
+/** Reads per wake-up before other descriptors get their turn (level-triggered: we come back). */
+const RX_ROUNDS = 32;
+/** Transmit arena: larger than any TCP window a guest opens, so TCP rarely finds it full. */
+const TX_ARENA = 16 << 20;
+/** Frames queued at once (pure ACKs are small: many fit). */
+const TX_MAX_FRAMES = 16384;
+/** Socket buffer sizes we ask for (the kernel caps them at rmem_max / wmem_max), as the original. */
+const SOCK_BUF = 0x3fffffff;
+const SOL_SOCKET = 1;
+const SO_SNDBUF = 7;
+const SO_RCVBUF = 8;
+const EAGAIN = 11;
+const EINTR = 4;
+
+export type FrameHandler = (b: Uint8Array, off: number, len: number) => void;
+
+export interface PasstStats {
+  rxFrames: number;
+  rxBytes: number;
+  txFrames: number;
+  txBytes: number;
+  /** Frames still queued when a client went away. */
+  txDropped: number;
+  /** Writes the socket took only in part (then we waited for EPOLLOUT). */
+  partialWrites: number;
+  /** alloc() calls refused because the arena was full while the socket was. */
+  txBlocked: number;
+}
+
+export class PasstBackend implements FrameSink {
+  readonly buf = new Uint8Array(TX_ARENA);
+  readonly frameRoom = PASST_FRAME_ROOM;
+  /** No offloads through a socket: every frame is complete, with full checksums. */
+  readonly tsoMax = 0;
+  readonly stats: PasstStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txDropped: 0, partialWrites: 0, txBlocked: 0 };
+  /** The connected client's socket, -1 without one. */
+  fd = -1;
+  /**
+   * Why the client is lost, once it is (end of stream, a bad length, a socket
+   * error); null while all is well. The owner then calls detach() at a point
+   * where no handler is running.
+   */
+  gone: string | null = null;
+  /** True when gone is an error in the stream (logged as such), not a plain end. */
+  goneBadly = false;
+
+  private readonly rx = new Uint8Array(RX_BUF);
+  private readonly rxBase: number;
+  private rxHave = 0;
+  /** Queued frames: (start of the length prefix, prefix + frame length) pairs. */
+  private readonly txPairs = new Uint32Array(TX_MAX_FRAMES * 2);
+  private readonly pairsBase: number;
+  private txCount = 0;
+  /** First frame not completely written, and how much of it was. */
+  private txHead = 0;
+  private txHeadSent = 0;
+  /** End of the last committed frame in the arena. */
+  private txPos = 0;
+  /** The socket was full: no write until EPOLLOUT. */
+  private blocked = false;
+  /** EPOLLOUT is in the watched events. */
+  private outArmed = false;
+
+  constructor(
+    private readonly loop: Loop,
+    /** Handler kind of the client socket in the loop (the owner routes its events to onEvents). */
+    private readonly kind: number,
+    private readonly onFrame: FrameHandler,
+    private readonly onBatchEnd: () => void,
+    private readonly pcap: PcapWriter | null,
+  ) {
+    this.rxBase = ptr(this.rx);
+    this.pairsBase = ptr(this.txPairs);
+  }
+
+  /** Serve the connected socket fd (made non-blocking here). */
+  attach(fd: number): void {
+    sys.shim_set_nonblock(fd);
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, SOCK_BUF);
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUF, SOCK_BUF);
+    this.fd = fd;
+    this.gone = null;
+    this.goneBadly = false;
+    const rc = this.loop.add(fd, EPOLLIN | EPOLLRDHUP, this.kind, 0);
+    if (rc < 0) this.lose(`cannot watch the client socket: ${errnoName(-rc)}`, true);
+  }
+
+  /** Close the client's socket and forget everything about it (queued frames, partial input). */
+  detach(): void {
+    if (this.fd >= 0) {
+      this.loop.del(this.fd);
+      sys.shim_close(this.fd);
+    }
+    this.fd = -1;
+    this.dropQueue();
+    this.rxHave = 0;
+    this.gone = null;
+    this.goneBadly = false;
+  }
+
+  /** Events on the client socket. */
+  onEvents(ev: number): void {
+    if (this.fd < 0 || this.gone !== null) return;
+    if (ev & EPOLLOUT) {
+      this.blocked = false;
+      this.flush();
+      if (!this.blocked && this.outArmed && this.gone === null) {
+        this.outArmed = false;
+        this.loop.mod(this.fd, EPOLLIN | EPOLLRDHUP, this.kind, 0);
+      }
+    }
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.readAll();
+    else if (ev & EPOLLERR) this.lose(`socket error: ${errnoName(-sys.shim_sock_error(this.fd))}`, true);
+  }
+
+  // ------------------------------------------------------------ receive
+
+  /** Read what the socket holds, in rounds, and dispatch every complete frame. */
+  private readAll(): void {
+    for (let round = 0; round < RX_ROUNDS && this.gone === null; round++) {
+      const room = RX_BUF - this.rxHave;
+      const n = sys.shim_read(this.fd, (this.rxBase + this.rxHave) as Pointer, room);
+      if (n < 0) {
+        if (n !== -EAGAIN && n !== -EINTR) this.lose(`read error: ${errnoName(-n)}`, true);
+        return;
+      }
+      if (n === 0) {
+        this.lose(this.rxHave > 0 ? "client closed the connection in the middle of a frame" : "client closed the connection", false);
+        return;
+      }
+      this.stats.rxBytes += n;
+      this.rxHave += n;
+      this.parse();
+      if (n < room) return;
+    }
+  }
+
+  /** Hand every complete frame in rx to the dispatcher; keep the incomplete tail. */
+  private parse(): void {
+    const b = this.rx;
+    let pos = 0;
+    while (this.rxHave - pos >= PASST_FRAME_ROOM && this.gone === null) {
+      const len = ((b[pos]! << 24) | (b[pos + 1]! << 16) | (b[pos + 2]! << 8) | b[pos + 3]!) >>> 0;
+      if (len === 0 || len > MAX_FRAME_LEN) {
+        this.lose(`bad frame length ${len} from the client (allowed: 1 to ${MAX_FRAME_LEN}), closing the connection`, true);
+        break;
+      }
+      if (this.rxHave - pos - PASST_FRAME_ROOM < len) break;
+      const off = pos + PASST_FRAME_ROOM;
+      this.stats.rxFrames++;
+      if (this.pcap) this.pcap.write(b, off, len);
+      this.onFrame(b, off, len);
+      pos = off + len;
+    }
+    if (pos === 0) return;
+    this.onBatchEnd();
+    b.copyWithin(0, pos, this.rxHave);
+    this.rxHave -= pos;
+  }
+
+  // ------------------------------------------------------------ transmit
+
+  alloc(maxLen: number): number {
+    if (this.fd < 0 || this.gone !== null) return -1;
+    const need = PASST_FRAME_ROOM + maxLen;
+    if (need > TX_ARENA) return -1;
+    if (!this.fits(need)) {
+      this.flush();
+      if (this.gone !== null) return -1;
+      if (!this.fits(need)) this.compact();
+      if (!this.fits(need)) {
+        this.stats.txBlocked++;
+        return -1;
+      }
+    }
+    return this.txPos + PASST_FRAME_ROOM;
+  }
+
+  commit(off: number, len: number): void {
+    const b = this.buf;
+    const start = off - PASST_FRAME_ROOM;
+    b[start] = len >>> 24;
+    b[start + 1] = (len >>> 16) & 255;
+    b[start + 2] = (len >>> 8) & 255;
+    b[start + 3] = len & 255;
+    this.txPairs[2 * this.txCount] = start;
+    this.txPairs[2 * this.txCount + 1] = len + PASST_FRAME_ROOM;
+    this.txCount++;
+    this.txPos = off + len;
+    if (this.pcap) this.pcap.write(b, off, len);
+  }
+
+  /** No offloads on this backend (tsoMax is 0): never called. */
+  markTso(_off: number, _l4: number, _mss: number, _v6: boolean): void {}
+
+  /** Write the queued frames (all of them, or as much as the socket takes). */
+  flush(): void {
+    if (this.txHead === this.txCount) return;
+    if (this.fd < 0 || this.gone !== null) {
+      this.dropQueue();
+      return;
+    }
+    if (this.blocked) return;
+    const n = sys.shim_send_frames(this.fd, this.buf, (this.pairsBase + this.txHead * 8) as Pointer, this.txCount - this.txHead, this.txHeadSent);
+    if (n < 0) {
+      this.lose(`write error: ${errnoName(-n)}`, n !== -32 && n !== -104);
+      return;
+    }
+    this.advance(n);
+    if (this.txHead === this.txCount) {
+      this.txHead = this.txCount = this.txHeadSent = this.txPos = 0;
+      return;
+    }
+    this.stats.partialWrites++;
+    this.blocked = true;
+    if (!this.outArmed) {
+      this.outArmed = true;
+      this.loop.mod(this.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this.kind, 0);
+    }
+  }
+
+  /** Bytes queued and not yet written (for tests and --debug). */
+  pending(): number {
+    if (this.txHead === this.txCount) return 0;
+    return this.txPos - this.txPairs[2 * this.txHead]! - this.txHeadSent;
+  }
+
+  private fits(need: number): boolean {
+    return this.txCount < TX_MAX_FRAMES && this.txPos + need <= TX_ARENA;
+  }
+
+  /** n more bytes went out: move the head past the frames they completed. */
+  private advance(n: number): void {
+    this.stats.txBytes += n;
+    let left = n;
+    while (left > 0) {
+      const rest = this.txPairs[2 * this.txHead + 1]! - this.txHeadSent;
+      if (left < rest) {
+        this.txHeadSent += left;
+        return;
+      }
+      left -= rest;
+      this.txHead++;
+      this.txHeadSent = 0;
+      this.stats.txFrames++;
+    }
+  }
+
+  /** Move the unsent frames (the partly written one first) to the front of the arena. */
+  private compact(): void {
+    if (this.txHead === 0) return;
+    const start = this.txPairs[2 * this.txHead]!;
+    this.buf.copyWithin(0, start, this.txPos);
+    const p = this.txPairs;
+    for (let k = this.txHead; k < this.txCount; k++) {
+      p[2 * (k - this.txHead)] = p[2 * k]! - start;
+      p[2 * (k - this.txHead) + 1] = p[2 * k + 1]!;
+    }
+    this.txCount -= this.txHead;
+    this.txHead = 0;
+    this.txPos -= start;
+  }
+
+  private dropQueue(): void {
+    this.stats.txDropped += this.txCount - this.txHead;
+    this.txHead = this.txCount = this.txHeadSent = this.txPos = 0;
+    this.blocked = false;
+    this.outArmed = false;
+  }
+
+  /** The client can't be served any more; detach() follows from the owner. */
+  private lose(reason: string, bad: boolean): void {
+    if (this.gone !== null) return;
+    this.gone = reason;
+    this.goneBadly = bad;
+    this.dropQueue();
+  }
+}
