@@ -38,7 +38,7 @@ async function main(): Promise<number> {
   config.outboundIf6 = opts.outboundIf6;
   setLogLevel(opts.logLevel);
   if (opts.logFile) setLogFile(opts.logFile);
-  if (mode === "passt") throw new Error("passt mode is not available yet (issue: passt through a UNIX socket)");
+  if (mode === "passt") return import("./passt.ts").then(({ runPasst, passtRunOf }) => runPasst(config, passtRunOf(opts)));
   const { enterUserNamespace } = await import("./ns/ns.ts");
   enterUserNamespace(await userNamespacePlan(opts));
   const { runPasta } = await import("./pasta.ts");

@@ -17,7 +17,7 @@ import { SpliceFlows } from "./flows/splice.ts";
 import { UdpSplice } from "./flows/udpsplice.ts";
 import { TcpForwarder, UdpAutoForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
-import { Loop, EPOLLIN } from "./loop/loop.ts";
+import { Loop, EPOLLIN, now } from "./loop/loop.ts";
 import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
@@ -32,6 +32,11 @@ const SIGHUP = 1;
 const SIGINT = 2;
 const SIGTERM = 15;
 const SIGKILL = 9;
+/** After the command exits: stop once every connection from the namespace is closed and the tap has been quiet this long... */
+const DRAIN_IDLE_MS = 100;
+/** ...or after this long at most. */
+const DRAIN_MAX_MS = 3000;
+const DRAIN_TICK_MS = 20;
 
 export interface PastaRun {
   /** Command to run in a new namespace; ignored when attaching. */
@@ -95,7 +100,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   });
   watchSignals(loop, sigFd, child);
   if (run.pidFile) writePidFile(run.pidFile);
-  if (child) startChild(loop, child, run.command[0]!);
+  if (child) startChild(loop, child, run.command[0]!, () => now() - tap.lastRx > DRAIN_IDLE_MS && dispatcher!.tcp.guestOpen() === 0);
   dispatcher.start();
   try {
     return loop.run();
@@ -130,11 +135,21 @@ function watchSignals(loop: Loop, sigFd: number, child: Child | null): void {
   loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
 }
 
-/** Let the command run; its exit ends the loop with its status. */
-function startChild(loop: Loop, child: Child, name: string): void {
+/**
+ * Let the command run; its exit ends the loop with its status, once the
+ * namespace has stopped sending: data its programs wrote to sockets before
+ * exiting is still on its way out (the kernel keeps sending for closed
+ * sockets), and must reach the host before we tear the tap down.
+ */
+function startChild(loop: Loop, child: Child, name: string, drained: () => boolean): void {
   loop.on(KIND_CHILD, () => {
     const status = reap(child.pid);
-    if (status !== null) loop.stop(status);
+    if (status === null) return;
+    const start = now();
+    if (drained()) return loop.stop(status);
+    loop.every(DRAIN_TICK_MS, (t) => {
+      if (drained() || t - start > DRAIN_MAX_MS) loop.stop(status);
+    });
   });
   loop.add(child.pidfd, EPOLLIN, KIND_CHILD, 0);
   const err = release(child);

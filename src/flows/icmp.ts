@@ -225,4 +225,14 @@ export class IcmpFlows {
     for (let i = 0; i < ICMP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) n++;
     return n;
   }
+
+  /** Close every echo socket at once (passt: the guest went away). */
+  reset(): void {
+    for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
+      if (this.fd[i]! < 0) continue;
+      this.loop.del(this.fd[i]!);
+      sys.shim_close(this.fd[i]!);
+      this.fd[i] = -1;
+    }
+  }
 }

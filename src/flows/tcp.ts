@@ -180,6 +180,13 @@ export class TcpFlows {
     return this.nActive;
   }
 
+  /** Flows whose guest side may still send data (no FIN from it yet). */
+  guestOpen(): number {
+    let n = 0;
+    for (let k = 0; k < this.nActive; k++) if (!(this.flags[this.active[k]!]! & F_GUEST_FIN)) n++;
+    return n;
+  }
+
   // ------------------------------------------------------------ host opens
 
   private readonly tmpAddr = new Uint8Array(16);

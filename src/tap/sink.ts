@@ -36,3 +36,10 @@ export interface FrameSink {
    */
   markTso(off: number, l4: number, mss: number, v6: boolean): void;
 }
+
+/**
+ * What the backend knows of the frame being dispatched, beyond its bytes:
+ * csumPartial is true when the sender left its checksum to offload (the
+ * field holds only the pseudo-header sum), so it must not be verified.
+ */
+export const rxMeta = { csumPartial: false };

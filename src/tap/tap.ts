@@ -8,6 +8,12 @@
  * frame even while no offload is switched on (the header is then all zeros),
  * so offloads can be enabled later without touching the protocol code.
  *
+ * Offloads: the namespace's kernel may send us TCP super-frames (up to 64
+ * KiB whatever the MTU) and leave checksums to us (TUNSETOFFLOAD); we pass
+ * the payload to sockets, which checksum for themselves, and note a partial
+ * checksum in rxMeta so that nothing verifies it. Towards the namespace we
+ * write super-frames of our own (markTso). PASTA_NO_OFFLOAD=1 turns both off.
+ *
  * Receive: one shim call reads up to RX_BATCH frames into fixed slots of one
  * preallocated buffer; each frame is handed to the dispatcher as
  * (buffer, offset of the Ethernet header, length); after each batch,
@@ -23,14 +29,14 @@
  */
 import { sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
-import type { FrameSink } from "./sink.ts";
+import { rxMeta, type FrameSink } from "./sink.ts";
 
 /** Size of struct virtio_net_hdr_v1, set with TUNSETVNETHDRSZ. */
 export const VNET_HDR_LEN = 12;
 /** Frames read per shim call. */
 const RX_BATCH = 64;
-/** One receive slot: vnet header + the largest frame (64 KiB IP + Ethernet header), 16-byte aligned. */
-const RX_SLOT = 65552;
+/** One receive slot: vnet header + the largest frame (an IPv6 header and 64 KiB payload, Ethernet header), 16-byte aligned. */
+const RX_SLOT = 65616;
 /** Transmit arena: room for many full-size frames per flush. */
 const TX_ARENA = 4 << 20;
 /** Frames queued per flush. */
@@ -49,6 +55,11 @@ const VNET_GSO_SIZE = 4;
 const VNET_CSUM_START = 6;
 const VNET_CSUM_OFFSET = 8;
 const TCP_CSUM_OFFSET = 16;
+// TUNSETOFFLOAD: what the namespace's kernel may leave to us (checksums, TCP segmentation).
+const TUN_F_CSUM = 0x01;
+const TUN_F_TSO4 = 0x02;
+const TUN_F_TSO6 = 0x04;
+const TUN_F_TSO_ECN = 0x08;
 
 export type FrameHandler = (b: Uint8Array, off: number, len: number) => void;
 
@@ -69,6 +80,8 @@ export class TapBackend implements FrameSink {
   private readonly txPairs = new Uint32Array(TX_MAX_FRAMES * 2);
   private txCount = 0;
   private txPos = 0;
+  /** When the last frame came from the namespace (monotonic ms). */
+  lastRx = 0;
 
   constructor(
     readonly fd: number,
@@ -88,6 +101,7 @@ export class TapBackend implements FrameSink {
     if (fd < 0) throw new Error(`cannot create tap device ${name}: errno ${-fd}`);
     const rc = sys.shim_tap_set_vnet_hdr_sz(fd, VNET_HDR_LEN);
     if (rc < 0) throw new Error(`TUNSETVNETHDRSZ failed: errno ${-rc}`);
+    if (process.env.PASTA_NO_OFFLOAD !== "1") sys.shim_tap_set_offload(fd, TUN_F_CSUM | TUN_F_TSO4 | TUN_F_TSO6 | TUN_F_TSO_ECN);
     const end = nameBuf.indexOf(0);
     return new TapBackend(fd, new TextDecoder().decode(nameBuf.subarray(0, end < 0 ? 16 : end)), onFrame, pcap, onBatchEnd);
   }
@@ -97,11 +111,13 @@ export class TapBackend implements FrameSink {
     for (;;) {
       const n = sys.shim_read_batch(this.fd, this.rx, RX_SLOT, RX_BATCH, this.rxLens);
       if (n < 0) return n === -11;
+      if (n > 0) this.lastRx = performance.now();
       for (let i = 0; i < n; i++) {
         const len = this.rxLens[i]! - VNET_HDR_LEN;
         if (len <= 0) continue;
         const off = i * RX_SLOT + VNET_HDR_LEN;
         this.stats.rxFrames++;
+        rxMeta.csumPartial = (this.rx[off - VNET_HDR_LEN + VNET_FLAGS]! & VNET_F_NEEDS_CSUM) !== 0;
         if (this.pcap) this.pcap.write(this.rx, off, len);
         this.onFrame(this.rx, off, len);
       }

@@ -1,0 +1,375 @@
+/**
+ * passt's run: a UNIX domain socket for qemu, services and flows, until a
+ * signal (or, with -1 or -F, the end of the first client).
+ *
+ * Order of start-up (each step can fail with one clear line):
+ * 1. the listening socket is bound: -s PATH, or the first free
+ *    /tmp/passt_N.socket (N from 1); with -F FD, the connected socket given
+ *    is used instead and no socket is bound;
+ * 2. the forwarded ports are bound (-t, -u: explicit specs or `all`), and the
+ *    pcap and pid files opened;
+ * 3. started as root, we become `nobody` (or --runas UID[:GID]) for good;
+ * 4. the qemu command line is printed and the loop runs.
+ *
+ * One client at a time. A connection that arrives while a client is
+ * connected is accepted and closed at once. When the client goes away (end of
+ * stream, a bad frame length, a socket error), every flow it had is dropped:
+ * TCP peers on the host see a reset, UDP and ICMP sockets are closed, what we
+ * learnt about the guest (MAC, IPv6 address) is forgotten; the listening
+ * ports stay. Then we wait for the next client, or exit (0) with -1 or -F.
+ */
+import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import type { Config } from "./conf/config.ts";
+import type { RunOptions } from "./conf/options.ts";
+import { Dispatcher } from "./dispatch.ts";
+import { TcpForwarder } from "./fwd/forward.ts";
+import type { PortFwd } from "./fwd/ports.ts";
+import { log } from "./log.ts";
+import { EPOLLIN, Loop } from "./loop/loop.ts";
+import { check, errnoName, sys } from "./native/ffi.ts";
+import { PcapWriter } from "./pcap.ts";
+import { guest } from "./services/guest.ts";
+import { PasstBackend } from "./tap/passt.ts";
+
+// Handler kinds of this loop (flows use 4 to 11).
+const KIND_CLIENT = 20;
+const KIND_LISTENER = 21;
+const KIND_SIGNAL = 22;
+
+const SIGHUP = 1;
+const SIGINT = 2;
+const SIGTERM = 15;
+const AF_UNIX = 1;
+const SOCK_STREAM = 1;
+const SOCK_NONBLOCK = 0o4000;
+const SOL_SOCKET = 1;
+const SO_PEERCRED = 17;
+const ENOENT = 2;
+const EACCES = 13;
+const ECONNREFUSED = 111;
+/** The default path pattern, and how many N we try, as the original. */
+const UNIX_SOCK_PATH = (n: number) => `/tmp/passt_${n}.socket`;
+const UNIX_SOCK_MAX = 100;
+/** sun_path is 108 bytes, NUL included. */
+const UNIX_PATH_MAX = 108;
+const NOBODY = 65534;
+
+export interface PasstRun {
+  /** -s: socket path; null: the first free /tmp/passt_N.socket. */
+  socket: string | null;
+  /** -F: an already connected socket; null: listen. */
+  fd: number | null;
+  /** -1: exit when the first client goes away. */
+  oneOff: boolean;
+  pidFile: string | null;
+  pcap: string | null;
+  /** -t: host ports forwarded to the guest; null with --no-tcp. */
+  tcp: PortFwd | null;
+  /** -u: likewise for UDP; null with --no-udp. */
+  udp: PortFwd | null;
+  /** --runas UID[:GID] or LOGIN[:GROUP]; null: nobody when started as root. */
+  runas: string | null;
+}
+
+/** From the parsed command line. */
+export function passtRunOf(opts: RunOptions): PasstRun {
+  return {
+    socket: opts.socket,
+    fd: opts.fd,
+    oneOff: opts.oneOff || opts.fd !== null,
+    pidFile: opts.pidFile,
+    pcap: opts.pcap,
+    tcp: opts.noTcp ? null : opts.tcp,
+    udp: opts.noUdp ? null : opts.udp,
+    runas: opts.runas,
+  };
+}
+
+/** Run passt; returns the exit status for the process. */
+export function runPasst(cfg: Config, run: PasstRun): number {
+  sys.shim_raise_nofile();
+  const ids = targetIds(run.runas);
+  const loop = new Loop();
+  const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
+  const listener = run.fd === null ? openSocket(run.socket) : null;
+  try {
+    return serve(cfg, run, loop, sigFd, listener, ids);
+  } finally {
+    if (listener) {
+      sys.shim_close(listener.fd);
+      removeQuietly(listener.path);
+    }
+  }
+}
+
+function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): number {
+  const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
+  let dispatcher: Dispatcher | null = null;
+  const backend = new PasstBackend(loop, KIND_CLIENT, (b, off, len) => dispatcher!.frame(b, off, len), () => dispatcher!.batchEnd(), pcap);
+  dispatcher = new Dispatcher(cfg, loop, backend);
+  new TcpForwarder(cfg, loop, dispatcher.tcp, null, -1, 0).start(run.tcp, null);
+  if (run.udp) dispatcher.udp.listen(run.udp);
+  if (run.pidFile) writePidFile(run.pidFile);
+  if (ids) {
+    if (listener) chownQuietly(listener.path, ids);
+    if (run.pidFile) chownQuietly(run.pidFile, ids);
+    dropPrivileges(ids);
+  }
+
+  loop.on(KIND_CLIENT, (_i, ev) => backend.onEvents(ev));
+  loop.on(KIND_SIGNAL, () => {
+    const b = new Uint8Array(16);
+    const n = sys.shim_read(sigFd, b, 16);
+    log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
+    loop.stop(0);
+  });
+  loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+  loop.onFlush(() => {
+    dispatcher!.flush();
+    backend.flush();
+    pcap?.flush();
+    if (backend.gone !== null) clientGone(run, loop, backend, dispatcher!);
+  });
+
+  if (listener) {
+    loop.on(KIND_LISTENER, () => accept(listener.fd, backend));
+    loop.add(listener.fd, EPOLLIN, KIND_LISTENER, 0);
+    announce(listener.path);
+  } else {
+    log.info(`using the connected socket given as descriptor ${run.fd}`);
+    backend.attach(run.fd!);
+  }
+  dispatcher.start();
+  try {
+    return loop.run();
+  } finally {
+    backend.flush();
+    backend.detach();
+    pcap?.close();
+    if (run.pidFile) removeQuietly(run.pidFile);
+    log.debug(`passt: ${JSON.stringify(backend.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
+  }
+}
+
+// ------------------------------------------------------------ clients
+
+/** Accept every pending connection: the first becomes the client, others are closed. */
+function accept(listenFd: number, backend: PasstBackend): void {
+  for (;;) {
+    const fd = sys.shim_accept(listenFd, null, null);
+    if (fd < 0) return;
+    const pid = peerPid(fd);
+    if (backend.fd >= 0) {
+      log.info(`discarding connection from PID ${pid}: a client is already connected`);
+      sys.shim_close(fd);
+      continue;
+    }
+    log.info(`accepted connection from PID ${pid}`);
+    backend.attach(fd);
+  }
+}
+
+/** The client is gone: drop it and its flows; exit with -1/-F, else wait for the next one. */
+function clientGone(run: PasstRun, loop: Loop, backend: PasstBackend, dispatcher: Dispatcher): void {
+  const reason = backend.gone!;
+  if (backend.goneBadly) log.error(`client: ${reason}`);
+  log.info(`client connection closed (${reason})${run.oneOff ? ", exiting" : ""}`);
+  backend.detach();
+  dispatcher.tcp.reset();
+  dispatcher.udp.reset();
+  dispatcher.icmp.reset();
+  guest.known = false;
+  guest.mac.fill(0);
+  guest.addr6Known = false;
+  guest.addr6.fill(0);
+  if (run.oneOff) loop.stop(0);
+}
+
+/** PID of the process at the other end of a UNIX socket (SO_PEERCRED), or "?". */
+function peerPid(fd: number): string {
+  const cred = new Int32Array(3);
+  const len = new Int32Array([12]);
+  return sys.shim_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) < 0 ? "?" : String(cred[0]);
+}
+
+function announce(path: string): void {
+  log.info(`UNIX domain socket bound at ${path}`);
+  log.info("You can now start qemu (>= 7.2, with commit 13c6be96618c):");
+  log.info(`    kvm ... -netdev stream,id=s,server=off,addr.type=unix,addr.path=${path} -device virtio-net-pci,netdev=s`);
+}
+
+// ------------------------------------------------------------ the socket
+
+interface Listener {
+  fd: number;
+  path: string;
+}
+
+/** struct sockaddr_un for path in sa; returns its length. */
+function sockaddrUn(sa: Uint8Array, path: string): number {
+  const p = new TextEncoder().encode(path);
+  if (p.length === 0 || p.length >= UNIX_PATH_MAX) throw new Error(`socket path too long (at most ${UNIX_PATH_MAX - 1} bytes): ${path}`);
+  sa.fill(0);
+  sa[0] = AF_UNIX;
+  sa.set(p, 2);
+  return 2 + p.length + 1;
+}
+
+/** Something answers (or could) at the socket in sa: anything but "nothing there". */
+function inUse(sa: Uint8Array, len: number): boolean {
+  const probe = check(sys.shim_socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0), "UNIX domain socket");
+  const rc = sys.shim_connect(probe, sa, len);
+  sys.shim_close(probe);
+  return rc === 0 || (rc !== -ENOENT && rc !== -ECONNREFUSED && rc !== -EACCES);
+}
+
+/** Bind and listen: path, or the first free default path. */
+function openSocket(path: string | null): Listener {
+  const fd = check(sys.shim_socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0), "UNIX domain socket");
+  const sa = new Uint8Array(110);
+  for (let n = 1; n < UNIX_SOCK_MAX; n++) {
+    const p = path ?? UNIX_SOCK_PATH(n);
+    const len = sockaddrUn(sa, p);
+    if (inUse(sa, len)) {
+      if (path !== null) {
+        sys.shim_close(fd);
+        throw new Error(`socket path ${p} already in use`);
+      }
+      continue;
+    }
+    if (isSocket(p)) removeQuietly(p);
+    const rc = sys.shim_bind(fd, sa, len);
+    if (rc === 0) {
+      check(sys.shim_listen(fd, 1), `listen on ${p}`);
+      return { fd, path: p };
+    }
+    if (path !== null) {
+      sys.shim_close(fd);
+      throw new Error(`cannot bind to socket path ${p}: ${errnoName(-rc)}`);
+    }
+  }
+  sys.shim_close(fd);
+  throw new Error(`no free UNIX domain socket path (tried ${UNIX_SOCK_PATH(1)} to ${UNIX_SOCK_PATH(UNIX_SOCK_MAX - 1)})`);
+}
+
+function isSocket(path: string): boolean {
+  try {
+    return lstatSync(path).isSocket();
+  } catch {
+    return false;
+  }
+}
+
+// ------------------------------------------------------------ privileges
+
+interface Ids {
+  uid: number;
+  gid: number;
+  name: string;
+}
+
+/**
+ * Who to become: null to stay as we are (not root, and --runas names us or
+ * is not given). As root: --runas, else nobody. Throws for a --runas that
+ * names nobody known, or another user when we are not root.
+ */
+function targetIds(runas: string | null): Ids | null {
+  const euid = sys.shim_geteuid();
+  if (runas === null) {
+    if (euid !== 0) return null;
+    const pw = lookupPasswd("nobody");
+    log.warn("started as root: changing to nobody");
+    return pw ? { uid: pw.uid, gid: pw.gid, name: "nobody" } : { uid: NOBODY, gid: NOBODY, name: "nobody" };
+  }
+  const ids = parseRunas(runas);
+  if (euid !== 0) {
+    if (ids.uid === euid && ids.gid === sys.shim_getgid()) return null;
+    throw new Error(`--runas ${runas}: only root can change to another user`);
+  }
+  return ids;
+}
+
+/** --runas UID, UID:GID, LOGIN or LOGIN:GROUP. */
+function parseRunas(runas: string): Ids {
+  const [u, g] = runas.split(":", 2) as [string, string | undefined];
+  let uid: number;
+  let gid: number | null = null;
+  if (/^\d+$/.test(u)) uid = Number(u);
+  else {
+    const pw = lookupPasswd(u);
+    if (!pw) throw new Error(`--runas: no user ${u}`);
+    uid = pw.uid;
+    gid = pw.gid;
+  }
+  if (g !== undefined && g !== "") {
+    if (/^\d+$/.test(g)) gid = Number(g);
+    else {
+      const gr = lookupGroup(g);
+      if (gr === null) throw new Error(`--runas: no group ${g}`);
+      gid = gr;
+    }
+  }
+  if (gid === null) gid = lookupPasswdByUid(uid)?.gid ?? uid;
+  if (uid > 0xfffffffe || gid > 0xfffffffe) throw new Error(`--runas: bad ID in ${runas}`);
+  return { uid, gid, name: runas };
+}
+
+function passwdEntries(): string[][] {
+  try {
+    return readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":"));
+  } catch {
+    return [];
+  }
+}
+
+function lookupPasswd(name: string): { uid: number; gid: number } | null {
+  const e = passwdEntries().find((f) => f[0] === name && f.length >= 4);
+  return e ? { uid: Number(e[2]), gid: Number(e[3]) } : null;
+}
+
+function lookupPasswdByUid(uid: number): { uid: number; gid: number } | null {
+  const e = passwdEntries().find((f) => f.length >= 4 && Number(f[2]) === uid);
+  return e ? { uid, gid: Number(e[3]) } : null;
+}
+
+function lookupGroup(name: string): number | null {
+  try {
+    const e = readFileSync("/etc/group", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[0] === name && f.length >= 3);
+    return e ? Number(e[2]) : null;
+  } catch {
+    return null;
+  }
+}
+
+/** setgroups, setgid, setuid, for every thread; throws if any step fails. */
+function dropPrivileges(ids: Ids): void {
+  const rc = sys.shim_drop_privileges(ids.uid, ids.gid);
+  if (rc < 0) throw new Error(`cannot change to ${ids.name} (UID ${ids.uid}, GID ${ids.gid}): ${errnoName(-rc)}`);
+  log.debug(`running as UID ${ids.uid}, GID ${ids.gid}`);
+}
+
+// ------------------------------------------------------------ files
+
+function writePidFile(path: string): void {
+  try {
+    writeFileSync(path, `${process.pid}\n`);
+  } catch (e) {
+    throw new Error(`cannot write pid file ${path}: ${(e as Error).message}`);
+  }
+}
+
+function chownQuietly(path: string, ids: Ids): void {
+  try {
+    chownSync(path, ids.uid, ids.gid);
+  } catch {
+    /* not ours to change: removing it at exit may fail, nothing else */
+  }
+}
+
+function removeQuietly(path: string): void {
+  try {
+    rmSync(path, { force: true });
+  } catch {
+    /* gone, or no longer ours to remove */
+  }
+}
