@@ -39,6 +39,8 @@ async function main(): Promise<number> {
   setLogLevel(opts.logLevel);
   if (opts.logFile) setLogFile(opts.logFile);
   if (mode === "passt") return import("./passt.ts").then(({ runPasst, passtRunOf }) => runPasst(config, passtRunOf(opts)));
+  const attach = opts.attachPid !== null || opts.netns !== null;
+  if (attach && !opts.foreground && process.env[READY_ENV] !== "1") return runInBackground();
   const { enterUserNamespace } = await import("./ns/ns.ts");
   enterUserNamespace(await userNamespacePlan(opts));
   const { runPasta } = await import("./pasta.ts");
@@ -52,7 +54,32 @@ async function main(): Promise<number> {
     tcpNs: opts.noTcp ? null : opts.tcpNs,
     udp: opts.noUdp ? null : opts.udp,
     udpNs: opts.noUdp ? null : opts.udpNs,
+    notifyReady: process.env[READY_ENV] === "1",
+    quitWithNetns: !opts.noNetnsQuit,
   });
+}
+
+/** Set in the environment of the background copy: say "ready" on stdout once set up. */
+const READY_ENV = "PASTA_NOTIFY_READY";
+
+/**
+ * Without -f, pasta attached to an existing namespace goes to the background
+ * (as the original does): run a detached copy of ourselves, wait until it is
+ * set up, and exit; set-up errors still reach the caller, with status 1.
+ */
+async function runInBackground(): Promise<number> {
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
+    env: { ...process.env, [READY_ENV]: "1" },
+    stdio: ["ignore", "pipe", "inherit"],
+    detached: true,
+  });
+  const reader = child.stdout.getReader();
+  const { value } = await reader.read();
+  if (value && new TextDecoder().decode(value).startsWith("ready")) {
+    child.unref();
+    return 0;
+  }
+  return (await child.exited) || 1;
 }
 
 main().then(

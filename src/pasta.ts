@@ -10,7 +10,7 @@
  * 3. the child is released to exec its command; the loop runs until the child
  *    exits (pasta then exits with its status) or a signal asks us to stop.
  */
-import { rmSync, writeFileSync } from "node:fs";
+import { rmSync, writeFileSync, writeSync } from "node:fs";
 import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { SpliceFlows } from "./flows/splice.ts";
@@ -50,6 +50,10 @@ export interface PastaRun {
   tcp: PortFwd | null;
   /** -T: namespace ports forwarded to the host's loopback (spliced); null with --no-tcp. */
   tcpNs: PortFwd | null;
+  /** Write "ready" on stdout once set up (the background copy tells its parent). */
+  notifyReady?: boolean;
+  /** Attached to a PID's namespace: exit when that process does (not with --no-netns-quit). */
+  quitWithNetns?: boolean;
   /** -u: likewise for UDP; null with --no-udp. */
   udp: PortFwd | null;
   /** -U: namespace UDP ports forwarded to the host's loopback; null with --no-udp. */
@@ -101,7 +105,9 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   watchSignals(loop, sigFd, child);
   if (run.pidFile) writePidFile(run.pidFile);
   if (child) startChild(loop, child, run.command[0]!, () => now() - tap.lastRx > DRAIN_IDLE_MS && dispatcher!.tcp.guestOpen() === 0);
+  else if (run.attachPid !== null && run.quitWithNetns !== false) watchTarget(loop, run.attachPid);
   dispatcher.start();
+  if (run.notifyReady) writeSync(1, "ready\n");
   try {
     return loop.run();
   } finally {
@@ -121,6 +127,17 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
   if (run.udp && run.udp.mode !== "auto") dispatcher.udp.listen(run.udp);
   if (run.udpNs && run.udpNs.mode !== "auto") udpSplice.listenNs(run.udpNs);
   new UdpAutoForwarder(cfg, loop, dispatcher.udp, udpSplice, nsPid).start(run.udp, run.udpNs);
+}
+
+/** Attached to a process's namespace: when that process ends, so do we. */
+function watchTarget(loop: Loop, pid: number): void {
+  const fd = sys.shim_pidfd_open(pid);
+  if (fd < 0) return;
+  loop.on(KIND_CHILD, () => {
+    log.info(`process ${pid} ended: exiting`);
+    loop.stop(0);
+  });
+  loop.add(fd, EPOLLIN, KIND_CHILD, 0);
 }
 
 /** SIGINT, SIGTERM, SIGHUP to pasta: end the command and exit. */
