@@ -142,6 +142,8 @@ export class TcpFlows {
   private readonly ourWs = new Uint8Array(TCP_MAX_CONNS);
   private readonly mss = new Uint16Array(TCP_MAX_CONNS);
   private readonly dupAcks = new Uint8Array(TCP_MAX_CONNS);
+  /** 1 while the host socket may hold data not yet sent to the guest (set by EPOLLIN, cleared when a peek finds none). */
+  private readonly hostPending = new Uint8Array(TCP_MAX_CONNS);
   /** 1 after a fast retransmission, until the guest acknowledges new data: its further duplicate ACKs are echoes of it. */
   private readonly recovering = new Uint8Array(TCP_MAX_CONNS);
   private readonly retries = new Uint8Array(TCP_MAX_CONNS);
@@ -380,7 +382,7 @@ export class TcpFlows {
       }
     }
     this.guestWnd[i] = newWnd;
-    this.sendData(i);
+    if (this.hostPending[i]) this.sendData(i);
   }
 
   /** Payload from the guest at seq: write the part we expect next. */
@@ -443,7 +445,10 @@ export class TcpFlows {
       this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
       this.queueAck(i);
     }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.sendData(i);
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
+      this.hostPending[i] = 1;
+      this.sendData(i);
+    }
     this.maybeClose(i);
   }
 
@@ -497,7 +502,8 @@ export class TcpFlows {
       const got = sys.shim_tcp_peek(this.fd[i]!, this.sink.buf, base + hdr, stride, seg, nseg, total, skip);
       if (got === 0) return this.hostEof(i);
       if (got < 0) {
-        if (got !== -EAGAIN) this.hostReset(i);
+        if (got === -EAGAIN) this.hostPending[i] = 0;
+        else this.hostReset(i);
         return;
       }
       this.emitSegments(i, base, stride, hdr, seg, got);
@@ -687,6 +693,7 @@ export class TcpFlows {
     }
     this.seqToGuest[i] = this.seqAcked[i]!;
     this.dupAcks[i] = 0;
+    this.hostPending[i] = 1;
     if (this.peekOff) sys.shim_setsockopt_int(this.fd[i]!, SOL_SOCKET, SO_PEEK_OFF, 0);
     this.sendData(i);
   }
@@ -821,6 +828,7 @@ export class TcpFlows {
     this.state[i] = CONNECTING;
     this.dupAcks[i] = 0;
     this.recovering[i] = 0;
+    this.hostPending[i] = 1;
     this.retries[i] = 0;
     this.deadline[i] = 0;
     this.synAckPending[i] = 0;
