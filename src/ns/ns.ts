@@ -22,6 +22,7 @@
  * Anything made inside the namespace afterwards (tap, netlink socket) is made
  * by a shim thread that enters it; see native/shim.c.
  */
+import { readFileSync } from "node:fs";
 import { argBlob, check, cstr, errnoName, sys } from "../native/ffi.ts";
 
 const CLONE_NEWNET = 0x40000000;
@@ -41,6 +42,9 @@ export type UserNsPlan = { kind: "none" } | { kind: "new" } | { kind: "join"; pa
  */
 export function enterUserNamespace(plan: UserNsPlan): void {
   if (plan.kind === "none" || process.env[USERNS_MARK] === "1") return;
+  if (plan.kind === "new" && !userNamespacesAllowed()) {
+    throw new Error("user namespaces are disabled on this system (user.max_user_namespaces or kernel.unprivileged_userns_clone is 0)");
+  }
   const self = [process.execPath, ...process.argv.slice(1)];
   const launcher =
     plan.kind === "new"
@@ -50,6 +54,18 @@ export function enterUserNamespace(plan: UserNsPlan): void {
   const argv = [...launcher, ...self];
   const rc = sys.shim_execvp(argBlob(argv), argv.length);
   throw new Error(`cannot start ${launcher[0]} to enter a user namespace: ${errnoName(-rc)}`);
+}
+
+/** False when the kernel's settings forbid new user namespaces to this user. */
+function userNamespacesAllowed(): boolean {
+  for (const path of ["/proc/sys/user/max_user_namespaces", "/proc/sys/kernel/unprivileged_userns_clone"]) {
+    try {
+      if (readFileSync(path, "utf8").trim() === "0") return false;
+    } catch {
+      /* the setting does not exist on this kernel */
+    }
+  }
+  return true;
 }
 
 /** True once this process owns a user namespace (or is real root). */
