@@ -19,7 +19,8 @@
  * Address mapping, as for TCP: the gateway address reaches the host's
  * loopback (unless --no-map-gw) and loopback senders appear as the gateway.
  * With --dns-forward ADDR, datagrams to ADDR port 53 go to the host's first
- * resolver, and its answers appear to come from ADDR.
+ * resolver, and its answers appear to come from ADDR on the flows that asked
+ * ADDR (a query sent to the resolver itself is answered from the resolver).
  *
  * Batching: datagrams from the guest are queued during one batch of frames
  * and leave with one sendmmsg() per run of the same socket; datagrams from the
@@ -81,6 +82,8 @@ export class UdpFlows {
   private readonly guestAddr = new Uint8Array(UDP_MAX_FLOWS * 16);
   private readonly guestPort = new Uint16Array(UDP_MAX_FLOWS);
   private readonly lastUse = new Float64Array(UDP_MAX_FLOWS);
+  /** 1 once the flow sent to the --dns-forward address: replies from the resolver then appear from it. */
+  private readonly dnsFwd = new Uint8Array(UDP_MAX_FLOWS);
   private readonly hash = new Int32Array(UDP_MAX_FLOWS * 2);
   private nFlows = 0;
   private nextFree = 0;
@@ -133,7 +136,7 @@ export class UdpFlows {
     if (i < 0) return;
     if (this.nq === SEND_QUEUE || (this.qBuf !== null && this.qBuf !== p)) this.flush();
     const k = this.nq;
-    if (!this.destination(k, b, ip, w.udpDstPort(p, l4), isV6)) return;
+    if (!this.destination(k, i, b, ip, w.udpDstPort(p, l4), isV6)) return;
     this.qFlow[k] = i;
     this.qOffLen[2 * k] = l4 + w.UDP_HLEN;
     this.qOffLen[2 * k + 1] = l4len - w.UDP_HLEN;
@@ -143,26 +146,32 @@ export class UdpFlows {
   }
 
   /** Destination sockaddr for queue slot k, with gateway and DNS mapping. */
-  private destination(k: number, b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
-    const ok = this.destSockaddr(b, ip, port, isV6);
+  private destination(k: number, i: number, b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
+    const ok = this.destSockaddr(i, b, ip, port, isV6);
     if (ok) this.qAddr.set(this.sa, k * 28);
     return ok;
   }
 
   /** Write the destination for a datagram of the packet at b[ip] into this.sa; false to drop it. */
-  private destSockaddr(b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
+  private destSockaddr(i: number, b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
     const sa = this.sa;
     if (!isV6) {
       let dst = w.ipv4Dst(b, ip);
       const ip4 = this.cfg.ip4!;
-      if (ip4.dnsMatch && dst === ip4.dnsMatch && port === DNS_PORT && ip4.dns.length) dst = ip4.dns[0]!;
+      if (ip4.dnsMatch && dst === ip4.dnsMatch && port === DNS_PORT && ip4.dns.length) {
+        dst = ip4.dns[0]!;
+        this.dnsFwd[i] = 1;
+      }
       else if (!this.cfg.noMapGw && dst === ip4.gw) dst = LOOPBACK4;
       sockaddr4(sa, dst, port);
       return true;
     }
     const ip6 = this.cfg.ip6!;
     const d = ip + w.IP6_DST;
-    if (ip6.dnsMatch && w.ip6Equal(b, d, ip6.dnsMatch) && port === DNS_PORT && ip6.dns.length) sockaddr6(sa, ip6.dns[0]!, 0, port, 0);
+    if (ip6.dnsMatch && w.ip6Equal(b, d, ip6.dnsMatch) && port === DNS_PORT && ip6.dns.length) {
+      sockaddr6(sa, ip6.dns[0]!, 0, port, 0);
+      this.dnsFwd[i] = 1;
+    }
     else if (!this.cfg.noMapGw && (w.ip6Equal(b, d, ip6.gw) || w.ip6Equal(b, d, ip6.ourLL))) sockaddr6(sa, LOOPBACK6, 0, port, 0);
     else if (w.ip6IsLinkLocal(b, d) || w.ip6IsMulticast(b, d)) return false;
     else sockaddr6(sa, b, d, port, 0);
@@ -257,10 +266,10 @@ export class UdpFlows {
     const l4 = ip + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     w.writeEth(b, off, guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (isV6) {
-      this.sourceAddr6(this.rxAddrs, sa, sport);
+      this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1);
       w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     } else {
-      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport), readIp4(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1), readIp4(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
     if (isV6) w.udpSetChecksum6(b, ip, l4);
@@ -270,19 +279,19 @@ export class UdpFlows {
   }
 
   /** IPv4 source the guest sees for a sender: loopback → gateway, resolver → --dns-forward address. */
-  private sourceAddr4(sa: Uint8Array, o: number, sport: number): number {
+  private sourceAddr4(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean): number {
     const a = readIp4(sa, o + 4);
     const ip4 = this.cfg.ip4!;
-    if (ip4.dnsMatch && sport === DNS_PORT && ip4.dns.length && a === ip4.dns[0]) return ip4.dnsMatch;
+    if (dnsFwd && ip4.dnsMatch && sport === DNS_PORT && ip4.dns.length && a === ip4.dns[0]) return ip4.dnsMatch;
     if (sa[o + 4] === 127 && !this.cfg.noMapGw) return ip4.gw;
     return a;
   }
 
   /** As sourceAddr4, for IPv6: the result goes to tmpAddr. */
-  private sourceAddr6(sa: Uint8Array, o: number, sport: number): void {
+  private sourceAddr6(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean): void {
     const ip6 = this.cfg.ip6!;
     const a = o + SA6_ADDR;
-    if (ip6.dnsMatch && sport === DNS_PORT && ip6.dns.length && w.ip6Equal(sa, a, ip6.dns[0]!)) this.tmpAddr.set(ip6.dnsMatch);
+    if (dnsFwd && ip6.dnsMatch && sport === DNS_PORT && ip6.dns.length && w.ip6Equal(sa, a, ip6.dns[0]!)) this.tmpAddr.set(ip6.dnsMatch);
     else if (w.ip6Equal(sa, a, LOOPBACK6) && !this.cfg.noMapGw) this.tmpAddr.set(isZero16(ip6.gw) ? ip6.ourLL : ip6.gw);
     else for (let k = 0; k < 16; k++) this.tmpAddr[k] = sa[a + k]!;
   }
@@ -403,6 +412,7 @@ export class UdpFlows {
     this.v6[i] = isV6 ? 1 : 0;
     this.fd[i] = fd;
     this.owned[i] = owned;
+    this.dnsFwd[i] = 0;
     this.lastUse[i] = t;
     const mask = this.hash.length - 1;
     let h = hashKey(a, aOff, alen, port) & mask;
