@@ -42,8 +42,7 @@ const IPPROTO_ICMP = 1;
 const IPPROTO_ICMPV6 = 58;
 const MSG_DONTWAIT = 0x40;
 const LOOPBACK4 = 0x7f000001;
-const LOOPBACK6 = new Uint8Array(16);
-LOOPBACK6[15] = 1;
+const LOOPBACK6 = w.IP6_LOOPBACK;
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */
 const MAX_ECHO = 65535;
 

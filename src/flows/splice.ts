@@ -32,6 +32,7 @@ import { ptr, type Pointer } from "bun:ffi";
 import { log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
+import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 
 /** Spliced connections at once (each holds 2 sockets and 4 pipe ends). */
@@ -51,8 +52,7 @@ const IPPROTO_TCP = 6;
 const TCP_NODELAY = 1;
 const SHUT_WR = 1;
 const EINPROGRESS = 115;
-const LOOPBACK6 = new Uint8Array(16);
-LOOPBACK6[15] = 1;
+const LOOPBACK6 = IP6_LOOPBACK;
 
 // Connection state.
 const FREE = 0;

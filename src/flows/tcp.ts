@@ -208,10 +208,10 @@ export class TcpFlows {
     remote.fill(0);
     if (v6) {
       for (let k = 0; k < 16; k++) remote[k] = this.sa[SA6_ADDR + k]!;
-      if (isLoopback6(remote) || isV4Mapped(remote) || w.ip6Equal(remote, 0, this.cfg.ip6!.addr)) remote.set(this.gateway6());
+      if (w.ip6IsLoopback(remote, 0) || isV4Mapped(remote) || w.ip6Equal(remote, 0, this.cfg.ip6!.addr)) remote.set(this.gateway6());
     } else {
       for (let k = 0; k < 4; k++) remote[k] = this.sa[4 + k]!;
-      if (remote[0] === 127 || readIp4(remote, 0) === this.cfg.ip4!.addr) writeIp4(remote, 0, this.cfg.ip4!.gw);
+      if (remote[0] === 127 || w.rd32(remote, 0) === this.cfg.ip4!.addr) w.wr32(remote, 0, this.cfg.ip4!.gw);
     }
     const rport = saPort(this.sa);
     const guestA = v6 ? (guest.addr6Known ? guest.addr6 : this.cfg.ip6!.addr) : null;
@@ -309,7 +309,7 @@ export class TcpFlows {
     const r = i * 16;
     const port = this.remotePort[i]!;
     if (!v6) {
-      let a = readIp4(this.remoteAddr, r);
+      let a = w.rd32(this.remoteAddr, r);
       if (!this.cfg.noMapGw && a === this.cfg.ip4!.gw) a = 0x7f000001;
       return sockaddr4(this.sa, a, port);
     }
@@ -568,7 +568,7 @@ export class TcpFlows {
     const r = i * 16;
     w.writeEth(b, off, guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (v6) w.writeIpv6At(b, ip, this.remoteAddr, r, this.guestAddr, r, w.IPPROTO_TCP, l4len, 64);
-    else w.writeIpv4(b, ip, readIp4(this.remoteAddr, r), readIp4(this.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
+    else w.writeIpv4(b, ip, w.rd32(this.remoteAddr, r), w.rd32(this.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
     w.writeTcp(b, l4, this.remotePort[i]!, this.guestPort[i]!, seq, ack, flags, wnd, optLen);
     if (optLen) {
       const o = w.writeTcpOptMss(b, l4 + w.TCP_HLEN, this.maxMss(v6));
@@ -775,7 +775,7 @@ export class TcpFlows {
       const i = e - 1;
       if (this.guestPort[i] !== gport || this.remotePort[i] !== rport) continue;
       if (((this.flags[i]! & F_V6) !== 0) !== v6) continue;
-      if (!sameBytes(this.guestAddr, i * 16, ga, gOff, alen) || !sameBytes(this.remoteAddr, i * 16, ra, rOff, alen)) continue;
+      if (!w.equalBytes(this.guestAddr, i * 16, ga, gOff, alen) || !w.equalBytes(this.remoteAddr, i * 16, ra, rOff, alen)) continue;
       return i;
     }
     return -1;
@@ -802,7 +802,7 @@ export class TcpFlows {
     if (i < 0) return -1;
     this.guestAddr.fill(0, i * 16, i * 16 + 16);
     if (guestA) this.guestAddr.set(guestA, i * 16);
-    else writeIp4(this.guestAddr, i * 16, this.cfg.ip4!.addr);
+    else w.wr32(this.guestAddr, i * 16, this.cfg.ip4!.addr);
     this.remoteAddr.set(remote, i * 16);
     this.initFlow(i, v6, gport, rport);
     return i;
@@ -864,7 +864,7 @@ export class TcpFlows {
   /** The address host-local peers appear from: the gateway, or our link-local address. */
   private gateway6(): Uint8Array {
     const ip6 = this.cfg.ip6!;
-    return isZero16(ip6.gw) ? ip6.ourLL : ip6.gw;
+    return w.ip6IsUnspecified(ip6.gw, 0) ? ip6.ourLL : ip6.gw;
   }
 
   /** Largest payload per segment to the guest, from the tap MTU. */
@@ -898,39 +898,12 @@ export class TcpFlows {
   }
 }
 
-const LOOPBACK6 = new Uint8Array(16);
-LOOPBACK6[15] = 1;
+const LOOPBACK6 = w.IP6_LOOPBACK;
 
 function hashTuple(ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, alen: number): number {
   let h = Math.imul(gport ^ (rport << 16), 0x9e3779b1);
   for (let k = 0; k < alen; k++) h = Math.imul(h ^ ga[gOff + k]! ^ (ra[rOff + k]! << 8), 0x01000193);
   return (h ^ (h >>> 15)) >>> 0;
-}
-
-function sameBytes(a: Uint8Array, ao: number, b: Uint8Array, bo: number, n: number): boolean {
-  for (let k = 0; k < n; k++) if (a[ao + k] !== b[bo + k]) return false;
-  return true;
-}
-
-function readIp4(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
-function writeIp4(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = (v >>> 16) & 255;
-  b[o + 2] = (v >>> 8) & 255;
-  b[o + 3] = v & 255;
-}
-
-function isLoopback6(a: Uint8Array): boolean {
-  for (let k = 0; k < 15; k++) if (a[k] !== 0) return false;
-  return a[15] === 1;
-}
-
-function isZero16(a: Uint8Array): boolean {
-  for (let k = 0; k < 16; k++) if (a[k] !== 0) return false;
-  return true;
 }
 
 function isV4Mapped(a: Uint8Array): boolean {

@@ -38,7 +38,7 @@ import { bitGet, type PortFwd } from "../fwd/ports.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { bindOutbound, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
@@ -68,8 +68,7 @@ const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const DNS_PORT = 53;
 const LOOPBACK4 = 0x7f000001;
-const LOOPBACK6 = new Uint8Array(16);
-LOOPBACK6[15] = 1;
+const LOOPBACK6 = w.IP6_LOOPBACK;
 const ANY6 = new Uint8Array(16);
 
 export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0 };
@@ -253,7 +252,7 @@ export class UdpFlows {
     let gi = i;
     if (li >= 0) {
       gport = this.listenTarget[li]!;
-      if (this.splice && isLoopbackSa(this.rxAddrs, sa)) {
+      if (this.splice && saIsLoopback(this.rxAddrs, sa)) {
         const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
         this.splice.fromHost(this.listeners[li]!, isV6, this.rxAddrs, sa, b, off + hdr, len, gport);
         return;
@@ -269,7 +268,7 @@ export class UdpFlows {
       this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1);
       w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     } else {
-      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1), readIp4(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1), w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
     if (isV6) w.udpSetChecksum6(b, ip, l4);
@@ -280,7 +279,7 @@ export class UdpFlows {
 
   /** IPv4 source the guest sees for a sender: loopback → gateway, resolver → --dns-forward address. */
   private sourceAddr4(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean): number {
-    const a = readIp4(sa, o + 4);
+    const a = w.rd32(sa, o + 4);
     const ip4 = this.cfg.ip4!;
     if (dnsFwd && ip4.dnsMatch && sport === DNS_PORT && ip4.dns.length && a === ip4.dns[0]) return ip4.dnsMatch;
     if (sa[o + 4] === 127 && !this.cfg.noMapGw) return ip4.gw;
@@ -292,7 +291,7 @@ export class UdpFlows {
     const ip6 = this.cfg.ip6!;
     const a = o + SA6_ADDR;
     if (dnsFwd && ip6.dnsMatch && sport === DNS_PORT && ip6.dns.length && w.ip6Equal(sa, a, ip6.dns[0]!)) this.tmpAddr.set(ip6.dnsMatch);
-    else if (w.ip6Equal(sa, a, LOOPBACK6) && !this.cfg.noMapGw) this.tmpAddr.set(isZero16(ip6.gw) ? ip6.ourLL : ip6.gw);
+    else if (w.ip6Equal(sa, a, LOOPBACK6) && !this.cfg.noMapGw) this.tmpAddr.set(w.ip6IsUnspecified(ip6.gw, 0) ? ip6.ourLL : ip6.gw);
     else for (let k = 0; k < 16; k++) this.tmpAddr[k] = sa[a + k]!;
   }
 
@@ -369,7 +368,7 @@ export class UdpFlows {
   private readonly guest4 = new Uint8Array(4);
 
   private guest4Bytes(): Uint8Array {
-    writeIp4(this.guest4, 0, this.cfg.ip4!.addr);
+    w.wr32(this.guest4, 0, this.cfg.ip4!.addr);
     return this.guest4;
   }
 
@@ -465,13 +464,6 @@ export class UdpFlows {
   }
 }
 
-/** True when the sockaddr at sa[o] is a loopback address (127/8 or ::1). */
-function isLoopbackSa(sa: Uint8Array, o: number): boolean {
-  if (sa[o] === AF_INET) return sa[o + 4] === 127;
-  for (let k = 0; k < 15; k++) if (sa[o + SA6_ADDR + k] !== 0) return false;
-  return sa[o + SA6_ADDR + 15] === 1;
-}
-
 function setBit(map: Uint8Array, p: number): void {
   map[p >> 3]! |= 1 << (p & 7);
 }
@@ -480,21 +472,5 @@ function hashKey(a: Uint8Array, o: number, alen: number, port: number): number {
   let h = Math.imul(port + 1, 0x9e3779b1);
   for (let k = 0; k < alen; k++) h = Math.imul(h ^ a[o + k]!, 0x01000193);
   return (h ^ (h >>> 15)) >>> 0;
-}
-
-function readIp4(b: Uint8Array, o: number): number {
-  return ((b[o]! << 24) | (b[o + 1]! << 16) | (b[o + 2]! << 8) | b[o + 3]!) >>> 0;
-}
-
-function writeIp4(b: Uint8Array, o: number, v: number): void {
-  b[o] = v >>> 24;
-  b[o + 1] = (v >>> 16) & 255;
-  b[o + 2] = (v >>> 8) & 255;
-  b[o + 3] = v & 255;
-}
-
-function isZero16(a: Uint8Array): boolean {
-  for (let k = 0; k < 16; k++) if (a[k] !== 0) return false;
-  return true;
 }
 

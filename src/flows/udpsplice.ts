@@ -25,6 +25,7 @@ import { bitGet, type PortFwd } from "../fwd/ports.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
+import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { UDP_TIMEOUT_MS } from "./udp.ts";
 
@@ -44,8 +45,7 @@ const SOCK_NONBLOCK = 0o4000;
 const IPPROTO_IPV6 = 41;
 const IPV6_V6ONLY = 26;
 const LOOPBACK4 = 0x7f000001;
-const LOOPBACK6 = new Uint8Array(16);
-LOOPBACK6[15] = 1;
+const LOOPBACK6 = IP6_LOOPBACK;
 
 export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0 };
 

@@ -28,7 +28,8 @@ import type { TcpFlows } from "../flows/tcp.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { SA6_ADDR, saFamily, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { IP6_LOOPBACK } from "../wire/ipv6.ts";
+import { saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import type { UdpFlows } from "../flows/udp.ts";
 import type { UdpSplice } from "../flows/udpsplice.ts";
 import { bitGet, isEphemeral, probeEphemeral, type PortFwd } from "./ports.ts";
@@ -52,8 +53,7 @@ const TCP_LISTEN_STATE = "0A";
 /** /proc/net/udp state of a bound, unconnected socket. */
 const UDP_BOUND_STATE = "07";
 const ANY6 = new Uint8Array(16);
-const LOOPBACK6 = new Uint8Array(16);
-LOOPBACK6[15] = 1;
+const LOOPBACK6 = IP6_LOOPBACK;
 
 interface Listener {
   fd: number;
@@ -174,16 +174,11 @@ export class TcpForwarder {
       const fd = sys.shim_accept(l.fd, this.sa, this.saLen);
       if (fd < 0) return;
       if (l.side === "ns") this.splice!.join(fd, l.v6, l.target, "host");
-      else if (this.splice && this.fromLoopback()) this.splice.join(fd, l.v6, l.target, "ns");
+      else if (this.splice && saIsLoopback(this.sa)) this.splice.join(fd, l.v6, l.target, "ns");
       else this.tcp.acceptFromHost(fd, this.sa, l.target);
     }
   }
 
-  private fromLoopback(): boolean {
-    if (saFamily(this.sa) === AF_INET) return this.sa[4] === 127;
-    for (let k = 0; k < 15; k++) if (this.sa[SA6_ADDR + k] !== 0) return false;
-    return this.sa[SA6_ADDR + 15] === 1;
-  }
 }
 
 /**

@@ -53,6 +53,13 @@ export function saAddr4(sa: Uint8Array): number {
 /** Offset of the 16-byte address inside a sockaddr_in6. */
 export const SA6_ADDR = 8;
 
+/** True when the sockaddr at sa[o] holds a loopback address (127/8 or ::1). */
+export function saIsLoopback(sa: Uint8Array, o = 0): boolean {
+  if (sa[o] === AF_INET) return sa[o + 4] === 127;
+  for (let k = 0; k < 15; k++) if (sa[o + SA6_ADDR + k] !== 0) return false;
+  return sa[o + SA6_ADDR + 15] === 1;
+}
+
 const SOL_SOCKET = 1;
 const SO_BINDTODEVICE = 25;
 const ANY6 = new Uint8Array(16);

@@ -129,6 +129,14 @@ export function ip6IsUnspecified(b: Uint8Array, o: number): boolean {
 }
 
 /** True when the address at b[o] is multicast (ff00::/8). */
+/** ::1, the loopback address. */
+export const IP6_LOOPBACK = Uint8Array.of(0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+
+/** True when the 16 bytes at b[o] are ::1. */
+export function ip6IsLoopback(b: Uint8Array, o: number): boolean {
+  return ip6Equal(b, o, IP6_LOOPBACK);
+}
+
 export function ip6IsMulticast(b: Uint8Array, o: number): boolean {
   return b[o] === 0xff;
 }
