@@ -180,7 +180,7 @@ int shim_setenv(const char *name, const char *value) { return NEG_ERRNO(setenv(n
 
 /* -------------------------------------------- inside another namespace */
 
-enum { NS_OP_SOCKET = 1, NS_OP_TAP = 2 };
+enum { NS_OP_SOCKET = 1, NS_OP_TAP = 2, NS_OP_SOCKETS = 3 };
 
 struct ns_job {
 	int nsfd;
@@ -188,6 +188,8 @@ struct ns_job {
 	int a, b, c;
 	const char *name;
 	char *name_out;
+	int n;
+	int *out;
 	int result;
 };
 
@@ -227,6 +229,17 @@ static void *ns_thread(void *arg)
 	case NS_OP_TAP:
 		j->result = tap_open(j->name, j->a, j->name_out);
 		break;
+	case NS_OP_SOCKETS: {
+		int k;
+		for (k = 0; k < j->n; k++) {
+			int fd = socket(j->a, j->b | SOCK_CLOEXEC, j->c);
+			if (fd < 0)
+				break;
+			j->out[k] = fd;
+		}
+		j->result = k ? k : -errno;
+		break;
+	}
 	default:
 		j->result = -EINVAL;
 	}
@@ -251,6 +264,19 @@ int shim_ns_socket(int nsfd, int domain, int type, int proto)
 	struct ns_job j;
 	memset(&j, 0, sizeof(j));
 	j.nsfd = nsfd; j.op = NS_OP_SOCKET; j.a = domain; j.b = type; j.c = proto;
+	return ns_run(&j);
+}
+
+/* shim_ns_socket_batch() - n sockets of (domain, type, proto) made inside
+ * netns nsfd by one thread, into out[]; returns how many were made (stops at
+ * the first failure), or -errno when none could be. */
+int shim_ns_socket_batch(int nsfd, int domain, int type, int proto, int n, int *out)
+{
+	struct ns_job j;
+
+	memset(&j, 0, sizeof(j));
+	j.nsfd = nsfd; j.op = NS_OP_SOCKETS; j.a = domain; j.b = type; j.c = proto;
+	j.n = n; j.out = out;
 	return ns_run(&j);
 }
 
@@ -691,4 +717,95 @@ int shim_splice_pump(int from, int to, int pr, int pw, int32_t *st)
 		if (in_done == 2)
 			in_done = 0;
 	}
+}
+
+/* ------------------------------------------------- passt: UNIX socket */
+
+#include <grp.h>
+
+#define PASST_IOV 256
+
+static size_t iov_total(const struct iovec *iov, int k)
+{
+	size_t sum = 0;
+	int j;
+
+	for (j = 0; j < k; j++)
+		sum += iov[j].iov_len;
+	return sum;
+}
+
+/* shim_send_frames() - write n frames to the stream socket fd: frame i is
+ * buf[pairs[2i] .. + pairs[2i+1]), the first skip bytes of frame 0 already
+ * written. Frames that touch are merged into one iovec; sendmsg() (writev()
+ * where fd is not a socket) is repeated until everything is written or the
+ * socket is full. Returns the bytes written by this call (0 when the socket
+ * was full from the start), or -errno when nothing could be written. */
+int shim_send_frames(int fd, const uint8_t *buf, const uint32_t *pairs, int n, int skip)
+{
+	struct iovec iov[PASST_IOV];
+	struct msghdr mh;
+	int i = 0, total = 0, use_write = 0;
+	uint32_t first_skip = (uint32_t)skip;
+
+	while (i < n) {
+		int k = 0;
+		ssize_t rc;
+
+		while (i < n && k < PASST_IOV) {
+			const uint8_t *p = buf + pairs[2 * i] + first_skip;
+			size_t len = pairs[2 * i + 1] - first_skip;
+
+			first_skip = 0;
+			if (k > 0 && (const uint8_t *)iov[k - 1].iov_base + iov[k - 1].iov_len == p) {
+				iov[k - 1].iov_len += len;
+			} else {
+				iov[k].iov_base = (void *)p;
+				iov[k].iov_len = len;
+				k++;
+			}
+			i++;
+		}
+		if (use_write) {
+			rc = writev(fd, iov, k);
+		} else {
+			memset(&mh, 0, sizeof(mh));
+			mh.msg_iov = iov;
+			mh.msg_iovlen = k;
+			rc = sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL);
+			if (rc < 0 && errno == ENOTSOCK) {
+				use_write = 1;
+				rc = writev(fd, iov, k);
+			}
+		}
+		if (rc < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return total;
+			return total ? total : -errno;
+		}
+		total += (int)rc;
+		if ((size_t)rc < iov_total(iov, k))
+			return total;	/* short write: the caller keeps the rest */
+	}
+	return total;
+}
+
+/* shim_socketpair() - a connected pair of UNIX stream sockets into sv[0], sv[1]
+ * (close-on-exec; a child gets one by explicit inheritance only) */
+int shim_socketpair(int *sv) { return NEG_ERRNO(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv)); }
+
+/* shim_drop_privileges() - become uid:gid for good: supplementary groups
+ * cleared, then group, then user. glibc applies each change to every thread
+ * of the process. Returns 0, or -errno of the step that failed. */
+int shim_drop_privileges(int uid, int gid)
+{
+	if (geteuid() == 0 && setgroups(0, NULL) < 0)
+		return -errno;
+	if (setgid((gid_t)gid) < 0)
+		return -errno;
+	if (setuid((uid_t)uid) < 0)
+		return -errno;
+	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
+		return -EPERM;
+	return 0;
 }

@@ -39,8 +39,9 @@ import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 export const SPLICE_MAX_CONNS = 4096;
 /** Bytes each pipe may hold (the unprivileged maximum is 1 MiB). */
 const PIPE_SIZE = 1 << 20;
-/** Ready pipes and namespace sockets kept per pool. */
-const POOL_TARGET = 16;
+/** Ready pipes and namespace sockets kept per pool; below half, a pool is refilled after the current batch of events. */
+const POOL_TARGET = 32;
+const POOL_REFILL_MS = 200;
 
 export const KIND_SPLICE = 9;
 
@@ -80,6 +81,7 @@ export class SpliceFlows {
   private readonly nsPool6: number[] = [];
   private readonly sa = new Uint8Array(28);
   private readonly pipeFds = new Int32Array(2);
+  private readonly batchFds = new Int32Array(POOL_TARGET);
   private nOpen = 0;
   private next = 0;
 
@@ -88,8 +90,11 @@ export class SpliceFlows {
     /** The namespace's netns fd: namespace-side sockets are made there. */
     private readonly nsfd: number,
   ) {
-    loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ev));
-    loop.every(200, () => this.refill());
+    loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
+    loop.every(POOL_REFILL_MS, () => this.refill());
+    loop.onFlush(() => {
+      if (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2) this.refill();
+    });
     this.refill();
   }
 
@@ -181,23 +186,26 @@ export class SpliceFlows {
       this.pipePool.push(this.pipeFds[0]!, this.pipeFds[1]!);
     }
     for (const [pool, af] of [[this.nsPool4, AF_INET], [this.nsPool6, AF_INET6]] as const) {
-      while (pool.length < POOL_TARGET) {
-        const fd = sys.shim_ns_socket(this.nsfd, af, SOCK_STREAM | SOCK_NONBLOCK, 0);
-        if (fd < 0) break;
-        pool.push(fd);
-      }
+      const want = POOL_TARGET - pool.length;
+      if (want <= POOL_TARGET / 2) continue;
+      const n = sys.shim_ns_socket_batch(this.nsfd, af, SOCK_STREAM | SOCK_NONBLOCK, 0, want, this.batchFds);
+      for (let k = 0; k < n; k++) pool.push(this.batchFds[k]!);
     }
   }
 
-  private onEvent(c: number, ev: number): void {
+  /** An event on connection c's accepted (side 0) or connecting (side 1) socket. */
+  private onEvent(c: number, side: number, ev: number): void {
     if (this.state[c] === FREE) return;
     if (this.state[c] === CONNECTING) {
+      // Only the connecting socket says when the connection is up; data that
+      // arrived meanwhile on the accepted one is pumped from then on.
+      if (side === 0) return;
       const err = sys.shim_sock_error(this.fd[2 * c + 1]!);
-      if (err < 0) {
+      if (err < 0 || ev & (EPOLLERR | EPOLLHUP)) {
         spliceStats.failed++;
         return this.close(c, true);
       }
-      if (!(ev & (EPOLLOUT | EPOLLIN | EPOLLERR | EPOLLHUP))) return;
+      if (!(ev & EPOLLOUT)) return;
       this.state[c] = UP;
     }
     this.pump(c, 0);

@@ -55,6 +55,7 @@ const symbols = {
   shim_setenv: { args: [ptr, ptr], returns: i32 },
   shim_ns_socket: { args: [i32, i32, i32, i32], returns: i32 },
   shim_ns_tap_open: { args: [i32, ptr, i32, ptr], returns: i32 },
+  shim_ns_socket_batch: { args: [i32, i32, i32, i32, i32, ptr], returns: i32 },
   shim_tap_set_vnet_hdr_sz: { args: [i32, i32], returns: i32 },
   shim_tap_set_offload: { args: [i32, i32], returns: i32 },
   shim_read_batch: { args: [i32, ptr, i32, i32, ptr], returns: i32 },
