@@ -68,6 +68,8 @@ export const TCP_IDLE_TIMEOUT_MS = 7_200_000;
 export const TCP_RTO_MS = 1000;
 /** Retransmissions without progress before we give up and reset. */
 export const TCP_MAX_RETRIES = 8;
+/** Free send space below which we send a window update once the socket drains (two full 64 KiB segments). */
+const WINDOW_UPDATE_BELOW = 2 * 65536;
 /** Duplicate ACKs that trigger a fast retransmission. */
 const DUP_ACK_THRESHOLD = 3;
 /** Window scale we announce to the guest (2^8 * 64 KiB = 16 MiB windows). */
@@ -615,7 +617,9 @@ export class TcpFlows {
     if (space < 0) space = 0;
     const wnd = Math.min(space >>> this.ourWs[i]!, 65535);
     this.lastWndSent[i] = wnd;
-    if (wnd === 0) this.waitWritable(i);
+    // A window smaller than a full segment stalls a sender that avoids silly
+    // windows: ask to hear when the socket drains, and update the window then.
+    if (space < WINDOW_UPDATE_BELOW) this.waitWritable(i);
     return wnd;
   }
 
@@ -895,6 +899,18 @@ export class TcpFlows {
     }
     this.hash.fill(0);
     this.nAck = 0;
+  }
+
+  /**
+   * The sink has room again after refusing frames (passt: the guest's socket
+   * was full). A flow whose frames were refused left its data in the socket,
+   * and its edge-triggered wake-up is spent: give every connection its turn.
+   */
+  resume(): void {
+    for (let k = this.nActive - 1; k >= 0; k--) {
+      const i = this.active[k]!;
+      if (this.state[i] === ESTABLISHED) this.sendData(i);
+    }
   }
 }
 
