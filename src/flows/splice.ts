@@ -91,11 +91,11 @@ export class SpliceFlows {
     private readonly nsfd: number,
   ) {
     loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
-    loop.every(POOL_REFILL_MS, () => this.refill());
+    loop.every(POOL_REFILL_MS, () => this.refill(true));
     loop.onFlush(() => {
-      if (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2) this.refill();
+      if (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2) this.refill(false);
     });
-    this.refill();
+    this.refill(true);
   }
 
   /** Open connections (for tests and --debug). */
@@ -181,13 +181,19 @@ export class SpliceFlows {
   }
 
   /** Top up the pools of pipes and namespace sockets (off the fast path). */
-  private refill(): void {
+  /**
+   * Top the pools up to POOL_TARGET (pipes: trim them back to it too, since
+   * closing connections return theirs). Off the timer (full) always; after a
+   * batch of events only when a pool fell below half, to batch the work.
+   */
+  private refill(full: boolean): void {
+    while (this.pipePool.length > POOL_TARGET * 2) sys.shim_close(this.pipePool.pop()!);
     while (this.pipePool.length < POOL_TARGET * 2 && sys.shim_pipe(this.pipeFds, PIPE_SIZE) === 0) {
       this.pipePool.push(this.pipeFds[0]!, this.pipeFds[1]!);
     }
     for (const [pool, af] of [[this.nsPool4, AF_INET], [this.nsPool6, AF_INET6]] as const) {
       const want = POOL_TARGET - pool.length;
-      if (want <= POOL_TARGET / 2) continue;
+      if (want === 0 || (!full && want <= POOL_TARGET / 2)) continue;
       const n = sys.shim_ns_socket_batch(this.nsfd, af, SOCK_STREAM | SOCK_NONBLOCK, 0, want, this.batchFds);
       for (let k = 0; k < n; k++) pool.push(this.batchFds[k]!);
     }
