@@ -32,9 +32,7 @@ const SIGHUP = 1;
 const SIGINT = 2;
 const SIGTERM = 15;
 const SIGKILL = 9;
-/** After the command exits: stop once every connection from the namespace is closed and the tap has been quiet this long... */
-const DRAIN_IDLE_MS = 100;
-/** ...or after this long at most. */
+/** After the command exits: stop once every connection from the namespace is closed, or after this long at most. */
 const DRAIN_MAX_MS = 3000;
 const DRAIN_TICK_MS = 20;
 
@@ -104,7 +102,10 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   });
   watchSignals(loop, sigFd, child);
   if (run.pidFile) writePidFile(run.pidFile);
-  if (child) startChild(loop, child, run.command[0]!, () => now() - tap.lastRx > DRAIN_IDLE_MS && dispatcher!.tcp.guestOpen() === 0);
+  if (child) startChild(loop, child, run.command[0]!, () => {
+    tap.readAll();
+    return dispatcher!.tcp.guestOpen() === 0;
+  });
   else if (run.attachPid !== null && run.quitWithNetns !== false) watchTarget(loop, run.attachPid);
   dispatcher.start();
   if (run.notifyReady) writeSync(1, "ready\n");
@@ -153,10 +154,11 @@ function watchSignals(loop: Loop, sigFd: number, child: Child | null): void {
 }
 
 /**
- * Let the command run; its exit ends the loop with its status, once the
- * namespace has stopped sending: data its programs wrote to sockets before
- * exiting is still on its way out (the kernel keeps sending for closed
- * sockets), and must reach the host before we tear the tap down.
+ * Let the command run; its exit ends the loop with its status, once what the
+ * namespace already sent is handled and every connection from it is closed:
+ * data its programs wrote to sockets before exiting is still on its way out
+ * (the kernel keeps sending for closed sockets), and must reach the host
+ * before we tear the tap down.
  */
 function startChild(loop: Loop, child: Child, name: string, drained: () => boolean): void {
   loop.on(KIND_CHILD, () => {
