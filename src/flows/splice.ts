@@ -22,7 +22,8 @@
  *
  * Set-up cost: sockets on the namespace side must be made by a thread that
  * enters the namespace; a pool of such sockets, and a pool of pipes, are
- * refilled off the fast path (on a timer), so that a new connection costs an
+ * refilled off the fast path (on a timer, the first time once the command
+ * runs, and after a busy batch of events), so that a new connection costs an
  * accept, a connect and two epoll registrations.
  *
  * Limits: SPLICE_MAX_CONNS at once; past that an accepted connection is closed
@@ -93,9 +94,8 @@ export class SpliceFlows {
     loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
     loop.every(POOL_REFILL_MS, () => this.refill(true));
     loop.onFlush(() => {
-      if (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2) this.refill(false);
+      if (this.nOpen > 0 && (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2)) this.refill(false);
     });
-    this.refill(true);
   }
 
   /** Open connections (for tests and --debug). */
