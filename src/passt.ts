@@ -17,6 +17,10 @@
  * TCP peers on the host see a reset, UDP and ICMP sockets are closed, what we
  * learnt about the guest (MAC, IPv6 address) is forgotten; the listening
  * ports stay. Then we wait for the next client, or exit (0) with -1 or -F.
+ *
+ * When the client does not read and its socket fills up (a stopped VM), the
+ * backend reports congestion (src/tap/passt.ts): we stop watching the UDP
+ * sockets until it clears, then let every TCP connection send again.
  */
 import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import type { Config } from "./conf/config.ts";
@@ -24,7 +28,7 @@ import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { TcpForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
-import { log } from "./log.ts";
+import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
@@ -124,11 +128,21 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     loop.stop(0);
   });
   loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+  let paused = false;
   loop.onFlush(() => {
     dispatcher!.flush();
     backend.flush();
     pcap?.flush();
     if (backend.gone !== null) clientGone(run, loop, backend, dispatcher!);
+    if (backend.congested !== paused) {
+      paused = backend.congested;
+      if (debugOn) log.debug(`passt: client socket ${paused ? "full, pausing UDP" : "drained, resuming"}`);
+      dispatcher!.udp.pauseReceive(paused);
+      if (!paused) {
+        dispatcher!.tcp.resume();
+        backend.flush();
+      }
+    }
   });
 
   if (listener) {

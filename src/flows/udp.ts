@@ -462,6 +462,19 @@ export class UdpFlows {
     for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) this.remove(i);
     this.hash.fill(0);
   }
+
+  /**
+   * Stop (true) or restart watching the sockets for datagrams. passt stops
+   * while the guest's socket is full: nothing received could be sent, and
+   * these level-triggered sockets would wake the loop again and again.
+   */
+  pauseReceive(paused: boolean): void {
+    const ev = paused ? 0 : EPOLLIN;
+    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) this.loop.mod(this.fd[i]!, ev, KIND_UDP, i);
+    for (let li = 0; li < this.listeners.length; li++) {
+      if (this.listeners[li]! >= 0) this.loop.mod(this.listeners[li]!, ev, KIND_UDP_LISTEN, li);
+    }
+  }
 }
 
 function setBit(map: Uint8Array, p: number): void {

@@ -30,8 +30,11 @@
  * no write is tried until it fires. Meanwhile alloc() keeps filling the arena;
  * when it is full (after moving the unsent bytes to its front), alloc()
  * returns -1 and the flows stop producing: TCP leaves the data in its
- * sockets and sends it later (the guest's ACKs, or the retransmission timer,
- * bring it back), UDP leaves datagrams in the socket queues.
+ * sockets, UDP leaves datagrams in the socket queues. From then until the
+ * queue is down to a quarter of the arena, `congested` is set: the owner
+ * stops watching the UDP sockets (level-triggered, they would wake the loop
+ * for nothing) and, when it clears, restarts them and lets every TCP
+ * connection send what it has waiting.
  *
  * Without a client (between two connections), alloc() returns -1: nothing is
  * produced for nobody.
@@ -54,6 +57,8 @@ const RX_ROUNDS = 32;
 const TX_ARENA = 16 << 20;
 /** Frames queued at once (pure ACKs are small: many fit). */
 const TX_MAX_FRAMES = 16384;
+/** Congestion ends when the queue is back under this many bytes. */
+const TX_LOW_WATER = TX_ARENA / 4;
 /** Socket buffer sizes we ask for (the kernel caps them at rmem_max / wmem_max), as the original. */
 const SOCK_BUF = 0x3fffffff;
 const SOL_SOCKET = 1;
@@ -61,6 +66,8 @@ const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
 const EAGAIN = 11;
 const EINTR = 4;
+const EPIPE = 32;
+const ECONNRESET = 104;
 
 export type FrameHandler = (b: Uint8Array, off: number, len: number) => void;
 
@@ -93,6 +100,13 @@ export class PasstBackend implements FrameSink {
   gone: string | null = null;
   /** True when gone is an error in the stream (logged as such), not a plain end. */
   goneBadly = false;
+  /**
+   * alloc() refused a frame for lack of room (the socket is full), and the
+   * queue has not drained below TX_LOW_WATER since: the owner pauses the
+   * producers that would otherwise wake the loop in vain, and resumes them
+   * when this clears.
+   */
+  congested = false;
 
   private readonly rx = new Uint8Array(RX_BUF);
   private readonly rxBase: number;
@@ -171,7 +185,7 @@ export class PasstBackend implements FrameSink {
       const room = RX_BUF - this.rxHave;
       const n = sys.shim_read(this.fd, (this.rxBase + this.rxHave) as Pointer, room);
       if (n < 0) {
-        if (n !== -EAGAIN && n !== -EINTR) this.lose(`read error: ${errnoName(-n)}`, true);
+        if (n !== -EAGAIN && n !== -EINTR) this.lose(`read error: ${errnoName(-n)}`, n !== -ECONNRESET);
         return;
       }
       if (n === 0) {
@@ -220,6 +234,7 @@ export class PasstBackend implements FrameSink {
       if (!this.fits(need)) this.compact();
       if (!this.fits(need)) {
         this.stats.txBlocked++;
+        this.congested = true;
         return -1;
       }
     }
@@ -253,10 +268,11 @@ export class PasstBackend implements FrameSink {
     if (this.blocked) return;
     const n = sys.shim_send_frames(this.fd, this.buf, (this.pairsBase + this.txHead * 8) as Pointer, this.txCount - this.txHead, this.txHeadSent);
     if (n < 0) {
-      this.lose(`write error: ${errnoName(-n)}`, n !== -32 && n !== -104);
+      this.lose(`write error: ${errnoName(-n)}`, n !== -EPIPE && n !== -ECONNRESET);
       return;
     }
     this.advance(n);
+    if (this.congested && this.pending() < TX_LOW_WATER) this.congested = false;
     if (this.txHead === this.txCount) {
       this.txHead = this.txCount = this.txHeadSent = this.txPos = 0;
       return;
@@ -316,6 +332,7 @@ export class PasstBackend implements FrameSink {
     this.txHead = this.txCount = this.txHeadSent = this.txPos = 0;
     this.blocked = false;
     this.outArmed = false;
+    this.congested = false;
   }
 
   /** The client can't be served any more; detach() follows from the owner. */
