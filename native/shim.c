@@ -809,3 +809,13 @@ int shim_drop_privileges(int uid, int gid)
 		return -EPERM;
 	return 0;
 }
+
+/* shim_set_nofile() - set both limits of RLIMIT_NOFILE to n (raising the hard
+ * limit needs CAP_SYS_RESOURCE); returns n or -errno */
+int shim_set_nofile(int n)
+{
+	struct rlimit rl;
+
+	rl.rlim_cur = rl.rlim_max = (rlim_t)n;
+	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : n;
+}

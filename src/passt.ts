@@ -27,7 +27,7 @@ import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { TcpForwarder } from "./fwd/forward.ts";
-import type { PortFwd } from "./fwd/ports.ts";
+import { bitGet, type PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
@@ -57,6 +57,10 @@ const UNIX_SOCK_MAX = 100;
 /** sun_path is 108 bytes, NUL included. */
 const UNIX_PATH_MAX = 108;
 const NOBODY = 65534;
+/** Descriptors we ask for as root: enough for `-t all -u all` on both IP versions and many flows. */
+const FD_WANTED = 1 << 20;
+/** Descriptors left for flows, the client and everything else when ports are many. */
+const FD_RESERVE = 4096;
 
 export interface PasstRun {
   /** -s: socket path; null: the first free /tmp/passt_N.socket. */
@@ -91,13 +95,13 @@ export function passtRunOf(opts: RunOptions): PasstRun {
 
 /** Run passt; returns the exit status for the process. */
 export function runPasst(cfg: Config, run: PasstRun): number {
-  sys.shim_raise_nofile();
+  const nofile = raiseNofile();
   const ids = targetIds(run.runas);
   const loop = new Loop();
   const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
   const listener = run.fd === null ? openSocket(run.socket) : null;
   try {
-    return serve(cfg, run, loop, sigFd, listener, ids);
+    return serve(cfg, fitPorts(cfg, run, nofile), loop, sigFd, listener, ids);
   } finally {
     if (listener) {
       sys.shim_close(listener.fd);
@@ -163,6 +167,64 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     if (run.pidFile) removeQuietly(run.pidFile);
     log.debug(`passt: ${JSON.stringify(backend.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
   }
+}
+
+// ------------------------------------------------------------ descriptors
+
+/**
+ * Raise RLIMIT_NOFILE as far as we may: to fs.nr_open when we can raise the
+ * hard limit (root with CAP_SYS_RESOURCE), else the soft limit to the hard
+ * one. `-t all` alone takes two listening sockets per port. Returns the limit.
+ */
+function raiseNofile(): number {
+  if (sys.shim_geteuid() === 0) {
+    let max = FD_WANTED;
+    try {
+      max = Math.min(max, Number(readFileSync("/proc/sys/fs/nr_open", "utf8")));
+    } catch {
+      /* keep FD_WANTED */
+    }
+    sys.shim_set_nofile(max);
+  }
+  const n = sys.shim_raise_nofile();
+  return n > 0 ? n : 1024;
+}
+
+/**
+ * The forwarded ports, trimmed so that their listening sockets (one per
+ * port, protocol and IP version) leave FD_RESERVE descriptors for flows:
+ * the highest ports go first, with a warning that says where it stopped.
+ */
+function fitPorts(cfg: Config, run: PasstRun, limit: number): PasstRun {
+  const families = (cfg.ip4 ? 1 : 0) + (cfg.ip6 ? 1 : 0);
+  const count = (f: PortFwd | null) => {
+    let n = 0;
+    if (f) for (let p = 1; p < 65536; p++) if (bitGet(f.map, p)) n++;
+    return n;
+  };
+  const budget = Math.floor((limit - FD_RESERVE) / Math.max(families, 1));
+  let tcp = count(run.tcp);
+  let udp = count(run.udp);
+  if (tcp + udp <= budget) return run;
+  const trim = (f: PortFwd | null, keep: number, what: string): PortFwd | null => {
+    if (!f) return f;
+    const map = f.map.slice();
+    let n = 0;
+    let cut = 0;
+    for (let p = 1; p < 65536; p++) {
+      if (!bitGet(map, p)) continue;
+      if (++n <= keep) continue;
+      if (!cut) cut = p;
+      map[p >> 3]! &= ~(1 << (p & 7));
+    }
+    if (cut) log.warn(`${what}: descriptor limit ${limit} too low for every port: ports from ${cut} up are not forwarded (raise it with ulimit -n)`);
+    return { ...f, map };
+  };
+  const share = Math.max(0, budget);
+  const tcpKeep = udp === 0 ? share : tcp === 0 ? 0 : Math.ceil((share * tcp) / (tcp + udp));
+  tcp = Math.min(tcp, tcpKeep);
+  udp = Math.max(0, share - tcp);
+  return { ...run, tcp: trim(run.tcp, tcp, "-t"), udp: trim(run.udp, udp, "-u") };
 }
 
 // ------------------------------------------------------------ clients

@@ -81,6 +81,7 @@ const symbols = {
   shim_send_frames: { args: [i32, ptr, ptr, i32, i32], returns: i32 },
   shim_socketpair: { args: [ptr], returns: i32 },
   shim_drop_privileges: { args: [i32, i32], returns: i32 },
+  shim_set_nofile: { args: [i32], returns: i32 },
 } as const;
 
 export type ShimKind = "lib" | "tcc";

@@ -321,6 +321,34 @@ describeE2E("passt through a relayed tap (root)", () => {
     }
   }, 30000);
 
+  test("-t all -u all: any non-ephemeral port reaches the guest", async () => {
+    const sa = join(w.dir, "all.socket");
+    const t0 = performance.now();
+    const p = await startPasst(w, ["-1", "-s", sa, "-t", "all", "-u", "all"]);
+    const startMs = performance.now() - t0;
+    const g = await startGuest(w, ["--socket", sa]);
+    try {
+      await dhcp4(g);
+      const dst = join(w.dir, `all-${++port}`);
+      const rx = g.spawn(["socat", "-u", "TCP4-LISTEN:1042,reuseaddr", `CREATE:${dst}`]);
+      await Bun.sleep(300);
+      const tx = await w.exec(w.host, ["socat", "-u", `OPEN:${small}`, "TCP4:127.0.0.1:1042"]);
+      expect(tx.code, `${tx.stderr}\n${p.stderr()}`).toBe(0);
+      expect(await Promise.race([rx.exited, Bun.sleep(20000).then(() => -1)])).toBe(0);
+      expect(sameFile(small, dst)).toBe(true);
+      const urx = g.spawn(["socat", "-u", "UDP4-RECV:1043", `CREATE:${dst}.udp`]);
+      await Bun.sleep(300);
+      await w.exec(w.host, ["sh", "-c", "echo datagram | socat -u - UDP4-SENDTO:127.0.0.1:1043"]);
+      for (let i = 0; i < 50 && size(`${dst}.udp`) <= 0; i++) await Bun.sleep(100);
+      await urx.kill();
+      expect(readFileSync(`${dst}.udp`, "utf8")).toBe("datagram\n");
+    } finally {
+      await g.child.kill();
+      await p.kill();
+    }
+    console.log(`passt -t all -u all: socket ready after ${startMs.toFixed(0)} ms`);
+  }, 90000);
+
   test("-1: passt exits when its client leaves", async () => {
     const s1 = join(w.dir, "one-off.socket");
     const p = await startPasst(w, ["-1", "-s", s1]);
