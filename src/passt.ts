@@ -9,7 +9,8 @@
  * 2. the forwarded ports are bound (-t, -u: explicit specs or `all`), and the
  *    pcap and pid files opened;
  * 3. started as root, we become `nobody` (or --runas UID[:GID]) for good;
- * 4. the qemu command line is printed and the loop runs.
+ * 4. the qemu command line is printed and the loop runs; without -f, in a
+ *    copy of the process that goes to the background at this point.
  *
  * One client at a time. A connection that arrives while a client is
  * connected is accepted and closed at once. When the client goes away (end of
@@ -22,7 +23,7 @@
  * backend reports congestion (src/tap/passt.ts): we stop watching the UDP
  * sockets until it clears, then let every TCP connection send again.
  */
-import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
 import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
@@ -77,7 +78,14 @@ export interface PasstRun {
   udp: PortFwd | null;
   /** --runas UID[:GID] or LOGIN[:GROUP]; null: nobody when started as root. */
   runas: string | null;
+  /** Without -f: go to the background once the socket is ready. */
+  background: boolean;
+  /** The background copy: say "ready" on stdout once set up. */
+  notifyReady: boolean;
 }
+
+/** Set in the environment of the background copy. */
+const READY_ENV = "PASST_NOTIFY_READY";
 
 /** From the parsed command line. */
 export function passtRunOf(opts: RunOptions): PasstRun {
@@ -90,11 +98,14 @@ export function passtRunOf(opts: RunOptions): PasstRun {
     tcp: opts.noTcp ? null : opts.tcp,
     udp: opts.noUdp ? null : opts.udp,
     runas: opts.runas,
+    background: !opts.foreground && process.env[READY_ENV] !== "1",
+    notifyReady: process.env[READY_ENV] === "1",
   };
 }
 
 /** Run passt; returns the exit status for the process. */
-export function runPasst(cfg: Config, run: PasstRun): number {
+export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
+  if (run.background && (run.fd === null || run.fd > 2)) return runInBackground(run.fd);
   const nofile = raiseNofile();
   const ids = targetIds(run.runas);
   const loop = new Loop();
@@ -158,6 +169,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     backend.attach(run.fd!);
   }
   dispatcher.start();
+  if (run.notifyReady) writeSync(1, "ready\n");
   try {
     return loop.run();
   } finally {
@@ -167,6 +179,31 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     if (run.pidFile) removeQuietly(run.pidFile);
     log.debug(`passt: ${JSON.stringify(backend.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
   }
+}
+
+/**
+ * Without -f, passt goes to the background once its socket is ready (as the
+ * original does): run a detached copy of ourselves (with the -F descriptor,
+ * if any), wait until it says it is ready, and exit; set-up errors still
+ * reach the caller, with status 1.
+ */
+async function runInBackground(fd: number | null): Promise<number> {
+  const stdio: (string | number)[] = ["ignore", "pipe", "inherit"];
+  if (fd !== null) {
+    while (stdio.length < fd) stdio.push("ignore");
+    stdio[fd] = fd;
+  }
+  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
+    env: { ...process.env, [READY_ENV]: "1" },
+    stdio: stdio as ["ignore", "pipe", "inherit"],
+    detached: true,
+  });
+  const { value } = await child.stdout.getReader().read();
+  if (value && new TextDecoder().decode(value).startsWith("ready")) {
+    child.unref();
+    return 0;
+  }
+  return (await child.exited) || 1;
 }
 
 // ------------------------------------------------------------ descriptors

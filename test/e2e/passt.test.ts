@@ -16,7 +16,7 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADDR, createWorld, describeE2E, isAlive, type Child, type World } from "../world.ts";
+import { ADDR, createWorld, describeE2E, ensureTestUser, isAlive, repoForUser, type Child, type World } from "../world.ts";
 import { prepareDhclient } from "../tools/dhclient.ts";
 import { passtArgv, PASST_ENV, startGuest, startPasst, type Guest } from "../tools/relay.ts";
 
@@ -310,6 +310,23 @@ describeE2E("passt through a relayed tap (root)", () => {
     for (const t of ids) expect(t).toEqual({ uid: "65534 65534 65534 65534", gid: `${nobodyGid()} ${nobodyGid()} ${nobodyGid()} ${nobodyGid()}`, groups: "", capEff: "0000000000000000" });
   });
 
+  test("as an ordinary user: serves a guest, stays that user", async () => {
+    const user = ensureTestUser();
+    const repo = repoForUser(user);
+    const su = join(w.dir, "user.socket");
+    const p = await startPasst(w, ["-1", "-s", su], { user, repo });
+    const g = await startGuest(w, ["--socket", su]);
+    try {
+      expect((await dhcp4(g)).new_ip_address).toBe(ADDR.host4);
+      expect(sameFile(small, await guestToHost(w, g, small))).toBe(true);
+      for (const t of threadIds(p.pid)) expect(t.uid).toBe(`${user.uid} ${user.uid} ${user.uid} ${user.uid}`);
+      expect(p.stderr()).not.toMatch(/nobody/);
+    } finally {
+      await g.child.kill();
+      await p.kill();
+    }
+  }, 60000);
+
   test("--runas UID:GID", async () => {
     const s2 = join(w.dir, "runas.socket");
     const p = await startPasst(w, ["-s", s2, "--runas", "1234:4321"]);
@@ -374,6 +391,25 @@ describeE2E("passt through a relayed tap (root)", () => {
       expect(isAlive(pid)).toBe(true);
     } finally {
       if (isAlive(g.child.pid)) process.kill(g.child.pid, "SIGTERM");
+      await g.child.exited;
+    }
+    for (let i = 0; i < 100 && isAlive(pid); i++) await Bun.sleep(100);
+    expect(isAlive(pid)).toBe(false);
+  }, 60000);
+
+  test("without -f: goes to the background once its socket is ready", async () => {
+    const sb = join(w.dir, "bg.socket");
+    const pidFile = join(w.dir, "bg.pid");
+    const r = await w.exec(w.host, passtArgv(["-1", "-s", sb, "--pid", pidFile]), { env: PASST_ENV, timeoutMs: 20000 });
+    expect(r.code, r.stderr).toBe(0);
+    expect(r.stderr).toContain(`addr.path=${sb}`);
+    const pid = Number(readFileSync(pidFile, "utf8"));
+    expect(isAlive(pid)).toBe(true);
+    const g = await startGuest(w, ["--socket", sb]);
+    try {
+      expect((await dhcp4(g)).new_ip_address).toBe(ADDR.host4);
+    } finally {
+      process.kill(g.child.pid, "SIGTERM");
       await g.child.exited;
     }
     for (let i = 0; i < 100 && isAlive(pid); i++) await Bun.sleep(100);

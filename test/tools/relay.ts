@@ -45,18 +45,23 @@ export const RELAY = import.meta.path;
  * PASST_ENV), or PASST_TEST_CMD (a command line split on spaces), e.g.
  * PASST_TEST_CMD=/usr/bin/passt to check the tests against the reference.
  */
-export function passtArgv(args: string[]): string[] {
+export function passtArgv(args: string[], repo: string = REPO): string[] {
   const override = process.env.PASST_TEST_CMD?.trim();
   if (override) return [...override.split(/\s+/), ...args];
-  return [BUN, join(REPO, "src", "main.ts"), ...args];
+  return [BUN, join(repo, "src", "main.ts"), ...args];
 }
 
 /** Environment that makes src/main.ts run as passt. */
 export const PASST_ENV: Record<string, string> = { PASST_MODE: "passt" };
 
-/** Start passt in w's host namespace; resolves once its socket is bound (or, with -F, at once). */
-export async function startPasst(w: World, args: string[], opts: SpawnOptions = {}): Promise<Child> {
-  const c = w.spawn(w.host, passtArgv(["-f", ...args]), { ...opts, env: { ...PASST_ENV, ...(opts.env ?? {}) } });
+/**
+ * Start passt in w's host namespace; resolves once its socket is bound (or,
+ * with -F, at once). opts.repo: the repository to run it from (see
+ * repoForUser, for opts.user).
+ */
+export async function startPasst(w: World, args: string[], opts: SpawnOptions & { repo?: string } = {}): Promise<Child> {
+  const { repo, ...spawnOpts } = opts;
+  const c = w.spawn(w.host, passtArgv(["-f", ...args], repo), { cwd: repo, ...spawnOpts, env: { ...PASST_ENV, ...(opts.env ?? {}) } });
   if (!args.includes("-F") && !args.includes("--fd")) await c.waitFor(/addr\.path=(\S+)/, { stream: "stderr", timeoutMs: 20000 });
   return c;
 }
