@@ -64,8 +64,12 @@ export const TCP_HANDSHAKE_TIMEOUT_MS = 10_000;
 export const TCP_FIN_TIMEOUT_MS = 60_000;
 /** An established connection without any traffic for this long is reset (as the original: 2 h). */
 export const TCP_IDLE_TIMEOUT_MS = 7_200_000;
-/** First retransmission timeout for data to the guest; doubles on each retry. */
-export const TCP_RTO_MS = 1000;
+/**
+ * First retransmission timeout for data to the guest; doubles on each retry.
+ * The guest is on this machine: a quarter second is long against its round
+ * trip, and as short as Linux's own minimum.
+ */
+export const TCP_RTO_MS = 250;
 /** Retransmissions without progress before we give up and reset. */
 export const TCP_MAX_RETRIES = 8;
 /** Free send space below which we send a window update once the socket drains (two full 64 KiB segments). */
@@ -348,7 +352,11 @@ export class TcpFlows {
       this.queueAck(i);
       return;
     }
-    if (fl & w.TCP_ACK_FLAG) this.guestAck(i, w.tcpAck(b, l4), w.tcpWindow(b, l4), dlen > 0 || (fl & w.TCP_FIN) !== 0);
+    if (fl & w.TCP_ACK_FLAG) {
+      // Any ACK from the guest means it has our SYN-ACK: no more of those.
+      if (this.synAckPending[i]) this.synAckPending[i] = 0;
+      this.guestAck(i, w.tcpAck(b, l4), w.tcpWindow(b, l4), dlen > 0 || (fl & w.TCP_FIN) !== 0);
+    }
     if (this.state[i] === FREE) return;
     const seq = w.tcpSeq(b, l4);
     if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq);
@@ -376,7 +384,7 @@ export class TcpFlows {
       this.recovering[i] = 0;
       this.retries[i] = 0;
       this.deadline[i] = this.seqAcked[i] === this.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
-    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.guestWnd[i] && !this.recovering[i]) {
+    } else if (acked === 0 && inFlight > 0 && !carriesData && !this.recovering[i]) {
       if (++this.dupAcks[i]! === DUP_ACK_THRESHOLD) {
         this.recovering[i] = 1;
         tcpStats.dupAckRetrans++;
@@ -495,7 +503,11 @@ export class TcpFlows {
     for (;;) {
       const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
       const wnd = this.guestWnd[i]! - inFlight;
-      if (wnd <= 0) return;
+      if (wnd <= 0) {
+        // A closed window: probe it on a timer, in case the update that opens it is lost.
+        if (this.deadline[i] === 0) this.deadline[i] = now() + TCP_RTO_MS;
+        return;
+      }
       const nseg = Math.min(maxSeg, Math.ceil(wnd / seg));
       const total = Math.min(wnd, nseg * seg);
       const base = this.sink.alloc(nseg * stride, nseg);
@@ -741,6 +753,7 @@ export class TcpFlows {
       return;
     }
     if (this.seqToGuest[i] === this.seqAcked[i]) {
+      if (this.hostPending[i] && this.guestWnd[i] === 0 && !(this.flags[i]! & F_FIN_SENT)) return this.probeWindow(i, t);
       this.deadline[i] = this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) ? t + TCP_FIN_TIMEOUT_MS : 0;
       return;
     }
@@ -748,6 +761,22 @@ export class TcpFlows {
     tcpStats.timeoutRetrans++;
     this.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.retries[i]!, 4);
     this.rewind(i);
+  }
+
+  /**
+   * Zero-window probe (RFC 9293 3.8.6.1): an ACK for the byte before our
+   * next one makes the guest answer with its current window. Repeated with
+   * backoff for as long as the window stays closed.
+   */
+  private probeWindow(i: number, t: number): void {
+    const off = this.sink.alloc(ETH_IP6_TCP);
+    if (off >= 0) {
+      const seq = (this.seqToGuest[i]! - 1) >>> 0;
+      const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, seq, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
+      this.sink.commit(off, len);
+    }
+    if (this.retries[i]! < 4) this.retries[i]!++;
+    this.deadline[i] = t + TCP_RTO_MS * 2 ** this.retries[i]!;
   }
 
   // ---------------------------------------------------------- flow table
