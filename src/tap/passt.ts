@@ -224,15 +224,15 @@ export class PasstBackend implements FrameSink {
 
   // ------------------------------------------------------------ transmit
 
-  alloc(maxLen: number): number {
+  alloc(maxLen: number, frames = 1): number {
     if (this.fd < 0 || this.gone !== null) return -1;
     const need = PASST_FRAME_ROOM + maxLen;
-    if (need > TX_ARENA) return -1;
-    if (!this.fits(need)) {
+    if (need > TX_ARENA || frames > TX_MAX_FRAMES) return -1;
+    if (!this.fits(need, frames)) {
       this.flush();
       if (this.gone !== null) return -1;
-      if (!this.fits(need)) this.compact();
-      if (!this.fits(need)) {
+      if (!this.fits(need, frames)) this.compact();
+      if (!this.fits(need, frames)) {
         this.stats.txBlocked++;
         this.congested = true;
         return -1;
@@ -291,8 +291,8 @@ export class PasstBackend implements FrameSink {
     return this.txPos - this.txPairs[2 * this.txHead]! - this.txHeadSent;
   }
 
-  private fits(need: number): boolean {
-    return this.txCount < TX_MAX_FRAMES && this.txPos + need <= TX_ARENA;
+  private fits(need: number, frames: number): boolean {
+    return this.txCount + frames <= TX_MAX_FRAMES && this.txPos + need <= TX_ARENA;
   }
 
   /** n more bytes went out: move the head past the frames they completed. */
