@@ -14,8 +14,9 @@
  *   --no-map-gw). On success the guest gets a SYN-ACK (our MSS and window
  *   scale); on failure a RST. While connecting, repeated SYNs are ignored.
  * - Host opens: accept() on a forwarded port (-t) sends a SYN to the guest from
- *   the peer's address (loopback peers appear as the gateway); the guest's
- *   SYN-ACK establishes the connection and we ACK it.
+ *   the peer's address (peers on the host itself appear as the gateway; in
+ *   pasta, loopback peers take the spliced path instead, flows/splice.ts); the
+ *   guest's SYN-ACK establishes the connection and we ACK it.
  *
  * Guest to host: a segment whose sequence number is the next one expected is
  * written to the socket; we acknowledge what the socket took and advertise a
@@ -74,6 +75,8 @@ export const TCP_RTO_MS = 250;
 export const TCP_MAX_RETRIES = 8;
 /** Free send space below which we send a window update once the socket drains (two full 64 KiB segments). */
 const WINDOW_UPDATE_BELOW = 2 * 65536;
+/** SYNs resent to a guest that does not answer, before the connection is refused. */
+const SYN_RETRIES = 5;
 /** Duplicate ACKs that trigger a fast retransmission. */
 const DUP_ACK_THRESHOLD = 3;
 /** Window scale we announce to the guest (2^8 * 64 KiB = 16 MiB windows). */
@@ -230,10 +233,10 @@ export class TcpFlows {
     this.state[i] = SYN_TO_GUEST;
     this.mss[i] = this.maxMss(v6);
     this.setIsn(i);
-    this.deadline[i] = now() + TCP_HANDSHAKE_TIMEOUT_MS;
+    this.deadline[i] = now() + TCP_RTO_MS;
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     this.loop.add(fd, EPOLLRDHUP | EPOLLET, KIND_TCP, i);
-    this.sendSyn(i, false);
+    this.sendSyn(i, false, this.seqAcked[i]!);
     this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
     tcpStats.opened++;
   }
@@ -360,6 +363,8 @@ export class TcpFlows {
     if (this.state[i] === FREE) return;
     const seq = w.tcpSeq(b, l4);
     if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq);
+    // An empty segment from before the next expected byte is a window probe: answer it.
+    else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.seqFromGuest[i]!)) this.queueAck(i);
     if (fl & w.TCP_FIN && !(this.flags[i]! & F_GUEST_FIN)) {
       if (((seq + dlen) >>> 0) === this.seqFromGuest[i]) this.guestFin(i);
       else this.queueAck(i);
@@ -469,7 +474,7 @@ export class TcpFlows {
     this.retries[i] = 0;
     this.enablePeekOff(i);
     this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
-    this.sendSyn(i, true);
+    this.sendSyn(i, true, this.seqAcked[i]!);
     this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
     this.seqAcked[i] = this.seqToGuest[i]!;
     this.synAckPending[i] = 1;
@@ -612,13 +617,12 @@ export class TcpFlows {
     b[l4 + w.TCP_CSUM + 1] = sum & 255;
   }
 
-  /** SYN (host opened) or SYN-ACK (guest opened) to the guest, with options. */
-  private sendSyn(i: number, withAck: boolean): void {
+  /** SYN (host opened) or SYN-ACK (guest opened) to the guest, with options, from our initial sequence number isn. */
+  private sendSyn(i: number, withAck: boolean, isn: number): void {
     const off = this.sink.alloc(ETH_IP6_TCP + SYN_OPT_LEN);
     if (off < 0) return;
     const flags = w.TCP_SYN | (withAck ? w.TCP_ACK_FLAG : 0);
     const ack = withAck ? this.seqFromGuest[i]! : 0;
-    const isn = this.seqAcked[i]!;
     const len = this.writeSegment(i, off, flags, isn, ack, 65535, SYN_OPT_LEN, 0);
     this.sink.commit(off, len);
   }
@@ -735,10 +739,10 @@ export class TcpFlows {
   private timeout(i: number, t: number): void {
     const st = this.state[i];
     if (st === CONNECTING || st === SYN_TO_GUEST) {
-      if (st === SYN_TO_GUEST && this.retries[i]! < 3 && t < this.lastActive[i]! + TCP_HANDSHAKE_TIMEOUT_MS) {
+      if (st === SYN_TO_GUEST && this.retries[i]! < SYN_RETRIES && t < this.lastActive[i]! + TCP_HANDSHAKE_TIMEOUT_MS) {
         this.retries[i]!++;
         this.seqToGuest[i] = this.seqAcked[i]!;
-        this.sendSyn(i, false);
+        this.sendSyn(i, false, this.seqAcked[i]!);
         this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
         this.deadline[i] = t + TCP_RTO_MS * 2 ** this.retries[i]!;
         return;
@@ -748,7 +752,7 @@ export class TcpFlows {
     if (this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) && t - this.lastActive[i]! > TCP_FIN_TIMEOUT_MS) return this.hostReset(i);
     if (this.synAckPending[i] && this.retries[i]! < TCP_MAX_RETRIES) {
       this.retries[i]!++;
-      this.sendSyn(i, true);
+      this.sendSyn(i, true, (this.seqAcked[i]! - 1) >>> 0);
       this.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.retries[i]!, 4);
       return;
     }
