@@ -405,8 +405,10 @@ export class TcpFlows {
     if (this.flags[i]! & F_SHUT_WR) return;
     const skip = w.seqDiff(this.seqFromGuest[i]!, seq);
     if (skip < 0) {
+      // Past a hole: a duplicate ACK for every such segment, at once (RFC
+      // 5681), so that the guest counts them and retransmits quickly.
       tcpStats.outOfOrder++;
-      this.queueAck(i);
+      this.ackNow(i);
       return;
     }
     if (skip >= len) {
