@@ -22,9 +22,9 @@
  *
  * Set-up cost: sockets on the namespace side must be made by a thread that
  * enters the namespace; a pool of such sockets, and a pool of pipes, are
- * refilled off the fast path (on a timer, the first time once the command
- * runs, and after a busy batch of events), so that a new connection costs an
- * accept, a connect and two epoll registrations.
+ * refilled off the fast path (on a timer, once a first connection was
+ * spliced, and after a busy batch of events), so that a new connection costs
+ * an accept, a connect and two epoll registrations.
  *
  * Limits: SPLICE_MAX_CONNS at once; past that an accepted connection is closed
  * at once, without touching the existing ones.
@@ -85,6 +85,8 @@ export class SpliceFlows {
   private readonly batchFds = new Int32Array(POOL_TARGET);
   private nOpen = 0;
   private next = 0;
+  /** Pools are kept only once a first connection was spliced: an idle pasta holds no spare descriptors. */
+  private used = false;
 
   constructor(
     private readonly loop: Loop,
@@ -92,7 +94,9 @@ export class SpliceFlows {
     private readonly nsfd: number,
   ) {
     loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
-    loop.every(POOL_REFILL_MS, () => this.refill(true));
+    loop.every(POOL_REFILL_MS, () => {
+      if (this.used) this.refill(true);
+    });
     loop.onFlush(() => {
       if (this.nOpen > 0 && (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2)) this.refill(false);
     });
@@ -108,6 +112,7 @@ export class SpliceFlows {
    * side's loopback: `to` says where the connecting socket must live.
    */
   join(accepted: number, v6: boolean, port: number, to: Side): void {
+    this.used = true;
     const c = this.take();
     if (c < 0) {
       spliceStats.refused++;
