@@ -35,6 +35,7 @@ import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
 import { PasstBackend } from "./tap/passt.ts";
+import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
 
 // Handler kinds of this loop (flows use 4 to 11).
 const KIND_CLIENT = 20;
@@ -44,10 +45,6 @@ const KIND_SIGNAL = 22;
 const SIGHUP = 1;
 const SIGINT = 2;
 const SIGTERM = 15;
-const AF_UNIX = 1;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOL_SOCKET = 1;
 const SO_PEERCRED = 17;
 const ENOENT = 2;
 const EACCES = 13;

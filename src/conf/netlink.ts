@@ -15,6 +15,7 @@
  * Netlink uses host byte order; addresses inside attributes are in network
  * order and are returned as raw bytes (4 or 16), see ip4FromBytes().
  */
+import { AF_NETLINK, SOCK_RAW } from "../native/consts.ts";
 
 /** Send one request, return the reply messages (each a whole nlmsghdr+payload). */
 export type NlTalk = (req: Uint8Array) => Uint8Array[];
@@ -23,8 +24,6 @@ export const AF_INET = 2;
 export const AF_INET6 = 10;
 export type Family = typeof AF_INET | typeof AF_INET6;
 
-const AF_NETLINK = 16;
-const SOCK_RAW = 3;
 const NETLINK_ROUTE = 0;
 const SOL_NETLINK = 270;
 const NETLINK_CAP_ACK = 10;

@@ -26,6 +26,7 @@ import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import { guest } from "../services/guest.ts";
 import * as w from "../wire/index.ts";
+import { AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 
 /** Echo flows kept at once (the original keeps one per id, per family). */
 export const ICMP_MAX_FLOWS = 1024;
@@ -34,13 +35,6 @@ export const ICMP_TIMEOUT_MS = 60_000;
 /** Loop handler kind for ping sockets. */
 export const KIND_ICMP = 4;
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const IPPROTO_ICMP = 1;
-const IPPROTO_ICMPV6 = 58;
-const MSG_DONTWAIT = 0x40;
 const LOOPBACK4 = 0x7f000001;
 const LOOPBACK6 = w.IP6_LOOPBACK;
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */

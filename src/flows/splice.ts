@@ -35,6 +35,7 @@ import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop }
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { AF_INET, AF_INET6, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, TCP_NODELAY } from "../native/consts.ts";
 
 /** Spliced connections at once (each holds 2 sockets and 4 pipe ends). */
 export const SPLICE_MAX_CONNS = 4096;
@@ -46,14 +47,6 @@ const POOL_REFILL_MS = 200;
 
 export const KIND_SPLICE = 9;
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const IPPROTO_TCP = 6;
-const TCP_NODELAY = 1;
-const SHUT_WR = 1;
-const EINPROGRESS = 115;
 const LOOPBACK6 = IP6_LOOPBACK;
 
 // Connection state.

@@ -56,6 +56,7 @@ import { bindOutbound, saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "
 import { guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
+import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, MSG_DONTWAIT, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
@@ -110,20 +111,6 @@ const F_FIN_ACKED = 16;
 const F_ACK_PENDING = 32;
 const F_OUT_WAIT = 64;
 const F_SHUT_WR = 128;
-
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOL_SOCKET = 1;
-const SO_PEEK_OFF = 42;
-const IPPROTO_TCP = 6;
-const TCP_NODELAY = 1;
-const TCP_MAXSEG = 2;
-const SHUT_WR = 1;
-const EAGAIN = 11;
-const EINPROGRESS = 115;
-const MSG_DONTWAIT = 0x40;
 
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;

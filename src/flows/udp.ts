@@ -43,6 +43,7 @@ import { guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
 export const UDP_MAX_FLOWS = 8192;
@@ -58,14 +59,6 @@ const SEND_QUEUE = 64;
 export const KIND_UDP = 7;
 export const KIND_UDP_LISTEN = 8;
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-const IPPROTO_IPV6 = 41;
-const IPV6_V6ONLY = 26;
 const DNS_PORT = 53;
 const LOOPBACK4 = 0x7f000001;
 const LOOPBACK6 = w.IP6_LOOPBACK;

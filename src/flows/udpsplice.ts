@@ -28,6 +28,7 @@ import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { UDP_TIMEOUT_MS } from "./udp.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 
 /** Spliced UDP flows at once. */
 export const UDP_SPLICE_MAX = 4096;
@@ -38,12 +39,6 @@ const MAX_DGRAM = 65535;
 export const KIND_UDP_SPLICE = 10;
 export const KIND_UDP_NS_LISTEN = 11;
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_DGRAM = 2;
-const SOCK_NONBLOCK = 0o4000;
-const IPPROTO_IPV6 = 41;
-const IPV6_V6ONLY = 26;
 const LOOPBACK4 = 0x7f000001;
 const LOOPBACK6 = IP6_LOOPBACK;
 

@@ -33,20 +33,13 @@ import { saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import type { UdpFlows } from "../flows/udp.ts";
 import type { UdpSplice } from "../flows/udpsplice.ts";
 import { bitGet, isEphemeral, probeEphemeral, type PortFwd } from "./ports.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
 
 /** How often auto mode rescans the listening sockets (the original: 1 s). */
 export const AUTO_SCAN_MS = 1000;
 
 export const KIND_LISTEN = 6;
 
-const AF_INET = 2;
-const AF_INET6 = 10;
-const SOCK_STREAM = 1;
-const SOCK_NONBLOCK = 0o4000;
-const SOL_SOCKET = 1;
-const SO_REUSEADDR = 2;
-const IPPROTO_IPV6 = 41;
-const IPV6_V6ONLY = 26;
 const LISTEN_BACKLOG = 128;
 /** /proc/net/tcp state of a listening socket. */
 const TCP_LISTEN_STATE = "0A";

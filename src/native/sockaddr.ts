@@ -3,9 +3,7 @@
  * shim's bind/connect/sendto. No allocation: the caller keeps one buffer.
  */
 import { sys } from "./ffi.ts";
-
-const AF_INET = 2;
-const AF_INET6 = 10;
+import { AF_INET, AF_INET6, SOL_SOCKET } from "./consts.ts";
 
 /** sockaddr_in (16 bytes) for a host-order IPv4 address and port. */
 export function sockaddr4(sa: Uint8Array, addr: number, port: number): number {
@@ -60,7 +58,6 @@ export function saIsLoopback(sa: Uint8Array, o = 0): boolean {
   return sa[o + SA6_ADDR + 15] === 1;
 }
 
-const SOL_SOCKET = 1;
 const SO_BINDTODEVICE = 25;
 const ANY6 = new Uint8Array(16);
 const bindBuf = new Uint8Array(28);

@@ -44,6 +44,7 @@ import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "..
 import { errnoName, sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
 import type { FrameSink } from "./sink.ts";
+import { EAGAIN, SOL_SOCKET } from "../native/consts.ts";
 
 /** Bytes in front of each frame on the socket: its length, 32-bit big-endian. */
 export const PASST_FRAME_ROOM = 4;
@@ -61,10 +62,8 @@ const TX_MAX_FRAMES = 16384;
 const TX_LOW_WATER = TX_ARENA / 4;
 /** Socket buffer sizes we ask for (the kernel caps them at rmem_max / wmem_max), as the original. */
 const SOCK_BUF = 0x3fffffff;
-const SOL_SOCKET = 1;
 const SO_SNDBUF = 7;
 const SO_RCVBUF = 8;
-const EAGAIN = 11;
 const EINTR = 4;
 const EPIPE = 32;
 const ECONNRESET = 104;

@@ -75,7 +75,7 @@ function config(): Config {
     noRa: false,
     noIcmp: true, // no ICMP echo sockets in a unit test
     noMapGw: false,
-    configNet: false,
+    configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
   };
 }
 

@@ -44,7 +44,7 @@ const cfg: Config = {
     dns: [parseIp4("10.0.2.3"), parseIp4("9.9.9.9")], dnsMatch: 0, ifname: "eth0" },
   ip6: null,
   dnsSearch: ["example.org", "test.example"],
-  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false,
+  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
 };
 
 const withIp4 = (patch: Partial<NonNullable<Config["ip4"]>>, rest: Partial<Config> = {}): Config =>

@@ -50,7 +50,7 @@ const cfg: Config = {
   ip6: { addr: parseIp6("fd00::15"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"),
     dns: [parseIp6("fd00::3")], dnsMatch: null, ifname: "eth0" },
   dnsSearch: ["example.org", "test.example"],
-  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false,
+  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
 };
 const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
   ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });
