@@ -2,18 +2,29 @@
  * rr: TCP request/response latency, the same tool for every implementation.
  *
  *   rr server [-4|-6] [ADDR] PORT     serve: read 1 byte, write 1 byte back,
- *                                     until EOF; one connection at a time
+ *                                     until EOF
  *   rr rr  HOST PORT SECONDS [IFNAME] one connection, 1-byte request and
  *                                     response, repeated for SECONDS
  *   rr crr HOST PORT SECONDS [IFNAME] a new connection for each 1-byte
- *                                     request and response, for SECONDS
+ *                                     request and response, for SECONDS:
+ *                                     connect, request, response, the
+ *                                     server's FIN, close
  *
- * The client prints "tps N transactions T seconds S" on stdout; latency in
- * microseconds is 1e6 / N. IFNAME is the scope of a link-local IPv6 HOST.
+ * The client prints "tps N transactions T seconds S max_us M slow K" on
+ * stdout; latency in microseconds is 1e6 / N, M is the slowest transaction
+ * (connect included for crr), K the number of transactions over 100 ms. IFNAME is the scope of a link-local IPv6 HOST.
  * The server prints "ready" on stdout once listening.
  *
+ * In crr the server closes first (request byte 'c'), so that TIME_WAIT
+ * sockets pile up on the server's side, next to its listening port, and not
+ * on the client's ephemeral ports: thousands of connections a second would
+ * otherwise fill the port range within seconds, and connect() would slow
+ * down as it searches for a free port (for every implementation alike, but
+ * measuring the kernel's port search, not the implementation).
+ *
  * Bounded: a client gives up on an exchange after 5 s (prints an error and
- * exits 2); the server drops a connection idle for 10 s.
+ * exits 2). The server serves every connection from one epoll loop, so a
+ * connection that hangs does not hold up the next ones.
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
@@ -27,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -111,42 +123,89 @@ static int serve(int argc, char **argv)
 			len = sizeof(*a6);
 		}
 	}
-	int l = socket(family, SOCK_STREAM, 0);
+	int l = socket(family, SOCK_STREAM | SOCK_NONBLOCK, 0);
 	int one = 1, zero = 0;
 	setsockopt(l, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (family == AF_INET6) setsockopt(l, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
-	if (bind(l, (struct sockaddr *)&sa, len) < 0 || listen(l, 128) < 0) {
+	if (bind(l, (struct sockaddr *)&sa, len) < 0 || listen(l, 1024) < 0) {
 		perror("rr: bind/listen");
 		return 1;
 	}
+	/*
+	 * One epoll loop: a connection that hangs (a lost segment, a stuck
+	 * implementation) must not keep the next ones waiting, so that one
+	 * failure shows as one failure. At most MAX_CONNS open at once: past
+	 * that, new connections wait in the backlog.
+	 */
+	enum { MAX_CONNS = 4096 };
+	int ep = epoll_create1(0), open_conns = 0, listening = 1;
+	struct epoll_event ev = { .events = EPOLLIN, .data.fd = l };
+	epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
 	printf("ready\n");
 	fflush(stdout);
 	for (;;) {
-		int c = accept(l, NULL, NULL);
-		if (c < 0) {
-			if (errno == EINTR || errno == ECONNABORTED) continue;
-			perror("rr: accept");
+		struct epoll_event evs[64];
+		int n = epoll_wait(ep, evs, 64, -1);
+		if (n < 0) {
+			if (errno == EINTR) continue;
+			perror("rr: epoll_wait");
 			return 1;
 		}
-		nodelay(c);
-		timeouts(c, 10);
-		char b;
-		for (;;) {
-			ssize_t n = read(c, &b, 1);
-			if (n != 1) break;
-			if (write(c, &b, 1) != 1) break;
+		for (int k = 0; k < n; k++) {
+			int fd = evs[k].data.fd;
+			if (fd == l) {
+				for (;;) {
+					int c = accept4(l, NULL, NULL, SOCK_NONBLOCK);
+					if (c < 0) break;
+					nodelay(c);
+					struct epoll_event cev = { .events = EPOLLIN | EPOLLRDHUP, .data.fd = c };
+					epoll_ctl(ep, EPOLL_CTL_ADD, c, &cev);
+					if (++open_conns >= MAX_CONNS && listening) {
+						epoll_ctl(ep, EPOLL_CTL_DEL, l, NULL);
+						listening = 0;
+					}
+				}
+				continue;
+			}
+			char buf[64];
+			int done = 0;
+			ssize_t r = read(fd, buf, sizeof(buf));
+			if (r <= 0) {
+				done = !(r < 0 && errno == EAGAIN);
+			} else {
+				for (ssize_t j = 0; j < r; j++) {
+					if (write(fd, &buf[j], 1) != 1) { done = 1; break; }
+					if (buf[j] == 'c') { done = 1; break; } /* crr: one exchange, we close first */
+				}
+			}
+			if (done) {
+				epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+				close(fd);
+				if (--open_conns < MAX_CONNS && !listening) {
+					struct epoll_event lev = { .events = EPOLLIN, .data.fd = l };
+					epoll_ctl(ep, EPOLL_CTL_ADD, l, &lev);
+					listening = 1;
+				}
+			}
 		}
-		close(c);
 	}
 }
 
-/* One 1-byte exchange on s; 0 on success. */
-static int exchange(int s)
+static const char *failed_step = "";
+
+/* One 1-byte exchange on s; 0 on success. With crr, then wait for the server's FIN. */
+static int exchange(int s, int crr)
 {
-	char b = 'x';
+	char b = crr ? 'c' : 'r';
+	errno = 0;
+	failed_step = "sending the request";
 	if (write(s, &b, 1) != 1) return -1;
+	failed_step = "waiting for the response";
 	ssize_t n = read(s, &b, 1);
-	return n == 1 ? 0 : -1;
+	if (n != 1) return -1;
+	failed_step = "waiting for the server's FIN";
+	if (crr && read(s, &b, 1) != 0) return -1;
+	return 0;
 }
 
 static int client(int crr, int argc, char **argv)
@@ -158,8 +217,8 @@ static int client(int crr, int argc, char **argv)
 	struct sockaddr_storage sa;
 	socklen_t len = addr_of(argv[0], atoi(argv[1]), argc > 3 ? argv[3] : NULL, &sa);
 	double secs = atof(argv[2]);
-	long count = 0;
-	double start = now(), end = start + secs, t = start;
+	long count = 0, slow = 0;
+	double start = now(), end = start + secs, t = start, max = 0;
 	int s = -1;
 	while (t < end) {
 		if (s < 0) {
@@ -171,8 +230,9 @@ static int client(int crr, int argc, char **argv)
 				return 2;
 			}
 		}
-		if (exchange(s) < 0) {
-			fprintf(stderr, "rr: exchange %ld failed: %s\n", count, errno ? strerror(errno) : "EOF");
+		if (exchange(s, crr) < 0) {
+			fprintf(stderr, "rr: transaction %ld failed %s: %s\n", count + 1, failed_step,
+				errno == EAGAIN ? "nothing for 5 s" : errno ? strerror(errno) : "unexpected EOF or data");
 			return 2;
 		}
 		count++;
@@ -181,11 +241,14 @@ static int client(int crr, int argc, char **argv)
 			s = -1;
 		}
 		/* reading the clock every transaction costs ~20 ns: fine */
-		t = now();
+		double t1 = now();
+		if (t1 - t > max) max = t1 - t;
+		if (t1 - t > 0.1) slow++;
+		t = t1;
 	}
 	if (s >= 0) close(s);
 	double el = t - start;
-	printf("tps %.1f transactions %ld seconds %.3f\n", count / el, count, el);
+	printf("tps %.1f transactions %ld seconds %.3f max_us %.0f slow %ld\n", count / el, count, el, max * 1e6, slow);
 	return 0;
 }
 

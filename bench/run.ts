@@ -63,6 +63,8 @@ interface Args {
   columns: number[];
   /** run src/ as it is in the working tree, not a snapshot of HEAD */
   worktree: boolean;
+  /** only rewrite RESULTS.md from the results.json in out */
+  render: boolean;
 }
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] [--rr-time S]
@@ -79,10 +81,12 @@ const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] 
   --worktree   run our src/ as it is in the working tree (default: a snapshot
                of the committed HEAD, taken at start, so that edits made while
                the bench runs do not change what it measures)
+  --render     measure nothing: rewrite RESULTS.md from the results.json in
+               the --out directory (after a change of its layout)
 `;
 
 function parseCli(argv: string[]): Args {
-  const a: Args = { quick: false, json: false, runs: 0, time: 0, omit: 1, rrTime: 0, impls: null, only: null, out: join(REPO, "perf"), columns: [], worktree: false };
+  const a: Args = { quick: false, json: false, runs: 0, time: 0, omit: 1, rrTime: 0, impls: null, only: null, out: join(REPO, "perf"), columns: [], worktree: false, render: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [k, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
@@ -106,6 +110,7 @@ function parseCli(argv: string[]): Args {
       case "--only": a.only = new RegExp(val(), "i"); break;
       case "--out": a.out = val(); break;
       case "--worktree": a.worktree = true; break;
+      case "--render": a.render = true; break;
       case "-h": case "--help": process.stdout.write(USAGE); process.exit(0);
       default: throw new Error(`unknown option ${arg}\n${USAGE}`);
     }
@@ -242,7 +247,8 @@ class Progress {
   constructor(private remainingEstimate: number, private total: number) {}
 
   step(label: string, counted = true) {
-    const rate = this.estimated > 5 ? this.spent / this.estimated : 1;
+    // measured steps so far tell how the estimates hold up on this machine
+    const rate = this.estimated > 20 ? this.spent / this.estimated : 1;
     const left = Math.max(0, this.remainingEstimate * rate);
     const line = `[${counted ? this.done + 1 : this.done}/${this.total}] ${label} · ~${fmtDuration(left)} left`;
     if (!counted && !this.tty) return;
@@ -258,9 +264,7 @@ class Progress {
     this.remainingEstimate = Math.max(0, this.remainingEstimate - estimate);
   }
   /** time spent outside the counted steps (starting daemons) */
-  account(estimate: number, seconds: number) {
-    this.spent += seconds;
-    this.estimated += estimate;
+  account(estimate: number, _seconds: number) {
     this.remainingEstimate = Math.max(0, this.remainingEstimate - estimate);
   }
   /** a message that must not be overwritten */
@@ -588,6 +592,10 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args): Promise<num
   if (r.code !== 0 || !m) throw new Error(`rr ${row.kind} exited ${r.code}: ${tail(r.stderr + r.stdout, 300)}`);
   const tps = Number(m[1]);
   if (!(tps > 0)) throw new Error(`rr ${row.kind}: no transactions`);
+  const slow = r.stdout.match(/max_us ([\d.]+) slow (\d+)/);
+  if (slow && Number(slow[1]) >= 200000) {
+    env.note(`${row.row}: ${slow[2]} of ${m[2]} transactions took over 100 ms, the slowest ${(Number(slow[1]) / 1000).toFixed(0)} ms`);
+  }
   return 1e6 / tps;
 }
 
@@ -652,8 +660,9 @@ function markdown(res: any, rows: RowDef[], impls: ImplDef[], a: Args): string {
   L.push(
     `Each cell is the median of ${a.runs} run${a.runs > 1 ? "s" : ""} (implementations interleaved), ` +
       `throughput from iperf3 (2 streams, \`-w\` 512k / 1M / 8M by MTU, ${a.time} s after ${a.omit} s omitted, receiver side) in Gbit/s, ` +
-      `latency from bench/rr.c (one flow of 1-byte requests and responses for ${a.rrTime} s; CRR: a new connection each) as 10^6 / transactions per second, in µs, at MTU ${LATENCY_MTU}. ` +
-      `Columns are the MTU of the namespace's interface. The ratio is ours ÷ reference: above 1 is better for throughput, below 1 is better for latency.`,
+      `latency from bench/rr.c (one flow of 1-byte requests and responses for ${a.rrTime} s; CRR: a new connection for each, the server closing first) as 10^6 / transactions per second, in µs, at MTU ${LATENCY_MTU}. ` +
+      `Columns are the MTU of the namespace's interface. The ratio is ours ÷ reference: above 1 is better for throughput, below 1 is better for latency; ` +
+      `a huge ratio means the other side stalled (see min–max below), "fail" that no run finished (see the notes at the end).`,
     "",
   );
   L.push(
@@ -675,7 +684,8 @@ function markdown(res: any, rows: RowDef[], impls: ImplDef[], a: Args): string {
         const p = get(table, r.row, c, "pasta");
         if (!o && !p) return "";
         const f = (x?: Cell) => (x ? (x.median === null ? (x.errors.length ? "fail" : "–") : fmt(x.median, r.unit)) : "–");
-        const ratio = o?.median && p?.median ? ` (×${(o.median / p.median).toFixed(2)})` : "";
+        const q = o?.median && p?.median ? o.median / p.median : 0;
+        const ratio = q ? ` (×${q >= 100 ? Math.round(q) : q >= 10 ? q.toFixed(1) : q.toFixed(2)})` : "";
         return `${f(o)} / ${f(p)}${ratio}`;
       });
       L.push(`| ${r.row} (${r.unit}) | ${out.join(" | ")} |`);
@@ -711,6 +721,24 @@ function markdown(res: any, rows: RowDef[], impls: ImplDef[], a: Args): string {
   return L.join("\n");
 }
 
+/** --render: RESULTS.md again from results.json, with the settings it was measured with. */
+function render(a: Args): number {
+  const file = join(a.out, "results.json");
+  if (!existsSync(file)) {
+    process.stderr.write(`bench: no ${file} to render\n`);
+    return 1;
+  }
+  const res = JSON.parse(readFileSync(file, "utf8"));
+  const st = res.settings ?? {};
+  Object.assign(a, { quick: res.mode === "quick", runs: st.runs ?? a.runs, time: st.iperf3Seconds ?? a.time, omit: st.iperf3Omit ?? a.omit, rrTime: st.rrSeconds ?? a.rrTime });
+  const present = new Set((res.rows as Cell[]).map((c) => `${c.table}\u0000${c.row}`));
+  const rows = tapTcpRows(st.columns ?? a.columns).filter((r) => present.has(`${r.table}\u0000${r.row}`));
+  const impls = implDefs("").filter((i) => i.name in res.implementations);
+  writeFileSync(join(a.out, "RESULTS.md"), markdown(res, rows, impls, a));
+  process.stderr.write(`bench: wrote ${join(a.out, "RESULTS.md")}\n`);
+  return 0;
+}
+
 // ---------------------------------------------------------------------------
 // Main
 
@@ -722,6 +750,7 @@ async function main(): Promise<number> {
     process.stderr.write(`bench: ${(e as Error).message}\n`);
     return 2;
   }
+  if (a.render) return render(a);
   const check = canRunE2E();
   if (!check.ok) {
     process.stderr.write(`bench: cannot run: ${check.reason}\n`);
