@@ -88,8 +88,10 @@ const PEEK_SEGMENTS = 32;
 const TSO_SEGMENTS = 16;
 /** Timer granularity for retransmissions and timeouts. */
 const TICK_MS = 50;
-/** Our ISNs: random, per connection. */
-const isnBuf = new Uint32Array(1);
+/** Secret of our ISNs, drawn once per run (RFC 6528). */
+const ISN_SECRET = crypto.getRandomValues(new Uint32Array(1))[0]!;
+/** ISN clock: 250 ticks per millisecond (4 µs, as RFC 9293 suggests). */
+const ISN_TICKS_PER_MS = 250;
 
 export const KIND_TCP = 5;
 
@@ -898,10 +900,18 @@ export class TcpFlows {
     return Math.min(this.cfg.mtu, 65535) - (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) - w.TCP_HLEN;
   }
 
+  /**
+   * Initial sequence number (RFC 6528): a keyed hash of the 4-tuple plus a
+   * 4 µs clock. Unguessable, and growing for a given tuple, so that a guest
+   * still holding an earlier connection of the same tuple in TIME_WAIT takes
+   * the new SYN (a random ISN below the old sequence would be refused).
+   */
   private setIsn(i: number): void {
-    crypto.getRandomValues(isnBuf);
-    this.seqAcked[i] = isnBuf[0]!;
-    this.seqToGuest[i] = isnBuf[0]!;
+    const alen = this.flags[i]! & F_V6 ? 16 : 4;
+    const h = hashTuple(this.guestAddr, i * 16, this.guestPort[i]!, this.remoteAddr, i * 16, this.remotePort[i]!, alen);
+    const isn = (h ^ ISN_SECRET) + Math.floor(now() * ISN_TICKS_PER_MS);
+    this.seqAcked[i] = isn >>> 0;
+    this.seqToGuest[i] = isn >>> 0;
   }
 
   /**
