@@ -764,6 +764,7 @@ async function main(): Promise<number> {
   if (!haveIperf) skipped.push("throughput rows: iperf3 not installed (Debian package iperf3)");
   scratch = mkdtempSync(join(tmpdir(), `pb-bench-${process.pid}-`));
   chmodSync(scratch, 0o755);
+  process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
   let rrBin: string | null = null;
   const cc = Bun.which("cc") ?? Bun.which("gcc") ?? Bun.which("clang");
   if (!cc) skipped.push("RR / CRR rows: no C compiler (cc) to build bench/rr.c");
