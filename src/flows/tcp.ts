@@ -53,7 +53,7 @@ import { debugOn, log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { bindOutbound, saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { guest } from "../services/guest.ts";
+import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, MSG_DONTWAIT, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
@@ -212,7 +212,7 @@ export class TcpFlows {
       if (remote[0] === 127 || w.rd32(remote, 0) === this.cfg.ip4!.addr) w.wr32(remote, 0, this.cfg.ip4!.gw);
     }
     const rport = saPort(this.sa);
-    const guestA = v6 ? (guest.addr6Known ? guest.addr6 : this.cfg.ip6!.addr) : null;
+    const guestA = v6 ? guestAddr6(this.cfg.ip6!.addr) : null;
     const i = this.alloc(v6, guestA, port, remote, rport, now());
     if (i < 0) {
       sys.shim_abort_close(fd);

@@ -39,7 +39,7 @@ import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { guest } from "../services/guest.ts";
+import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
@@ -348,7 +348,7 @@ export class UdpFlows {
 
   /** Tie the guest's (address, port) to listener li so that its replies leave from there. */
   private bindListener(li: number, isV6: boolean, gport: number): number {
-    const ga = isV6 ? (guest.addr6Known ? guest.addr6 : this.cfg.ip6!.addr) : this.guest4Bytes();
+    const ga = isV6 ? guestAddr6(this.cfg.ip6!.addr) : this.guest4Bytes();
     const fd = this.listeners[li]!;
     const i = this.lookup(isV6, ga, 0, gport);
     if (i >= 0) {

@@ -14,3 +14,13 @@ export const guest = {
   addr6: new Uint8Array(16),
   addr6Known: false,
 };
+
+/**
+ * The guest's IPv6 address for traffic we start towards it: the global
+ * address it was seen using, else the one we hand out (a link-local source
+ * seen in NDP or DHCPv6 is no destination for connections from afar).
+ */
+export function guestAddr6(assigned: Uint8Array): Uint8Array {
+  const ll = guest.addr6[0] === 0xfe && (guest.addr6[1]! & 0xc0) === 0x80;
+  return guest.addr6Known && !ll ? guest.addr6 : assigned;
+}
