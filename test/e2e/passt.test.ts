@@ -194,8 +194,11 @@ describeE2E("passt through a relayed tap (root)", () => {
     } finally {
       await g.child.kill();
     }
-    expect(g.child.stderr()).toMatch(/"toSockDropped":[1-9]/);
-    expect(g.child.stderr()).toMatch(/"toTapDropped":[1-9]/);
+    // The relay really dropped frames. With 64 KiB offload frames few cross
+    // each way (a direction can see no drop at 2%), so count both together.
+    const stats = g.child.stderr().match(/"toSockDropped":(\d+).*"toTapDropped":(\d+)/);
+    expect(stats, g.child.stderr()).not.toBeNull();
+    expect(Number(stats![1]) + Number(stats![2])).toBeGreaterThan(0);
   }, 240000);
 
   test("the guest stops reading: passt waits without spinning, then goes on without losing a byte", async () => {
