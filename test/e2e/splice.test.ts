@@ -26,6 +26,7 @@
  * (split on spaces) runs another program with the same options, e.g.
  * PASTA_TEST_CMD=/usr/bin/pasta checks these tests against the reference.
  */
+import { findGuest } from "../tools/pasta-session.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
@@ -58,45 +59,6 @@ function programArgv(args: string[]): string[] {
   const override = process.env.PASTA_TEST_CMD?.trim();
   if (override) return [...override.split(/\s+/), ...args];
   return [BUN, join(REPO, "src", "main.ts"), ...args];
-}
-
-function netnsOf(pid: number): string | null {
-  try {
-    return readlinkSync(`/proc/${pid}/ns/net`);
-  } catch {
-    return null;
-  }
-}
-
-function childrenOf(pid: number): number[] {
-  const out: number[] = [];
-  let tasks: string[] = [];
-  try {
-    tasks = readdirSync(`/proc/${pid}/task`);
-  } catch {
-    return out;
-  }
-  for (const t of tasks) {
-    try {
-      for (const c of readFileSync(`/proc/${pid}/task/${t}/children`, "utf8").trim().split(/\s+/)) if (c) out.push(Number(c));
-    } catch {
-      /* gone */
-    }
-  }
-  return out;
-}
-
-/** First descendant of pid in another network namespace: the guest. */
-function findGuest(pid: number): number | null {
-  const own = netnsOf(pid);
-  const queue = childrenOf(pid);
-  for (let n = 0; queue.length && n < 1000; n++) {
-    const p = queue.shift()!;
-    const ns = netnsOf(p);
-    if (ns && ns !== own) return p;
-    queue.push(...childrenOf(p));
-  }
-  return null;
 }
 
 let pastaRuns = 0;

@@ -77,7 +77,7 @@ function childrenOf(pid: number): number[] {
 }
 
 /** First descendant of pid (breadth first) whose network namespace is not pid's. */
-function findGuest(pid: number): number | null {
+export function findGuest(pid: number): number | null {
   const own = netnsOf(pid);
   const queue = childrenOf(pid);
   for (let n = 0; queue.length && n < 1000; n++) {
