@@ -21,6 +21,8 @@
  * data-value. Each chart is an <svg data-table="TABLE">. Min and max appear
  * only in tooltips (<title>), never as printed text.
  */
+import { TABLE_TITLES } from "./plan.ts";
+
 
 interface Cell {
   table: string;
@@ -44,16 +46,6 @@ interface Group {
   cells: Cell[];
 }
 
-const TABLE_TITLES: Record<string, string> = {
-  "pasta-lo-tcp": "pasta: TCP, connections over loopback (spliced)",
-  "pasta-tap-tcp": "pasta: TCP, connections through the tap device",
-  "pasta-lo-udp": "pasta: UDP, datagrams over loopback",
-  "pasta-tap-udp": "pasta: UDP, datagrams through the tap device",
-  "passt-tcp": "passt: TCP, a virtual machine's connections",
-  "passt-udp": "passt: UDP, a virtual machine's datagrams",
-  startup: "Start-up time",
-  memory: "Memory use",
-};
 
 /** Fixed colours, so an implementation looks the same in every chart. */
 const IMPL_COLOURS: Record<string, string> = {

@@ -9,6 +9,11 @@
  *                                     request and response, for SECONDS:
  *                                     connect, request, response, the
  *                                     server's FIN, close
+ *   rr urr HOST PORT SECONDS [IFNAME] UDP: a 1-byte datagram and its echo,
+ *                                     repeated for SECONDS from one socket
+ *
+ * The server listens on TCP and UDP at PORT (one address family, IPv6
+ * sockets also take IPv4), echoing each datagram back to its sender.
  *
  * The client prints "tps N transactions T seconds S max_us M slow K" on
  * stdout; latency in microseconds is 1e6 / N, M is the slowest transaction
@@ -23,7 +28,8 @@
  * measuring the kernel's port search, not the implementation).
  *
  * Bounded: a client gives up on an exchange after 5 s (prints an error and
- * exits 2). The server serves every connection from one epoll loop, so a
+ * exits 2). In urr a datagram without an answer after URR_RETRY is sent
+ * again (the wait counts in that transaction's time, "lost" counts them). The server serves every connection from one epoll loop, so a
  * connection that hangs does not hold up the next ones.
  */
 #define _GNU_SOURCE
@@ -90,6 +96,19 @@ static socklen_t addr_of(const char *host, int port, const char *ifname, struct 
 	exit(1);
 }
 
+/* Echo every datagram waiting on u to its sender. */
+static void echo_datagrams(int u)
+{
+	for (;;) {
+		char buf[64];
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t r = recvfrom(u, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+		if (r < 0) return;
+		sendto(u, buf, r, 0, (struct sockaddr *)&from, fl);
+	}
+}
+
 static int serve(int argc, char **argv)
 {
 	int family = AF_INET6;
@@ -131,6 +150,12 @@ static int serve(int argc, char **argv)
 		perror("rr: bind/listen");
 		return 1;
 	}
+	int u = socket(family, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+	if (family == AF_INET6) setsockopt(u, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	if (bind(u, (struct sockaddr *)&sa, len) < 0) {
+		perror("rr: bind (UDP)");
+		return 1;
+	}
 	/*
 	 * One epoll loop: a connection that hangs (a lost segment, a stuck
 	 * implementation) must not keep the next ones waiting, so that one
@@ -141,6 +166,8 @@ static int serve(int argc, char **argv)
 	int ep = epoll_create1(0), open_conns = 0, listening = 1;
 	struct epoll_event ev = { .events = EPOLLIN, .data.fd = l };
 	epoll_ctl(ep, EPOLL_CTL_ADD, l, &ev);
+	struct epoll_event uev = { .events = EPOLLIN, .data.fd = u };
+	epoll_ctl(ep, EPOLL_CTL_ADD, u, &uev);
 	printf("ready\n");
 	fflush(stdout);
 	for (;;) {
@@ -153,6 +180,10 @@ static int serve(int argc, char **argv)
 		}
 		for (int k = 0; k < n; k++) {
 			int fd = evs[k].data.fd;
+			if (fd == u) {
+				echo_datagrams(u);
+				continue;
+			}
 			if (fd == l) {
 				for (;;) {
 					int c = accept4(l, NULL, NULL, SOCK_NONBLOCK);
@@ -252,6 +283,54 @@ static int client(int crr, int argc, char **argv)
 	return 0;
 }
 
+/* Resend a 1-byte UDP request left unanswered this long. */
+#define URR_RETRY_US 200000
+
+static int udp_client(int argc, char **argv)
+{
+	if (argc < 3 || argc > 4) {
+		fprintf(stderr, "usage: rr urr HOST PORT SECONDS [IFNAME]\n");
+		return 1;
+	}
+	struct sockaddr_storage sa;
+	socklen_t len = addr_of(argv[0], atoi(argv[1]), argc > 3 ? argv[3] : NULL, &sa);
+	double secs = atof(argv[2]);
+	int s = socket(sa.ss_family, SOCK_DGRAM, 0);
+	struct timeval tv = { .tv_sec = 0, .tv_usec = URR_RETRY_US };
+	setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(s, (struct sockaddr *)&sa, len) < 0) {
+		fprintf(stderr, "rr: connect: %s\n", strerror(errno));
+		return 2;
+	}
+	long count = 0, slow = 0, lost = 0;
+	double start = now(), end = start + secs, t = start, max = 0;
+	while (t < end) {
+		char b = 'u';
+		int tries = 0;
+		for (;;) {
+			if (send(s, &b, 1, 0) != 1 && errno != ECONNREFUSED) {
+				fprintf(stderr, "rr: send: %s\n", strerror(errno));
+				return 2;
+			}
+			if (recv(s, &b, 1, 0) == 1) break;
+			lost++;
+			if (++tries * (URR_RETRY_US / 1e6) >= 5) {
+				fprintf(stderr, "rr: transaction %ld: no answer for 5 s\n", count + 1);
+				return 2;
+			}
+		}
+		count++;
+		double t1 = now();
+		if (t1 - t > max) max = t1 - t;
+		if (t1 - t > 0.1) slow++;
+		t = t1;
+	}
+	close(s);
+	double el = t - start;
+	printf("tps %.1f transactions %ld seconds %.3f max_us %.0f slow %ld lost %ld\n", count / el, count, el, max * 1e6, slow, lost);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	signal(SIGPIPE, SIG_IGN);
@@ -259,6 +338,7 @@ int main(int argc, char **argv)
 	if (argc >= 2 && !strcmp(argv[1], "server")) return serve(argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "rr")) return client(0, argc - 2, argv + 2);
 	if (argc >= 2 && !strcmp(argv[1], "crr")) return client(1, argc - 2, argv + 2);
-	fprintf(stderr, "usage: rr server [-4|-6] [ADDR] PORT | rr rr|crr HOST PORT SECONDS [IFNAME]\n");
+	if (argc >= 2 && !strcmp(argv[1], "urr")) return udp_client(argc - 2, argv + 2);
+	fprintf(stderr, "usage: rr server [-4|-6] [ADDR] PORT | rr rr|crr|urr HOST PORT SECONDS [IFNAME]\n");
 	return 1;
 }

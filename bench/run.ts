@@ -2,41 +2,42 @@
 /**
  * The bench suite: `bun run bench [--quick] [--json] [options]`.
  *
- * Measures our pasta ("project": bun src/main.ts) side by side with the
- * reference pasta (Debian package passt, /usr/bin/pasta), slirp4netns, and
- * plain loopback (the ceiling), in the same run on the same machine, and
- * writes perf/results.json and perf/RESULTS.md. What the tables are is in
- * /work/shared/reference/perf-tables.md (the original's performance tables).
+ * Measures our pasta and passt ("project": bun src/main.ts) side by side
+ * with the reference pasta and passt (Debian package passt), slirp4netns,
+ * and plain loopback (the ceiling), in the same run on the same machine, and
+ * writes perf/results.json, perf/RESULTS.md and perf/index.html. The tables
+ * and rows are in plan.ts (after /work/shared/reference/perf-tables.md).
  *
- * Table now: pasta-tap-tcp (pasta, connections through the tap device):
- *   TCP throughput (iperf3, 2 streams, receiver side), one value per MTU of
- *   the namespace's tap interface, and TCP RR / CRR latency (bench/rr.c, one
- *   1-byte request-response flow; µs = 1e6 / transactions per second), both
- *   directions, IPv6 and IPv4.
- *
- * Set-up, per implementation its own test world (test/world.ts: a "host"
+ * Set-up: per implementation its own test world (test/world.ts: a "host"
  * namespace standing in for the machine, an "upstream" namespace behind a
- * veth pair) plus a guest namespace WORLD-g made here; pasta runs in the
- * host namespace and joins the guest with --netns, as root (--runas 0, the
- * reference otherwise drops to "nobody" and cannot open the namespace).
+ * veth pair); per mode and MTU column a guest made here (Env.start):
  *
- *   ns to host: servers in the host namespace, on all addresses; the
- *     guest's client connects to the gateway (192.0.2.1, fe80::1%eth0), which
- *     both pastas map to the host's loopback.
- *   host to ns: servers in the guest; pasta forwards -t 5201,5202; the
- *     client runs in the upstream namespace and connects to 192.0.2.2 /
- *     2001:db8::2 (the host's address) over the veth. Its source address is
- *     not a loopback one, so the reference takes the tap path, not the
- *     spliced one (which it takes only for connections from 127.0.0.1 / ::1).
- *   slirp4netns: the same, its guest at 10.0.2.100 / fd00::100, the gateway
- *     10.0.2.2 / fd00::2 mapped to host loopback, -t done with add_hostfwd.
- *   loopback: client and server both in a host namespace over 127.0.0.1 /
+ *   tap: a guest namespace WORLD-g; pasta runs in the host namespace and
+ *     joins it with --netns, as root (--runas 0: the reference otherwise
+ *     drops to "nobody" and cannot open the namespace), -t/-u forwarding the
+ *     guest's server ports. ns to host: servers in the host namespace, the
+ *     guest's client connects to the gateway (192.0.2.1, fe80::1%eth0),
+ *     which both pastas map to the host's loopback. host to ns: the client
+ *     runs in the upstream namespace and connects to the host's address
+ *     (192.0.2.2 / 2001:db8::2) over the veth: a non-loopback source, so the
+ *     reference takes the tap path, not the spliced one.
+ *     slirp4netns: the same, its guest at 10.0.2.100 / fd00::, the gateway
+ *     10.0.2.2 / fd00::2, ports through its API socket (add_hostfwd).
+ *   lo: the same guest namespace, its loopback at the column's MTU, and
+ *     -T/-U as well: ns to host from the guest's 127.0.0.1 / ::1 to the
+ *     host's, host to ns from the host's loopback to the guest's.
+ *   passt: passt in the host namespace with its socket in the world's dir,
+ *     a relay guest (test/tools/relay.ts) connected to it, configured with
+ *     the addresses passt hands out; targets as in tap.
+ *   loopback: client and server both in the host namespace over 127.0.0.1 /
  *     ::1, the loopback MTU set to the column's MTU.
  *
- * All traffic stays inside namespaces made here. Every cell is the median of
- * N runs (3, 1 with --quick), with min and max; implementations interleave
- * (A B C A B C ...) within a cell. A missing tool is reported and its
- * rows or implementation skipped.
+ * Every cell is the median of N runs (3, 1 with --quick), with min and max;
+ * implementations interleave (A B C A B C ...) within a cell. Throughput
+ * cells also record the daemon's CPU time per GB received (/proc/PID/stat);
+ * memory rows the daemon's VmRSS after start and VmHWM before stop. A
+ * missing tool is reported and its rows or implementation skipped. All
+ * traffic stays inside namespaces made here.
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, release, tmpdir } from "node:os";
@@ -44,6 +45,10 @@ import { join } from "node:path";
 import { connect as unixConnect } from "node:net";
 import type { Subprocess } from "bun";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, isAlive, run, type Child, type World } from "../test/world.ts";
+import { startGuest, type Guest } from "../test/tools/relay.ts";
+import { IMPL_MODES, MODES, STARTUP_ROW, allRows, udpLenFor, udpRateFor, windowFor, type Mode, type RowDef } from "./plan.ts";
+import { markdown, median, roundFor, type Cell } from "./report.ts";
+import { renderHtml } from "./html.ts";
 
 // ---------------------------------------------------------------------------
 // Command line
@@ -60,7 +65,6 @@ interface Args {
   impls: string[] | null;
   only: RegExp | null;
   out: string;
-  columns: number[];
   /** run src/ as it is in the working tree, not a snapshot of HEAD */
   worktree: boolean;
   /** only rewrite RESULTS.md from the results.json in out */
@@ -68,25 +72,27 @@ interface Args {
 }
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] [--rr-time S]
-                         [--impl project,pasta,slirp4netns,loopback] [--only REGEX] [--out DIR]
+                         [--impl project,pasta,passt,slirp4netns,loopback] [--only REGEX] [--out DIR]
 
-  --quick      one run per cell, MTU 1500 and 65520 only, short measurements
+  --quick      one run per cell, IPv4 only, the largest MTU only, short
+               measurements (about five minutes)
   --json       print only the results JSON on stdout (progress stays on stderr)
   --runs N     runs per cell (default 3, 1 with --quick)
-  --time S     iperf3 seconds per run (default 5, 2 with --quick), plus 1 s omitted
-  --rr-time S  seconds per RR / CRR run (default 4, 2 with --quick)
+  --time S     iperf3 seconds per run (default 5, 2 with --quick), plus 1 s
+               omitted (none with --quick)
+  --rr-time S  seconds per RR / CRR run (default 4, 1 with --quick)
   --impl LIST  implementations to run (default: all that are installed)
   --only RE    only rows whose "table row" matches RE
   --out DIR    where results.json and RESULTS.md go (default perf/)
   --worktree   run our src/ as it is in the working tree (default: a snapshot
                of the committed HEAD, taken at start, so that edits made while
                the bench runs do not change what it measures)
-  --render     measure nothing: rewrite RESULTS.md from the results.json in
+  --render     measure nothing: rewrite RESULTS.md and index.html from the results.json in
                the --out directory (after a change of its layout)
 `;
 
 function parseCli(argv: string[]): Args {
-  const a: Args = { quick: false, json: false, runs: 0, time: 0, omit: 1, rrTime: 0, impls: null, only: null, out: join(REPO, "perf"), columns: [], worktree: false, render: false };
+  const a: Args = { quick: false, json: false, runs: 0, time: 0, omit: 1, rrTime: 0, impls: null, only: null, out: join(REPO, "perf"), worktree: false, render: false };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [k, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
@@ -117,51 +123,9 @@ function parseCli(argv: string[]): Args {
   }
   if (!a.runs) a.runs = a.quick ? 1 : 3;
   if (!a.time) a.time = a.quick ? 2 : 5;
-  if (!a.rrTime) a.rrTime = a.quick ? 2 : 4;
-  a.columns = a.quick ? [1500, 65520] : [1500, 4000, 16384, 65520];
+  if (!a.rrTime) a.rrTime = a.quick ? 1 : 4;
+  if (a.quick) a.omit = 0;
   return a;
-}
-
-// ---------------------------------------------------------------------------
-// Plan: tables, rows, cells
-
-type Kind = "tput" | "rr" | "crr";
-type Dir = "n2h" | "h2n";
-
-interface RowDef {
-  table: string;
-  row: string;
-  kind: Kind;
-  ip: 4 | 6;
-  dir: Dir;
-  unit: "Gbit/s" | "µs";
-  columns: number[];
-}
-
-/** MTU at which RR / CRR latency is measured (one value per row). */
-const LATENCY_MTU = 65520;
-
-function tapTcpRows(columns: number[]): RowDef[] {
-  const rows: RowDef[] = [];
-  for (const dir of ["n2h", "h2n"] as Dir[]) {
-    const d = dir === "n2h" ? "ns to host" : "host to ns";
-    for (const ip of [6, 4] as const) {
-      const t = "pasta-tap-tcp";
-      rows.push({ table: t, row: `TCP throughput over IPv${ip}: ${d}`, kind: "tput", ip, dir, unit: "Gbit/s", columns });
-      rows.push({ table: t, row: `TCP RR latency over IPv${ip}: ${d}`, kind: "rr", ip, dir, unit: "µs", columns: [LATENCY_MTU] });
-      rows.push({ table: t, row: `TCP CRR latency over IPv${ip}: ${d}`, kind: "crr", ip, dir, unit: "µs", columns: [LATENCY_MTU] });
-    }
-  }
-  return rows;
-}
-
-const TABLE_TITLES: Record<string, string> = {
-  "pasta-tap-tcp": "pasta: TCP, connections through the tap device",
-};
-
-/** iperf3 -w by MTU, as the original's tap tests. */
-function windowFor(mtu: number): string {
-  return mtu <= 1500 ? "512k" : mtu <= 4000 ? "1M" : "8M";
 }
 
 // ---------------------------------------------------------------------------
@@ -171,9 +135,11 @@ interface ImplDef {
   name: string;
   /** shown in tables */
   label: string;
-  kind: "pasta" | "slirp" | "loopback";
+  kind: "pasta" | "passt" | "slirp" | "loopback";
   version: string;
   missing: string | null;
+  /** the modes (plan.ts) it takes part in */
+  modes: Mode[];
 }
 
 function sh(cmd: string[]): string {
@@ -214,15 +180,14 @@ function snapshotProject(dir: string, worktree: boolean): string {
 function implDefs(projectVersion: string): ImplDef[] {
   const deb = (p: string) => sh(["dpkg-query", "-W", "-f", "${Version}", p]);
   const slirpV = Bun.which("slirp4netns") ? sh(["slirp4netns", "--version"]).split("\n")[0]?.replace(/^slirp4netns version /, "") ?? "" : "";
-  return [
+  const fromDeb = (bin: string) => ({
+    version: existsSync(bin) ? `passt ${deb("passt") || "unknown"}` : "",
+    missing: existsSync(bin) ? null : `${bin} not installed (Debian package passt)`,
+  });
+  const defs: Omit<ImplDef, "modes">[] = [
     { name: "project", label: "ours", kind: "pasta", version: projectVersion, missing: null },
-    {
-      name: "pasta",
-      label: "reference",
-      kind: "pasta",
-      version: existsSync("/usr/bin/pasta") ? `passt ${deb("passt") || "unknown"}` : "",
-      missing: existsSync("/usr/bin/pasta") ? null : "/usr/bin/pasta not installed (Debian package passt)",
-    },
+    { name: "pasta", label: "reference", kind: "pasta", ...fromDeb("/usr/bin/pasta") },
+    { name: "passt", label: "reference", kind: "passt", ...fromDeb("/usr/bin/passt") },
     {
       name: "slirp4netns",
       label: "slirp4netns",
@@ -232,6 +197,7 @@ function implDefs(projectVersion: string): ImplDef[] {
     },
     { name: "loopback", label: "loopback", kind: "loopback", version: `Linux ${release()} loopback`, missing: null },
   ];
+  return defs.map((d) => ({ ...d, modes: IMPL_MODES[d.name]! }));
 }
 
 // ---------------------------------------------------------------------------
@@ -347,22 +313,34 @@ function guestWatchdog(ns: string) {
   return wd;
 }
 
+/** Where a side of a measurement runs: "host" (the world's host namespace), "upstream", or "guest". */
+type Side = "host" | "upstream" | "guest";
+
 interface Targets {
   /** where the guest reaches the host (IPv4 / IPv6), and the scope interface for a link-local one */
   gw4: string;
   gw6: string;
   gw6If: string | null;
-  /** guest interface */
-  guestIf: string;
 }
+
+/** The ports the guest's servers listen at, forwarded host to guest: TCP and UDP. */
+const GUEST_PORTS = `${GUEST_IPERF_PORT},${GUEST_RR_PORT}`;
+/** The host's servers, forwarded guest loopback to host loopback in the spliced mode. */
+const HOST_PORTS = `${HOST_IPERF_PORT},${HOST_RR_PORT}`;
+/** The passt guest's interface (made by the relay). */
+const PASST_GUEST_IF = "eth0";
 
 class Env {
   world!: World;
+  /** the guest's named namespace (tap and lo modes) */
   gns = "";
+  /** the passt guest (passt mode) */
+  guest: Guest | null = null;
   daemon: Child | null = null;
   guestRr: Child | null = null;
   hostRr: Child | null = null;
   mtu = 0;
+  mode: Mode = "tap";
   targets: Targets | null = null;
   ipv6 = true;
   /** IPv6 forwarding from host to guest works */
@@ -381,16 +359,46 @@ class Env {
     }
   }
 
-  /** (Re)start the implementation with the guest at this MTU. */
-  async start(mtu: number) {
+  /** argv prefix that runs a command on a side */
+  enter(side: Side): string[] {
+    if (this.impl.kind === "loopback" || side === "host") return ["ip", "netns", "exec", this.world.host];
+    if (side === "upstream") return ["ip", "netns", "exec", this.world.upstream];
+    if (this.guest) return this.guest.enter;
+    return ["ip", "netns", "exec", this.gns];
+  }
+
+  spawn(side: Side, argv: string[]): Child {
+    return this.world.spawn(null, [...this.enter(side), ...argv]);
+  }
+
+  exec(side: Side, argv: string[], timeoutMs: number) {
+    return this.world.exec(null, [...this.enter(side), ...argv], { timeoutMs });
+  }
+
+  /** (Re)start the implementation for mode with the guest at this MTU. */
+  async start(mtu: number, mode: Mode) {
     await this.stop();
     this.mtu = mtu;
+    this.mode = mode;
     this.ipv6 = this.ipv6In = true;
     if (this.impl.kind === "loopback") {
       run(["ip", "-n", this.world.host, "link", "set", "lo", "mtu", String(mtu)]);
-      this.targets = { gw4: "127.0.0.1", gw6: "::1", gw6If: null, guestIf: "lo" };
       return;
     }
+    if (this.impl.kind === "passt" || mode === "passt") await this.startPasst(mtu);
+    else {
+      this.makeGuestNs();
+      if (mode === "lo") run(["ip", "-n", this.gns, "link", "set", "lo", "mtu", String(mtu)]);
+      if (this.impl.kind === "pasta") await this.startPasta(mode === "lo" ? 65520 : mtu, mode);
+      else await this.startSlirp(mtu);
+    }
+    if (this.rrBin) {
+      this.guestRr = this.spawn("guest", [this.rrBin, "server", String(GUEST_RR_PORT)]);
+      await this.guestRr.waitFor("ready", { timeoutMs: 5000 });
+    }
+  }
+
+  private makeGuestNs() {
     this.gns = `${this.world.id}-g`;
     guestNamespaces.add(this.gns);
     const add = run(["ip", "netns", "add", this.gns]);
@@ -398,32 +406,40 @@ class Env {
     this.watchdogs.push(guestWatchdog(this.gns));
     sysctlIn(this.gns, NS_SYSCTLS);
     run(["ip", "-n", this.gns, "link", "set", "lo", "up"]);
+  }
+
+  /** pasta (ours or the reference) in the host namespace, attached to the guest namespace. */
+  private async startPasta(mtu: number, mode: Mode) {
     const nsPath = `/run/netns/${this.gns}`;
-    const ports = `${GUEST_IPERF_PORT},${GUEST_RR_PORT}`;
-    if (this.impl.kind === "pasta") {
-      const common = ["--runas", "0", "-f", "-q", "--config-net", "-m", String(mtu), "-t", ports, "--netns", nsPath];
-      const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...common] : ["/usr/bin/pasta", ...common];
-      this.daemon = this.world.spawn(this.world.host, argv);
-      this.targets = { gw4: ADDR.gw4, gw6: ADDR.gwLL, gw6If: "eth0", guestIf: "eth0" };
-      await this.waitReady(ADDR.host4, ADDR.host6, true);
-    } else {
-      const api = join(this.world.dir, "slirp.sock");
-      rmSync(api, { force: true });
-      const argv = ["slirp4netns", "--configure", `--mtu=${mtu}`, "--enable-ipv6", `--api-socket=${api}`, "--netns-type=path", nsPath, "tap0"];
-      this.daemon = this.world.spawn(this.world.host, argv);
-      this.targets = { gw4: "10.0.2.2", gw6: "fd00::2", gw6If: null, guestIf: "tap0" };
-      await this.waitReady("10.0.2.100", "fd00::", false);
-      // the guest's IPv6 address comes from SLAAC (libslirp's router advertisements)
-      const guest6 = run(["ip", "-n", this.gns, "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global"]).stdout.match(/inet6 (fd00:[0-9a-f:]+)\//)?.[1];
-      if (this.ipv6 && !guest6) {
-        this.ipv6 = false;
-        this.note("no global IPv6 address on tap0; its IPv6 rows are skipped");
-      }
-      for (const port of [GUEST_IPERF_PORT, GUEST_RR_PORT]) {
-        await slirpApi(api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "0.0.0.0", host_port: port, guest_port: port } });
+    const fwd = ["-t", GUEST_PORTS, "-u", GUEST_PORTS, ...(mode === "lo" ? ["-T", HOST_PORTS, "-U", HOST_PORTS] : [])];
+    const common = ["--runas", "0", "-f", "-q", "--config-net", "-m", String(mtu), ...fwd, "--netns", nsPath];
+    const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...common] : ["/usr/bin/pasta", ...common];
+    this.daemon = this.world.spawn(this.world.host, argv);
+    this.targets = { gw4: ADDR.gw4, gw6: ADDR.gwLL, gw6If: "eth0" };
+    await this.waitReady(ADDR.host4, ADDR.host6, mode === "lo" ? "both" : "host");
+  }
+
+  /** slirp4netns attached to the guest namespace, ports forwarded through its API socket. */
+  private async startSlirp(mtu: number) {
+    const nsPath = `/run/netns/${this.gns}`;
+    const api = join(this.world.dir, "slirp.sock");
+    rmSync(api, { force: true });
+    const argv = ["slirp4netns", "--configure", `--mtu=${mtu}`, "--enable-ipv6", `--api-socket=${api}`, "--netns-type=path", nsPath, "tap0"];
+    this.daemon = this.world.spawn(this.world.host, argv);
+    this.targets = { gw4: "10.0.2.2", gw6: "fd00::2", gw6If: null };
+    await this.waitReady("10.0.2.100", "fd00::", "none");
+    // the guest's IPv6 address comes from SLAAC (libslirp's router advertisements)
+    const guest6 = run(["ip", "-n", this.gns, "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global"]).stdout.match(/inet6 (fd00:[0-9a-f:]+)\//)?.[1];
+    if (this.ipv6 && !guest6) {
+      this.ipv6 = false;
+      this.note("no global IPv6 address on tap0; its IPv6 rows are skipped");
+    }
+    for (const port of [GUEST_IPERF_PORT, GUEST_RR_PORT]) {
+      for (const proto of ["tcp", "udp"]) {
+        await slirpApi(api, { execute: "add_hostfwd", arguments: { proto, host_addr: "0.0.0.0", host_port: port, guest_port: port } });
         if (this.ipv6 && this.ipv6In) {
           try {
-            await slirpApi(api, { execute: "add_hostfwd", arguments: { proto: "tcp", host_addr: "::", host_port: port, guest_addr: guest6, guest_port: port } });
+            await slirpApi(api, { execute: "add_hostfwd", arguments: { proto, host_addr: "::", host_port: port, guest_addr: guest6, guest_port: port } });
           } catch (e) {
             onceSkipped(`slirp4netns: IPv6 host-to-ns rows: add_hostfwd to its IPv6 address (${this.impl.version}) is refused: ${(e as Error).message}`);
             this.ipv6In = false;
@@ -431,18 +447,51 @@ class Env {
         }
       }
     }
-    if (this.rrBin) {
-      this.guestRr = this.world.spawn(this.gns, [this.rrBin, "server", String(GUEST_RR_PORT)]);
-      await this.guestRr.waitFor("ready", { timeoutMs: 5000 });
+  }
+
+  /**
+   * passt (ours in passt mode, or the reference) in the host namespace, and
+   * a relay guest connected to its socket, configured statically with the
+   * addresses passt hands out (the host's: 192.0.2.2, 2001:db8::2, routes
+   * via the host's gateways).
+   */
+  private async startPasst(mtu: number) {
+    const sock = join(this.world.dir, "passt.sock");
+    rmSync(sock, { force: true });
+    const args = ["--runas", "0", "-f", "-q", "-m", String(mtu), "-s", sock, "-t", GUEST_PORTS, "-u", GUEST_PORTS];
+    const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...args] : ["/usr/bin/passt", ...args];
+    this.daemon = this.world.spawn(this.world.host, argv, { env: { PASST_MODE: "passt" } });
+    const deadline = performance.now() + 20000;
+    while (!existsSync(sock)) {
+      if (!isAlive(this.daemon.pid)) throw new Error(`${this.impl.name} exited (${await this.daemon.exited}) while starting: ${tail(this.daemon.stderr())}`);
+      if (performance.now() > deadline) throw new Error(`${this.impl.name}: no socket at ${sock} after 20 s`);
+      await Bun.sleep(20);
     }
+    this.guest = await startGuest(this.world, ["--socket", sock]);
+    const ip = async (args: string[]) => {
+      const r = await this.exec("guest", ["ip", ...args], 10000);
+      if (r.code !== 0) throw new Error(`ip ${args.join(" ")} in the passt guest: ${r.stderr.trim()}`);
+    };
+    await this.exec("guest", ["sysctl", "-q", "-w", ...NS_SYSCTLS], 10000);
+    await ip(["link", "set", PASST_GUEST_IF, "mtu", String(mtu)]);
+    await ip(["addr", "add", `${ADDR.host4}/${ADDR.prefix4}`, "dev", PASST_GUEST_IF]);
+    await ip(["route", "replace", "default", "via", ADDR.gw4]);
+    await ip(["-6", "addr", "add", `${ADDR.host6}/${ADDR.prefix6}`, "dev", PASST_GUEST_IF, "nodad"]);
+    await ip(["-6", "route", "replace", "default", "via", ADDR.gwLL, "dev", PASST_GUEST_IF]);
+    this.targets = { gw4: ADDR.gw4, gw6: ADDR.gwLL, gw6If: PASST_GUEST_IF };
+    await this.waitListeners("host", GUEST_PORTS);
   }
 
   note(msg: string) {
-    notes.push(`${this.impl.name} (MTU ${this.mtu}): ${msg}`);
+    notes.push(`${this.impl.name} (${this.mode}, MTU ${this.mtu}): ${msg}`);
   }
 
-  /** Bounded wait for the guest's addresses and routes, and the forwarded ports on the host. */
-  private async waitReady(addr4: string, addr6: string, listeners: boolean) {
+  /**
+   * Bounded wait for the guest's addresses and routes, and the forwarded
+   * ports: on the host ("host"), on both sides ("both": the spliced mode's
+   * ports towards the host too), or none.
+   */
+  private async waitReady(addr4: string, addr6: string, listeners: "host" | "both" | "none") {
     const deadline = performance.now() + 20000;
     let why = "";
     while (performance.now() < deadline) {
@@ -453,14 +502,13 @@ class Env {
       const a = run(["ip", "-n", this.gns, "addr", "show"]).stdout;
       const r4 = run(["ip", "-n", this.gns, "-4", "route", "show", "default"]).stdout;
       const r6 = run(["ip", "-n", this.gns, "-6", "route", "show", "default"]).stdout;
-      const l = listeners ? run(["ip", "netns", "exec", this.world.host, "ss", "-Hltn"]).stdout : "";
       const v4ok = a.includes(`inet ${addr4}/`) && r4.includes("default");
       const v6ok = a.includes(`inet6 ${addr6}`) && !a.includes("tentative") && r6.includes("default");
-      const lok = !listeners || (l.includes(`:${GUEST_IPERF_PORT} `) && l.includes(`:${GUEST_RR_PORT} `));
+      const lok = listeners === "none" || (this.listening("host", GUEST_PORTS) && (listeners === "host" || this.listening("guest", HOST_PORTS)));
       why = `IPv4 ${v4ok ? "up" : "not up"}, IPv6 ${v6ok ? "up" : "not up"}, listeners ${lok ? "up" : "not up"}`;
       if (v4ok && v6ok && lok) return;
       // slirp4netns's IPv6 comes from router advertisements: give it up to 10 s, then go on without
-      if (!listeners && v4ok && performance.now() > deadline - 10000) {
+      if (listeners === "none" && v4ok && performance.now() > deadline - 10000) {
         this.ipv6 = false;
         this.note(`no IPv6 address in the guest after 10 s; its IPv6 rows are skipped`);
         return;
@@ -468,6 +516,21 @@ class Env {
       await Bun.sleep(50);
     }
     throw new Error(`${this.impl.name}: guest not ready after 20 s (${why}); stderr: ${tail(this.daemon?.stderr() ?? "")}`);
+  }
+
+  /** Are TCP listeners on all of ports ("A,B") on side? */
+  private listening(side: Side, ports: string): boolean {
+    const l = run([...this.enter(side), "ss", "-Hltn"]).stdout;
+    return ports.split(",").every((p) => l.includes(`:${p} `));
+  }
+
+  private async waitListeners(side: Side, ports: string) {
+    for (let i = 0; i < 400; i++) {
+      if (this.listening(side, ports)) return;
+      if (this.daemon && !isAlive(this.daemon.pid)) throw new Error(`${this.impl.name} exited while starting: ${tail(this.daemon.stderr())}`);
+      await Bun.sleep(50);
+    }
+    throw new Error(`${this.impl.name}: no listeners on ${ports} after 20 s`);
   }
 
   /** Is the daemon still there? If not, note it (once) and say why. */
@@ -480,9 +543,36 @@ class Env {
     return msg;
   }
 
+  /** The daemon's resident set now (VmRSS) or at its peak (VmHWM), in MB; null without one. */
+  rss(which: "VmRSS" | "VmHWM"): number | null {
+    if (!this.daemon) return null;
+    try {
+      const kb = readFileSync(`/proc/${this.daemon.pid}/status`, "utf8").match(new RegExp(`^${which}:\\s+(\\d+) kB`, "m"))?.[1];
+      return kb ? Number(kb) / 1024 : null;
+    } catch {
+      return null;
+    }
+  }
+
+  /** CPU seconds (user + system) the daemon has used so far; null without one. */
+  cpuSeconds(): number | null {
+    if (!this.daemon) return null;
+    try {
+      const stat = readFileSync(`/proc/${this.daemon.pid}/stat`, "utf8");
+      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+    } catch {
+      return null;
+    }
+  }
+
   async stop() {
     await this.guestRr?.kill({ graceMs: 1000 });
     this.guestRr = null;
+    if (this.guest) {
+      await this.guest.child.kill({ graceMs: 2000 });
+      this.guest = null;
+    }
     if (this.daemon) {
       const stderr = () => tail(this.daemon!.stderr());
       const code = await this.daemon.kill({ graceMs: 3000 });
@@ -500,6 +590,9 @@ class Env {
     await this.world?.destroy();
   }
 }
+
+/** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on Linux). */
+const CLOCK_TICKS = 100;
 
 function tail(s: string, n = 600): string {
   const t = s.replace(/Failed to send \d+ bytes to syslog\n?/g, "").trim();
@@ -533,60 +626,60 @@ function slirpApi(path: string, req: unknown): Promise<any> {
 
 class Skip extends Error {}
 
-/** Bounded wait (5 s) for a TCP listener on port in ns, started by srv. */
-async function waitListening(ns: string, port: number, srv: Child) {
+/** Bounded wait (5 s) for a TCP listener on port on side, started by srv. */
+async function waitListening(env: Env, side: Side, port: number, srv: Child) {
   for (let i = 0; i < 100; i++) {
-    if (run(["ip", "netns", "exec", ns, "ss", "-Hltn", `sport = :${port}`]).stdout.trim()) return;
+    if (run([...env.enter(side), "ss", "-Hltn", `sport = :${port}`]).stdout.trim()) return;
     if (!isAlive(srv.pid)) throw new Error(`${srv.argv.slice(4).join(" ")} exited: ${tail(srv.stderr() + srv.stdout(), 300)}`);
     await Bun.sleep(50);
   }
   throw new Error(`no listener on port ${port} after 5 s: ${srv.argv.join(" ")}`);
 }
 
-async function measure(env: Env, row: RowDef, mtu: number, a: Args): Promise<number> {
-  const w = env.world;
-  const t = env.targets!;
+async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell): Promise<number> {
+  const t = env.targets;
   if (row.ip === 6 && !env.ipv6) throw new Skip("no IPv6");
   if (row.ip === 6 && row.dir === "h2n" && !env.ipv6In) throw new Skip("no IPv6 port forwarding");
   const loop = env.impl.kind === "loopback";
-  // who runs the client, who runs the server
-  const clientNs = loop ? w.host : row.dir === "n2h" ? env.gns : w.upstream;
-  const serverNs = loop ? w.host : row.dir === "n2h" ? w.host : env.gns;
+  const lo = env.mode === "lo";
+  // who runs the client, who runs the server, and where the client connects
+  const clientSide: Side = loop ? "host" : row.dir === "n2h" ? "guest" : lo ? "host" : "upstream";
+  const serverSide: Side = loop ? "host" : row.dir === "n2h" ? "host" : "guest";
   let host: string;
   let scope: string | null = null;
-  if (loop) host = row.ip === 4 ? "127.0.0.1" : "::1";
+  if (loop || lo) host = row.ip === 4 ? "127.0.0.1" : "::1";
   else if (row.dir === "n2h") {
-    host = row.ip === 4 ? t.gw4 : t.gw6;
-    scope = row.ip === 6 ? t.gw6If : null;
+    host = row.ip === 4 ? t!.gw4 : t!.gw6;
+    scope = row.ip === 6 ? t!.gw6If : null;
   } else host = row.ip === 4 ? ADDR.host4 : ADDR.host6;
+  const toHost = row.dir === "n2h" || loop;
 
   if (row.kind === "tput") {
-    const port = row.dir === "n2h" || loop ? HOST_IPERF_PORT : GUEST_IPERF_PORT;
-    const srv = w.spawn(serverNs, ["iperf3", "-s", "-1", "-p", String(port)]);
+    const port = toHost ? HOST_IPERF_PORT : GUEST_IPERF_PORT;
+    const srv = env.spawn(serverSide, ["iperf3", "-s", "-1", "-p", String(port)]);
     try {
-      await waitListening(serverNs, port, srv);
+      await waitListening(env, serverSide, port, srv);
       const target = scope ? `${host}%${scope}` : host;
-      const argv = ["iperf3", "-c", target, "-p", String(port), "-t", String(a.time), "-O", String(a.omit), "-P", "2", "-w", windowFor(mtu), "-J", "--connect-timeout", "5000"];
-      const r = await w.exec(clientNs, argv, { timeoutMs: (a.time + a.omit + 25) * 1000 });
+      const opts =
+        row.proto === "udp"
+          ? ["-u", "-P", "4", "-b", udpRateFor(mtu), "-l", String(udpLenFor(mtu, row.ip))]
+          : ["-P", "2", "-w", windowFor(env.mode, mtu), ...(lo ? ["-l", "1M"] : [])];
+      const argv = ["iperf3", "-c", target, "-p", String(port), "-t", String(a.time), "-O", String(a.omit), ...opts, "-J", "--connect-timeout", "5000"];
+      const cpu0 = env.cpuSeconds();
+      const r = await env.exec(clientSide, argv, (a.time + a.omit + 25) * 1000);
+      const cpu1 = env.cpuSeconds();
       if (r.timedOut) throw new Error(`iperf3 client stalled: no result after ${a.time + a.omit + 25} s (${argv.join(" ")})`);
-      let j: any;
-      try {
-        j = JSON.parse(r.stdout);
-      } catch {
-        throw new Error(`iperf3 exited ${r.code}: ${tail(r.stderr + r.stdout, 300)}`);
-      }
-      if (j.error) throw new Error(`iperf3: ${j.error}`);
-      const bps = j.end?.sum_received?.bits_per_second;
-      if (typeof bps !== "number") throw new Error("iperf3: no receiver sum in its JSON");
+      const { bps, bytes } = iperfResult(r.stdout, r.stderr, r.code, row.proto);
+      if (cpu0 !== null && cpu1 !== null && bytes > 0) cell.cpu.push((cpu1 - cpu0) / (bytes / 1e9));
       return bps / 1e9;
     } finally {
       await srv.kill({ graceMs: 1000 });
     }
   }
-  // RR / CRR
-  const port = row.dir === "n2h" || loop ? HOST_RR_PORT : GUEST_RR_PORT;
+  // RR / CRR / UDP RR
+  const port = toHost ? HOST_RR_PORT : GUEST_RR_PORT;
   const argv = [env.rrBin!, row.kind, host, String(port), String(a.rrTime), ...(scope ? [scope] : [])];
-  const r = await w.exec(clientNs, argv, { timeoutMs: (a.rrTime + 20) * 1000 });
+  const r = await env.exec(clientSide, argv, (a.rrTime + 20) * 1000);
   if (r.timedOut) throw new Error(`rr ${row.kind} stalled: no result after ${a.rrTime + 20} s`);
   const m = r.stdout.match(/tps ([\d.]+) transactions (\d+)/);
   if (r.code !== 0 || !m) throw new Error(`rr ${row.kind} exited ${r.code}: ${tail(r.stderr + r.stdout, 300)}`);
@@ -596,43 +689,33 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args): Promise<num
   if (slow && Number(slow[1]) >= 200000) {
     env.note(`${row.row}: ${slow[2]} of ${m[2]} transactions took over 100 ms, the slowest ${(Number(slow[1]) / 1000).toFixed(0)} ms`);
   }
+  const lost = Number(r.stdout.match(/lost (\d+)/)?.[1] ?? 0);
+  if (lost) env.note(`${row.row}: ${lost} datagrams resent after no answer for 200 ms`);
   return 1e6 / tps;
+}
+
+/** Receiver-side throughput and bytes from iperf3's JSON (UDP: what arrived). */
+function iperfResult(stdout: string, stderr: string, code: number, proto: "tcp" | "udp"): { bps: number; bytes: number } {
+  let j: any;
+  try {
+    j = JSON.parse(stdout);
+  } catch {
+    throw new Error(`iperf3 exited ${code}: ${tail(stderr + stdout, 300)}`);
+  }
+  if (j.error) throw new Error(`iperf3: ${j.error}`);
+  const recv = j.end?.sum_received;
+  if (typeof recv?.bits_per_second === "number") return { bps: recv.bits_per_second, bytes: recv.bytes ?? 0 };
+  // older iperf3 UDP reports: the sender's sum and the loss the receiver saw
+  const sum = j.end?.sum;
+  if (proto === "udp" && typeof sum?.bits_per_second === "number") {
+    const kept = 1 - (sum.lost_percent ?? 0) / 100;
+    return { bps: sum.bits_per_second * kept, bytes: (sum.bytes ?? 0) * kept };
+  }
+  throw new Error("iperf3: no receiver sum in its JSON");
 }
 
 // ---------------------------------------------------------------------------
 // Results
-
-interface Cell {
-  table: string;
-  row: string;
-  column: number;
-  impl: string;
-  unit: string;
-  median: number | null;
-  min: number | null;
-  max: number | null;
-  runs: number;
-  values: number[];
-  errors: string[];
-  /** why this cell was not measured (not an error) */
-  skipped?: string;
-}
-
-function median(v: number[]): number {
-  const s = [...v].sort((x, y) => x - y);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
-}
-
-function round(x: number, unit: string): number {
-  return unit === "µs" ? Math.round(x * 10) / 10 : Math.round(x * 1000) / 1000;
-}
-
-function fmt(x: number | null | undefined, unit: string): string {
-  if (x === null || x === undefined) return "–";
-  if (unit === "µs") return x >= 100 ? x.toFixed(0) : x.toFixed(1);
-  return x >= 10 ? x.toFixed(1) : x.toFixed(2);
-}
 
 function machineInfo() {
   let cpu = cpus()[0]?.model?.trim() ?? "";
@@ -643,100 +726,27 @@ function machineInfo() {
       cpu = "unknown";
     }
   }
-  return { cpu, cores: availableParallelism(), kernel: release(), loadavg: loadavg().map((x) => Math.round(x * 100) / 100) };
+  const mhz = cpus()[0]?.speed || Number(readFileSync("/proc/cpuinfo", "utf8").match(/^cpu MHz\s*:\s*([\d.]+)/m)?.[1] ?? 0);
+  return { cpu, cores: availableParallelism(), mhz: Math.round(mhz), kernel: release(), loadavg: loadavg().map((x) => Math.round(x * 100) / 100) };
 }
 
-function markdown(res: any, rows: RowDef[], impls: ImplDef[], a: Args): string {
-  const cells: Cell[] = res.rows;
-  const get = (t: string, r: string, c: number, i: string) => cells.find((x) => x.table === t && x.row === r && x.column === c && x.impl === i);
-  const L: string[] = [];
-  const m = res.machine;
-  L.push(`# Performance: ours vs the reference`, "");
-  L.push(`Measured ${res.date} on ${m.cpu}, ${m.cores} cores, Linux ${m.kernel}, by \`bun run bench${a.quick ? " --quick" : ""}\` (bench/run.ts). ` +
-    `Load average (1, 5, 15 min) ${m.loadavgBefore.join(" ")} before and ${m.loadavg.join(" ")} after: the machine is shared, read small differences as noise.`, "");
-  L.push(`Implementations:`, "");
-  for (const i of impls) L.push(`- **${i.name}**${i.label !== i.name ? ` (${i.label})` : ""}: ${res.implementations[i.name]?.version ?? i.missing}`);
-  L.push("");
-  L.push(
-    `Each cell is the median of ${a.runs} run${a.runs > 1 ? "s" : ""} (implementations interleaved), ` +
-      `throughput from iperf3 (2 streams, \`-w\` 512k / 1M / 8M by MTU, ${a.time} s after ${a.omit} s omitted, receiver side) in Gbit/s, ` +
-      `latency from bench/rr.c (one flow of 1-byte requests and responses for ${a.rrTime} s; CRR: a new connection for each, the server closing first) as 10^6 / transactions per second, in µs, at MTU ${LATENCY_MTU}. ` +
-      `Columns are the MTU of the namespace's interface. The ratio is ours ÷ reference: above 1 is better for throughput, below 1 is better for latency; ` +
-      `a huge ratio means the other side stalled (see min–max below), "fail" that no run finished (see the notes at the end).`,
-    "",
-  );
-  L.push(
-    `ns to host: the client in the namespace connects to the gateway address (192.0.2.1, fe80::1%eth0), mapped to the host's loopback where the server runs. ` +
-      `host to ns: the client runs in a separate "upstream" namespace behind a veth and connects to the host's address (192.0.2.2, 2001:db8::2), forwarded by \`-t\` into the namespace: ` +
-      `a non-loopback source, so the reference takes the tap path, not its spliced one.`,
-    "",
-  );
-  for (const table of [...new Set(rows.map((r) => r.table))]) {
-    const trows = rows.filter((r) => r.table === table);
-    const cols = [...new Set(trows.flatMap((r) => r.columns))].sort((x, y) => x - y);
-    L.push(`## ${TABLE_TITLES[table] ?? table} (\`${table}\`)`, "");
-    L.push(`ours / reference (×ratio)`, "");
-    L.push(`| | ${cols.map((c) => `MTU ${c}`).join(" | ")} |`, `| --- | ${cols.map(() => "---").join(" | ")} |`);
-    for (const r of trows) {
-      const out = cols.map((c) => {
-        if (!r.columns.includes(c)) return "";
-        const o = get(table, r.row, c, "project");
-        const p = get(table, r.row, c, "pasta");
-        if (!o && !p) return "";
-        const f = (x?: Cell) => (x ? (x.median === null ? (x.errors.length ? "fail" : "–") : fmt(x.median, r.unit)) : "–");
-        const q = o?.median && p?.median ? o.median / p.median : 0;
-        const ratio = q ? ` (×${q >= 100 ? Math.round(q) : q >= 10 ? q.toFixed(1) : q.toFixed(2)})` : "";
-        return `${f(o)} / ${f(p)}${ratio}`;
-      });
-      L.push(`| ${r.row} (${r.unit}) | ${out.join(" | ")} |`);
-    }
-    L.push("");
-    L.push(`All implementations: median [min–max]`, "");
-    const names = impls.map((i) => i.name).filter((n) => cells.some((c) => c.table === table && c.impl === n));
-    L.push(`| | MTU | ${names.join(" | ")} |`, `| --- | --- | ${names.map(() => "---").join(" | ")} |`);
-    for (const r of trows) {
-      for (const c of r.columns) {
-        const vals = names.map((n) => {
-          const x = get(table, r.row, c, n);
-          if (!x) return "";
-          if (x.median === null) return x.errors.length ? "fail" : "–";
-          return x.runs > 1 ? `${fmt(x.median, r.unit)} [${fmt(x.min, r.unit)}–${fmt(x.max, r.unit)}]` : fmt(x.median, r.unit);
-        });
-        if (vals.every((v) => !v)) continue;
-        L.push(`| ${r.row} (${r.unit}) | ${c} | ${vals.join(" | ")} |`);
-      }
-    }
-    L.push("");
-  }
-  if (res.skipped.length) {
-    L.push(`## Skipped`, "");
-    for (const s of res.skipped) L.push(`- ${s}`);
-    L.push("");
-  }
-  if (res.notes.length) {
-    L.push(`## Notes from this run (errors, stalls, exits)`, "");
-    for (const n of res.notes) L.push(`- ${n.replace(/\n/g, " ")}`);
-    L.push("");
-  }
-  return L.join("\n");
-}
-
-/** --render: RESULTS.md again from results.json, with the settings it was measured with. */
+/** --render: RESULTS.md and index.html again from the results.json in the --out directory. */
 function render(a: Args): number {
   const file = join(a.out, "results.json");
   if (!existsSync(file)) {
     process.stderr.write(`bench: no ${file} to render\n`);
     return 1;
   }
-  const res = JSON.parse(readFileSync(file, "utf8"));
-  const st = res.settings ?? {};
-  Object.assign(a, { quick: res.mode === "quick", runs: st.runs ?? a.runs, time: st.iperf3Seconds ?? a.time, omit: st.iperf3Omit ?? a.omit, rrTime: st.rrSeconds ?? a.rrTime });
-  const present = new Set((res.rows as Cell[]).map((c) => `${c.table}\u0000${c.row}`));
-  const rows = tapTcpRows(st.columns ?? a.columns).filter((r) => present.has(`${r.table}\u0000${r.row}`));
-  const impls = implDefs("").filter((i) => i.name in res.implementations);
-  writeFileSync(join(a.out, "RESULTS.md"), markdown(res, rows, impls, a));
-  process.stderr.write(`bench: wrote ${join(a.out, "RESULTS.md")}\n`);
+  writeReports(a.out, JSON.parse(readFileSync(file, "utf8")));
+  process.stderr.write(`bench: wrote ${join(a.out, "RESULTS.md")}, ${join(a.out, "index.html")}\n`);
   return 0;
+}
+
+function writeReports(out: string, res: any) {
+  mkdirSync(out, { recursive: true });
+  writeFileSync(join(out, "results.json"), JSON.stringify(res, null, 1) + "\n");
+  writeFileSync(join(out, "RESULTS.md"), markdown(res));
+  writeFileSync(join(out, "index.html"), renderHtml(res));
 }
 
 // ---------------------------------------------------------------------------
@@ -762,17 +772,19 @@ async function main(): Promise<number> {
   // tools
   const haveIperf = !!Bun.which("iperf3");
   if (!haveIperf) skipped.push("throughput rows: iperf3 not installed (Debian package iperf3)");
+  const haveHyperfine = !!Bun.which("hyperfine");
+  if (!haveHyperfine) skipped.push("start-up row: hyperfine not installed (Debian package hyperfine)");
   scratch = mkdtempSync(join(tmpdir(), `pb-bench-${process.pid}-`));
   chmodSync(scratch, 0o755);
   process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
   let rrBin: string | null = null;
   const cc = Bun.which("cc") ?? Bun.which("gcc") ?? Bun.which("clang");
-  if (!cc) skipped.push("RR / CRR rows: no C compiler (cc) to build bench/rr.c");
+  if (!cc) skipped.push("latency rows: no C compiler (cc) to build bench/rr.c");
   else {
     const out = join(scratch, "rr");
     const r = run([cc, "-O2", "-Wall", "-o", out, join(import.meta.dir, "rr.c")]);
     if (r.code === 0) rrBin = out;
-    else skipped.push(`RR / CRR rows: bench/rr.c did not build: ${r.stderr.trim()}`);
+    else skipped.push(`latency rows: bench/rr.c did not build: ${r.stderr.trim()}`);
   }
 
   // implementations
@@ -796,29 +808,46 @@ async function main(): Promise<number> {
   const active = impls.filter((i) => !i.missing);
 
   // rows
-  let rows = tapTcpRows(a.columns).filter((r) => (r.kind === "tput" ? haveIperf : !!rrBin));
+  const usable = (r: RowDef) => (r.kind === "tput" ? haveIperf : r.kind === "startup" ? haveHyperfine : r.kind.startsWith("rss") ? true : !!rrBin);
+  let rows = allRows(a.quick).filter(usable);
   if (a.only) rows = rows.filter((r) => a.only!.test(`${r.table} ${r.row}`));
   for (const s of skipped) say(`skipped: ${s}`);
+  // the modes to set up: those of the measured rows (memory rows ride along, they measure nothing themselves)
+  const measured = rows.filter((r) => r.mode && !r.kind.startsWith("rss"));
+  const modes = MODES.filter((m) => measured.some((r) => r.mode === m));
+  rows = rows.filter((r) => !r.mode || modes.includes(r.mode));
+  const startupImpls = active.filter((i) => i.name === "project" || i.name === "pasta");
+  if (!rows.some((r) => r.kind === "startup") || !startupImpls.length) rows = rows.filter((r) => r.kind !== "startup");
   if (!rows.length || !active.length) {
     say("nothing to run");
     return 1;
   }
 
-  // the plan: by column (the daemons restart per MTU), then row, then round, then implementation
-  const columns = [...new Set(rows.flatMap((r) => r.columns))].sort((x, y) => x - y);
+  // time estimate
   const tputCost = a.time + a.omit + 0.8;
   const rrCost = a.rrTime + 0.2;
-  const startCost = (i: ImplDef) => (i.kind === "loopback" ? 0.05 : i.name === "project" ? 1.5 : 0.6);
+  const startCost = (i: ImplDef, m: Mode) => (i.kind === "loopback" ? 0.05 : m === "passt" ? 2.5 : i.name === "project" ? 1.5 : 0.6);
+  const startupRuns = a.quick ? 5 : 20;
+  const startupCost = startupRuns * 0.5 + 3;
   let estimate = active.length * 1.5; // worlds
   let steps = 0;
-  for (const c of columns) {
-    for (const i of active) estimate += startCost(i) + 0.3;
-    for (const r of rows.filter((r) => r.columns.includes(c))) {
-      estimate += a.runs * active.length * (r.kind === "tput" ? tputCost : rrCost);
-      steps += a.runs * active.length;
+  for (const m of modes) {
+    const inMode = active.filter((i) => i.modes.includes(m));
+    for (const c of [...new Set(measured.filter((r) => r.mode === m).flatMap((r) => r.columns))]) {
+      for (const i of inMode) estimate += startCost(i, m) + 0.3;
+      for (const r of measured.filter((r) => r.mode === m && r.columns.includes(c))) {
+        estimate += a.runs * inMode.length * (r.kind === "tput" ? tputCost : rrCost);
+        steps += a.runs * inMode.length;
+      }
     }
   }
-  say(`${rows.length} rows, ${columns.length} MTU columns, ${active.map((i) => i.name).join(", ")}, ${a.runs} run(s) per cell: about ${fmtDuration(estimate)}`);
+  if (rows.some((r) => r.kind === "startup")) {
+    estimate += startupCost;
+    steps++;
+  }
+  const nCols = new Set(measured.map((r) => `${r.mode} ${r.columns.join()}`)).size;
+  say(`${rows.length} rows in ${new Set(rows.map((r) => r.table)).size} tables, modes ${modes.join(", ") || "none"}, ${active.map((i) => i.name).join(", ")}, ${a.runs} run(s) per cell: about ${fmtDuration(estimate)}`);
+  void nCols;
   const progress = new Progress(estimate, steps);
 
   sweepStaleGuests();
@@ -843,81 +872,63 @@ async function main(): Promise<number> {
   });
 
   const results = new Map<string, Cell>();
-  const key = (r: RowDef, c: number, i: string) => `${r.table}\u0000${r.row}\u0000${c}\u0000${i}`;
+  const cellFor = (r: RowDef, c: number, i: string): Cell => {
+    const k = `${r.table}\u0000${r.row}\u0000${c}\u0000${i}`;
+    let cell = results.get(k);
+    if (!cell) {
+      cell = { table: r.table, row: r.row, column: c, impl: i, unit: r.unit, median: null, min: null, max: null, runs: 0, values: [], errors: [], cpu: [] };
+      results.set(k, cell);
+    }
+    return cell;
+  };
   const date = new Date().toISOString();
   const loadBefore = loadavg().map((x) => Math.round(x * 100) / 100);
   try {
     const tw = performance.now();
-    for (const i of active) {
+    for (const i of active.filter((i) => modes.some((m) => i.modes.includes(m)))) {
       const e = new Env(i, rrBin);
       await e.init();
       envs.push(e);
     }
     progress.account(active.length * 1.5, (performance.now() - tw) / 1000);
-    for (const col of columns) {
-      const live: Env[] = [];
-      for (const e of envs) {
-        const t0 = performance.now();
-        progress.step(`starting ${e.impl.name} at MTU ${col}`, false);
-        try {
-          await e.start(col);
-          progress.account(startCost(e.impl) + 0.3, (performance.now() - t0) / 1000);
-          live.push(e);
-        } catch (err) {
-          const msg = (err as Error).message;
-          notes.push(`${e.impl.name} (MTU ${col}): did not start: ${msg}`);
-          progress.say(`bench: ${e.impl.name} did not start at MTU ${col}: ${msg}`);
+    for (const mode of modes) {
+      const modeRows = rows.filter((r) => r.mode === mode);
+      const rssRows = modeRows.filter((r) => r.kind.startsWith("rss"));
+      const modeEnvs = envs.filter((e) => e.impl.modes.includes(mode));
+      const columns = [...new Set(measured.filter((r) => r.mode === mode).flatMap((r) => r.columns))].sort((x, y) => x - y);
+      for (const col of columns) {
+        const live = await startAll(modeEnvs, mode, col, progress, startCost);
+        for (const e of live) {
+          const idle = rssRows.find((r) => r.kind === "rss-idle" && r.columns.includes(col));
+          const v = idle && e.impl.kind !== "loopback" ? e.rss("VmRSS") : null;
+          if (idle && v !== null) cellFor(idle, col, e.impl.name).values.push(v);
         }
-      }
-      for (const r of rows.filter((r) => r.columns.includes(col))) {
-        for (let round = 1; round <= a.runs; round++) {
-          for (const e of envs) {
-            const k = key(r, col, e.impl.name);
-            let cell = results.get(k);
-            if (!cell) {
-              cell = { table: r.table, row: r.row, column: col, impl: e.impl.name, unit: r.unit, median: null, min: null, max: null, runs: 0, values: [], errors: [] };
-              results.set(k, cell);
+        for (const r of modeRows.filter((r) => !r.kind.startsWith("rss") && r.columns.includes(col))) {
+          for (let round = 1; round <= a.runs; round++) {
+            for (const e of modeEnvs) {
+              const cell = cellFor(r, col, e.impl.name);
+              const cost = r.kind === "tput" ? tputCost : rrCost;
+              progress.step(`${r.table} · ${r.row} · MTU ${col} · ${e.impl.name}${a.runs > 1 ? ` (run ${round}/${a.runs})` : ""}`);
+              const t0 = performance.now();
+              await runCell(e, live, r, col, round, a, cell, progress);
+              progress.finish(cost, (performance.now() - t0) / 1000);
             }
-            const cost = r.kind === "tput" ? tputCost : rrCost;
-            progress.step(`${r.table} · ${r.row} · MTU ${col} · ${e.impl.name}${a.runs > 1 ? ` (run ${round}/${a.runs})` : ""}`);
-            const t0 = performance.now();
-            if (!live.includes(e)) {
-              cell.errors.push("not running");
-              progress.finish(cost, 0);
-              continue;
-            }
-            // a daemon that died earlier in this column gets one restart
-            if (e.impl.kind !== "loopback" && !e.daemon && e.restarts < 3) {
-              e.restarts++;
-              try {
-                await e.start(col);
-              } catch (err) {
-                e.note(`restart failed: ${(err as Error).message}`);
-              }
-            }
-            try {
-              if (e.impl.kind !== "loopback" && !e.daemon) throw new Error("not running");
-              const v = await measure(e, r, col, a);
-              cell.values.push(v);
-            } catch (err) {
-              if (err instanceof Skip) cell.skipped = err.message;
-              else {
-                const msg = (err as Error).message;
-                cell.errors.push(msg);
-                e.note(`${r.row}, run ${round}: ${msg}`);
-                progress.say(`bench: ${e.impl.name} · ${r.row} · MTU ${col}: ${msg}`);
-              }
-            }
-            const dead = await e.checkAlive();
-            if (dead) {
-              e.note(`during "${r.row}", run ${round}: ${dead}`);
-              progress.say(`bench: ${dead}`);
-            }
-            progress.finish(cost, (performance.now() - t0) / 1000);
           }
         }
+        for (const e of modeEnvs) {
+          const peak = rssRows.find((r) => r.kind === "rss-peak" && r.columns.includes(col));
+          const v = peak && e.impl.kind !== "loopback" ? e.rss("VmHWM") : null;
+          if (peak && v !== null) cellFor(peak, col, e.impl.name).values.push(v);
+          await e.stop();
+        }
       }
-      for (const e of envs) await e.stop();
+    }
+    const startupRow = rows.find((r) => r.kind === "startup");
+    if (startupRow && envs[0]) {
+      progress.step(`startup · ${STARTUP_ROW} · ${startupImpls.map((i) => i.name).join(", ")} (hyperfine)`);
+      const t0 = performance.now();
+      await measureStartup(envs[0].world, startupImpls, startupRuns, (name) => cellFor(startupRow, 0, name));
+      progress.finish(startupCost, (performance.now() - t0) / 1000);
     }
   } finally {
     progress.end();
@@ -926,12 +937,14 @@ async function main(): Promise<number> {
 
   const cells = [...results.values()].map((c) => {
     if (c.values.length) {
-      c.median = round(median(c.values), c.unit);
-      c.min = round(Math.min(...c.values), c.unit);
-      c.max = round(Math.max(...c.values), c.unit);
-      c.values = c.values.map((v) => round(v, c.unit));
+      c.median = roundFor(median(c.values), c.unit);
+      c.min = roundFor(Math.min(...c.values), c.unit);
+      c.max = roundFor(Math.max(...c.values), c.unit);
+      c.values = c.values.map((v) => roundFor(v, c.unit));
     }
     c.runs = c.values.length;
+    c.cpuPerGB = c.cpu.length ? Math.round(median(c.cpu) * 1000) / 1000 : null;
+    c.cpu = c.cpu.map((v) => Math.round(v * 1000) / 1000);
     return c;
   });
   const res = {
@@ -939,18 +952,91 @@ async function main(): Promise<number> {
     mode: a.quick ? "quick" : "full",
     machine: { ...machineInfo(), loadavgBefore: loadBefore },
     implementations: Object.fromEntries(active.map((i) => [i.name, { version: i.version }])),
-    settings: { runs: a.runs, iperf3Seconds: a.time, iperf3Omit: a.omit, rrSeconds: a.rrTime, latencyMtu: LATENCY_MTU, columns },
+    settings: { runs: a.runs, iperf3Seconds: a.time, iperf3Omit: a.omit, rrSeconds: a.rrTime, startupRuns, modes },
     rows: cells,
     skipped,
     notes,
   };
-  mkdirSync(a.out, { recursive: true });
-  writeFileSync(join(a.out, "results.json"), JSON.stringify(res, null, 1) + "\n");
-  const md = markdown(res, rows, active, a);
-  writeFileSync(join(a.out, "RESULTS.md"), md);
+  writeReports(a.out, res);
   if (a.json) process.stdout.write(JSON.stringify(res, null, 1) + "\n");
-  else process.stdout.write(md + `\nwritten: ${join(a.out, "results.json")}, ${join(a.out, "RESULTS.md")}\n`);
+  else process.stdout.write(markdown(res) + `\nwritten: ${join(a.out, "results.json")}, ${join(a.out, "RESULTS.md")}, ${join(a.out, "index.html")}\n`);
   return 0;
+}
+
+/** Start every implementation of a mode at an MTU; returns those that started. */
+async function startAll(envs: Env[], mode: Mode, col: number, progress: Progress, startCost: (i: ImplDef, m: Mode) => number): Promise<Env[]> {
+  const live: Env[] = [];
+  for (const e of envs) {
+    const t0 = performance.now();
+    progress.step(`starting ${e.impl.name} (${mode}) at MTU ${col}`, false);
+    try {
+      e.restarts = 0;
+      await e.start(col, mode);
+      progress.account(startCost(e.impl, mode) + 0.3, (performance.now() - t0) / 1000);
+      live.push(e);
+    } catch (err) {
+      const msg = (err as Error).message;
+      notes.push(`${e.impl.name} (${mode}, MTU ${col}): did not start: ${msg}`);
+      progress.say(`bench: ${e.impl.name} did not start (${mode}) at MTU ${col}: ${msg}`);
+      await e.stop().catch(() => {});
+    }
+  }
+  return live;
+}
+
+/** One run of one cell: measure, or record why not; a daemon that died gets restarted (3 times at most per start). */
+async function runCell(e: Env, live: Env[], r: RowDef, col: number, round: number, a: Args, cell: Cell, progress: Progress) {
+  if (!live.includes(e)) {
+    cell.errors.push("not running");
+    return;
+  }
+  if (e.impl.kind !== "loopback" && !e.daemon && e.restarts < 3) {
+    e.restarts++;
+    try {
+      await e.start(col, e.mode);
+    } catch (err) {
+      e.note(`restart failed: ${(err as Error).message}`);
+    }
+  }
+  try {
+    if (e.impl.kind !== "loopback" && !e.daemon) throw new Error("not running");
+    cell.values.push(await measure(e, r, col, a, cell));
+  } catch (err) {
+    if (err instanceof Skip) cell.skipped = err.message;
+    else {
+      const msg = (err as Error).message;
+      cell.errors.push(msg);
+      e.note(`${r.row}, run ${round}: ${msg}`);
+      progress.say(`bench: ${e.impl.name} · ${r.row} · MTU ${col}: ${msg}`);
+    }
+  }
+  const dead = await e.checkAlive();
+  if (dead) {
+    e.note(`during "${r.row}", run ${round}: ${dead}`);
+    progress.say(`bench: ${dead}`);
+  }
+}
+
+/**
+ * Start-up time of `pasta --config-net -- true` for each implementation:
+ * hyperfine in the world's host namespace (the command's namespace is made
+ * by pasta itself), the same options for both, runs per command, 3 warm-ups.
+ */
+async function measureStartup(w: World, impls: ImplDef[], runs: number, cellOf: (name: string) => Cell) {
+  const args = "--runas 0 -q --config-net -- true";
+  const cmds = impls.map((i) => (i.name === "project" ? `${BUN} ${join(projectDir, "src", "main.ts")} ${args}` : `/usr/bin/pasta ${args}`));
+  const out = join(scratch, "hyperfine.json");
+  const r = await w.exec(w.host, ["hyperfine", "-N", "--warmup", "3", "--runs", String(runs), "--export-json", out, ...cmds], { timeoutMs: 300000 });
+  if (r.code !== 0) {
+    for (const i of impls) cellOf(i.name).errors.push(`hyperfine exited ${r.code}: ${tail(r.stderr, 300)}`);
+    notes.push(`startup: hyperfine exited ${r.code}: ${tail(r.stderr + r.stdout, 600)}`);
+    return;
+  }
+  const j = JSON.parse(readFileSync(out, "utf8"));
+  impls.forEach((i, n) => {
+    const times: number[] = j.results?.[n]?.times ?? [];
+    cellOf(i.name).values.push(...times.map((t) => t * 1000));
+  });
 }
 
 main().then(

@@ -1,15 +1,14 @@
 import { afterAll, describe, expect, test } from "bun:test";
-import { existsSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { formatValue, renderHtml } from "../../bench/html.ts";
+import { renderHtml } from "../../bench/html.ts";
+import { CHROMIUM_PATHS, CHROMIUM_TIMEOUT_MS, checkResultsPage, dumpDom, findChromium, readPage } from "../tools/page.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bench-html-test-"));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** The longest a Chromium run may take before its process group is killed. */
-const CHROMIUM_TIMEOUT_MS = 60_000;
-const CHROMIUM_PATHS = ["/usr/bin/chromium-headless-shell", "/usr/lib/chromium/headless_shell", "/usr/lib/chromium/chromium-headless-shell"];
 
 const TRICKY_ROW = `RR <latency> & "quotes" 'too'`;
 
@@ -61,100 +60,10 @@ const RESULTS = {
   notes: ["slirp4netns (MTU 65520): rr exited 2"],
 };
 
-/** Where Chromium's headless shell is, or null. */
-function findChromium(): string | null {
-  return Bun.which("chromium-headless-shell") ?? CHROMIUM_PATHS.find((p) => existsSync(p)) ?? null;
-}
-
-/** Kill a process group, if anything is left of it. */
-function killGroup(pgid: number): void {
-  try {
-    process.kill(-pgid, "SIGKILL");
-  } catch {
-    // already gone
-  }
-}
-
-/**
- * Load a file in headless Chromium and return the DOM it built. Chromium runs
- * in a session of its own (setsid execs in place: a child of Bun is not a
- * group leader), so its renderer and helper processes share its process
- * group, which is killed when it is done or after CHROMIUM_TIMEOUT_MS.
- */
-async function dumpDom(bin: string, path: string): Promise<string> {
-  const args = ["--headless", "--no-sandbox", "--disable-gpu", `--user-data-dir=${join(dir, "profile")}`, "--dump-dom", `file://${path}`];
-  const proc = Bun.spawn(["setsid", bin, ...args], { stdout: "pipe", stderr: "pipe" });
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    killGroup(proc.pid);
-  }, CHROMIUM_TIMEOUT_MS);
-  try {
-    const [dom, err, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    if (timedOut) throw new Error(`${bin} did not finish within ${CHROMIUM_TIMEOUT_MS / 1000} s`);
-    if (code !== 0) throw new Error(`${bin} exited ${code}: ${err.slice(-2000)}`);
-    return dom;
-  } finally {
-    clearTimeout(timer);
-    killGroup(proc.pid);
-  }
-}
-
-/** Undo the entity escapes a serialised DOM uses in attribute values and text. */
-function decode(s: string): string {
-  return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&nbsp;/g, "\u00a0").replace(/&amp;/g, "&");
-}
-
-interface Printed {
-  attrs: Record<string, string>;
-  text: string;
-}
-
-/** The cells (elements with data-impl) and charts (svg with data-table) of a page. */
-async function readPage(html: string): Promise<{ cells: Printed[]; charts: string[] }> {
-  const cells: Printed[] = [];
-  const charts: string[] = [];
-  await new HTMLRewriter()
-    .on("[data-impl]", {
-      element(el) {
-        const attrs: Record<string, string> = {};
-        for (const [k, v] of el.attributes) if (k.startsWith("data-")) attrs[k] = decode(v);
-        cells.push({ attrs, text: "" });
-      },
-      text(t) {
-        cells[cells.length - 1]!.text += decode(t.text);
-      },
-    })
-    .on("svg[data-table]", {
-      element(el) {
-        charts.push(decode(el.getAttribute("data-table") ?? ""));
-      },
-    })
-    .transform(new Response(html))
-    .text();
-  return { cells, charts };
-}
-
-/** Check a page against RESULTS: every median printed once with its attributes, every null one marked, one chart per table. */
+/** Check a page against RESULTS, and that it prints no other cell. */
 async function checkPage(html: string): Promise<void> {
-  const { cells, charts } = await readPage(html);
-  const tables = [...new Set(RESULTS.rows.map((r) => r.table))];
-  expect(charts.sort()).toEqual(tables.sort());
-  for (const r of RESULTS.rows) {
-    const found = cells.filter(
-      (c) => c.attrs["data-table"] === r.table && c.attrs["data-row"] === r.row && c.attrs["data-column"] === String(r.column) && c.attrs["data-impl"] === r.impl,
-    );
-    const what = `${r.table} / ${r.row} / ${r.column} / ${r.impl}`;
-    expect(found.length, what).toBe(1);
-    if (r.median === null) {
-      expect(found[0]!.attrs["data-value"], what).toBeUndefined();
-      expect(found[0]!.attrs["data-missing"], what).toBe(r.skipped ? "skipped" : "failed");
-    } else {
-      expect(found[0]!.attrs["data-value"], what).toBe(String(r.median));
-      expect(Number(found[0]!.attrs["data-value"]), what).toBe(r.median);
-      expect(found[0]!.text, what).toBe(formatValue(r.median, r.unit));
-    }
-  }
+  await checkResultsPage(html, RESULTS);
+  const { cells } = await readPage(html);
   expect(cells.length).toBe(RESULTS.rows.length);
 }
 
@@ -178,7 +87,7 @@ describe("bench HTML report", () => {
     }
     const path = join(dir, "report.html");
     writeFileSync(path, renderHtml(RESULTS));
-    const dom = await dumpDom(bin, path);
+    const dom = await dumpDom(bin, path, join(dir, "profile"));
     expect(dom).toContain("</svg>");
     await checkPage(dom);
   }, CHROMIUM_TIMEOUT_MS + 30_000);

@@ -1,0 +1,168 @@
+/**
+ * What the bench measures: its tables, their rows and MTU columns, which
+ * implementations take part in which, and who the reference of a row is.
+ * The layout follows the original's performance tables
+ * (/work/shared/reference/perf-tables.md).
+ *
+ * A "mode" is one way of setting an implementation up, shared by the tables
+ * measured with it, so that one start per MTU column serves them all:
+ *   tap    pasta (or slirp4netns) attached to a guest namespace; traffic
+ *          through the tap (ns to host via the gateway address, host to ns
+ *          from the upstream namespace to a forwarded port);
+ *   lo     pasta with ports forwarded both ways between the two loopbacks:
+ *          the spliced path (columns: the MTU of the guest's loopback);
+ *   passt  passt with a relay guest (test/tools/relay.ts): a tap in a
+ *          namespace relayed to passt's socket.
+ * The loopback "implementation" is the ceiling: client and server on one
+ * loopback at the column's MTU.
+ */
+
+export type Mode = "tap" | "lo" | "passt";
+export type Kind = "tput" | "rr" | "crr" | "urr" | "startup" | "rss-idle" | "rss-peak";
+export type Dir = "n2h" | "h2n";
+export type Unit = "Gbit/s" | "µs" | "ms" | "MB";
+
+export interface RowDef {
+  table: string;
+  row: string;
+  /** how implementations are set up for it; null: measured outside the per-MTU starts */
+  mode: Mode | null;
+  kind: Kind;
+  proto: "tcp" | "udp";
+  ip: 4 | 6;
+  dir: Dir;
+  unit: Unit;
+  columns: number[];
+}
+
+export const TABLE_TITLES: Record<string, string> = {
+  "pasta-lo-tcp": "pasta: TCP, local connections (spliced path)",
+  "pasta-tap-tcp": "pasta: TCP, connections through the tap device",
+  "pasta-lo-udp": "pasta: UDP, local connections (spliced path)",
+  "pasta-tap-udp": "pasta: UDP, connections through the tap device",
+  "passt-tcp": "passt: TCP, guest through the UNIX socket",
+  "passt-udp": "passt: UDP, guest through the UNIX socket",
+  startup: "Start-up time",
+  memory: "Memory (resident set size of the daemon)",
+};
+
+/** Which mode each table is measured in. */
+const TABLE_MODE: Record<string, Mode | null> = {
+  "pasta-tap-tcp": "tap",
+  "pasta-tap-udp": "tap",
+  "pasta-lo-tcp": "lo",
+  "pasta-lo-udp": "lo",
+  "passt-tcp": "passt",
+  "passt-udp": "passt",
+  startup: null,
+  memory: null,
+};
+
+export const MODES: Mode[] = ["tap", "lo", "passt"];
+
+/** The MTU columns of a mode (quick: the largest only). */
+export function columnsFor(mode: Mode, quick: boolean): number[] {
+  const cols = mode === "lo" ? [1500, 4000, 16384, 65535] : [1500, 4000, 16384, 65520];
+  return quick ? cols.slice(-1) : cols;
+}
+
+/** The column at which latency (one value per row) is measured: the largest MTU. */
+export function latencyColumn(mode: Mode): number {
+  return columnsFor(mode, true)[0]!;
+}
+
+/** Which implementations take part in a mode, and the reference of each. */
+export const IMPL_MODES: Record<string, Mode[]> = {
+  project: ["tap", "lo", "passt"],
+  pasta: ["tap", "lo"],
+  passt: ["passt"],
+  slirp4netns: ["tap"],
+  loopback: ["tap", "lo"],
+};
+
+/** The reference implementation for a row: passt for passt's rows, pasta otherwise. */
+export function refImpl(table: string, row: string): string {
+  return table.startsWith("passt") || (table === "memory" && row.includes("passt")) ? "passt" : "pasta";
+}
+
+const MODE_LABEL: Record<Mode, string> = { tap: "pasta, tap path", lo: "pasta, spliced path", passt: "passt, relay guest" };
+
+/** iperf3 -w for TCP by MTU, as the original's tap tests; the spliced tests use 4M. */
+export function windowFor(mode: Mode, mtu: number): string {
+  if (mode === "lo") return "4M";
+  return mtu <= 1500 ? "512k" : mtu <= 4000 ? "1M" : "8M";
+}
+
+/** iperf3 -b for UDP by MTU, as the original (per stream, 4 streams). */
+export function udpRateFor(mtu: number): string {
+  return mtu <= 4000 ? "3G" : mtu <= 16384 ? "10G" : "15G";
+}
+
+/** UDP payload that fills one packet at this MTU (IPv4: 20 + 8 bytes of headers, IPv6: 40 + 8). */
+export function udpLenFor(mtu: number, ip: 4 | 6): number {
+  return Math.min(65507, mtu - (ip === 4 ? 28 : 48));
+}
+
+function dirLabel(mode: Mode, dir: Dir): string {
+  if (mode === "passt") return dir === "n2h" ? "guest to host" : "host to guest";
+  return dir === "n2h" ? "ns to host" : "host to ns";
+}
+
+function tcpRows(table: string, mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
+  const rows: RowDef[] = [];
+  const lat = [latencyColumn(mode)];
+  for (const dir of ["n2h", "h2n"] as Dir[]) {
+    const d = dirLabel(mode, dir);
+    // the host side of the spliced path has one MTU: host to ns gets one value
+    const tputCols = mode === "lo" && dir === "h2n" ? lat : cols;
+    for (const ip of ips) {
+      const base = { table, mode, proto: "tcp" as const, ip, dir };
+      rows.push({ ...base, row: `TCP throughput over IPv${ip}: ${d}`, kind: "tput", unit: "Gbit/s", columns: tputCols });
+      rows.push({ ...base, row: `TCP RR latency over IPv${ip}: ${d}`, kind: "rr", unit: "µs", columns: lat });
+      rows.push({ ...base, row: `TCP CRR latency over IPv${ip}: ${d}`, kind: "crr", unit: "µs", columns: lat });
+    }
+  }
+  return rows;
+}
+
+function udpRows(table: string, mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
+  const rows: RowDef[] = [];
+  const lat = [latencyColumn(mode)];
+  for (const dir of ["n2h", "h2n"] as Dir[]) {
+    const d = dirLabel(mode, dir);
+    const tputCols = mode === "lo" && dir === "h2n" ? lat : cols;
+    for (const ip of ips) {
+      const base = { table, mode, proto: "udp" as const, ip, dir };
+      rows.push({ ...base, row: `UDP throughput over IPv${ip}: ${d}`, kind: "tput", unit: "Gbit/s", columns: tputCols });
+      if (dir === "n2h") rows.push({ ...base, row: `UDP RR latency over IPv${ip}: ${d}`, kind: "urr", unit: "µs", columns: lat });
+    }
+  }
+  return rows;
+}
+
+function memoryRows(quick: boolean): RowDef[] {
+  const rows: RowDef[] = [];
+  for (const mode of MODES) {
+    const base = { table: "memory", mode, proto: "tcp" as const, ip: 4 as const, dir: "n2h" as Dir, unit: "MB" as const, columns: columnsFor(mode, quick) };
+    rows.push({ ...base, row: `Idle RSS: ${MODE_LABEL[mode]}`, kind: "rss-idle" });
+    rows.push({ ...base, row: `Peak RSS: ${MODE_LABEL[mode]}`, kind: "rss-peak" });
+  }
+  return rows;
+}
+
+export const STARTUP_ROW = "pasta --config-net -- true";
+
+/** Every row of every table, in report order. Quick: IPv4 only, one column per mode. */
+export function allRows(quick: boolean): RowDef[] {
+  const ips: (4 | 6)[] = quick ? [4] : [6, 4];
+  const rows: RowDef[] = [];
+  for (const table of Object.keys(TABLE_TITLES)) {
+    const mode = TABLE_MODE[table]!;
+    if (table === "startup") {
+      rows.push({ table, row: STARTUP_ROW, mode: null, kind: "startup", proto: "tcp", ip: 4, dir: "n2h", unit: "ms", columns: [0] });
+    } else if (table === "memory") rows.push(...memoryRows(quick));
+    else if (table.endsWith("tcp")) rows.push(...tcpRows(table, mode!, columnsFor(mode!, quick), ips));
+    else rows.push(...udpRows(table, mode!, columnsFor(mode!, quick), ips));
+  }
+  return rows;
+}

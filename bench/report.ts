@@ -1,0 +1,202 @@
+/**
+ * The bench's results and their Markdown report (perf/RESULTS.md): the
+ * original's tables, each cell "ours / reference (×ratio)", then every
+ * implementation's median [min–max], CPU time per gigabyte, skipped rows and
+ * the notes of the run. Everything comes from the results object that
+ * bench/run.ts writes to results.json, so `bun run bench --render` can
+ * rebuild the report from a saved run.
+ */
+import { TABLE_TITLES, allRows, refImpl, type RowDef } from "./plan.ts";
+
+/** One cell of a table for one implementation: what results.json holds per row. */
+export interface Cell {
+  table: string;
+  row: string;
+  column: number;
+  impl: string;
+  unit: string;
+  median: number | null;
+  min: number | null;
+  max: number | null;
+  runs: number;
+  values: number[];
+  errors: string[];
+  /** why this cell was not measured (not an error) */
+  skipped?: string;
+  /** throughput cells: the daemon's CPU seconds per gigabyte received, per run and their median */
+  cpu: number[];
+  cpuPerGB?: number | null;
+}
+
+export function median(v: number[]): number {
+  const s = [...v].sort((x, y) => x - y);
+  const m = s.length >> 1;
+  return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
+}
+
+export function roundFor(x: number, unit: string): number {
+  return unit === "µs" || unit === "ms" || unit === "MB" ? Math.round(x * 10) / 10 : Math.round(x * 1000) / 1000;
+}
+
+export function fmt(x: number | null | undefined, unit: string): string {
+  if (x === null || x === undefined) return "–";
+  if (unit === "µs" || unit === "ms" || unit === "MB") return x >= 100 ? x.toFixed(0) : x.toFixed(1);
+  return x >= 10 ? x.toFixed(1) : x.toFixed(2);
+}
+
+const LABELS: Record<string, string> = { project: "ours", pasta: "reference pasta", passt: "reference passt" };
+const HIGHER_IS_BETTER = new Set(["Gbit/s"]);
+
+function ratio(o: number | null | undefined, p: number | null | undefined): string {
+  if (!o || !p) return "";
+  const q = o / p;
+  return ` (×${q >= 100 ? Math.round(q) : q >= 10 ? q.toFixed(1) : q.toFixed(2)})`;
+}
+
+function colLabel(table: string, c: number): string {
+  if (c === 0) return "value";
+  return table.includes("-lo-") ? `lo MTU ${c}` : `MTU ${c}`;
+}
+
+/** Rows present in the results, in the plan's order. */
+function presentRows(cells: Cell[]): RowDef[] {
+  const present = new Set(cells.map((c) => `${c.table}\u0000${c.row}`));
+  return allRows(false).filter((r) => present.has(`${r.table}\u0000${r.row}`));
+}
+
+function header(res: any): string[] {
+  const m = res.machine;
+  const st = res.settings ?? {};
+  const L: string[] = [`# Performance: ours vs the reference`, ""];
+  L.push(
+    `Measured ${res.date} on ${m.cpu}${m.mhz ? ` (${m.mhz} MHz)` : ""}, ${m.cores} cores, Linux ${m.kernel}, by \`bun run bench${res.mode === "quick" ? " --quick" : ""}\` (bench/run.ts). ` +
+      `Load average (1, 5, 15 min) ${m.loadavgBefore?.join(" ")} before and ${m.loadavg?.join(" ")} after: the machine is shared, read small differences as noise.`,
+    "",
+  );
+  L.push(`Implementations:`, "");
+  for (const [name, v] of Object.entries<any>(res.implementations)) L.push(`- **${name}**${LABELS[name] ? ` (${LABELS[name]})` : ""}: ${v.version}`);
+  L.push("");
+  L.push(
+    `Each cell is the median of ${st.runs} run${st.runs > 1 ? "s" : ""} (implementations interleaved: A B C A B C…). ` +
+      `Throughput: iperf3, receiver side, ${st.iperf3Seconds} s after ${st.iperf3Omit} s omitted; TCP with 2 streams and \`-w\` 512k / 1M / 8M by MTU through the tap, \`-w 4M -l 1M\` on the spliced path; ` +
+      `UDP with 4 streams offered 3G / 3G / 10G / 15G each by MTU, datagrams that fill one packet at the column's MTU. ` +
+      `Latency: bench/rr.c, one flow of 1-byte requests and responses for ${st.rrSeconds} s (CRR: a new connection for each, the server closing first; UDP RR: one socket), ` +
+      `10^6 / transactions per second in µs, at the largest MTU. Start-up: hyperfine, ${st.startupRuns ?? "?"} runs. Memory: the daemon's VmRSS a moment after start (idle) and VmHWM before it stops (peak), at each MTU.`,
+    "",
+  );
+  L.push(
+    `Set-up: ns to host through the tap: the client in the namespace connects to the gateway address (192.0.2.1, fe80::1%eth0), mapped to the host's loopback where the server runs. ` +
+      `host to ns through the tap: the client in a separate "upstream" namespace behind a veth connects to the host's address (192.0.2.2, 2001:db8::2), forwarded by \`-t\`/\`-u\` into the namespace (a non-loopback source: the tap path). ` +
+      `Spliced: 127.0.0.1 / ::1 on both sides, \`-t -u\` and \`-T -U\`; columns are the MTU of the namespace's loopback. ` +
+      `passt: a relay guest (test/tools/relay.ts: a tap in a namespace relayed to passt's socket), configured with the addresses passt hands out. ` +
+      `slirp4netns: its own addressing (10.0.2.2, fd00::2), ports through its API. loopback: client and server on one loopback at the column's MTU, the ceiling.`,
+    "",
+  );
+  L.push(
+    `The ratio is ours ÷ reference: above 1 is better for throughput, below 1 is better for latency, time and memory; ` +
+      `a huge ratio means the other side stalled (see min–max below), "fail" that no run finished (see the notes at the end).`,
+    "",
+  );
+  return L;
+}
+
+function table(table: string, rows: RowDef[], cells: Cell[], impls: string[]): string[] {
+  const get = (r: string, c: number, i: string) => cells.find((x) => x.table === table && x.row === r && x.column === c && x.impl === i);
+  const trows = rows.filter((r) => r.table === table);
+  const cols = [...new Set(cells.filter((c) => c.table === table).map((c) => c.column))].sort((x, y) => x - y);
+  const f = (x: Cell | undefined, unit: string) => (x ? (x.median === null ? (x.errors.length ? "fail" : "–") : fmt(x.median, unit)) : "–");
+  const L: string[] = [`## ${TABLE_TITLES[table] ?? table} (\`${table}\`)`, ""];
+  L.push(`ours / reference (×ratio); ${HIGHER_IS_BETTER.has(trows[0]?.unit ?? "") ? "higher" : "lower"} is better`, "");
+  L.push(`| | ${cols.map((c) => colLabel(table, c)).join(" | ")} |`, `| --- | ${cols.map(() => "---").join(" | ")} |`);
+  for (const r of trows) {
+    const ref = refImpl(table, r.row);
+    const out = cols.map((c) => {
+      const o = get(r.row, c, "project");
+      const p = get(r.row, c, ref);
+      if (!o && !p) return "";
+      return `${f(o, r.unit)} / ${f(p, r.unit)}${ratio(o?.median, p?.median)}`;
+    });
+    L.push(`| ${r.row} (${r.unit}) | ${out.join(" | ")} |`);
+  }
+  L.push("", `All implementations: median [min–max]`, "");
+  const names = impls.filter((n) => cells.some((c) => c.table === table && c.impl === n));
+  L.push(`| | ${table === "startup" ? "" : "MTU "}| ${names.join(" | ")} |`, `| --- | --- | ${names.map(() => "---").join(" | ")} |`);
+  for (const r of trows) {
+    for (const c of cols) {
+      const vals = names.map((n) => {
+        const x = get(r.row, c, n);
+        if (!x) return "";
+        if (x.median === null) return x.errors.length ? "fail" : "–";
+        return x.runs > 1 ? `${fmt(x.median, r.unit)} [${fmt(x.min, r.unit)}–${fmt(x.max, r.unit)}]` : fmt(x.median, r.unit);
+      });
+      if (vals.every((v) => !v)) continue;
+      L.push(`| ${r.row} (${r.unit}) | ${c || ""} | ${vals.join(" | ")} |`);
+    }
+  }
+  L.push("");
+  const cpuRows = trows.filter((r) => r.kind === "tput");
+  const cpuNames = names.filter((n) => cells.some((c) => c.table === table && c.impl === n && typeof c.cpuPerGB === "number"));
+  if (cpuRows.length && cpuNames.length) {
+    L.push(`CPU seconds of the daemon per GB received (median)`, "");
+    L.push(`| | MTU | ${cpuNames.join(" | ")} |`, `| --- | --- | ${cpuNames.map(() => "---").join(" | ")} |`);
+    for (const r of cpuRows) {
+      for (const c of r.columns) {
+        const vals = cpuNames.map((n) => {
+          const v = get(r.row, c, n)?.cpuPerGB;
+          return typeof v === "number" ? v.toFixed(2) : "";
+        });
+        if (vals.some(Boolean)) L.push(`| ${r.row} | ${c} | ${vals.join(" | ")} |`);
+      }
+    }
+    L.push("");
+  }
+  return L;
+}
+
+/** RESULTS.md from a results object (as written to results.json). */
+export function markdown(res: any): string {
+  const cells: Cell[] = res.rows;
+  const rows = presentRows(cells);
+  const impls = Object.keys(res.implementations);
+  const L = header(res);
+  for (const t of [...new Set(rows.map((r) => r.table))]) L.push(...table(t, rows, cells, impls));
+  if (res.skipped?.length) {
+    L.push(`## Skipped`, "");
+    for (const s of res.skipped) L.push(`- ${s}`);
+    L.push("");
+  }
+  if (res.notes?.length) {
+    L.push(`## Notes from this run (errors, stalls, exits)`, "");
+    for (const n of res.notes) L.push(`- ${n.replace(/\n/g, " ")}`);
+    L.push("");
+  }
+  return L.join("\n");
+}
+
+/** The headline table for the README: tap TCP throughput at 1500 and the largest MTU, both directions, IPv4. */
+export function headline(res: any): string {
+  const cells: Cell[] = res.rows;
+  const pick = (t: string, r: string, c: number, i: string) => cells.find((x) => x.table === t && x.row === r && x.column === c && x.impl === i)?.median;
+  const lines = [`| | ours | reference | ratio |`, `| --- | --- | --- | --- |`];
+  const want: [string, string, number, string][] = [
+    ["pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 1500, "Gbit/s"],
+    ["pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 65520, "Gbit/s"],
+    ["pasta-tap-tcp", "TCP throughput over IPv4: host to ns", 65520, "Gbit/s"],
+    ["pasta-lo-tcp", "TCP throughput over IPv4: ns to host", 65535, "Gbit/s"],
+    ["pasta-tap-udp", "UDP throughput over IPv4: ns to host", 65520, "Gbit/s"],
+    ["passt-tcp", "TCP throughput over IPv4: host to guest", 65520, "Gbit/s"],
+    ["pasta-tap-tcp", "TCP RR latency over IPv4: ns to host", 65520, "µs"],
+    ["pasta-tap-tcp", "TCP CRR latency over IPv4: ns to host", 65520, "µs"],
+    ["startup", "pasta --config-net -- true", 0, "ms"],
+    ["memory", "Idle RSS: pasta, tap path", 65520, "MB"],
+  ];
+  for (const [t, r, c, unit] of want) {
+    const ref = refImpl(t, r);
+    const o = pick(t, r, c, "project");
+    const p = pick(t, r, c, ref);
+    if (o == null && p == null) continue;
+    const label = `${TABLE_TITLES[t]?.split(":")[0] ?? t}: ${r}${c ? ` (MTU ${c})` : ""}`;
+    lines.push(`| ${label}, ${unit} | ${fmt(o, unit)} | ${fmt(p, unit)} | ${ratio(o, p).replace(/[ ()]/g, "")} |`);
+  }
+  return lines.join("\n");
+}
