@@ -41,6 +41,7 @@ import { sys } from "../native/ffi.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
+import { TapBackend, VNET_HDR_LEN } from "../tap/tap.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
@@ -55,6 +56,11 @@ const RECV_BATCH = 32;
 const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
 /** Datagrams from the guest queued for one sendmmsg flush. */
 const SEND_QUEUE = 64;
+
+/** virtio-net header: the checksum at csum_start + csum_offset is left to the receiver. */
+const VNET_F_NEEDS_CSUM = 1;
+/** Offset of the checksum field in the UDP header. */
+const UDP_CSUM_OFFSET = 6;
 
 export const KIND_UDP = 7;
 export const KIND_UDP_LISTEN = 8;
@@ -83,6 +89,12 @@ export class UdpFlows {
   private readonly qFlow = new Int32Array(SEND_QUEUE);
   private readonly qOffLen = new Uint32Array(SEND_QUEUE * 2);
   private readonly qAddr = new Uint8Array(SEND_QUEUE * 28);
+  private readonly qAddr32 = new Uint32Array(this.qAddr.buffer);
+  private readonly qDone = new Uint8Array(SEND_QUEUE);
+  /** One socket's datagrams, gathered from the queue for one sendmmsg. */
+  private readonly sOffLen = new Uint32Array(SEND_QUEUE * 2);
+  private readonly sAddr = new Uint8Array(SEND_QUEUE * 28);
+  private readonly sAddr32 = new Uint32Array(this.sAddr.buffer);
   private qBuf: Uint8Array | null = null;
   private nq = 0;
   // Receive side.
@@ -96,6 +108,9 @@ export class UdpFlows {
   private readonly listenOn: number[] = [];
   private readonly listenTarget: number[] = [];
 
+  /** The sink is the tap with offloads on: datagrams to the guest carry partial checksums. */
+  private readonly csumOffload: boolean;
+
   /** pasta: where datagrams from loopback senders on -u ports go instead of the tap. */
   splice: UdpSplice | null = null;
 
@@ -104,6 +119,7 @@ export class UdpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
+    this.csumOffload = sink instanceof TapBackend && sink.tsoMax > 0;
     loop.on(KIND_UDP, (i) => this.onSocket(i, this.fd[i]!, -1));
     loop.on(KIND_UDP_LISTEN, (li) => this.onListener(li));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
@@ -170,22 +186,36 @@ export class UdpFlows {
     return true;
   }
 
-  /** Send the queued datagrams: one sendmmsg per run of the same socket. */
+  /**
+   * Send the queued datagrams: one sendmmsg per socket. Datagrams of several
+   * flows interleave in a batch (iperf3 -P, several programs): each socket's
+   * are gathered, in order, into the scratch arrays and leave together.
+   */
   flush(): void {
     const b = this.qBuf;
-    let k = 0;
-    while (b !== null && k < this.nq) {
-      const fd = this.fd[this.qFlow[k]!]!;
-      let end = k + 1;
-      while (end < this.nq && this.fd[this.qFlow[end]!] === fd) end++;
-      const sent = sys.shim_udp_send_batch(
-        fd, b, this.qOffLen.subarray(2 * k, 2 * end), end - k, this.qAddr.subarray(28 * k, 28 * end),
-      );
-      if (sent < end - k) udpStats.sendErrors += end - k - Math.max(sent, 0);
-      k = end;
-    }
+    const n = this.nq;
     this.nq = 0;
     this.qBuf = null;
+    if (b === null || n === 0) return;
+    const done = this.qDone;
+    done.fill(0, 0, n);
+    const qa = this.qAddr32;
+    const sa = this.sAddr32;
+    for (let k = 0; k < n; k++) {
+      if (done[k]) continue;
+      const fd = this.fd[this.qFlow[k]!]!;
+      let m = 0;
+      for (let j = k; j < n; j++) {
+        if (done[j] || this.fd[this.qFlow[j]!] !== fd) continue;
+        done[j] = 1;
+        this.sOffLen[2 * m] = this.qOffLen[2 * j]!;
+        this.sOffLen[2 * m + 1] = this.qOffLen[2 * j + 1]!;
+        for (let x = 0; x < 7; x++) sa[7 * m + x] = qa[7 * j + x]!;
+        m++;
+      }
+      const sent = sys.shim_udp_send_batch(fd, b, this.sOffLen, m, this.sAddr);
+      if (sent < m) udpStats.sendErrors += m - Math.max(sent, 0);
+    }
   }
 
   /** The flow of the guest's (address at b[gOff], port), made when missing. */
@@ -226,34 +256,47 @@ export class UdpFlows {
     const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
+    const t = now();
+    // The guest's flow: for a listener, tied on the first datagram that is not spliced.
+    let gi = li >= 0 ? -2 : i;
+    if (gi >= 0) this.lastUse[gi] = t;
     for (let round = 0; round < 8; round++) {
       const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
       if (base < 0) return;
       const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
-      for (let k = 0; k < n; k++) this.toGuest(i, li, base + k * stride, k, this.rxLens[k]!, isV6);
+      for (let k = 0; k < n; k++) {
+        const off = base + k * stride;
+        const len = this.rxLens[k]!;
+        if (li >= 0) {
+          if (this.splice && saIsLoopback(this.rxAddrs, k * 28)) {
+            this.splice.fromHost(this.listeners[li]!, isV6, this.rxAddrs, k * 28, this.sink.buf, off + hdr, len, this.listenTarget[li]!);
+            continue;
+          }
+          if (gi === -2) {
+            gi = this.bindListener(li, isV6, this.listenTarget[li]!);
+            if (gi >= 0) this.lastUse[gi] = t;
+          }
+          if (gi < 0) continue;
+        }
+        this.toGuest(gi, off, k, len, isV6);
+      }
       if (n < RECV_BATCH) return;
     }
   }
 
-  /** Headers for datagram k of the batch (payload already at off + headers). */
-  private toGuest(i: number, li: number, off: number, k: number, len: number, isV6: boolean): void {
+  /**
+   * Headers for datagram k of the batch (payload already at off + headers),
+   * to the guest's (address, port) of flow gi. Through the tap with offloads
+   * the UDP checksum is left to the namespace's kernel (a partial checksum in
+   * the virtio-net header: the payload comes from a host socket, nothing to
+   * verify); otherwise it is computed here.
+   */
+  private toGuest(gi: number, off: number, k: number, len: number, isV6: boolean): void {
     const b = this.sink.buf;
     const sa = k * 28;
     const sport = (this.rxAddrs[sa + 2]! << 8) | this.rxAddrs[sa + 3]!;
-    let gport: number;
-    let gi = i;
-    if (li >= 0) {
-      gport = this.listenTarget[li]!;
-      if (this.splice && saIsLoopback(this.rxAddrs, sa)) {
-        const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
-        this.splice.fromHost(this.listeners[li]!, isV6, this.rxAddrs, sa, b, off + hdr, len, gport);
-        return;
-      }
-      gi = this.bindListener(li, isV6, gport);
-      if (gi < 0) return;
-    } else gport = this.guestPort[i]!;
-    this.lastUse[gi] = now();
+    const gport = this.guestPort[gi]!;
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     w.writeEth(b, off, guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
@@ -264,9 +307,22 @@ export class UdpFlows {
       w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1), w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
-    if (isV6) w.udpSetChecksum6(b, ip, l4);
-    else w.udpSetChecksum4(b, ip, l4);
-    this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+    if (this.csumOffload) {
+      // pseudo-header sum, folded, not complemented: the kernel adds the rest
+      const ps = isV6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
+      w.wr16(b, l4 + 6, ~w.csumFold(ps) & 0xffff);
+      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+      const h = off - VNET_HDR_LEN;
+      b[h] = VNET_F_NEEDS_CSUM;
+      b[h + 6] = (l4 - off) & 255;
+      b[h + 7] = (l4 - off) >>> 8;
+      b[h + 8] = UDP_CSUM_OFFSET;
+      b[h + 9] = 0;
+    } else {
+      if (isV6) w.udpSetChecksum6(b, ip, l4);
+      else w.udpSetChecksum4(b, ip, l4);
+      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+    }
     udpStats.toGuest++;
   }
 
