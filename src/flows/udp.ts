@@ -54,6 +54,10 @@ export const UDP_TIMEOUT_MS = Number(process.env.PASTA_UDP_TIMEOUT_MS) || 180_00
 const RECV_BATCH = 32;
 /** Largest datagram payload we move (IPv4 total length limit). */
 const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
+/** SO_RCVBUF of -u sockets. */
+const LISTEN_RCVBUF = 4 << 20;
+/** SO_RCVBUF (SOL_SOCKET). */
+const SO_RCVBUF = 8;
 /** Datagrams from the guest queued for one sendmmsg flush. */
 const SEND_QUEUE = 64;
 
@@ -360,6 +364,8 @@ export class UdpFlows {
     const fd = sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return false;
     sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    // room for bursts while the loop is busy elsewhere (capped by net.core.rmem_max)
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
     if (af === AF_INET6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     const len = af === AF_INET ? sockaddr4(this.sa, 0, port) : sockaddr6(this.sa, ANY6, 0, port, 0);
     if (sys.shim_bind(fd, this.sa, len) < 0) {
