@@ -23,9 +23,9 @@ export interface Cell {
   errors: string[];
   /** why this cell was not measured (not an error) */
   skipped?: string;
-  /** throughput cells: the daemon's CPU seconds per gigabyte received, per run and their median */
+  /** the daemon's CPU time per run: seconds per gigabyte received (throughput), µs per transaction (latency); and their median */
   cpu: number[];
-  cpuPerGB?: number | null;
+  cpuMedian?: number | null;
 }
 
 export function median(v: number[]): number {
@@ -134,16 +134,16 @@ function table(table: string, rows: RowDef[], cells: Cell[], impls: string[]): s
     }
   }
   L.push("");
-  const cpuRows = trows.filter((r) => r.kind === "tput");
-  const cpuNames = names.filter((n) => cells.some((c) => c.table === table && c.impl === n && typeof c.cpuPerGB === "number"));
+  const cpuNames = names.filter((n) => cells.some((c) => c.table === table && c.impl === n && typeof c.cpuMedian === "number"));
+  const cpuRows = trows.filter((r) => r.unit === "Gbit/s" || r.unit === "µs");
   if (cpuRows.length && cpuNames.length) {
-    L.push(`CPU seconds of the daemon per GB received (median)`, "");
+    L.push(`The daemon's CPU time: seconds per GB received (throughput rows), µs per transaction (latency rows); median`, "");
     L.push(`| | MTU | ${cpuNames.join(" | ")} |`, `| --- | --- | ${cpuNames.map(() => "---").join(" | ")} |`);
     for (const r of cpuRows) {
       for (const c of r.columns) {
         const vals = cpuNames.map((n) => {
-          const v = get(r.row, c, n)?.cpuPerGB;
-          return typeof v === "number" ? v.toFixed(2) : "";
+          const v = get(r.row, c, n)?.cpuMedian;
+          return typeof v === "number" ? (r.unit === "µs" ? v.toFixed(1) : v.toFixed(2)) : "";
         });
         if (vals.some(Boolean)) L.push(`| ${r.row} | ${c} | ${vals.join(" | ")} |`);
       }

@@ -679,10 +679,13 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell):
   // RR / CRR / UDP RR
   const port = toHost ? HOST_RR_PORT : GUEST_RR_PORT;
   const argv = [env.rrBin!, row.kind, host, String(port), String(a.rrTime), ...(scope ? [scope] : [])];
+  const cpu0 = env.cpuSeconds();
   const r = await env.exec(clientSide, argv, (a.rrTime + 20) * 1000);
+  const cpu1 = env.cpuSeconds();
   if (r.timedOut) throw new Error(`rr ${row.kind} stalled: no result after ${a.rrTime + 20} s`);
   const m = r.stdout.match(/tps ([\d.]+) transactions (\d+)/);
   if (r.code !== 0 || !m) throw new Error(`rr ${row.kind} exited ${r.code}: ${tail(r.stderr + r.stdout, 300)}`);
+  if (cpu0 !== null && cpu1 !== null && Number(m[2]) > 0) cell.cpu.push(((cpu1 - cpu0) * 1e6) / Number(m[2]));
   const tps = Number(m[1]);
   if (!(tps > 0)) throw new Error(`rr ${row.kind}: no transactions`);
   const slow = r.stdout.match(/max_us ([\d.]+) slow (\d+)/);
@@ -943,7 +946,7 @@ async function main(): Promise<number> {
       c.values = c.values.map((v) => roundFor(v, c.unit));
     }
     c.runs = c.values.length;
-    c.cpuPerGB = c.cpu.length ? Math.round(median(c.cpu) * 1000) / 1000 : null;
+    c.cpuMedian = c.cpu.length ? Math.round(median(c.cpu) * 1000) / 1000 : null;
     c.cpu = c.cpu.map((v) => Math.round(v * 1000) / 1000);
     return c;
   });

@@ -31,6 +31,7 @@ import { TcpForwarder } from "./fwd/forward.ts";
 import { bitGet, type PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
+import { watchHeap } from "./loop/heap.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
@@ -106,6 +107,7 @@ export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
   const nofile = raiseNofile();
   const ids = targetIds(run.runas);
   const loop = new Loop();
+  watchHeap(loop);
   const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
   const listener = run.fd === null ? openSocket(run.socket) : null;
   try {

@@ -18,6 +18,7 @@ import { UdpSplice } from "./flows/udpsplice.ts";
 import { TcpForwarder, UdpAutoForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN, now } from "./loop/loop.ts";
+import { watchHeap } from "./loop/heap.ts";
 import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
@@ -62,6 +63,7 @@ export interface PastaRun {
 export function runPasta(cfg: Config, run: PastaRun): number {
   sys.shim_raise_nofile();
   const loop = new Loop();
+  watchHeap(loop);
   const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
   let child: Child | null = null;
   let nsfd: number;

@@ -96,10 +96,10 @@ let sessions = 0;
  * written, its guest is found and the guest's IPv6 addresses are usable
  * (no longer tentative). Rejects with pasta's output if it exits first.
  */
-export async function startPasta(w: World, args: string[], opts: { readyMs?: number } = {}): Promise<PastaSession> {
+export async function startPasta(w: World, args: string[], opts: { readyMs?: number; env?: Record<string, string> } = {}): Promise<PastaSession> {
   const pidFile = join(w.dir, `pasta-session-${++sessions}.pid`);
   const guestCmd = ["/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; while :; do sleep 3600 & wait $!; done'];
-  const child = w.spawn(w.host, programArgv(["-f", ...args, "-P", pidFile, "--", ...guestCmd]));
+  const child = w.spawn(w.host, programArgv(["-f", ...args, "-P", pidFile, "--", ...guestCmd]), { env: opts.env });
   const deadline = Date.now() + (opts.readyMs ?? 30000);
   const fail = (what: string) => new Error(`pasta ${what}\nargv: ${child.argv.join(" ")}\nstdout: ${child.stdout()}\nstderr: ${child.stderr()}`);
   let exited = false;

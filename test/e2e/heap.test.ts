@@ -1,0 +1,97 @@
+/**
+ * The data path allocates nothing per packet (issue "Speed", lever 2): pasta
+ * runs with PASTA_HEAP_REPORT (src/loop/heap.ts), which samples the live
+ * object count of its JavaScript heap four times a second, and with
+ * BUN_JSC_logGC=1, which makes JavaScriptCore print a line for each garbage
+ * collection. After a warm-up transfer, 1 GiB moves through the tap (512 MiB
+ * each way, iperf3): the live object count must stay within a small constant
+ * of where it started, and the collector must not run more than once (the
+ * sampler's own strings): a data path that allocated per packet would fill
+ * the young generation many times over. No timing is asserted.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ADDR, createWorld, describeE2E, type World } from "../world.ts";
+import { startPasta, type PastaSession } from "../tools/pasta-session.ts";
+
+const PORT = 5201; // iperf3 in the guest, forwarded from the host
+const HOST_PORT = 5301; // iperf3 in the host namespace
+/** Growth of the live object count we accept over the whole transfer: the sampler's own strings, lazily made caches. */
+const MAX_GROWTH = 3000;
+/** Collections we accept during the transfer (the sampler allocates a little). */
+const MAX_GCS = 1;
+/** JavaScriptCore's line for each collection with BUN_JSC_logGC=1. */
+const GC_LINE = /^\[GC<[^>]*>: START /gm;
+
+interface Sample {
+  t: number;
+  objects: number;
+  heap: number;
+}
+
+describeE2E("pasta: no allocation per packet (root)", () => {
+  let w: World;
+  let s: PastaSession;
+  let report: string;
+
+  beforeAll(async () => {
+    w = await createWorld({ mtu: 65520 });
+    report = join(w.dir, "heap.jsonl");
+    s = await startPasta(w, ["--config-net", "-t", String(PORT)], { env: { PASTA_HEAP_REPORT: report, BUN_JSC_logGC: "1" } });
+  });
+  afterAll(async () => {
+    await s?.stop();
+    await w?.destroy();
+  });
+
+  const samples = (): Sample[] =>
+    existsSync(report)
+      ? readFileSync(report, "utf8")
+          .trim()
+          .split("\n")
+          .filter(Boolean)
+          .map((l) => JSON.parse(l))
+      : [];
+
+  /** iperf3 moving bytes guest → host (through the gateway) or upstream → guest (through -t). */
+  async function transfer(dir: "out" | "in", bytes: string) {
+    const inGuest = dir === "in";
+    const port = inGuest ? PORT : HOST_PORT;
+    const srv = inGuest ? s.guestSpawn(["iperf3", "-s", "-1", "-p", String(port)]) : w.spawn(w.host, ["iperf3", "-s", "-1", "-p", String(port)]);
+    try {
+      for (let i = 0; i < 100; i++) {
+        const ss = inGuest ? await s.guest(["ss", "-Hltn", `sport = :${port}`]) : await w.exec(w.host, ["ss", "-Hltn", `sport = :${port}`]);
+        if (ss.stdout.trim()) break;
+        await Bun.sleep(50);
+      }
+      const argv = ["iperf3", "-c", inGuest ? ADDR.host4 : ADDR.gw4, "-p", String(port), "-n", bytes, "-J"];
+      const r = inGuest ? await w.exec(w.upstream, argv, { timeoutMs: 120000 }) : await s.guest(argv, { timeoutMs: 120000 });
+      expect(r.code, r.stderr + r.stdout.slice(-500)).toBe(0);
+      const received = JSON.parse(r.stdout).end.sum_received.bytes;
+      expect(received).toBeGreaterThan(0);
+    } finally {
+      await srv.kill({ graceMs: 1000 });
+    }
+  }
+
+  test("1 GiB through the tap: the live object count stays flat, the collector does not run", async () => {
+    // warm-up: JIT, flow slots, lazily built tables
+    await transfer("out", "64M");
+    await transfer("in", "64M");
+    await Bun.sleep(600);
+    const before = samples().at(-1)!;
+    const gcsBefore = s.log().match(GC_LINE)?.length ?? 0;
+    await transfer("out", "512M");
+    await transfer("in", "512M");
+    await Bun.sleep(600);
+    const gcs = (s.log().match(GC_LINE)?.length ?? 0) - gcsBefore;
+    const during = samples().filter((x) => x.t > before.t);
+    expect(during.length).toBeGreaterThan(2);
+    const peak = Math.max(...during.map((x) => x.objects));
+    console.log(`heap: ${before.objects} objects before, peak ${peak} over ${during.length} samples, last ${during.at(-1)!.objects}; heap ${before.heap} → ${during.at(-1)!.heap} bytes; ${gcs} collections (${gcsBefore} before)`);
+    expect(peak - before.objects).toBeLessThan(MAX_GROWTH);
+    expect(gcs).toBeLessThanOrEqual(MAX_GCS);
+    expect(s.alive()).toBe(true);
+  }, 300_000);
+});
