@@ -11,8 +11,10 @@
  * own: splice() from the source socket into the pipe, and from the pipe into
  * the destination socket, in the kernel, with no copy through us. The pump
  * (native/shim.c) moves as much as both ends allow and keeps count of what
- * waits in the pipe; the sockets are watched edge-triggered for input,
- * output and peer shutdown, and every event pumps both directions.
+ * waits in the pipe. The sockets are watched edge-triggered for input and
+ * peer shutdown; output only while bytes wait in the pipe towards a socket
+ * (or its connect is under way), so that the ACKs of an exchange do not wake
+ * us. Input on a socket pumps the direction out of it, output the one into it.
  *
  * End of stream in one direction becomes shutdown(SHUT_WR) on the other socket
  * once the pipe has drained; when both directions are done the connection is
@@ -47,6 +49,9 @@ const POOL_REFILL_MS = 200;
 
 export const KIND_SPLICE = 9;
 
+/** What every spliced socket is watched for (plus EPOLLOUT when needed). */
+const WATCH = EPOLLIN | EPOLLRDHUP | EPOLLET;
+
 const LOOPBACK6 = IP6_LOOPBACK;
 
 // Connection state.
@@ -70,6 +75,8 @@ export class SpliceFlows {
   private readonly stBase = ptr(this.st);
   /** 1 once shutdown(SHUT_WR) was passed on for the direction. */
   private readonly shut = new Uint8Array(SPLICE_MAX_CONNS * 2);
+  /** per socket (2 * c + side): 1 while its registration includes EPOLLOUT */
+  private readonly outOn = new Uint8Array(SPLICE_MAX_CONNS * 2);
   private readonly pipePool: number[] = [];
   private readonly nsPool4: number[] = [];
   private readonly nsPool6: number[] = [];
@@ -133,9 +140,10 @@ export class SpliceFlows {
       return;
     }
     this.state[c] = rc === 0 ? UP : CONNECTING;
-    const ev = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
-    this.loop.add(accepted, ev, KIND_SPLICE, 2 * c);
-    this.loop.add(out, ev, KIND_SPLICE, 2 * c + 1);
+    this.outOn[2 * c] = 0;
+    this.outOn[2 * c + 1] = 1;
+    this.loop.add(accepted, WATCH, KIND_SPLICE, 2 * c);
+    this.loop.add(out, WATCH | EPOLLOUT, KIND_SPLICE, 2 * c + 1);
     spliceStats.opened++;
   }
 
@@ -211,9 +219,20 @@ export class SpliceFlows {
       }
       if (!(ev & EPOLLOUT)) return;
       this.state[c] = UP;
+      this.pump(c, 0);
+      if (this.state[c] !== FREE) this.pump(c, 1);
+      return;
     }
-    this.pump(c, 0);
-    if (this.state[c] !== FREE) this.pump(c, 1);
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.pump(c, side);
+    if (this.state[c] !== FREE && ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) this.pump(c, 1 - side);
+  }
+
+  /** Watch socket k (2 * c + side) for output only while on is true. */
+  private watchOut(c: number, side: number, on: boolean): void {
+    const k = 2 * c + side;
+    if (this.outOn[k] === +on) return;
+    this.outOn[k] = +on;
+    this.loop.mod(this.fd[k]!, on ? WATCH | EPOLLOUT : WATCH, KIND_SPLICE, k);
   }
 
   /** Move data in direction d (0: accepted → connected, 1: back), then pass on end of stream. */
@@ -224,6 +243,7 @@ export class SpliceFlows {
     const st = (this.stBase + s * 4) as Pointer;
     spliceStats.bytes += sys.shim_splice_pump(from, to, this.pipe[4 * c + 2 * d]!, this.pipe[4 * c + 2 * d + 1]!, st);
     if (this.st[s + 2]! < 0) return this.close(c, true);
+    this.watchOut(c, 1 - d, this.st[s]! > 0);
     if (this.st[s + 1] && this.st[s] === 0 && !this.shut[2 * c + d]) {
       this.shut[2 * c + d] = 1;
       sys.shim_shutdown(to, SHUT_WR);
@@ -236,7 +256,7 @@ export class SpliceFlows {
     for (let k = 0; k < 2; k++) {
       const fd = this.fd[2 * c + k]!;
       if (fd < 0) continue;
-      this.loop.del(fd);
+      // no EPOLL_CTL_DEL: closing the only descriptor of a socket takes it out of the epoll set
       if (abort) sys.shim_abort_close(fd);
       else sys.shim_close(fd);
       this.fd[2 * c + k] = -1;
