@@ -82,6 +82,8 @@ const symbols = {
   shim_socketpair: { args: [ptr], returns: i32 },
   shim_drop_privileges: { args: [i32, i32], returns: i32 },
   shim_set_nofile: { args: [i32], returns: i32 },
+  shim_udp_send_gso: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
+  shim_l4_csum_fill: { args: [ptr, i32, i32], returns: u32 },
 } as const;
 
 export type ShimKind = "lib" | "tcc";
