@@ -54,6 +54,8 @@ export const UDP_TIMEOUT_MS = Number(process.env.PASTA_UDP_TIMEOUT_MS) || 180_00
 const RECV_BATCH = 32;
 /** Largest datagram payload we move (IPv4 total length limit). */
 const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
+/** Runs of same-sized datagrams to one address leave as one UDP_SEGMENT send (PASTA_UDP_GSO=0: never). */
+const UDP_GSO = process.env.PASTA_UDP_GSO !== "0";
 /** SO_RCVBUF of -u sockets. */
 const LISTEN_RCVBUF = 4 << 20;
 /** SO_RCVBUF (SOL_SOCKET). */
@@ -217,7 +219,7 @@ export class UdpFlows {
         for (let x = 0; x < 7; x++) sa[7 * m + x] = qa[7 * j + x]!;
         m++;
       }
-      const sent = sys.shim_udp_send_batch(fd, b, this.sOffLen, m, this.sAddr);
+      const sent = m > 1 && UDP_GSO ? sys.shim_udp_send_gso(fd, b, this.sOffLen, m, this.sAddr) : sys.shim_udp_send_batch(fd, b, this.sOffLen, m, this.sAddr);
       if (sent < m) udpStats.sendErrors += m - Math.max(sent, 0);
     }
   }
