@@ -88,6 +88,13 @@ export class UdpFlows {
   private readonly lastUse = new Float64Array(UDP_MAX_FLOWS);
   /** 1 once the flow sent to the --dns-forward address: replies from the resolver then appear from it. */
   private readonly dnsFwd = new Uint8Array(UDP_MAX_FLOWS);
+  /**
+   * Port of the last sender whose own address is the gateway address (a host
+   * out there, not our loopback: e.g. the next hop talking to a -u port), 0
+   * for none. The guest's datagrams to that address and port go to it, not to
+   * the host's loopback.
+   */
+  private readonly gwPeerPort = new Uint16Array(UDP_MAX_FLOWS);
   private readonly hash = new Int32Array(UDP_MAX_FLOWS * 2);
   private nFlows = 0;
   private nextFree = 0;
@@ -176,7 +183,7 @@ export class UdpFlows {
         dst = ip4.dns[0]!;
         this.dnsFwd[i] = 1;
       }
-      else if (!this.cfg.noMapGw && dst === ip4.gw) dst = LOOPBACK4;
+      else if (!this.cfg.noMapGw && dst === ip4.gw && this.gwPeerPort[i] !== port) dst = LOOPBACK4;
       sockaddr4(sa, dst, port);
       return true;
     }
@@ -186,7 +193,7 @@ export class UdpFlows {
       sockaddr6(sa, ip6.dns[0]!, 0, port, 0);
       this.dnsFwd[i] = 1;
     }
-    else if (!this.cfg.noMapGw && (w.ip6Equal(b, d, ip6.gw) || w.ip6Equal(b, d, ip6.ourLL))) sockaddr6(sa, LOOPBACK6, 0, port, 0);
+    else if (!this.cfg.noMapGw && this.gwPeerPort[i] !== port && (w.ip6Equal(b, d, ip6.gw) || w.ip6Equal(b, d, ip6.ourLL))) sockaddr6(sa, LOOPBACK6, 0, port, 0);
     else if (w.ip6IsLinkLocal(b, d) || w.ip6IsMulticast(b, d)) return false;
     else sockaddr6(sa, b, d, port, 0);
     return true;
@@ -307,10 +314,10 @@ export class UdpFlows {
     const l4 = ip + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     w.writeEth(b, off, guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (isV6) {
-      this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1);
+      this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi);
       w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     } else {
-      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1), w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi), w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
     if (this.csumOffload) {
@@ -333,18 +340,20 @@ export class UdpFlows {
   }
 
   /** IPv4 source the guest sees for a sender: loopback → gateway, resolver → --dns-forward address. */
-  private sourceAddr4(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean): number {
+  private sourceAddr4(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean, gi: number): number {
     const a = w.rd32(sa, o + 4);
     const ip4 = this.cfg.ip4!;
+    if (a === ip4.gw) this.gwPeerPort[gi] = sport;
     if (dnsFwd && ip4.dnsMatch && sport === DNS_PORT && ip4.dns.length && a === ip4.dns[0]) return ip4.dnsMatch;
     if (sa[o + 4] === 127 && !this.cfg.noMapGw) return ip4.gw;
     return a;
   }
 
   /** As sourceAddr4, for IPv6: the result goes to tmpAddr. */
-  private sourceAddr6(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean): void {
+  private sourceAddr6(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean, gi: number): void {
     const ip6 = this.cfg.ip6!;
     const a = o + SA6_ADDR;
+    if (w.ip6Equal(sa, a, ip6.gw)) this.gwPeerPort[gi] = sport;
     if (dnsFwd && ip6.dnsMatch && sport === DNS_PORT && ip6.dns.length && w.ip6Equal(sa, a, ip6.dns[0]!)) this.tmpAddr.set(ip6.dnsMatch);
     else if (w.ip6Equal(sa, a, LOOPBACK6) && !this.cfg.noMapGw) this.tmpAddr.set(w.ip6IsUnspecified(ip6.gw, 0) ? ip6.ourLL : ip6.gw);
     else for (let k = 0; k < 16; k++) this.tmpAddr[k] = sa[a + k]!;
@@ -469,6 +478,7 @@ export class UdpFlows {
     this.fd[i] = fd;
     this.owned[i] = owned;
     this.dnsFwd[i] = 0;
+    this.gwPeerPort[i] = 0;
     this.lastUse[i] = t;
     const mask = this.hash.length - 1;
     let h = hashKey(a, aOff, alen, port) & mask;
