@@ -64,7 +64,7 @@ export const MAX_FRAME_LEN = 65535 + 14;
 const RX_BUF = (1 << 20) + PASST_FRAME_ROOM + MAX_FRAME_LEN;
 /** Reads per wake-up before other descriptors get their turn (level-triggered: we come back). */
 const RX_ROUNDS = 32;
-/** Transmit arena, used as a ring: room for TX_QUEUE_MAX queued bytes, plus the largest batch a flow asks for at once (32 frames of 64 KiB), several times over. */
+/** Transmit arena, used as a ring: room for TX_QUEUE_MAX queued bytes plus the largest batch a flow asks for at once (32 frames of 64 KiB), twice over. */
 const TX_ARENA = 8 << 20;
 /** Frames queued at once (pure ACKs are small: many fit). */
 const TX_MAX_FRAMES = 16384;
@@ -74,13 +74,18 @@ const TX_MAX_FRAMES = 16384;
  * A deep queue of our own only made every byte colder in the cache by the
  * time it was written, and made each (go-back-N) retransmission send again
  * megabytes that were still waiting here: with 16 MiB queued, passt spent
- * 1.2-1.8 CPU-s per GB towards a 65520-byte MTU guest, 0.8-0.9 with 1 MiB.
+ * 1.2-1.8 CPU-s per GB towards a 65520-byte MTU guest, 0.8-0.9 with 1-2 MiB.
  */
-const TX_QUEUE_MAX = 1 << 20;
+const TX_QUEUE_MAX = 2 << 20;
 /** Requests up to this size (ACKs, control segments) are not held to TX_QUEUE_MAX, only to the arena's room. */
 const TX_SMALL = 1024;
-/** Congestion ends when the queue is back under this many bytes. */
-const TX_LOW_WATER = TX_QUEUE_MAX / 2;
+/**
+ * Congestion ends when the queue is back under this many bytes. Far below
+ * TX_QUEUE_MAX: each end of congestion costs the owner a pass over every UDP
+ * socket (epoll_ctl each) and every TCP flow, so it must not come every few
+ * frames in a bulk transfer.
+ */
+const TX_LOW_WATER = TX_QUEUE_MAX / 4;
 /** Socket buffer sizes we ask for (the kernel caps them at rmem_max / wmem_max), as the original. */
 const SOCK_BUF = 0x3fffffff;
 const SO_SNDBUF = 7;
