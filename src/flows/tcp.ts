@@ -56,7 +56,7 @@ import { bindOutbound, saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, MSG_DONTWAIT, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
+import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, MSG_DONTWAIT, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
@@ -118,6 +118,18 @@ const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
 /** SYN options we send: MSS (4) + NOP + window scale (3). */
 const SYN_OPT_LEN = 8;
+
+/**
+ * Socket buffers as large as the system allows (the kernel clamps the request
+ * to net.core.wmem_max / rmem_max), as the original does: the window we
+ * advertise to the guest is the free space of the socket's send buffer, and
+ * autotuning grows that buffer only slowly, so the guest would otherwise be
+ * held to small windows and frames (at MTU 1500, a third of the throughput).
+ */
+function largeBuffers(fd: number): void {
+  sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_SNDBUF, 0x7fffffff);
+  sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, 0x7fffffff);
+}
 
 export const tcpStats = {
   opened: 0, closed: 0, refusedFull: 0, rstSent: 0, dupAckRetrans: 0, timeoutRetrans: 0,
@@ -224,6 +236,7 @@ export class TcpFlows {
     this.setIsn(i);
     this.deadline[i] = now() + TCP_RTO_MS;
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    largeBuffers(fd);
     this.loop.add(fd, EPOLLRDHUP | EPOLLET, KIND_TCP, i);
     this.sendSyn(i, false, this.seqAcked[i]!);
     this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
@@ -293,6 +306,7 @@ export class TcpFlows {
     this.deadline[i] = t + TCP_HANDSHAKE_TIMEOUT_MS;
     bindOutbound(fd, v6, 0, this.cfg);
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+    largeBuffers(fd);
     if (this.opts.mss > 0) sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_MAXSEG, this.opts.mss);
     const len = this.destSockaddr(i, v6);
     const rc = sys.shim_connect(fd, this.sa, len);
