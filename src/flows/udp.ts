@@ -44,7 +44,7 @@ import type { FrameSink } from "../tap/sink.ts";
 import { TapBackend, VNET_HDR_LEN } from "../tap/tap.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF, SO_REUSEADDR } from "../native/consts.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
 export const UDP_MAX_FLOWS = 8192;
@@ -56,10 +56,8 @@ const RECV_BATCH = 32;
 const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
 /** Runs of same-sized datagrams to one address leave as one UDP_SEGMENT send (PASTA_UDP_GSO=0: never). */
 const UDP_GSO = process.env.PASTA_UDP_GSO !== "0";
-/** SO_RCVBUF of -u sockets. */
-const LISTEN_RCVBUF = 4 << 20;
-/** SO_RCVBUF (SOL_SOCKET). */
-const SO_RCVBUF = 8;
+/** SO_RCVBUF of -u sockets (and of the spliced path's, flows/udpsplice.ts). */
+export const LISTEN_RCVBUF = 4 << 20;
 /** Datagrams from the guest queued for one sendmmsg flush. */
 const SEND_QUEUE = 64;
 

@@ -14,8 +14,10 @@
  * client on either loopback talks to a server on the other as if both were
  * local, replies included.
  *
- * Datagrams move in batches: recvmmsg() reads up to SPLICE_BATCH at once and
- * sendmmsg() sends each run that goes through the same socket.
+ * Datagrams move in batches: recvmmsg() reads up to SPLICE_BATCH at once, and
+ * the datagrams of a batch that go through the same socket leave with one
+ * sendmmsg() (in their order; interleaved senders do not split them). The
+ * receiving sockets get LISTEN_RCVBUF, so that bursts wait while we are busy.
  *
  * Limits: UDP_SPLICE_MAX flows (beyond that, datagrams of new flows are
  * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed.
@@ -27,8 +29,8 @@ import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { UDP_TIMEOUT_MS } from "./udp.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
+import { LISTEN_RCVBUF, UDP_TIMEOUT_MS } from "./udp.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
 
 /** Spliced UDP flows at once. */
 export const UDP_SPLICE_MAX = 4096;
@@ -37,6 +39,9 @@ const SPLICE_BATCH = 32;
 const MAX_DGRAM = 65535;
 
 export const KIND_UDP_SPLICE = 10;
+
+/** flowOf mark of a datagram already sent. */
+const DONE = -2;
 export const KIND_UDP_NS_LISTEN = 11;
 
 const LOOPBACK4 = 0x7f000001;
@@ -58,6 +63,8 @@ export class UdpSplice {
   private readonly addrs = new Uint8Array(SPLICE_BATCH * 28);
   private readonly lens = new Uint32Array(SPLICE_BATCH);
   private readonly offLen = new Uint32Array(SPLICE_BATCH * 2);
+  /** per datagram of a batch: its flow (negative: none; DONE: sent) */
+  private readonly flowOf = new Int32Array(SPLICE_BATCH);
   private readonly sa = new Uint8Array(28);
   private readonly nsListeners: { fd: number; port: number; target: number; v6: boolean }[] = [];
 
@@ -90,6 +97,7 @@ export class UdpSplice {
     const fd = sys.shim_ns_socket(this.nsfd, v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return false;
     if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
     const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, LOOPBACK4, port);
     if (sys.shim_bind(fd, this.sa, len) < 0) {
       log.debug(`cannot bind UDP port ${port} in the namespace`);
@@ -138,29 +146,35 @@ export class UdpSplice {
     }
   }
 
-  /** Send datagrams 0..cnt of buf (from senders in addrs) to their flows' sockets, a sendmmsg per run. */
+  /** Send datagrams 0..cnt of buf (from senders in addrs) to their flows' sockets, one sendmmsg per socket. */
   private forwardRuns(inFd: number, v6: boolean, target: number, cnt: number): void {
-    let k = 0;
-    while (k < cnt) {
-      const e = this.flow(inFd, v6, this.addrs, k * 28, target, "host");
-      let end = k + 1;
-      while (end < cnt && this.flowKey(inFd, this.addrs, end * 28) === this.keyOf[e]) end++;
-      if (e >= 0) this.sendRun(this.outFd[e]!, k, end, this.outAddr(v6, target), 0);
-      else udpSpliceStats.dropped += end - k;
-      k = end;
+    for (let k = 0; k < cnt; k++) this.flowOf[k] = this.flow(inFd, v6, this.addrs, k * 28, target, "host");
+    const sa = this.outAddr(v6, target);
+    for (let k = 0; k < cnt; k++) {
+      const e = this.flowOf[k]!;
+      if (e === DONE) continue;
+      if (e < 0) {
+        udpSpliceStats.dropped++;
+        continue;
+      }
+      let n = 0;
+      for (let j = k; j < cnt; j++) {
+        if (this.flowOf[j] !== e) continue;
+        this.offLen[2 * n] = j * MAX_DGRAM;
+        this.offLen[2 * n + 1] = this.lens[j]!;
+        this.flowOf[j] = DONE;
+        n++;
+      }
+      this.sendGathered(this.outFd[e]!, n, sa, 0);
     }
   }
 
-  /** sendmmsg datagrams k..end of buf through fd, each to the sockaddr in sa. */
-  private sendRun(fd: number, k: number, end: number, sa: Uint8Array, saOff: number): void {
-    for (let j = k; j < end; j++) {
-      this.offLen[2 * (j - k)] = j * MAX_DGRAM;
-      this.offLen[2 * (j - k) + 1] = this.lens[j]!;
-    }
-    for (let j = 0; j < end - k; j++) for (let b = 0; b < 28; b++) this.addrs[j * 28 + b] = sa[saOff + b]!;
-    const sent = sys.shim_udp_send_batch(fd, this.buf, this.offLen, end - k, this.addrs);
+  /** sendmmsg the n datagrams listed in offLen through fd, each to the sockaddr in sa. */
+  private sendGathered(fd: number, n: number, sa: Uint8Array, saOff: number): void {
+    for (let j = 0; j < n; j++) for (let b = 0; b < 28; b++) this.addrs[j * 28 + b] = sa[saOff + b]!;
+    const sent = sys.shim_udp_send_batch(fd, this.buf, this.offLen, n, this.addrs);
     udpSpliceStats.forwarded += Math.max(sent, 0);
-    if (sent < end - k) udpSpliceStats.dropped += end - k - Math.max(sent, 0);
+    if (sent < n) udpSpliceStats.dropped += n - Math.max(sent, 0);
   }
 
   private readonly target4 = new Uint8Array(28);
@@ -184,7 +198,11 @@ export class UdpSplice {
     for (let round = 0; round < 8; round++) {
       const cnt = sys.shim_udp_recv_batch(fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
       if (cnt <= 0) return;
-      this.sendRun(this.inFd[e]!, 0, cnt, this.peer, e * 28);
+      for (let j = 0; j < cnt; j++) {
+        this.offLen[2 * j] = j * MAX_DGRAM;
+        this.offLen[2 * j + 1] = this.lens[j]!;
+      }
+      this.sendGathered(this.inFd[e]!, cnt, this.peer, e * 28);
       udpSpliceStats.replies += cnt;
       if (cnt < SPLICE_BATCH) return;
     }
@@ -209,6 +227,7 @@ export class UdpSplice {
     const af = v6 ? AF_INET6 : AF_INET;
     const fd = to === "ns" ? sys.shim_ns_socket(this.nsfd, af, SOCK_DGRAM | SOCK_NONBLOCK, 0) : sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
     const sa = this.outAddr(v6, target);
     if (sys.shim_connect(fd, sa, v6 ? 28 : 16) < 0) {
       sys.shim_close(fd);
