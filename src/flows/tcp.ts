@@ -392,7 +392,9 @@ export class TcpFlows {
       this.recovering[i] = 0;
       this.retries[i] = 0;
       this.deadline[i] = this.seqAcked[i] === this.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
-    } else if (acked === 0 && inFlight > 0 && !carriesData && !this.recovering[i]) {
+    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.guestWnd[i] && !this.recovering[i]) {
+      // a duplicate ACK as RFC 5681 counts them: no data, nothing new acknowledged, the
+      // same window (a window update is not a sign of loss)
       if (++this.dupAcks[i]! === DUP_ACK_THRESHOLD) {
         this.recovering[i] = 1;
         tcpStats.dupAckRetrans++;
