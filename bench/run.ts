@@ -664,7 +664,10 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell):
         row.proto === "udp"
           ? ["-u", "-P", "4", "-b", udpRateFor(mtu), "-l", String(udpLenFor(mtu, row.ip))]
           : ["-P", "2", "-w", windowFor(env.mode, mtu), ...(lo ? ["-l", "1M"] : [])];
-      const argv = ["iperf3", "-c", target, "-p", String(port), "-t", String(a.time), "-O", String(a.omit), ...opts, "-J", "--connect-timeout", "5000"];
+      // from the upstream namespace, send from a "remote" address: the upstream's
+      // veth address is the guest's gateway, which pasta maps to the host's loopback
+      const bind = clientSide === "upstream" ? ["-B", row.ip === 4 ? ADDR.remote4 : ADDR.remote6] : [];
+      const argv = ["iperf3", "-c", target, "-p", String(port), "-t", String(a.time), "-O", String(a.omit), ...opts, ...bind, "-J", "--connect-timeout", "5000"];
       const cpu0 = env.cpuSeconds();
       const r = await env.exec(clientSide, argv, (a.time + a.omit + 25) * 1000);
       const cpu1 = env.cpuSeconds();

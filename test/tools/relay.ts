@@ -193,7 +193,11 @@ class Relay {
   private fromTap(): void {
     const { rx, rxLens, out } = this;
     for (;;) {
-      if (this.outTail - this.outHead > OUT_HIGH) return this.pauseTap(true);
+      if (this.outTail - this.outHead > OUT_HIGH) {
+        // the write below resumes the tap once the queue drains (or waits for EPOLLOUT)
+        this.pauseTap(true);
+        break;
+      }
       const n = sys.shim_read_batch(this.tap, rx, RX_SLOT, RX_BATCH, rxLens);
       if (n <= 0) break;
       for (let i = 0; i < n; i++) {
