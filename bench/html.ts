@@ -22,21 +22,10 @@
  * only in tooltips (<title>), never as printed text.
  */
 import { TABLE_TITLES } from "./plan.ts";
+import type { Cell as ReportCell } from "./report.ts";
 
-
-interface Cell {
-  table: string;
-  row: string;
-  column: number;
-  impl: string;
-  unit: string;
-  median: number | null;
-  min: number | null;
-  max: number | null;
-  runs: number;
-  errors?: string[];
-  skipped?: string;
-}
+/** What the page reads of a cell (results.json's rows; errors may be missing in hand-made results). */
+type Cell = Omit<ReportCell, "errors" | "values" | "cpu"> & { errors?: string[] };
 
 /** One row × column of a table: the bars drawn together. */
 interface Group {

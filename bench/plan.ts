@@ -108,33 +108,25 @@ function dirLabel(mode: Mode, dir: Dir): string {
   return dir === "n2h" ? "ns to host" : "host to ns";
 }
 
-function tcpRows(table: string, mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
+/**
+ * The rows of a TCP or UDP table: throughput both ways at every column (the
+ * spliced path's host to ns: one value, the host side has one MTU), and
+ * latency at the largest MTU: TCP RR and CRR both ways, UDP RR ns to host.
+ */
+function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
   const rows: RowDef[] = [];
   const lat = [latencyColumn(mode)];
-  for (const dir of ["n2h", "h2n"] as Dir[]) {
-    const d = dirLabel(mode, dir);
-    // the host side of the spliced path has one MTU: host to ns gets one value
-    const tputCols = mode === "lo" && dir === "h2n" ? lat : cols;
-    for (const ip of ips) {
-      const base = { table, mode, proto: "tcp" as const, ip, dir };
-      rows.push({ ...base, row: `TCP throughput over IPv${ip}: ${d}`, kind: "tput", unit: "Gbit/s", columns: tputCols });
-      rows.push({ ...base, row: `TCP RR latency over IPv${ip}: ${d}`, kind: "rr", unit: "µs", columns: lat });
-      rows.push({ ...base, row: `TCP CRR latency over IPv${ip}: ${d}`, kind: "crr", unit: "µs", columns: lat });
-    }
-  }
-  return rows;
-}
-
-function udpRows(table: string, mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
-  const rows: RowDef[] = [];
-  const lat = [latencyColumn(mode)];
+  const P = proto.toUpperCase();
   for (const dir of ["n2h", "h2n"] as Dir[]) {
     const d = dirLabel(mode, dir);
     const tputCols = mode === "lo" && dir === "h2n" ? lat : cols;
     for (const ip of ips) {
-      const base = { table, mode, proto: "udp" as const, ip, dir };
-      rows.push({ ...base, row: `UDP throughput over IPv${ip}: ${d}`, kind: "tput", unit: "Gbit/s", columns: tputCols });
-      if (dir === "n2h") rows.push({ ...base, row: `UDP RR latency over IPv${ip}: ${d}`, kind: "urr", unit: "µs", columns: lat });
+      const base = { table, mode, proto, ip, dir };
+      rows.push({ ...base, row: `${P} throughput over IPv${ip}: ${d}`, kind: "tput", unit: "Gbit/s", columns: tputCols });
+      if (proto === "tcp") {
+        rows.push({ ...base, row: `TCP RR latency over IPv${ip}: ${d}`, kind: "rr", unit: "µs", columns: lat });
+        rows.push({ ...base, row: `TCP CRR latency over IPv${ip}: ${d}`, kind: "crr", unit: "µs", columns: lat });
+      } else if (dir === "n2h") rows.push({ ...base, row: `UDP RR latency over IPv${ip}: ${d}`, kind: "urr", unit: "µs", columns: lat });
     }
   }
   return rows;
@@ -161,8 +153,7 @@ export function allRows(quick: boolean): RowDef[] {
     if (table === "startup") {
       rows.push({ table, row: STARTUP_ROW, mode: null, kind: "startup", proto: "tcp", ip: 4, dir: "n2h", unit: "ms", columns: [0] });
     } else if (table === "memory") rows.push(...memoryRows(quick));
-    else if (table.endsWith("tcp")) rows.push(...tcpRows(table, mode!, columnsFor(mode!, quick), ips));
-    else rows.push(...udpRows(table, mode!, columnsFor(mode!, quick), ips));
+    else rows.push(...protoRows(table, table.endsWith("tcp") ? "tcp" : "udp", mode!, columnsFor(mode!, quick), ips));
   }
   return rows;
 }

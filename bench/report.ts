@@ -173,30 +173,42 @@ export function markdown(res: any): string {
   return L.join("\n");
 }
 
-/** The headline table for the README: tap TCP throughput at 1500 and the largest MTU, both directions, IPv4. */
+/**
+ * The headline table for the README: every IPv4 row of each table (the IPv6
+ * ones are in RESULTS.md), ours / reference (×ratio), at the smallest and the
+ * largest MTU column, then start-up and memory.
+ */
 export function headline(res: any): string {
   const cells: Cell[] = res.rows;
-  const pick = (t: string, r: string, c: number, i: string) => cells.find((x) => x.table === t && x.row === r && x.column === c && x.impl === i)?.median;
-  const lines = [`| | ours | reference | ratio |`, `| --- | --- | --- | --- |`];
-  const want: [string, string, number, string][] = [
-    ["pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 1500, "Gbit/s"],
-    ["pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 65520, "Gbit/s"],
-    ["pasta-tap-tcp", "TCP throughput over IPv4: host to ns", 65520, "Gbit/s"],
-    ["pasta-lo-tcp", "TCP throughput over IPv4: ns to host", 65535, "Gbit/s"],
-    ["pasta-tap-udp", "UDP throughput over IPv4: ns to host", 65520, "Gbit/s"],
-    ["passt-tcp", "TCP throughput over IPv4: host to guest", 65520, "Gbit/s"],
-    ["pasta-tap-tcp", "TCP RR latency over IPv4: ns to host", 65520, "µs"],
-    ["pasta-tap-tcp", "TCP CRR latency over IPv4: ns to host", 65520, "µs"],
-    ["startup", "pasta --config-net -- true", 0, "ms"],
-    ["memory", "Idle RSS: pasta, tap path", 65520, "MB"],
-  ];
-  for (const [t, r, c, unit] of want) {
-    const ref = refImpl(t, r);
-    const o = pick(t, r, c, "project");
-    const p = pick(t, r, c, ref);
-    if (o == null && p == null) continue;
-    const label = `${TABLE_TITLES[t]?.split(":")[0] ?? t}: ${r}${c ? ` (MTU ${c})` : ""}`;
-    lines.push(`| ${label}, ${unit} | ${fmt(o, unit)} | ${fmt(p, unit)} | ${ratio(o, p).replace(/[ ()]/g, "")} |`);
+  const rows = presentRows(cells).filter((r) => r.ip === 4 || r.table === "startup");
+  const cell = (r: RowDef, c: number, i: string) => cells.find((x) => x.table === r.table && x.row === r.row && x.column === c && x.impl === i);
+  const L = [`| table: row | small MTU | large MTU |`, `| --- | --- | --- |`];
+  for (const r of rows) {
+    const ref = refImpl(r.table, r.row);
+    const cols = [...new Set(cells.filter((x) => x.table === r.table && x.row === r.row).map((x) => x.column))].sort((x, y) => x - y);
+    const show = (c: number | undefined) => {
+      if (c === undefined) return "";
+      const o = cell(r, c, "project");
+      const p = cell(r, c, ref);
+      const f = (x?: Cell) => (x?.median == null ? (x?.errors.length ? "fail" : "–") : fmt(x.median, r.unit));
+      return `${f(o)} / ${f(p)}${ratio(o?.median, p?.median)}${c ? ` @${c}` : ""}`;
+    };
+    const small = cols.length > 1 ? show(cols[0]) : "";
+    L.push(`| ${r.table}: ${r.row} (${r.unit}) | ${small} | ${show(cols.at(-1))} |`);
   }
-  return lines.join("\n");
+  return L.join("\n");
+}
+
+/** Marks around the README's headline table, which writeReports keeps current. */
+export const README_START = "<!-- bench:headline -->";
+export const README_END = "<!-- /bench:headline -->";
+
+/** text with the part between the marks replaced by the headline of res (text unchanged without the marks). */
+export function withHeadline(text: string, res: any): string {
+  const a = text.indexOf(README_START);
+  const b = text.indexOf(README_END);
+  if (a < 0 || b < a) return text;
+  const m = res.machine;
+  const intro = `Measured ${res.date.slice(0, 10)} by \`bun run bench\` on ${m.cpu}, ${m.cores} cores (${res.settings.runs} runs per cell, median). Each cell: ours / reference (×ratio; above 1 is better for throughput, below 1 for latency, time and memory).`;
+  return text.slice(0, a + README_START.length) + "\n" + intro + "\n\n" + headline(res) + "\n" + text.slice(b);
 }

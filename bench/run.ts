@@ -41,13 +41,13 @@
  */
 import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { availableParallelism, cpus, loadavg, release, tmpdir } from "node:os";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { connect as unixConnect } from "node:net";
 import type { Subprocess } from "bun";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, isAlive, run, type Child, type World } from "../test/world.ts";
 import { startGuest, type Guest } from "../test/tools/relay.ts";
 import { IMPL_MODES, MODES, STARTUP_ROW, allRows, udpLenFor, udpRateFor, windowFor, type Mode, type RowDef } from "./plan.ts";
-import { markdown, median, roundFor, type Cell } from "./report.ts";
+import { markdown, median, roundFor, withHeadline, type Cell } from "./report.ts";
 import { renderHtml } from "./html.ts";
 
 // ---------------------------------------------------------------------------
@@ -748,11 +748,14 @@ function render(a: Args): number {
   return 0;
 }
 
+/** results.json, RESULTS.md, index.html in out; for the published results (perf/), the README's headline too. */
 function writeReports(out: string, res: any) {
   mkdirSync(out, { recursive: true });
   writeFileSync(join(out, "results.json"), JSON.stringify(res, null, 1) + "\n");
   writeFileSync(join(out, "RESULTS.md"), markdown(res));
   writeFileSync(join(out, "index.html"), renderHtml(res));
+  const readme = join(REPO, "README.md");
+  if (resolve(out) === join(REPO, "perf") && existsSync(readme)) writeFileSync(readme, withHeadline(readFileSync(readme, "utf8"), res));
 }
 
 // ---------------------------------------------------------------------------

@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { renderHtml } from "../../bench/html.ts";
+import type { Cell } from "../../bench/report.ts";
 import { CHROMIUM_PATHS, CHROMIUM_TIMEOUT_MS, checkResultsPage, dumpDom, findChromium, readPage } from "../tools/page.ts";
 
 const dir = mkdtempSync(join(tmpdir(), "bench-html-test-"));
@@ -12,20 +13,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 const TRICKY_ROW = `RR <latency> & "quotes" 'too'`;
 
-interface TestCell {
-  table: string;
-  row: string;
-  column: number;
-  impl: string;
-  unit: string;
-  median: number | null;
-  min: number | null;
-  max: number | null;
-  runs: number;
-  values: number[];
-  errors: string[];
-  skipped?: string;
-}
+type TestCell = Omit<Cell, "cpu">;
 
 /** A cell of results.json; runs > 1 get min and max around the median. */
 function cell(table: string, row: string, column: number, impl: string, unit: string, median: number | null, runs = 3, extra: Partial<TestCell> = {}): TestCell {

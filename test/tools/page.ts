@@ -7,6 +7,7 @@
 import { expect } from "bun:test";
 import { existsSync } from "node:fs";
 import { formatValue } from "../../bench/html.ts";
+import type { Cell } from "../../bench/report.ts";
 
 export const CHROMIUM_TIMEOUT_MS = 60_000;
 export const CHROMIUM_PATHS = ["/usr/bin/chromium-headless-shell", "/usr/lib/chromium/headless_shell", "/usr/lib/chromium/chromium-headless-shell"];
@@ -86,15 +87,7 @@ export async function readPage(html: string): Promise<{ cells: Printed[]; charts
 }
 
 /** A results object's cell, as much of it as the page shows. */
-interface ResultCell {
-  table: string;
-  row: string;
-  column: number;
-  impl: string;
-  unit: string;
-  median: number | null;
-  skipped?: string;
-}
+type ResultCell = Pick<Cell, "table" | "row" | "column" | "impl" | "unit" | "median" | "skipped">;
 
 /** Every median of results printed once with its attributes and value, every null one marked, one chart per table. */
 export async function checkResultsPage(html: string, results: { rows: ResultCell[] }): Promise<void> {
