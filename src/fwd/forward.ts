@@ -21,7 +21,7 @@
  * mirror forever. A port that stops listening over there stops being
  * forwarded here.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readSync } from "node:fs";
 import type { Config } from "../conf/config.ts";
 import type { SpliceFlows } from "../flows/splice.ts";
 import type { TcpFlows } from "../flows/tcp.ts";
@@ -42,9 +42,9 @@ export const KIND_LISTEN = 6;
 
 const LISTEN_BACKLOG = 128;
 /** /proc/net/tcp state of a listening socket. */
-const TCP_LISTEN_STATE = "0A";
+const TCP_LISTEN_STATE = 0x0a;
 /** /proc/net/udp state of a bound, unconnected socket. */
-const UDP_BOUND_STATE = "07";
+const UDP_BOUND_STATE = 0x07;
 const ANY6 = new Uint8Array(16);
 const LOOPBACK6 = IP6_LOOPBACK;
 
@@ -61,6 +61,8 @@ export class TcpForwarder {
   private readonly listeners: (Listener | null)[] = [];
   /** Ports we listen on, per side (bitmaps), to keep auto mode from mirroring them back. */
   private readonly ours = { host: new Uint8Array(8192), ns: new Uint8Array(8192) };
+  /** the last scan's ports */
+  private readonly found = new Uint8Array(8192);
   private readonly sa = new Uint8Array(28);
   private readonly saLen = new Int32Array(1);
 
@@ -103,7 +105,7 @@ export class TcpForwarder {
 
   /** Ports listening on `over` ("host" or "ns") per /proc net files under dir, minus ours there. */
   private scan(dir: string, over: "host" | "ns"): Uint8Array {
-    return listeningPorts(dir, "tcp", this.ours[over]);
+    return listeningPorts(dir, "tcp", this.ours[over], this.found);
   }
 
   /** Listen on side for every port in found (not excluded), stop for the others. */
@@ -177,26 +179,83 @@ export class TcpForwarder {
 /**
  * Ports with a listening TCP socket (or a bound, unconnected UDP socket) in
  * the /proc net files under dir (dir/tcp and dir/tcp6, or udp and udp6), as a
- * bitmap, leaving out the ports set in `ours`.
+ * bitmap in found, leaving out the ports set in `ours`.
+ *
+ * This runs every second, and under load the files hold a line for each of
+ * thousands of connections (TIME_WAIT included): they are read in chunks
+ * into one buffer and parsed as bytes, without a string per line.
  */
-export function listeningPorts(dir: string, proto: "tcp" | "udp", ours: Uint8Array): Uint8Array {
-  const found = new Uint8Array(8192);
+export function listeningPorts(dir: string, proto: "tcp" | "udp", ours: Uint8Array, found: Uint8Array): Uint8Array {
+  found.fill(0);
   const state = proto === "tcp" ? TCP_LISTEN_STATE : UDP_BOUND_STATE;
-  for (const f of [proto, `${proto}6`]) {
-    let text: string;
-    try {
-      text = readFileSync(`${dir}/${f}`, "utf8");
-    } catch {
-      continue;
-    }
-    for (const line of text.split("\n")) {
-      const cols = line.trim().split(/\s+/);
-      if (cols[3] !== state) continue;
-      const port = parseInt(cols[1]!.slice(cols[1]!.lastIndexOf(":") + 1), 16);
-      if (port > 0 && !bitGet(ours, port)) found[port >> 3]! |= 1 << (port & 7);
-    }
-  }
+  scanProcNet(`${dir}/${proto}`, state, ours, found);
+  scanProcNet(`${dir}/${proto}6`, state, ours, found);
   return found;
+}
+
+const SCAN_CHUNK = 1 << 16;
+/** Longer lines are not /proc/net lines: dropped. */
+const SCAN_LINE_MAX = 512;
+const scanBuf = new Uint8Array(SCAN_CHUNK + SCAN_LINE_MAX);
+
+function scanProcNet(path: string, state: number, ours: Uint8Array, found: Uint8Array): void {
+  let fd: number;
+  try {
+    fd = openSync(path, "r");
+  } catch {
+    return;
+  }
+  try {
+    let have = 0;
+    for (;;) {
+      const n = readSync(fd, scanBuf, have, SCAN_CHUNK, null);
+      const end = have + n;
+      let start = 0;
+      for (let k = 0; k < end; k++) {
+        if (scanBuf[k] !== 10) continue;
+        scanLine(scanBuf, start, k, state, ours, found);
+        start = k + 1;
+      }
+      if (n === 0) break;
+      have = end - start <= SCAN_LINE_MAX ? end - start : 0;
+      scanBuf.copyWithin(0, start, start + have);
+    }
+  } catch {
+    // a namespace that went away mid-read: what was read counts
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** One line "  sl: LOCAL:PORT REMOTE:PORT ST ...": set PORT in found when ST is state. */
+function scanLine(b: Uint8Array, s: number, e: number, state: number, ours: Uint8Array, found: Uint8Array): void {
+  let port = -1;
+  let k = s;
+  for (let tok = 0; tok < 4; tok++) {
+    while (k < e && b[k] === 32) k++;
+    const ts = k;
+    while (k < e && b[k] !== 32) k++;
+    if (k === ts) return;
+    if (tok === 1) {
+      let c = k - 1;
+      while (c > ts && b[c] !== 58) c--;
+      port = hexValue(b, c + 1, k);
+    } else if (tok === 3 && hexValue(b, ts, k) !== state) return;
+  }
+  if (port > 0 && port < 65536 && !bitGet(ours, port)) found[port >> 3]! |= 1 << (port & 7);
+}
+
+/** The hex number in b[s..e), -1 if there is none. */
+function hexValue(b: Uint8Array, s: number, e: number): number {
+  if (s >= e) return -1;
+  let v = 0;
+  for (let k = s; k < e; k++) {
+    const c = b[k]! | 0x20;
+    const d = c >= 48 && c <= 57 ? c - 48 : c >= 97 && c <= 102 ? c - 87 : -1;
+    if (d < 0) return -1;
+    v = v * 16 + d;
+  }
+  return v;
 }
 
 /**
@@ -208,6 +267,9 @@ export function listeningPorts(dir: string, proto: "tcp" | "udp", ours: Uint8Arr
 export class UdpAutoForwarder {
   private readonly hostOn = new Uint8Array(8192);
   private readonly nsOn = new Uint8Array(8192);
+  /** scratch: our own ports on the scanned side, and the ports found there */
+  private readonly ours = new Uint8Array(8192);
+  private readonly found = new Uint8Array(8192);
   private readonly eph = probeEphemeral();
 
   constructor(
@@ -232,9 +294,9 @@ export class UdpAutoForwarder {
 
   /** -u auto: mirror the namespace's bound ports on the host. */
   private syncHost(fwd: PortFwd): void {
-    const ours = new Uint8Array(8192);
+    const ours = this.ours.fill(0);
     this.splice.ownNsPorts(ours);
-    const found = listeningPorts(`/proc/${this.nsPid}/net`, "udp", ours);
+    const found = listeningPorts(`/proc/${this.nsPid}/net`, "udp", ours, this.found);
     for (let p = 1; p < 65536; p++) {
       const want = bitGet(found, p) && !bitGet(fwd.excl, p) && !isEphemeral(p, this.eph);
       if (want === bitGet(this.hostOn, p)) continue;
@@ -249,9 +311,9 @@ export class UdpAutoForwarder {
 
   /** -U auto: mirror the host's bound ports in the namespace. */
   private syncNs(fwd: PortFwd): void {
-    const ours = new Uint8Array(8192);
+    const ours = this.ours.fill(0);
     this.udp.ownPorts(ours);
-    const found = listeningPorts("/proc/net", "udp", ours);
+    const found = listeningPorts("/proc/net", "udp", ours, this.found);
     for (let p = 1; p < 65536; p++) {
       const want = bitGet(found, p) && !bitGet(fwd.excl, p) && !isEphemeral(p, this.eph);
       if (want === bitGet(this.nsOn, p)) continue;
