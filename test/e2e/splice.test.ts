@@ -26,11 +26,11 @@
  * (split on spaces) runs another program with the same options, e.g.
  * PASTA_TEST_CMD=/usr/bin/pasta checks these tests against the reference.
  */
-import { findGuest } from "../tools/pasta-session.ts";
+import { startPasta, type PastaSession } from "../tools/pasta-session.ts";
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readlinkSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { BUN, REPO, TOOLS, createWorld, describeE2E, isAlive, type Child, type ExecOptions, type ExecResult, type World } from "../world.ts";
+import { BUN, TOOLS, createWorld, describeE2E, type Child, type ExecOptions, type ExecResult, type World } from "../world.ts";
 
 const PEER = join(TOOLS, "splice-peer.ts");
 const SMALL = 4096;
@@ -46,80 +46,7 @@ const lo = (fam: Family) => (fam === 4 ? "127.0.0.1" : "::1");
 // ---------------------------------------------------------------------------
 // A long-lived pasta with its guest
 
-interface Pasta {
-  pid: number;
-  guestPid: number;
-  child: Child;
-  fdCount(): number;
-  log(): string;
-  stop(): Promise<void>;
-}
-
-function programArgv(args: string[]): string[] {
-  const override = process.env.PASTA_TEST_CMD?.trim();
-  if (override) return [...override.split(/\s+/), ...args];
-  return [BUN, join(REPO, "src", "main.ts"), ...args];
-}
-
-let pastaRuns = 0;
-
-/** pasta -f ARGS -P FILE -- (a shell that sleeps), in w.host; resolves once the guest's addresses are usable. */
-async function startPasta(w: World, args: string[]): Promise<Pasta> {
-  const pidFile = join(w.dir, `splice-pasta-${++pastaRuns}.pid`);
-  const sleeper = ["/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; while :; do sleep 3600 & wait $!; done'];
-  const child = w.spawn(w.host, programArgv(["-f", ...args, "-P", pidFile, "--", ...sleeper]));
-  let exited = false;
-  child.exited.then(() => (exited = true));
-  const fail = (what: string) => new Error(`pasta ${what}\nargv: ${child.argv.join(" ")}\nstdout: ${child.stdout()}\nstderr: ${child.stderr()}`);
-  const deadline = Date.now() + 30000;
-  let pid = 0;
-  let guestPid: number | null = null;
-  while (Date.now() < deadline) {
-    if (exited) throw fail("exited during start-up");
-    if (!pid && existsSync(pidFile)) pid = Number(readFileSync(pidFile, "utf8").trim()) || 0;
-    if (pid && (guestPid = findGuest(pid)) !== null) break;
-    await Bun.sleep(50);
-  }
-  if (!pid || guestPid === null) {
-    await child.kill();
-    throw fail("did not start in time (no pid file or no guest)");
-  }
-  const gpid = guestPid;
-  for (;;) {
-    const r = await w.exec(null, ["nsenter", "-t", String(gpid), "-n", "--", "ip", "-6", "addr", "show", "tentative"], { timeoutMs: 5000 });
-    if (r.code === 0 && r.stdout.trim() === "") break;
-    if (Date.now() > deadline || exited) {
-      await child.kill();
-      throw fail(`guest IPv6 addresses still tentative: ${r.stdout}${r.stderr}`);
-    }
-    await Bun.sleep(100);
-  }
-  return {
-    pid,
-    guestPid: gpid,
-    child,
-    fdCount() {
-      try {
-        return readdirSync(`/proc/${pid}/fd`).length;
-      } catch {
-        return -1;
-      }
-    },
-    log: () => child.stdout() + child.stderr(),
-    async stop() {
-      await child.kill({ graceMs: 3000 });
-      for (const p of [gpid, pid]) {
-        if (isAlive(p)) {
-          try {
-            process.kill(p, "SIGKILL");
-          } catch {
-            /* gone */
-          }
-        }
-      }
-    },
-  };
-}
+type Pasta = PastaSession;
 
 /** pid's descriptors counted by kind ("pipe", "socket", "anon_inode:[eventpoll]", paths...). */
 function fdKinds(pid: number): Record<string, number> {
