@@ -239,6 +239,35 @@ static int exchange(int s, int crr)
 	return 0;
 }
 
+/* Transactions of a client run: count, the slowest, those over 100 ms. */
+struct tally {
+	long count, slow;
+	double start, t, max;
+};
+
+static void tally_start(struct tally *y)
+{
+	memset(y, 0, sizeof(*y));
+	y->start = y->t = now();
+}
+
+/* One more transaction, ended now (reading the clock each time costs ~20 ns: fine). */
+static void tally_step(struct tally *y)
+{
+	double t1 = now();
+	y->count++;
+	if (t1 - y->t > y->max) y->max = t1 - y->t;
+	if (t1 - y->t > 0.1) y->slow++;
+	y->t = t1;
+}
+
+/* The client's result line (without its newline). */
+static void tally_print(const struct tally *y)
+{
+	double el = y->t - y->start;
+	printf("tps %.1f transactions %ld seconds %.3f max_us %.0f slow %ld", y->count / el, y->count, el, y->max * 1e6, y->slow);
+}
+
 static int client(int crr, int argc, char **argv)
 {
 	if (argc < 3 || argc > 4) {
@@ -248,38 +277,34 @@ static int client(int crr, int argc, char **argv)
 	struct sockaddr_storage sa;
 	socklen_t len = addr_of(argv[0], atoi(argv[1]), argc > 3 ? argv[3] : NULL, &sa);
 	double secs = atof(argv[2]);
-	long count = 0, slow = 0;
-	double start = now(), end = start + secs, t = start, max = 0;
+	struct tally y;
+	tally_start(&y);
+	double end = y.start + secs;
 	int s = -1;
-	while (t < end) {
+	while (y.t < end) {
 		if (s < 0) {
 			s = socket(sa.ss_family, SOCK_STREAM, 0);
 			nodelay(s);
 			timeouts(s, 5);
 			if (connect(s, (struct sockaddr *)&sa, len) < 0) {
-				fprintf(stderr, "rr: connect after %ld transactions: %s\n", count, strerror(errno));
+				fprintf(stderr, "rr: connect after %ld transactions: %s\n", y.count, strerror(errno));
 				return 2;
 			}
 		}
 		if (exchange(s, crr) < 0) {
-			fprintf(stderr, "rr: transaction %ld failed %s: %s\n", count + 1, failed_step,
+			fprintf(stderr, "rr: transaction %ld failed %s: %s\n", y.count + 1, failed_step,
 				errno == EAGAIN ? "nothing for 5 s" : errno ? strerror(errno) : "unexpected EOF or data");
 			return 2;
 		}
-		count++;
 		if (crr) {
 			close(s);
 			s = -1;
 		}
-		/* reading the clock every transaction costs ~20 ns: fine */
-		double t1 = now();
-		if (t1 - t > max) max = t1 - t;
-		if (t1 - t > 0.1) slow++;
-		t = t1;
+		tally_step(&y);
 	}
 	if (s >= 0) close(s);
-	double el = t - start;
-	printf("tps %.1f transactions %ld seconds %.3f max_us %.0f slow %ld\n", count / el, count, el, max * 1e6, slow);
+	tally_print(&y);
+	printf("\n");
 	return 0;
 }
 
@@ -302,9 +327,11 @@ static int udp_client(int argc, char **argv)
 		fprintf(stderr, "rr: connect: %s\n", strerror(errno));
 		return 2;
 	}
-	long count = 0, slow = 0, lost = 0;
-	double start = now(), end = start + secs, t = start, max = 0;
-	while (t < end) {
+	long lost = 0;
+	struct tally y;
+	tally_start(&y);
+	double end = y.start + secs;
+	while (y.t < end) {
 		char b = 'u';
 		int tries = 0;
 		for (;;) {
@@ -315,19 +342,15 @@ static int udp_client(int argc, char **argv)
 			if (recv(s, &b, 1, 0) == 1) break;
 			lost++;
 			if (++tries * (URR_RETRY_US / 1e6) >= 5) {
-				fprintf(stderr, "rr: transaction %ld: no answer for 5 s\n", count + 1);
+				fprintf(stderr, "rr: transaction %ld: no answer for 5 s\n", y.count + 1);
 				return 2;
 			}
 		}
-		count++;
-		double t1 = now();
-		if (t1 - t > max) max = t1 - t;
-		if (t1 - t > 0.1) slow++;
-		t = t1;
+		tally_step(&y);
 	}
 	close(s);
-	double el = t - start;
-	printf("tps %.1f transactions %ld seconds %.3f max_us %.0f slow %ld lost %ld\n", count / el, count, el, max * 1e6, slow, lost);
+	tally_print(&y);
+	printf(" lost %ld\n", lost);
 	return 0;
 }
 

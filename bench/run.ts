@@ -854,9 +854,7 @@ async function main(): Promise<number> {
     estimate += startupCost;
     steps++;
   }
-  const nCols = new Set(measured.map((r) => `${r.mode} ${r.columns.join()}`)).size;
   say(`${rows.length} rows in ${new Set(rows.map((r) => r.table)).size} tables, modes ${modes.join(", ") || "none"}, ${active.map((i) => i.name).join(", ")}, ${a.runs} run(s) per cell: about ${fmtDuration(estimate)}`);
-  void nCols;
   const progress = new Progress(estimate, steps);
 
   sweepStaleGuests();
