@@ -78,8 +78,9 @@ export class Dispatcher {
     this.udp.flush();
   }
 
-  /** End of a batch: send what the flows deferred (ACKs), before the tap is flushed. */
+  /** End of a batch: send what the flows deferred (data into opened windows, then ACKs), before the tap is flushed. */
   flush(): void {
+    this.tcp.flushSends();
     this.tcp.flushAcks();
   }
 

@@ -113,6 +113,8 @@ const F_FIN_ACKED = 16;
 const F_ACK_PENDING = 32;
 const F_OUT_WAIT = 64;
 const F_SHUT_WR = 128;
+/** In sendList: acknowledged bytes to discard, and data to send, at the end of the batch. */
+const F_SEND_QUEUED = 256;
 
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
@@ -138,7 +140,7 @@ export const tcpStats = {
 
 export class TcpFlows {
   private readonly state = new Uint8Array(TCP_MAX_CONNS);
-  private readonly flags = new Uint8Array(TCP_MAX_CONNS);
+  private readonly flags = new Uint16Array(TCP_MAX_CONNS);
   private readonly fd = new Int32Array(TCP_MAX_CONNS).fill(-1);
   /** Next sequence number we send to the guest. */
   private readonly seqToGuest = new Uint32Array(TCP_MAX_CONNS);
@@ -172,6 +174,15 @@ export class TcpFlows {
   private nActive = 0;
   private readonly ackList = new Int32Array(TCP_MAX_CONNS);
   private nAck = 0;
+  /**
+   * Bytes the guest acknowledged that are still in the socket: the discarding
+   * read waits for the end of the batch, so that the ACKs of one batch (the
+   * guest acknowledges every second segment) cost one read, not one each.
+   */
+  private readonly unDiscarded = new Float64Array(TCP_MAX_CONNS);
+  /** Flows with acknowledged bytes to discard and maybe data to send (flushSends). */
+  private readonly sendList = new Int32Array(TCP_MAX_CONNS);
+  private nSend = 0;
   private readonly opts = new w.TcpOptions();
   private readonly sa = new Uint8Array(28);
   private readonly bufBase: number;
@@ -386,7 +397,7 @@ export class TcpFlows {
         this.flags[i]! |= F_FIN_ACKED;
         bytes--;
       }
-      if (bytes > 0) sys.shim_tcp_discard(this.fd[i]!, bytes);
+      if (bytes > 0) this.unDiscarded[i] += bytes;
       this.seqAcked[i] = ack;
       this.dupAcks[i] = 0;
       this.recovering[i] = 0;
@@ -402,7 +413,37 @@ export class TcpFlows {
       }
     }
     this.guestWnd[i] = newWnd;
-    if (this.hostPending[i]) this.sendData(i);
+    if (this.hostPending[i] || this.unDiscarded[i]! > 0) this.queueSend(i);
+  }
+
+  private queueSend(i: number): void {
+    if (this.flags[i]! & F_SEND_QUEUED) return;
+    this.flags[i]! |= F_SEND_QUEUED;
+    this.sendList[this.nSend++] = i;
+  }
+
+  /** Drop from the socket what the guest has acknowledged; before any peek from its start. */
+  private discardAcked(i: number): void {
+    const n = this.unDiscarded[i]!;
+    if (n === 0) return;
+    this.unDiscarded[i] = 0;
+    sys.shim_tcp_discard(this.fd[i]!, n);
+  }
+
+  /**
+   * End of a batch of frames from the guest: for each flow that got ACKs,
+   * one discarding read for all of them, then one round of sending into the
+   * window they opened. Run before flushAcks (data segments carry the ACK).
+   */
+  flushSends(): void {
+    for (let k = 0; k < this.nSend; k++) {
+      const i = this.sendList[k]!;
+      if (!(this.flags[i]! & F_SEND_QUEUED)) continue;
+      this.flags[i]! &= ~F_SEND_QUEUED;
+      this.discardAcked(i);
+      if (this.hostPending[i]) this.sendData(i);
+    }
+    this.nSend = 0;
   }
 
   /** Payload from the guest at seq: write the part we expect next. */
@@ -505,6 +546,7 @@ export class TcpFlows {
   /** Send host data to the guest, up to its window, in MSS-sized segments. */
   private sendData(i: number): void {
     if (this.state[i] !== ESTABLISHED || this.flags[i]! & F_FIN_SENT) return;
+    this.discardAcked(i);
     const v6 = (this.flags[i]! & F_V6) !== 0;
     const hdr = v6 ? ETH_IP6_TCP : ETH_IP4_TCP;
     const mss = this.mss[i]!;
@@ -721,6 +763,7 @@ export class TcpFlows {
     this.seqToGuest[i] = this.seqAcked[i]!;
     this.dupAcks[i] = 0;
     this.hostPending[i] = 1;
+    this.discardAcked(i);
     if (this.peekOff) sys.shim_setsockopt_int(this.fd[i]!, SOL_SOCKET, SO_PEEK_OFF, 0);
     this.sendData(i);
   }
@@ -901,6 +944,7 @@ export class TcpFlows {
     this.activePos[i] = 0;
     this.state[i] = FREE;
     this.flags[i] = 0;
+    this.unDiscarded[i] = 0;
     tcpStats.closed++;
     if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
   }
@@ -947,6 +991,7 @@ export class TcpFlows {
     }
     this.hash.fill(0);
     this.nAck = 0;
+    this.nSend = 0;
   }
 
   /**
