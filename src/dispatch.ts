@@ -73,13 +73,15 @@ export class Dispatcher {
     loop.every(1000, (t) => this.frags.expire(t));
   }
 
-  /** End of a batch of frames from the guest: send the datagrams queued from it. */
+  /** End of a batch of frames from the guest: write the TCP payloads and send the datagrams queued from it (its frames are valid until then). */
   batchEnd(): void {
+    this.tcp.flushRun();
     this.udp.flush();
   }
 
   /** End of a batch: send what the flows deferred (data into opened windows, then ACKs), before the tap is flushed. */
   flush(): void {
+    this.tcp.flushRun();
     this.tcp.flushSends();
     this.tcp.flushAcks();
   }

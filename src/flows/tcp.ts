@@ -18,8 +18,10 @@
  *   pasta, loopback peers take the spliced path instead, flows/splice.ts); the
  *   guest's SYN-ACK establishes the connection and we ACK it.
  *
- * Guest to host: a segment whose sequence number is the next one expected is
- * written to the socket; we acknowledge what the socket took and advertise a
+ * Guest to host: the payload of a segment whose sequence number is the next
+ * one expected joins the flow's run of queued payloads, written with one
+ * sendmsg() at the end of the batch of frames (or before anything else
+ * touches that flow); we acknowledge what the socket took and advertise a
  * window of the send buffer's free space. A segment beyond the expected number
  * (a hole) is dropped and answered with a duplicate ACK so that the guest
  * retransmits. When the socket is full we ask for EPOLLOUT and send a window
@@ -28,7 +30,9 @@
  * Host to guest: data is peeked (MSG_PEEK, continuing at SO_PEEK_OFF) straight
  * into frames in the tap's transmit buffer, up to the guest's window, in
  * segments of the guest's MSS. Bytes leave the socket (a discarding read) only
- * when the guest acknowledges them. Three duplicate ACKs, or no progress
+ * when the guest acknowledges them: the ACKs of one batch are counted, and
+ * one read discards them all at its end (flushSends), then we send into the
+ * window they opened. Three duplicate ACKs, or no progress
  * within the retransmission timeout, rewind to the last acknowledged byte and
  * send again; after TCP_MAX_RETRIES timeouts the connection is reset.
  *
@@ -56,7 +60,7 @@ import { bindOutbound, saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, MSG_DONTWAIT, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
+import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
@@ -86,6 +90,8 @@ const OUR_WSCALE = 8;
 const PEEK_SEGMENTS = 32;
 /** Super-frames (up to 64 KiB each) built per peek call with offloads. */
 const TSO_SEGMENTS = 16;
+/** Guest payloads queued for one sendmsg() at most. */
+const RUN_MAX = 256;
 /** Timer granularity for retransmissions and timeouts. */
 const TICK_MS = 50;
 /** Secret of our ISNs, drawn once per run (RFC 6528). */
@@ -183,6 +189,15 @@ export class TcpFlows {
   /** Flows with acknowledged bytes to discard and maybe data to send (flushSends). */
   private readonly sendList = new Int32Array(TCP_MAX_CONNS);
   private nSend = 0;
+  /** The run of guest payloads queued for one flow's socket (queueWrite, flushRun); -1: none. */
+  private runFlow = -1;
+  private runBuf: Uint8Array | null = null;
+  /** (offset in runBuf, length) per payload. */
+  private readonly runPairs = new Uint32Array(RUN_MAX * 2);
+  private runN = 0;
+  private runLen = 0;
+  /** Sequence number after the run's last byte. */
+  private runEnd = 0;
   private readonly opts = new w.TcpOptions();
   private readonly sa = new Uint8Array(28);
   private readonly bufBase: number;
@@ -378,8 +393,9 @@ export class TcpFlows {
     const seq = w.tcpSeq(b, l4);
     if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq);
     // An empty segment from before the next expected byte is a window probe: answer it.
-    else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.seqFromGuest[i]!)) this.queueAck(i);
+    else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.nextFromGuest(i))) this.queueAck(i);
     if (fl & w.TCP_FIN && !(this.flags[i]! & F_GUEST_FIN)) {
+      this.flushRunOf(i);
       if (((seq + dlen) >>> 0) === this.seqFromGuest[i]) this.guestFin(i);
       else this.queueAck(i);
     }
@@ -446,10 +462,10 @@ export class TcpFlows {
     this.nSend = 0;
   }
 
-  /** Payload from the guest at seq: write the part we expect next. */
+  /** Payload from the guest at seq: queue the part we expect next for the socket. */
   private guestData(i: number, b: Uint8Array, off: number, len: number, seq: number): void {
     if (this.flags[i]! & F_SHUT_WR) return;
-    const skip = w.seqDiff(this.seqFromGuest[i]!, seq);
+    const skip = w.seqDiff(this.nextFromGuest(i), seq);
     if (skip < 0) {
       // Past a hole: a duplicate ACK for every such segment, at once (RFC
       // 5681), so that the guest counts them and retransmits quickly.
@@ -457,14 +473,63 @@ export class TcpFlows {
       this.ackNow(i);
       return;
     }
-    if (skip >= len) {
-      this.queueAck(i);
-      return;
-    }
-    const n = sys.shim_send(this.fd[i]!, b.subarray(off + skip, off + len), len - skip, MSG_DONTWAIT);
-    if (n > 0) this.seqFromGuest[i] = (this.seqFromGuest[i]! + n) >>> 0;
-    if (n < len - skip) this.waitWritable(i);
+    if (skip < len) this.queueWrite(i, b, off + skip, len - skip);
     this.queueAck(i);
+  }
+
+  /** The sequence number the next new byte from the guest has: after the queued run, if any. */
+  private nextFromGuest(i: number): number {
+    return i === this.runFlow ? this.runEnd : this.seqFromGuest[i]!;
+  }
+
+  /**
+   * Add b[off, off+len) to the run of guest data for flow i: consecutive
+   * in-order payloads of one flow, written with one sendmsg() by flushRun.
+   * With TCP_NODELAY every send() was a segment through the host's stack;
+   * a run of 40 frames at MTU 1500 is one call and a few large segments.
+   */
+  private queueWrite(i: number, b: Uint8Array, off: number, len: number): void {
+    if (i !== this.runFlow || b !== this.runBuf || this.runN === RUN_MAX) this.flushRun();
+    if (this.runFlow < 0) {
+      this.runFlow = i;
+      this.runBuf = b;
+      this.runEnd = this.seqFromGuest[i]!;
+      this.runLen = 0;
+    }
+    this.runPairs[2 * this.runN] = off;
+    this.runPairs[2 * this.runN + 1] = len;
+    this.runN++;
+    this.runLen += len;
+    this.runEnd = (this.runEnd + len) >>> 0;
+  }
+
+  /**
+   * Write the queued run to its flow's socket. What the socket does not take
+   * is dropped: seqFromGuest (what we acknowledge) advances by what it took,
+   * and the guest sends the rest again. Run before anything that reads the
+   * socket's state or tells the guest an ACK for this flow, and at the end of
+   * each batch of frames (the frames live in the backend's receive buffer
+   * until then).
+   */
+  flushRun(): void {
+    const i = this.runFlow;
+    if (i < 0) return;
+    const n = sys.shim_send_frames(this.fd[i]!, this.runBuf!, this.runPairs, this.runN, 0);
+    const took = n > 0 ? n : 0;
+    this.seqFromGuest[i] = (this.seqFromGuest[i]! + took) >>> 0;
+    if (took < this.runLen) this.waitWritable(i);
+    this.dropRun();
+  }
+
+  /** Forget the queued run (its flow is gone, or flushRun wrote it). */
+  private dropRun(): void {
+    this.runFlow = -1;
+    this.runBuf = null;
+    this.runN = 0;
+  }
+
+  private flushRunOf(i: number): void {
+    if (i === this.runFlow) this.flushRun();
   }
 
   /** The guest closed its sending side: pass it on once its data is written. */
@@ -587,6 +652,7 @@ export class TcpFlows {
    * no frame needs its checksum computed here.
    */
   private emitSegments(i: number, base: number, stride: number, hdr: number, seg: number, got: number): void {
+    this.flushRunOf(i);
     const ack = this.seqFromGuest[i]!;
     const wnd = this.windowToGuest(i);
     const offload = this.sink.tsoMax > 0;
@@ -608,6 +674,7 @@ export class TcpFlows {
   /** End of stream from the host: FIN to the guest (all data is sent by now). */
   private hostEof(i: number): void {
     this.flags[i]! |= F_HOST_EOF | F_FIN_SENT;
+    this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off < 0) return;
     const len = this.writeSegment(i, off, w.TCP_FIN | w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
@@ -696,6 +763,7 @@ export class TcpFlows {
 
   /** A pure ACK to the guest, now. */
   private ackNow(i: number): void {
+    this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off < 0) return;
     const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
@@ -823,6 +891,7 @@ export class TcpFlows {
    * backoff for as long as the window stays closed.
    */
   private probeWindow(i: number, t: number): void {
+    this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off >= 0) {
       const seq = (this.seqToGuest[i]! - 1) >>> 0;
@@ -945,6 +1014,7 @@ export class TcpFlows {
     this.state[i] = FREE;
     this.flags[i] = 0;
     this.unDiscarded[i] = 0;
+    if (i === this.runFlow) this.dropRun();
     tcpStats.closed++;
     if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
   }
@@ -992,6 +1062,7 @@ export class TcpFlows {
     this.hash.fill(0);
     this.nAck = 0;
     this.nSend = 0;
+    this.dropRun();
   }
 
   /**
