@@ -55,7 +55,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 8; }
+int shim_version(void) { return 9; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -664,14 +664,22 @@ int shim_udp_send_batch(int fd, const uint8_t *buf, const uint32_t *offlens, int
 
 /* ------------------------------------------------------------ splicing */
 
-/* shim_pipe() - a non-blocking pipe of about size bytes: fds[0] read end, fds[1] write end */
+/* shim_pipe() - a non-blocking pipe of up to size bytes: fds[0] read end,
+ * fds[1] write end. Where the kernel refuses that size (above
+ * /proc/sys/fs/pipe-max-size without CAP_SYS_RESOURCE), halves it down to
+ * 64 KiB. Returns the pipe's size in bytes, or -errno. */
 int shim_pipe(int *fds, int size)
 {
+	int got;
+
 	if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0)
 		return -errno;
-	if (size > 0)
-		fcntl(fds[0], F_SETPIPE_SZ, size);
-	return 0;
+	for (; size >= 65536; size /= 2) {
+		if (fcntl(fds[0], F_SETPIPE_SZ, size) >= 0)
+			break;
+	}
+	got = fcntl(fds[0], F_GETPIPE_SZ);
+	return got > 0 ? got : 65536;
 }
 
 /* shim_splice_pump() - move what is readable on from into to, through the
@@ -702,7 +710,9 @@ int shim_splice_pump(int from, int to, int pr, int pw, int32_t *st)
 			}
 		}
 		if (st[0] > 0) {
-			ssize_t m = splice(pr, NULL, to, NULL, st[0], fl);
+			/* a nearly full pipe: more is coming, let TCP fill whole segments */
+			unsigned int more = st[0] >= st[3] / 10 * 9 ? SPLICE_F_MORE : 0;
+			ssize_t m = splice(pr, NULL, to, NULL, st[0], fl | more);
 			if (m > 0) {
 				st[0] -= (int32_t)m;
 				moved += (int)m;

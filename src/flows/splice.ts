@@ -37,12 +37,17 @@ import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop }
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { AF_INET, AF_INET6, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, TCP_NODELAY } from "../native/consts.ts";
+import { AF_INET, AF_INET6, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, TCP_QUICKACK } from "../native/consts.ts";
 
 /** Spliced connections at once (each holds 2 sockets and 4 pipe ends). */
 export const SPLICE_MAX_CONNS = 4096;
-/** Bytes each pipe may hold (the unprivileged maximum is 1 MiB). */
-const PIPE_SIZE = 1 << 20;
+/**
+ * Bytes we ask each pipe to hold, as the original: 8 MiB where allowed (with
+ * CAP_SYS_RESOURCE), else the largest size the kernel takes (unprivileged:
+ * /proc/sys/fs/pipe-max-size, 1 MiB by default). Larger pipes mean fewer,
+ * larger splices per wake-up.
+ */
+const MAX_PIPE_SIZE = 8 << 20;
 /** Ready pipes and namespace sockets kept per pool; below half, a pool is refilled after the current batch of events. */
 const POOL_TARGET = 32;
 const POOL_REFILL_MS = 200;
@@ -77,7 +82,10 @@ export class SpliceFlows {
   private readonly shut = new Uint8Array(SPLICE_MAX_CONNS * 2);
   /** per socket (2 * c + side): 1 while its registration includes EPOLLOUT */
   private readonly outOn = new Uint8Array(SPLICE_MAX_CONNS * 2);
+  /** Ready pipes: (read end, write end, size) triplets. */
   private readonly pipePool: number[] = [];
+  /** What we ask shim_pipe for: MAX_PIPE_SIZE until the kernel gave less once. */
+  private pipeSize = MAX_PIPE_SIZE;
   private readonly nsPool4: number[] = [];
   private readonly nsPool6: number[] = [];
   private readonly sa = new Uint8Array(28);
@@ -130,8 +138,10 @@ export class SpliceFlows {
     }
     this.fd[2 * c] = accepted;
     this.fd[2 * c + 1] = out;
-    sys.shim_setsockopt_int(out, IPPROTO_TCP, TCP_NODELAY, 1);
-    sys.shim_setsockopt_int(accepted, IPPROTO_TCP, TCP_NODELAY, 1);
+    // As the original: quick ACKs, and Nagle left on, so that the tail of a
+    // splice does not leave as a small segment of its own.
+    sys.shim_setsockopt_int(out, IPPROTO_TCP, TCP_QUICKACK, 1);
+    sys.shim_setsockopt_int(accepted, IPPROTO_TCP, TCP_QUICKACK, 1);
     const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, 0x7f000001, port);
     const rc = sys.shim_connect(out, this.sa, len);
     if (rc < 0 && rc !== -EINPROGRESS) {
@@ -155,8 +165,6 @@ export class SpliceFlows {
     this.state[c] = CONNECTING;
     this.nOpen++;
     this.st.fill(0, 8 * c, 8 * c + 8);
-    this.st[8 * c + 3] = PIPE_SIZE;
-    this.st[8 * c + 7] = PIPE_SIZE;
     this.shut[2 * c] = 0;
     this.shut[2 * c + 1] = 0;
     return c;
@@ -164,19 +172,29 @@ export class SpliceFlows {
 
   private takePipes(c: number): boolean {
     for (let d = 0; d < 2; d++) {
-      let r: number, w: number;
-      if (this.pipePool.length >= 2) {
+      let r: number, w: number, size: number;
+      if (this.pipePool.length >= 3) {
+        size = this.pipePool.pop()!;
         w = this.pipePool.pop()!;
         r = this.pipePool.pop()!;
       } else {
-        if (sys.shim_pipe(this.pipeFds, PIPE_SIZE) < 0) return false;
+        size = this.newPipe();
+        if (size < 0) return false;
         r = this.pipeFds[0]!;
         w = this.pipeFds[1]!;
       }
       this.pipe[4 * c + 2 * d] = r;
       this.pipe[4 * c + 2 * d + 1] = w;
+      this.st[8 * c + 4 * d + 3] = size;
     }
     return true;
+  }
+
+  /** A new pipe in pipeFds: its size, or -errno. */
+  private newPipe(): number {
+    const size = sys.shim_pipe(this.pipeFds, this.pipeSize);
+    if (size > 0 && size < this.pipeSize) this.pipeSize = size;
+    return size;
   }
 
   /** A socket in the namespace, from the pool or made now. */
@@ -193,9 +211,15 @@ export class SpliceFlows {
    * batch of events only when a pool fell below half, to batch the work.
    */
   private refill(full: boolean): void {
-    while (this.pipePool.length > POOL_TARGET * 2) sys.shim_close(this.pipePool.pop()!);
-    while (this.pipePool.length < POOL_TARGET * 2 && sys.shim_pipe(this.pipeFds, PIPE_SIZE) === 0) {
-      this.pipePool.push(this.pipeFds[0]!, this.pipeFds[1]!);
+    while (this.pipePool.length > POOL_TARGET * 3) {
+      this.pipePool.pop();
+      sys.shim_close(this.pipePool.pop()!);
+      sys.shim_close(this.pipePool.pop()!);
+    }
+    while (this.pipePool.length < POOL_TARGET * 3) {
+      const size = this.newPipe();
+      if (size < 0) break;
+      this.pipePool.push(this.pipeFds[0]!, this.pipeFds[1]!, size);
     }
     for (const [pool, af] of [[this.nsPool4, AF_INET], [this.nsPool6, AF_INET6]] as const) {
       const want = POOL_TARGET - pool.length;
@@ -265,7 +289,7 @@ export class SpliceFlows {
       const r = this.pipe[4 * c + 2 * d]!;
       const w = this.pipe[4 * c + 2 * d + 1]!;
       if (r < 0) continue;
-      if (this.st[8 * c + 4 * d] === 0 && this.pipePool.length < POOL_TARGET * 4) this.pipePool.push(r, w);
+      if (this.st[8 * c + 4 * d] === 0 && this.pipePool.length < POOL_TARGET * 6) this.pipePool.push(r, w, this.st[8 * c + 4 * d + 3]!);
       else {
         sys.shim_close(r);
         sys.shim_close(w);

@@ -26,3 +26,4 @@ export const SHUT_WR = 1;
 export const MSG_DONTWAIT = 0x40;
 export const EAGAIN = 11;
 export const EINPROGRESS = 115;
+export const TCP_QUICKACK = 12;

@@ -21,7 +21,7 @@ import { join } from "node:path";
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
-const SHIM_VERSION = 8;
+const SHIM_VERSION = 9;
 
 const { i32, u32, ptr } = FFIType;
 
