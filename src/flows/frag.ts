@@ -70,6 +70,7 @@
  * fragments refused because the table was full; and `dropped`, every other
  * discard (malformed fragments, inconsistent lengths).
  */
+import { table } from "../loop/arena.ts";
 import { copyBytes, equalBytes, inBounds } from "../wire/bytes.ts";
 import {
   ipv4Check, ipv4Dst, ipv4FragOffset, ipv4Hlen, ipv4Id, ipv4MoreFrags, ipv4Proto, ipv4Src, ipv4TotLen,
@@ -143,30 +144,30 @@ export class Reassembler {
   /** Per slot: the fragmentable part at its offsets, allocated on the slot's first use. */
   private readonly buf: Array<Uint8Array | undefined> = new Array<Uint8Array | undefined>(FRAG_MAX_DATAGRAMS);
   /** Per slot: received 8-byte units. */
-  private readonly map = new Uint32Array(FRAG_MAX_DATAGRAMS * MAP_WORDS);
+  private readonly map = table.u32(FRAG_MAX_DATAGRAMS * MAP_WORDS);
   /** Per slot: FREE, FAM4 or FAM6. */
-  private readonly fam = new Uint8Array(FRAG_MAX_DATAGRAMS);
+  private readonly fam = table.u8(FRAG_MAX_DATAGRAMS);
   /** Per slot: time of the first fragment. */
-  private readonly born = new Float64Array(FRAG_MAX_DATAGRAMS);
+  private readonly born = table.f64(FRAG_MAX_DATAGRAMS);
   /** Per slot: identification (16 bits for IPv4, 32 for IPv6). */
-  private readonly id = new Uint32Array(FRAG_MAX_DATAGRAMS);
+  private readonly id = table.u32(FRAG_MAX_DATAGRAMS);
   /** Per slot: IPv4 source and destination. */
-  private readonly addr4 = new Uint32Array(FRAG_MAX_DATAGRAMS * 2);
+  private readonly addr4 = table.u32(FRAG_MAX_DATAGRAMS * 2);
   /** Per slot: IPv6 source and destination, 32 bytes. */
-  private readonly addr6 = new Uint8Array(FRAG_MAX_DATAGRAMS * IP6_ADDRS_LEN);
+  private readonly addr6 = table.u8(FRAG_MAX_DATAGRAMS * IP6_ADDRS_LEN);
   /** Per slot: upper-layer protocol (IPv4: part of the key; IPv6: from the first fragment, -1 before). */
-  private readonly proto = new Int16Array(FRAG_MAX_DATAGRAMS);
+  private readonly proto = table.i16(FRAG_MAX_DATAGRAMS);
   /** Per slot: bytes before the upper-layer header in the fragmentable part (IPv6 extension headers), -1 before the first fragment. */
-  private readonly skip = new Int32Array(FRAG_MAX_DATAGRAMS);
+  private readonly skip = table.i32(FRAG_MAX_DATAGRAMS);
   /** Per slot: total fragmentable length, -1 until the last fragment. */
-  private readonly total = new Int32Array(FRAG_MAX_DATAGRAMS);
+  private readonly total = table.i32(FRAG_MAX_DATAGRAMS);
   /** Per slot: highest end of a received fragment. */
-  private readonly maxEnd = new Int32Array(FRAG_MAX_DATAGRAMS);
+  private readonly maxEnd = table.i32(FRAG_MAX_DATAGRAMS);
   /** Per slot: bytes received (fragments never overlap, so this is the coverage). */
-  private readonly have = new Int32Array(FRAG_MAX_DATAGRAMS);
+  private readonly have = table.i32(FRAG_MAX_DATAGRAMS);
 
   constructor() {
-    this.out = new Uint8Array(FRAG_MAX_SIZE);
+    this.out = table.u8(FRAG_MAX_SIZE);
   }
 
   /**
@@ -296,7 +297,7 @@ export class Reassembler {
   private claim(fam: number, id: number, now: number): number {
     for (let s = 0; s < FRAG_MAX_DATAGRAMS; s++) {
       if (this.fam[s] !== FREE && !this.expireSlot(s, now)) continue;
-      this.buf[s] ??= new Uint8Array(FRAG_MAX_SIZE);
+      this.buf[s] ??= table.u8(FRAG_MAX_SIZE);
       this.fam[s] = fam;
       this.id[s] = id;
       this.born[s] = now;

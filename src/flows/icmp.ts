@@ -27,6 +27,7 @@ import type { FrameSink } from "../tap/sink.ts";
 import { guest } from "../services/guest.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
+import { table } from "../loop/arena.ts";
 
 /** Echo flows kept at once (the original keeps one per id, per family). */
 export const ICMP_MAX_FLOWS = 1024;
@@ -43,15 +44,15 @@ const MAX_ECHO = 65535;
 export const icmpStats = { noSocket: 0, full: 0, sent: 0, received: 0, dropped: 0 };
 
 export class IcmpFlows {
-  private readonly fd = new Int32Array(ICMP_MAX_FLOWS).fill(-1);
-  private readonly v6 = new Uint8Array(ICMP_MAX_FLOWS);
-  private readonly guestId = new Uint16Array(ICMP_MAX_FLOWS);
+  private readonly fd = table.i32(ICMP_MAX_FLOWS).fill(-1);
+  private readonly v6 = table.u8(ICMP_MAX_FLOWS);
+  private readonly guestId = table.u16(ICMP_MAX_FLOWS);
   /** Remote address as the guest sees it: IPv4 in the first 4 bytes, or IPv6. */
-  private readonly remote = new Uint8Array(ICMP_MAX_FLOWS * 16);
-  private readonly lastUse = new Float64Array(ICMP_MAX_FLOWS);
+  private readonly remote = table.u8(ICMP_MAX_FLOWS * 16);
+  private readonly lastUse = table.f64(ICMP_MAX_FLOWS);
   private readonly sa = new Uint8Array(28);
   private readonly saLen = new Int32Array(1);
-  private readonly msg = new Uint8Array(MAX_ECHO);
+  private readonly msg = table.u8(MAX_ECHO);
   private warned4 = false;
   private warned6 = false;
 

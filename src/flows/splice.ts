@@ -38,6 +38,7 @@ import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { AF_INET, AF_INET6, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, TCP_QUICKACK } from "../native/consts.ts";
+import { table } from "../loop/arena.ts";
 
 /** Spliced connections at once (each holds 2 sockets and 4 pipe ends). */
 export const SPLICE_MAX_CONNS = 4096;
@@ -70,18 +71,18 @@ export const spliceStats = { opened: 0, closed: 0, refused: 0, failed: 0, bytes:
 export type Side = "host" | "ns";
 
 export class SpliceFlows {
-  private readonly state = new Uint8Array(SPLICE_MAX_CONNS);
+  private readonly state = table.u8(SPLICE_MAX_CONNS);
   /** fd[2c] accepted socket, fd[2c+1] the socket we connected. */
-  private readonly fd = new Int32Array(SPLICE_MAX_CONNS * 2).fill(-1);
+  private readonly fd = table.i32(SPLICE_MAX_CONNS * 2).fill(-1);
   /** Pipes: pipe[4c..4c+1] carry accepted → connected (read, write); [4c+2..4c+3] the other way. */
-  private readonly pipe = new Int32Array(SPLICE_MAX_CONNS * 4).fill(-1);
+  private readonly pipe = table.i32(SPLICE_MAX_CONNS * 4).fill(-1);
   /** Pump state per direction (see shim_splice_pump): [pending, eof, error, size]. */
-  private readonly st = new Int32Array(SPLICE_MAX_CONNS * 8);
+  private readonly st = table.i32(SPLICE_MAX_CONNS * 8);
   private readonly stBase = ptr(this.st);
   /** 1 once shutdown(SHUT_WR) was passed on for the direction. */
-  private readonly shut = new Uint8Array(SPLICE_MAX_CONNS * 2);
+  private readonly shut = table.u8(SPLICE_MAX_CONNS * 2);
   /** per socket (2 * c + side): 1 while its registration includes EPOLLOUT */
-  private readonly outOn = new Uint8Array(SPLICE_MAX_CONNS * 2);
+  private readonly outOn = table.u8(SPLICE_MAX_CONNS * 2);
   /** Ready pipes: (read end, write end, size) triplets. */
   private readonly pipePool: number[] = [];
   /** What we ask shim_pipe for: MAX_PIPE_SIZE until the kernel gave less once. */
@@ -90,7 +91,7 @@ export class SpliceFlows {
   private readonly nsPool6: number[] = [];
   private readonly sa = new Uint8Array(28);
   private readonly pipeFds = new Int32Array(2);
-  private readonly batchFds = new Int32Array(POOL_TARGET);
+  private readonly batchFds = table.i32(POOL_TARGET);
   private nOpen = 0;
   private next = 0;
   /** Pools are kept only once a first connection was spliced: an idle pasta holds no spare descriptors. */

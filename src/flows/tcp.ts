@@ -61,6 +61,7 @@ import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
+import { table } from "../loop/arena.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
@@ -145,55 +146,55 @@ export const tcpStats = {
 };
 
 export class TcpFlows {
-  private readonly state = new Uint8Array(TCP_MAX_CONNS);
-  private readonly flags = new Uint16Array(TCP_MAX_CONNS);
-  private readonly fd = new Int32Array(TCP_MAX_CONNS).fill(-1);
+  private readonly state = table.u8(TCP_MAX_CONNS);
+  private readonly flags = table.u16(TCP_MAX_CONNS);
+  private readonly fd = table.i32(TCP_MAX_CONNS).fill(-1);
   /** Next sequence number we send to the guest. */
-  private readonly seqToGuest = new Uint32Array(TCP_MAX_CONNS);
+  private readonly seqToGuest = table.u32(TCP_MAX_CONNS);
   /** Highest sequence number the guest acknowledged (everything before it is gone from the socket). */
-  private readonly seqAcked = new Uint32Array(TCP_MAX_CONNS);
+  private readonly seqAcked = table.u32(TCP_MAX_CONNS);
   /** Next sequence number expected from the guest. */
-  private readonly seqFromGuest = new Uint32Array(TCP_MAX_CONNS);
-  private readonly guestWnd = new Uint32Array(TCP_MAX_CONNS);
-  private readonly guestWs = new Uint8Array(TCP_MAX_CONNS);
+  private readonly seqFromGuest = table.u32(TCP_MAX_CONNS);
+  private readonly guestWnd = table.u32(TCP_MAX_CONNS);
+  private readonly guestWs = table.u8(TCP_MAX_CONNS);
   /** Our window scale for this flow (0 when the guest did not offer scaling). */
-  private readonly ourWs = new Uint8Array(TCP_MAX_CONNS);
-  private readonly mss = new Uint16Array(TCP_MAX_CONNS);
-  private readonly dupAcks = new Uint8Array(TCP_MAX_CONNS);
+  private readonly ourWs = table.u8(TCP_MAX_CONNS);
+  private readonly mss = table.u16(TCP_MAX_CONNS);
+  private readonly dupAcks = table.u8(TCP_MAX_CONNS);
   /** 1 while the host socket may hold data not yet sent to the guest (set by EPOLLIN, cleared when a peek finds none). */
-  private readonly hostPending = new Uint8Array(TCP_MAX_CONNS);
+  private readonly hostPending = table.u8(TCP_MAX_CONNS);
   /** 1 after a fast retransmission, until the guest acknowledges new data: its further duplicate ACKs are echoes of it. */
-  private readonly recovering = new Uint8Array(TCP_MAX_CONNS);
-  private readonly retries = new Uint8Array(TCP_MAX_CONNS);
-  private readonly lastWndSent = new Uint32Array(TCP_MAX_CONNS);
-  private readonly deadline = new Float64Array(TCP_MAX_CONNS);
-  private readonly lastActive = new Float64Array(TCP_MAX_CONNS);
-  private readonly guestAddr = new Uint8Array(TCP_MAX_CONNS * 16);
-  private readonly remoteAddr = new Uint8Array(TCP_MAX_CONNS * 16);
-  private readonly guestPort = new Uint16Array(TCP_MAX_CONNS);
-  private readonly remotePort = new Uint16Array(TCP_MAX_CONNS);
+  private readonly recovering = table.u8(TCP_MAX_CONNS);
+  private readonly retries = table.u8(TCP_MAX_CONNS);
+  private readonly lastWndSent = table.u32(TCP_MAX_CONNS);
+  private readonly deadline = table.f64(TCP_MAX_CONNS);
+  private readonly lastActive = table.f64(TCP_MAX_CONNS);
+  private readonly guestAddr = table.u8(TCP_MAX_CONNS * 16);
+  private readonly remoteAddr = table.u8(TCP_MAX_CONNS * 16);
+  private readonly guestPort = table.u16(TCP_MAX_CONNS);
+  private readonly remotePort = table.u16(TCP_MAX_CONNS);
   /** Open-addressing hash of flow indices (+1; 0 = empty, -1 = deleted) by 4-tuple. */
-  private readonly hash = new Int32Array(TCP_MAX_CONNS * 2);
+  private readonly hash = table.i32(TCP_MAX_CONNS * 2);
   /** Dense list of used flow indices, for timers. */
-  private readonly active = new Int32Array(TCP_MAX_CONNS);
-  private readonly activePos = new Int32Array(TCP_MAX_CONNS);
+  private readonly active = table.i32(TCP_MAX_CONNS);
+  private readonly activePos = table.i32(TCP_MAX_CONNS);
   private nActive = 0;
-  private readonly ackList = new Int32Array(TCP_MAX_CONNS);
+  private readonly ackList = table.i32(TCP_MAX_CONNS);
   private nAck = 0;
   /**
    * Bytes the guest acknowledged that are still in the socket: the discarding
    * read waits for the end of the batch, so that the ACKs of one batch (the
    * guest acknowledges every second segment) cost one read, not one each.
    */
-  private readonly unDiscarded = new Float64Array(TCP_MAX_CONNS);
+  private readonly unDiscarded = table.f64(TCP_MAX_CONNS);
   /** Flows with acknowledged bytes to discard and maybe data to send (flushSends). */
-  private readonly sendList = new Int32Array(TCP_MAX_CONNS);
+  private readonly sendList = table.i32(TCP_MAX_CONNS);
   private nSend = 0;
   /** The run of guest payloads queued for one flow's socket (queueWrite, flushRun); -1: none. */
   private runFlow = -1;
   private runBuf: Uint8Array | null = null;
   /** (offset in runBuf, length) per payload. */
-  private readonly runPairs = new Uint32Array(RUN_MAX * 2);
+  private readonly runPairs = table.u32(RUN_MAX * 2);
   private runN = 0;
   private runLen = 0;
   /** Sequence number after the run's last byte. */
@@ -594,7 +595,7 @@ export class TcpFlows {
   }
 
   /** SYN-ACKs not yet confirmed by the guest's ACK (retransmitted on timeout). */
-  private readonly synAckPending = new Uint8Array(TCP_MAX_CONNS);
+  private readonly synAckPending = table.u8(TCP_MAX_CONNS);
 
   private connectFailed(i: number): void {
     tcpStats.connectFailed++;

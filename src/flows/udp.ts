@@ -45,6 +45,7 @@ import { TapBackend, VNET_HDR_LEN } from "../tap/tap.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF, SO_REUSEADDR } from "../native/consts.ts";
+import { table } from "../loop/arena.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
 export const UDP_MAX_FLOWS = 8192;
@@ -77,40 +78,40 @@ const ANY6 = new Uint8Array(16);
 export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0 };
 
 export class UdpFlows {
-  private readonly fd = new Int32Array(UDP_MAX_FLOWS).fill(-1);
+  private readonly fd = table.i32(UDP_MAX_FLOWS).fill(-1);
   /** 1 when the socket belongs to this flow (0: a shared -u listener). */
-  private readonly owned = new Uint8Array(UDP_MAX_FLOWS);
-  private readonly v6 = new Uint8Array(UDP_MAX_FLOWS);
-  private readonly guestAddr = new Uint8Array(UDP_MAX_FLOWS * 16);
-  private readonly guestPort = new Uint16Array(UDP_MAX_FLOWS);
-  private readonly lastUse = new Float64Array(UDP_MAX_FLOWS);
+  private readonly owned = table.u8(UDP_MAX_FLOWS);
+  private readonly v6 = table.u8(UDP_MAX_FLOWS);
+  private readonly guestAddr = table.u8(UDP_MAX_FLOWS * 16);
+  private readonly guestPort = table.u16(UDP_MAX_FLOWS);
+  private readonly lastUse = table.f64(UDP_MAX_FLOWS);
   /** 1 once the flow sent to the --dns-forward address: replies from the resolver then appear from it. */
-  private readonly dnsFwd = new Uint8Array(UDP_MAX_FLOWS);
+  private readonly dnsFwd = table.u8(UDP_MAX_FLOWS);
   /**
    * Port of the last sender whose own address is the gateway address (a host
    * out there, not our loopback: e.g. the next hop talking to a -u port), 0
    * for none. The guest's datagrams to that address and port go to it, not to
    * the host's loopback.
    */
-  private readonly gwPeerPort = new Uint16Array(UDP_MAX_FLOWS);
-  private readonly hash = new Int32Array(UDP_MAX_FLOWS * 2);
+  private readonly gwPeerPort = table.u16(UDP_MAX_FLOWS);
+  private readonly hash = table.i32(UDP_MAX_FLOWS * 2);
   private nFlows = 0;
   private nextFree = 0;
   // Send queue: (flow, offset, length) into the frame buffer of the current batch, and destinations.
-  private readonly qFlow = new Int32Array(SEND_QUEUE);
-  private readonly qOffLen = new Uint32Array(SEND_QUEUE * 2);
-  private readonly qAddr = new Uint8Array(SEND_QUEUE * 28);
-  private readonly qAddr32 = new Uint32Array(this.qAddr.buffer);
-  private readonly qDone = new Uint8Array(SEND_QUEUE);
+  private readonly qFlow = table.i32(SEND_QUEUE);
+  private readonly qOffLen = table.u32(SEND_QUEUE * 2);
+  private readonly qAddr = table.u8(SEND_QUEUE * 28);
+  private readonly qAddr32 = new Uint32Array(this.qAddr.buffer, this.qAddr.byteOffset, this.qAddr.length / 4);
+  private readonly qDone = table.u8(SEND_QUEUE);
   /** One socket's datagrams, gathered from the queue for one sendmmsg. */
-  private readonly sOffLen = new Uint32Array(SEND_QUEUE * 2);
-  private readonly sAddr = new Uint8Array(SEND_QUEUE * 28);
-  private readonly sAddr32 = new Uint32Array(this.sAddr.buffer);
+  private readonly sOffLen = table.u32(SEND_QUEUE * 2);
+  private readonly sAddr = table.u8(SEND_QUEUE * 28);
+  private readonly sAddr32 = new Uint32Array(this.sAddr.buffer, this.sAddr.byteOffset, this.sAddr.length / 4);
   private qBuf: Uint8Array | null = null;
   private nq = 0;
   // Receive side.
-  private readonly rxAddrs = new Uint8Array(RECV_BATCH * 28);
-  private readonly rxLens = new Uint32Array(RECV_BATCH);
+  private readonly rxAddrs = table.u8(RECV_BATCH * 28);
+  private readonly rxLens = table.u32(RECV_BATCH);
   private readonly sa = new Uint8Array(28);
   private readonly tmpAddr = new Uint8Array(16);
   /** -u sockets: fd, family and target port, by listener index (-1: closed slot). */

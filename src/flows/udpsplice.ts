@@ -31,6 +31,7 @@ import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { LISTEN_RCVBUF, UDP_TIMEOUT_MS } from "./udp.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
+import { table } from "../loop/arena.ts";
 
 /** Spliced UDP flows at once. */
 export const UDP_SPLICE_MAX = 4096;
@@ -51,20 +52,20 @@ export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0 };
 
 export class UdpSplice {
   /** Per flow: the socket the sender used (shared), the socket on the other side (owned). */
-  private readonly inFd = new Int32Array(UDP_SPLICE_MAX).fill(-1);
-  private readonly outFd = new Int32Array(UDP_SPLICE_MAX).fill(-1);
+  private readonly inFd = table.i32(UDP_SPLICE_MAX).fill(-1);
+  private readonly outFd = table.i32(UDP_SPLICE_MAX).fill(-1);
   /** The original sender, to send replies back to. */
-  private readonly peer = new Uint8Array(UDP_SPLICE_MAX * 28);
-  private readonly lastUse = new Float64Array(UDP_SPLICE_MAX);
+  private readonly peer = table.u8(UDP_SPLICE_MAX * 28);
+  private readonly lastUse = table.f64(UDP_SPLICE_MAX);
   private readonly byKey = new Map<number, number>();
-  private readonly keyOf = new Float64Array(UDP_SPLICE_MAX);
+  private readonly keyOf = table.f64(UDP_SPLICE_MAX);
   private n = 0;
-  private readonly buf = new Uint8Array(SPLICE_BATCH * MAX_DGRAM);
-  private readonly addrs = new Uint8Array(SPLICE_BATCH * 28);
-  private readonly lens = new Uint32Array(SPLICE_BATCH);
-  private readonly offLen = new Uint32Array(SPLICE_BATCH * 2);
+  private readonly buf = table.u8(SPLICE_BATCH * MAX_DGRAM);
+  private readonly addrs = table.u8(SPLICE_BATCH * 28);
+  private readonly lens = table.u32(SPLICE_BATCH);
+  private readonly offLen = table.u32(SPLICE_BATCH * 2);
   /** per datagram of a batch: its flow (negative: none; DONE: sent) */
-  private readonly flowOf = new Int32Array(SPLICE_BATCH);
+  private readonly flowOf = table.i32(SPLICE_BATCH);
   private readonly sa = new Uint8Array(28);
   private readonly nsListeners: { fd: number; port: number; target: number; v6: boolean }[] = [];
 

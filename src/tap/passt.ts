@@ -55,6 +55,7 @@ import { errnoName, sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
 import type { FrameSink } from "./sink.ts";
 import { EAGAIN, SOL_SOCKET } from "../native/consts.ts";
+import { table } from "../loop/arena.ts";
 
 /** Bytes in front of each frame on the socket: its length, 32-bit big-endian. */
 export const PASST_FRAME_ROOM = 4;
@@ -110,7 +111,7 @@ export interface PasstStats {
 }
 
 export class PasstBackend implements FrameSink {
-  readonly buf = new Uint8Array(TX_ARENA);
+  readonly buf = table.u8(TX_ARENA);
   readonly frameRoom = PASST_FRAME_ROOM;
   /**
    * Checksum offload only (see markTso): 1 is below any MSS, so the flows
@@ -140,11 +141,11 @@ export class PasstBackend implements FrameSink {
    */
   congested = false;
 
-  private readonly rx = new Uint8Array(RX_BUF);
+  private readonly rx = table.u8(RX_BUF);
   private readonly rxBase: number;
   private rxHave = 0;
   /** Queued frames: (start of the length prefix, prefix + frame length) pairs. */
-  private readonly txPairs = new Uint32Array(TX_MAX_FRAMES * 2);
+  private readonly txPairs = table.u32(TX_MAX_FRAMES * 2);
   private readonly pairsBase: number;
   private readonly bufBase: number;
   private txCount = 0;

@@ -30,6 +30,7 @@
 import { sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
 import { rxMeta, type FrameSink } from "./sink.ts";
+import { table } from "../loop/arena.ts";
 
 /** Size of struct virtio_net_hdr_v1, set with TUNSETVNETHDRSZ. */
 export const VNET_HDR_LEN = 12;
@@ -70,14 +71,14 @@ export interface TapStats {
 }
 
 export class TapBackend implements FrameSink {
-  readonly buf = new Uint8Array(TX_ARENA);
+  readonly buf = table.u8(TX_ARENA);
   readonly frameRoom = VNET_HDR_LEN;
   /** Segmentation offload towards the namespace (off with PASTA_NO_OFFLOAD=1). */
   readonly tsoMax = process.env.PASTA_NO_OFFLOAD === "1" ? 0 : TSO_MAX_PAYLOAD;
   readonly stats: TapStats = { rxFrames: 0, txFrames: 0, txDropped: 0 };
-  private readonly rx = new Uint8Array(RX_SLOT * RX_BATCH);
-  private readonly rxLens = new Uint32Array(RX_BATCH);
-  private readonly txPairs = new Uint32Array(TX_MAX_FRAMES * 2);
+  private readonly rx = table.u8(RX_SLOT * RX_BATCH);
+  private readonly rxLens = table.u32(RX_BATCH);
+  private readonly txPairs = table.u32(TX_MAX_FRAMES * 2);
   private txCount = 0;
   private txPos = 0;
   /** When the last frame came from the namespace (monotonic ms). */
