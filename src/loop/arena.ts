@@ -36,30 +36,20 @@ function take(bytes: number): [ArrayBuffer, number] {
   return [chunk, off];
 }
 
+type View<T> = { new (buffer: ArrayBuffer, byteOffset: number, length: number): T; readonly BYTES_PER_ELEMENT: number };
+
+/** A zeroed table of n elements of type C. */
+function view<T>(C: View<T>, n: number): T {
+  const [b, o] = take(n * C.BYTES_PER_ELEMENT);
+  return new C(b, o, n);
+}
+
 /** Zeroed tables of n elements. */
 export const table = {
-  u8(n: number): Uint8Array {
-    const [b, o] = take(n);
-    return new Uint8Array(b, o, n);
-  },
-  u16(n: number): Uint16Array {
-    const [b, o] = take(n * 2);
-    return new Uint16Array(b, o, n);
-  },
-  i16(n: number): Int16Array {
-    const [b, o] = take(n * 2);
-    return new Int16Array(b, o, n);
-  },
-  u32(n: number): Uint32Array {
-    const [b, o] = take(n * 4);
-    return new Uint32Array(b, o, n);
-  },
-  i32(n: number): Int32Array {
-    const [b, o] = take(n * 4);
-    return new Int32Array(b, o, n);
-  },
-  f64(n: number): Float64Array {
-    const [b, o] = take(n * 8);
-    return new Float64Array(b, o, n);
-  },
+  u8: (n: number) => view(Uint8Array, n),
+  u16: (n: number) => view(Uint16Array, n),
+  i16: (n: number) => view(Int16Array, n),
+  u32: (n: number) => view(Uint32Array, n),
+  i32: (n: number) => view(Int32Array, n),
+  f64: (n: number) => view(Float64Array, n),
 };

@@ -1,0 +1,22 @@
+import { expect, test } from "bun:test";
+import { table } from "../../src/loop/arena.ts";
+
+test("tables are zeroed, 16-byte aligned, and never overlap", () => {
+  const made = [table.u8(3), table.f64(5), table.u16(7), table.i32(9), table.u8(1), table.i16(2), table.u32(11)];
+  for (const t of made) {
+    expect(t.byteOffset % 16).toBe(0);
+    expect([...t].every((v) => v === 0)).toBe(true);
+  }
+  // write every byte of every table, then check that each still holds its own mark
+  made.forEach((t, k) => new Uint8Array(t.buffer, t.byteOffset, t.byteLength).fill(k + 1));
+  made.forEach((t, k) => expect([...new Uint8Array(t.buffer, t.byteOffset, t.byteLength)].every((v) => v === k + 1)).toBe(true));
+});
+
+test("a request past the end of a chunk, or larger than one, gets fresh zeroed room", () => {
+  const big = table.u8((32 << 20) + 100);
+  expect(big.length).toBe((32 << 20) + 100);
+  big[big.length - 1] = 7;
+  const next = table.u32(1 << 20);
+  expect(next.buffer === big.buffer && next.byteOffset < big.byteOffset + big.byteLength).toBe(false);
+  expect(next[next.length - 1]).toBe(0);
+});
