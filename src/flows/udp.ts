@@ -271,12 +271,13 @@ export class UdpFlows {
     const t = now();
     // The guest's flow: for a listener, tied on the first datagram that is not spliced.
     let gi = li >= 0 ? -2 : i;
-    if (gi >= 0) this.lastUse[gi] = t;
     for (let round = 0; round < 8; round++) {
       const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
       if (base < 0) return;
       const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
+      // only traffic keeps a flow alive: an event that moved nothing (an error, a sink with no room) does not
+      if (gi >= 0) this.lastUse[gi] = t;
       for (let k = 0; k < n; k++) {
         const off = base + k * stride;
         const len = this.rxLens[k]!;

@@ -5,7 +5,7 @@
  * --net`): flows the fuzzed frames open (TCP connects, UDP sends) then meet a
  * namespace with no route anywhere, so nothing leaves the machine.
  *
- *   bun test/tools/dispatch-fuzz-worker.ts FRAMES SEED
+ *   bun test/tools/dispatch-fuzz-worker.ts FRAMES SEED [SINK_BYTES]
  *
  * A real Dispatcher with a real Loop, a hand-made Config and a checking fake
  * FrameSink gets FRAMES frames: random bytes, and real guest frames
@@ -29,6 +29,7 @@ import { GUEST_FRAMES } from "./guest-frames.ts";
 
 const FRAMES = Number(process.argv[2] ?? 300000);
 const SEED = Number(process.argv[3] ?? 1);
+const SINK_BYTES = Number(process.argv[4] ?? 4 << 20);
 /** Frames between loop turns and sink flushes, as a tap read batch. */
 const BATCH = 64;
 /** Frames before the baseline measurement: tables, buffers and JIT settle. */
@@ -85,7 +86,12 @@ function config(): Config {
  * least an Ethernet header.
  */
 class CheckingSink implements FrameSink {
-  readonly buf = new Uint8Array(1 << 20);
+  /**
+   * SINK_BYTES (argv[4]): 4 MiB, as the tap's transmit arena, takes a whole
+   * UDP receive batch of 64 KiB datagrams; 1 MiB never does, as a sink with
+   * no room: flows must still time out then.
+   */
+  readonly buf = new Uint8Array(SINK_BYTES);
   readonly frameRoom = 4;
   readonly tsoMax = 0;
   markTso(): void {}

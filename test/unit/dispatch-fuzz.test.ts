@@ -40,9 +40,11 @@ const NETUP = "ip link set lo up && ip addr add 198.51.100.1/32 dev lo && ip add
 const iso = isolation();
 if (!iso.prefix.length) console.log(`SKIP dispatch fuzz: cannot make an empty network namespace for its sockets (${iso.why})`);
 
-for (const seed of [1, 0x5eed]) {
-  test.skipIf(!iso.prefix.length)(`dispatch fuzz, seed ${seed}: ${FRAMES} frames, nothing throws, heap flat, no socket left`, () => {
-    const r = Bun.spawnSync([...iso.prefix, "--", "sh", "-c", NETUP + ' && exec "$@"', "sh", process.execPath, WORKER, String(FRAMES), String(seed)], {
+// (seed, bytes of the fake sink): with 1 MiB the sink never has room for a
+// UDP receive batch, and idle flows must time out all the same
+for (const [seed, sinkBytes] of [[1, 4 << 20], [0x5eed, 4 << 20], [3, 1 << 20]] as const) {
+  test.skipIf(!iso.prefix.length)(`dispatch fuzz, seed ${seed}, sink ${sinkBytes >> 20} MiB: ${FRAMES} frames, nothing throws, heap flat, no socket left`, () => {
+    const r = Bun.spawnSync([...iso.prefix, "--", "sh", "-c", NETUP + ' && exec "$@"', "sh", process.execPath, WORKER, String(FRAMES), String(seed), String(sinkBytes)], {
       stdout: "pipe",
       stderr: "pipe",
       env: { ...process.env, PASTA_UDP_TIMEOUT_MS: "200" },
