@@ -1,0 +1,178 @@
+/**
+ * The guest-to-host batching of src/flows/tcp.ts, driven frame by frame: a
+ * real Dispatcher and Loop, a sink that keeps what it is given, and a
+ * listening socket on the host's loopback (the gateway address maps there).
+ *
+ * A batch of in-order segments is written to the socket with one sendmsg()
+ * at the batch's end. When the socket takes only part of it, the ACK to the
+ * guest must cover exactly what the socket took; the guest then sends the
+ * rest again from that number, and the server receives every byte once, in
+ * order.
+ */
+import { afterAll, expect, test } from "bun:test";
+import { parseIp4, parseIp6, parseMac, type Config } from "../../src/conf/config.ts";
+import { Dispatcher } from "../../src/dispatch.ts";
+import { Loop } from "../../src/loop/loop.ts";
+import { AF_INET, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF } from "../../src/native/consts.ts";
+import { sys } from "../../src/native/ffi.ts";
+import { saPort, sockaddr4 } from "../../src/native/sockaddr.ts";
+import type { FrameSink } from "../../src/tap/sink.ts";
+import * as w from "../../src/wire/index.ts";
+
+const GUEST = parseIp4("192.0.2.2");
+const GW = parseIp4("192.0.2.1");
+const GUEST_MAC = parseMac("02:00:00:00:00:02");
+const OUR_MAC = parseMac("9a:55:9a:55:9a:55");
+const GUEST_PORT = 40000;
+const MSS = 65000;
+
+const cfg: Config = {
+  mode: "pasta",
+  ourMac: OUR_MAC,
+  nsMac: new Uint8Array(6),
+  nsIfname: "eth0",
+  mtu: 65520,
+  ip4: { addr: GUEST, prefixLen: 24, gw: GW, dns: [], dnsMatch: 0, ifname: "eth0" },
+  ip6: { addr: parseIp6("2001:db8::2"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"), dns: [], dnsMatch: null, ifname: "eth0" },
+  dnsSearch: [],
+  noDhcp: true,
+  noNdp: true,
+  noDhcpv6: true,
+  noRa: true,
+  noIcmp: true,
+  noMapGw: false,
+  configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
+};
+
+/** Keeps the TCP segments sent to the guest: (seq, ack, flags, payload length). */
+class Sink implements FrameSink {
+  readonly buf = new Uint8Array(8 << 20);
+  readonly frameRoom = 0;
+  readonly tsoMax = 0;
+  readonly segs: { seq: number; ack: number; flags: number; len: number }[] = [];
+  markTso(): void {}
+  alloc(maxLen: number): number {
+    return maxLen <= this.buf.length ? 0 : -1;
+  }
+  commit(off: number, len: number): void {
+    const ip = off + w.ETH_HLEN;
+    const l4 = ip + w.IPV4_HLEN;
+    const b = this.buf;
+    this.segs.push({ seq: w.tcpSeq(b, l4), ack: w.tcpAck(b, l4), flags: w.tcpFlags(b, l4), len: len - (l4 - off) - w.tcpHlen(b, l4) });
+  }
+}
+
+const fds: number[] = [];
+afterAll(() => {
+  for (const fd of fds) sys.shim_close(fd);
+});
+
+/** A frame from the guest to the gateway's port at b[at]: its length. */
+function segment(b: Uint8Array, at: number, port: number, flags: number, seq: number, ack: number, payload: Uint8Array | null): number {
+  const optLen = flags & w.TCP_SYN ? 4 : 0;
+  const plen = payload ? payload.length : 0;
+  const l4len = w.TCP_HLEN + optLen + plen;
+  const ip = w.writeEth(b, at, OUR_MAC, GUEST_MAC, w.ETH_P_IP);
+  const l4 = w.writeIpv4(b, ip, GUEST, GW, w.IPPROTO_TCP, l4len, 64);
+  const o = w.writeTcp(b, l4, GUEST_PORT, port, seq, ack, flags, 65535, optLen);
+  if (optLen) w.writeTcpOptMss(b, o, MSS);
+  if (payload) b.set(payload, l4 + w.TCP_HLEN + optLen);
+  w.tcpSetChecksum4(b, ip, l4, l4len);
+  return l4 + l4len - at;
+}
+
+/** Byte k of the stream the guest sends. */
+const streamByte = (k: number) => (k * 7 + (k >>> 11)) & 255;
+
+test("a batch the socket takes only in part: the ACK covers what it took, the rest comes again, the server gets every byte once", () => {
+  // the server: a small receive buffer, not read until the end, so that the socket fills
+  const lfd = sys.shim_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  fds.push(lfd);
+  sys.shim_setsockopt_int(lfd, SOL_SOCKET, SO_RCVBUF, 64 << 10);
+  const sa = new Uint8Array(28);
+  expect(sys.shim_bind(lfd, sa, sockaddr4(sa, 0x7f000001, 0))).toBe(0);
+  expect(sys.shim_listen(lfd, 4)).toBe(0);
+  const len = new Int32Array([28]);
+  expect(sys.shim_getsockname(lfd, sa, len)).toBe(0);
+  const port = saPort(sa);
+
+  const loop = new Loop();
+  const sink = new Sink();
+  const d = new Dispatcher(cfg, loop, sink);
+  let turning = false;
+  loop.every(0, () => {
+    if (turning) loop.stop(0);
+  });
+  const turn = () => {
+    turning = true;
+    loop.run();
+    turning = false;
+  };
+  const rx = new Uint8Array(16 << 20);
+  const batch = (frames: [number, number, number, Uint8Array | null][]) => {
+    let at = 0;
+    for (const [flags, seq, ack, payload] of frames) {
+      const n = segment(rx, at, port, flags, seq, ack, payload);
+      d.frame(rx, at, n);
+      at += n;
+    }
+    d.batchEnd();
+    d.flush();
+  };
+  const lastAck = () => sink.segs.filter((s) => s.flags & w.TCP_ACK_FLAG).at(-1)!.ack;
+
+  // handshake: SYN, our connect completes, SYN-ACK, the guest's ACK
+  const isn = 1000;
+  batch([[w.TCP_SYN, isn, 0, null]]);
+  for (let k = 0; k < 50 && !sink.segs.some((s) => s.flags & w.TCP_SYN); k++) turn();
+  const synAck = sink.segs.find((s) => s.flags & w.TCP_SYN)!;
+  expect(synAck.flags & w.TCP_ACK_FLAG).toBeTruthy();
+  expect(synAck.ack).toBe(isn + 1);
+  const ourSeq = (synAck.seq + 1) >>> 0;
+  batch([[w.TCP_ACK_FLAG, isn + 1, ourSeq, null]]);
+
+  // one batch far larger than the socket can take (send buffer and the server's receive buffer)
+  const total = 24 << 20;
+  const seg = (from: number, n: number) => {
+    const p = new Uint8Array(n);
+    for (let k = 0; k < n; k++) p[k] = streamByte(from + k);
+    return p;
+  };
+  let sent = 0;
+  const frames: [number, number, number, Uint8Array | null][] = [];
+  for (let off = 0; off < 240 * MSS && off < total; off += MSS) frames.push([w.TCP_ACK_FLAG, isn + 1 + off, ourSeq, seg(off, MSS)]);
+  sent = frames.length * MSS;
+  batch(frames);
+  const took = lastAck() - (isn + 1);
+  expect(took).toBeGreaterThan(0);
+  expect(took).toBeLessThan(sent);
+
+  // the server reads everything, the guest resends from the ACK each time
+  const cfd = sys.shim_accept(lfd, new Uint8Array(28), new Int32Array([28]));
+  expect(cfd).toBeGreaterThanOrEqual(0);
+  fds.push(cfd);
+  const got = new Uint8Array(total);
+  let have = 0;
+  const drain = () => {
+    for (;;) {
+      const n = sys.shim_recv(cfd, got.subarray(have), total - have, 0x40 /* MSG_DONTWAIT */);
+      if (n <= 0) return;
+      have += n;
+    }
+  };
+  for (let round = 0; round < 2000 && have < total; round++) {
+    drain();
+    turn();
+    const acked = lastAck() - (isn + 1);
+    if (acked < total) {
+      const n = Math.min(MSS, total - acked);
+      batch([[w.TCP_ACK_FLAG, isn + 1 + acked, ourSeq, seg(acked, n)]]);
+    }
+  }
+  drain();
+  expect(have).toBe(total);
+  let bad = -1;
+  for (let k = 0; k < total && bad < 0; k++) if (got[k] !== streamByte(k)) bad = k;
+  expect(bad).toBe(-1);
+  expect(lastAck()).toBe((isn + 1 + total) >>> 0);
+});
