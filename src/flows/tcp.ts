@@ -19,9 +19,10 @@
  *   guest's SYN-ACK establishes the connection and we ACK it.
  *
  * Guest to host: the payload of a segment whose sequence number is the next
- * one expected joins the flow's run of queued payloads, written with one
- * sendmsg() at the end of the batch of frames (or before anything else
- * touches that flow); we acknowledge what the socket took and advertise a
+ * one expected joins the run of queued payloads (consecutive segments of one
+ * flow; a segment of another flow writes the run out first), written with one
+ * sendmsg() at the end of the batch of frames, or before anything else
+ * touches that flow; we acknowledge what the socket took and advertise a
  * window of the send buffer's free space. A segment beyond the expected number
  * (a hole) is dropped and answered with a duplicate ACK so that the guest
  * retransmits. When the socket is full we ask for EPOLLOUT and send a window
@@ -32,9 +33,9 @@
  * segments of the guest's MSS. Bytes leave the socket (a discarding read) only
  * when the guest acknowledges them: the ACKs of one batch are counted, and
  * one read discards them all at its end (flushSends), then we send into the
- * window they opened. Three duplicate ACKs, or no progress
- * within the retransmission timeout, rewind to the last acknowledged byte and
- * send again; after TCP_MAX_RETRIES timeouts the connection is reset.
+ * window they opened. Three duplicate ACKs, or no progress within the
+ * retransmission timeout, rewind to the last acknowledged byte and send
+ * again; after TCP_MAX_RETRIES timeouts the connection is reset.
  *
  * Closing: a FIN from the guest becomes shutdown(SHUT_WR) once its data is
  * written; end of stream on the socket becomes a FIN to the guest once all
