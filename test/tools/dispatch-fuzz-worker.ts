@@ -26,6 +26,7 @@ import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import * as wfx from "../unit/wire-fixtures.ts";
 import { GUEST_FRAMES } from "./guest-frames.ts";
+import { turner } from "./loop-turn.ts";
 
 const FRAMES = Number(process.argv[2] ?? 300000);
 const SEED = Number(process.argv[3] ?? 1);
@@ -245,15 +246,7 @@ const loop = new Loop();
 const sink = new CheckingSink();
 const d = new Dispatcher(cfg, loop, sink);
 // One loop turn: epoll events (socket errors of flows) and due timers, then back here.
-let turning = false;
-loop.every(0, () => {
-  if (turning) loop.stop(0);
-});
-function turn(): void {
-  turning = true;
-  loop.run();
-  turning = false;
-}
+const turn = turner(loop);
 type Batched = { batchEnd?: () => void; flush?: () => void };
 const batched = d as unknown as Batched;
 
