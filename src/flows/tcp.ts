@@ -491,7 +491,13 @@ export class TcpFlows {
    * a run of 40 frames at MTU 1500 is one call and a few large segments.
    */
   private queueWrite(i: number, b: Uint8Array, off: number, len: number): void {
-    if (i !== this.runFlow || b !== this.runBuf || this.runN === RUN_MAX) this.flushRun();
+    if (i !== this.runFlow || b !== this.runBuf || this.runN === RUN_MAX) {
+      const start = this.nextFromGuest(i);
+      this.flushRun();
+      // the socket took only part of this flow's run: this payload no longer
+      // follows what it took; drop it, the guest sends it again after our ACK
+      if (this.seqFromGuest[i] !== start) return;
+    }
     if (this.runFlow < 0) {
       this.runFlow = i;
       this.runBuf = b;
