@@ -55,7 +55,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 9; }
+int shim_version(void) { return 10; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -870,6 +870,67 @@ uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
 	c = (uint16_t)~sum;
 	memcpy(p + field, &c, 2);
 	return c;
+}
+
+/* shim_tcp_segments() - finish the frames of one peek of TCP data, for a
+ * backend without segmentation offload (the passt socket, a tap with offloads
+ * off). Frame k is at buf + base + k * stride and holds its payload, seg
+ * bytes (the last one: what is left of got), after hdr bytes of headers: the
+ * IP header at l3, TCP (no options) at l4. TypeScript wrote frame 0's headers
+ * for its own length, with the pseudo-header sum in the TCP checksum field.
+ * Here they are copied to every other frame with the sequence number advanced
+ * by seg per frame, the IP length set, PSH on the last frame only, the IPv4
+ * header checksum made again, and every TCP checksum completed (the
+ * pseudo-header sum moved by the length difference: RFC 1624 arithmetic).
+ * Returns the number of frames. */
+int shim_tcp_segments(uint8_t *buf, int base, int stride, int l3, int l4, int hdr, int seg, int got, int v6)
+{
+	uint8_t *f0 = buf + base;
+	int n = (got + seg - 1) / seg, thlen = hdr - l4, k;
+	uint32_t len0 = (uint32_t)(thlen + (got < seg ? got : seg));
+	uint32_t seq0 = ((uint32_t)f0[l4 + 4] << 24) | ((uint32_t)f0[l4 + 5] << 16) | ((uint32_t)f0[l4 + 6] << 8) | f0[l4 + 7];
+	uint32_t pseudo0 = ((uint32_t)f0[l4 + 16] << 8) | f0[l4 + 17];
+	uint8_t flags = f0[l4 + 13] & ~0x08;
+
+	for (k = 0; k < n; k++) {
+		uint8_t *f = f0 + (size_t)k * stride;
+		uint32_t l4len = (uint32_t)(thlen + (k == n - 1 ? got - k * seg : seg));
+		uint32_t seq = seq0 + (uint32_t)k * (uint32_t)seg, sum;
+
+		if (k > 0) {
+			memcpy(f, f0, hdr);
+			f[l4 + 4] = seq >> 24;
+			f[l4 + 5] = seq >> 16;
+			f[l4 + 6] = seq >> 8;
+			f[l4 + 7] = seq;
+		}
+		f[l4 + 13] = flags | (k == n - 1 ? 0x08 : 0);
+		if (v6) {
+			f[l3 + 4] = l4len >> 8;
+			f[l3 + 5] = l4len;
+		} else {
+			uint32_t tot = (uint32_t)(l4 - l3) + l4len, ip = 0;
+			int j;
+
+			f[l3 + 2] = tot >> 8;
+			f[l3 + 3] = tot;
+			f[l3 + 10] = f[l3 + 11] = 0;
+			for (j = 0; j < l4 - l3; j += 2)
+				ip += ((uint32_t)f[l3 + j] << 8) | f[l3 + j + 1];
+			while (ip >> 16)
+				ip = (ip & 0xffff) + (ip >> 16);
+			ip = ~ip & 0xffff;
+			f[l3 + 10] = ip >> 8;
+			f[l3 + 11] = ip;
+		}
+		sum = pseudo0 + (~len0 & 0xffff) + l4len;
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		f[l4 + 16] = sum >> 8;
+		f[l4 + 17] = sum;
+		shim_l4_csum_fill(f + l4, l4len, 16);
+	}
+	return n;
 }
 
 /* ------------------------------------------------------------ UDP GSO */

@@ -655,27 +655,49 @@ export class TcpFlows {
 
   /**
    * Headers for the got bytes peeked into frames of seg bytes at base,
-   * base+stride... With offloads, a frame longer than the MSS is a
+   * base+stride... With offloads (the tap), a frame longer than the MSS is a
    * super-frame that the namespace's kernel cuts into MSS-sized segments, and
-   * no frame needs its checksum computed here.
+   * no frame needs its checksum computed here; without, emitPlainSegments.
    */
   private emitSegments(i: number, base: number, stride: number, hdr: number, seg: number, got: number): void {
     this.flushRunOf(i);
     const ack = this.seqFromGuest[i]!;
     const wnd = this.windowToGuest(i);
-    const offload = this.sink.tsoMax > 0;
     const v6 = (this.flags[i]! & F_V6) !== 0;
     const mss = this.mss[i]!;
+    if (this.sink.tsoMax <= mss) return this.emitPlainSegments(i, base, stride, hdr, seg, got, ack, wnd, v6);
     for (let k = 0, left = got; left > 0; k++) {
       const len = Math.min(left, seg);
       const off = base + k * stride;
       const flags = w.TCP_ACK_FLAG | (left === len ? w.TCP_PSH : 0);
-      this.writeSegment(i, off, flags, this.seqToGuest[i]!, ack, wnd, 0, len, offload);
+      this.writeSegment(i, off, flags, this.seqToGuest[i]!, ack, wnd, 0, len, true);
       this.sink.commit(off, hdr + len);
-      if (offload) this.sink.markTso(off, off + hdr - w.TCP_HLEN, len > mss ? mss : 0, v6);
+      this.sink.markTso!(off, off + hdr - w.TCP_HLEN, len > mss ? mss : 0, v6);
       this.seqToGuest[i] = (this.seqToGuest[i]! + len) >>> 0;
       left -= len;
     }
+    this.clearAck(i);
+  }
+
+  /**
+   * emitSegments for a sink without segmentation offload (the passt socket,
+   * a tap with offloads off): every frame is one segment with full
+   * checksums. Frame 0's headers are written here; the shim copies them to
+   * the other frames, adjusts sequence numbers and lengths, and computes the
+   * checksums (shim_tcp_segments), one FFI call for the whole peek.
+   */
+  private emitPlainSegments(i: number, base: number, stride: number, hdr: number, seg: number, got: number, ack: number, wnd: number, v6: boolean): void {
+    const b = this.sink.buf;
+    const seq = this.seqToGuest[i]!;
+    const len0 = Math.min(got, seg);
+    this.writeSegment(i, base, w.TCP_ACK_FLAG | (got === len0 ? w.TCP_PSH : 0), seq, ack, wnd, 0, len0, true);
+    sys.shim_tcp_segments(b, base, stride, w.ETH_HLEN, hdr - w.TCP_HLEN, hdr, seg, got, v6 ? 1 : 0);
+    for (let k = 0, left = got; left > 0; k++) {
+      const len = Math.min(left, seg);
+      this.sink.commit(base + k * stride, hdr + len);
+      left -= len;
+    }
+    this.seqToGuest[i] = (seq + got) >>> 0;
     this.clearAck(i);
   }
 

@@ -24,11 +24,9 @@
  * call, which merges frames that touch into one iovec and writes with as few
  * sendmsg() calls as the socket takes.
  *
- * Checksums: the backend offers the flows checksum offload and nothing more
- * (tsoMax 1, below any MSS: no super-frames). TCP then leaves the checksum of
- * each data segment partial and calls markTso(), where one shim call
- * completes it with a wide-word sum (the flows' own shim_csum reads one byte
- * at a time); the guest still gets full checksums, as over any socket.
+ * Checksums: no offloads (tsoMax 0): every frame carries full checksums,
+ * as over any socket. TCP data segments get theirs in C, a whole peek per
+ * call (shim_tcp_segments, see flows/tcp.ts).
  *
  * Backpressure: a frame is never dropped halfway, and a queued frame is never
  * dropped while the client is connected. When the socket is full, what is
@@ -113,15 +111,8 @@ export interface PasstStats {
 export class PasstBackend implements FrameSink {
   readonly buf = table.u8(TX_ARENA);
   readonly frameRoom = PASST_FRAME_ROOM;
-  /**
-   * Checksum offload only (see markTso): 1 is below any MSS, so the flows
-   * never build a super-frame for us, but they leave the TCP checksum of data
-   * segments partial, and we complete it in C (shim_l4_csum_fill, several
-   * times faster than the byte loop of shim_csum they would use otherwise).
-   * With a pcap, 0: frames are captured at commit(), checksums must be whole
-   * by then.
-   */
-  readonly tsoMax: number;
+  /** No segmentation or checksum offload towards the guest (FrameSink.tsoMax). */
+  readonly tsoMax = 0;
   readonly stats: PasstStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txDropped: 0, partialWrites: 0, txBlocked: 0 };
   /** The connected client's socket, -1 without one. */
   fd = -1;
@@ -147,7 +138,6 @@ export class PasstBackend implements FrameSink {
   /** Queued frames: (start of the length prefix, prefix + frame length) pairs. */
   private readonly txPairs = table.u32(TX_MAX_FRAMES * 2);
   private readonly pairsBase: number;
-  private readonly bufBase: number;
   private txCount = 0;
   /** First frame not completely written, and how much of it was. */
   private txHead = 0;
@@ -176,8 +166,6 @@ export class PasstBackend implements FrameSink {
   ) {
     this.rxBase = ptr(this.rx);
     this.pairsBase = ptr(this.txPairs);
-    this.bufBase = ptr(this.buf);
-    this.tsoMax = pcap ? 0 : 1;
   }
 
   /** Serve the connected socket fd (made non-blocking here). */
@@ -298,16 +286,6 @@ export class PasstBackend implements FrameSink {
     this.txPos = off + len;
     this.txQueued += len + PASST_FRAME_ROOM;
     if (this.pcap) this.pcap.write(b, off, len);
-  }
-
-  /**
-   * The frame just committed at off carries a partial TCP checksum at l4 + 16:
-   * complete it. There is no segmentation here (mss is always 0: tsoMax is
-   * below any MSS); the guest gets ordinary frames with full checksums.
-   */
-  markTso(off: number, l4: number, _mss: number, _v6: boolean): void {
-    const end = off + this.txPairs[2 * this.txCount - 1]! - PASST_FRAME_ROOM;
-    sys.shim_l4_csum_fill((this.bufBase + l4) as Pointer, end - l4, 16);
   }
 
   /** Write the queued frames (all of them, or as much as the socket takes). */

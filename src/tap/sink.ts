@@ -32,9 +32,10 @@ export interface FrameSink {
    * After commit(): mark the TCP frame at off as carrying a partial checksum
    * (the field at l4 + 16 holds the pseudo-header sum; the receiving kernel
    * needs no more) and, with mss > 0, as a super-frame to be cut into
-   * segments of mss bytes. Only when tsoMax > 0.
+   * segments of mss bytes. Called only when tsoMax > 0 (sinks without
+   * offloads need not have it).
    */
-  markTso(off: number, l4: number, mss: number, v6: boolean): void;
+  markTso?(off: number, l4: number, mss: number, v6: boolean): void;
 }
 
 /**

@@ -95,7 +95,6 @@ class CheckingSink implements FrameSink {
   readonly buf = new Uint8Array(SINK_BYTES);
   readonly frameRoom = 4;
   readonly tsoMax = 0;
-  markTso(): void {}
   private pos = 0;
   private lastOff = -1;
   private lastMax = 0;

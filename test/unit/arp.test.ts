@@ -11,7 +11,6 @@ class TestSink implements FrameSink {
   readonly buf = new Uint8Array(256);
   readonly frameRoom = 0;
   readonly tsoMax = 0;
-  markTso(): void {}
   frames: Uint8Array[] = [];
   private pos = 8;
   constructor(private slots = 4) {}

@@ -51,7 +51,6 @@ class Sink implements FrameSink {
   readonly frameRoom = 0;
   readonly tsoMax = 0;
   readonly segs: { seq: number; ack: number; flags: number; len: number }[] = [];
-  markTso(): void {}
   alloc(maxLen: number): number {
     return maxLen <= this.buf.length ? 0 : -1;
   }

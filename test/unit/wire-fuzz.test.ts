@@ -111,7 +111,6 @@ const sink = {
   buf: new Uint8Array(128),
   frameRoom: 0,
   tsoMax: 0,
-  markTso: () => {},
   alloc: () => 0,
   commit: () => {},
 };
