@@ -68,6 +68,14 @@ const TX_ARENA = 8 << 20;
 /** Frames queued at once (pure ACKs are small: many fit). */
 const TX_MAX_FRAMES = 16384;
 /**
+ * Queued bytes that alloc() writes out before it hands out more room: about
+ * one peek of TCP data at MTU 1500. The client (QEMU, the relay guest) then
+ * gets a steady stream of small writes it can interleave with the guest's
+ * ACKs, as the original writes after each peek, instead of one burst of
+ * megabytes per batch of events.
+ */
+const TX_EAGER = 32 << 10;
+/**
  * Past this many bytes queued for a full socket (whose own buffer holds up to
  * wmem_max more), alloc() refuses more: TCP leaves the rest in its sockets.
  * A deep queue of our own only made every byte colder in the cache by the
@@ -259,6 +267,7 @@ export class PasstBackend implements FrameSink {
     if (this.fd < 0 || this.gone !== null) return -1;
     const need = PASST_FRAME_ROOM + maxLen;
     if (need > TX_ARENA || frames > TX_MAX_FRAMES) return -1;
+    if (this.txQueued >= TX_EAGER) this.flush();
     let at = this.place(need, frames);
     if (at < 0) {
       this.flush();
