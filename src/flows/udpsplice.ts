@@ -22,6 +22,7 @@
  * Limits: UDP_SPLICE_MAX flows (beyond that, datagrams of new flows are
  * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed.
  */
+import { ptr } from "bun:ffi";
 import type { Config } from "../conf/config.ts";
 import { bitGet, type PortFwd } from "../fwd/ports.ts";
 import { log } from "../log.ts";
@@ -132,7 +133,8 @@ export class UdpSplice {
   fromHost(inFd: number, v6: boolean, addrs: Uint8Array, aOff: number, p: Uint8Array, off: number, len: number, target: number): void {
     const e = this.flow(inFd, v6, addrs, aOff, target, "ns");
     if (e < 0) return;
-    if (sys.shim_send(this.outFd[e]!, p.subarray(off, off + len), len, 0) < 0) udpSpliceStats.dropped++;
+    // ptr(p, off): a plain number, where a subarray would be an object per datagram
+    if (sys.shim_send(this.outFd[e]!, ptr(p, off), len, 0) < 0) udpSpliceStats.dropped++;
     else udpSpliceStats.forwarded++;
   }
 
