@@ -66,6 +66,8 @@ import { table } from "../loop/arena.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
+/** Slots in turn while fewer than half of them are open (see takeSlot). */
+const SLOT_WINDOW = 1 << 14;
 /** A handshake (either side) must complete within this time. */
 export const TCP_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** After a FIN in either direction, the rest must complete within this time. */
@@ -996,9 +998,14 @@ export class TcpFlows {
 
   private takeSlot(t: number): number {
     if (this.nActive >= TCP_MAX_CONNS) return -1;
-    let i = this.nextFree;
-    while (this.state[i] !== FREE || this.activePos[i] !== 0) i = (i + 1) % TCP_MAX_CONNS;
-    this.nextFree = (i + 1) % TCP_MAX_CONNS;
+    // Slots are taken in turn (a freed slot is not reused at once: an event
+    // for its old socket may still be in this batch), within the first
+    // SLOT_WINDOW slots while few flows are open, so that churn (one
+    // connection per request) keeps touching the same pages of the tables.
+    const end = Math.min(TCP_MAX_CONNS, Math.max(SLOT_WINDOW, 2 * this.nActive));
+    let i = this.nextFree < end ? this.nextFree : 0;
+    while (this.state[i] !== FREE || this.activePos[i] !== 0) i = i + 1 < end ? i + 1 : 0;
+    this.nextFree = i + 1;
     this.active[this.nActive] = i;
     this.activePos[i] = ++this.nActive;
     this.lastActive[i] = t;
