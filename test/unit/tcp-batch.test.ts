@@ -10,7 +10,7 @@
  * order.
  */
 import { afterAll, expect, test } from "bun:test";
-import { parseIp4, parseIp6, parseMac, type Config } from "../../src/conf/config.ts";
+import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import { AF_INET, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF } from "../../src/native/consts.ts";
@@ -19,31 +19,14 @@ import { saPort, sockaddr4 } from "../../src/native/sockaddr.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
+import { GUEST4, GW4, OUR_MAC, flowTestConfig } from "../tools/flow-config.ts";
 
-const GUEST = parseIp4("192.0.2.2");
-const GW = parseIp4("192.0.2.1");
+const GUEST = GUEST4;
+const GW = GW4;
 const GUEST_MAC = parseMac("02:00:00:00:00:02");
-const OUR_MAC = parseMac("9a:55:9a:55:9a:55");
 const GUEST_PORT = 40000;
 const MSS = 65000;
-
-const cfg: Config = {
-  mode: "pasta",
-  ourMac: OUR_MAC,
-  nsMac: new Uint8Array(6),
-  nsIfname: "eth0",
-  mtu: 65520,
-  ip4: { addr: GUEST, prefixLen: 24, gw: GW, dns: [], dnsMatch: 0, ifname: "eth0" },
-  ip6: { addr: parseIp6("2001:db8::2"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"), dns: [], dnsMatch: null, ifname: "eth0" },
-  dnsSearch: [],
-  noDhcp: true,
-  noNdp: true,
-  noDhcpv6: true,
-  noRa: true,
-  noIcmp: true,
-  noMapGw: false,
-  configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-};
+const cfg = flowTestConfig;
 
 /** Keeps the TCP segments sent to the guest: (seq, ack, flags, payload length). */
 class Sink implements FrameSink {

@@ -7,30 +7,12 @@
  * of walking through all 131072 slots' worth of memory.
  */
 import { expect, test } from "bun:test";
-import { parseIp4, parseIp6, parseMac, type Config } from "../../src/conf/config.ts";
 import { TcpFlows, TCP_MAX_CONNS } from "../../src/flows/tcp.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
+import { flowTestConfig as cfg } from "../tools/flow-config.ts";
 
 const WINDOW = 1 << 14;
-
-const cfg: Config = {
-  mode: "pasta",
-  ourMac: parseMac("9a:55:9a:55:9a:55"),
-  nsMac: new Uint8Array(6),
-  nsIfname: "eth0",
-  mtu: 65520,
-  ip4: { addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"), dns: [], dnsMatch: 0, ifname: "eth0" },
-  ip6: { addr: parseIp6("2001:db8::2"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"), dns: [], dnsMatch: null, ifname: "eth0" },
-  dnsSearch: [],
-  noDhcp: true,
-  noNdp: true,
-  noDhcpv6: true,
-  noRa: true,
-  noIcmp: true,
-  noMapGw: false,
-  configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-};
 
 const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, alloc: () => -1, commit: () => {} };
 
