@@ -834,10 +834,10 @@ int shim_set_nofile(int n)
  * bytes at p whose checksum field (at p + field) holds the pseudo-header sum:
  * sum everything (native byte order, 32-bit words into four 64-bit
  * accumulators, so that the compiler can vectorise it; RFC 1071 shows the
- * result is the same in either order), fold, complement, store. For the passt
- * backend, which offers checksum offload to the flows and fills it in itself,
- * several times faster than shim_csum's byte loop. Returns the stored value. */
-uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
+ * result is the same in either order), fold, complement, store. Several
+ * times faster than shim_csum's byte loop over a whole segment; used by
+ * shim_tcp_segments. Returns the stored value. */
+static uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
 {
 	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, sum;
 	uint32_t i = 0;
@@ -909,17 +909,12 @@ int shim_tcp_segments(uint8_t *buf, int base, int stride, int l3, int l4, int hd
 			f[l3 + 4] = l4len >> 8;
 			f[l3 + 5] = l4len;
 		} else {
-			uint32_t tot = (uint32_t)(l4 - l3) + l4len, ip = 0;
-			int j;
+			uint32_t tot = (uint32_t)(l4 - l3) + l4len, ip;
 
 			f[l3 + 2] = tot >> 8;
 			f[l3 + 3] = tot;
 			f[l3 + 10] = f[l3 + 11] = 0;
-			for (j = 0; j < l4 - l3; j += 2)
-				ip += ((uint32_t)f[l3 + j] << 8) | f[l3 + j + 1];
-			while (ip >> 16)
-				ip = (ip & 0xffff) + (ip >> 16);
-			ip = ~ip & 0xffff;
+			ip = ~shim_csum(f + l3, (uint32_t)(l4 - l3), 0) & 0xffff;
 			f[l3 + 10] = ip >> 8;
 			f[l3 + 11] = ip;
 		}

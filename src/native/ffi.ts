@@ -83,7 +83,6 @@ const symbols = {
   shim_drop_privileges: { args: [i32, i32], returns: i32 },
   shim_set_nofile: { args: [i32], returns: i32 },
   shim_udp_send_gso: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
-  shim_l4_csum_fill: { args: [ptr, i32, i32], returns: u32 },
   shim_tcp_segments: { args: [ptr, i32, i32, i32, i32, i32, i32, i32, i32], returns: i32 },
 } as const;
 
