@@ -1,6 +1,5 @@
 /**
- * passt with a real virtual machine: QEMU (TCG, or KVM where /dev/kvm is
- * usable) boots the machine's own kernel with a busybox initramfs
+ * passt with a real virtual machine: QEMU (TCG always: see QEMU_ACCEL) boots the machine's own kernel with a busybox initramfs
  * (test/tools/qemu/), connected to passt's UNIX socket with
  * `-netdev stream`. The guest loads virtio-net, brings eth0 up, gets its
  * address with udhcpc, downloads a file from an HTTP server on the host's
@@ -12,27 +11,18 @@
  */
 import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
-import { accessSync, constants, writeFileSync } from "node:fs";
+import { writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADDR, BUN, canRunE2E, createWorld, describeE2E, type Child, type World } from "../world.ts";
 import { startPasst } from "../tools/relay.ts";
 import { buildInitramfs, findGuest, type GuestKernel } from "../tools/qemu/initramfs.ts";
-import { guestInit, MARK_FAIL, MARK_OK, UDHCPC_SCRIPT } from "../tools/qemu/guest.ts";
+import { guestInit, MARK_FAIL, MARK_OK, QEMU_ACCEL, UDHCPC_SCRIPT } from "../tools/qemu/guest.ts";
 
 const HTTP_PORT = 18080;
 /** Boot, DHCP and download under TCG take some tens of seconds; this bounds it. */
 const BOOT_TIMEOUT_MS = 120_000;
 
 const guest = findGuest();
-
-function kvmUsable(): boolean {
-  try {
-    accessSync("/dev/kvm", constants.R_OK | constants.W_OK);
-    return true;
-  } catch {
-    return false;
-  }
-}
 
 if (canRunE2E().ok && !guest.ok) {
   console.log(`SKIP passt with QEMU: ${guest.reason}`);
@@ -68,9 +58,8 @@ if (canRunE2E().ok && !guest.ok) {
 
       const img = join(w.dir, "initramfs.cpio");
       buildInitramfs(img, k, guestInit(`http://${ADDR.gw4}:${HTTP_PORT}/payload`), { "/udhcpc.sh": UDHCPC_SCRIPT });
-      const accel = kvmUsable() ? ["-accel", "kvm"] : ["-accel", "tcg"];
       const qemu: Child = w.spawn(null, [
-        "qemu-system-x86_64", ...accel, "-m", "256", "-smp", "1",
+        "qemu-system-x86_64", ...QEMU_ACCEL, "-m", "256", "-smp", "1",
         "-kernel", k.kernel, "-initrd", img,
         "-append", "console=ttyS0 panic=-1 quiet",
         "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
