@@ -37,6 +37,8 @@ const IPV4_BITS = 32;
 interface OptDef {
   long: string;
   short?: string;
+  /** Another long name for the same option. */
+  alias?: string;
   value?: string;
   /** May be given more than once (values accumulate). */
   many?: boolean;
@@ -49,12 +51,14 @@ interface OptDef {
 const OPTIONS: OptDef[] = [
   { long: "debug", short: "d", help: "Be verbose" },
   { long: "trace", help: "Be extra verbose, show single packets; implies --debug" },
+  { long: "stats", value: "DELAY", help: "Log event counters, at most every DELAY seconds" },
   { long: "quiet", short: "q", help: "Don't print informational messages" },
   { long: "foreground", short: "f", help: "Don't run in background" },
   { long: "stderr", short: "e", help: "Log to standard error too" },
   { long: "log-file", short: "l", value: "PATH", help: "Log to file PATH, not to standard error" },
   { long: "log-size", value: "SIZE", help: "Limit log file size to SIZE bytes (default 1 MiB)" },
   { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "Change to this user and group when started as root" },
+  { long: "conf-path", short: "c", value: "PATH", help: "Configuration socket for pesto(1): not supported, refused" },
   { long: "help", short: "h", help: "Display this help message and exit" },
   { long: "version", help: "Show version and exit" },
   { long: "pcap", short: "p", value: "FILE", help: "Capture tap-facing packets to FILE in pcap format" },
@@ -69,8 +73,17 @@ const OPTIONS: OptDef[] = [
   { long: "outbound-if4", value: "NAME", help: "Bind IPv4 outbound sockets to host interface NAME" },
   { long: "outbound-if6", value: "NAME", help: "Bind IPv6 outbound sockets to host interface NAME" },
   { long: "dns", short: "D", value: "ADDR", many: true, help: "Use DNS server ADDR instead of resolv.conf ones (repeatable); 'none' for none" },
-  { long: "dns-forward", value: "ADDR", many: true, help: "Forward DNS queries sent to ADDR to the first DNS server (once per version)" },
+  { long: "dns-forward", value: "ADDR", many: true, help: "Forward DNS queries sent to ADDR to the --dns-host server (once per version)" },
+  { long: "dns-host", value: "ADDR", many: true, help: "Host DNS server that --dns-forward queries go to (default: first in resolv.conf)" },
   { long: "search", short: "S", value: "LIST", help: "Space-separated DNS search LIST; 'none' for none" },
+  { long: "hostname", short: "H", value: "NAME", help: "Hostname to configure the guest with (DHCP option 12)" },
+  { long: "fqdn", value: "NAME", help: "FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)" },
+  { long: "dhcp-dns", help: "pasta: hand out DNS servers via DHCP, DHCPv6 and NDP (passt does by default)" },
+  { long: "no-dhcp-dns", help: "passt: don't hand out DNS servers via DHCP, DHCPv6 and NDP" },
+  { long: "dhcp-search", help: "pasta: hand out the search list via DHCP, DHCPv6 and NDP (passt does by default)" },
+  { long: "no-dhcp-search", help: "passt: don't hand out the search list via DHCP, DHCPv6 and NDP" },
+  { long: "map-host-loopback", value: "ADDR", many: true, help: "Guest traffic to ADDR reaches the host's loopback; 'none' for none (default: the gateway)" },
+  { long: "map-guest-addr", value: "ADDR", many: true, help: "Guest traffic to ADDR reaches the host's own address; 'none' for none" },
   { long: "no-tcp", help: "Disable the TCP protocol handler" },
   { long: "no-udp", help: "Disable the UDP protocol handler" },
   { long: "no-icmp", help: "Disable the ICMP/ICMPv6 echo handler" },
@@ -78,23 +91,31 @@ const OPTIONS: OptDef[] = [
   { long: "no-ndp", help: "Disable NDP responses" },
   { long: "no-dhcpv6", help: "Disable the DHCPv6 server" },
   { long: "no-ra", help: "Disable router advertisements" },
+  { long: "freebind", help: "Bind forwarded ports to addresses the host doesn't have (yet)" },
   { long: "no-map-gw", help: "Don't map the gateway address to the host" },
+  { long: "chroot-fallback", help: "Fall back to chroot() for the sandbox: not supported, refused" },
   { long: "ipv4-only", short: "4", help: "Enable IPv4 operation only" },
   { long: "ipv6-only", short: "6", help: "Enable IPv6 operation only" },
   { long: "tcp-ports", short: "t", value: "SPEC", many: true, help: "TCP port forwarding to guest or namespace (repeatable)" },
   { long: "udp-ports", short: "u", value: "SPEC", many: true, help: "UDP port forwarding to guest or namespace (repeatable)" },
   { long: "fd", short: "F", value: "FD", help: "Use the pre-opened, connected socket FD" },
-  { long: "socket", short: "s", value: "PATH", only: "passt", help: "UNIX domain socket path for qemu" },
+  { long: "socket", short: "s", alias: "socket-path", value: "PATH", only: "passt", help: "UNIX domain socket path for qemu (also --socket-path)" },
+  { long: "print-capabilities", only: "passt", help: "Print back-end capabilities in JSON (for vhost-user front-ends) and exit" },
   { long: "one-off", short: "1", only: "passt", help: "Quit after handling a single client connection" },
   { long: "ns-ifname", short: "I", value: "NAME", only: "pasta", help: "Name of the tap interface in the namespace" },
   { long: "tcp-ns", short: "T", value: "SPEC", many: true, only: "pasta", help: "TCP port forwarding from namespace to init namespace (repeatable)" },
   { long: "udp-ns", short: "U", value: "SPEC", many: true, only: "pasta", help: "UDP port forwarding from namespace to init namespace (repeatable)" },
+  { long: "host-lo-to-ns-lo", only: "pasta", help: "Connections to host loopback reach namespace loopback (the default here)" },
   { long: "userns", value: "PATH", only: "pasta", help: "Target user namespace to join" },
   { long: "netns", value: "PATH|NAME", only: "pasta", help: "Target network namespace to join" },
   { long: "netns-only", only: "pasta", help: "Join only a network namespace, not a user namespace" },
   { long: "no-netns-quit", only: "pasta", help: "Don't quit when the target namespace goes away" },
   { long: "config-net", only: "pasta", help: "Configure addresses, routes and link state in the namespace" },
+  { long: "no-copy-routes", only: "pasta", help: "With --config-net, set up the default route only, not every host route" },
+  { long: "no-copy-addrs", only: "pasta", help: "With --config-net, set up one address only, not every host address" },
   { long: "ns-mac-addr", value: "ADDR", only: "pasta", help: "MAC address of the tap interface in the namespace" },
+  { long: "no-splice", only: "pasta", help: "Disable the spliced path for local inbound traffic" },
+  { long: "splice-only", only: "pasta", help: "No tap device: only forward loopback traffic between namespaces" },
 ];
 
 // ---------------------------------------------------------------- citty
@@ -156,7 +177,7 @@ interface Scan {
 
 /** The option long names (exact, else an unambiguous prefix) for --name. */
 function findLong(name: string, mode: Mode): OptDef {
-  const exact = OPTIONS.find((o) => o.long === name);
+  const exact = OPTIONS.find((o) => o.long === name || o.alias === name);
   const found = exact ? [exact] : OPTIONS.filter((o) => o.long.startsWith(name) && (!o.only || o.only === mode));
   if (found.length === 0) throw new Error(`unrecognized option '--${name}'`);
   if (found.length > 1) throw new Error(`option '--${name}' is ambiguous: ${found.map((o) => `--${o.long}`).join(", ")}`);
@@ -242,13 +263,9 @@ function flag(s: Scan, long: string): boolean {
   return s.seen.has(long);
 }
 
-/** The value of a single-valued option, undefined if absent; an Error if given twice. */
+/** The value of a single-valued option, undefined if absent; the last one when given more than once (as upstream). */
 function single(s: Scan, long: string): string | undefined {
-  const v = s.seen.get(long);
-  if (v && v.length > 1 && !OPTIONS.find((o) => o.long === long)?.many) {
-    throw new Error(`option --${long} given more than once`);
-  }
-  return v?.[0];
+  return s.seen.get(long)?.at(-1);
 }
 
 /** All values of a repeatable option, in order. */
@@ -286,17 +303,12 @@ function parseIfname(v: string): string {
   return v;
 }
 
-/** Split per-version options (-a, -g, -o, --dns-forward) into at most one IPv4 and one IPv6 address. */
+/** Split per-version options (-a, -g, -o, --dns-forward) into one IPv4 and one IPv6 address: the last of each (as upstream). */
 function perFamily(s: Scan, long: string): { v4?: number; v6?: Uint8Array } {
   const out: { v4?: number; v6?: Uint8Array } = {};
   for (const v of many(s, long)) {
-    if (v.includes(":")) {
-      if (out.v6) throw new Error(`option --${long} given twice for IPv6`);
-      out.v6 = withOpt(long, v, parseIp6);
-    } else {
-      if (out.v4 !== undefined) throw new Error(`option --${long} given twice for IPv4`);
-      out.v4 = withOpt(long, v, parseIp4);
-    }
+    if (v.includes(":")) out.v6 = withOpt(long, v, parseIp6);
+    else out.v4 = withOpt(long, v, parseIp4);
   }
   return out;
 }

@@ -203,6 +203,19 @@ describe("Config overrides", () => {
   });
 });
 
+describe("repeated options: the last one wins, as upstream", () => {
+  test("-m, -a, -g, -I", () => {
+    const { config } = run(["-m", "1500", "-m", "1400", "-a", "10.0.0.1", "-a", "10.0.0.2", "-g", "fe80::1", "-g", "fe80::2", "-I", "a", "-I", "b"]);
+    expect(config.mtu).toBe(1400);
+    expect(formatIp4(config.ip4!.addr)).toBe("10.0.0.2");
+    expect(formatIp6(config.ip6!.gw)).toBe("fe80::2");
+    expect(config.nsIfname).toBe("b");
+  });
+  test("--socket-path is --socket", () => {
+    expect(run(["--socket", "/tmp/a", "--socket-path", "/tmp/b"], "passt").opts.socket).toBe("/tmp/b");
+  });
+});
+
 describe("errors", () => {
   const cases: [string[], string, Mode?][] = [
     [["--bogus"], "unrecognized option '--bogus'"],
@@ -210,13 +223,10 @@ describe("errors", () => {
     [["--no-dhcp=1"], "option '--no-dhcp' doesn't allow an argument"],
     [["-t"], "option requires an argument -- 't'"],
     [["--mtu"], "option '--mtu' requires an argument"],
-    [["--no-d"], "option '--no-d' is ambiguous: --no-dhcp, --no-dhcpv6"],
+    [["--no-dhcp-"], "option '--no-dhcp-' is ambiguous: --no-dhcp-dns, --no-dhcp-search"],
     [["-m", "40"], "--mtu 40: MTU must be an integer from 68 to 65520"],
-    [["-m", "1500", "-m", "1400"], "option --mtu given more than once"],
-    [["-a", "10.0.0.1", "-a", "10.0.0.2"], "option --address given twice for IPv4"],
     [["-a", "300.0.0.1"], "--address 300.0.0.1: bad IPv4 address: 300.0.0.1"],
     [["-a", "224.0.0.1"], "--address: not a unicast address"],
-    [["-g", "fe80::1", "-g", "fe80::2"], "option --gateway given twice for IPv6"],
     [["-n", "255.0.255.0"], "--netmask 255.0.255.0: not a contiguous netmask"],
     [["-n", "33"], "--netmask 33: prefix length must be an integer from 0 to 32"],
     [["-M", "zz:00:00:00:00:00"], "--mac-addr zz:00:00:00:00:00: bad MAC address: zz:00:00:00:00:00"],
