@@ -27,9 +27,10 @@
  * echoed (RFC 6842). Parameters we can supply are 1 (mask), 3 (router),
  * 6 (DNS), 15 (domain name), 119 (search list, RFC 3397, uncompressed, split
  * over several instances when longer than 255 bytes as RFC 3396 concatenates
- * them), 26 (interface MTU). With a parameter request list (55) we send the
- * requested ones in the client's order, plus mask and router, which no
- * address is usable without; without one we send all. The reply stays within
+ * them), 26 (interface MTU). We send every one we have a value for, as the
+ * original does: those in the client's parameter request list (55) first, in
+ * its order, then the others by code. Clients that ask for little still get
+ * what they need: busybox udhcpc never asks for the MTU. The reply stays within
  * the client's maximum message size (57, at least 576 including IP and UDP
  * headers): optional parameters that do not fit are left out, whole. Option
  * overload (52) is honoured when reading requests (file, then sname), never
@@ -58,8 +59,8 @@ const OPT_PAD = 0, OPT_MASK = 1, OPT_ROUTER = 3, OPT_DNS = 6, OPT_DOMAIN = 15, O
 const OPT_REQ_ADDR = 50, OPT_LEASE = 51, OPT_OVERLOAD = 52, OPT_TYPE = 53, OPT_SERVER_ID = 54;
 const OPT_PRL = 55, OPT_MAX_SIZE = 57, OPT_CLIENT_ID = 61, OPT_SEARCH = 119, OPT_END = 255;
 
-/** Parameters we can supply, in the order sent when the client gives no request list. */
-const PARAMS = [OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_DOMAIN, OPT_SEARCH, OPT_MTU] as const;
+/** Parameters we can supply, by code: the order of those the client did not request. */
+const PARAMS = [OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_DOMAIN, OPT_MTU, OPT_SEARCH] as const;
 
 /** What happened to requests: read by logging and tests. */
 export const dhcpCounters = {
@@ -377,17 +378,10 @@ function paramBit(code: number): number {
   return i < 0 ? 0 : 1 << i;
 }
 
-/**
- * Write the parameters: the requested ones in request-list order, then mask
- * and router if not requested; all of them when there is no request list.
- */
+/** Write every parameter we have: the requested ones in request-list order, then the rest by code. */
 function putParams(cfg: Config, req: Uint8Array, out: Uint8Array, pos: number, limit: number): number {
   let sent = 0;
   let p = pos;
-  if (rqPrlLen === 0) {
-    for (let i = 0; i < PARAMS.length; i++) p = putParam(cfg, PARAMS[i]!, out, p, limit);
-    return p;
-  }
   for (let i = 0; i < rqPrlLen; i++) {
     const code = req[rqPrlOff + i]!;
     const bit = paramBit(code);
@@ -395,8 +389,9 @@ function putParams(cfg: Config, req: Uint8Array, out: Uint8Array, pos: number, l
     sent |= bit;
     p = putParam(cfg, code, out, p, limit);
   }
-  if ((sent & paramBit(OPT_MASK)) === 0) p = putParam(cfg, OPT_MASK, out, p, limit);
-  if ((sent & paramBit(OPT_ROUTER)) === 0) p = putParam(cfg, OPT_ROUTER, out, p, limit);
+  for (let i = 0; i < PARAMS.length; i++) {
+    if ((sent & (1 << i)) === 0) p = putParam(cfg, PARAMS[i]!, out, p, limit);
+  }
   return p;
 }
 

@@ -184,10 +184,11 @@ describe("dhcpReply on captured dhclient messages", () => {
     expect(dhcpLast.msgType).toBe(5);
   });
 
-  test("older capture with a short request list: only requested parameters plus mask and router", () => {
+  test("a request list without MTU or search list (as udhcpc's): requested ones first, then the rest by code", () => {
     const r = decode(reply(cfg, DISCOVER_SHORT)!);
     expect(r.xid).toBe(0x5171213a);
-    expect(r.order).toEqual([53, 54, 51, 1, 3, 15, 6]);
+    expect(r.order).toEqual([53, 54, 51, 1, 3, 15, 6, 26, 119]);
+    expect(new DataView(r.opts.get(26)!.buffer, r.opts.get(26)!.byteOffset).getUint16(0)).toBe(1500);
   });
 
   test("REQUEST for another address -> broadcast NAK without lease or address", () => {
@@ -249,7 +250,7 @@ describe("dhcpReply on captured dhclient messages", () => {
 
   test("no parameter request list: every parameter we have", () => {
     const req = patched(DISCOVER, 243, "ff" + zeros(22));
-    expect(decode(reply(cfg, req)!).order).toEqual([53, 54, 51, 1, 3, 6, 15, 119, 26]);
+    expect(decode(reply(cfg, req)!).order).toEqual([53, 54, 51, 1, 3, 6, 15, 26, 119]);
   });
 
   test("option overload: message type in the file field", () => {
