@@ -36,6 +36,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
@@ -55,7 +56,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 10; }
+int shim_version(void) { return 11; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -173,6 +174,26 @@ int shim_getgid(void) { return (int)getgid(); }
 int shim_geteuid(void) { return (int)geteuid(); }
 
 int shim_open(const char *path, int flags) { return NEG_ERRNO(open(path, flags | O_CLOEXEC)); }
+
+/* shim_dup2() - make newfd a copy of oldfd (the background copy's stdio) */
+int shim_dup2(int oldfd, int newfd) { return NEG_ERRNO(dup2(oldfd, newfd)); }
+
+/* shim_inotify_dir() - a non-blocking inotify descriptor with one watch: the
+ * directory at path, for the events in mask (struct inotify_event records are
+ * then read from it) */
+int shim_inotify_dir(const char *path, int mask)
+{
+	int fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (inotify_add_watch(fd, path, (uint32_t)mask | IN_ONLYDIR) < 0) {
+		int e = errno;
+		close(fd);
+		return -e;
+	}
+	return fd;
+}
 
 /* shim_setenv() - set a variable in the C environment, which exec passes on
  * (Bun's process.env is not that environment) */

@@ -9,6 +9,7 @@
  */
 import { detectMode, helpText, parseArgs, versionText, type RunOptions } from "./conf/options.ts";
 import { log, setLogFile, setLogLevel } from "./log.ts";
+import { isBackgroundCopy, runInBackground } from "./background.ts";
 
 /** User namespace plan for pasta, decided before anything else runs. */
 async function userNamespacePlan(opts: RunOptions): Promise<import("./ns/ns.ts").UserNsPlan> {
@@ -40,7 +41,7 @@ async function main(): Promise<number> {
   if (opts.logFile) setLogFile(opts.logFile);
   if (mode === "passt") return import("./passt.ts").then(({ runPasst, passtRunOf }) => runPasst(config, passtRunOf(opts)));
   const attach = opts.attachPid !== null || opts.netns !== null;
-  if (attach && !opts.foreground && process.env[READY_ENV] !== "1") return runInBackground();
+  if (attach && !opts.foreground && !isBackgroundCopy()) return runInBackground();
   const { enterUserNamespace } = await import("./ns/ns.ts");
   enterUserNamespace(await userNamespacePlan(opts));
   const { runPasta } = await import("./pasta.ts");
@@ -54,32 +55,8 @@ async function main(): Promise<number> {
     tcpNs: opts.noTcp ? null : opts.tcpNs,
     udp: opts.noUdp ? null : opts.udp,
     udpNs: opts.noUdp ? null : opts.udpNs,
-    notifyReady: process.env[READY_ENV] === "1",
     quitWithNetns: !opts.noNetnsQuit,
   });
-}
-
-/** Set in the environment of the background copy: say "ready" on stdout once set up. */
-const READY_ENV = "PASTA_NOTIFY_READY";
-
-/**
- * Without -f, pasta attached to an existing namespace goes to the background
- * (as the original does): run a detached copy of ourselves, wait until it is
- * set up, and exit; set-up errors still reach the caller, with status 1.
- */
-async function runInBackground(): Promise<number> {
-  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
-    env: { ...process.env, [READY_ENV]: "1" },
-    stdio: ["ignore", "pipe", "inherit"],
-    detached: true,
-  });
-  const reader = child.stdout.getReader();
-  const { value } = await reader.read();
-  if (value && new TextDecoder().decode(value).startsWith("ready")) {
-    child.unref();
-    return 0;
-  }
-  return (await child.exited) || 1;
 }
 
 main().then(

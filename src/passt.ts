@@ -23,7 +23,8 @@
  * backend reports congestion (src/tap/passt.ts): we stop watching the UDP
  * sockets until it clears, then let every TCP connection send again.
  */
-import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync, writeSync } from "node:fs";
+import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { isBackgroundCopy, readyInBackground, runInBackground } from "./background.ts";
 import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
@@ -76,14 +77,9 @@ export interface PasstRun {
   udp: PortFwd | null;
   /** --runas UID[:GID] or LOGIN[:GROUP]; null: nobody when started as root. */
   runas: string | null;
-  /** Without -f: go to the background once the socket is ready. */
+  /** Without -f: go to the background once the socket is ready (src/background.ts). */
   background: boolean;
-  /** The background copy: say "ready" on stdout once set up. */
-  notifyReady: boolean;
 }
-
-/** Set in the environment of the background copy. */
-const READY_ENV = "PASST_NOTIFY_READY";
 
 /** From the parsed command line. */
 export function passtRunOf(opts: RunOptions): PasstRun {
@@ -96,8 +92,7 @@ export function passtRunOf(opts: RunOptions): PasstRun {
     tcp: opts.noTcp ? null : opts.tcp,
     udp: opts.noUdp ? null : opts.udp,
     runas: opts.runas,
-    background: !opts.foreground && process.env[READY_ENV] !== "1",
-    notifyReady: process.env[READY_ENV] === "1",
+    background: !opts.foreground && !isBackgroundCopy(),
   };
 }
 
@@ -168,7 +163,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     backend.attach(run.fd!);
   }
   dispatcher.start();
-  if (run.notifyReady) writeSync(1, "ready\n");
+  readyInBackground();
   try {
     return loop.run();
   } finally {
@@ -178,31 +173,6 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     if (run.pidFile) removeQuietly(run.pidFile);
     log.debug(`passt: ${JSON.stringify(backend.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
   }
-}
-
-/**
- * Without -f, passt goes to the background once its socket is ready (as the
- * original does): run a detached copy of ourselves (with the -F descriptor,
- * if any), wait until it says it is ready, and exit; set-up errors still
- * reach the caller, with status 1.
- */
-async function runInBackground(fd: number | null): Promise<number> {
-  const stdio: (string | number)[] = ["ignore", "pipe", "inherit"];
-  if (fd !== null) {
-    while (stdio.length < fd) stdio.push("ignore");
-    stdio[fd] = fd;
-  }
-  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
-    env: { ...process.env, [READY_ENV]: "1" },
-    stdio: stdio as ["ignore", "pipe", "inherit"],
-    detached: true,
-  });
-  const { value } = await child.stdout.getReader().read();
-  if (value && new TextDecoder().decode(value).startsWith("ready")) {
-    child.unref();
-    return 0;
-  }
-  return (await child.exited) || 1;
 }
 
 // ------------------------------------------------------------ descriptors

@@ -10,7 +10,8 @@
  * 3. the child is released to exec its command; the loop runs until the child
  *    exits (pasta then exits with its status) or a signal asks us to stop.
  */
-import { rmSync, writeFileSync, writeSync } from "node:fs";
+import { rmSync, writeFileSync } from "node:fs";
+import { readyInBackground } from "./background.ts";
 import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { SpliceFlows } from "./flows/splice.ts";
@@ -23,12 +24,14 @@ import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
 import { openNetns, reap, release, spawnCommand, type Child } from "./ns/ns.ts";
+import { watchNetnsFile } from "./ns/watch.ts";
 import { PcapWriter } from "./pcap.ts";
 import { TapBackend } from "./tap/tap.ts";
 
 const KIND_TAP = 1;
 const KIND_SIGNAL = 2;
 const KIND_CHILD = 3;
+const KIND_NETNS_FILE = 12;
 const SIGHUP = 1;
 const SIGINT = 2;
 const SIGTERM = 15;
@@ -49,9 +52,7 @@ export interface PastaRun {
   tcp: PortFwd | null;
   /** -T: namespace ports forwarded to the host's loopback (spliced); null with --no-tcp. */
   tcpNs: PortFwd | null;
-  /** Write "ready" on stdout once set up (the background copy tells its parent). */
-  notifyReady?: boolean;
-  /** Attached to a PID's namespace: exit when that process does (not with --no-netns-quit). */
+  /** Attached: exit when the PID's process ends or the --netns file is removed (not with --no-netns-quit). */
   quitWithNetns?: boolean;
   /** -u: likewise for UDP; null with --no-udp. */
   udp: PortFwd | null;
@@ -109,8 +110,9 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     return dispatcher!.tcp.guestOpen() === 0;
   });
   else if (run.attachPid !== null && run.quitWithNetns !== false) watchTarget(loop, run.attachPid);
+  else if (run.netns !== null && run.quitWithNetns !== false) watchNetnsFile(loop, KIND_NETNS_FILE, run.netns);
   dispatcher.start();
-  if (run.notifyReady) writeSync(1, "ready\n");
+  readyInBackground();
   try {
     return loop.run();
   } finally {

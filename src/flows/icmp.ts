@@ -20,6 +20,7 @@
  * dropped and counted.
  */
 import type { Config } from "../conf/config.ts";
+import { log } from "../log.ts";
 import { sys } from "../native/ffi.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
@@ -79,7 +80,7 @@ export class IcmpFlows {
       return true;
     }
     const fam = af === AF_INET ? "ICMP" : "ICMPv6";
-    console.warn(`pasta: ${fam} echo disabled: ping sockets refused (see net.ipv4.ping_group_range)`);
+    log.info(`${fam} echo disabled: ping sockets refused (see net.ipv4.ping_group_range)`);
     return false;
   }
 

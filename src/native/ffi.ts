@@ -21,7 +21,7 @@ import { join } from "node:path";
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
-const SHIM_VERSION = 10;
+const SHIM_VERSION = 11;
 
 const { i32, u32, ptr } = FFIType;
 
@@ -52,6 +52,8 @@ const symbols = {
   shim_getgid: { args: [], returns: i32 },
   shim_geteuid: { args: [], returns: i32 },
   shim_open: { args: [ptr, i32], returns: i32 },
+  shim_dup2: { args: [i32, i32], returns: i32 },
+  shim_inotify_dir: { args: [ptr, i32], returns: i32 },
   shim_setenv: { args: [ptr, ptr], returns: i32 },
   shim_ns_socket: { args: [i32, i32, i32, i32], returns: i32 },
   shim_ns_tap_open: { args: [i32, ptr, i32, ptr], returns: i32 },

@@ -22,7 +22,7 @@
  * Anything made inside the namespace afterwards (tap, netlink socket) is made
  * by a shim thread that enters it; see native/shim.c.
  */
-import { readFileSync } from "node:fs";
+import { readFileSync, statfsSync } from "node:fs";
 import { argBlob, check, cstr, errnoName, sys } from "../native/ffi.ts";
 
 const CLONE_NEWNET = 0x40000000;
@@ -119,8 +119,16 @@ export function reap(pid: number): number | null {
   return sig === 0 ? (s >> 8) & 0xff : 128 + sig;
 }
 
+/** statfs() type of the namespace file system (what a bound namespace file and /proc/PID/ns/net are on). */
+const NSFS_MAGIC = 0x6e736673;
+
 /** Open the network namespace at path (a /proc/PID/ns/net, a bind mount, or a name under /run/netns). */
 export function openNetns(target: string): number {
   const path = target.includes("/") ? target : `/run/netns/${target}`;
-  return check(sys.shim_open(cstr(path), O_RDONLY), `cannot open network namespace ${path}`);
+  const fd = check(sys.shim_open(cstr(path), O_RDONLY), `cannot open network namespace ${path}`);
+  if (statfsSync(path).type !== NSFS_MAGIC) {
+    sys.shim_close(fd);
+    throw new Error(`${path} is not a namespace`);
+  }
+  return fd;
 }
