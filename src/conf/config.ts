@@ -52,6 +52,10 @@ export interface Config {
   /** null when IPv6 is disabled (-4) or the host has no IPv6. */
   ip6: Ip6Config | null;
   dnsSearch: string[];
+  /** Hand out DNS servers (DHCP 6, DHCPv6 23, NDP RDNSS): passt does by default, pasta with --dhcp-dns. */
+  dhcpDns: boolean;
+  /** Hand out the search list (DHCP 15 and 119, DHCPv6 24, NDP DNSSL): passt does by default, pasta with --dhcp-search. */
+  dhcpSearch: boolean;
   noDhcp: boolean;
   noNdp: boolean;
   noDhcpv6: boolean;

@@ -83,6 +83,9 @@ export interface ConfigOverrides {
   dns6?: Uint8Array[];
   /** -S: replaces the resolv.conf search list; empty is "-S none". */
   search?: string[];
+  /** --dhcp-dns / --no-dhcp-dns, --dhcp-search / --no-dhcp-search (default: on for passt, off for pasta). */
+  dhcpDns?: boolean;
+  dhcpSearch?: boolean;
   dnsForward4?: number;
   dnsForward6?: Uint8Array;
   noDhcp?: boolean;
@@ -230,6 +233,8 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     mtu: ov.mtu ?? DEFAULT_MTU,
     ip4, ip6,
     dnsSearch: ov.search ?? resolv.search,
+    dhcpDns: ov.dhcpDns ?? mode === "passt",
+    dhcpSearch: ov.dhcpSearch ?? mode === "passt",
     noDhcp: ov.noDhcp ?? false,
     noNdp: ov.noNdp ?? false,
     noDhcpv6: ov.noDhcpv6 ?? false,

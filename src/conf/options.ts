@@ -78,10 +78,10 @@ const OPTIONS: OptDef[] = [
   { long: "search", short: "S", value: "LIST", help: "Space-separated DNS search LIST; 'none' for none" },
   { long: "hostname", short: "H", value: "NAME", help: "Hostname to configure the guest with (DHCP option 12)" },
   { long: "fqdn", value: "NAME", help: "FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)" },
-  { long: "dhcp-dns", help: "pasta: hand out DNS servers via DHCP, DHCPv6 and NDP (passt does by default)" },
-  { long: "no-dhcp-dns", help: "passt: don't hand out DNS servers via DHCP, DHCPv6 and NDP" },
-  { long: "dhcp-search", help: "pasta: hand out the search list via DHCP, DHCPv6 and NDP (passt does by default)" },
-  { long: "no-dhcp-search", help: "passt: don't hand out the search list via DHCP, DHCPv6 and NDP" },
+  { long: "dhcp-dns", only: "pasta", help: "Hand out DNS servers via DHCP, DHCPv6 and NDP (passt does by default)" },
+  { long: "no-dhcp-dns", only: "passt", help: "Don't hand out DNS servers via DHCP, DHCPv6 and NDP" },
+  { long: "dhcp-search", only: "pasta", help: "Hand out the search list via DHCP, DHCPv6 and NDP (passt does by default)" },
+  { long: "no-dhcp-search", only: "passt", help: "Don't hand out the search list via DHCP, DHCPv6 and NDP" },
   { long: "map-host-loopback", value: "ADDR", many: true, help: "Guest traffic to ADDR reaches the host's loopback; 'none' for none (default: the gateway)" },
   { long: "map-guest-addr", value: "ADDR", many: true, help: "Guest traffic to ADDR reaches the host's own address; 'none' for none" },
   { long: "no-tcp", help: "Disable the TCP protocol handler" },
@@ -261,6 +261,11 @@ function scanShort(argv: string[], i: number, scan: Scan, mode: Mode): number {
 /** Whether the flag was given. */
 function flag(s: Scan, long: string): boolean {
   return s.seen.has(long);
+}
+
+/** true if flag on was given, false if flag off was, undefined for neither (the mode's default). */
+function onOff(s: Scan, on: string, off: string): boolean | undefined {
+  return flag(s, on) ? true : flag(s, off) ? false : undefined;
 }
 
 /** The value of a single-valued option, undefined if absent; the last one when given more than once (as upstream). */
@@ -506,6 +511,8 @@ function overrides(s: Scan): ConfigOverrides {
     nsIfname: nsIf === undefined ? undefined : withOpt("ns-ifname", nsIf, parseIfname),
     ...dnsServers(s),
     search: searchList(single(s, "search")),
+    dhcpDns: onOff(s, "dhcp-dns", "no-dhcp-dns"),
+    dhcpSearch: onOff(s, "dhcp-search", "no-dhcp-search"),
     noDhcp: flag(s, "no-dhcp"), noNdp: flag(s, "no-ndp"), noDhcpv6: flag(s, "no-dhcpv6"), noRa: flag(s, "no-ra"),
     noIcmp: flag(s, "no-icmp"), noMapGw: flag(s, "no-map-gw"), configNet: flag(s, "config-net"),
   };

@@ -27,7 +27,9 @@
  * echoed (RFC 6842). Parameters we can supply are 1 (mask), 3 (router),
  * 6 (DNS), 15 (domain name), 119 (search list, RFC 3397, uncompressed, split
  * over several instances when longer than 255 bytes as RFC 3396 concatenates
- * them), 26 (interface MTU). We send every one we have a value for, as the
+ * them), 26 (interface MTU); DNS servers only with cfg.dhcpDns, domain name
+ * and search list only with cfg.dhcpSearch (passt's default; pasta's with
+ * --dhcp-dns, --dhcp-search). We send every one we have a value for, as the
  * original does: those in the client's parameter request list (55) first, in
  * its order, then the others by code. Clients that ask for little still get
  * what they need: busybox udhcpc never asks for the MTU. The reply stays within
@@ -355,11 +357,11 @@ function putParam(cfg: Config, code: number, out: Uint8Array, pos: number, limit
     case OPT_ROUTER:
       return ip4.gw === 0 ? pos : putAddrOpt(out, pos, limit, OPT_ROUTER, ip4.gw);
     case OPT_DNS:
-      return putDns(cfg, out, pos, limit);
+      return cfg.dhcpDns ? putDns(cfg, out, pos, limit) : pos;
     case OPT_DOMAIN:
-      return putDomain(dnsNamesWire(cfg.dnsSearch), out, pos, limit);
+      return cfg.dhcpSearch ? putDomain(dnsNamesWire(cfg.dnsSearch), out, pos, limit) : pos;
     case OPT_SEARCH:
-      return putSearch(dnsNamesWire(cfg.dnsSearch), out, pos, limit);
+      return cfg.dhcpSearch ? putSearch(dnsNamesWire(cfg.dnsSearch), out, pos, limit) : pos;
     case OPT_MTU:
       if (cfg.mtu < 68 || cfg.mtu > 0xffff || pos + 4 > limit) return pos;
       out[pos] = OPT_MTU;

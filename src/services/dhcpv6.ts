@@ -26,8 +26,9 @@
  * The first IA_NA gets the address, further IA_NAs get NoAddrsAvail; IA_TA
  * and IA_PD are not served. Lifetimes, T1 and T2 are infinite: the
  * configuration does not change while we run. DNS servers (23) and the domain
- * list (24, uncompressed) are sent when the Option Request option asks for
- * them, or when there is none; they are left out, whole, if the reply would
+ * list (24, uncompressed) are sent, with cfg.dhcpDns and cfg.dhcpSearch
+ * respectively, when the Option Request option asks for them, or when there
+ * is none; they are left out, whole, if the reply would
  * not fit in the minimum IPv6 MTU (or the configured one, if larger).
  */
 import type { Config } from "../conf/config.ts";
@@ -348,8 +349,8 @@ export function dhcpv6Reply(cfg: Config, req: Uint8Array, off: number, len: numb
   const limit = Math.min(out.length, outOff + Math.max(IPV6_MIN_MTU, cfg.mtu) - IP6_UDP_HDRS);
   let p = inBounds(out, outOff, 0) ? putCore(cfg, req, off, type, status, out, outOff, limit) : -1;
   if (p < 0) { dhcpv6Counters.noRoom++; return 0; }
-  if (asked(req, OPT_DNS)) p = putDns(cfg, out, p, limit);
-  if (asked(req, OPT_DOMAINS)) p = putDomains(cfg, out, p, limit);
+  if (cfg.dhcpDns && asked(req, OPT_DNS)) p = putDns(cfg, out, p, limit);
+  if (cfg.dhcpSearch && asked(req, OPT_DOMAINS)) p = putDomains(cfg, out, p, limit);
   if (type === ADVERTISE) dhcpv6Counters.advertise++;
   else dhcpv6Counters.reply++;
   return p - outOff;

@@ -2,7 +2,8 @@
  * Neighbour Discovery (RFC 4861) towards the guest: we answer its Neighbour
  * Solicitations with our MAC and its Router Solicitations with Router
  * Advertisements carrying the prefix (SLAAC, RFC 4862), MTU, and DNS servers
- * and search list (RDNSS and DNSSL, RFC 8106).
+ * and search list (RDNSS and DNSSL, RFC 8106; with cfg.dhcpDns and
+ * cfg.dhcpSearch).
  *
  * Theory of operation
  *
@@ -80,6 +81,8 @@ export interface NdpLast {
 
 export const ndpLast: NdpLast = { dst: new Uint8Array(16), multicast: false, type: 0 };
 
+/** The search list's wire form when it is not handed out. */
+const NO_NAMES = new Uint8Array(0);
 const ALL_NODES = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
 
 function isUnspecified(b: Uint8Array, o: number): boolean {
@@ -251,8 +254,8 @@ function putDnssl(wire: Uint8Array, out: Uint8Array, p: number): number {
 /** Write the RA at out[o]: see ndpBuildRA. Counts and returns 0 when it does not fit. */
 function buildRa(cfg: Config, out: Uint8Array, o: number): number {
   const ip6 = cfg.ip6!;
-  const nDns = ip6.dnsMatch ? 1 : Math.min(ip6.dns.length, RDNSS_MAX);
-  const wire = dnsNamesWire(cfg.dnsSearch);
+  const nDns = !cfg.dhcpDns ? 0 : ip6.dnsMatch ? 1 : Math.min(ip6.dns.length, RDNSS_MAX);
+  const wire = cfg.dhcpSearch ? dnsNamesWire(cfg.dnsSearch) : NO_NAMES;
   const wireLen = dnsslSize(wire.length) === 0 ? 0 : wire.length;
   const size = raSize(cfg, nDns, wireLen);
   if (!inBounds(out, o, size) || size > Math.max(IPV6_MIN_MTU, cfg.mtu) - IPV6_HDR) {

@@ -5,11 +5,29 @@
  * in the world's host namespace; the guest script records into $OUT.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { join } from "node:path";
 import { ADDR, HOST_IF, createWorld, describeE2E, type World } from "../world.ts";
-import { record, runPasta } from "../tools/pasta.ts";
+import { prepareDhclient, type DhcpRecord } from "../tools/dhclient.ts";
+import { record, runPasta, waitUntil } from "../tools/pasta.ts";
+import { startGuest, startPasst } from "../tools/relay.ts";
 import { prepareUdhcpc } from "../tools/udhcpc.ts";
 
 const IF = HOST_IF;
+
+/** sh lines: wait (bounded) for a usable link-local address, then ask for a Router Advertisement with rdisc6. */
+function rdisc6(name: string): string {
+  return [
+    `ip link set ${IF} up`,
+    waitUntil(`${name}-ll`, `ip -6 addr show dev ${IF} scope link | grep -q inet6 && ! ip -6 addr show dev ${IF} | grep -q tentative`),
+    record(name, `rdisc6 -1 -n -r 5 ${IF}`),
+  ].join("\n");
+}
+
+/** The DNS fields of a dhclient -4 or -6 lease record. */
+function dnsOf(lease: DhcpRecord | undefined): Record<string, string | undefined> {
+  const keys = ["new_domain_name_servers", "new_domain_search", "new_domain_name", "new_dhcp6_name_servers", "new_dhcp6_domain_search"];
+  return Object.fromEntries(keys.filter((k) => lease?.[k] !== undefined).map((k) => [k, lease![k]]));
+}
 
 describeE2E("pasta services (root)", () => {
   let w: World;
@@ -32,4 +50,54 @@ describeE2E("pasta services (root)", () => {
       u.cleanup();
     }
   }, 60000);
+
+  test("pasta hands out DNS servers and search list only with --dhcp-dns and --dhcp-search: dhclient -4, dhclient -6, rdisc6", async () => {
+    for (const [args, want] of [[[], false], [["--dhcp-dns", "--dhcp-search"], true]] as const) {
+      const d4 = prepareDhclient(4, { iface: IF, noConfig: true });
+      const d6 = prepareDhclient(6, { iface: IF, noConfig: true });
+      try {
+        const r = await runPasta(w, [...args], [record("dhcp4", d4.shell), rdisc6("ra"), record("dhcp6", d6.shell)].join("\n"));
+        const why = () => `${args.join(" ")}\n${r.dump()}\n--- dhclient\n${JSON.stringify([d4.records(), d6.records()], null, 1)}`;
+        expect([r.out("dhcp4.rc").trim(), r.out("ra.rc").trim(), r.out("dhcp6.rc").trim()], why()).toEqual(["0", "0", "0"]);
+        const ra = r.out("ra");
+        if (want) {
+          expect(dnsOf(d4.lastBound()), why()).toEqual({ new_domain_name_servers: ADDR.dns4, new_domain_search: `${ADDR.searchDomain}.`, new_domain_name: ADDR.searchDomain });
+          expect(dnsOf(d6.lastBound()), why()).toEqual({ new_dhcp6_name_servers: ADDR.dns6, new_dhcp6_domain_search: `${ADDR.searchDomain}.` });
+          expect(ra, why()).toMatch(new RegExp(`Recursive DNS server\\s*: ${ADDR.dns6}`));
+          expect(ra, why()).toMatch(new RegExp(`DNS search list\\s*: ${ADDR.searchDomain}`));
+        } else {
+          expect(dnsOf(d4.lastBound()), why()).toEqual({});
+          expect(dnsOf(d6.lastBound()), why()).toEqual({});
+          expect(ra, why()).toContain("Prefix");
+          expect(ra, why()).not.toContain("DNS");
+        }
+      } finally {
+        d4.cleanup();
+        d6.cleanup();
+      }
+    }
+  }, 120000);
+
+  test("passt hands them out unless --no-dhcp-dns and --no-dhcp-search: dhclient -4 in a relayed guest", async () => {
+    for (const [args, want] of [[[], true], [["--no-dhcp-dns", "--no-dhcp-search"], false]] as const) {
+      const sock = join(w.dir, `passt-dns-${want}.socket`);
+      const passt = await startPasst(w, ["-s", sock, ...args]);
+      const d4 = prepareDhclient(4, { iface: IF, noConfig: true });
+      try {
+        const g = await startGuest(w, ["--socket", sock]);
+        try {
+          const c = await g.exec(["sh", "-c", d4.shell], { timeoutMs: 40000 });
+          const why = () => `${args.join(" ")}: dhclient ${c.code} ${c.stderr}\n${JSON.stringify(d4.records(), null, 1)}\n${passt.stderr()}`;
+          expect(d4.lastBound(), why()).toBeDefined();
+          const dns = want ? { new_domain_name_servers: ADDR.dns4, new_domain_search: `${ADDR.searchDomain}.`, new_domain_name: ADDR.searchDomain } : {};
+          expect(dnsOf(d4.lastBound()), why()).toEqual(dns);
+        } finally {
+          await g.child.kill();
+        }
+      } finally {
+        d4.cleanup();
+        await passt.kill();
+      }
+    }
+  }, 120000);
 });

@@ -78,6 +78,7 @@ function config(): Config {
     noIcmp: true, // no ICMP echo sockets in a unit test
     noMapGw: false,
     configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
+    dhcpDns: true, dhcpSearch: true,
   };
 }
 

@@ -25,4 +25,5 @@ export const flowTestConfig: Config = {
   noIcmp: true,
   noMapGw: false,
   configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
+  dhcpDns: true, dhcpSearch: true,
 };

@@ -45,6 +45,7 @@ const cfg: Config = {
   ip6: null,
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
+  dhcpDns: true, dhcpSearch: true,
 };
 
 const withIp4 = (patch: Partial<NonNullable<Config["ip4"]>>, rest: Partial<Config> = {}): Config =>
@@ -283,6 +284,11 @@ describe("dhcpReply on captured dhclient messages", () => {
   test("--dns-forward address replaces the host's servers; no servers, no option", () => {
     expect(ips(decode(reply(withIp4({ dnsMatch: parseIp4("10.0.2.53") }), DISCOVER)!).opts.get(6))).toEqual(["10.0.2.53"]);
     expect(decode(reply(withIp4({ dns: [] }), DISCOVER)!).opts.has(6)).toBe(false);
+  });
+
+  test("DNS servers (6) only with dhcpDns, domain (15) and search list (119) only with dhcpSearch", () => {
+    expect(decode(reply({ ...cfg, dhcpDns: false }, DISCOVER)!).order).toEqual([53, 54, 51, 1, 3, 15, 119, 26]);
+    expect(decode(reply({ ...cfg, dhcpSearch: false }, DISCOVER)!).order).toEqual([53, 54, 51, 1, 3, 6, 26]);
   });
 
   test("prefix lengths map to masks", () => {

@@ -51,6 +51,7 @@ const cfg: Config = {
     dns: [parseIp6("fd00::3")], dnsMatch: null, ifname: "eth0" },
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
+  dhcpDns: true, dhcpSearch: true,
 };
 const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
   ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });
@@ -243,6 +244,15 @@ describe("dhcpv6Reply on built messages", () => {
     const bare = decode(reply(withIp6({ dns: [] }, { dnsSearch: [] }), SOLICIT)!);
     expect(find(bare.opts, 23)).toEqual([]);
     expect(find(bare.opts, 24)).toEqual([]);
+  });
+
+  test("DNS servers only with dhcpDns, the search list only with dhcpSearch (pasta's default: neither)", () => {
+    const noDns = decode(reply({ ...cfg, dhcpDns: false }, SOLICIT)!);
+    expect(find(noDns.opts, 23)).toEqual([]);
+    expect(find(noDns.opts, 24).length).toBe(1);
+    const noSearch = decode(reply({ ...cfg, dhcpSearch: false }, SOLICIT)!);
+    expect(find(noSearch.opts, 23).length).toBe(1);
+    expect(find(noSearch.opts, 24)).toEqual([]);
   });
 
   test("too many DNS servers for one datagram: the option is left out, not truncated", () => {

@@ -46,6 +46,7 @@ const cfg: Config = {
     dns: [parseIp6("fd00::3")], dnsMatch: null, ifname: "eth0" },
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, noMapGw: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
+  dhcpDns: true, dhcpSearch: true,
 };
 const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
   ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });
@@ -251,6 +252,12 @@ describe("ndpBuildRA", () => {
     expect(two.rdnss!.servers).toEqual(["fd00::3", "2001:db8::53"]);
     const none = decodeRa(ra(withIp6({ dns: [] }, { dnsSearch: [] }))!);
     expect(none.types).toEqual([1, 5, 3]);
+  });
+
+  test("RDNSS only with dhcpDns, DNSSL only with dhcpSearch (pasta's default: neither)", () => {
+    expect(decodeRa(ra({ ...cfg, dhcpDns: false })!).types).toEqual([1, 5, 3, 31]);
+    expect(decodeRa(ra({ ...cfg, dhcpSearch: false })!).types).toEqual([1, 5, 3, 25]);
+    expect(decodeRa(ra({ ...cfg, dhcpDns: false, dhcpSearch: false })!).types).toEqual([1, 5, 3]);
   });
 
   test("DNSSL padding for every name length", () => {

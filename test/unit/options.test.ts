@@ -197,6 +197,16 @@ describe("Config overrides", () => {
     expect([opts.noTcp, opts.noUdp]).toEqual([true, true]);
   });
 
+  test("DNS servers and search list over DHCP, DHCPv6 and NDP: passt by default, pasta when asked", () => {
+    const on = (c: { dhcpDns: boolean; dhcpSearch: boolean }) => [c.dhcpDns, c.dhcpSearch];
+    expect(on(run([]).config)).toEqual([false, false]);
+    expect(on(run(["--dhcp-dns"]).config)).toEqual([true, false]);
+    expect(on(run(["--dhcp-search"]).config)).toEqual([false, true]);
+    expect(on(run([], "passt").config)).toEqual([true, true]);
+    expect(on(run(["--no-dhcp-dns"], "passt").config)).toEqual([false, true]);
+    expect(on(run(["--no-dhcp-search"], "passt").config)).toEqual([true, false]);
+  });
+
   test("-4 and -6", () => {
     expect(run(["-4"]).config.ip6).toBeNull();
     expect(run(["--ipv6-only"]).config.ip4).toBeNull();
@@ -223,7 +233,11 @@ describe("errors", () => {
     [["--no-dhcp=1"], "option '--no-dhcp' doesn't allow an argument"],
     [["-t"], "option requires an argument -- 't'"],
     [["--mtu"], "option '--mtu' requires an argument"],
-    [["--no-dhcp-"], "option '--no-dhcp-' is ambiguous: --no-dhcp-dns, --no-dhcp-search"],
+    [["--no-dhcp-"], "option '--no-dhcp-' is ambiguous: --no-dhcp-dns, --no-dhcp-search", "passt"],
+    [["--dhcp-dns"], "option --dhcp-dns is for pasta only", "passt"],
+    [["--dhcp-search"], "option --dhcp-search is for pasta only", "passt"],
+    [["--no-dhcp-dns"], "option --no-dhcp-dns is for passt only"],
+    [["--no-dhcp-search"], "option --no-dhcp-search is for passt only"],
     [["-m", "40"], "--mtu 40: MTU must be an integer from 68 to 65520"],
     [["-a", "300.0.0.1"], "--address 300.0.0.1: bad IPv4 address: 300.0.0.1"],
     [["-a", "224.0.0.1"], "--address: not a unicast address"],
