@@ -71,7 +71,10 @@ export interface ConfigOverrides {
   ipv6Only?: boolean;
   addr4?: number;
   addr6?: Uint8Array;
+  /** -n, or -a ADDR/PREFIX. */
   prefixLen4?: number;
+  /** -a ADDR/PREFIX for IPv6. */
+  prefixLen6?: number;
   gw4?: number;
   gw6?: Uint8Array;
   mac?: Uint8Array;
@@ -211,7 +214,7 @@ function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], ov: Co
   if (!dnsMatch && dns.length > 0 && isLoopback6(dns[0]!) && !ov.noMapGw && !isZero(gw)) dnsMatch = gw;
   return {
     addr, gw, dns, dnsMatch,
-    prefixLen: match?.prefixLen ?? IPV6_DEFAULT_PREFIX,
+    prefixLen: ov.prefixLen6 ?? match?.prefixLen ?? IPV6_DEFAULT_PREFIX,
     ourLL: isLinkLocal6(gw) ? gw : OUR_LL_DEFAULT,
     ifname: host?.ifname ?? "",
   };

@@ -64,7 +64,7 @@ const OPTIONS: OptDef[] = [
   { long: "pcap", short: "p", value: "FILE", help: "Capture tap-facing packets to FILE in pcap format" },
   { long: "pid", short: "P", value: "FILE", help: "Write own PID to FILE once initialised" },
   { long: "mtu", short: "m", value: "MTU", help: `Assign MTU via DHCP and NDP (default ${DEFAULT_MTU})` },
-  { long: "address", short: "a", value: "ADDR", many: true, help: "Assign IPv4 or IPv6 ADDR (once per version)" },
+  { long: "address", short: "a", value: "ADDR[/PREFIX]", many: true, help: "Assign IPv4 or IPv6 ADDR, with its prefix length if given (once per version)" },
   { long: "netmask", short: "n", value: "MASK", help: "Assign IPv4 netmask, dot-decimal or number of bits" },
   { long: "mac-addr", short: "M", value: "ADDR", help: "Use source MAC ADDR towards guest or namespace" },
   { long: "gateway", short: "g", value: "ADDR", many: true, help: "Assign IPv4 or IPv6 default gateway ADDR (once per version)" },
@@ -318,13 +318,41 @@ function perFamily(s: Scan, long: string): { v4?: number; v6?: Uint8Array } {
   return out;
 }
 
-/** -a values, which must be unicast addresses. */
-function guestAddrs(s: Scan): { v4?: number; v6?: Uint8Array } {
-  const a = perFamily(s, "address");
-  const v4Bad = a.v4 !== undefined && (a.v4 === 0 || a.v4 >>> 28 >= 0xe);
-  const v6Bad = a.v6 !== undefined && (a.v6[0] === 0xff || a.v6.every((x) => x === 0));
+/** What -a gives for each IP version: the last address, and its prefix length when written ADDR/PREFIX. */
+interface GuestAddrs {
+  v4?: number;
+  prefix4?: number;
+  v6?: Uint8Array;
+  prefix6?: number;
+}
+
+/** -a values: unicast, non-loopback addresses, each with an optional /PREFIX (0-32, 0-128); the last per version wins. */
+function guestAddrs(s: Scan): GuestAddrs {
+  const out: GuestAddrs = {};
+  for (const v of many(s, "address")) {
+    const slash = v.indexOf("/");
+    const a = slash < 0 ? v : v.slice(0, slash);
+    const p = slash < 0 ? undefined : v.slice(slash + 1);
+    if (a.includes(":")) {
+      out.v6 = withOpt("address", v, () => parseIp6(a));
+      out.prefix6 = p === undefined ? undefined : withOpt("address", v, () => intIn(p, 0, 128, "prefix length"));
+    } else {
+      out.v4 = withOpt("address", v, () => parseIp4(a));
+      out.prefix4 = p === undefined ? undefined : withOpt("address", v, () => intIn(p, 0, IPV4_BITS, "prefix length"));
+    }
+  }
+  const v4Bad = out.v4 !== undefined && (out.v4 === 0 || out.v4 >>> 24 === 127 || out.v4 >>> 28 >= 0xe);
+  const v6Bad = out.v6 !== undefined && (out.v6[0] === 0xff || out.v6.subarray(0, 15).every((x) => x === 0));
   if (v4Bad || v6Bad) throw new Error("--address: not a unicast address");
-  return a;
+  return out;
+}
+
+/** The IPv4 prefix length: from -a ADDR/PREFIX or from -n, never both (as upstream). */
+function prefix4(s: Scan, addr: GuestAddrs): number | undefined {
+  const mask = single(s, "netmask");
+  if (mask === undefined) return addr.prefix4;
+  if (addr.prefix4 !== undefined) throw new Error("--netmask: redundant with the prefix length of --address");
+  return withOpt("netmask", mask, parseNetmask);
 }
 
 /** -D values: IPv4 and IPv6 servers; "none" alone means no servers at all. */
@@ -497,14 +525,13 @@ function overrides(s: Scan): ConfigOverrides {
   const gw = perFamily(s, "gateway");
   const fwd = perFamily(s, "dns-forward");
   const mtu = single(s, "mtu");
-  const mask = single(s, "netmask");
   const mac = single(s, "mac-addr");
   const nsMac = single(s, "ns-mac-addr");
   const nsIf = single(s, "ns-ifname");
   return {
     ipv4Only: flag(s, "ipv4-only"), ipv6Only: flag(s, "ipv6-only"),
     addr4: addr.v4, addr6: addr.v6, gw4: gw.v4, gw6: gw.v6, dnsForward4: fwd.v4, dnsForward6: fwd.v6,
-    prefixLen4: mask === undefined ? undefined : withOpt("netmask", mask, parseNetmask),
+    prefixLen4: prefix4(s, addr), prefixLen6: addr.prefix6,
     mtu: mtu === undefined ? undefined : withOpt("mtu", mtu, (v) => intIn(v, MIN_MTU, DEFAULT_MTU, "MTU")),
     mac: mac === undefined ? undefined : withOpt("mac-addr", mac, parseMac),
     nsMac: nsMac === undefined ? undefined : withOpt("ns-mac-addr", nsMac, parseMac),

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { join } from "node:path";
 import { ADDR, HOST_IF, createWorld, describeE2E, type World } from "../world.ts";
 import { prepareDhclient, type DhcpRecord } from "../tools/dhclient.ts";
-import { record, runPasta, waitUntil } from "../tools/pasta.ts";
+import { addrsOf, record, runPasta, waitUntil } from "../tools/pasta.ts";
 import { startGuest, startPasst } from "../tools/relay.ts";
 import { prepareUdhcpc } from "../tools/udhcpc.ts";
 
@@ -100,4 +100,20 @@ describeE2E("pasta services (root)", () => {
       }
     }
   }, 120000);
+
+  test("-a ADDR/PREFIX: udhcpc gets the mask, --config-net sets each address with its prefix length; -n still works", async () => {
+    for (const args of [["-a", "192.0.2.5/28"], ["-a", "192.0.2.5", "-n", "28"]]) {
+      const u = prepareUdhcpc({ iface: IF });
+      try {
+        const r = await runPasta(w, args, record("udhcpc", u.shell));
+        const why = () => `${args.join(" ")}\n${r.dump()}\n--- udhcpc records\n${JSON.stringify(u.records(), null, 1)}`;
+        expect(u.lastBound(), why()).toMatchObject({ ip: "192.0.2.5", subnet: "255.255.255.240", router: ADDR.gw4 });
+      } finally {
+        u.cleanup();
+      }
+    }
+    const r = await runPasta(w, ["--config-net", "-a", "192.0.2.5/28", "-a", "2001:db8::5/80"], record("addr", "ip -j addr show"));
+    const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
+    expect(addrs.sort(), r.dump()).toEqual(["192.0.2.5/28", "2001:db8::5/80"]);
+  }, 60000);
 });

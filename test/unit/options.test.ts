@@ -160,6 +160,18 @@ describe("Config overrides", () => {
     expect(config.nsIfname).toBe("tap7");
   });
 
+  test("-a ADDR/PREFIX: the prefix length comes with the address, for IPv4 and IPv6; -n still works", () => {
+    const a = run(["-a", "10.0.0.5/28", "-a", "2001:db8:1::5/80"]).config;
+    expect([formatIp4(a.ip4!.addr), a.ip4!.prefixLen]).toEqual(["10.0.0.5", 28]);
+    expect([formatIp6(a.ip6!.addr), a.ip6!.prefixLen]).toEqual(["2001:db8:1::5", 80]);
+    const b = run(["-a", "10.0.0.5", "-n", "28", "-a", "2001:db8:1::5"]).config;
+    expect([b.ip4!.prefixLen, b.ip6!.prefixLen]).toEqual([28, 64]);
+    expect(run(["-a", "10.0.0.5"]).config.ip4!.prefixLen).toBe(8);
+    expect(run(["-a", "192.0.2.9"]).config.ip4!.prefixLen).toBe(24);
+    expect(run(["-a", "10.0.0.5/32", "-a", "10.0.0.6/0"]).config.ip4!.prefixLen).toBe(0);
+    expect(run(["-a", "2001:db8:1::5/128"]).config.ip6!.prefixLen).toBe(128);
+  });
+
   test("-i picks the host interface for both versions; --outbound-if4/6 separately", () => {
     const a = run(["-i", "wlan0"]);
     expect(a.config.ip4!.ifname).toBe("wlan0");
@@ -241,6 +253,14 @@ describe("errors", () => {
     [["-m", "40"], "--mtu 40: MTU must be an integer from 68 to 65520"],
     [["-a", "300.0.0.1"], "--address 300.0.0.1: bad IPv4 address: 300.0.0.1"],
     [["-a", "224.0.0.1"], "--address: not a unicast address"],
+    [["-a", "127.0.0.1"], "--address: not a unicast address"],
+    [["-a", "::1"], "--address: not a unicast address"],
+    [["-a", "10.0.0.5/33"], "--address 10.0.0.5/33: prefix length must be an integer from 0 to 32"],
+    [["-a", "2001:db8::5/129"], "--address 2001:db8::5/129: prefix length must be an integer from 0 to 128"],
+    [["-a", "10.0.0.5/"], "--address 10.0.0.5/: prefix length must be an integer from 0 to 32"],
+    [["-a", "10.0.0.5/2x"], "--address 10.0.0.5/2x: prefix length must be an integer from 0 to 32"],
+    [["-a", "10.0.0.5/24", "-n", "16"], "--netmask: redundant with the prefix length of --address"],
+    [["-n", "16", "-a", "10.0.0.5/24"], "--netmask: redundant with the prefix length of --address"],
     [["-n", "255.0.255.0"], "--netmask 255.0.255.0: not a contiguous netmask"],
     [["-n", "33"], "--netmask 33: prefix length must be an integer from 0 to 32"],
     [["-M", "zz:00:00:00:00:00"], "--mac-addr zz:00:00:00:00:00: bad MAC address: zz:00:00:00:00:00"],
