@@ -19,8 +19,14 @@ export interface Ip4Config {
   gw: number;
   /** DNS servers handed to the guest (DHCP option 6). */
   dns: number[];
-  /** With --dns-forward: the address the guest is told to use, which we forward; 0 otherwise. */
+  /** --dns-forward: DNS to this address goes to dnsHost (src/fwd/nat.ts); 0: none. */
   dnsMatch: number;
+  /** --dns-host: the resolver dnsMatch traffic goes to (default: the first of resolv.conf); 0: none. */
+  dnsHost: number;
+  /** --map-host-loopback: guest traffic to this address reaches the host's loopback (default: gw); 0: none. */
+  mapHostLoopback: number;
+  /** --map-guest-addr: guest traffic to this address reaches addr on the host; 0: none. */
+  mapGuestAddr: number;
   /** Host outbound interface name (for -i / --outbound-if4). */
   ifname: string;
 }
@@ -34,7 +40,11 @@ export interface Ip6Config {
   /** Our link-local address on the tap: source of RAs and NDP answers (the gateway when it is link-local, else fe80::1). */
   ourLL: Uint8Array;
   dns: Uint8Array[];
+  /** As for IPv4, null for none. */
   dnsMatch: Uint8Array | null;
+  dnsHost: Uint8Array | null;
+  mapHostLoopback: Uint8Array | null;
+  mapGuestAddr: Uint8Array | null;
   ifname: string;
 }
 
@@ -61,7 +71,6 @@ export interface Config {
   noDhcpv6: boolean;
   noRa: boolean;
   noIcmp: boolean;
-  noMapGw: boolean;
   /** pasta: configure address, routes and MTU in the namespace over netlink. */
   configNet: boolean;
   /** -o: source address for outbound IPv4 sockets; 0 = the kernel chooses. */

@@ -91,6 +91,14 @@ export interface ConfigOverrides {
   dhcpSearch?: boolean;
   dnsForward4?: number;
   dnsForward6?: Uint8Array;
+  /** --dns-host, per version. */
+  dnsHost4?: number;
+  dnsHost6?: Uint8Array;
+  /** --map-host-loopback and --map-guest-addr, per version: 0 / null is "none", absent the default. */
+  mapHostLoopback4?: number;
+  mapHostLoopback6?: Uint8Array | null;
+  mapGuestAddr4?: number;
+  mapGuestAddr6?: Uint8Array | null;
   noDhcp?: boolean;
   noNdp?: boolean;
   noDhcpv6?: boolean;
@@ -185,35 +193,58 @@ function isLoopback6(b: Uint8Array): boolean {
 }
 
 /**
- * IPv4 part of the Config: address, prefix and gateway from the overrides or
- * the host. When the first resolver is a host loopback address (a local
- * caching resolver) that the guest can't reach, and no --dns-forward was
- * given, the guest is told the gateway, which we forward to that resolver.
+ * The address translations of IPv4 (src/fwd/nat.ts), as upstream defaults
+ * them: the gateway stands for the host's loopback unless --no-map-gw; DNS
+ * goes to the first resolver of resolv.conf; when no --dns-forward is given
+ * and that resolver is one the guest can't reach as it is (a host loopback
+ * address, or the address that stands for the loopback), the guest is told
+ * the mapped address, whose DNS traffic goes to the resolver.
  */
-function buildIp4(host: HostFamily<number> | null, dns: number[], ov: ConfigOverrides): Ip4Config | null {
+function nat4(gw: number, resolv: number[], ov: ConfigOverrides): Pick<Ip4Config, "dnsMatch" | "dnsHost" | "mapHostLoopback" | "mapGuestAddr"> {
+  const mapHostLoopback = ov.mapHostLoopback4 ?? (ov.noMapGw ? 0 : gw);
+  const first = resolv[0];
+  let dnsMatch = ov.dnsForward4 ?? 0;
+  const hidden = first !== undefined && (isLoopback4(first) || first === mapHostLoopback);
+  if (dnsMatch === 0 && ov.dns4 === undefined && hidden) dnsMatch = mapHostLoopback;
+  return { dnsMatch, dnsHost: ov.dnsHost4 ?? first ?? 0, mapHostLoopback, mapGuestAddr: ov.mapGuestAddr4 ?? 0 };
+}
+
+/** As nat4, for IPv6. */
+function nat6(gw: Uint8Array, resolv: Uint8Array[], ov: ConfigOverrides): Pick<Ip6Config, "dnsMatch" | "dnsHost" | "mapHostLoopback" | "mapGuestAddr"> {
+  const mapHostLoopback = ov.mapHostLoopback6 !== undefined ? ov.mapHostLoopback6 : ov.noMapGw || isZero(gw) ? null : gw;
+  const first = resolv[0];
+  let dnsMatch = ov.dnsForward6 ?? null;
+  const hidden = first !== undefined && (isLoopback6(first) || (mapHostLoopback !== null && equal6(first, mapHostLoopback)));
+  if (!dnsMatch && ov.dns6 === undefined && hidden) dnsMatch = mapHostLoopback;
+  return { dnsMatch, dnsHost: ov.dnsHost6 ?? first ?? null, mapHostLoopback, mapGuestAddr: ov.mapGuestAddr6 ?? null };
+}
+
+/** Whether two IPv6 addresses are the same. */
+function equal6(a: Uint8Array, b: Uint8Array): boolean {
+  return a.every((x, i) => x === b[i]);
+}
+
+/** IPv4 part of the Config: address, prefix and gateway from the overrides or the host. */
+function buildIp4(host: HostFamily<number> | null, dns: number[], resolv: number[], ov: ConfigOverrides): Ip4Config | null {
   const addr = ov.addr4 ?? host?.addrs[0]?.addr;
   if (addr === undefined) return null;
   const match = host?.addrs.find((a) => a.addr === addr);
   const gw = ov.gw4 ?? host?.gw ?? 0;
-  let dnsMatch = ov.dnsForward4 ?? 0;
-  if (dnsMatch === 0 && dns.length > 0 && isLoopback4(dns[0]!) && !ov.noMapGw) dnsMatch = gw;
   return {
-    addr, gw, dns, dnsMatch,
+    addr, gw, dns, ...nat4(gw, resolv, ov),
     prefixLen: ov.prefixLen4 ?? match?.prefixLen ?? classfulPrefix(addr),
     ifname: host?.ifname ?? "",
   };
 }
 
 /** IPv6 part of the Config, as buildIp4; ourLL is the gateway if link-local, else fe80::1. */
-function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], ov: ConfigOverrides): Ip6Config | null {
+function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], resolv: Uint8Array[], ov: ConfigOverrides): Ip6Config | null {
   const addr = ov.addr6 ?? host?.addrs[0]?.addr;
   if (addr === undefined) return null;
   const match = host?.addrs.find((a) => a.addr.every((x, i) => x === addr[i]));
   const gw = ov.gw6 ?? host?.gw ?? new Uint8Array(16);
-  let dnsMatch = ov.dnsForward6 ?? null;
-  if (!dnsMatch && dns.length > 0 && isLoopback6(dns[0]!) && !ov.noMapGw && !isZero(gw)) dnsMatch = gw;
   return {
-    addr, gw, dns, dnsMatch,
+    addr, gw, dns, ...nat6(gw, resolv, ov),
     prefixLen: ov.prefixLen6 ?? match?.prefixLen ?? IPV6_DEFAULT_PREFIX,
     ourLL: isLinkLocal6(gw) ? gw : OUR_LL_DEFAULT,
     ifname: host?.ifname ?? "",
@@ -225,8 +256,8 @@ function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], ov: Co
  * command-line overrides. Throws if neither IP version is left.
  */
 export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: ConfigOverrides = {}): Config {
-  const ip4 = ov.ipv6Only ? null : buildIp4(host.ip4, ov.dns4 ?? resolv.dns4, ov);
-  const ip6 = ov.ipv4Only ? null : buildIp6(host.ip6, ov.dns6 ?? resolv.dns6, ov);
+  const ip4 = ov.ipv6Only ? null : buildIp4(host.ip4, ov.dns4 ?? resolv.dns4, resolv.dns4, ov);
+  const ip6 = ov.ipv4Only ? null : buildIp6(host.ip6, ov.dns6 ?? resolv.dns6, resolv.dns6, ov);
   if (!ip4 && !ip6) throw new Error("no usable IPv4 or IPv6 configuration on the host: give -a and -g, or -i");
   return {
     mode,
@@ -243,7 +274,6 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     noDhcpv6: ov.noDhcpv6 ?? false,
     noRa: ov.noRa ?? false,
     noIcmp: ov.noIcmp ?? false,
-    noMapGw: ov.noMapGw ?? false,
     outbound4: 0,
     outbound6: null,
     outboundIf4: null,

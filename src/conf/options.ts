@@ -318,6 +318,43 @@ function perFamily(s: Scan, long: string): { v4?: number; v6?: Uint8Array } {
   return out;
 }
 
+/**
+ * --map-host-loopback and --map-guest-addr (as upstream): the last address of
+ * each IP version, "none" for neither (0 / null). Unspecified, loopback and
+ * multicast addresses are refused.
+ */
+function natAddrs(s: Scan, long: string): { v4?: number; v6?: Uint8Array | null } {
+  const out: { v4?: number; v6?: Uint8Array | null } = {};
+  for (const v of many(s, long)) {
+    if (v === "none") {
+      out.v4 = 0;
+      out.v6 = null;
+    } else if (v.includes(":")) {
+      const a = withOpt(long, v, parseIp6);
+      if (a.every((x, i) => x === (i === 15 ? 1 : 0)) || a.every((x) => x === 0) || a[0] === 0xff) throw new Error(`--${long} ${v}: invalid address to remap`);
+      out.v6 = a;
+    } else {
+      const a = withOpt(long, v, parseIp4);
+      if (a === 0 || a >>> 24 === 127 || a >>> 28 === 0xe) throw new Error(`--${long} ${v}: invalid address to remap`);
+      out.v4 = a;
+    }
+  }
+  return out;
+}
+
+/**
+ * --dns-forward or --dns-host values: the last of each IP version, as
+ * upstream refusing unspecified and broadcast addresses, and loopback ones
+ * where the guest would send to them (--dns-forward).
+ */
+function dnsAddrs(s: Scan, long: string, guestSide: boolean): { v4?: number; v6?: Uint8Array } {
+  const a = perFamily(s, long);
+  const bad4 = a.v4 === 0 || a.v4 === 0xffffffff || (guestSide && a.v4 !== undefined && a.v4 >>> 24 === 127);
+  const bad6 = a.v6 !== undefined && (a.v6.every((x) => x === 0) || (guestSide && a.v6.every((x, i) => x === (i === 15 ? 1 : 0))));
+  if (bad4 || bad6) throw new Error(`--${long}: invalid address`);
+  return a;
+}
+
 /** What -a gives for each IP version: the last address, and its prefix length when written ADDR/PREFIX. */
 interface GuestAddrs {
   v4?: number;
@@ -523,7 +560,10 @@ function overrides(s: Scan): ConfigOverrides {
   if (flag(s, "ipv4-only") && flag(s, "ipv6-only")) throw new Error("options -4 and -6 are mutually exclusive");
   const addr = guestAddrs(s);
   const gw = perFamily(s, "gateway");
-  const fwd = perFamily(s, "dns-forward");
+  const fwd = dnsAddrs(s, "dns-forward", true);
+  const dnsHost = dnsAddrs(s, "dns-host", false);
+  const mapLo = natAddrs(s, "map-host-loopback");
+  const mapGuest = natAddrs(s, "map-guest-addr");
   const mtu = single(s, "mtu");
   const mac = single(s, "mac-addr");
   const nsMac = single(s, "ns-mac-addr");
@@ -532,6 +572,8 @@ function overrides(s: Scan): ConfigOverrides {
     ipv4Only: flag(s, "ipv4-only"), ipv6Only: flag(s, "ipv6-only"),
     addr4: addr.v4, addr6: addr.v6, gw4: gw.v4, gw6: gw.v6, dnsForward4: fwd.v4, dnsForward6: fwd.v6,
     prefixLen4: prefix4(s, addr), prefixLen6: addr.prefix6,
+    dnsHost4: dnsHost.v4, dnsHost6: dnsHost.v6, mapHostLoopback4: mapLo.v4, mapHostLoopback6: mapLo.v6,
+    mapGuestAddr4: mapGuest.v4, mapGuestAddr6: mapGuest.v6,
     mtu: mtu === undefined ? undefined : withOpt("mtu", mtu, (v) => intIn(v, MIN_MTU, DEFAULT_MTU, "MTU")),
     mac: mac === undefined ? undefined : withOpt("mac-addr", mac, parseMac),
     nsMac: nsMac === undefined ? undefined : withOpt("ns-mac-addr", nsMac, parseMac),

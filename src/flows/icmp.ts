@@ -12,8 +12,9 @@
  * request from the guest is sent through it as is (type, code, sequence,
  * payload); a reply read from it goes back to the guest with the guest's
  * original identifier restored, from the remote address, to the guest's
- * address. Traffic to the gateway address goes to the host's loopback unless
- * --no-map-gw, and replies from loopback appear to come from the gateway.
+ * address. Destinations are translated by src/fwd/nat.ts (by default the
+ * gateway address reaches the host's loopback); replies come from the
+ * address the guest asked.
  *
  * The table is bounded (ICMP_MAX_FLOWS); a flow without traffic for
  * ICMP_TIMEOUT_MS is closed. When the table is full, new echo requests are
@@ -22,7 +23,8 @@
 import type { Config } from "../conf/config.ts";
 import { log } from "../log.ts";
 import { sys } from "../native/ffi.ts";
-import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { natOut4, natOut6 } from "../fwd/nat.ts";
+import { SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import { guest } from "../services/guest.ts";
@@ -37,8 +39,6 @@ export const ICMP_TIMEOUT_MS = 60_000;
 /** Loop handler kind for ping sockets. */
 export const KIND_ICMP = 4;
 
-const LOOPBACK4 = 0x7f000001;
-const LOOPBACK6 = w.IP6_LOOPBACK;
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */
 const MAX_ECHO = 65535;
 
@@ -87,13 +87,11 @@ export class IcmpFlows {
   /** An echo request from the guest: IPv4 header at ip, ICMP message at l4 (len bytes). */
   fromGuest4(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
     if (len < 8 || b[l4] !== 8 || this.warned4) return;
-    let dst = w.ipv4Dst(b, ip);
-    if (dst === this.cfg.ip4!.gw && !this.cfg.noMapGw) dst = LOOPBACK4;
     const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
     const i = this.lookup(0, id, b, ip + 16, 4, now);
     if (i < 0) return;
-    sockaddr4(this.sa, dst, 0);
-    this.send(i, b, l4, len, 16);
+    natOut4(this.cfg.ip4!, this.sa, w.ipv4Dst(b, ip), 0, false);
+    this.send(i, b, l4, len, SOCKADDR4_LEN);
   }
 
   /** An echo request from the guest: IPv6 header at ip, ICMPv6 message at l4. */
@@ -102,11 +100,8 @@ export class IcmpFlows {
     const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
     const i = this.lookup(1, id, b, ip + 24, 16, now);
     if (i < 0) return;
-    const gw = this.cfg.ip6!.gw;
-    const toGw = !this.cfg.noMapGw && (w.ip6Equal(b, ip + 24, gw) || w.ip6Equal(b, ip + 24, this.cfg.ip6!.ourLL));
-    if (toGw) sockaddr6(this.sa, LOOPBACK6, 0, 0, 0);
-    else sockaddr6(this.sa, b, ip + 24, 0, 0);
-    this.send(i, b, l4, len, 28);
+    natOut6(this.cfg.ip6!, this.sa, b, ip + 24, 0, false);
+    this.send(i, b, l4, len, SOCKADDR6_LEN);
   }
 
   private send(i: number, b: Uint8Array, l4: number, len: number, saLen: number): void {

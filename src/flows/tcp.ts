@@ -10,13 +10,15 @@
  *
  * Opening
  * - Guest opens: a SYN from the tap makes a non-blocking socket that connect()s
- *   to the destination (the gateway address maps to the host's loopback unless
- *   --no-map-gw). On success the guest gets a SYN-ACK (our MSS and window
- *   scale); on failure a RST. While connecting, repeated SYNs are ignored.
+ *   to the destination, translated by src/fwd/nat.ts (by default the gateway
+ *   address reaches the host's loopback). On success the guest gets a SYN-ACK
+ *   (our MSS and window scale); on failure a RST. While connecting, repeated
+ *   SYNs are ignored.
  * - Host opens: accept() on a forwarded port (-t) sends a SYN to the guest from
- *   the peer's address (peers on the host itself appear as the gateway; in
- *   pasta, loopback peers take the spliced path instead, flows/splice.ts); the
- *   guest's SYN-ACK establishes the connection and we ACK it.
+ *   the peer's address as src/fwd/nat.ts translates it (peers on the host
+ *   itself appear, by default, from the gateway; in pasta, loopback peers take
+ *   the spliced path instead, flows/splice.ts); the guest's SYN-ACK
+ *   establishes the connection and we ACK it.
  *
  * Guest to host: the payload of a segment whose sequence number is the next
  * one expected joins the run of queued payloads (consecutive segments of one
@@ -57,7 +59,8 @@ import type { Config } from "../conf/config.ts";
 import { debugOn, log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { bindOutbound, saFamily, saPort, SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { natIn4, natIn6, natOut4, natOut6 } from "../fwd/nat.ts";
+import { bindOutbound, saAddr4, saFamily, saPort, SA6_ADDR, SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
@@ -246,14 +249,17 @@ export class TcpFlows {
     this.sa.set(sa.subarray(0, 28));
     const remote = this.tmpAddr;
     remote.fill(0);
-    if (v6) {
-      for (let k = 0; k < 16; k++) remote[k] = this.sa[SA6_ADDR + k]!;
-      if (w.ip6IsLoopback(remote, 0) || isV4Mapped(remote) || w.ip6Equal(remote, 0, this.cfg.ip6!.addr)) remote.set(this.gateway6());
-    } else {
-      for (let k = 0; k < 4; k++) remote[k] = this.sa[4 + k]!;
-      if (remote[0] === 127 || w.rd32(remote, 0) === this.cfg.ip4!.addr) w.wr32(remote, 0, this.cfg.ip4!.gw);
-    }
     const rport = saPort(this.sa);
+    // the peer as the guest sees it (src/fwd/nat.ts); an IPv4 peer may have no such address
+    if (v6) natIn6(this.cfg.ip6!, this.sa, SA6_ADDR, rport, false, remote);
+    else {
+      const a = natIn4(this.cfg.ip4!, saAddr4(this.sa), rport, false);
+      if (a === 0) {
+        sys.shim_abort_close(fd);
+        return;
+      }
+      w.wr32(remote, 0, a);
+    }
     const guestA = v6 ? guestAddr6(this.cfg.ip6!.addr) : null;
     const i = this.alloc(v6, guestA, port, remote, rport, now());
     if (i < 0) {
@@ -346,19 +352,16 @@ export class TcpFlows {
     else if (rc === 0) this.connected(i);
   }
 
-  /** sockaddr for flow i's remote, with the gateway mapped to loopback. */
+  /** sockaddr (in this.sa) where flow i's remote is on the host (src/fwd/nat.ts); returns its length. */
   private destSockaddr(i: number, v6: boolean): number {
     const r = i * 16;
     const port = this.remotePort[i]!;
-    if (!v6) {
-      let a = w.rd32(this.remoteAddr, r);
-      if (!this.cfg.noMapGw && a === this.cfg.ip4!.gw) a = 0x7f000001;
-      return sockaddr4(this.sa, a, port);
+    if (v6) {
+      natOut6(this.cfg.ip6!, this.sa, this.remoteAddr, r, port, true);
+      return SOCKADDR6_LEN;
     }
-    const ip6 = this.cfg.ip6!;
-    const toGw = w.ip6Equal(this.remoteAddr, r, ip6.gw) || w.ip6Equal(this.remoteAddr, r, ip6.ourLL);
-    if (!this.cfg.noMapGw && toGw) return sockaddr6(this.sa, LOOPBACK6, 0, port, 0);
-    return sockaddr6(this.sa, this.remoteAddr, r, port, 0);
+    natOut4(this.cfg.ip4!, this.sa, w.rd32(this.remoteAddr, r), port, true);
+    return SOCKADDR4_LEN;
   }
 
   /** The guest answered our SYN. */
@@ -1056,12 +1059,6 @@ export class TcpFlows {
     if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
   }
 
-  /** The address host-local peers appear from: the gateway, or our link-local address. */
-  private gateway6(): Uint8Array {
-    const ip6 = this.cfg.ip6!;
-    return w.ip6IsUnspecified(ip6.gw, 0) ? ip6.ourLL : ip6.gw;
-  }
-
   /** Largest payload per segment to the guest, from the tap MTU. */
   private maxMss(v6: boolean): number {
     return Math.min(this.cfg.mtu, 65535) - (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) - w.TCP_HLEN;
@@ -1115,15 +1112,8 @@ export class TcpFlows {
   }
 }
 
-const LOOPBACK6 = w.IP6_LOOPBACK;
-
 function hashTuple(ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, alen: number): number {
   let h = Math.imul(gport ^ (rport << 16), 0x9e3779b1);
   for (let k = 0; k < alen; k++) h = Math.imul(h ^ ga[gOff + k]! ^ (ra[rOff + k]! << 8), 0x01000193);
   return (h ^ (h >>> 15)) >>> 0;
-}
-
-function isV4Mapped(a: Uint8Array): boolean {
-  for (let k = 0; k < 10; k++) if (a[k] !== 0) return false;
-  return a[10] === 0xff && a[11] === 0xff;
 }

@@ -16,11 +16,12 @@
  * and the guest's (address, target port) is tied to that socket, so that the
  * guest's replies leave from the forwarded port to the original sender.
  *
- * Address mapping, as for TCP: the gateway address reaches the host's
- * loopback (unless --no-map-gw) and loopback senders appear as the gateway.
- * With --dns-forward ADDR, datagrams to ADDR port 53 go to the host's first
- * resolver, and its answers appear to come from ADDR on the flows that asked
- * ADDR (a query sent to the resolver itself is answered from the resolver).
+ * Addresses are translated by src/fwd/nat.ts both ways, per datagram since
+ * the sockets are not connected: by default the gateway address reaches the
+ * host's loopback and loopback senders appear as the gateway; with
+ * --dns-forward ADDR, DNS to ADDR goes to the --dns-host resolver, whose
+ * answers appear to come from ADDR on the flows that asked ADDR (a query sent
+ * to the resolver itself is answered from the resolver).
  *
  * Batching: datagrams from the guest are queued during one batch of frames
  * and leave with one sendmmsg() per run of the same socket; datagrams from the
@@ -38,6 +39,7 @@ import { bitGet, type PortFwd } from "../fwd/ports.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
+import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "../fwd/nat.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
@@ -70,12 +72,9 @@ const UDP_CSUM_OFFSET = 6;
 export const KIND_UDP = 7;
 export const KIND_UDP_LISTEN = 8;
 
-const DNS_PORT = 53;
-const LOOPBACK4 = 0x7f000001;
-const LOOPBACK6 = w.IP6_LOOPBACK;
 const ANY6 = new Uint8Array(16);
 
-export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0 };
+export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
 export class UdpFlows {
   private readonly fd = table.i32(UDP_MAX_FLOWS).fill(-1);
@@ -88,12 +87,12 @@ export class UdpFlows {
   /** 1 once the flow sent to the --dns-forward address: replies from the resolver then appear from it. */
   private readonly dnsFwd = table.u8(UDP_MAX_FLOWS);
   /**
-   * Port of the last sender whose own address is the gateway address (a host
-   * out there, not our loopback: e.g. the next hop talking to a -u port), 0
-   * for none. The guest's datagrams to that address and port go to it, not to
-   * the host's loopback.
+   * Port of the last sender whose own address is the one that stands for the
+   * host's loopback (a host out there, not our loopback: e.g. the gateway
+   * talking to a -u port), 0 for none. The guest's datagrams to that address
+   * and port go to it, not to the host's loopback.
    */
-  private readonly gwPeerPort = table.u16(UDP_MAX_FLOWS);
+  private readonly mappedPeerPort = table.u16(UDP_MAX_FLOWS);
   private readonly hash = table.i32(UDP_MAX_FLOWS * 2);
   private nFlows = 0;
   private nextFree = 0;
@@ -172,29 +171,25 @@ export class UdpFlows {
     return ok;
   }
 
-  /** Write the destination for a datagram of the packet at b[ip] into this.sa; false to drop it. */
+  /** Write the host destination of flow i's datagram in the packet at b[ip] into this.sa (src/fwd/nat.ts); false to drop it. */
   private destSockaddr(i: number, b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
     const sa = this.sa;
+    // a host out there with the mapped address talked to this flow from port: that one is answered
+    const peer = this.mappedPeerPort[i] === port;
     if (!isV6) {
-      let dst = w.ipv4Dst(b, ip);
-      const ip4 = this.cfg.ip4!;
-      if (ip4.dnsMatch && dst === ip4.dnsMatch && port === DNS_PORT && ip4.dns.length) {
-        dst = ip4.dns[0]!;
-        this.dnsFwd[i] = 1;
-      }
-      else if (!this.cfg.noMapGw && dst === ip4.gw && this.gwPeerPort[i] !== port) dst = LOOPBACK4;
-      sockaddr4(sa, dst, port);
+      const dst = w.ipv4Dst(b, ip);
+      const nat = natOut4(this.cfg.ip4!, sa, dst, port, true);
+      if (nat === NAT_DNS) this.dnsFwd[i] = 1;
+      else if (nat === NAT_HOST_LOOPBACK && peer) sockaddr4(sa, dst, port);
       return true;
     }
-    const ip6 = this.cfg.ip6!;
     const d = ip + w.IP6_DST;
-    if (ip6.dnsMatch && w.ip6Equal(b, d, ip6.dnsMatch) && port === DNS_PORT && ip6.dns.length) {
-      sockaddr6(sa, ip6.dns[0]!, 0, port, 0);
-      this.dnsFwd[i] = 1;
-    }
-    else if (!this.cfg.noMapGw && this.gwPeerPort[i] !== port && (w.ip6Equal(b, d, ip6.gw) || w.ip6Equal(b, d, ip6.ourLL))) sockaddr6(sa, LOOPBACK6, 0, port, 0);
-    else if (w.ip6IsLinkLocal(b, d) || w.ip6IsMulticast(b, d)) return false;
-    else sockaddr6(sa, b, d, port, 0);
+    const nat = natOut6(this.cfg.ip6!, sa, b, d, port, true);
+    if (nat === NAT_DNS) this.dnsFwd[i] = 1;
+    const asIs = nat === NAT_NONE || (nat === NAT_HOST_LOOPBACK && peer);
+    // no scope to send a link-local or multicast destination with
+    if (asIs && (w.ip6IsLinkLocal(b, d) || w.ip6IsMulticast(b, d))) return false;
+    if (asIs) sockaddr6(sa, b, d, port, 0);
     return true;
   }
 
@@ -317,7 +312,12 @@ export class UdpFlows {
       this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi);
       w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     } else {
-      w.writeIpv4(b, ip, this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi), w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+      const src = this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi);
+      if (src === 0) {
+        udpStats.noSource++;
+        return;
+      }
+      w.writeIpv4(b, ip, src, w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
     if (this.csumOffload) {
@@ -339,24 +339,20 @@ export class UdpFlows {
     udpStats.toGuest++;
   }
 
-  /** IPv4 source the guest sees for a sender: loopback → gateway, resolver → --dns-forward address. */
+  /** IPv4 source the guest sees for the sender at sa[o] (src/fwd/nat.ts); 0: drop the datagram. */
   private sourceAddr4(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean, gi: number): number {
     const a = w.rd32(sa, o + 4);
     const ip4 = this.cfg.ip4!;
-    if (a === ip4.gw) this.gwPeerPort[gi] = sport;
-    if (dnsFwd && ip4.dnsMatch && sport === DNS_PORT && ip4.dns.length && a === ip4.dns[0]) return ip4.dnsMatch;
-    if (sa[o + 4] === 127 && !this.cfg.noMapGw) return ip4.gw;
-    return a;
+    if (a === ip4.mapHostLoopback) this.mappedPeerPort[gi] = sport;
+    return natIn4(ip4, a, sport, dnsFwd);
   }
 
   /** As sourceAddr4, for IPv6: the result goes to tmpAddr. */
   private sourceAddr6(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean, gi: number): void {
     const ip6 = this.cfg.ip6!;
     const a = o + SA6_ADDR;
-    if (w.ip6Equal(sa, a, ip6.gw)) this.gwPeerPort[gi] = sport;
-    if (dnsFwd && ip6.dnsMatch && sport === DNS_PORT && ip6.dns.length && w.ip6Equal(sa, a, ip6.dns[0]!)) this.tmpAddr.set(ip6.dnsMatch);
-    else if (w.ip6Equal(sa, a, LOOPBACK6) && !this.cfg.noMapGw) this.tmpAddr.set(w.ip6IsUnspecified(ip6.gw, 0) ? ip6.ourLL : ip6.gw);
-    else for (let k = 0; k < 16; k++) this.tmpAddr[k] = sa[a + k]!;
+    if (ip6.mapHostLoopback && w.ip6Equal(sa, a, ip6.mapHostLoopback)) this.mappedPeerPort[gi] = sport;
+    natIn6(ip6, sa, a, sport, dnsFwd, this.tmpAddr);
   }
 
   // ------------------------------------------------------------ -u ports
@@ -478,7 +474,7 @@ export class UdpFlows {
     this.fd[i] = fd;
     this.owned[i] = owned;
     this.dnsFwd[i] = 0;
-    this.gwPeerPort[i] = 0;
+    this.mappedPeerPort[i] = 0;
     this.lastUse[i] = t;
     const mask = this.hash.length - 1;
     let h = hashKey(a, aOff, alen, port) & mask;

@@ -5,6 +5,10 @@
 import { sys } from "./ffi.ts";
 import { AF_INET, AF_INET6, SOL_SOCKET } from "./consts.ts";
 
+/** Lengths of struct sockaddr_in and sockaddr_in6. */
+export const SOCKADDR4_LEN = 16;
+export const SOCKADDR6_LEN = 28;
+
 /** sockaddr_in (16 bytes) for a host-order IPv4 address and port. */
 export function sockaddr4(sa: Uint8Array, addr: number, port: number): number {
   sa.fill(0, 0, 16);

@@ -60,7 +60,7 @@ function config(): Config {
     nsMac: new Uint8Array(6),
     nsIfname: "eth0",
     mtu: 65520,
-    ip4: { addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"), dns: [parseIp4("198.51.100.53")], dnsMatch: 0, ifname: "eth0" },
+    ip4: { addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"), dns: [parseIp4("198.51.100.53")], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0" },
     ip6: {
       addr: parseIp6("2001:db8::2"),
       prefixLen: 64,
@@ -68,6 +68,9 @@ function config(): Config {
       ourLL: parseIp6("fe80::1"),
       dns: [parseIp6("2001:db8:1::53")],
       dnsMatch: null,
+      dnsHost: null,
+      mapHostLoopback: null,
+      mapGuestAddr: null,
       ifname: "eth0",
     },
     dnsSearch: ["example.test"],
@@ -76,7 +79,6 @@ function config(): Config {
     noDhcpv6: false,
     noRa: false,
     noIcmp: true, // no ICMP echo sockets in a unit test
-    noMapGw: false,
     configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
     dhcpDns: true, dhcpSearch: true,
   };

@@ -60,14 +60,18 @@ describe("buildConfig", () => {
     expect(c.mtu).toBe(DEFAULT_MTU);
     expect(c.ip4).toEqual({
       addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"),
-      dns: [parseIp4("192.0.2.53")], dnsMatch: 0, ifname: "eth0",
+      dns: [parseIp4("192.0.2.53")], dnsMatch: 0, dnsHost: parseIp4("192.0.2.53"),
+      mapHostLoopback: parseIp4("192.0.2.1"), mapGuestAddr: 0, ifname: "eth0",
     });
     expect(formatIp6(c.ip6!.addr)).toBe("2001:db8::2");
     expect(c.ip6!.prefixLen).toBe(64);
     expect(formatIp6(c.ip6!.ourLL)).toBe("fe80::1:2");
     expect(c.ip6!.dnsMatch).toBeNull();
+    expect(formatIp6(c.ip6!.dnsHost!)).toBe("2001:db8::53");
+    expect(formatIp6(c.ip6!.mapHostLoopback!)).toBe("fe80::1:2");
+    expect(c.ip6!.mapGuestAddr).toBeNull();
     expect(c.dnsSearch).toEqual(["example.com"]);
-    expect([c.noDhcp, c.noNdp, c.noDhcpv6, c.noRa, c.noIcmp, c.noMapGw, c.configNet]).toEqual(Array(7).fill(false));
+    expect([c.noDhcp, c.noNdp, c.noDhcpv6, c.noRa, c.noIcmp, c.configNet]).toEqual(Array(6).fill(false));
   });
 
   test("a global IPv6 gateway gives ourLL fe80::1", () => {
@@ -100,21 +104,38 @@ describe("buildConfig", () => {
       .toEqual([16, 24, 32]);
   });
 
-  test("DNS: -D and -S replace resolv.conf; a loopback resolver is reached through the gateway", () => {
+  test("DNS: -D and -S replace resolv.conf; a loopback resolver is reached through the address mapped to the loopback", () => {
     const resolv: ResolvConf = { dns4: [parseIp4("127.0.0.53")], dns6: [parseIp6("::1")], search: ["a.example"] };
     const c = buildConfig("passt", dualHost(), resolv);
     expect(c.ip4!.dns).toEqual([parseIp4("127.0.0.53")]);
     expect(formatIp4(c.ip4!.dnsMatch)).toBe("192.0.2.1");
+    expect(formatIp4(c.ip4!.dnsHost)).toBe("127.0.0.53");
     expect(formatIp6(c.ip6!.dnsMatch!)).toBe("fe80::1:2");
+    expect(formatIp6(c.ip6!.dnsHost!)).toBe("::1");
     const noMap = buildConfig("passt", dualHost(), resolv, { noMapGw: true });
     expect(noMap.ip4!.dnsMatch).toBe(0);
+    expect(noMap.ip6!.dnsMatch).toBeNull();
+    const moved = buildConfig("passt", dualHost(), resolv, { mapHostLoopback4: parseIp4("192.0.2.99") });
+    expect(formatIp4(moved.ip4!.dnsMatch)).toBe("192.0.2.99");
     const forced = buildConfig("passt", dualHost(), resolv, {
       dns4: [parseIp4("192.0.2.53")], dns6: [], search: [], dnsForward4: parseIp4("192.0.2.99"),
     });
     expect(forced.ip4!.dns).toEqual([parseIp4("192.0.2.53")]);
     expect(formatIp4(forced.ip4!.dnsMatch)).toBe("192.0.2.99");
+    expect(formatIp4(forced.ip4!.dnsHost)).toBe("127.0.0.53");
     expect(forced.ip6!.dns).toEqual([]);
+    expect(forced.ip6!.dnsMatch).toBeNull();
     expect(forced.dnsSearch).toEqual([]);
+  });
+
+  test("DNS: a resolver at the gateway, which stands for the host's loopback, is still reached (as upstream)", () => {
+    const resolv: ResolvConf = { dns4: [parseIp4("192.0.2.1")], dns6: [parseIp6("fe80::1:2")], search: [] };
+    const c = buildConfig("passt", dualHost(), resolv);
+    expect([formatIp4(c.ip4!.dnsMatch), formatIp4(c.ip4!.dnsHost)]).toEqual(["192.0.2.1", "192.0.2.1"]);
+    expect([formatIp6(c.ip6!.dnsMatch!), formatIp6(c.ip6!.dnsHost!)]).toEqual(["fe80::1:2", "fe80::1:2"]);
+    const other = buildConfig("passt", dualHost(), resolv, { mapHostLoopback4: parseIp4("192.0.2.99"), mapHostLoopback6: null });
+    expect(other.ip4!.dnsMatch).toBe(0);
+    expect(other.ip6!.dnsMatch).toBeNull();
   });
 });
 

@@ -203,9 +203,9 @@ describe("Config overrides", () => {
   });
 
   test("flags", () => {
-    const { config, opts } = run(["--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra", "--no-icmp", "--no-map-gw", "--config-net", "--no-tcp", "--no-udp"]);
-    expect([config.noDhcp, config.noNdp, config.noDhcpv6, config.noRa, config.noIcmp, config.noMapGw, config.configNet])
-      .toEqual(Array(7).fill(true));
+    const { config, opts } = run(["--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra", "--no-icmp", "--config-net", "--no-tcp", "--no-udp"]);
+    expect([config.noDhcp, config.noNdp, config.noDhcpv6, config.noRa, config.noIcmp, config.configNet])
+      .toEqual(Array(6).fill(true));
     expect([opts.noTcp, opts.noUdp]).toEqual([true, true]);
   });
 
@@ -217,6 +217,55 @@ describe("Config overrides", () => {
     expect(on(run([], "passt").config)).toEqual([true, true]);
     expect(on(run(["--no-dhcp-dns"], "passt").config)).toEqual([false, true]);
     expect(on(run(["--no-dhcp-search"], "passt").config)).toEqual([true, false]);
+  });
+
+  test("--map-host-loopback: the gateway by default, per IP version, 'none', --no-map-gw", () => {
+    const map = (argv: string[]) => {
+      const { ip4, ip6 } = run(argv).config;
+      return [ip4!.mapHostLoopback ? formatIp4(ip4!.mapHostLoopback) : null, ip6!.mapHostLoopback ? formatIp6(ip6!.mapHostLoopback) : null];
+    };
+    expect(map([])).toEqual(["192.0.2.1", "fe80::1"]);
+    expect(map(["--map-host-loopback", "192.0.2.99"])).toEqual(["192.0.2.99", "fe80::1"]);
+    expect(map(["--map-host-loopback", "169.254.1.1", "--map-host-loopback", "fe80::99", "--map-host-loopback", "192.0.2.98"]))
+      .toEqual(["192.0.2.98", "fe80::99"]);
+    expect(map(["--map-host-loopback", "none"])).toEqual([null, null]);
+    expect(map(["--map-host-loopback", "none", "--map-host-loopback", "192.0.2.99"])).toEqual(["192.0.2.99", null]);
+    expect(map(["--map-host-loopback", "192.0.2.99", "--map-host-loopback", "none"])).toEqual([null, null]);
+    expect(map(["--no-map-gw"])).toEqual([null, null]);
+    expect(map(["--no-map-gw", "--map-host-loopback", "2001:db8::99"])).toEqual([null, "2001:db8::99"]);
+    for (const bad of ["127.0.0.1", "0.0.0.0", "224.0.0.1", "::1", "::", "ff02::1", "nonsense"]) {
+      expect(err(["--map-host-loopback", bad])).toContain(`--map-host-loopback ${bad}`);
+    }
+  });
+
+  test("--map-guest-addr: none by default, per IP version, 'none'", () => {
+    const map = (argv: string[]) => {
+      const { ip4, ip6 } = run(argv).config;
+      return [ip4!.mapGuestAddr ? formatIp4(ip4!.mapGuestAddr) : null, ip6!.mapGuestAddr ? formatIp6(ip6!.mapGuestAddr) : null];
+    };
+    expect(map([])).toEqual([null, null]);
+    expect(map(["--map-guest-addr", "169.254.1.2"])).toEqual(["169.254.1.2", null]);
+    expect(map(["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "fd00::2", "--map-guest-addr", "169.254.1.3"])).toEqual(["169.254.1.3", "fd00::2"]);
+    expect(map(["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "none"])).toEqual([null, null]);
+    // it leaves the loopback mapping alone (unlike --map-host-loopback none)
+    expect(formatIp4(run(["--map-guest-addr", "none"]).config.ip4!.mapHostLoopback)).toBe("192.0.2.1");
+    for (const bad of ["127.0.0.2", "0.0.0.0", "239.1.1.1", "::1", "ff02::2"]) {
+      expect(err(["--map-guest-addr", bad])).toContain(`--map-guest-addr ${bad}`);
+    }
+  });
+
+  test("--dns-host: the first resolv.conf server by default, per IP version", () => {
+    const a = run([]).config;
+    expect(formatIp4(a.ip4!.dnsHost)).toBe("192.0.2.53");
+    expect(a.ip6!.dnsHost).toBeNull();
+    const b = run(["--dns-forward", "192.0.2.3", "--dns-host", "198.51.100.53", "--dns-host", "2001:db8:1::53"]).config;
+    expect([formatIp4(b.ip4!.dnsMatch), formatIp4(b.ip4!.dnsHost), formatIp6(b.ip6!.dnsHost!)])
+      .toEqual(["192.0.2.3", "198.51.100.53", "2001:db8:1::53"]);
+    expect(formatIp4(run(["--dns-host", "127.0.0.53"]).config.ip4!.dnsHost)).toBe("127.0.0.53");
+    expect(err(["--dns-host", "0.0.0.0"])).toContain("--dns-host");
+    expect(err(["--dns-host", "255.255.255.255"])).toContain("--dns-host");
+    expect(err(["--dns-forward", "127.0.0.1"])).toContain("--dns-forward");
+    expect(err(["--dns-forward", "::"])).toContain("--dns-forward");
   });
 
   test("-4 and -6", () => {
