@@ -2,7 +2,8 @@
  * What the QEMU guest of the passt test does, as shell scripts for its
  * initramfs (busybox sh): load virtio-net, bring eth0 up, get an address with
  * udhcpc, download a file over HTTP, print its SHA-256 after a marker on the
- * serial console, power off.
+ * serial console, power off; or (guestServeInit) stay up and serve that file
+ * over HTTP on port 80.
  *
  *   buildInitramfs(img, kernel, guestInit(url), { "/udhcpc.sh": UDHCPC_SCRIPT });
  *   // serial console: "PASST-QEMU-OK <sha256>  /tmp/file", or "PASST-QEMU-FAIL <why>"
@@ -32,8 +33,8 @@ esac
 exit 0
 `;
 
-/** /init: everything the guest does, ending with the marker line and a power-off. */
-export function guestInit(url: string): string {
+/** The start of every /init: busybox, mounts, virtio-net, eth0 up; fail() prints the failure marker. */
+function initPrelude(): string {
   return `#!/bin/sh
 /bin/busybox --install -s /bin
 export PATH=/bin
@@ -48,11 +49,38 @@ while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); 
 [ -e /sys/class/net/eth0 ] || fail "no eth0"
 ip link set lo up
 ip link set eth0 up
-udhcpc -i eth0 -s /udhcpc.sh -O mtu -n -q -t 10 -T 2 || fail "udhcpc"
+`;
+}
+
+/** /init: everything the guest does, ending with the marker line and a power-off. */
+export function guestInit(url: string): string {
+  return `${initPrelude()}udhcpc -i eth0 -s /udhcpc.sh -O mtu -n -q -t 10 -T 2 || fail "udhcpc"
 ip addr show dev eth0
 ip route
 wget -q -O /tmp/file "${url}" || fail "wget ${url}"
 echo "${MARK_OK} $(sha256sum /tmp/file)"
 poweroff -f
+`;
+}
+
+/** Printed by guestServeInit() once its HTTP server runs. */
+export const MARK_SERVING = "PASST-QEMU-SERVING";
+
+/**
+ * /init of a guest that stays up: udhcpc as it comes (no options asked: what
+ * passt sends unasked, the MTU included, is what the guest gets), the link's
+ * MTU, a download whose SHA-256 follows MARK_OK, then busybox httpd on port
+ * 80 serving that same file as /file, and MARK_SERVING; it runs until QEMU is
+ * ended.
+ */
+export function guestServeInit(url: string): string {
+  return `${initPrelude()}udhcpc -i eth0 -s /udhcpc.sh -n -q -t 10 -T 2 || fail "udhcpc"
+echo "guest: link $(ip -o link show dev eth0)"
+wget -q -O /tmp/file "${url}" || fail "wget ${url}"
+echo "${MARK_OK} $(sha256sum /tmp/file)"
+mkdir -p /www && cp /tmp/file /www/file || fail "copy"
+httpd -p 80 -h /www || fail "httpd"
+echo "${MARK_SERVING}"
+while :; do sleep 3600; done
 `;
 }
