@@ -17,7 +17,7 @@
  * consola's repeat throttling, which relies on setTimeout, is switched off.
  */
 import { createConsola, type ConsolaInstance, type LogObject } from "consola/core";
-import { closeSync, openSync, writeSync } from "node:fs";
+import { closeSync, fstatSync, ftruncateSync, openSync, readFileSync, writeSync } from "node:fs";
 import { formatWithOptions } from "node:util";
 
 export type LogLevelName = "quiet" | "info" | "debug" | "trace";
@@ -37,6 +37,12 @@ export let traceOn = false;
 
 let outFd = STDERR_FD;
 let fileFd = -1;
+let filePath = "";
+/** --log-size, and the bytes the log file holds now. */
+let fileLimit = 0;
+let fileLen = 0;
+/** When the log file is full, this share of it goes (the oldest lines), as the original. */
+const LOG_CUT_RATIO = 0.3;
 const startMs = performance.now();
 
 /**
@@ -49,7 +55,8 @@ function writeLine(obj: LogObject): void {
   const time = debugOn ? `${((performance.now() - startMs) / 1000).toFixed(4)} ` : "";
   const line = `${time}${tag}${msg}\n`;
   try {
-    writeSync(outFd, line);
+    if (outFd === fileFd) writeToFile(line);
+    else writeSync(outFd, line);
   } catch {
     /* A logger that cannot write has nowhere to report it: drop the line. */
   }
@@ -90,11 +97,29 @@ export function setLogLevel(name: LogLevelName): void {
 
 /**
  * Send log lines to the file at path (appended, created if missing) instead of
- * standard error; null goes back to standard error. Throws if the file cannot
- * be opened.
+ * standard error, keeping it within limit bytes (--log-size); null goes back to
+ * standard error. Throws if the file cannot be opened.
  */
-export function setLogFile(path: string | null): void {
+export function setLogFile(path: string | null, limit = Number.MAX_SAFE_INTEGER): void {
   if (fileFd >= 0) closeSync(fileFd);
   fileFd = path === null ? -1 : openSync(path, "a", 0o600);
   outFd = fileFd >= 0 ? fileFd : STDERR_FD;
+  filePath = path ?? "";
+  fileLimit = limit;
+  fileLen = fileFd >= 0 ? fstatSync(fileFd).size : 0;
+}
+
+/** Append line to the log file; when it would pass the limit, first drop the oldest lines (at least 30% of the limit). */
+function writeToFile(line: string): void {
+  const bytes = Buffer.from(line);
+  if (fileLen + bytes.length > fileLimit) {
+    const old = readFileSync(filePath);
+    const keepAtMost = Math.max(0, Math.floor(fileLimit * (1 - LOG_CUT_RATIO)) - bytes.length);
+    let cut = Math.max(0, old.length - keepAtMost);
+    if (cut > 0 && cut < old.length) cut = old.indexOf(10, cut - 1) + 1 || old.length;
+    ftruncateSync(fileFd, 0);
+    fileLen = 0;
+    if (cut < old.length) fileLen += writeSync(fileFd, old.subarray(cut));
+  }
+  fileLen += writeSync(fileFd, bytes.subarray(0, Math.max(0, fileLimit - fileLen)));
 }

@@ -16,6 +16,7 @@ async function userNamespacePlan(opts: RunOptions): Promise<import("./ns/ns.ts")
   const { sys } = await import("./native/ffi.ts");
   if (sys.shim_geteuid() === 0 && !opts.userns) return { kind: "none" };
   if (opts.userns) return { kind: "join", path: opts.userns };
+  if (opts.netnsOnly) return { kind: "none" };
   if (opts.attachPid !== null) return { kind: "join", path: `/proc/${opts.attachPid}/ns/user` };
   if (opts.netns !== null) return { kind: "none" };
   return { kind: "new" };
@@ -38,7 +39,7 @@ async function main(): Promise<number> {
   config.outboundIf4 = opts.outboundIf4;
   config.outboundIf6 = opts.outboundIf6;
   setLogLevel(opts.logLevel);
-  if (opts.logFile) setLogFile(opts.logFile);
+  if (opts.logFile) setLogFile(opts.logFile, opts.logSize);
   if (mode === "passt") return import("./passt.ts").then(({ runPasst, passtRunOf }) => runPasst(config, passtRunOf(opts)));
   const attach = opts.attachPid !== null || opts.netns !== null;
   if (attach && !opts.foreground && !isBackgroundCopy()) return runInBackground();
@@ -50,6 +51,7 @@ async function main(): Promise<number> {
     attachPid: opts.attachPid,
     netns: opts.netns,
     pidFile: opts.pidFile,
+    statsDelay: opts.statsDelay,
     pcap: opts.pcap,
     tcp: opts.noTcp ? null : opts.tcp,
     tcpNs: opts.noTcp ? null : opts.tcpNs,

@@ -33,6 +33,7 @@ import { bitGet, type PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
+import { reportStats } from "./loop/stats.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
@@ -71,6 +72,8 @@ export interface PasstRun {
   oneOff: boolean;
   pidFile: string | null;
   pcap: string | null;
+  /** --stats: seconds between counter lines in the log; 0 for none. */
+  statsDelay: number;
   /** -t: host ports forwarded to the guest; null with --no-tcp. */
   tcp: PortFwd | null;
   /** -u: likewise for UDP; null with --no-udp. */
@@ -88,6 +91,7 @@ export function passtRunOf(opts: RunOptions): PasstRun {
     fd: opts.fd,
     oneOff: opts.oneOff || opts.fd !== null,
     pidFile: opts.pidFile,
+    statsDelay: opts.statsDelay,
     pcap: opts.pcap,
     tcp: opts.noTcp ? null : opts.tcp,
     udp: opts.noUdp ? null : opts.udp,
@@ -137,6 +141,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     loop.stop(0);
   });
   loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ passt: backend.stats, dispatch: dispatcher!.stats }));
   let paused = false;
   loop.onFlush(() => {
     dispatcher!.flush();

@@ -20,6 +20,7 @@ import { TcpForwarder, UdpAutoForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN, now } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
+import { reportStats } from "./loop/stats.ts";
 import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
@@ -48,6 +49,8 @@ export interface PastaRun {
   netns: string | null;
   pidFile: string | null;
   pcap: string | null;
+  /** --stats: seconds between counter lines in the log; 0 for none. */
+  statsDelay: number;
   /** -t: host ports forwarded to the namespace through the tap; null with --no-tcp. */
   tcp: PortFwd | null;
   /** -T: namespace ports forwarded to the host's loopback (spliced); null with --no-tcp. */
@@ -104,6 +107,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     pcap?.flush();
   });
   watchSignals(loop, sigFd, child);
+  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ tap: tap.stats, dispatch: dispatcher!.stats }));
   if (run.pidFile) writePidFile(run.pidFile);
   if (child) startChild(loop, child, run.command[0]!, () => {
     tap.readAll();

@@ -29,6 +29,8 @@ export const VERSION = "0.1.0";
 export const NETNS_RUN_DIR = "/run/netns";
 /** Default log file size limit (--log-size), 1 MiB as the original. */
 export const LOG_SIZE_DEFAULT = 1048576;
+/** Smallest --log-size the original takes: 5 × max(BUFSIZ, page size). */
+export const LOG_SIZE_MIN = 40960;
 const IFNAME_MAX = 15;
 const DNS_NAME_MAX = 253;
 const IPV4_BITS = 32;
@@ -54,11 +56,11 @@ const OPTIONS: OptDef[] = [
   { long: "stats", value: "DELAY", help: "Log event counters, at most every DELAY seconds" },
   { long: "quiet", short: "q", help: "Don't print informational messages" },
   { long: "foreground", short: "f", help: "Don't run in background" },
-  { long: "stderr", short: "e", help: "Log to standard error too" },
+  { long: "stderr", short: "e", help: "No effect (deprecated upstream, kept for compatibility as there)" },
   { long: "log-file", short: "l", value: "PATH", help: "Log to file PATH, not to standard error" },
   { long: "log-size", value: "SIZE", help: "Limit log file size to SIZE bytes (default 1 MiB)" },
-  { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "Change to this user and group when started as root" },
-  { long: "conf-path", short: "c", value: "PATH", help: "Configuration socket for pesto(1): not supported, refused" },
+  { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "passt: change to this user and group when started as root (refused in pasta)" },
+  { long: "conf-path", short: "c", value: "PATH", help: "Configuration socket for pesto(1): refused, not supported here" },
   { long: "help", short: "h", help: "Display this help message and exit" },
   { long: "version", help: "Show version and exit" },
   { long: "pcap", short: "p", value: "FILE", help: "Capture tap-facing packets to FILE in pcap format" },
@@ -93,14 +95,14 @@ const OPTIONS: OptDef[] = [
   { long: "no-ra", help: "Disable router advertisements" },
   { long: "freebind", help: "Bind forwarded ports to addresses the host doesn't have (yet)" },
   { long: "no-map-gw", help: "Don't map the gateway address to the host" },
-  { long: "chroot-fallback", help: "Fall back to chroot() for the sandbox: not supported, refused" },
+  { long: "chroot-fallback", help: "Fall back to chroot() for the sandbox: refused, no filesystem sandbox here" },
   { long: "ipv4-only", short: "4", help: "Enable IPv4 operation only" },
   { long: "ipv6-only", short: "6", help: "Enable IPv6 operation only" },
   { long: "tcp-ports", short: "t", value: "SPEC", many: true, help: "TCP port forwarding to guest or namespace (repeatable)" },
   { long: "udp-ports", short: "u", value: "SPEC", many: true, help: "UDP port forwarding to guest or namespace (repeatable)" },
-  { long: "fd", short: "F", value: "FD", help: "Use the pre-opened, connected socket FD" },
+  { long: "fd", short: "F", value: "FD", only: "passt", help: "Use the pre-opened, connected socket FD" },
   { long: "socket", short: "s", alias: "socket-path", value: "PATH", only: "passt", help: "UNIX domain socket path for qemu (also --socket-path)" },
-  { long: "print-capabilities", only: "passt", help: "Print back-end capabilities in JSON (for vhost-user front-ends) and exit" },
+  { long: "print-capabilities", only: "passt", help: "Print vhost-user back-end capabilities: refused until --vhost-user is supported" },
   { long: "one-off", short: "1", only: "passt", help: "Quit after handling a single client connection" },
   { long: "ns-ifname", short: "I", value: "NAME", only: "pasta", help: "Name of the tap interface in the namespace" },
   { long: "tcp-ns", short: "T", value: "SPEC", many: true, only: "pasta", help: "TCP port forwarding from namespace to init namespace (repeatable)" },
@@ -117,6 +119,25 @@ const OPTIONS: OptDef[] = [
   { long: "no-splice", only: "pasta", help: "Disable the spliced path for local inbound traffic" },
   { long: "splice-only", only: "pasta", help: "No tap device: only forward loopback traffic between namespaces" },
 ];
+
+/**
+ * Upstream options we know but can't honour: given, each ends the run with
+ * one line saying why (never accepted and ignored). mode: refused in that
+ * mode only.
+ */
+const REFUSED: { long: string; mode?: Mode; why: string }[] = [
+  { long: "conf-path", why: "there is no configuration socket for pesto(1) here" },
+  { long: "chroot-fallback", why: "there is no filesystem sandbox (pivot_root) here to fall back from" },
+  { long: "print-capabilities", why: "only meaningful for --vhost-user, which is not supported yet" },
+  { long: "runas", mode: "pasta", why: "pasta keeps the user that started it" },
+];
+
+/** Throw for the first option of the scan that REFUSED lists for mode. */
+function refuse(s: Scan, mode: Mode): void {
+  for (const r of REFUSED) {
+    if (flag(s, r.long) && (!r.mode || r.mode === mode)) throw new Error(`--${r.long}: not supported: ${r.why}`);
+  }
+}
 
 // ---------------------------------------------------------------- citty
 
@@ -430,7 +451,8 @@ export interface RunOptions {
   logLevel: LogLevelName;
   logFile: string | null;
   logSize: number;
-  stderr: boolean;
+  /** --stats: seconds between counter lines in the log; 0 for none. */
+  statsDelay: number;
   foreground: boolean;
   pidFile: string | null;
   pcap: string | null;
@@ -514,6 +536,8 @@ function target(s: Scan, mode: Mode): Pick<RunOptions, "command" | "attachPid" |
   if (netns && attachPid !== null) throw new Error("--netns can't be given with a PID");
   if (netns && s.rest.length > 0) throw new Error("--netns can't be given with a command");
   if (userns !== null && !netns && attachPid === null) throw new Error("--userns needs --netns or a PID");
+  if (flag(s, "netns-only") && userns !== null) throw new Error("--netns-only can't be given with --userns");
+  if (flag(s, "netns-only") && !netns && attachPid === null) throw new Error("--netns-only needs --netns or a PID");
   return { command: isPid ? [] : s.rest, attachPid, netns, userns };
 }
 
@@ -523,6 +547,7 @@ function runOptions(s: Scan, mode: Mode, eph: PortRange): RunOptions {
   const ifOut4 = single(s, "outbound-if4");
   const ifOut6 = single(s, "outbound-if6");
   const logSize = single(s, "log-size");
+  const stats = single(s, "stats");
   const fd = single(s, "fd");
   return {
     mode,
@@ -530,9 +555,9 @@ function runOptions(s: Scan, mode: Mode, eph: PortRange): RunOptions {
     version: flag(s, "version"),
     logLevel: logLevel(s),
     logFile: single(s, "log-file") ?? null,
-    logSize: logSize === undefined ? LOG_SIZE_DEFAULT : withOpt("log-size", logSize, (v) => intIn(v, 1, 2 ** 31 - 1, "size")),
-    stderr: flag(s, "stderr"),
+    logSize: logSize === undefined ? LOG_SIZE_DEFAULT : withOpt("log-size", logSize, (v) => intIn(v, LOG_SIZE_MIN, 2 ** 31 - 1, "size")),
     foreground: flag(s, "foreground"),
+    statsDelay: stats === undefined ? 0 : withOpt("stats", stats, (v) => intIn(v, 1, 2 ** 31 - 1, "delay")),
     pidFile: single(s, "pid") ?? null,
     pcap: single(s, "pcap") ?? null,
     runas: single(s, "runas") ?? null,
@@ -605,6 +630,7 @@ export function parseArgs(argv: string[], mode: Mode, deps: ParseDeps = {}): Par
   for (const action of ["help", "version"] as const) {
     if (flag(s, action)) return { action, opts: runOptions({ seen: new Map([[action, [""]]]), rest: [] }, mode, eph) };
   }
+  refuse(s, mode);
   const opts = runOptions(s, mode, eph);
   const ov = overrides(s);
   const sel = ifSelect(s);

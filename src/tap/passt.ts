@@ -51,7 +51,8 @@ import { ptr, type Pointer } from "bun:ffi";
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
 import { errnoName, sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
-import type { FrameSink } from "./sink.ts";
+import { traceFrame, type FrameSink } from "./sink.ts";
+import { traceOn } from "../log.ts";
 import { EAGAIN, SOL_SOCKET } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 
@@ -252,6 +253,7 @@ export class PasstBackend implements FrameSink {
       const off = pos + PASST_FRAME_ROOM;
       this.stats.rxFrames++;
       if (this.pcap) this.pcap.write(b, off, len);
+      if (traceOn) traceFrame(false, b, off, len);
       this.onFrame(b, off, len);
       pos = off + len;
     }
@@ -295,6 +297,7 @@ export class PasstBackend implements FrameSink {
     this.txPos = off + len;
     this.txQueued += len + PASST_FRAME_ROOM;
     if (this.pcap) this.pcap.write(b, off, len);
+    if (traceOn) traceFrame(true, b, off, len);
   }
 
   /** Write the queued frames (all of them, or as much as the socket takes). */

@@ -6,6 +6,9 @@
  * backend flushes all committed frames of one wake-up in one batched write.
  * Nothing is allocated per frame: the buffer is preallocated and reused.
  */
+import { log } from "../log.ts";
+import { describeFrame } from "../wire/describe.ts";
+
 export interface FrameSink {
   /** The buffer frames are written into. */
   readonly buf: Uint8Array;
@@ -44,3 +47,8 @@ export interface FrameSink {
  * field holds only the pseudo-header sum), so it must not be verified.
  */
 export const rxMeta = { csumPartial: false };
+
+/** --trace: one log line for a frame the backend read from (toGuest false) or queued for the guest. */
+export function traceFrame(toGuest: boolean, b: Uint8Array, off: number, len: number): void {
+  log.trace(`${toGuest ? "to guest" : "from guest"}: ${describeFrame(b, off, len)}`);
+}

@@ -29,7 +29,8 @@
  */
 import { sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
-import { rxMeta, type FrameSink } from "./sink.ts";
+import { rxMeta, traceFrame, type FrameSink } from "./sink.ts";
+import { traceOn } from "../log.ts";
 import { table } from "../loop/arena.ts";
 
 /** Size of struct virtio_net_hdr_v1, set with TUNSETVNETHDRSZ. */
@@ -120,6 +121,7 @@ export class TapBackend implements FrameSink {
         this.stats.rxFrames++;
         rxMeta.csumPartial = (this.rx[off - VNET_HDR_LEN + VNET_FLAGS]! & VNET_F_NEEDS_CSUM) !== 0;
         if (this.pcap) this.pcap.write(this.rx, off, len);
+        if (traceOn) traceFrame(false, this.rx, off, len);
         this.onFrame(this.rx, off, len);
       }
       this.onBatchEnd();
@@ -142,6 +144,7 @@ export class TapBackend implements FrameSink {
     this.txCount++;
     this.txPos = (off + len + 15) & ~15;
     if (this.pcap) this.pcap.write(this.buf, off, len);
+    if (traceOn) traceFrame(true, this.buf, off, len);
   }
 
   markTso(off: number, l4: number, mss: number, v6: boolean): void {

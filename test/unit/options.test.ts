@@ -136,9 +136,11 @@ describe("logging options", () => {
     expect(err(["-q", "-d"])).toBe("options --quiet and --debug (or --trace) conflict");
   });
   test("log file and size", () => {
-    const { opts } = run(["-e", "--log-size", "4096", "-l", "x.log"]);
-    expect([opts.stderr, opts.logSize, opts.logFile]).toEqual([true, 4096, "x.log"]);
-    expect(err(["--log-size", "0"])).toBe("--log-size 0: size must be an integer from 1 to 2147483647");
+    const { opts } = run(["-e", "--log-size", "40960", "-l", "x.log"]);
+    expect([opts.logSize, opts.logFile]).toEqual([40960, "x.log"]);
+    expect(run([]).opts.logSize).toBe(1048576);
+    expect(err(["--log-size", "40959"])).toBe("--log-size 40959: size must be an integer from 40960 to 2147483647");
+    expect(err(["--log-size", "0"])).toBe("--log-size 0: size must be an integer from 40960 to 2147483647");
   });
 });
 
