@@ -14,9 +14,8 @@ import { isBackgroundCopy, runInBackground } from "./background.ts";
 /** User namespace plan for pasta, decided before anything else runs. */
 async function userNamespacePlan(opts: RunOptions): Promise<import("./ns/ns.ts").UserNsPlan> {
   const { sys } = await import("./native/ffi.ts");
-  if (sys.shim_geteuid() === 0 && !opts.userns) return { kind: "none" };
+  if (opts.netnsOnly || (sys.shim_geteuid() === 0 && !opts.userns)) return { kind: "none" };
   if (opts.userns) return { kind: "join", path: opts.userns };
-  if (opts.netnsOnly) return { kind: "none" };
   if (opts.attachPid !== null) return { kind: "join", path: `/proc/${opts.attachPid}/ns/user` };
   if (opts.netns !== null) return { kind: "none" };
   return { kind: "new" };

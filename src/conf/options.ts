@@ -536,8 +536,6 @@ function target(s: Scan, mode: Mode): Pick<RunOptions, "command" | "attachPid" |
   if (netns && attachPid !== null) throw new Error("--netns can't be given with a PID");
   if (netns && s.rest.length > 0) throw new Error("--netns can't be given with a command");
   if (userns !== null && !netns && attachPid === null) throw new Error("--userns needs --netns or a PID");
-  if (flag(s, "netns-only") && userns !== null) throw new Error("--netns-only can't be given with --userns");
-  if (flag(s, "netns-only") && !netns && attachPid === null) throw new Error("--netns-only needs --netns or a PID");
   return { command: isPid ? [] : s.rest, attachPid, netns, userns };
 }
 

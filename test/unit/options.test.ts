@@ -330,7 +330,8 @@ describe("errors", () => {
     [["--netns", "x", "ls"], "--netns can't be given with a command"],
     [["--userns", "/proc/1/ns/user"], "--userns needs --netns or a PID"],
     [["vm.img"], "unexpected argument 'vm.img'", "passt"],
-    [["-F", "x"], "--fd x: descriptor must be an integer from 0 to 2147483647"],
+    [["-F", "x"], "option --fd is for passt only"],
+    [["-F", "x"], "--fd x: descriptor must be an integer from 0 to 2147483647", "passt"],
   ];
   for (const [argv, msg, mode] of cases) {
     test(`${mode ?? "pasta"} ${argv.join(" ")}`, () => {
