@@ -56,7 +56,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 11; }
+int shim_version(void) { return 12; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -450,14 +450,17 @@ static int split_args(char *blob, int n)
 	return 0;
 }
 
-/* child_start() - in the new namespaces: wait for the go byte, take the
- * terminal's foreground if there is one, exec. Only async-signal-safe calls:
- * the parent is multi-threaded. */
-static void child_start(int go_rd, int err_wr)
+/* child_start() - in the new namespaces: name the UTS namespace (hostname:
+ * NULL or empty for no change), wait for the go byte, take the terminal's
+ * foreground if there is one, exec. Only async-signal-safe calls: the parent
+ * is multi-threaded. */
+static void child_start(int go_rd, int err_wr, const char *hostname)
 {
 	char c;
 	int err;
 
+	if (hostname && *hostname)
+		syscall(SYS_sethostname, hostname, strlen(hostname));
 	if (read(go_rd, &c, 1) != 1)
 		_exit(127);
 	close(go_rd);
@@ -475,11 +478,12 @@ static void child_start(int go_rd, int err_wr)
 }
 
 /* shim_spawn_ns() - clone a child in new namespaces (flags: CLONE_NEW*), that
- * runs the n-string command in blob once a byte arrives on the returned pipe.
+ * runs the n-string command in blob once a byte arrives on the returned pipe;
+ * with CLONE_NEWUTS, hostname (if not empty) becomes its host name.
  * out[0]: child pid, out[1]: write end of the "go" pipe, out[2]: read end of
  * the exec-error pipe (an int errno arrives there if exec fails; EOF if it
  * worked). Returns 0 or -errno. */
-int shim_spawn_ns(char *blob, int n, int flags, int *out)
+int shim_spawn_ns(char *blob, int n, int flags, const char *hostname, int *out)
 {
 	int go[2], errp[2], rc;
 	long pid;
@@ -504,7 +508,7 @@ int shim_spawn_ns(char *blob, int n, int flags, int *out)
 	if (pid == 0) {
 		close(go[1]);
 		close(errp[0]);
-		child_start(go[0], errp[1]);
+		child_start(go[0], errp[1], hostname);
 	}
 	close(go[0]);
 	close(errp[1]);

@@ -24,7 +24,7 @@ import { reportStats } from "./loop/stats.ts";
 import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
-import { openNetns, reap, release, spawnCommand, type Child } from "./ns/ns.ts";
+import { namespaceHostname, openNetns, reap, release, spawnCommand, type Child } from "./ns/ns.ts";
 import { watchNetnsFile } from "./ns/watch.ts";
 import { PcapWriter } from "./pcap.ts";
 import { TapBackend } from "./tap/tap.ts";
@@ -74,7 +74,7 @@ export function runPasta(cfg: Config, run: PastaRun): number {
   if (run.attachPid !== null) nsfd = openNetns(`/proc/${run.attachPid}/ns/net`);
   else if (run.netns !== null) nsfd = openNetns(run.netns);
   else {
-    child = spawnCommand(run.command);
+    child = spawnCommand(run.command, namespaceHostname(cfg.hostname));
     nsfd = child.nsfd;
   }
   try {

@@ -66,6 +66,10 @@ export interface Config {
   dhcpDns: boolean;
   /** Hand out the search list (DHCP 15 and 119, DHCPv6 24, NDP DNSSL): passt does by default, pasta with --dhcp-search. */
   dhcpSearch: boolean;
+  /** -H: hostname for DHCP option 12 (pasta also names a namespace it creates so); "" for none. */
+  hostname: string;
+  /** --fqdn: the guest's FQDN for DHCP option 81 and DHCPv6 option 39; "" for none. */
+  fqdn: string;
   noDhcp: boolean;
   noNdp: boolean;
   noDhcpv6: boolean;

@@ -89,6 +89,8 @@ export interface ConfigOverrides {
   /** --dhcp-dns / --no-dhcp-dns, --dhcp-search / --no-dhcp-search (default: on for passt, off for pasta). */
   dhcpDns?: boolean;
   dhcpSearch?: boolean;
+  hostname?: string;
+  fqdn?: string;
   dnsForward4?: number;
   dnsForward6?: Uint8Array;
   /** --dns-host, per version. */
@@ -269,6 +271,8 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     dnsSearch: ov.search ?? resolv.search,
     dhcpDns: ov.dhcpDns ?? mode === "passt",
     dhcpSearch: ov.dhcpSearch ?? mode === "passt",
+    hostname: ov.hostname ?? "",
+    fqdn: ov.fqdn ?? "",
     noDhcp: ov.noDhcp ?? false,
     noNdp: ov.noNdp ?? false,
     noDhcpv6: ov.noDhcpv6 ?? false,

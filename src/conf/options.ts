@@ -78,7 +78,7 @@ const OPTIONS: OptDef[] = [
   { long: "dns-forward", value: "ADDR", many: true, help: "Forward DNS queries sent to ADDR to the --dns-host server (once per version)" },
   { long: "dns-host", value: "ADDR", many: true, help: "Host DNS server that --dns-forward queries go to (default: first in resolv.conf)" },
   { long: "search", short: "S", value: "LIST", help: "Space-separated DNS search LIST; 'none' for none" },
-  { long: "hostname", short: "H", value: "NAME", help: "Hostname to configure the guest with (DHCP option 12)" },
+  { long: "hostname", short: "H", value: "NAME", help: "Hostname to configure the guest with (DHCP option 12; pasta: the new namespace's hostname)" },
   { long: "fqdn", value: "NAME", help: "FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)" },
   { long: "dhcp-dns", only: "pasta", help: "Hand out DNS servers via DHCP, DHCPv6 and NDP (passt does by default)" },
   { long: "no-dhcp-dns", only: "passt", help: "Don't hand out DNS servers via DHCP, DHCPv6 and NDP" },
@@ -430,15 +430,27 @@ function dnsServers(s: Scan): { dns4?: number[]; dns6?: Uint8Array[] } {
   return { dns4, dns6 };
 }
 
+/** Whether n is a domain name we can encode: letters, digits, '_', '-', labels of 1 to 63 characters, a trailing dot at most. */
+function isDomainName(n: string): boolean {
+  const labels = (n.endsWith(".") ? n.slice(0, -1) : n).split(".");
+  return n.length <= DNS_NAME_MAX && /^[A-Za-z0-9_.-]+$/.test(n) && labels.every((l) => l.length >= 1 && l.length <= 63);
+}
+
 /** -S value: a list of domain names, or [] for "none". */
 function searchList(v: string | undefined): string[] | undefined {
   if (v === undefined) return undefined;
   if (v === "none") return [];
   const names = v.split(/\s+/).filter((x) => x !== "");
   for (const n of names) {
-    if (n.length > DNS_NAME_MAX || !/^[A-Za-z0-9_.-]+$/.test(n)) throw new Error(`--search: bad domain name '${n}'`);
+    if (!isDomainName(n)) throw new Error(`--search: bad domain name '${n}'`);
   }
   return names;
+}
+
+/** -H and --fqdn values: a domain name (a hostname is one too). */
+function hostName(long: string, v: string | undefined): string | undefined {
+  if (v !== undefined && !isDomainName(v)) throw new Error(`--${long} ${v}: bad name`);
+  return v;
 }
 
 // ---------------------------------------------------------------- results
@@ -605,6 +617,8 @@ function overrides(s: Scan): ConfigOverrides {
     search: searchList(single(s, "search")),
     dhcpDns: onOff(s, "dhcp-dns", "no-dhcp-dns"),
     dhcpSearch: onOff(s, "dhcp-search", "no-dhcp-search"),
+    hostname: hostName("hostname", single(s, "hostname")),
+    fqdn: hostName("fqdn", single(s, "fqdn")),
     noDhcp: flag(s, "no-dhcp"), noNdp: flag(s, "no-ndp"), noDhcpv6: flag(s, "no-dhcpv6"), noRa: flag(s, "no-ra"),
     noIcmp: flag(s, "no-icmp"), noMapGw: flag(s, "no-map-gw"), configNet: flag(s, "config-net"),
   };

@@ -21,7 +21,7 @@ import { join } from "node:path";
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
-const SHIM_VERSION = 11;
+const SHIM_VERSION = 12;
 
 const { i32, u32, ptr } = FFIType;
 
@@ -67,7 +67,7 @@ const symbols = {
   shim_pidfd_open: { args: [i32], returns: i32 },
   shim_kill: { args: [i32, i32], returns: i32 },
   shim_waitpid: { args: [i32, ptr], returns: i32 },
-  shim_spawn_ns: { args: [ptr, i32, i32, ptr], returns: i32 },
+  shim_spawn_ns: { args: [ptr, i32, i32, ptr, ptr], returns: i32 },
   shim_execvp: { args: [ptr, i32], returns: i32 },
   shim_tcp_peek: { args: [i32, ptr, i32, i32, i32, i32, i32, i32], returns: i32 },
   shim_tcp_discard: { args: [i32, i32], returns: i32 },

@@ -14,19 +14,27 @@
  * existing one). The network namespace stays the host's: that is where our
  * sockets must live.
  *
- * Then spawnCommand() clones the command's process into a new network and PID
- * namespace (it is PID 1 there, so everything it starts ends with it). The
- * child waits on a pipe until pasta has made the tap and, with --config-net,
+ * Then spawnCommand() clones the command's process into a new network, PID
+ * and UTS namespace (it is PID 1 there, so everything it starts ends with
+ * it; its host name is -H NAME, else "pasta-" and the host's, as the
+ * original names it). The child waits on a pipe until pasta has made the tap and, with --config-net,
  * configured it; then it execs. Root needs no user namespace at all.
  *
  * Anything made inside the namespace afterwards (tap, netlink socket) is made
  * by a shim thread that enters it; see native/shim.c.
  */
 import { readFileSync, statfsSync } from "node:fs";
+import { hostname } from "node:os";
+import { log } from "../log.ts";
 import { argBlob, check, cstr, errnoName, sys } from "../native/ffi.ts";
 
 const CLONE_NEWNET = 0x40000000;
 const CLONE_NEWPID = 0x20000000;
+const CLONE_NEWUTS = 0x04000000;
+/** Longest host name the kernel takes (HOST_NAME_MAX). */
+const HOST_NAME_MAX = 64;
+/** What the original puts before the host's name to name a namespace it creates. */
+const HOSTNAME_PREFIX = "pasta-";
 const O_RDONLY = 0;
 
 /** Environment mark that says: this process was re-executed into its user namespace. */
@@ -86,10 +94,22 @@ export interface Child {
   errFd: number;
 }
 
-/** Clone `cmd` into a new network and PID namespace; it waits for release(). */
-export function spawnCommand(cmd: string[]): Child {
+/**
+ * The host name of a namespace we create: configured (-H), else "pasta-" and
+ * the host's own, cut to what the kernel takes. A configured name too long for
+ * it is not set (a warning, as the original), so "" comes back.
+ */
+export function namespaceHostname(configured: string, host: string = hostname()): string {
+  if (configured === "") return `${HOSTNAME_PREFIX}${host}`.slice(0, HOST_NAME_MAX);
+  if (configured.length <= HOST_NAME_MAX) return configured;
+  log.warn(`hostname ${configured} is longer than ${HOST_NAME_MAX} characters: the namespace keeps the host's`);
+  return "";
+}
+
+/** Clone `cmd` into a new network, PID and UTS namespace named utsName (if not empty); it waits for release(). */
+export function spawnCommand(cmd: string[], utsName: string): Child {
   const out = new Int32Array(3);
-  check(sys.shim_spawn_ns(argBlob(cmd), cmd.length, CLONE_NEWNET | CLONE_NEWPID, out), "clone");
+  check(sys.shim_spawn_ns(argBlob(cmd), cmd.length, CLONE_NEWNET | CLONE_NEWPID | CLONE_NEWUTS, cstr(utsName), out), "clone");
   const pid = out[0]!;
   const pidfd = check(sys.shim_pidfd_open(pid), "pidfd_open");
   const nsfd = check(sys.shim_open(cstr(`/proc/${pid}/ns/net`), O_RDONLY), "open network namespace");

@@ -27,9 +27,11 @@
  * echoed (RFC 6842). Parameters we can supply are 1 (mask), 3 (router),
  * 6 (DNS), 15 (domain name), 119 (search list, RFC 3397, uncompressed, split
  * over several instances when longer than 255 bytes as RFC 3396 concatenates
- * them), 26 (interface MTU); DNS servers only with cfg.dhcpDns, domain name
- * and search list only with cfg.dhcpSearch (passt's default; pasta's with
- * --dhcp-dns, --dhcp-search). We send every one we have a value for, as the
+ * them), 26 (interface MTU), 12 (host name, -H) and 81 (client FQDN, RFC
+ * 4702, --fqdn: flags with only E set, as the name is in wire form, both
+ * RCODEs 255); DNS servers only with cfg.dhcpDns, domain name and search list
+ * only with cfg.dhcpSearch (passt's default; pasta's with --dhcp-dns,
+ * --dhcp-search). We send every one we have a value for, as the
  * original does: those in the client's parameter request list (55) first, in
  * its order, then the others by code. Clients that ask for little still get
  * what they need: busybox udhcpc never asks for the MTU. The reply stays within
@@ -57,12 +59,14 @@ export const DHCPACK = 5, DHCPNAK = 6, DHCPRELEASE = 7, DHCPINFORM = 8;
 /** Lease time we grant: infinite. */
 export const DHCP_LEASE_TIME = 0xffffffff;
 
-const OPT_PAD = 0, OPT_MASK = 1, OPT_ROUTER = 3, OPT_DNS = 6, OPT_DOMAIN = 15, OPT_MTU = 26;
+const OPT_PAD = 0, OPT_MASK = 1, OPT_ROUTER = 3, OPT_DNS = 6, OPT_HOSTNAME = 12, OPT_DOMAIN = 15, OPT_MTU = 26;
 const OPT_REQ_ADDR = 50, OPT_LEASE = 51, OPT_OVERLOAD = 52, OPT_TYPE = 53, OPT_SERVER_ID = 54;
-const OPT_PRL = 55, OPT_MAX_SIZE = 57, OPT_CLIENT_ID = 61, OPT_SEARCH = 119, OPT_END = 255;
+const OPT_PRL = 55, OPT_MAX_SIZE = 57, OPT_CLIENT_ID = 61, OPT_FQDN = 81, OPT_SEARCH = 119, OPT_END = 255;
+/** Option 81 flags: E, the name is in canonical wire format (RFC 4702 section 2.1). */
+const FQDN_FLAG_E = 0x04;
 
 /** Parameters we can supply, by code: the order of those the client did not request. */
-const PARAMS = [OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_DOMAIN, OPT_MTU, OPT_SEARCH] as const;
+const PARAMS = [OPT_MASK, OPT_ROUTER, OPT_DNS, OPT_HOSTNAME, OPT_DOMAIN, OPT_MTU, OPT_FQDN, OPT_SEARCH] as const;
 
 /** What happened to requests: read by logging and tests. */
 export const dhcpCounters = {
@@ -134,7 +138,9 @@ export function dhcpServerId(cfg: Config): number {
 }
 
 let wireNames: readonly string[] | null = null;
-let wireBytes = new Uint8Array(0);
+let wireBytes: Uint8Array = new Uint8Array(0);
+let oneName = "";
+let oneBytes: Uint8Array = new Uint8Array(0);
 
 /**
  * DNS wire encoding (RFC 1035 section 3.1, no compression) of a list of domain
@@ -145,6 +151,22 @@ let wireBytes = new Uint8Array(0);
  */
 export function dnsNamesWire(names: readonly string[]): Uint8Array {
   if (names === wireNames) return wireBytes;
+  wireNames = names;
+  wireBytes = encodeNames(names);
+  return wireBytes;
+}
+
+/** The wire encoding of one name (empty for "" or a name dnsNamesWire skips), cached by its text. */
+export function dnsNameWire(name: string): Uint8Array {
+  if (name !== oneName) {
+    oneName = name;
+    oneBytes = encodeNames([name]);
+  }
+  return oneBytes;
+}
+
+/** Encode names one after the other, see dnsNamesWire. */
+function encodeNames(names: readonly string[]): Uint8Array {
   const enc = new TextEncoder();
   const parts: number[] = [];
   for (const raw of names) {
@@ -160,9 +182,7 @@ export function dnsNamesWire(names: readonly string[]): Uint8Array {
     one.push(0);
     if (ok && one.length <= 255) parts.push(...one);
   }
-  wireNames = names;
-  wireBytes = Uint8Array.from(parts);
-  return wireBytes;
+  return Uint8Array.from(parts);
 }
 
 /** Reset the request scalars before parsing a new message. */
@@ -348,6 +368,29 @@ function putSearch(wire: Uint8Array, out: Uint8Array, pos: number, limit: number
   return p;
 }
 
+/** Option 12: the host name as text. */
+function putHostname(name: string, out: Uint8Array, pos: number, limit: number): number {
+  const n = name.length;
+  if (n === 0 || n > 255 || pos + 2 + n > limit) return pos;
+  out[pos] = OPT_HOSTNAME;
+  out[pos + 1] = n;
+  for (let i = 0; i < n; i++) out[pos + 2 + i] = name.charCodeAt(i);
+  return pos + 2 + n;
+}
+
+/** Option 81: flags (E), RCODE1 and RCODE2 (255), the FQDN in wire form. */
+function putFqdn(wire: Uint8Array, out: Uint8Array, pos: number, limit: number): number {
+  const n = 3 + wire.length;
+  if (wire.length === 0 || n > 255 || pos + 2 + n > limit) return pos;
+  out[pos] = OPT_FQDN;
+  out[pos + 1] = n;
+  out[pos + 2] = FQDN_FLAG_E;
+  out[pos + 3] = 255;
+  out[pos + 4] = 255;
+  copyBytes(out, pos + 5, wire, 0, wire.length);
+  return pos + 2 + n;
+}
+
 /** Write parameter `code` if we have a value for it; returns the new position. */
 function putParam(cfg: Config, code: number, out: Uint8Array, pos: number, limit: number): number {
   const ip4 = cfg.ip4!;
@@ -362,6 +405,10 @@ function putParam(cfg: Config, code: number, out: Uint8Array, pos: number, limit
       return cfg.dhcpSearch ? putDomain(dnsNamesWire(cfg.dnsSearch), out, pos, limit) : pos;
     case OPT_SEARCH:
       return cfg.dhcpSearch ? putSearch(dnsNamesWire(cfg.dnsSearch), out, pos, limit) : pos;
+    case OPT_HOSTNAME:
+      return putHostname(cfg.hostname, out, pos, limit);
+    case OPT_FQDN:
+      return putFqdn(dnsNameWire(cfg.fqdn), out, pos, limit);
     case OPT_MTU:
       if (cfg.mtu < 68 || cfg.mtu > 0xffff || pos + 4 > limit) return pos;
       out[pos] = OPT_MTU;

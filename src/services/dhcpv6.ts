@@ -28,19 +28,24 @@
  * configuration does not change while we run. DNS servers (23) and the domain
  * list (24, uncompressed) are sent, with cfg.dhcpDns and cfg.dhcpSearch
  * respectively, when the Option Request option asks for them, or when there
- * is none; they are left out, whole, if the reply would
- * not fit in the minimum IPv6 MTU (or the configured one, if larger).
+ * is none; with --fqdn, every reply carries the Client FQDN option (39, RFC
+ * 4704), as the original's do: the name in wire form, flags 0, or O when the
+ * client asked us (S) to update DNS, which we never do. Optional options are
+ * left out, whole, if the reply would not fit in the minimum IPv6 MTU (or the
+ * configured one, if larger).
  */
 import type { Config } from "../conf/config.ts";
 import { copyBytes, equalBytes, inBounds, rd16, wr16, wr32 } from "../wire/bytes.ts";
-import { dnsNamesWire } from "./dhcp.ts";
+import { dnsNameWire, dnsNamesWire } from "./dhcp.ts";
 
 export const SOLICIT = 1, ADVERTISE = 2, REQUEST = 3, CONFIRM = 4, RENEW = 5, REBIND = 6;
 export const REPLY = 7, RELEASE = 8, DECLINE = 9, INFORMATION_REQUEST = 11;
 
 const OPT_CLIENTID = 1, OPT_SERVERID = 2, OPT_IA_NA = 3, OPT_IA_TA = 4, OPT_IAADDR = 5;
 const OPT_ORO = 6, OPT_PREFERENCE = 7, OPT_STATUS = 13, OPT_RAPID_COMMIT = 14;
-const OPT_DNS = 23, OPT_DOMAINS = 24, OPT_IA_PD = 25;
+const OPT_DNS = 23, OPT_DOMAINS = 24, OPT_IA_PD = 25, OPT_CLIENT_FQDN = 39;
+/** Client FQDN flags (RFC 4704 section 4.1): S, the server should update DNS; O, it overrode the client's S. */
+const FQDN_FLAG_S = 0x01, FQDN_FLAG_O = 0x02;
 
 export const STATUS_SUCCESS = 0, STATUS_NOADDRSAVAIL = 2, STATUS_NOTONLINK = 4;
 
@@ -79,6 +84,7 @@ let rqCidOff = 0, rqCidLen = 0;
 let rqSidOff = 0, rqSidLen = 0, rqHasSid = false;
 let rqOroOff = 0, rqOroLen = 0, rqHasOro = false;
 let rqRapid = false;
+let rqFqdnS = false;
 let rqHasIa = false;
 let rqIaCount = 0;
 const rqIaOff = new Int32Array(MAX_IA);
@@ -125,6 +131,10 @@ function noteOption(b: Uint8Array, code: number, o: number, l: number): boolean 
       if (l !== 0) return false;
       rqRapid = true;
       return true;
+    case OPT_CLIENT_FQDN:
+      if (l < 1) return false;
+      rqFqdnS = (b[o]! & FQDN_FLAG_S) !== 0;
+      return true;
     case OPT_IA_NA:
       if (l < 12 || !optionsFit(b, o + 12, o + l)) return false;
       rqHasIa = true;
@@ -143,7 +153,7 @@ function noteOption(b: Uint8Array, code: number, o: number, l: number): boolean 
 function parseMessage(req: Uint8Array, off: number, len: number): boolean {
   rqType = req[off]!;
   rqCidLen = 0;
-  rqHasSid = rqHasOro = rqRapid = rqHasIa = false;
+  rqHasSid = rqHasOro = rqRapid = rqFqdnS = rqHasIa = false;
   rqIaCount = 0;
   const end = off + len;
   for (let i = off + 4; i < end; ) {
@@ -297,6 +307,16 @@ function putDomains(cfg: Config, out: Uint8Array, p: number, limit: number): num
   return p + 4 + wire.length;
 }
 
+/** Option 39 (with --fqdn, if it fits before limit): flags, then the name in wire form; returns the new position. */
+function putFqdn(cfg: Config, out: Uint8Array, p: number, limit: number): number {
+  const wire = dnsNameWire(cfg.fqdn);
+  if (wire.length === 0 || p + 5 + wire.length > limit) return p;
+  const d = putHdr(out, p, OPT_CLIENT_FQDN, 1 + wire.length);
+  out[d] = rqFqdnS ? FQDN_FLAG_O : 0;
+  out.set(wire, d + 1);
+  return d + 1 + wire.length;
+}
+
 /**
  * Write the reply's mandatory part at out[o]: type, transaction id, Server ID,
  * Client ID, Rapid Commit or Preference, IA_NAs or a top-level status.
@@ -351,6 +371,7 @@ export function dhcpv6Reply(cfg: Config, req: Uint8Array, off: number, len: numb
   if (p < 0) { dhcpv6Counters.noRoom++; return 0; }
   if (cfg.dhcpDns && asked(req, OPT_DNS)) p = putDns(cfg, out, p, limit);
   if (cfg.dhcpSearch && asked(req, OPT_DOMAINS)) p = putDomains(cfg, out, p, limit);
+  p = putFqdn(cfg, out, p, limit);
   if (type === ADVERTISE) dhcpv6Counters.advertise++;
   else dhcpv6Counters.reply++;
   return p - outOff;

@@ -5,6 +5,7 @@
  * in the world's host namespace; the guest script records into $OUT.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
+import { hostname } from "node:os";
 import { join } from "node:path";
 import { ADDR, HOST_IF, createWorld, describeE2E, type World } from "../world.ts";
 import { prepareDhclient, type DhcpRecord } from "../tools/dhclient.ts";
@@ -14,13 +15,17 @@ import { prepareUdhcpc } from "../tools/udhcpc.ts";
 
 const IF = HOST_IF;
 
-/** sh lines: wait (bounded) for a usable link-local address, then ask for a Router Advertisement with rdisc6. */
-function rdisc6(name: string): string {
+/** sh lines: bring the link up and wait (bounded) for a usable link-local address, as rdisc6 and dhclient -6 need. */
+function linkLocal(name: string): string {
   return [
     `ip link set ${IF} up`,
-    waitUntil(`${name}-ll`, `ip -6 addr show dev ${IF} scope link | grep -q inet6 && ! ip -6 addr show dev ${IF} | grep -q tentative`),
-    record(name, `rdisc6 -1 -n -r 5 ${IF}`),
+    waitUntil(name, `ip -6 addr show dev ${IF} scope link | grep -q inet6 && ! ip -6 addr show dev ${IF} | grep -q tentative`),
   ].join("\n");
+}
+
+/** sh lines: ask for a Router Advertisement with rdisc6, once there is a link-local address. */
+function rdisc6(name: string): string {
+  return [linkLocal(`${name}-ll`), record(name, `rdisc6 -1 -n -r 5 ${IF}`)].join("\n");
 }
 
 /** The DNS fields of a dhclient -4 or -6 lease record. */
@@ -115,5 +120,28 @@ describeE2E("pasta services (root)", () => {
     const r = await runPasta(w, ["--config-net", "-a", "192.0.2.5/28", "-a", "2001:db8::5/80"], record("addr", "ip -j addr show"));
     const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
     expect(addrs.sort(), r.dump()).toEqual(["192.0.2.5/28", "2001:db8::5/80"]);
+  }, 60000);
+
+  test("-H and --fqdn: the namespace's host name; DHCP 12 and 81 (udhcpc, dhclient -4), DHCPv6 39 (dhclient -6)", async () => {
+    for (const args of [["-H", "guest1", "--fqdn", "guest1.example.test"], []]) {
+      const named = args.length > 0;
+      const u = prepareUdhcpc({ iface: IF });
+      const d4 = prepareDhclient(4, { iface: IF, noConfig: true });
+      const d6 = prepareDhclient(6, { iface: IF, noConfig: true });
+      try {
+        const script = [record("uts", "hostname"), record("udhcpc", u.shell), record("dhcp4", d4.shell), linkLocal("ll"), record("dhcp6", d6.shell)].join("\n");
+        const r = await runPasta(w, args, script);
+        const why = () => `${args.join(" ")}\n${r.dump()}\n--- clients\n${JSON.stringify([u.records(), d4.records(), d6.records()], null, 1)}`;
+        expect(r.out("uts").trim(), why()).toBe(named ? "guest1" : `pasta-${hostname()}`.slice(0, 64));
+        const [lu, l4, l6] = [u.lastBound(), d4.lastBound(), d6.lastBound()];
+        expect([lu?.hostname, lu?.opt81], why()).toEqual(named ? ["guest1", "04ffff06677565737431076578616d706c65047465737400"] : [undefined, undefined]);
+        expect([l4?.new_host_name, l4?.new_fqdn_fqdn], why()).toEqual(named ? ["guest1", "guest1.example.test"] : [undefined, undefined]);
+        expect(l6?.new_fqdn_fqdn, why()).toEqual(named ? "guest1.example.test" : undefined);
+      } finally {
+        u.cleanup();
+        d4.cleanup();
+        d6.cleanup();
+      }
+    }
   }, 60000);
 });

@@ -80,7 +80,7 @@ function config(): Config {
     noRa: false,
     noIcmp: true, // no ICMP echo sockets in a unit test
     configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-    dhcpDns: true, dhcpSearch: true,
+    dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
   };
 }
 

@@ -25,5 +25,5 @@ export const flowTestConfig: Config = {
   noRa: true,
   noIcmp: true,
   configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true,
+  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
 };

@@ -45,7 +45,7 @@ const cfg: Config = {
   ip6: null,
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true,
+  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
 };
 
 const withIp4 = (patch: Partial<NonNullable<Config["ip4"]>>, rest: Partial<Config> = {}): Config =>
@@ -289,6 +289,20 @@ describe("dhcpReply on captured dhclient messages", () => {
   test("DNS servers (6) only with dhcpDns, domain (15) and search list (119) only with dhcpSearch", () => {
     expect(decode(reply({ ...cfg, dhcpDns: false }, DISCOVER)!).order).toEqual([53, 54, 51, 1, 3, 15, 119, 26]);
     expect(decode(reply({ ...cfg, dhcpSearch: false }, DISCOVER)!).order).toEqual([53, 54, 51, 1, 3, 6, 26]);
+  });
+
+  test("-H: host name (12); --fqdn: client FQDN (81) with E set, RCODEs 255, wire-form name; sent unasked too", () => {
+    const c = { ...cfg, hostname: "guest1", fqdn: "guest1.example.org" };
+    const r = decode(reply(c, DISCOVER)!);
+    expect(Buffer.from(r.opts.get(12)!).toString()).toBe("guest1");
+    const f = r.opts.get(81)!;
+    expect(Array.from(f.subarray(0, 3))).toEqual([0x04, 255, 255]);
+    expect(names(f.subarray(3))).toEqual(["guest1.example.org"]);
+    // requested: 1 28 2 3 15 6 119 12 44 47 26 42; then 81, not requested
+    expect(r.order).toEqual([53, 54, 51, 1, 3, 15, 6, 119, 12, 26, 81]);
+    const short = decode(reply(c, DISCOVER_SHORT)!);
+    expect(short.order).toEqual([53, 54, 51, 1, 3, 15, 6, 12, 26, 81, 119]);
+    expect(decode(reply(cfg, DISCOVER)!).order).toEqual([53, 54, 51, 1, 3, 15, 6, 119, 26]);
   });
 
   test("prefix lengths map to masks", () => {

@@ -51,7 +51,7 @@ const cfg: Config = {
     dns: [parseIp6("fd00::3")], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0" },
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true,
+  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
 };
 const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
   ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });
@@ -253,6 +253,18 @@ describe("dhcpv6Reply on built messages", () => {
     const noSearch = decode(reply({ ...cfg, dhcpSearch: false }, SOLICIT)!);
     expect(find(noSearch.opts, 23).length).toBe(1);
     expect(find(noSearch.opts, 24)).toEqual([]);
+  });
+
+  test("--fqdn: Client FQDN (39) in every reply, flags 0, or O when the client set S", () => {
+    const c = { ...cfg, fqdn: "guest1.example.org" };
+    for (const req of [SOLICIT, REQUEST, INFO_REQ]) {
+      const f = one(decode(reply(c, req)!), 39);
+      expect(f.data[0]).toBe(0);
+      expect(dnsNames(f.data.subarray(1))).toEqual(["guest1.example.org"]);
+    }
+    const withS = decode(reply(c, msg(1, CID, opt(39, "01" + "00"), IA_NA))!);
+    expect(one(withS, 39).data[0]).toBe(0x02);
+    expect(find(decode(reply(cfg, SOLICIT)!).opts, 39)).toEqual([]);
   });
 
   test("too many DNS servers for one datagram: the option is left out, not truncated", () => {

@@ -46,7 +46,7 @@ const cfg: Config = {
     dns: [parseIp6("fd00::3")], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0" },
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true,
+  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
 };
 const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
   ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });

@@ -270,6 +270,14 @@ describe("Config overrides", () => {
     expect(err(["--dns-forward", "::"])).toContain("--dns-forward");
   });
 
+  test("-H and --fqdn", () => {
+    const a = run(["-H", "guest1", "--fqdn", "guest1.example.test"]).config;
+    expect([a.hostname, a.fqdn]).toEqual(["guest1", "guest1.example.test"]);
+    const b = run([]).config;
+    expect([b.hostname, b.fqdn]).toEqual(["", ""]);
+    expect(run(["--hostname=h", "--fqdn", "h.example."], "passt").config.fqdn).toBe("h.example.");
+  });
+
   test("-4 and -6", () => {
     expect(run(["-4"]).config.ip6).toBeNull();
     expect(run(["--ipv6-only"]).config.ip4).toBeNull();
@@ -317,6 +325,11 @@ describe("errors", () => {
     [["-M", "zz:00:00:00:00:00"], "--mac-addr zz:00:00:00:00:00: bad MAC address: zz:00:00:00:00:00"],
     [["-D", "none", "-D", "192.0.2.1"], "--dns none can't be combined with addresses"],
     [["-S", "bad/name"], "--search: bad domain name 'bad/name'"],
+    [["-S", "a..example"], "--search: bad domain name 'a..example'"],
+    [["-H", "bad name"], "--hostname bad name: bad name"],
+    [["-H", ""], "--hostname : bad name"],
+    [["--fqdn", "a..b"], "--fqdn a..b: bad name"],
+    [["--fqdn", `${"a".repeat(64)}.example`], `--fqdn ${"a".repeat(64)}.example: bad name`],
     [["-4", "-6"], "options -4 and -6 are mutually exclusive"],
     [["-t", "70000"], "-t 70000: port 70000 out of range 1-65535"],
     [["-t", "all"], "-t all: 'all' is only allowed for passt"],
