@@ -19,9 +19,10 @@
  * --map-guest-addr 169.254.1.2; and serve busybox httpd to the host at
  * 8080 (any address) and 127.0.0.1:8081 (loopback only).
  *
- * Podman 4.4's launch (two pipes, no --map-guest-addr) and the message
- * Podman 5's retry rule looks for ("unrecognized option '...'") are checked
- * too. All of it rootless: an ordinary user made for the test, with
+ * Podman 5's rootless-netns launch (--pid FILE, read once pasta returns,
+ * SIGTERM to end it), Podman 4.4's launch (two pipes, no --map-guest-addr)
+ * and the message Podman 5's retry rule looks for ("unrecognized option
+ * '...'") are checked too. All of it rootless: an ordinary user made for the test, with
  * subordinate ranges (test/tools/podman.ts).
  *
  * PASTA_TEST_CMD (split on spaces) launches another pasta instead, e.g.
@@ -208,6 +209,22 @@ if (missing) {
       await removeNetnsFile(f);
       expect(await waitGone(pids, QUIT_WAIT_MS), `pasta still running after ${f} was removed`).toEqual([]);
     }, 120000);
+
+    test("Podman 5's rootless-netns launch (--pid FILE): the pid file names the running pasta when the launch returns; SIGTERM, Podman's teardown, ends it", async () => {
+      const f = await makeNetnsFile("rootless");
+      const pidFile = join(pm.runtimeDir, "containers", "networks", "rootless-netns", "rootless-netns-conn.pid");
+      await pm.exec(["mkdir", "-p", join(pidFile, "..")]);
+      const l = await launchInside({ launcher: "podman5", pasta: pastaArgv([], repo), netns: f, ports: [], extra: ["--pid", pidFile] });
+      const pids = pidsWithArgs(["--netns", f]);
+      expect(l.hung, `the caller hangs: ${why(l)}`).toBe(false);
+      expect(l.code, why(l)).toBe(0);
+      const r = await pm.exec(["cat", pidFile]);
+      const pid = Number(r.stdout.trim());
+      expect(pids, `pid file ${pidFile}: ${JSON.stringify(r.stdout)}: ${why(l)}`).toEqual([pid]);
+      process.kill(pid, "SIGTERM");
+      expect(await waitGone(pids, QUIT_WAIT_MS), `pasta still running ${QUIT_WAIT_MS} ms after SIGTERM`).toEqual([]);
+      await removeNetnsFile(f);
+    }, 90000);
 
     test("an option pasta doesn't know: status 1 and the getopt message Podman 5's retry rule looks for", async () => {
       const l = await runLikeCaller(pastaArgv(["--no-such-option", "--netns", "/nonexistent"]), { combined: true });

@@ -24,6 +24,10 @@
  *   its /proc/.../ns/net), and removed after the container (umount MNT_DETACH,
  *   then unlink); pasta is expected to quit by itself when the file goes.
  *   Rootless, all of this happens inside Podman's user and mount namespace.
+ *   Its rootless network namespace (for bridge networks) is set up the same
+ *   way with "--pid FILE" among the options (common/libnetwork/internal/
+ *   rootlessnetns): Podman reads that pid once pasta returns, and ends pasta
+ *   with SIGTERM when it tears the namespace down.
  *
  *   Podman 4.4 (libpod/networking_pasta_linux.go): --config-net [ports]
  *   [-t none] [-u none] [-T none] [-U none] --no-map-gw --netns PATH, run with
@@ -214,8 +218,8 @@ export function podman44Args(netns: string, ports: PortMapping[], extra: string[
  * with "unrecognized option '--map-guest-addr" in it, when that option is the
  * one Podman added itself, run it again without the last two arguments.
  */
-export async function launchPodman5(pasta: string[], netns: string, ports: PortMapping[], opts: Omit<CallerOptions, "combined"> = {}): Promise<Launch> {
-  let args = podman5Args(netns, ports);
+export async function launchPodman5(pasta: string[], netns: string, ports: PortMapping[], opts: Omit<CallerOptions, "combined"> = {}, extra: string[] = []): Promise<Launch> {
+  let args = podman5Args(netns, ports, extra);
   let ownMapGuestAddr = args.at(-2) === MAP_GUEST_ADDR;
   for (let retries = 0; ; retries++) {
     const r = await runLikeCaller([...pasta, ...args], { ...opts, combined: true });
@@ -229,8 +233,8 @@ export async function launchPodman5(pasta: string[], netns: string, ports: PortM
 }
 
 /** Podman 4.4: stdout and stderr on separate pipes, no retry. */
-export function launchPodman44(pasta: string[], netns: string, ports: PortMapping[], opts: Omit<CallerOptions, "combined"> = {}): Promise<Launch> {
-  return runLikeCaller([...pasta, ...podman44Args(netns, ports)], { ...opts, combined: false });
+export function launchPodman44(pasta: string[], netns: string, ports: PortMapping[], opts: Omit<CallerOptions, "combined"> = {}, extra: string[] = []): Promise<Launch> {
+  return runLikeCaller([...pasta, ...podman44Args(netns, ports, extra)], { ...opts, combined: false });
 }
 
 // ---------------------------------------------------------------- rootlesskit
@@ -357,7 +361,7 @@ export function pidsWithArgs(args: string[]): number[] {
 
 /** A launch described as data, for `bun test/tools/launchers.ts JSON`. */
 export type LaunchSpec =
-  | { launcher: "podman5" | "podman44"; pasta: string[]; netns: string; ports: PortMapping[]; env?: Record<string, string> }
+  | { launcher: "podman5" | "podman44"; pasta: string[]; netns: string; ports: PortMapping[]; extra?: string[]; env?: Record<string, string> }
   | { launcher: "rootlesskit"; pasta: string[]; net: RootlesskitNet; env?: Record<string, string> }
   | { launcher: "libvirt"; passt: string[]; net: LibvirtNet; env?: Record<string, string> };
 
@@ -365,9 +369,9 @@ export function launch(spec: LaunchSpec): Promise<Launch> {
   const opts = { env: spec.env };
   switch (spec.launcher) {
     case "podman5":
-      return launchPodman5(spec.pasta, spec.netns, spec.ports, opts);
+      return launchPodman5(spec.pasta, spec.netns, spec.ports, opts, spec.extra);
     case "podman44":
-      return launchPodman44(spec.pasta, spec.netns, spec.ports, opts);
+      return launchPodman44(spec.pasta, spec.netns, spec.ports, opts, spec.extra);
     case "rootlesskit":
       return launchRootlesskit(spec.pasta, spec.net, opts);
     case "libvirt":
