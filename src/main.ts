@@ -10,6 +10,7 @@
 import { detectMode, helpText, parseArgs, versionText, type RunOptions } from "./conf/options.ts";
 import { log, setLogFile, setLogLevel } from "./log.ts";
 import { isBackgroundCopy, runInBackground } from "./background.ts";
+import { checkPastaRunas } from "./conf/runas.ts";
 
 /** User namespace plan for pasta, decided before anything else runs. */
 async function userNamespacePlan(opts: RunOptions): Promise<import("./ns/ns.ts").UserNsPlan> {
@@ -40,6 +41,7 @@ async function main(): Promise<number> {
   setLogLevel(opts.logLevel);
   if (opts.logFile) setLogFile(opts.logFile, opts.logSize);
   if (mode === "passt") return import("./passt.ts").then(({ runPasst, passtRunOf }) => runPasst(config, passtRunOf(opts)));
+  checkPastaRunas(opts.runas);
   const attach = opts.attachPid !== null || opts.netns !== null;
   if (attach && !opts.foreground && !isBackgroundCopy()) return runInBackground();
   const { enterUserNamespace } = await import("./ns/ns.ts");

@@ -38,6 +38,7 @@ import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
 import { PasstBackend } from "./tap/passt.ts";
+import { lookupPasswd, parseRunas, type Ids } from "./conf/runas.ts";
 import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
 
 // Handler kinds of this loop (flows use 4 to 11).
@@ -349,12 +350,6 @@ function isSocket(path: string): boolean {
 
 // ------------------------------------------------------------ privileges
 
-interface Ids {
-  uid: number;
-  gid: number;
-  name: string;
-}
-
 /**
  * Who to become: null to stay as we are (not root, and --runas names us or
  * is not given). As root: --runas, else nobody. Throws for a --runas that
@@ -374,58 +369,6 @@ function targetIds(runas: string | null): Ids | null {
     throw new Error(`--runas ${runas}: only root can change to another user`);
   }
   return ids;
-}
-
-/** --runas UID, UID:GID, LOGIN or LOGIN:GROUP. */
-function parseRunas(runas: string): Ids {
-  const [u, g] = runas.split(":", 2) as [string, string | undefined];
-  let uid: number;
-  let gid: number | null = null;
-  if (/^\d+$/.test(u)) uid = Number(u);
-  else {
-    const pw = lookupPasswd(u);
-    if (!pw) throw new Error(`--runas: no user ${u}`);
-    uid = pw.uid;
-    gid = pw.gid;
-  }
-  if (g !== undefined && g !== "") {
-    if (/^\d+$/.test(g)) gid = Number(g);
-    else {
-      const gr = lookupGroup(g);
-      if (gr === null) throw new Error(`--runas: no group ${g}`);
-      gid = gr;
-    }
-  }
-  if (gid === null) gid = lookupPasswdByUid(uid)?.gid ?? uid;
-  if (uid > 0xfffffffe || gid > 0xfffffffe) throw new Error(`--runas: bad ID in ${runas}`);
-  return { uid, gid, name: runas };
-}
-
-function passwdEntries(): string[][] {
-  try {
-    return readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":"));
-  } catch {
-    return [];
-  }
-}
-
-function lookupPasswd(name: string): { uid: number; gid: number } | null {
-  const e = passwdEntries().find((f) => f[0] === name && f.length >= 4);
-  return e ? { uid: Number(e[2]), gid: Number(e[3]) } : null;
-}
-
-function lookupPasswdByUid(uid: number): { uid: number; gid: number } | null {
-  const e = passwdEntries().find((f) => f.length >= 4 && Number(f[2]) === uid);
-  return e ? { uid, gid: Number(e[3]) } : null;
-}
-
-function lookupGroup(name: string): number | null {
-  try {
-    const e = readFileSync("/etc/group", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[0] === name && f.length >= 3);
-    return e ? Number(e[2]) : null;
-  } catch {
-    return null;
-  }
 }
 
 /** setgroups, setgid, setuid, for every thread; throws if any step fails. */

@@ -59,7 +59,7 @@ const OPTIONS: OptDef[] = [
   { long: "stderr", short: "e", help: "No effect (deprecated upstream, kept for compatibility as there)" },
   { long: "log-file", short: "l", value: "PATH", help: "Log to file PATH, not to standard error" },
   { long: "log-size", value: "SIZE", help: "Limit log file size to SIZE bytes (default 1 MiB)" },
-  { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "passt: change to this user and group when started as root (refused in pasta)" },
+  { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "passt: change to this user and group when started as root; pasta: only its own user" },
   { long: "conf-path", short: "c", value: "PATH", help: "Configuration socket for pesto(1): refused, not supported here" },
   { long: "help", short: "h", help: "Display this help message and exit" },
   { long: "version", help: "Show version and exit" },
@@ -129,7 +129,6 @@ const REFUSED: { long: string; mode?: Mode; why: string }[] = [
   { long: "conf-path", why: "there is no configuration socket for pesto(1) here" },
   { long: "chroot-fallback", why: "there is no filesystem sandbox (pivot_root) here to fall back from" },
   { long: "print-capabilities", why: "only meaningful for --vhost-user, which is not supported yet" },
-  { long: "runas", mode: "pasta", why: "pasta keeps the user that started it" },
 ];
 
 /** Throw for the first option of the scan that REFUSED lists for mode. */

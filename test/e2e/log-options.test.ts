@@ -86,6 +86,14 @@ describeE2E("logging and namespace options", () => {
     }
   });
 
+  test("pasta --runas naming its own user runs (the bench passes --runas 0 as root); another user is refused", async () => {
+    const own = await pasta(["--runas", "0"], "true");
+    expect(own.code, own.stderr).toBe(0);
+    const other = await pasta(["--runas", "nobody"], "true");
+    expect(other.code).toBe(1);
+    expect(other.stderr.trim()).toMatch(/^pasta: --runas nobody: pasta keeps the user that started it/);
+  });
+
   test("upstream options we can't honour are refused by name: status 1, one line, nothing left", async () => {
     for (const [mode, args] of [
       ["pasta", ["--conf-path", join(w.dir, "conf.sock")]],
