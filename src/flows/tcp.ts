@@ -943,7 +943,11 @@ export class TcpFlows {
   private maybeClose(i: number): void {
     const f = this.flags[i]!;
     if (this.state[i] === FREE) return;
-    if (f & F_GUEST_FIN && f & F_FIN_ACKED) this.closeFlow(i);
+    if (!(f & F_GUEST_FIN && f & F_FIN_ACKED)) return;
+    // The ACK of the guest's FIN may still be queued for the end of the batch,
+    // which skips freed flows: send it now, or the guest stays in LAST-ACK.
+    if (f & F_ACK_PENDING) this.ackNow(i);
+    this.closeFlow(i);
   }
 
   private closeFlow(i: number): void {

@@ -103,6 +103,29 @@ function sameFile(a: string, b: string): boolean {
 
 let port = 20000;
 
+/**
+ * States other than TIME-WAIT (and LISTEN: passt's own -t sockets) of the TCP sockets on port (either end) that
+ * are still there after up to 3 s: a closed connection must leave nothing else
+ * (a LAST-ACK left means the ACK of a FIN was never delivered).
+ */
+/** The kernel's TCP RetransSegs counter where exec runs (its network namespace). */
+async function retransSegs(exec: (cmd: string[]) => Promise<{ stdout: string }>): Promise<number> {
+  const lines = (await exec(["cat", "/proc/net/snmp"])).stdout.split("\n").filter((l) => l.startsWith("Tcp:"));
+  const names = lines[0]!.split(/\s+/);
+  return Number(lines[1]!.split(/\s+/)[names.indexOf("RetransSegs")]);
+}
+
+async function leftoverSockets(exec: (cmd: string[]) => Promise<{ stdout: string }>, p: number): Promise<string[]> {
+  let states: string[] = [];
+  for (let i = 0; i < 30; i++) {
+    const r = await exec(["ss", "-Htan", `( sport = :${p} or dport = :${p} )`]);
+    states = r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0]!).filter((st) => st && st !== "TIME-WAIT" && st !== "LISTEN");
+    if (states.length === 0) break;
+    await Bun.sleep(100);
+  }
+  return states;
+}
+
 /** Guest → host: to the gateway address, which is the host's loopback. */
 async function guestToHost(w: World, g: Guest, src: string, timeoutMs = 60000): Promise<string> {
   const dst = join(w.dir, `g2h-${++port}`);
@@ -171,13 +194,33 @@ describeE2E("passt through a relayed tap (root)", () => {
     }
   }, 90000);
 
+  test("TCP: a closed connection costs the guest no retransmission (the ACK of its FIN reaches it), both ways", async () => {
+    const g = await startGuest(w, ["--socket", sock]);
+    try {
+      await dhcp4(g);
+      for (let round = 0; round < 3; round++) {
+        const before = await retransSegs((c) => g.exec(c));
+        expect(sameFile(small, await guestToHost(w, g, small))).toBe(true);
+        expect(sameFile(small, await hostToGuest(w, g, small))).toBe(true);
+        await Bun.sleep(500);
+        expect(await retransSegs((c) => g.exec(c)), `round ${round}: segments the guest sent again`).toBe(before);
+      }
+    } finally {
+      await g.child.kill();
+    }
+  }, 120000);
+
   test("TCP: 16 MiB and 4 KiB each way, byte for byte", async () => {
     const g = await startGuest(w, ["--socket", sock]);
     try {
       await dhcp4(g);
       for (const f of [small, big]) {
         expect(sameFile(f, await guestToHost(w, g, f))).toBe(true);
+        expect(await leftoverSockets((c) => g.exec(c), port), "guest side, guest to host").toEqual([]);
+        expect(await leftoverSockets((c) => w.exec(w.host, c), port), "host side, guest to host").toEqual([]);
         expect(sameFile(f, await hostToGuest(w, g, f))).toBe(true);
+        expect(await leftoverSockets((c) => g.exec(c), FWD_PORT), "guest side, host to guest").toEqual([]);
+        expect(await leftoverSockets((c) => w.exec(w.host, c), FWD_PORT), "host side, host to guest").toEqual([]);
       }
     } finally {
       await g.child.kill();

@@ -206,6 +206,31 @@ describeE2E("pasta TCP (root)", () => {
     }, 180000);
   }
 
+  /** The namespace's TCP RetransSegs counter. */
+  async function guestRetrans(): Promise<number> {
+    const lines = (await execIn("guest", ["cat", "/proc/net/snmp"])).stdout.split("\n").filter((l) => l.startsWith("Tcp:"));
+    return Number(lines[1]!.split(/\s+/)[lines[0]!.split(/\s+/).indexOf("RetransSegs")]);
+  }
+
+  // A connection that closes must leave the namespace nothing to send again:
+  // a lost ACK of its FIN shows as a retransmitted FIN (and a socket in LAST-ACK).
+  test("closing both ways through the tap costs the namespace no retransmission (IPv4 and IPv6)", async () => {
+    await session();
+    for (const fam of [4, 6] as Family[]) {
+      const remote = fam === 4 ? ADDR.remote4 : ADDR.remote6;
+      const before = await guestRetrans();
+      for (const dir of ["up", "down"] as const) {
+        const up = upPort();
+        await transfer({ server: "upstream", fam, port: up, toPort: up, bind: remote, client: "guest", to: remote, dir, size: SMALL });
+        const fwd = fwdPort();
+        const to = fam === 4 ? ADDR.host4 : ADDR.host6;
+        await transfer({ server: "guest", fam, port: fwd, toPort: fwd, bind: null, client: "upstream", to, clientOpts: `,bind=${fam === 4 ? remote : `[${remote}]`}`, dir, size: SMALL });
+      }
+      await Bun.sleep(500);
+      expect(await guestRetrans(), `IPv${fam}: segments the namespace sent again`).toBe(before);
+    }
+  }, 120000);
+
   // ------------------------------------------------------------- offloads off
 
   // With PASTA_NO_OFFLOAD=1 the tap has no virtio-net header offloads: the
