@@ -31,6 +31,7 @@
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +39,10 @@
 #include <sys/epoll.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <linux/audit.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
@@ -56,7 +61,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 12; }
+int shim_version(void) { return 13; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -843,6 +848,69 @@ int shim_drop_privileges(int uid, int gid)
 	if (uid != 0 && (setuid(0) == 0 || seteuid(0) == 0))
 		return -EPERM;
 	return 0;
+}
+
+/* ------------------------------------------------------------ sandbox */
+
+#if defined(__x86_64__)
+#define SANDBOX_ARCH AUDIT_ARCH_X86_64
+#elif defined(__aarch64__)
+#define SANDBOX_ARCH AUDIT_ARCH_AARCH64
+#endif
+
+/* System calls a running pasta or passt never makes: once set up, a guest
+ * that took over the process must not be able to make them either. */
+static const int sandbox_denied[] = {
+	__NR_execve, __NR_execveat, __NR_ptrace, __NR_process_vm_readv,
+	__NR_process_vm_writev, __NR_mount, __NR_umount2, __NR_pivot_root,
+	__NR_chroot, __NR_bpf, __NR_kexec_load, __NR_init_module,
+	__NR_finit_module, __NR_delete_module, __NR_keyctl, __NR_add_key,
+	__NR_request_key, __NR_reboot, __NR_swapon, __NR_swapoff, __NR_acct,
+	__NR_quotactl, __NR_perf_event_open, __NR_userfaultfd,
+	__NR_open_by_handle_at, __NR_name_to_handle_at,
+#ifdef __NR_kexec_file_load
+	__NR_kexec_file_load,
+#endif
+};
+#define SANDBOX_DENIED (sizeof(sandbox_denied) / sizeof(sandbox_denied[0]))
+#define SANDBOX_X32_BIT 0x40000000
+
+/* shim_sandbox() - no new privileges, and a seccomp filter that fails the
+ * system calls of sandbox_denied (and, on x86_64, every x32 call) with
+ * EPERM, for every thread of the process (SECCOMP_FILTER_FLAG_TSYNC also
+ * sets no_new_privs on them). Returns 0, -errno, or -ENOSYS where the
+ * architecture is not known here. */
+int shim_sandbox(void)
+{
+#ifdef SANDBOX_ARCH
+	/* 0: load arch; 1: ours? skip 2; 2: deny; 3: load nr; then one test per
+	 * denied number, the x32 test, allow, deny */
+	struct sock_filter f[4 + SANDBOX_DENIED + 3];
+	const unsigned deny = 4 + SANDBOX_DENIED + 2;
+	struct sock_fprog prog;
+	unsigned i, n = 0;
+
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, arch));
+	f[n++] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, SANDBOX_ARCH, 1, 0);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr));
+	for (i = 0; i < SANDBOX_DENIED; i++, n++)
+		f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, (unsigned)sandbox_denied[i], (unsigned char)(deny - n - 1), 0);
+	f[n] = (struct sock_filter)BPF_JUMP(BPF_JMP | BPF_JGE | BPF_K, SANDBOX_X32_BIT, (unsigned char)(deny - n - 1), 0);
+	n++;
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW);
+	f[n++] = (struct sock_filter)BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | EPERM);
+
+	prog.len = (unsigned short)n;
+	prog.filter = f;
+	if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
+		return -errno;
+	if (syscall(__NR_seccomp, SECCOMP_SET_MODE_FILTER, SECCOMP_FILTER_FLAG_TSYNC, &prog) != 0)
+		return errno ? -errno : -EBUSY;
+	return 0;
+#else
+	return -ENOSYS;
+#endif
 }
 
 /* shim_set_nofile() - set both limits of RLIMIT_NOFILE to n (raising the hard

@@ -25,6 +25,7 @@
  */
 import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { isBackgroundCopy, readyInBackground, runInBackground } from "./background.ts";
+import { enterSandbox } from "./sandbox.ts";
 import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
@@ -170,6 +171,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   }
   dispatcher.start();
   readyInBackground();
+  enterSandbox();
   try {
     return loop.run();
   } finally {

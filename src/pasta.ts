@@ -12,6 +12,7 @@
  */
 import { rmSync, writeFileSync } from "node:fs";
 import { readyInBackground } from "./background.ts";
+import { enterSandbox } from "./sandbox.ts";
 import type { Config } from "./conf/config.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { SpliceFlows } from "./flows/splice.ts";
@@ -117,6 +118,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   else if (run.netns !== null && run.quitWithNetns !== false) watchNetnsFile(loop, KIND_NETNS_FILE, run.netns);
   dispatcher.start();
   readyInBackground();
+  enterSandbox();
   try {
     return loop.run();
   } finally {

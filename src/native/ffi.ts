@@ -21,7 +21,7 @@ import { join } from "node:path";
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
-const SHIM_VERSION = 12;
+const SHIM_VERSION = 13;
 
 const { i32, u32, ptr } = FFIType;
 
@@ -84,6 +84,7 @@ const symbols = {
   shim_socketpair: { args: [ptr], returns: i32 },
   shim_drop_privileges: { args: [i32, i32], returns: i32 },
   shim_set_nofile: { args: [i32], returns: i32 },
+  shim_sandbox: { args: [], returns: i32 },
   shim_udp_send_gso: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
   shim_tcp_segments: { args: [ptr, i32, i32, i32, i32, i32, i32, i32, i32], returns: i32 },
 } as const;

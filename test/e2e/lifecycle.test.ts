@@ -3,14 +3,15 @@
  * (the caller's pipes reach end of file when the first process exits, the
  * daemon's 0/1/2 are /dev/null), set-up errors still reaching the caller, and
  * pasta quitting when its --netns file is removed (umount + unlink, as Podman
- * does when a container stops) unless --no-netns-quit.
+ * does when a container stops) unless --no-netns-quit; the daemon confined
+ * (no_new_privs and the seccomp filter on every thread).
  *
  * Each launch waits, as Podman and libvirt do, for the exit status *and* end
  * of file on stdout and stderr; a launch that never gets there fails the test
  * after LAUNCH_BOUND_MS (a hang, not a speed check).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADDR, createWorld, describeE2E, isAlive, run, type World } from "../world.ts";
 import { pastaArgv, procsWith } from "../tools/pasta.ts";
@@ -43,6 +44,16 @@ async function within(ms: number, cond: () => boolean): Promise<boolean> {
 /** Where the daemon's descriptor fd points. */
 function fdTarget(pid: number, fd: number): string {
   return readlinkSync(`/proc/${pid}/fd/${fd}`);
+}
+
+/** Every thread of the daemon has no_new_privs and the seccomp filter (src/sandbox.ts). */
+function expectSandboxed(pid: number): void {
+  const tasks = readdirSync(`/proc/${pid}/task`);
+  for (const t of tasks) {
+    const status = readFileSync(`/proc/${pid}/task/${t}/status`, "utf8");
+    expect(status, `thread ${t}`).toMatch(/^NoNewPrivs:\s+1$/m);
+    expect(status, `thread ${t}`).toMatch(/^Seccomp:\s+2$/m);
+  }
 }
 
 let seq = 0;
@@ -92,6 +103,7 @@ describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
     expect(r.stdout + r.stderr, "--quiet: nothing printed").toBe("");
     const pid = daemonOf(path);
     for (const fd of [0, 1, 2]) expect(fdTarget(pid, fd), `daemon fd ${fd}`).toBe("/dev/null");
+    expectSandboxed(pid);
     const addr = run(["nsenter", `--net=${path}`, "ip", "-4", "-o", "addr", "show", "scope", "global"]);
     expect(addr.stdout, "--config-net gave the host's address").toContain(ADDR.host4);
     removeNetns(path);
@@ -129,6 +141,7 @@ describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
     started.push(pid);
     expect(isAlive(pid)).toBe(true);
     for (const fd of [0, 1, 2]) expect(fdTarget(pid, fd), `daemon fd ${fd}`).toBe("/dev/null");
+    expectSandboxed(pid);
     process.kill(pid, "SIGTERM");
     expect(await within(QUIT_BOUND_MS, () => !isAlive(pid))).toBe(true);
   });
