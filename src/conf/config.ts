@@ -27,12 +27,16 @@ export interface Ip4Config {
   mapHostLoopback: number;
   /** --map-guest-addr: guest traffic to this address reaches addr on the host; 0: none. */
   mapGuestAddr: number;
-  /** Host outbound interface name (for -i / --outbound-if4). */
+  /** Host outbound interface name (for -i / --outbound-if4); "" in local mode. */
   ifname: string;
+  /** --config-net: copy every address of ifname (else addr alone); off with -a, --no-copy-addrs, in local mode. */
+  copyAddrs: boolean;
+  /** --config-net: copy every route through ifname (else the default route via gw alone); off with -g, --no-copy-routes, in local mode. */
+  copyRoutes: boolean;
 }
 
 export interface Ip6Config {
-  /** Address handed to the guest (default: the host's global address on the outbound interface). */
+  /** Address handed to the guest (default: the host's global address on the outbound interface); all zeros for none (local mode). */
   addr: Uint8Array;
   prefixLen: number;
   /** Default gateway handed to the guest (often link-local); all zeros when none. */
@@ -46,6 +50,8 @@ export interface Ip6Config {
   mapHostLoopback: Uint8Array | null;
   mapGuestAddr: Uint8Array | null;
   ifname: string;
+  copyAddrs: boolean;
+  copyRoutes: boolean;
 }
 
 export interface Config {
@@ -57,9 +63,9 @@ export interface Config {
   /** Name of the interface in the namespace (pasta). */
   nsIfname: string;
   mtu: number;
-  /** null when IPv4 is disabled (-6) or the host has no IPv4. */
+  /** null when IPv4 is disabled (-6); without a host interface to copy, local mode (see host.ts). */
   ip4: Ip4Config | null;
-  /** null when IPv6 is disabled (-4) or the host has no IPv6. */
+  /** null when IPv6 is disabled (-4); without a host interface to copy, local mode (see host.ts). */
   ip6: Ip6Config | null;
   dnsSearch: string[];
   /** Hand out DNS servers (DHCP 6, DHCPv6 23, NDP RDNSS): passt does by default, pasta with --dhcp-dns. */

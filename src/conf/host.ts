@@ -3,10 +3,18 @@
  *
  * By default the guest gets the host's own network identity: for each IP
  * version separately, the interface of the first default route (or the one
- * named by -i / --outbound-if4 / --outbound-if6), its first global address
- * and prefix length, and the route's gateway; DNS servers and the search list
- * come from resolv.conf. A host with only one IP version gives a Config with
- * the other one null; so does -4 or -6.
+ * named by -i / --outbound-if4 / --outbound-if6; without a default route, the
+ * first interface with any route but a link-local one, as upstream), its
+ * first global address and prefix length, and the route's gateway; DNS
+ * servers and the search list come from resolv.conf. -4 or -6 gives a Config
+ * with the other version null.
+ *
+ * Local mode (upstream's, for disconnected hosts): an IP version for which no
+ * interface with an address is found, and no -a given, still works. IPv4
+ * hands out 169.254.2.1/16 with gateway 169.254.2.2; IPv6 hands out no
+ * address (no DHCPv6, no prefix in RAs: the guest keeps its link-local one)
+ * and fe80::1 as gateway. -g and -n still apply. Nothing is copied by
+ * --config-net then.
  *
  * discoverHost() reads the host over netlink (any NlTalk, so it is tested with
  * canned answers); buildConfig() is pure: it merges what was found with the
@@ -16,7 +24,7 @@ import {
   isLinkLocal6, isZero, parseIp6, type Config, type Ip4Config, type Ip6Config, type Mode,
 } from "./config.ts";
 import {
-  AF_INET, AF_INET6, getAddrs, getLinks, getRoutes, ip4FromBytes, makeTalk, openNetlink, RT_SCOPE_UNIVERSE,
+  AF_INET, AF_INET6, getAddrs, getLinks, getMainRoutes, getRoutes, ip4FromBytes, makeTalk, openNetlink, RT_SCOPE_UNIVERSE,
   RT_TABLE_MAIN, type Addr, type Family, type Link, type NlSys, type NlTalk, type Route,
 } from "./netlink.ts";
 import { readResolvConf, type ResolvConf } from "./resolv.ts";
@@ -35,6 +43,14 @@ export const OUR_LL_DEFAULT = parseIp6("fe80::1");
 export const NS_IFNAME_DEFAULT = "tap0";
 /** Prefix length handed out with an IPv6 address that matches nothing on the host. */
 const IPV6_DEFAULT_PREFIX = 64;
+/** Local mode, IPv4: the guest's address, its gateway (libslirp's 10.0.2.15 and .2, link-local), the prefix. */
+export const LOCAL_ADDR4 = 0xa9fe0201;
+export const LOCAL_GW4 = 0xa9fe0202;
+const LOCAL_PREFIX4 = 16;
+/** Local mode, IPv6: the gateway (and our link-local address). */
+export const LOCAL_GW6 = parseIp6("fe80::1");
+/** IFF_LOOPBACK: routes through such a link never make it the upstream interface. */
+const IFF_LOOPBACK = 0x8;
 /** IFA_F_* flags that make an IPv6 address a poor choice to hand out. */
 const IFA_F_TEMPORARY = 0x01;
 const IFA_F_DEPRECATED = 0x20;
@@ -108,6 +124,9 @@ export interface ConfigOverrides {
   noIcmp?: boolean;
   noMapGw?: boolean;
   configNet?: boolean;
+  /** --no-copy-addrs, --no-copy-routes (both IP versions). */
+  noCopyAddrs?: boolean;
+  noCopyRoutes?: boolean;
 }
 
 // ---------------------------------------------------------------- discovery
@@ -126,6 +145,26 @@ function pickRoute(routes: Route[], ifindex?: number): Route | null {
   return best;
 }
 
+/** Whether dst/dstLen lies within the link-local prefix of family (169.254/16, fe80::/10). */
+function isLinkLocalPrefix(family: Family, dst: Uint8Array | null, dstLen: number): boolean {
+  if (!dst) return false;
+  if (family === AF_INET) return dstLen >= 16 && dst[0] === 169 && dst[1] === 254;
+  return dstLen >= 10 && dst[0] === 0xfe && (dst[1]! & 0xc0) === 0x80;
+}
+
+/**
+ * Without a default route: the interface of the first route of the main table
+ * that is not through a loopback link nor to a link-local prefix (upstream's
+ * choice), or undefined.
+ */
+function firstRouteLink(talk: NlTalk, links: Link[], family: Family): Link | undefined {
+  for (const r of getMainRoutes(talk, family)) {
+    const link = links.find((l) => l.ifindex === r.ifindexes[0]);
+    if (link && (link.flags & IFF_LOOPBACK) === 0 && !isLinkLocalPrefix(family, r.dst, r.dstLen)) return link;
+  }
+  return undefined;
+}
+
 /** Global addresses of an interface, those fit to hand out first (IPv6: not temporary, deprecated or tentative). */
 function globalAddrs(addrs: Addr[]): Addr[] {
   const global = addrs.filter((a) => a.scope === RT_SCOPE_UNIVERSE);
@@ -135,7 +174,8 @@ function globalAddrs(addrs: Addr[]): Addr[] {
 /**
  * The interface, addresses and gateway of one family: through the named
  * interface if given (an error if it doesn't exist), else through the best
- * default route. null when no interface is found; addrs may be empty.
+ * default route, else the first with any route. null when no interface is
+ * found; addrs may be empty.
  */
 function discoverFamily(talk: NlTalk, links: Link[], family: Family, ifname?: string): HostFamily<Uint8Array> | null {
   const routes = getRoutes(talk, family);
@@ -145,7 +185,7 @@ function discoverFamily(talk: NlTalk, links: Link[], family: Family, ifname?: st
     if (!link) throw new Error(`interface ${ifname} not found`);
   } else {
     const r = pickRoute(routes);
-    link = r ? links.find((l) => l.ifindex === r.ifindex) : undefined;
+    link = r ? links.find((l) => l.ifindex === r.ifindex) : firstRouteLink(talk, links, family);
   }
   if (!link) return null;
   const addrs = globalAddrs(getAddrs(talk, family, link.ifindex));
@@ -226,41 +266,61 @@ function equal6(a: Uint8Array, b: Uint8Array): boolean {
   return a.every((x, i) => x === b[i]);
 }
 
-/** IPv4 part of the Config: address, prefix and gateway from the overrides or the host. */
-function buildIp4(host: HostFamily<number> | null, dns: number[], resolv: number[], ov: ConfigOverrides): Ip4Config | null {
-  const addr = ov.addr4 ?? host?.addrs[0]?.addr;
-  if (addr === undefined) return null;
-  const match = host?.addrs.find((a) => a.addr === addr);
+/**
+ * IPv4 part of the Config: address, prefix and gateway from the overrides or
+ * the host; local mode when neither gives an address.
+ */
+function buildIp4(host: HostFamily<number> | null, dns: number[], resolv: number[], ov: ConfigOverrides): Ip4Config {
+  const found = ov.addr4 ?? host?.addrs[0]?.addr;
+  if (found === undefined) return localIp4(dns, resolv, ov);
+  const match = host?.addrs.find((a) => a.addr === found);
   const gw = ov.gw4 ?? host?.gw ?? 0;
   return {
-    addr, gw, dns, ...nat4(gw, resolv, ov),
-    prefixLen: ov.prefixLen4 ?? match?.prefixLen ?? classfulPrefix(addr),
+    addr: found, gw, dns, ...nat4(gw, resolv, ov),
+    prefixLen: ov.prefixLen4 ?? match?.prefixLen ?? classfulPrefix(found),
     ifname: host?.ifname ?? "",
+    copyAddrs: host !== null && ov.addr4 === undefined && !ov.noCopyAddrs,
+    copyRoutes: host !== null && ov.gw4 === undefined && !ov.noCopyRoutes,
   };
 }
 
-/** IPv6 part of the Config, as buildIp4; ourLL is the gateway if link-local, else fe80::1. */
-function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], resolv: Uint8Array[], ov: ConfigOverrides): Ip6Config | null {
-  const addr = ov.addr6 ?? host?.addrs[0]?.addr;
-  if (addr === undefined) return null;
+/** IPv4 in local mode: 169.254.2.1/16 via 169.254.2.2, unless -n or -g say otherwise. */
+function localIp4(dns: number[], resolv: number[], ov: ConfigOverrides): Ip4Config {
+  const gw = ov.gw4 ?? LOCAL_GW4;
+  return {
+    addr: LOCAL_ADDR4, gw, dns, ...nat4(gw, resolv, ov),
+    prefixLen: ov.prefixLen4 ?? LOCAL_PREFIX4,
+    ifname: "", copyAddrs: false, copyRoutes: false,
+  };
+}
+
+/**
+ * IPv6 part of the Config, as buildIp4; ourLL is the gateway if link-local,
+ * else fe80::1. Local mode: no address, gateway fe80::1 (unless -g).
+ */
+function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], resolv: Uint8Array[], ov: ConfigOverrides): Ip6Config {
+  const found = ov.addr6 ?? host?.addrs[0]?.addr;
+  const addr = found ?? new Uint8Array(16);
+  const local = found === undefined;
   const match = host?.addrs.find((a) => a.addr.every((x, i) => x === addr[i]));
-  const gw = ov.gw6 ?? host?.gw ?? new Uint8Array(16);
+  const gw = ov.gw6 ?? (local ? LOCAL_GW6 : host?.gw) ?? new Uint8Array(16);
   return {
     addr, gw, dns, ...nat6(gw, resolv, ov),
     prefixLen: ov.prefixLen6 ?? match?.prefixLen ?? IPV6_DEFAULT_PREFIX,
     ourLL: isLinkLocal6(gw) ? gw : OUR_LL_DEFAULT,
-    ifname: host?.ifname ?? "",
+    ifname: local ? "" : host?.ifname ?? "",
+    copyAddrs: !local && host !== null && ov.addr6 === undefined && !ov.noCopyAddrs,
+    copyRoutes: !local && host !== null && ov.gw6 === undefined && !ov.noCopyRoutes,
   };
 }
 
 /**
  * The Config for mode from what the host offers, its resolv.conf and the
- * command-line overrides. Throws if neither IP version is left.
+ * command-line overrides.
  */
 export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: ConfigOverrides = {}): Config {
   const ip4 = ov.ipv6Only ? null : buildIp4(host.ip4, ov.dns4 ?? resolv.dns4, resolv.dns4, ov);
   const ip6 = ov.ipv4Only ? null : buildIp6(host.ip6, ov.dns6 ?? resolv.dns6, resolv.dns6, ov);
-  if (!ip4 && !ip6) throw new Error("no usable IPv4 or IPv6 configuration on the host: give -a and -g, or -i");
   return {
     mode,
     ourMac: ov.mac ?? OUR_MAC_DEFAULT,
@@ -275,8 +335,8 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     fqdn: ov.fqdn ?? "",
     noDhcp: ov.noDhcp ?? false,
     noNdp: ov.noNdp ?? false,
-    noDhcpv6: ov.noDhcpv6 ?? false,
-    noRa: ov.noRa ?? false,
+    noDhcpv6: (ov.noDhcpv6 ?? false) || (ip6 !== null && isZero(ip6.addr)),
+    noRa: (ov.noRa ?? false) || (ov.configNet ?? false),
     noIcmp: ov.noIcmp ?? false,
     outbound4: 0,
     outbound6: null,

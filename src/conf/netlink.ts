@@ -3,7 +3,8 @@
  *
  * Used twice: at start-up to discover the host's routes, addresses and links,
  * and (pasta) to configure the tap interface inside the namespace: bring it up,
- * set MTU and MAC, add addresses and routes.
+ * set MTU and MAC, add addresses and routes, or copy the host interface's
+ * addresses and routes as dumped (addrCopies, routeCopies).
  *
  * The socket is hidden behind NlTalk: send one request, get back the bytes of
  * every reply message up to the end of the answer (NLMSG_DONE for dumps, the
@@ -60,13 +61,21 @@ const IFLA_IFNAME = 3;
 const IFLA_MTU = 4;
 const IFA_ADDRESS = 1;
 const IFA_LOCAL = 2;
+const IFA_LABEL = 3;
+const IFA_CACHEINFO = 6;
 const IFA_FLAGS = 8;
 const RTA_DST = 1;
 const RTA_OIF = 4;
 const RTA_GATEWAY = 5;
 const RTA_PRIORITY = 6;
+const RTA_PREFSRC = 7;
 const RTA_MULTIPATH = 9;
+const RTA_CACHEINFO = 12;
 const RTA_TABLE = 15;
+const RTA_NH_ID = 30;
+const IFA_F_DEPRECATED = 0x20;
+/** Nexthop state flags (RTNH_F_DEAD, _OFFLOAD, _LINKDOWN, _TRAP): the kernel refuses them in a new route. */
+const RTNH_STATE_FLAGS = 0x01 | 0x08 | 0x10 | 0x40;
 
 export const IFF_UP = 0x1;
 export const IFA_F_NODAD = 0x02;
@@ -80,6 +89,9 @@ const RTNH_F_ONLINK = 0x4;
 /** Size of the receive buffer: larger than any datagram a dump sends. */
 const RECV_BUF_SIZE = 65536;
 const EINTR = 4;
+const EEXIST = 17;
+const ENETUNREACH = 101;
+const EHOSTUNREACH = 113;
 
 /** Netlink is host-endian: this is true on x86-64 and arm64. */
 const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
@@ -199,6 +211,19 @@ function parseAttrs(b: Uint8Array, off: number): Map<number, Uint8Array> {
     if (len < NLA_HDRLEN || off + len > b.length) break;
     const type = dv.getUint16(off + 2, LE) & 0x3fff;
     if (!out.has(type)) out.set(type, b.subarray(off + NLA_HDRLEN, off + len));
+    off += align4(len);
+  }
+  return out;
+}
+
+/** Every attribute in b from off to the end, in order, duplicates included. */
+function attrList(b: Uint8Array, off: number): { type: number; data: Uint8Array }[] {
+  const out: { type: number; data: Uint8Array }[] = [];
+  const dv = view(b);
+  while (off + NLA_HDRLEN <= b.length) {
+    const len = dv.getUint16(off, LE);
+    if (len < NLA_HDRLEN || off + len > b.length) break;
+    out.push({ type: dv.getUint16(off + 2, LE), data: b.subarray(off + NLA_HDRLEN, off + len) });
     off += align4(len);
   }
   return out;
@@ -333,6 +358,141 @@ export function getAddrs(talk: NlTalk, family: Family, ifindex: number): Addr[] 
     const a = attrs.get(IFA_LOCAL) ?? attrs.get(IFA_ADDRESS);
     if (!a) continue;
     out.push({ addr: a.slice(), prefixLen: msg[body + 1]!, scope: msg[body + 3]!, flags: u32Of(attrs, IFA_FLAGS, msg[body + 2]!) });
+  }
+  return out;
+}
+
+/** One unicast route of the main table as dumped, for copying: where it goes, through which interfaces. */
+export interface RouteMsg {
+  /** Destination prefix (null for a default route). */
+  dst: Uint8Array | null;
+  dstLen: number;
+  /** RTA_OIF, or the interface of each nexthop of a multipath route. */
+  ifindexes: number[];
+  /** The dumped message, header included. */
+  msg: Uint8Array;
+}
+
+/** The unicast routes of family in the main table, in kernel order. */
+export function getMainRoutes(talk: NlTalk, family: Family): RouteMsg[] {
+  const out: RouteMsg[] = [];
+  const fixed = new Uint8Array(RTMSG_LEN);
+  fixed[0] = family;
+  for (const msg of talk(message(RTM_GETROUTE, NLM_F_DUMP, fixed))) {
+    const body = NLMSG_HDRLEN;
+    if (header(msg).type !== RTM_NEWROUTE || msg.length < body + RTMSG_LEN) continue;
+    if (msg[body] !== family || msg[body + 7] !== RTN_UNICAST) continue;
+    const attrs = parseAttrs(msg, body + RTMSG_LEN);
+    if (u32Of(attrs, RTA_TABLE, msg[body + 4]!) !== RT_TABLE_MAIN) continue;
+    const mp = attrs.get(RTA_MULTIPATH);
+    out.push({
+      dst: attrs.get(RTA_DST)?.slice() ?? null,
+      dstLen: msg[body + 1]!,
+      ifindexes: mp ? nexthopIfindexes(mp) : [u32Of(attrs, RTA_OIF, 0)],
+      msg,
+    });
+  }
+  return out;
+}
+
+/** The interface index of each nexthop (struct rtnexthop: len, flags, hops, ifindex) in an RTA_MULTIPATH payload. */
+function nexthopIfindexes(mp: Uint8Array): number[] {
+  const out: number[] = [];
+  const dv = view(mp);
+  for (let off = 0; off + RTNEXTHOP_LEN <= mp.length; ) {
+    const len = dv.getUint16(off, LE);
+    if (len < RTNEXTHOP_LEN) break;
+    out.push(dv.getInt32(off + 4, LE));
+    off += align4(len);
+  }
+  return out;
+}
+
+/**
+ * RTM_NEWROUTE requests that copy, onto interface `to` of another namespace,
+ * every route of routes whose interfaces are all `from`: the dumped message
+ * with its interfaces rewritten, without the preferred source address and
+ * nexthop object id (they name things of the host), cache information or
+ * nexthop state flags (the kernel's own, refused in a new route).
+ */
+export function routeCopies(routes: RouteMsg[], from: number, to: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const r of routes) {
+    if (r.ifindexes.length === 0 || r.ifindexes.some((i) => i !== from)) continue;
+    const fixed = r.msg.slice(NLMSG_HDRLEN, NLMSG_HDRLEN + RTMSG_LEN);
+    view(fixed).setUint32(8, view(fixed).getUint32(8, LE) & ~RTNH_STATE_FLAGS, LE);
+    const attrs: Uint8Array[] = [];
+    for (const a of attrList(r.msg, NLMSG_HDRLEN + RTMSG_LEN)) {
+      const type = a.type & 0x3fff;
+      if (type === RTA_PREFSRC || type === RTA_NH_ID || type === RTA_CACHEINFO) continue;
+      if (type === RTA_OIF) attrs.push(attrU32(RTA_OIF, to));
+      else if (type === RTA_MULTIPATH) attrs.push(attr(RTA_MULTIPATH, nexthopsOn(a.data, to)));
+      else attrs.push(attr(a.type, a.data));
+    }
+    out.push(message(RTM_NEWROUTE, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, fixed, attrs));
+  }
+  return out;
+}
+
+/** A copy of an RTA_MULTIPATH payload with every nexthop on interface `to`. */
+function nexthopsOn(mp: Uint8Array, to: number): Uint8Array {
+  const out = mp.slice();
+  const dv = view(out);
+  for (let off = 0; off + RTNEXTHOP_LEN <= out.length; ) {
+    const len = dv.getUint16(off, LE);
+    if (len < RTNEXTHOP_LEN) break;
+    dv.setInt32(off + 4, to, LE);
+    off += align4(len);
+  }
+  return out;
+}
+
+/**
+ * Send route requests (routeCopies) until each is in: a route whose gateway
+ * is reachable only through another of them fails (ENETUNREACH) until that
+ * one is in, so the whole list is sent as many times as it has routes at
+ * most, and routes already in (EEXIST) or never reachable are passed over.
+ * Any other refusal is thrown.
+ */
+export function addRoutes(talk: NlTalk, reqs: Uint8Array[]): void {
+  let pending = reqs;
+  for (let round = 0; round < reqs.length && pending.length > 0; round++) {
+    const failed: Uint8Array[] = [];
+    for (const req of pending) {
+      try {
+        talk(req);
+      } catch (e) {
+        const errno = e instanceof NetlinkError ? e.errno : 0;
+        if (errno === ENETUNREACH || errno === EHOSTUNREACH) failed.push(req);
+        else if (errno !== EEXIST) throw e;
+      }
+    }
+    pending = failed;
+  }
+}
+
+/**
+ * RTM_NEWADDR requests that put on interface `to` of another namespace every
+ * address of family on `from`, except link-local and deprecated ones: the
+ * dumped message on the new interface, with IFA_F_NODAD (the address is ours
+ * alone there), without its label (a host interface name) and lifetimes.
+ */
+export function addrCopies(talk: NlTalk, family: Family, from: number, to: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const msg of talk(message(RTM_GETADDR, NLM_F_DUMP, ifaddrmsg(family, 0, 0, 0, from)))) {
+    const body = NLMSG_HDRLEN;
+    if (header(msg).type !== RTM_NEWADDR || msg.length < body + IFADDRMSG_LEN) continue;
+    if (msg[body] !== family || view(msg).getUint32(body + 4, LE) !== from || msg[body + 3] === RT_SCOPE_LINK) continue;
+    const attrs = attrList(msg, body + IFADDRMSG_LEN);
+    const flags = attrs.find((a) => (a.type & 0x3fff) === IFA_FLAGS);
+    const flags32 = flags && flags.data.length >= 4 ? view(flags.data).getUint32(0, LE) : msg[body + 2]!;
+    if (flags32 & IFA_F_DEPRECATED) continue;
+    const fixed = ifaddrmsg(family, msg[body + 1]!, msg[body + 2]! | IFA_F_NODAD, msg[body + 3]!, to);
+    const copied = attrs
+      .filter((a) => ![IFA_LABEL, IFA_CACHEINFO, IFA_FLAGS].includes(a.type & 0x3fff))
+      .map((a) => attr(a.type, a.data));
+    copied.push(attrU32(IFA_FLAGS, flags32 | IFA_F_NODAD));
+    out.push(message(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, fixed, copied));
   }
   return out;
 }

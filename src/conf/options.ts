@@ -113,8 +113,8 @@ const OPTIONS: OptDef[] = [
   { long: "netns-only", only: "pasta", help: "Join only a network namespace, not a user namespace" },
   { long: "no-netns-quit", only: "pasta", help: "Don't quit when the target namespace goes away" },
   { long: "config-net", only: "pasta", help: "Configure addresses, routes and link state in the namespace" },
-  { long: "no-copy-routes", only: "pasta", help: "With --config-net, set up the default route only, not every host route" },
-  { long: "no-copy-addrs", only: "pasta", help: "With --config-net, set up one address only, not every host address" },
+  { long: "no-copy-routes", only: "pasta", help: "With --config-net, set up the default route only, not every route of the host interface (deprecated upstream)" },
+  { long: "no-copy-addrs", only: "pasta", help: "With --config-net, set up one address only, not every address of the host interface (deprecated upstream)" },
   { long: "ns-mac-addr", value: "ADDR", only: "pasta", help: "MAC address of the tap interface in the namespace" },
   { long: "no-splice", only: "pasta", help: "Disable the spliced path for local inbound traffic" },
   { long: "splice-only", only: "pasta", help: "No tap device: only forward loopback traffic between namespaces" },
@@ -620,7 +620,16 @@ function overrides(s: Scan): ConfigOverrides {
     fqdn: hostName("fqdn", single(s, "fqdn")),
     noDhcp: flag(s, "no-dhcp"), noNdp: flag(s, "no-ndp"), noDhcpv6: flag(s, "no-dhcpv6"), noRa: flag(s, "no-ra"),
     noIcmp: flag(s, "no-icmp"), noMapGw: flag(s, "no-map-gw"), configNet: flag(s, "config-net"),
+    ...copyFlags(s),
   };
+}
+
+/** --no-copy-routes and --no-copy-addrs, which only mean something with --config-net (as upstream). */
+function copyFlags(s: Scan): Pick<ConfigOverrides, "noCopyRoutes" | "noCopyAddrs"> {
+  for (const long of ["no-copy-routes", "no-copy-addrs"]) {
+    if (flag(s, long) && !flag(s, "config-net")) throw new Error(`--${long} needs --config-net`);
+  }
+  return { noCopyRoutes: flag(s, "no-copy-routes"), noCopyAddrs: flag(s, "no-copy-addrs") };
 }
 
 /** Interfaces to read the host from: -i for both versions, else --outbound-if4/6. */

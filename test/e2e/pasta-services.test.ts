@@ -15,17 +15,22 @@ import { prepareUdhcpc } from "../tools/udhcpc.ts";
 
 const IF = HOST_IF;
 
-/** sh lines: bring the link up and wait (bounded) for a usable link-local address, as rdisc6 and dhclient -6 need. */
-function linkLocal(name: string): string {
+/** sh lines: bring link ifname up and wait (bounded) for a usable link-local address, as rdisc6 and dhclient -6 need. */
+function linkLocal(name: string, ifname = IF): string {
   return [
-    `ip link set ${IF} up`,
-    waitUntil(name, `ip -6 addr show dev ${IF} scope link | grep -q inet6 && ! ip -6 addr show dev ${IF} | grep -q tentative`),
+    `ip link set ${ifname} up`,
+    waitUntil(name, `ip -6 addr show dev ${ifname} scope link | grep -q inet6 && ! ip -6 addr show dev ${ifname} | grep -q tentative`),
   ].join("\n");
 }
 
-/** sh lines: ask for a Router Advertisement with rdisc6, once there is a link-local address. */
+/** sh lines: ask for a Router Advertisement on ifname with rdisc6, once there is a link-local address. */
+function rdisc6On(ifname: string, name: string): string {
+  return [linkLocal(`${name}-ll`, ifname), record(name, `rdisc6 -1 -n -r 5 ${ifname}`)].join("\n");
+}
+
+/** rdisc6On for the interface named after the host's. */
 function rdisc6(name: string): string {
-  return [linkLocal(`${name}-ll`), record(name, `rdisc6 -1 -n -r 5 ${IF}`)].join("\n");
+  return rdisc6On(IF, name);
 }
 
 /** The DNS fields of a dhclient -4 or -6 lease record. */
@@ -142,6 +147,114 @@ describeE2E("pasta services (root)", () => {
         d4.cleanup();
         d6.cleanup();
       }
+    }
+  }, 60000);
+
+  test("--config-net copies every address (not link-local ones) and route of the host interface; -a, -g, --no-copy-* give one", async () => {
+    const H = (args: string[]) => w.exec(w.host, ["ip", ...args]);
+    const extra: [string[], string[]][] = [
+      [["addr", "add", "203.0.113.5/24", "dev", IF], ["addr", "del", "203.0.113.5/24", "dev", IF]],
+      [["-6", "addr", "add", "2001:db8::77/64", "dev", IF, "nodad"], ["-6", "addr", "del", "2001:db8::77/64", "dev", IF]],
+      [["route", "add", "10.99.0.0/16", "via", ADDR.gw4, "dev", IF, "metric", "50"], ["route", "del", "10.99.0.0/16"]],
+      [["-6", "route", "add", "2001:db8:99::/48", "via", ADDR.gwLL, "dev", IF], ["-6", "route", "del", "2001:db8:99::/48"]],
+    ];
+    try {
+      for (const [add] of extra) expect((await H(add)).code).toBe(0);
+      const view = async (args: string[]) => {
+        const r = await runPasta(w, ["--config-net", ...args], [record("addr", "ip -j addr show"), record("route4", "ip -j -4 route show"), record("route6", "ip -j -6 route show")].join("\n"));
+        const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope !== "link").map((a) => `${a.local}/${a.prefixlen}`).sort();
+        const lls = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "link").map((a) => a.local);
+        const routes = [...r.json<any[]>("route4"), ...r.json<any[]>("route6")]
+          .filter((x) => x.gateway).map((x) => `${x.dst} via ${x.gateway}${x.metric ? ` metric ${x.metric}` : ""}`).sort();
+        return { addrs, lls, routes, dump: r.dump() };
+      };
+      const all = await view([]);
+      expect(all.addrs, all.dump).toEqual([`${ADDR.host4}/24`, "2001:db8::2/64", "2001:db8::77/64", "203.0.113.5/24"]);
+      expect(all.lls, all.dump).not.toContain(w.hostLinkLocal);
+      expect(all.routes, all.dump).toEqual(["10.99.0.0/16 via 192.0.2.1 metric 50", "2001:db8:99::/48 via fe80::1 metric 1024", "default via 192.0.2.1", "default via fe80::1 metric 1024"]);
+
+      // one address per version: the one DHCP and DHCPv6 hand out (the host's first, as the kernel lists them)
+      const none = await view(["--no-copy-addrs", "--no-copy-routes"]);
+      expect(none.addrs.length, none.dump).toBe(2);
+      expect(none.addrs[0], none.dump).toBe(`${ADDR.host4}/24`);
+      expect(["2001:db8::2/64", "2001:db8::77/64"], none.dump).toContain(none.addrs[1]!);
+      expect(none.routes, none.dump).toEqual(["default via 192.0.2.1", "default via fe80::1 metric 1024"]);
+
+      const mixed = await view(["-a", "192.0.2.9/24", "-g", "fe80::1"]);
+      expect(mixed.addrs, mixed.dump).toEqual(["192.0.2.9/24", "2001:db8::2/64", "2001:db8::77/64"]);
+      expect(mixed.routes, mixed.dump).toEqual(["10.99.0.0/16 via 192.0.2.1 metric 50", "default via 192.0.2.1", "default via fe80::1 metric 1024"]);
+    } finally {
+      for (const [, del] of extra.reverse()) await H(del);
+    }
+  }, 90000);
+
+  test("no default route on the host: the interface with a route, its addresses, no gateway", async () => {
+    const H = (args: string[]) => w.exec(w.host, ["ip", ...args]);
+    expect((await H(["route", "del", "default"])).code).toBe(0);
+    expect((await H(["-6", "route", "del", "default"])).code).toBe(0);
+    try {
+      const r = await runPasta(w, ["--config-net"], [record("addr", "ip -j addr show"), record("route4", "ip -j -4 route show"), record("route6", "ip -j -6 route show")].join("\n"));
+      const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort();
+      expect(addrs, r.dump()).toEqual([`${ADDR.host4}/24`, "2001:db8::2/64"]);
+      expect([...r.json<any[]>("route4"), ...r.json<any[]>("route6")].filter((x) => x.dst === "default"), r.dump()).toEqual([]);
+    } finally {
+      await H(["route", "add", "default", "via", ADDR.gw4, "dev", IF]);
+      await H(["-6", "route", "add", "default", "via", ADDR.gwLL, "dev", IF]);
+    }
+  }, 60000);
+});
+
+describeE2E("pasta in local mode: a host with no interface to copy (root)", () => {
+  let w: World;
+  beforeAll(async () => {
+    w = await createWorld();
+    // eth0 down: its routes go, and with them every interface with a route
+    const r = await w.exec(w.host, ["ip", "link", "set", HOST_IF, "down"]);
+    if (r.code !== 0) throw new Error(r.stderr);
+  });
+  afterAll(async () => {
+    await w?.destroy();
+  });
+
+  test("--config-net: 169.254.2.1/16 via 169.254.2.2, and fe80::1; the gateway reaches the host's loopback", async () => {
+    const port = 20931;
+    const server = w.spawn(w.host, ["socat", `TCP4-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork`, "SYSTEM:echo local-ok"]);
+    try {
+      await Bun.sleep(300);
+      const script = [
+        record("addr", "ip -j addr show"),
+        record("route4", "ip -j -4 route show"),
+        record("route6", "ip -j -6 route show"),
+        record("tcp", `socat -T5 - TCP4:169.254.2.2:${port} </dev/null`),
+      ].join("\n");
+      const r = await runPasta(w, ["--config-net"], script);
+      const why = () => `${r.dump()}\n--- server\n${server.stderr()}`;
+      expect(r.code, why()).toBe(0);
+      const addrs = addrsOf(r.json("addr"), "tap0").filter((a) => a.scope !== "link").map((a) => `${a.local}/${a.prefixlen}`);
+      expect(addrs, why()).toEqual(["169.254.2.1/16"]);
+      const defaults = [...r.json<any[]>("route4"), ...r.json<any[]>("route6")].filter((x) => x.dst === "default").map((x) => x.gateway);
+      expect(defaults, why()).toEqual(["169.254.2.2", "fe80::1"]);
+      expect(r.out("tcp").trim(), why()).toBe("local-ok");
+    } finally {
+      await server.kill();
+    }
+  }, 60000);
+
+  test("udhcpc gets 169.254.2.1/16 via 169.254.2.2; rdisc6 a router (fe80::1) with no prefix; no DHCPv6", async () => {
+    const u = prepareUdhcpc({ iface: "tap0" });
+    const d6 = prepareDhclient(6, { iface: "tap0", noConfig: true, timeoutSec: 3 });
+    try {
+      const script = [record("udhcpc", u.shell), rdisc6On("tap0", "ra"), record("dhcp6", d6.shell)].join("\n");
+      const r = await runPasta(w, [], script);
+      const why = () => `${r.dump()}\n--- udhcpc\n${JSON.stringify(u.records(), null, 1)}`;
+      expect(u.lastBound(), why()).toMatchObject({ ip: "169.254.2.1", subnet: "255.255.0.0", router: "169.254.2.2" });
+      expect(r.out("ra"), why()).toMatch(/Router lifetime\s*:\s*9000/);
+      expect(r.out("ra"), why()).toMatch(/from fe80::1\b/);
+      expect(r.out("ra"), why()).not.toContain("Prefix");
+      expect(r.out("dhcp6.rc").trim(), why()).not.toBe("0");
+    } finally {
+      u.cleanup();
+      d6.cleanup();
     }
   }, 60000);
 });

@@ -60,7 +60,7 @@ function config(): Config {
     nsMac: new Uint8Array(6),
     nsIfname: "eth0",
     mtu: 65520,
-    ip4: { addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"), dns: [parseIp4("198.51.100.53")], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0" },
+    ip4: { addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"), dns: [parseIp4("198.51.100.53")], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0", copyAddrs: false, copyRoutes: false },
     ip6: {
       addr: parseIp6("2001:db8::2"),
       prefixLen: 64,
@@ -71,7 +71,7 @@ function config(): Config {
       dnsHost: null,
       mapHostLoopback: null,
       mapGuestAddr: null,
-      ifname: "eth0",
+      ifname: "eth0", copyAddrs: false, copyRoutes: false,
     },
     dnsSearch: ["example.test"],
     noDhcp: false,

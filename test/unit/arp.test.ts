@@ -33,8 +33,8 @@ class TestSink implements FrameSink {
 function config(): Config {
   return {
     mode: "pasta", ourMac: parseMac("02:77:00:00:00:02"), nsMac: new Uint8Array(6), nsIfname: "eth0", mtu: 65520,
-    ip4: { addr: parseIp4("10.77.0.1"), prefixLen: 24, gw: parseIp4("10.77.0.254"), dns: [], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0" },
-    ip6: { addr: parseIp6("fd77::1"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"), dns: [], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0" },
+    ip4: { addr: parseIp4("10.77.0.1"), prefixLen: 24, gw: parseIp4("10.77.0.254"), dns: [], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0", copyAddrs: false, copyRoutes: false },
+    ip6: { addr: parseIp6("fd77::1"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"), dns: [], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0", copyAddrs: false, copyRoutes: false },
     dnsSearch: [], noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: true, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
     dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
   };

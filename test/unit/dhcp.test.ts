@@ -41,7 +41,7 @@ const cfg: Config = {
   nsIfname: "eth0",
   mtu: 1500,
   ip4: { addr: parseIp4("10.0.2.15"), prefixLen: 24, gw: parseIp4("10.0.2.2"),
-    dns: [parseIp4("10.0.2.3"), parseIp4("9.9.9.9")], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0" },
+    dns: [parseIp4("10.0.2.3"), parseIp4("9.9.9.9")], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0", copyAddrs: false, copyRoutes: false },
   ip6: null,
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,

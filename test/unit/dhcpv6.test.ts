@@ -48,7 +48,7 @@ const cfg: Config = {
   mtu: 1500,
   ip4: null,
   ip6: { addr: parseIp6("fd00::15"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"),
-    dns: [parseIp6("fd00::3")], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0" },
+    dns: [parseIp6("fd00::3")], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0", copyAddrs: false, copyRoutes: false },
   dnsSearch: ["example.org", "test.example"],
   noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
   dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",

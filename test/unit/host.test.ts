@@ -4,9 +4,10 @@ import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6 } from "../../src/c
 import {
   buildConfig, classfulPrefix, DEFAULT_MTU, discoverHost, discoverHostNow, NS_IFNAME_DEFAULT, type HostNet,
 } from "../../src/conf/host.ts";
+import { isZero } from "../../src/conf/config.ts";
 import type { NlSys } from "../../src/conf/netlink.ts";
 import type { ResolvConf } from "../../src/conf/resolv.ts";
-import { cannedHost, libcSys } from "./netlink-fixtures.ts";
+import { cannedHost, libcSys, routeDstLen } from "./netlink-fixtures.ts";
 
 const NO_RESOLV: ResolvConf = { dns4: [], dns6: [], search: [] };
 
@@ -47,6 +48,16 @@ describe("discoverHost on captured answers", () => {
     expect(h.ip6!.ifname).toBe("v0");
     expect(() => discoverHost(cannedHost(), { ifname4: "eth7" })).toThrow("interface eth7 not found");
   });
+
+  test("no default route: the first interface with a route that is not link-local, as upstream; none: null", () => {
+    const h = discoverHost(cannedHost((m) => routeDstLen(m) !== 0));
+    expect([h.ip4!.ifname, h.ip4!.gw]).toEqual(["v0", null]);
+    expect(h.ip4!.addrs).toEqual([{ addr: parseIp4("192.0.2.2"), prefixLen: 24 }]);
+    expect([h.ip6!.ifname, h.ip6!.gw]).toEqual(["v0", null]);
+    const onlyLinkLocal = discoverHost(cannedHost((m) => routeDstLen(m) === 64 && m[40] === 0xfe));
+    expect(onlyLinkLocal.ip6).toBeNull();
+    expect(onlyLinkLocal.ip4).toBeNull();
+  });
 });
 
 describe("buildConfig", () => {
@@ -61,7 +72,7 @@ describe("buildConfig", () => {
     expect(c.ip4).toEqual({
       addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"),
       dns: [parseIp4("192.0.2.53")], dnsMatch: 0, dnsHost: parseIp4("192.0.2.53"),
-      mapHostLoopback: parseIp4("192.0.2.1"), mapGuestAddr: 0, ifname: "eth0",
+      mapHostLoopback: parseIp4("192.0.2.1"), mapGuestAddr: 0, ifname: "eth0", copyAddrs: true, copyRoutes: true,
     });
     expect(formatIp6(c.ip6!.addr)).toBe("2001:db8::2");
     expect(c.ip6!.prefixLen).toBe(64);
@@ -80,17 +91,51 @@ describe("buildConfig", () => {
     expect(formatIp6(buildConfig("passt", h, NO_RESOLV).ip6!.ourLL)).toBe("fe80::1");
   });
 
-  test("a host with one IP version, and -4 / -6", () => {
-    const v4only = { ...dualHost(), ip6: null };
-    expect(buildConfig("passt", v4only, NO_RESOLV).ip6).toBeNull();
-    const v6only = { ...dualHost(), ip4: null };
-    const c = buildConfig("pasta", v6only, NO_RESOLV);
-    expect(c.ip4).toBeNull();
-    expect(c.nsIfname).toBe("eth0");
+  test("--config-net: no router advertisements (the namespace is configured already), as upstream", () => {
+    expect(buildConfig("pasta", dualHost(), NO_RESOLV, { configNet: true }).noRa).toBe(true);
+    expect(buildConfig("pasta", dualHost(), NO_RESOLV).noRa).toBe(false);
+  });
+
+  test("-4 / -6 turn a version off", () => {
     expect(buildConfig("passt", dualHost(), NO_RESOLV, { ipv4Only: true }).ip6).toBeNull();
     expect(buildConfig("passt", dualHost(), NO_RESOLV, { ipv6Only: true }).ip4).toBeNull();
-    expect(() => buildConfig("passt", { ip4: null, ip6: null }, NO_RESOLV)).toThrow("no usable IPv4 or IPv6");
-    expect(buildConfig("pasta", { ip4: null, ip6: null }, NO_RESOLV, { addr4: 1 }).nsIfname).toBe(NS_IFNAME_DEFAULT);
+  });
+
+  test("local mode, per IP version: 169.254.2.1/16 via 169.254.2.2; no IPv6 address (no DHCPv6) via fe80::1; nothing copied", () => {
+    const v4only = buildConfig("pasta", { ...dualHost(), ip6: null }, NO_RESOLV);
+    expect(formatIp4(v4only.ip4!.addr)).toBe("192.0.2.2");
+    expect(isZero(v4only.ip6!.addr)).toBe(true);
+    expect([formatIp6(v4only.ip6!.gw), formatIp6(v4only.ip6!.ourLL), v4only.ip6!.ifname]).toEqual(["fe80::1", "fe80::1", ""]);
+    expect([v4only.ip6!.copyAddrs, v4only.ip6!.copyRoutes, v4only.noDhcpv6]).toEqual([false, false, true]);
+    const v6only = buildConfig("pasta", { ...dualHost(), ip4: null }, NO_RESOLV);
+    expect([formatIp4(v6only.ip4!.addr), v6only.ip4!.prefixLen, formatIp4(v6only.ip4!.gw)]).toEqual(["169.254.2.1", 16, "169.254.2.2"]);
+    expect([v6only.ip4!.ifname, v6only.ip4!.copyAddrs, v6only.ip4!.copyRoutes]).toEqual(["", false, false]);
+    expect(formatIp4(v6only.ip4!.mapHostLoopback)).toBe("169.254.2.2");
+    expect([v6only.nsIfname, v6only.noDhcpv6]).toEqual(["eth0", false]);
+    const none = buildConfig("pasta", { ip4: null, ip6: null }, NO_RESOLV);
+    expect([formatIp4(none.ip4!.addr), isZero(none.ip6!.addr), none.nsIfname]).toEqual(["169.254.2.1", true, NS_IFNAME_DEFAULT]);
+    // -a, -n, -g still apply
+    const given = buildConfig("pasta", { ip4: null, ip6: null }, NO_RESOLV, {
+      addr4: parseIp4("10.0.0.5"), gw4: parseIp4("10.0.0.1"), addr6: parseIp6("2001:db8::5"), gw6: parseIp6("fe80::9"),
+    });
+    expect([formatIp4(given.ip4!.addr), given.ip4!.prefixLen, formatIp4(given.ip4!.gw)]).toEqual(["10.0.0.5", 8, "10.0.0.1"]);
+    expect([formatIp6(given.ip6!.addr), formatIp6(given.ip6!.gw), given.noDhcpv6]).toEqual(["2001:db8::5", "fe80::9", false]);
+    const masked = buildConfig("pasta", { ip4: null, ip6: null }, NO_RESOLV, { prefixLen4: 24, gw4: parseIp4("169.254.2.9") });
+    expect([formatIp4(masked.ip4!.addr), masked.ip4!.prefixLen, formatIp4(masked.ip4!.gw)]).toEqual(["169.254.2.1", 24, "169.254.2.9"]);
+  });
+
+  test("--config-net copies the host's addresses and routes unless -a / -g (per version) or --no-copy-addrs / --no-copy-routes", () => {
+    const copy = (ov: Parameters<typeof buildConfig>[3]) => {
+      const c = buildConfig("pasta", dualHost(), NO_RESOLV, ov);
+      return [c.ip4!.copyAddrs, c.ip4!.copyRoutes, c.ip6!.copyAddrs, c.ip6!.copyRoutes];
+    };
+    expect(copy({})).toEqual([true, true, true, true]);
+    expect(copy({ addr4: parseIp4("192.0.2.9") })).toEqual([false, true, true, true]);
+    expect(copy({ addr6: parseIp6("2001:db8::9") })).toEqual([true, true, false, true]);
+    expect(copy({ gw4: parseIp4("192.0.2.9") })).toEqual([true, false, true, true]);
+    expect(copy({ gw6: parseIp6("fe80::9") })).toEqual([true, true, true, false]);
+    expect(copy({ noCopyAddrs: true })).toEqual([false, true, false, true]);
+    expect(copy({ noCopyRoutes: true })).toEqual([true, false, true, false]);
   });
 
   test("address overrides: netmask from the matching host address, else classful", () => {

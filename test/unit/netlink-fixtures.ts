@@ -243,14 +243,20 @@ const AF_INET = 2;
 
 /**
  * A transport that answers dumps like the captured namespace: links,
- * addresses, and the IPv4 or IPv6 routes depending on the request's family.
+ * addresses, and the IPv4 or IPv6 routes depending on the request's family;
+ * without the routes keepRoute (given each route message) turns down.
  */
-export function cannedHost(): NlTalk {
+export function cannedHost(keepRoute: (msg: Uint8Array) => boolean = () => true): NlTalk {
   return (req) => {
     const type = req[4]! | (req[5]! << 8);
     if (type === RTM_GETLINK) return canned(LINK)(req);
     if (type === RTM_GETADDR) return canned(ADDR)(req);
-    if (type === RTM_GETROUTE) return canned(req[16] === AF_INET ? ROUTE4 : ROUTE6)(req);
+    if (type === RTM_GETROUTE) return canned(req[16] === AF_INET ? ROUTE4 : ROUTE6)(req).filter(keepRoute);
     throw new Error(`unexpected request type ${type}`);
   };
+}
+
+/** Destination prefix length of a route message (rtm_dst_len). */
+export function routeDstLen(msg: Uint8Array): number {
+  return msg[17]!;
 }

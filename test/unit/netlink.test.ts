@@ -3,9 +3,9 @@ import { spawnSync } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { formatIp6, formatMac, parseIp6 } from "../../src/conf/config.ts";
 import {
-  AF_INET, AF_INET6, addrAdd, collectReplies, getAddrs, getLinks, getRoutes, ip4FromBytes, ip4ToBytes,
-  IFA_F_NODAD, IFF_UP, linkIndex, linkSet, makeTalk, NetlinkError, openNetlink, routeAdd, RT_SCOPE_LINK,
-  RT_TABLE_MAIN, type NlSys, type NlTalk,
+  AF_INET, AF_INET6, addrAdd, addrCopies, addRoutes, collectReplies, getAddrs, getLinks, getMainRoutes, getRoutes, ip4FromBytes,
+  ip4ToBytes, IFA_F_NODAD, IFF_UP, linkIndex, linkSet, makeTalk, NetlinkError, openNetlink, routeAdd, routeCopies,
+  RT_SCOPE_LINK, RT_TABLE_MAIN, type NlSys, type NlTalk,
 } from "../../src/conf/netlink.ts";
 import {
   ACK, ADDR, canned, ERR_EEXIST, ERR_ENODEV, ERR_UNREACH, libcSys, LINK, ROUTE4, ROUTE6,
@@ -66,6 +66,97 @@ describe("queries on captured kernel answers", () => {
     ]);
     expect(linkIndex(canned(LINK), "v0")).toBe(3);
     expect(() => linkIndex(canned(LINK), "eth9")).toThrow("interface eth9: ENODEV");
+  });
+});
+
+/** The attributes of a request after its fixed header of fixedLen bytes, as [type, bytes] in order. */
+function attrsOf(req: Uint8Array, fixedLen: number): [number, Uint8Array][] {
+  const out: [number, Uint8Array][] = [];
+  for (let off = 16 + fixedLen; off + 4 <= req.length; ) {
+    const len = u16(req, off);
+    out.push([u16(req, off + 2), req.subarray(off + 4, off + len)]);
+    off += (len + 3) & ~3;
+  }
+  return out;
+}
+
+describe("copying a host interface's routes and addresses (captured dumps)", () => {
+  const RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5, RTA_PREFSRC = 7, RTA_CACHEINFO = 12, RTA_PREF = 20;
+  const IFA_LOCAL = 2, IFA_LABEL = 3, IFA_CACHEINFO = 6, IFA_FLAGS = 8;
+
+  test("getMainRoutes: every unicast route of the main table, with its interfaces", () => {
+    const r4 = getMainRoutes(canned(ROUTE4), AF_INET);
+    expect(r4.map((r) => [r.dstLen, r.dst && [...r.dst].join("."), r.ifindexes])).toEqual([[0, null, [3]], [24, "192.0.2.0", [3]]]);
+    const r6 = getMainRoutes(canned(ROUTE6), AF_INET6);
+    expect(r6.map((r) => [r.dst ? formatIp6(r.dst) : null, r.dstLen, r.ifindexes])).toEqual([
+      ["2001:db8::", 64, [3]], ["fe80::", 64, [2]], ["fe80::", 64, [3]], [null, 0, [3]],
+    ]);
+  });
+
+  test("routeCopies: routes through the interface only, on the new one, without preferred source or cache info", () => {
+    const reqs = routeCopies(getMainRoutes(canned(ROUTE4), AF_INET), 3, 7);
+    expect(reqs.length).toBe(2);
+    for (const req of reqs) {
+      expect(u16(req, 4)).toBe(24); // RTM_NEWROUTE
+      expect(u16(req, 6)).toBe(0x1 | 0x4 | 0x200 | 0x400); // REQUEST, ACK, EXCL, CREATE
+      expect(u32(req, 0)).toBe(req.length);
+      expect(req[16]).toBe(AF_INET);
+    }
+    const [def, prefix] = reqs.map((r) => new Map(attrsOf(r, 12)));
+    expect(u32(def!.get(RTA_OIF)!, 0)).toBe(7);
+    expect([...def!.get(RTA_GATEWAY)!]).toEqual([192, 0, 2, 1]);
+    expect(reqs[1]![17]).toBe(24);
+    expect([...prefix!.get(RTA_DST)!]).toEqual([192, 0, 2, 0]);
+    expect(prefix!.has(RTA_PREFSRC)).toBe(false);
+    expect(u32(prefix!.get(RTA_OIF)!, 0)).toBe(7);
+    expect(routeCopies(getMainRoutes(canned(ROUTE4), AF_INET), 2, 7)).toEqual([]);
+
+    const six = routeCopies(getMainRoutes(canned(ROUTE6), AF_INET6), 3, 9).map((r) => new Map(attrsOf(r, 12)));
+    expect(six.length).toBe(3);
+    for (const a of six) {
+      expect(u32(a.get(RTA_OIF)!, 0)).toBe(9);
+      expect(a.has(RTA_CACHEINFO)).toBe(false);
+      expect(a.has(RTA_PREF)).toBe(true);
+    }
+    expect(formatIp6(six[2]!.get(RTA_GATEWAY)!)).toBe("fe80::1");
+  });
+
+  test("addrCopies: every address of the interface but link-local ones, with NODAD, without label and lifetimes", () => {
+    const sent: Uint8Array[] = [];
+    const v4 = addrCopies(canned(ADDR, sent), AF_INET, 3, 7);
+    expect(u16(sent[0]!, 4)).toBe(22); // RTM_GETADDR
+    expect(v4.length).toBe(1);
+    const req = v4[0]!;
+    expect(u16(req, 4)).toBe(20); // RTM_NEWADDR
+    expect([req[16], req[17], req[18]! & IFA_F_NODAD, u32(req, 20)]).toEqual([AF_INET, 24, IFA_F_NODAD, 7]);
+    const a = new Map(attrsOf(req, 8));
+    expect([...a.get(IFA_LOCAL)!]).toEqual([192, 0, 2, 2]);
+    expect(a.has(IFA_LABEL)).toBe(false);
+    expect(a.has(IFA_CACHEINFO)).toBe(false);
+    expect(u32(a.get(IFA_FLAGS)!, 0) & IFA_F_NODAD).toBe(IFA_F_NODAD);
+    const v6 = addrCopies(canned(ADDR), AF_INET6, 3, 7);
+    expect(v6.map((r) => [formatIp6(new Map(attrsOf(r, 8)).get(1)!), r[17], r[19]])).toEqual([["2001:db8::2", 64, 0]]);
+  });
+
+  test("addRoutes: again while some are unreachable, EEXIST passed over, other refusals thrown", () => {
+    const A = Uint8Array.of(1), B = Uint8Array.of(2), C = Uint8Array.of(3);
+    const tries: number[] = [];
+    const added = new Set<number>();
+    const talk: NlTalk = (req) => {
+      const id = req[0]!;
+      tries.push(id);
+      if (id === 1 && !added.has(2)) throw new NetlinkError(101, "netlink");
+      if (id === 3) throw new NetlinkError(17, "netlink");
+      added.add(id);
+      return [];
+    };
+    addRoutes(talk, [A, B, C]);
+    expect([...added].sort()).toEqual([1, 2]);
+    expect(tries).toEqual([1, 2, 3, 1]);
+    const never: NlTalk = () => { throw new NetlinkError(113, "netlink"); };
+    expect(() => addRoutes(never, [A, B])).not.toThrow();
+    const refused: NlTalk = () => { throw new NetlinkError(1, "netlink"); };
+    expect(() => addRoutes(refused, [A])).toThrow("EPERM");
   });
 });
 

@@ -270,6 +270,18 @@ describe("Config overrides", () => {
     expect(err(["--dns-forward", "::"])).toContain("--dns-forward");
   });
 
+  test("--no-copy-routes, --no-copy-addrs (with --config-net); -a and -g turn copying off for their version", () => {
+    const copy = (argv: string[]) => {
+      const { ip4, ip6 } = run(["--config-net", ...argv]).config;
+      return [ip4!.copyAddrs, ip4!.copyRoutes, ip6!.copyAddrs, ip6!.copyRoutes];
+    };
+    expect(copy([])).toEqual([true, true, true, true]);
+    expect(copy(["--no-copy-routes"])).toEqual([true, false, true, false]);
+    expect(copy(["--no-copy-addrs"])).toEqual([false, true, false, true]);
+    expect(copy(["-a", "192.0.2.9", "-g", "fe80::9"])).toEqual([false, true, true, false]);
+    expect(copy(["-a", "2001:db8::9/64", "-g", "192.0.2.9"])).toEqual([true, false, false, true]);
+  });
+
   test("-H and --fqdn", () => {
     const a = run(["-H", "guest1", "--fqdn", "guest1.example.test"]).config;
     expect([a.hostname, a.fqdn]).toEqual(["guest1", "guest1.example.test"]);
@@ -331,6 +343,9 @@ describe("errors", () => {
     [["--fqdn", "a..b"], "--fqdn a..b: bad name"],
     [["--fqdn", `${"a".repeat(64)}.example`], `--fqdn ${"a".repeat(64)}.example: bad name`],
     [["-4", "-6"], "options -4 and -6 are mutually exclusive"],
+    [["--no-copy-routes"], "--no-copy-routes needs --config-net"],
+    [["--no-copy-addrs"], "--no-copy-addrs needs --config-net"],
+    [["--no-copy-addrs"], "option --no-copy-addrs is for pasta only", "passt"],
     [["-t", "70000"], "-t 70000: port 70000 out of range 1-65535"],
     [["-t", "all"], "-t all: 'all' is only allowed for passt"],
     [["-t", "auto"], "-t auto: 'auto' is only allowed for pasta", "passt"],
