@@ -159,6 +159,12 @@ export class TcpFlows {
   private readonly seqToGuest = table.u32(TCP_MAX_CONNS);
   /** Highest sequence number the guest acknowledged (everything before it is gone from the socket). */
   private readonly seqAcked = table.u32(TCP_MAX_CONNS);
+  /**
+   * The furthest seqToGuest reached before a rewind took it back (never
+   * behind seqAcked): with seqToGuest, the right edge of what the guest may
+   * acknowledge (RFC 9293's SND.NXT, which retransmission does not move).
+   */
+  private readonly seqMax = table.u32(TCP_MAX_CONNS);
   /** Next sequence number expected from the guest. */
   private readonly seqFromGuest = table.u32(TCP_MAX_CONNS);
   private readonly guestWnd = table.u32(TCP_MAX_CONNS);
@@ -281,18 +287,27 @@ export class TcpFlows {
 
   // ------------------------------------------------------- from the guest
 
-  /** A TCP segment from the guest: IP header at ip, TCP header at l4, l4len bytes (header and payload). */
-  segment(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean): void {
+  /**
+   * A TCP segment from the guest: IP header at ip, TCP header at l4, l4len
+   * bytes (header and payload). Returns false, having done nothing, for a
+   * malformed one (a header that does not fit, SYN with FIN or RST).
+   */
+  segment(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean): boolean {
     const hl = w.tcpCheck(b, l4, l4len);
     if (hl < 0) {
       tcpStats.badSegments++;
-      return;
+      return false;
     }
     const fl = w.tcpFlags(b, l4);
     if ((fl & w.TCP_SYN && fl & w.TCP_FIN) || (fl & w.TCP_SYN && fl & w.TCP_RST)) {
       tcpStats.badSegments++;
-      return;
+      return false;
     }
+    this.segmentOk(b, ip, l4, hl, l4len, fl, v6);
+    return true;
+  }
+
+  private segmentOk(b: Uint8Array, ip: number, l4: number, hl: number, l4len: number, fl: number, v6: boolean): void {
     const srcOff = v6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
     const dstOff = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
     const i = this.lookup(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4));
@@ -409,11 +424,19 @@ export class TcpFlows {
     this.maybeClose(i);
   }
 
-  /** The guest acknowledged up to ack and advertises wnd. */
+  /**
+   * The guest acknowledged up to ack and advertises wnd. The window is taken
+   * only from an acceptable ACK (RFC 9293 3.10.7.4: between what it already
+   * acknowledged and the furthest we sent): a segment with any other ACK, a
+   * stale or forged one, must not close or blow up the window of a
+   * connection (a closed one stalls it; one past what the guest can take
+   * makes us send what it drops, until the retries run out).
+   */
   private guestAck(i: number, ack: number, wnd: number, carriesData: boolean): void {
     const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
     const acked = w.seqDiff(ack, this.seqAcked[i]!);
     const newWnd = (wnd << this.guestWs[i]!) >>> 0;
+    if (acked < 0 || w.seqLt(this.sentMax(i), ack)) return;
     if (acked > 0 && acked <= inFlight) {
       let bytes = acked;
       if (this.flags[i]! & F_FIN_SENT && ack === this.seqToGuest[i]) {
@@ -422,6 +445,7 @@ export class TcpFlows {
       }
       if (bytes > 0) this.unDiscarded[i] += bytes;
       this.seqAcked[i] = ack;
+      if (w.seqLt(this.seqMax[i]!, ack)) this.seqMax[i] = ack;
       this.dupAcks[i] = 0;
       this.recovering[i] = 0;
       this.retries[i] = 0;
@@ -437,6 +461,11 @@ export class TcpFlows {
     }
     this.guestWnd[i] = newWnd;
     if (this.hostPending[i] || this.unDiscarded[i]! > 0) this.queueSend(i);
+  }
+
+  /** The furthest sequence number we sent on flow i: seqToGuest, or where it was before a rewind. */
+  private sentMax(i: number): number {
+    return w.seqLt(this.seqToGuest[i]!, this.seqMax[i]!) ? this.seqMax[i]! : this.seqToGuest[i]!;
   }
 
   private queueSend(i: number): void {
@@ -863,6 +892,7 @@ export class TcpFlows {
     if (this.flags[i]! & F_FIN_SENT && !(this.flags[i]! & F_FIN_ACKED)) {
       this.flags[i]! &= ~(F_FIN_SENT | F_HOST_EOF);
     }
+    this.seqMax[i] = this.sentMax(i);
     this.seqToGuest[i] = this.seqAcked[i]!;
     this.dupAcks[i] = 0;
     this.hostPending[i] = 1;
@@ -1080,6 +1110,7 @@ export class TcpFlows {
     const isn = (h ^ ISN_SECRET) + Math.floor(now() * ISN_TICKS_PER_MS);
     this.seqAcked[i] = isn >>> 0;
     this.seqToGuest[i] = isn >>> 0;
+    this.seqMax[i] = isn >>> 0;
   }
 
   /**
