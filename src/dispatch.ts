@@ -25,9 +25,9 @@
  */
 import type { Config } from "./conf/config.ts";
 import { IcmpFlows } from "./flows/icmp.ts";
-import { Reassembler } from "./flows/frag.ts";
-import { TcpFlows } from "./flows/tcp.ts";
-import { UdpFlows } from "./flows/udp.ts";
+import { fragStats, Reassembler } from "./flows/frag.ts";
+import { TcpFlows, tcpStats } from "./flows/tcp.ts";
+import { UdpFlows, udpStats } from "./flows/udp.ts";
 import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
 import { dhcpLast, dhcpReply } from "./services/dhcp.ts";
@@ -73,6 +73,11 @@ export class Dispatcher {
     loop.every(1000, (t) => this.frags.expire(t));
   }
 
+  /** Every counter group, by name: ours, then the flows' (for --stats and the exit line of --debug). */
+  counters(): Record<string, object> {
+    return { dispatch: this.stats, tcp: tcpStats, udp: udpStats, frag: fragStats };
+  }
+
   /** End of a batch of frames from the guest: write the TCP payloads and send the datagrams queued from it (its frames are valid until then). */
   batchEnd(): void {
     this.tcp.flushRun();
@@ -107,7 +112,8 @@ export class Dispatcher {
     const l3len = len - w.ETH_HLEN;
     switch (w.ethType(b, off)) {
       case w.ETH_P_ARP:
-        if (arpHandle(this.cfg, b, off, len, this.sink)) this.stats.services++;
+        if (w.arpCheck(b, l3, l3len) < 0) this.stats.malformed++;
+        else if (arpHandle(this.cfg, b, off, len, this.sink)) this.stats.services++;
         return;
       case w.ETH_P_IP:
         if (this.cfg.ip4) this.ipv4(b, l3, l3len);
@@ -142,7 +148,7 @@ export class Dispatcher {
         this.udp.fromGuest(b, ip, b, l4, l4len, false, now(), false);
         return;
       case w.IPPROTO_TCP:
-        this.tcp.segment(b, ip, l4, l4len, false);
+        if (!this.tcp.segment(b, ip, l4, l4len, false)) break;
         return;
       case w.IPPROTO_ICMP:
         if (w.icmpCheck(b, l4, l4len) < 0) break;
@@ -168,7 +174,7 @@ export class Dispatcher {
       case w.IPPROTO_ICMPV6:
         return this.icmpv6(b, ip, l4, l4len);
       case w.IPPROTO_TCP:
-        this.tcp.segment(b, ip, l4, l4len, true);
+        if (!this.tcp.segment(b, ip, l4, l4len, true)) break;
         return;
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;

@@ -34,7 +34,7 @@ import { bitGet, type PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
-import { reportStats } from "./loop/stats.ts";
+import { countersLine, reportStats } from "./loop/stats.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
@@ -143,7 +143,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     loop.stop(0);
   });
   loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
-  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ passt: backend.stats, dispatch: dispatcher!.stats }));
+  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ passt: backend.stats, ...dispatcher!.counters() }));
   let paused = false;
   loop.onFlush(() => {
     dispatcher!.flush();
@@ -179,7 +179,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     backend.detach();
     pcap?.close();
     if (run.pidFile) removeQuietly(run.pidFile);
-    log.debug(`passt: ${JSON.stringify(backend.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
+    log.debug(countersLine({ passt: backend.stats, ...dispatcher.counters() }));
   }
 }
 

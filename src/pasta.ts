@@ -21,7 +21,7 @@ import { TcpForwarder, UdpAutoForwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN, now } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
-import { reportStats } from "./loop/stats.ts";
+import { countersLine, reportStats } from "./loop/stats.ts";
 import { log } from "./log.ts";
 import { check, sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
@@ -108,7 +108,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     pcap?.flush();
   });
   watchSignals(loop, sigFd, child);
-  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ tap: tap.stats, dispatch: dispatcher!.stats }));
+  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ tap: tap.stats, ...dispatcher!.counters() }));
   if (run.pidFile) writePidFile(run.pidFile);
   if (child) startChild(loop, child, run.command[0]!, () => {
     tap.readAll();
@@ -125,7 +125,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     tap.flush();
     pcap?.close();
     if (run.pidFile) removeFile(run.pidFile);
-    log.debug(`tap: ${JSON.stringify(tap.stats)} dispatch: ${JSON.stringify(dispatcher.stats)}`);
+    log.debug(countersLine({ tap: tap.stats, ...dispatcher.counters() }));
   }
 }
 

@@ -17,6 +17,13 @@ export function formatStats(groups: Record<string, object>): string {
     .join("; ");
 }
 
+/** The counters of every group as JSON, for the last line of a --debug run: "tap: {...} dispatch: {...}". */
+export function countersLine(groups: Record<string, object>): string {
+  return Object.entries(groups)
+    .map(([name, counters]) => `${name}: ${JSON.stringify(counters)}`)
+    .join(" ");
+}
+
 /** Log the counters every delaySec seconds while they change. */
 export function reportStats(loop: Loop, delaySec: number, read: StatsSource): void {
   let last = formatStats(read());
