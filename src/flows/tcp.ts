@@ -46,10 +46,22 @@
  * guest. The flow is freed when both directions are closed and our FIN is
  * acknowledged.
  *
- * Limits and timeouts: at most TCP_MAX_CONNS flows (a full table answers new
- * SYNs with RST); handshakes time out after TCP_HANDSHAKE_TIMEOUT_MS, half-
- * closed flows after TCP_FIN_TIMEOUT_MS, idle established flows after
- * TCP_IDLE_TIMEOUT_MS. Sequence numbers are compared modulo 2^32.
+ * Limits and timeouts: at most TCP_MAX_CONNS flows; handshakes time out
+ * after TCP_HANDSHAKE_TIMEOUT_MS, half-closed flows after TCP_FIN_TIMEOUT_MS,
+ * idle established flows after TCP_IDLE_TIMEOUT_MS. Sequence numbers are
+ * compared modulo 2^32.
+ *
+ * Half-open flows (our connect() in progress, or our SYN or SYN-ACK not yet
+ * answered by the guest) cost a socket each, and a guest can make any number
+ * of them (a SYN flood, from random sources that never answer). They are
+ * kept in a list, oldest first, and bounded (halfOpenMax: TCP_MAX_HALF_OPEN,
+ * or a share of the descriptor limit, flows/limits.ts): a new connection
+ * beyond the bound drops the oldest half-open one, silently on the guest's
+ * side (a real guest sends its SYN again), with a reset on the host's. The
+ * same happens when the table is full or socket() runs out of descriptors;
+ * only when there is no half-open flow to drop is a new SYN refused (RST).
+ * So a flood cannot starve connections that complete their handshake, nor
+ * take every descriptor.
  *
  * We negotiate neither SACK nor timestamps (we do not send those options, so
  * neither peer uses them with us); window scaling and MSS we do.
@@ -64,13 +76,20 @@ import { bindOutbound, saAddr4, saFamily, saPort, SA6_ADDR, SOCKADDR4_LEN, SOCKA
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
+import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, EMFILE, ENFILE, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
+import { FlowHash } from "./flowhash.ts";
+import { fdBudget } from "./limits.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
 /** Slots in turn while fewer than half of them are open (see takeSlot). */
 const SLOT_WINDOW = 1 << 14;
+/**
+ * Half-open connections at once, at most (fewer under a low descriptor
+ * limit): of the order of Linux's own SYN backlog (tcp_max_syn_backlog).
+ */
+export const TCP_MAX_HALF_OPEN = 4096;
 /** A handshake (either side) must complete within this time. */
 export const TCP_HANDSHAKE_TIMEOUT_MS = 10_000;
 /** After a FIN in either direction, the rest must complete within this time. */
@@ -128,6 +147,8 @@ const F_OUT_WAIT = 64;
 const F_SHUT_WR = 128;
 /** In sendList: acknowledged bytes to discard, and data to send, at the end of the batch. */
 const F_SEND_QUEUED = 256;
+/** In the half-open list: the handshake is not complete on both sides. */
+const F_HALF_OPEN = 512;
 
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
@@ -148,7 +169,7 @@ function largeBuffers(fd: number): void {
 
 export const tcpStats = {
   opened: 0, closed: 0, refusedFull: 0, rstSent: 0, dupAckRetrans: 0, timeoutRetrans: 0,
-  outOfOrder: 0, badSegments: 0, connectFailed: 0,
+  outOfOrder: 0, badSegments: 0, connectFailed: 0, evicted: 0,
 };
 
 export class TcpFlows {
@@ -185,8 +206,18 @@ export class TcpFlows {
   private readonly remoteAddr = table.u8(TCP_MAX_CONNS * 16);
   private readonly guestPort = table.u16(TCP_MAX_CONNS);
   private readonly remotePort = table.u16(TCP_MAX_CONNS);
-  /** Open-addressing hash of flow indices (+1; 0 = empty, -1 = deleted) by 4-tuple. */
-  private readonly hash = table.i32(TCP_MAX_CONNS * 2);
+  /** Flows by 4-tuple. */
+  private readonly index = new FlowHash(TCP_MAX_CONNS);
+  /** When the flow's handshake began (half-open flows). */
+  private readonly openedAt = table.f64(TCP_MAX_CONNS);
+  /** The half-open list, oldest first: neighbours of each flow in it (-1: none). */
+  private readonly hoPrev = table.i32(TCP_MAX_CONNS);
+  private readonly hoNext = table.i32(TCP_MAX_CONNS);
+  private hoHead = -1;
+  private hoTail = -1;
+  private nHalfOpen = 0;
+  /** Half-open flows at most (see the theory of operation). */
+  readonly halfOpenMax = fdBudget(TCP_MAX_HALF_OPEN);
   /** Dense list of used flow indices, for timers. */
   private readonly active = table.i32(TCP_MAX_CONNS);
   private readonly activePos = table.i32(TCP_MAX_CONNS);
@@ -231,6 +262,11 @@ export class TcpFlows {
     return this.nActive;
   }
 
+  /** Half-open flows (for tests and --debug). */
+  halfOpen(): number {
+    return this.nHalfOpen;
+  }
+
   /** Flows whose guest side may still send data (no FIN from it yet). */
   guestOpen(): number {
     let n = 0;
@@ -267,11 +303,13 @@ export class TcpFlows {
       w.wr32(remote, 0, a);
     }
     const guestA = v6 ? guestAddr6(this.cfg.ip6!.addr) : null;
+    this.makeRoom();
     const i = this.alloc(v6, guestA, port, remote, rport, now());
     if (i < 0) {
       sys.shim_abort_close(fd);
       return;
     }
+    this.halfOpenAdd(i);
     this.fd[i] = fd;
     this.state[i] = SYN_TO_GUEST;
     this.mss[i] = this.maxMss(v6);
@@ -333,12 +371,16 @@ export class TcpFlows {
     const srcOff = v6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
     const dstOff = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
     const t = now();
-    const i = this.allocFrom(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4), t);
+    this.makeRoom();
+    const fd = this.newSocket(v6 ? AF_INET6 : AF_INET);
+    const i = fd < 0 ? -1 : this.allocFrom(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4), t);
     if (i < 0) {
+      if (fd >= 0) sys.shim_close(fd);
       tcpStats.refusedFull++;
       this.rstUnknown(b, ip, l4, 0, v6);
       return;
     }
+    this.halfOpenAdd(i);
     w.tcpParseOptions(b, l4, hl, this.opts);
     this.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
     this.guestWs[i] = this.opts.wscale >= 0 ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
@@ -346,12 +388,6 @@ export class TcpFlows {
     this.guestWnd[i] = w.tcpWindow(b, l4);
     this.mss[i] = Math.min(this.opts.mss > 0 ? this.opts.mss : 536, this.maxMss(v6));
     this.setIsn(i);
-    const fd = sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) {
-      this.rstUnknown(b, ip, l4, 0, v6);
-      this.free(i);
-      return;
-    }
     this.fd[i] = fd;
     this.state[i] = CONNECTING;
     this.deadline[i] = t + TCP_HANDSHAKE_TIMEOUT_MS;
@@ -365,6 +401,64 @@ export class TcpFlows {
     tcpStats.opened++;
     if (rc < 0 && rc !== -EINPROGRESS) this.connectFailed(i);
     else if (rc === 0) this.connected(i);
+  }
+
+  /**
+   * A socket for a new connection; when the descriptors ran out, the oldest
+   * half-open flow gives its own up first. Returns the fd or -errno.
+   */
+  private newSocket(af: number): number {
+    const fd = sys.shim_socket(af, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    if ((fd !== -EMFILE && fd !== -ENFILE) || !this.evictHalfOpen()) return fd;
+    return sys.shim_socket(af, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  }
+
+  /** Before a new flow: drop the oldest half-open one if half-open flows are at their bound or the table is full. */
+  private makeRoom(): void {
+    if (this.nHalfOpen >= this.halfOpenMax || this.nActive >= TCP_MAX_CONNS) this.evictHalfOpen();
+  }
+
+  /**
+   * Drop the oldest half-open flow: its socket is closed with a reset, the
+   * guest is told nothing (a guest that is really there sends its SYN
+   * again). False when there is none.
+   */
+  private evictHalfOpen(): boolean {
+    const i = this.hoHead;
+    if (i < 0) return false;
+    tcpStats.evicted++;
+    if (this.fd[i]! >= 0) {
+      this.loop.del(this.fd[i]!);
+      sys.shim_abort_close(this.fd[i]!);
+      this.fd[i] = -1;
+    }
+    this.free(i);
+    return true;
+  }
+
+  /** Flow i begins its handshake: last in the half-open list. */
+  private halfOpenAdd(i: number): void {
+    this.flags[i]! |= F_HALF_OPEN;
+    this.openedAt[i] = now();
+    this.hoPrev[i] = this.hoTail;
+    this.hoNext[i] = -1;
+    if (this.hoTail >= 0) this.hoNext[this.hoTail] = i;
+    else this.hoHead = i;
+    this.hoTail = i;
+    this.nHalfOpen++;
+  }
+
+  /** Flow i's handshake is complete (or the flow is gone): out of the half-open list. */
+  private halfOpenDone(i: number): void {
+    if (!(this.flags[i]! & F_HALF_OPEN)) return;
+    this.flags[i]! &= ~F_HALF_OPEN;
+    const p = this.hoPrev[i]!;
+    const n = this.hoNext[i]!;
+    if (p >= 0) this.hoNext[p] = n;
+    else this.hoHead = n;
+    if (n >= 0) this.hoPrev[n] = p;
+    else this.hoTail = p;
+    this.nHalfOpen--;
   }
 
   /** sockaddr (in this.sa) where flow i's remote is on the host (src/fwd/nat.ts); returns its length. */
@@ -392,6 +486,7 @@ export class TcpFlows {
     this.guestWnd[i] = w.tcpWindow(b, l4);
     if (this.opts.mss > 0) this.mss[i] = Math.min(this.opts.mss, this.maxMss(!!(this.flags[i]! & F_V6)));
     this.state[i] = ESTABLISHED;
+    this.halfOpenDone(i);
     this.retries[i] = 0;
     this.deadline[i] = 0;
     this.enablePeekOff(i);
@@ -408,7 +503,10 @@ export class TcpFlows {
     }
     if (fl & w.TCP_ACK_FLAG) {
       // Any ACK from the guest means it has our SYN-ACK: no more of those.
-      if (this.synAckPending[i]) this.synAckPending[i] = 0;
+      if (this.synAckPending[i]) {
+        this.synAckPending[i] = 0;
+        this.halfOpenDone(i);
+      }
       this.guestAck(i, w.tcpAck(b, l4), w.tcpWindow(b, l4), dlen > 0 || (fl & w.TCP_FIN) !== 0);
     }
     if (this.state[i] === FREE) return;
@@ -933,6 +1031,7 @@ export class TcpFlows {
       return this.connectFailed(i);
     }
     if (this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) && t - this.lastActive[i]! > TCP_FIN_TIMEOUT_MS) return this.hostReset(i);
+    if (this.synAckPending[i] && t - this.openedAt[i]! > TCP_HANDSHAKE_TIMEOUT_MS) return this.hostReset(i);
     if (this.synAckPending[i] && this.retries[i]! < TCP_MAX_RETRIES) {
       this.retries[i]!++;
       this.sendSyn(i, true, (this.seqAcked[i]! - 1) >>> 0);
@@ -992,18 +1091,16 @@ export class TcpFlows {
   /** Look a flow up by its 4-tuple as the guest sees it; -1 if none. */
   private lookup(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number): number {
     const alen = v6 ? 16 : 4;
-    const mask = this.hash.length - 1;
-    for (let h = hashTuple(ga, gOff, gport, ra, rOff, rport, alen) & mask, n = 0; n <= mask; h = (h + 1) & mask, n++) {
-      const e = this.hash[h]!;
-      if (e === 0) return -1;
-      if (e < 0) continue;
-      const i = e - 1;
-      if (this.guestPort[i] !== gport || this.remotePort[i] !== rport) continue;
+    const idx = this.index;
+    const h = hashTuple(ga, gOff, gport, ra, rOff, rport, alen);
+    for (let s = idx.start(h); ; s = idx.next(s)) {
+      const i = idx.at(s);
+      if (i < 0) return -1;
+      if (idx.hashOf[i] !== h || this.guestPort[i] !== gport || this.remotePort[i] !== rport) continue;
       if (((this.flags[i]! & F_V6) !== 0) !== v6) continue;
       if (!w.equalBytes(this.guestAddr, i * 16, ga, gOff, alen) || !w.equalBytes(this.remoteAddr, i * 16, ra, rOff, alen)) continue;
       return i;
     }
-    return -1;
   }
 
   /** New flow for a guest-initiated connection (addresses in a frame). */
@@ -1062,24 +1159,12 @@ export class TcpFlows {
     this.retries[i] = 0;
     this.deadline[i] = 0;
     this.synAckPending[i] = 0;
-    const alen = v6 ? 16 : 4;
-    const mask = this.hash.length - 1;
-    let h = hashTuple(this.guestAddr, i * 16, gport, this.remoteAddr, i * 16, rport, alen) & mask;
-    while (this.hash[h]! > 0) h = (h + 1) & mask;
-    this.hash[h] = i + 1;
+    this.index.insert(i, hashTuple(this.guestAddr, i * 16, gport, this.remoteAddr, i * 16, rport, v6 ? 16 : 4));
   }
 
   private free(i: number): void {
-    const v6 = (this.flags[i]! & F_V6) !== 0;
-    const alen = v6 ? 16 : 4;
-    const mask = this.hash.length - 1;
-    let h = hashTuple(this.guestAddr, i * 16, this.guestPort[i]!, this.remoteAddr, i * 16, this.remotePort[i]!, alen) & mask;
-    for (let n = 0; n <= mask && this.hash[h] !== 0; h = (h + 1) & mask, n++) {
-      if (this.hash[h] === i + 1) {
-        this.hash[h] = -1;
-        break;
-      }
-    }
+    this.index.remove(i);
+    this.halfOpenDone(i);
     const pos = this.activePos[i]! - 1;
     const last = this.active[--this.nActive]!;
     this.active[pos] = last;
@@ -1128,7 +1213,7 @@ export class TcpFlows {
       }
       this.free(i);
     }
-    this.hash.fill(0);
+    this.index.clear();
     this.nAck = 0;
     this.nSend = 0;
     this.dropRun();

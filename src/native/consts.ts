@@ -25,5 +25,8 @@ export const TCP_MAXSEG = 2;
 export const SHUT_WR = 1;
 export const MSG_DONTWAIT = 0x40;
 export const EAGAIN = 11;
+/** Out of descriptors: the process's limit, and the system's. */
+export const EMFILE = 24;
+export const ENFILE = 23;
 export const EINPROGRESS = 115;
 export const TCP_QUICKACK = 12;

@@ -96,10 +96,23 @@ let sessions = 0;
  * written, its guest is found and the guest's IPv6 addresses are usable
  * (no longer tentative). Rejects with pasta's output if it exits first.
  */
-export async function startPasta(w: World, args: string[], opts: { readyMs?: number; env?: Record<string, string> } = {}): Promise<PastaSession> {
+export async function startPasta(
+  w: World,
+  args: string[],
+  opts: {
+    readyMs?: number;
+    env?: Record<string, string>;
+    /** argv in front of the program, e.g. prlimit --nofile=N:N -- */
+    launcher?: string[];
+    /** the program's argv instead of programArgv's (the bench: a snapshot of ours, or the reference) */
+    program?: string[];
+  } = {},
+): Promise<PastaSession> {
   const pidFile = join(w.dir, `pasta-session-${++sessions}.pid`);
   const guestCmd = ["/bin/sh", "-c", 'trap "exit 0" TERM INT HUP; while :; do sleep 3600 & wait $!; done'];
-  const child = w.spawn(w.host, programArgv(["-f", ...args, "-P", pidFile, "--", ...guestCmd]), { env: opts.env });
+  const pastaArgs = ["-f", ...args, "-P", pidFile, "--", ...guestCmd];
+  const program = opts.program ? [...opts.program, ...pastaArgs] : programArgv(pastaArgs);
+  const child = w.spawn(w.host, [...(opts.launcher ?? []), ...program], { env: opts.env });
   const deadline = Date.now() + (opts.readyMs ?? 30000);
   const fail = (what: string) => new Error(`pasta ${what}\nargv: ${child.argv.join(" ")}\nstdout: ${child.stdout()}\nstderr: ${child.stderr()}`);
   let exited = false;

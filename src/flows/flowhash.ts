@@ -1,0 +1,91 @@
+/**
+ * An index of flows by the hash of their key, for the flow tables (TCP, UDP).
+ *
+ * Theory of operation
+ * -------------------
+ * Open addressing with linear probing in a power-of-two array at least twice
+ * the number of flows, so it is never more than half full and a probe always
+ * meets an empty slot. A slot holds a flow number + 1 (0: empty). Each flow's
+ * key hash is kept (hashOf), so that a lookup skips other keys without
+ * comparing addresses, and a removal needs no key.
+ *
+ * No tombstones: a removal closes the gap it leaves (backward shift, Knuth's
+ * Algorithm R): each entry after the hole, up to the next empty slot, moves
+ * back into the hole unless its home slot lies after the hole, so that every
+ * entry stays reachable from its home slot without crossing an empty one.
+ * With tombstones, a table that sees many distinct keys over time (a SYN flood
+ * from random sources, a UDP flood from a new port each datagram) fills up
+ * with them, and every lookup of a new key walks the whole table.
+ *
+ * Callers look a key up with start / next / at and compare keys themselves:
+ *
+ *   for (let s = idx.start(h); ; s = idx.next(s)) {
+ *     const i = idx.at(s);
+ *     if (i < 0) return -1;                      // not there
+ *     if (idx.hashOf[i] === h && sameKey(i)) return i;
+ *   }
+ */
+import { table } from "../loop/arena.ts";
+
+export class FlowHash {
+  private readonly slots: Int32Array;
+  private readonly mask: number;
+  /** The key hash of each flow in the index. */
+  readonly hashOf: Uint32Array;
+
+  constructor(maxFlows: number) {
+    let size = 2;
+    while (size < 2 * maxFlows) size *= 2;
+    this.slots = table.i32(size);
+    this.mask = size - 1;
+    this.hashOf = table.u32(maxFlows);
+  }
+
+  /** The first slot to look at for key hash h. */
+  start(h: number): number {
+    return h & this.mask;
+  }
+
+  /** The slot after s. */
+  next(s: number): number {
+    return (s + 1) & this.mask;
+  }
+
+  /** The flow in slot s, or -1 for an empty slot. */
+  at(s: number): number {
+    return this.slots[s]! - 1;
+  }
+
+  /** Add flow i, whose key hashes to h (it must not be in the index already). */
+  insert(i: number, h: number): void {
+    this.hashOf[i] = h;
+    let s = h & this.mask;
+    while (this.slots[s] !== 0) s = (s + 1) & this.mask;
+    this.slots[s] = i + 1;
+  }
+
+  /** Remove flow i, if it is in the index, and close the gap it leaves. */
+  remove(i: number): void {
+    const mask = this.mask;
+    let hole = this.hashOf[i]! & mask;
+    while (this.slots[hole] !== i + 1) {
+      if (this.slots[hole] === 0) return;
+      hole = (hole + 1) & mask;
+    }
+    this.slots[hole] = 0;
+    for (let s = (hole + 1) & mask; this.slots[s] !== 0; s = (s + 1) & mask) {
+      const home = this.hashOf[this.slots[s]! - 1]! & mask;
+      // the entry at s may move back to the hole unless its home is in (hole, s], cyclically
+      const stays = hole < s ? home > hole && home <= s : home > hole || home <= s;
+      if (stays) continue;
+      this.slots[hole] = this.slots[s]!;
+      this.slots[s] = 0;
+      hole = s;
+    }
+  }
+
+  /** Empty the index. */
+  clear(): void {
+    this.slots.fill(0);
+  }
+}
