@@ -61,7 +61,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 13; }
+int shim_version(void) { return 14; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -206,7 +206,7 @@ int shim_setenv(const char *name, const char *value) { return NEG_ERRNO(setenv(n
 
 /* -------------------------------------------- inside another namespace */
 
-enum { NS_OP_SOCKET = 1, NS_OP_TAP = 2, NS_OP_SOCKETS = 3 };
+enum { NS_OP_SOCKET = 1, NS_OP_TAP = 2, NS_OP_SOCKETS = 3, NS_OP_OPEN = 4 };
 
 struct ns_job {
 	int nsfd;
@@ -254,6 +254,9 @@ static void *ns_thread(void *arg)
 		break;
 	case NS_OP_TAP:
 		j->result = tap_open(j->name, j->a, j->name_out);
+		break;
+	case NS_OP_OPEN:
+		j->result = NEG_ERRNO(open(j->name, j->a | O_CLOEXEC));
 		break;
 	case NS_OP_SOCKETS: {
 		int k;
@@ -303,6 +306,17 @@ int shim_ns_socket_batch(int nsfd, int domain, int type, int proto, int n, int *
 	memset(&j, 0, sizeof(j));
 	j.nsfd = nsfd; j.op = NS_OP_SOCKETS; j.a = domain; j.b = type; j.c = proto;
 	j.n = n; j.out = out;
+	return ns_run(&j);
+}
+
+/* shim_ns_open() - open(path, flags) by a thread inside netns nsfd: for
+ * "/proc/thread-self/net/..." files, which show that namespace's sockets
+ * for as long as the descriptor is open. */
+int shim_ns_open(int nsfd, const char *path, int flags)
+{
+	struct ns_job j;
+	memset(&j, 0, sizeof(j));
+	j.nsfd = nsfd; j.op = NS_OP_OPEN; j.a = flags; j.name = path;
 	return ns_run(&j);
 }
 

@@ -59,6 +59,8 @@ async function main(): Promise<number> {
     udp: opts.noUdp ? null : opts.udp,
     udpNs: opts.noUdp ? null : opts.udpNs,
     quitWithNetns: !opts.noNetnsQuit,
+    freebind: opts.freebind,
+    splice: opts.splice,
   });
 }
 

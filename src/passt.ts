@@ -29,8 +29,8 @@ import { enterSandbox } from "./sandbox.ts";
 import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
-import { TcpForwarder } from "./fwd/forward.ts";
-import { bitGet, type PortFwd } from "./fwd/ports.ts";
+import { Forwarder } from "./fwd/forward.ts";
+import type { FwdRule, PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
@@ -80,6 +80,8 @@ export interface PasstRun {
   tcp: PortFwd | null;
   /** -u: likewise for UDP; null with --no-udp. */
   udp: PortFwd | null;
+  /** --freebind: forwarded ports may listen on addresses the host doesn't have. */
+  freebind: boolean;
   /** --runas UID[:GID] or LOGIN[:GROUP]; null: nobody when started as root. */
   runas: string | null;
   /** Without -f: go to the background once the socket is ready (src/background.ts). */
@@ -98,6 +100,7 @@ export function passtRunOf(opts: RunOptions): PasstRun {
     tcp: opts.noTcp ? null : opts.tcp,
     udp: opts.noUdp ? null : opts.udp,
     runas: opts.runas,
+    freebind: opts.freebind,
     background: !opts.foreground && !isBackgroundCopy(),
   };
 }
@@ -126,8 +129,9 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   let dispatcher: Dispatcher | null = null;
   const backend = new PasstBackend(loop, KIND_CLIENT, (b, off, len) => dispatcher!.frame(b, off, len), () => dispatcher!.batchEnd(), pcap);
   dispatcher = new Dispatcher(cfg, loop, backend);
-  new TcpForwarder(cfg, loop, dispatcher.tcp, null, -1, 0).start(run.tcp, null);
-  if (run.udp) dispatcher.udp.listen(run.udp);
+  new Forwarder({
+    cfg, loop, tcp: dispatcher.tcp, udp: dispatcher.udp, splice: null, udpSplice: null, nsfd: -1, freebind: run.freebind, spliceMode: "off",
+  }).start({ tcp: run.tcp, udp: run.udp, tcpNs: null, udpNs: null });
   if (run.pidFile) writePidFile(run.pidFile);
   if (ids) {
     if (listener) chownQuietly(listener.path, ids);
@@ -211,28 +215,24 @@ function raiseNofile(): number {
  */
 function fitPorts(cfg: Config, run: PasstRun, limit: number): PasstRun {
   const families = (cfg.ip4 ? 1 : 0) + (cfg.ip6 ? 1 : 0);
-  const count = (f: PortFwd | null) => {
-    let n = 0;
-    if (f) for (let p = 1; p < 65536; p++) if (bitGet(f.map, p)) n++;
-    return n;
-  };
+  const count = (f: PortFwd | null) => (f ? f.rules.reduce((n, r) => n + r.last - r.first + 1, 0) : 0);
   const budget = Math.floor((limit - FD_RESERVE) / Math.max(families, 1));
   let tcp = count(run.tcp);
   let udp = count(run.udp);
   if (tcp + udp <= budget) return run;
   const trim = (f: PortFwd | null, keep: number, what: string): PortFwd | null => {
     if (!f) return f;
-    const map = f.map.slice();
+    const rules: FwdRule[] = [];
     let n = 0;
     let cut = 0;
-    for (let p = 1; p < 65536; p++) {
-      if (!bitGet(map, p)) continue;
-      if (++n <= keep) continue;
-      if (!cut) cut = p;
-      map[p >> 3]! &= ~(1 << (p & 7));
+    for (const r of [...f.rules].sort((a, b) => a.first - b.first)) {
+      const room = Math.min(keep - n, r.last - r.first + 1);
+      if (room > 0) rules.push({ ...r, last: r.first + room - 1 });
+      if (room < r.last - r.first + 1 && !cut) cut = r.first + Math.max(room, 0);
+      n += Math.max(room, 0);
     }
     if (cut) log.warn(`${what}: descriptor limit ${limit} too low for every port: ports from ${cut} up are not forwarded (raise it with ulimit -n)`);
-    return { ...f, map };
+    return { ...f, rules };
   };
   const share = Math.max(0, budget);
   const tcpKeep = udp === 0 ? share : tcp === 0 ? 0 : Math.ceil((share * tcp) / (tcp + udp));

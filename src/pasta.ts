@@ -6,7 +6,9 @@
  * 1. the command's process is cloned into new namespaces (or an existing
  *    namespace is opened), and waits;
  * 2. the tap is created inside, brought up (and, with --config-net, given
- *    addresses, routes and MTU) over netlink from a socket made in there;
+ *    addresses, routes and MTU) over netlink from a socket made in there
+ *    (with --splice-only there is no tap: only loopback is brought up);
+ *    then the forwarded ports are bound;
  * 3. the child is released to exec its command; the loop runs until the child
  *    exits (pasta then exits with its status) or a signal asks us to stop.
  */
@@ -14,10 +16,11 @@ import { rmSync, writeFileSync } from "node:fs";
 import { readyInBackground } from "./background.ts";
 import { enterSandbox } from "./sandbox.ts";
 import type { Config } from "./conf/config.ts";
+import type { SpliceMode } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { SpliceFlows } from "./flows/splice.ts";
 import { UdpSplice } from "./flows/udpsplice.ts";
-import { TcpForwarder, UdpAutoForwarder } from "./fwd/forward.ts";
+import { Forwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Loop, EPOLLIN, now } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
@@ -28,6 +31,7 @@ import { configureInterface } from "./ns/netconf.ts";
 import { namespaceHostname, openNetns, reap, release, spawnCommand, type Child } from "./ns/ns.ts";
 import { watchNetnsFile } from "./ns/watch.ts";
 import { PcapWriter } from "./pcap.ts";
+import { NullSink } from "./tap/sink.ts";
 import { TapBackend } from "./tap/tap.ts";
 
 const KIND_TAP = 1;
@@ -62,6 +66,10 @@ export interface PastaRun {
   udp: PortFwd | null;
   /** -U: namespace UDP ports forwarded to the host's loopback; null with --no-udp. */
   udpNs: PortFwd | null;
+  /** --freebind: forwarded ports may listen on addresses the host doesn't have. */
+  freebind: boolean;
+  /** Inbound loopback connections: spliced, through the tap (--no-splice), or spliced only (--splice-only). */
+  splice: SpliceMode;
 }
 
 /** Run pasta; returns the exit status for the process. */
@@ -92,52 +100,53 @@ export function runPasta(cfg: Config, run: PastaRun): number {
 function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: number, child: Child | null): number {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
-  const tap = TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap, () =>
+  const tap = run.splice === "only" ? null : TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap, () =>
     dispatcher!.batchEnd(),
   );
-  dispatcher = new Dispatcher(cfg, loop, tap);
-  configureInterface(nsfd, tap.ifname, cfg);
-  startForwarding(cfg, run, loop, dispatcher, nsfd, child ? child.pid : (run.attachPid ?? 0));
-  loop.on(KIND_TAP, () => {
-    if (!tap.readAll()) loop.stop(0);
-  });
-  loop.add(tap.fd, EPOLLIN, KIND_TAP, 0);
+  dispatcher = new Dispatcher(cfg, loop, tap ?? new NullSink());
+  configureInterface(nsfd, tap ? tap.ifname : null, cfg);
+  startForwarding(cfg, run, loop, dispatcher, nsfd);
+  if (tap) {
+    loop.on(KIND_TAP, () => {
+      if (!tap.readAll()) loop.stop(0);
+    });
+    loop.add(tap.fd, EPOLLIN, KIND_TAP, 0);
+  }
   loop.onFlush(() => {
     dispatcher!.flush();
-    tap.flush();
+    tap?.flush();
     pcap?.flush();
   });
   watchSignals(loop, sigFd, child);
-  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ tap: tap.stats, ...dispatcher!.counters() }));
+  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ ...(tap ? { tap: tap.stats } : {}), ...dispatcher!.counters() }));
   if (run.pidFile) writePidFile(run.pidFile);
   if (child) startChild(loop, child, run.command[0]!, () => {
-    tap.readAll();
+    tap?.readAll();
     return dispatcher!.tcp.guestOpen() === 0;
   });
   else if (run.attachPid !== null && run.quitWithNetns !== false) watchTarget(loop, run.attachPid);
   else if (run.netns !== null && run.quitWithNetns !== false) watchNetnsFile(loop, KIND_NETNS_FILE, run.netns);
-  dispatcher.start();
+  if (tap) dispatcher.start();
   readyInBackground();
   enterSandbox();
   try {
     return loop.run();
   } finally {
-    tap.flush();
+    tap?.flush();
     pcap?.close();
     if (run.pidFile) removeFile(run.pidFile);
-    log.debug(countersLine({ tap: tap.stats, ...dispatcher.counters() }));
+    log.debug(countersLine({ ...(tap ? { tap: tap.stats } : {}), ...dispatcher.counters() }));
   }
 }
 
-/** Listeners and spliced paths for -t/-T/-u/-U (after the namespace's interfaces are up). */
-function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dispatcher, nsfd: number, nsPid: number): void {
+/** Listeners and spliced paths for -t/-T/-u/-U (after the namespace's interfaces are up); throws when a port can't be bound. */
+function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dispatcher, nsfd: number): void {
   const splice = new SpliceFlows(loop, nsfd);
-  new TcpForwarder(cfg, loop, dispatcher.tcp, splice, nsfd, nsPid).start(run.tcp, run.tcpNs);
-  const udpSplice = new UdpSplice(cfg, loop, nsfd);
-  dispatcher.udp.splice = udpSplice;
-  if (run.udp && run.udp.mode !== "auto") dispatcher.udp.listen(run.udp);
-  if (run.udpNs && run.udpNs.mode !== "auto") udpSplice.listenNs(run.udpNs);
-  new UdpAutoForwarder(cfg, loop, dispatcher.udp, udpSplice, nsPid).start(run.udp, run.udpNs);
+  const udpSplice = new UdpSplice(loop, nsfd);
+  if (run.splice !== "off") dispatcher.udp.splice = udpSplice;
+  new Forwarder({
+    cfg, loop, tcp: dispatcher.tcp, udp: dispatcher.udp, splice, udpSplice, nsfd, freebind: run.freebind, spliceMode: run.splice,
+  }).start({ tcp: run.tcp, udp: run.udp, tcpNs: run.tcpNs, udpNs: run.udpNs });
 }
 
 /** Attached to a process's namespace: when that process ends, so do we. */

@@ -116,7 +116,7 @@ const OPTIONS: OptDef[] = [
   { long: "no-copy-routes", only: "pasta", help: "With --config-net, set up the default route only, not every route of the host interface (deprecated upstream)" },
   { long: "no-copy-addrs", only: "pasta", help: "With --config-net, set up one address only, not every address of the host interface (deprecated upstream)" },
   { long: "ns-mac-addr", value: "ADDR", only: "pasta", help: "MAC address of the tap interface in the namespace" },
-  { long: "no-splice", only: "pasta", help: "Disable the spliced path for local inbound traffic" },
+  { long: "no-splice", help: "Local inbound connections go through the tap, not the spliced path (passt never splices)" },
   { long: "splice-only", only: "pasta", help: "No tap device: only forward loopback traffic between namespaces" },
 ];
 
@@ -494,7 +494,13 @@ export interface RunOptions {
   userns: string | null;
   netnsOnly: boolean;
   noNetnsQuit: boolean;
+  /** --freebind: forwarded ports may listen on addresses the host doesn't have. */
+  freebind: boolean;
+  /** Inbound loopback connections: spliced (default), through the tap (--no-splice), or only those (--splice-only, no tap). */
+  splice: SpliceMode;
 }
+
+export type SpliceMode = "on" | "off" | "only";
 
 export type Parsed =
   | { action: "run"; config: Config; opts: RunOptions }
@@ -518,10 +524,18 @@ function logLevel(s: Scan): LogLevelName {
 /** One forwarding table from every value of a port option, with the mode's default. */
 function portFwd(s: Scan, long: string, short: string, mode: Mode, eph: PortRange): PortFwd {
   const fwd = newPortFwd();
-  for (const spec of many(s, long)) parsePortSpec(fwd, spec, { mode, opt: `-${short}`, ephemeral: eph });
-  if (mode === "passt" && (long === "tcp-ns" || long === "udp-ns")) fwd.mode = "none";
-  else finishPortFwd(fwd, mode);
+  const ctx = { mode, opt: `-${short}`, ephemeral: eph, ip4: !flag(s, "ipv6-only"), ip6: !flag(s, "ipv4-only") };
+  for (const spec of many(s, long)) parsePortSpec(fwd, spec, ctx);
+  finishPortFwd(fwd, ctx);
   return fwd;
+}
+
+/** --no-splice, --splice-only and --host-lo-to-ns-lo, with the combinations the original refuses. */
+function spliceMode(s: Scan): SpliceMode {
+  const off = flag(s, "no-splice");
+  if (off && flag(s, "host-lo-to-ns-lo")) throw new Error("--host-lo-to-ns-lo is incompatible with --no-splice");
+  if (off && flag(s, "splice-only")) throw new Error("--splice-only is incompatible with --no-splice");
+  return flag(s, "splice-only") ? "only" : off ? "off" : "on";
 }
 
 /** --netns: a path as given, or a name under /run/netns. */
@@ -586,6 +600,8 @@ function runOptions(s: Scan, mode: Mode, eph: PortRange): RunOptions {
     ...target(s, mode),
     netnsOnly: flag(s, "netns-only"),
     noNetnsQuit: flag(s, "no-netns-quit"),
+    freebind: flag(s, "freebind"),
+    splice: spliceMode(s),
   };
 }
 

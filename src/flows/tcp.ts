@@ -280,9 +280,10 @@ export class TcpFlows {
 
   /**
    * A connection accepted on a forwarded host port (fd, its peer in sockaddr
-   * sa), for the guest's port: offer it to the guest with a SYN.
+   * sa), for the guest's port, at taddr (4 or 16 bytes: the rule's target
+   * address) or, when null, the guest's own: offer it to the guest with a SYN.
    */
-  acceptFromHost(fd: number, sa: Uint8Array, port: number): void {
+  acceptFromHost(fd: number, sa: Uint8Array, port: number, taddr: Uint8Array | null): void {
     const v6 = saFamily(sa) === AF_INET6;
     if ((v6 && !this.cfg.ip6) || (!v6 && !this.cfg.ip4)) {
       sys.shim_close(fd);
@@ -302,7 +303,7 @@ export class TcpFlows {
       }
       w.wr32(remote, 0, a);
     }
-    const guestA = v6 ? guestAddr6(this.cfg.ip6!.addr) : null;
+    const guestA = taddr ?? (v6 ? guestAddr6(this.cfg.ip6!.addr) : null);
     this.makeRoom();
     const i = this.alloc(v6, guestA, port, remote, rport, now());
     if (i < 0) {

@@ -11,8 +11,9 @@
  * port as its source: replies from other ports or hosts (STUN, games, DNS
  * over several servers) reach the program as on the host.
  *
- * Inbound (-u): a bound socket per forwarded host port. A datagram arriving
- * there is delivered to the guest at the target port, from its real source,
+ * Inbound (-u): a bound socket per forwarded host port (src/fwd/forward.ts
+ * makes them). A datagram arriving there is delivered to the guest at the
+ * target port (and the rule's target address, if any), from its real source,
  * and the guest's (address, target port) is tied to that socket, so that the
  * guest's replies leave from the forwarded port to the original sender.
  *
@@ -35,8 +36,6 @@
  * closed (PASTA_UDP_TIMEOUT_MS overrides it, for tests).
  */
 import type { Config } from "../conf/config.ts";
-import { bitGet, type PortFwd } from "../fwd/ports.ts";
-import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "../fwd/nat.ts";
@@ -46,7 +45,7 @@ import type { FrameSink } from "../tap/sink.ts";
 import { TapBackend, VNET_HDR_LEN } from "../tap/tap.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF, SO_REUSEADDR } from "../native/consts.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
@@ -72,7 +71,6 @@ const UDP_CSUM_OFFSET = 6;
 export const KIND_UDP = 7;
 export const KIND_UDP_LISTEN = 8;
 
-const ANY6 = new Uint8Array(16);
 
 export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
@@ -118,6 +116,10 @@ export class UdpFlows {
   private readonly listenAf: number[] = [];
   private readonly listenOn: number[] = [];
   private readonly listenTarget: number[] = [];
+  /** The rule's target address (4 or 16 bytes), null: the guest's own. */
+  private readonly listenTaddr: (Uint8Array | null)[] = [];
+  /** Closed slots of listeners, for reuse. */
+  private readonly freeListeners: number[] = [];
 
   /** The sink is the tap with offloads on: datagrams to the guest carry partial checksums. */
   private readonly csumOffload: boolean;
@@ -277,7 +279,7 @@ export class UdpFlows {
         const off = base + k * stride;
         const len = this.rxLens[k]!;
         if (li >= 0) {
-          if (this.splice && saIsLoopback(this.rxAddrs, k * 28)) {
+          if (this.splice && this.listenTaddr[li] === null && saIsLoopback(this.rxAddrs, k * 28)) {
             this.splice.fromHost(this.listeners[li]!, isV6, this.rxAddrs, k * 28, this.sink.buf, off + hdr, len, this.listenTarget[li]!);
             continue;
           }
@@ -357,47 +359,33 @@ export class UdpFlows {
 
   // ------------------------------------------------------------ -u ports
 
-  /** Bind a socket on the host for each port forwarded by fwd (-u), IPv4 and IPv6. */
-  listen(fwd: PortFwd): void {
-    for (let p = 1; p < 65536; p++) {
-      if (!bitGet(fwd.map, p)) continue;
-      if (this.cfg.ip4) this.listenOne(AF_INET, p, fwd.to[p]!);
-      if (this.cfg.ip6) this.listenOne(AF_INET6, p, fwd.to[p]!);
-    }
-  }
-
-  /** Bind the host's port for the guest's target port; false when it can't be bound. */
-  listenOne(af: number, port: number, target: number): boolean {
-    const fd = sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) return false;
-    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    // room for bursts while the loop is busy elsewhere (capped by net.core.rmem_max)
-    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
-    if (af === AF_INET6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-    const len = af === AF_INET ? sockaddr4(this.sa, 0, port) : sockaddr6(this.sa, ANY6, 0, port, 0);
-    if (sys.shim_bind(fd, this.sa, len) < 0) {
-      log.debug(`cannot bind UDP port ${port} (${af === AF_INET ? "IPv4" : "IPv6"})`);
-      sys.shim_close(fd);
-      return false;
-    }
-    const li = this.listeners.length;
-    this.listeners.push(fd);
-    this.listenAf.push(af);
-    this.listenOn.push(port);
-    this.listenTarget.push(target);
+  /**
+   * Take fd, bound at host port `port` (src/fwd/forward.ts made it), as a -u
+   * socket: its datagrams go to the guest's port target, at taddr (4 or 16
+   * bytes) when the rule names an address, else at the guest's own. Returns
+   * its index, for closeListener().
+   */
+  addListener(fd: number, v6: boolean, port: number, target: number, taddr: Uint8Array | null): number {
+    const li = this.freeListeners.pop() ?? this.listeners.push(-1) - 1;
+    this.listeners[li] = fd;
+    this.listenAf[li] = v6 ? AF_INET6 : AF_INET;
+    this.listenOn[li] = port;
+    this.listenTarget[li] = target;
+    this.listenTaddr[li] = taddr;
     this.loop.add(fd, EPOLLIN, KIND_UDP_LISTEN, li);
-    return true;
+    return li;
   }
 
-  /** Close the -u sockets of host port `port` (auto mode: nobody binds it over there any more). */
-  unlisten(port: number): void {
-    for (let li = 0; li < this.listeners.length; li++) {
-      if (this.listenOn[li] !== port || this.listeners[li]! < 0) continue;
-      this.loop.del(this.listeners[li]!);
-      sys.shim_close(this.listeners[li]!);
-      this.listeners[li] = -1;
-      this.listenOn[li] = 0;
-    }
+  /** Close -u socket li (auto mode: nobody binds its port over there any more); flows tied to it go too. */
+  closeListener(li: number): void {
+    const fd = this.listeners[li]!;
+    if (fd < 0) return;
+    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i] === fd && !this.owned[i]) this.remove(i);
+    this.loop.del(fd);
+    sys.shim_close(fd);
+    this.listeners[li] = -1;
+    this.listenOn[li] = 0;
+    this.freeListeners.push(li);
   }
 
   /** Host UDP ports bound by our own sockets (listeners and flows), as a bitmap. */
@@ -417,7 +405,7 @@ export class UdpFlows {
 
   /** Tie the guest's (address, port) to listener li so that its replies leave from there. */
   private bindListener(li: number, isV6: boolean, gport: number): number {
-    const ga = isV6 ? guestAddr6(this.cfg.ip6!.addr) : this.guest4Bytes();
+    const ga = this.listenTaddr[li] ?? (isV6 ? guestAddr6(this.cfg.ip6!.addr) : this.guest4Bytes());
     const fd = this.listeners[li]!;
     const i = this.lookup(isV6, ga, 0, gport);
     if (i >= 0) {

@@ -23,15 +23,12 @@
  * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed.
  */
 import { ptr } from "bun:ffi";
-import type { Config } from "../conf/config.ts";
-import { bitGet, type PortFwd } from "../fwd/ports.ts";
-import { log } from "../log.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { LISTEN_RCVBUF, UDP_TIMEOUT_MS } from "./udp.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
+import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 
 /** Spliced UDP flows at once. */
@@ -67,11 +64,11 @@ export class UdpSplice {
   private readonly offLen = table.u32(SPLICE_BATCH * 2);
   /** per datagram of a batch: its flow (negative: none; DONE: sent) */
   private readonly flowOf = table.i32(SPLICE_BATCH);
-  private readonly sa = new Uint8Array(28);
   private readonly nsListeners: { fd: number; port: number; target: number; v6: boolean }[] = [];
+  /** Closed slots of nsListeners, for reuse. */
+  private readonly freeNsListeners: number[] = [];
 
   constructor(
-    private readonly cfg: Config,
     private readonly loop: Loop,
     private readonly nsfd: number,
   ) {
@@ -85,45 +82,27 @@ export class UdpSplice {
     return this.n;
   }
 
-  /** -U: bind the namespace's loopback at each forwarded port. */
-  listenNs(fwd: PortFwd): void {
-    for (let p = 1; p < 65536; p++) {
-      if (!bitGet(fwd.map, p)) continue;
-      if (this.cfg.ip4) this.listenNsOne(false, p, fwd.to[p]!);
-      if (this.cfg.ip6) this.listenNsOne(true, p, fwd.to[p]!);
-    }
-  }
-
-  /** Bind the namespace's loopback at port, for the host's target port; false when it can't. */
-  listenNsOne(v6: boolean, port: number, target: number): boolean {
-    const fd = sys.shim_ns_socket(this.nsfd, v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    if (fd < 0) return false;
-    if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
-    const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, LOOPBACK4, port);
-    if (sys.shim_bind(fd, this.sa, len) < 0) {
-      log.debug(`cannot bind UDP port ${port} in the namespace`);
-      sys.shim_close(fd);
-      return false;
-    }
-    const li = this.nsListeners.push({ fd, port, target, v6 }) - 1;
+  /**
+   * Take fd, bound on the namespace's loopback at port (src/fwd/forward.ts
+   * made it), as a -U socket for the host's target port. Returns its index,
+   * for closeNsListener().
+   */
+  addNsListener(fd: number, v6: boolean, port: number, target: number): number {
+    const li = this.freeNsListeners.pop() ?? this.nsListeners.push({ fd, port, target, v6 }) - 1;
+    this.nsListeners[li] = { fd, port, target, v6 };
     this.loop.add(fd, EPOLLIN, KIND_UDP_NS_LISTEN, li);
-    return true;
+    return li;
   }
 
-  /** Close the namespace sockets bound at port (auto mode). */
-  unlistenNs(port: number): void {
-    for (const l of this.nsListeners) {
-      if (l.port !== port || l.fd < 0) continue;
-      this.loop.del(l.fd);
-      sys.shim_close(l.fd);
-      l.fd = -1;
-    }
-  }
-
-  /** Namespace UDP ports bound by our own listeners, as a bitmap. */
-  ownNsPorts(out: Uint8Array): void {
-    for (const l of this.nsListeners) if (l.fd >= 0) out[l.port >> 3]! |= 1 << (l.port & 7);
+  /** Close -U socket li (auto mode: nobody binds its port on the host any more). */
+  closeNsListener(li: number): void {
+    const l = this.nsListeners[li]!;
+    if (l.fd < 0) return;
+    this.dropFlowsOf(l.fd);
+    this.loop.del(l.fd);
+    sys.shim_close(l.fd);
+    l.fd = -1;
+    this.freeNsListeners.push(li);
   }
 
   /**
@@ -252,12 +231,21 @@ export class UdpSplice {
   private expire(t: number): void {
     if (this.n === 0) return;
     for (let e = 0; e < UDP_SPLICE_MAX; e++) {
-      if (this.outFd[e]! < 0 || t - this.lastUse[e]! <= UDP_TIMEOUT_MS) continue;
-      this.loop.del(this.outFd[e]!);
-      sys.shim_close(this.outFd[e]!);
-      this.outFd[e] = -1;
-      this.byKey.delete(this.keyOf[e]!);
-      this.n--;
+      if (this.outFd[e]! >= 0 && t - this.lastUse[e]! > UDP_TIMEOUT_MS) this.closeFlow(e);
     }
+  }
+
+  /** Close the flows that receive on socket inFd (about to be closed). */
+  dropFlowsOf(inFd: number): void {
+    if (this.n === 0) return;
+    for (let e = 0; e < UDP_SPLICE_MAX; e++) if (this.outFd[e]! >= 0 && this.inFd[e] === inFd) this.closeFlow(e);
+  }
+
+  private closeFlow(e: number): void {
+    this.loop.del(this.outFd[e]!);
+    sys.shim_close(this.outFd[e]!);
+    this.outFd[e] = -1;
+    this.byKey.delete(this.keyOf[e]!);
+    this.n--;
   }
 }

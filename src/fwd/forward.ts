@@ -1,163 +1,289 @@
 /**
- * TCP port forwarding for pasta and passt: the listening sockets on both
- * sides, and the "auto" mode that keeps them in step with what is bound.
+ * Port forwarding for pasta and passt: the listening sockets of -t/-u (on
+ * the host) and -T/-U (in the namespace), made from the rules of
+ * src/fwd/ports.ts, and the "auto" rules that follow what is bound.
  *
  * Theory of operation
  * -------------------
- * -t (host → guest): we listen on the host at each forwarded port. An accepted
- * connection from a loopback address (pasta only) is spliced to the
- * namespace's loopback at the target port (flows/splice.ts); any other goes
- * to the guest through the tap (flows/tcp.ts), from its real source.
+ * Every rule gets a socket per port and IP version: on its address (or every
+ * address) on the host, or on the loopback addresses in the namespace (made
+ * there by a shim thread), bound to its interface when it names one, with
+ * IP_FREEBIND/IPV6_FREEBIND under --freebind so that the address may not
+ * exist yet. TCP listeners are ours: an accepted connection goes
+ * - (-T) to the host's loopback at the target port, spliced (flows/splice.ts);
+ * - (-t) from a loopback source, in pasta, to the namespace's loopback,
+ *   spliced, unless --no-splice or the rule names a target address;
+ * - otherwise to the guest through the tap (flows/tcp.ts), from its real
+ *   source, to the rule's target address or the guest's own; with
+ *   --splice-only there is no tap, and such connections are closed.
+ * UDP sockets are handed to flows/udp.ts (-u) and flows/udpsplice.ts (-U),
+ * which read them and make the same choices per datagram.
  *
- * -T (pasta, namespace → host): we listen on the namespace's loopback (sockets
- * made inside it), and splice each accepted connection to the host's loopback
- * at the target port.
+ * Failures, as the original: a port that can't be bound (in use, an address
+ * the host doesn't have, a privileged port) ends start-up with one line
+ * naming the option, the port and the reason; nothing is left behind (the
+ * callers tear down what was set up). Rules made by `all`, `auto` or
+ * exclusions only are "weak": their ports that can't be bound are skipped,
+ * with one warning per rule, and only a rule with no port bound at all fails.
  *
- * auto (pasta's default for both): every AUTO_SCAN_MS, read which TCP ports
- * are listening on the other side (/proc/PID/net/tcp{,6} of a process in the
- * namespace; /proc/net/tcp{,6} on the host, where pasta lives), and listen on
- * this side for exactly those, minus excluded ports and minus the ports pasta
- * itself listens on over there: otherwise each side would mirror the other's
- * mirror forever. A port that stops listening over there stops being
- * forwarded here.
+ * auto (pasta's default): every AUTO_SCAN_MS, read which ports are bound on
+ * the other side (/proc/net/{tcp,udp}{,6}: the host's, where pasta lives,
+ * and the namespace's, opened once from inside it), and listen, within the
+ * rule's ports, on exactly those, minus the ones our own sockets hold over
+ * there: otherwise each side would mirror the other's mirror forever. UDP
+ * rules follow bound TCP ports too (for protocols such as iperf3's, whose
+ * UDP transfers use the port of a TCP control connection). A port that
+ * stops being bound over there stops being forwarded here.
  */
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Config } from "../conf/config.ts";
+import type { SpliceMode } from "../conf/options.ts";
 import type { SpliceFlows } from "../flows/splice.ts";
 import type { TcpFlows } from "../flows/tcp.ts";
+import { LISTEN_RCVBUF, type UdpFlows } from "../flows/udp.ts";
+import type { UdpSplice } from "../flows/udpsplice.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
-import { sys } from "../native/ffi.ts";
-import { IP6_LOOPBACK } from "../wire/ipv6.ts";
+import { cstr, errnoName, sys } from "../native/ffi.ts";
 import { saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import type { UdpFlows } from "../flows/udp.ts";
-import type { UdpSplice } from "../flows/udpsplice.ts";
-import { bitGet, isEphemeral, probeEphemeral, type PortFwd } from "./ports.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
+import { IP6_LOOPBACK } from "../wire/ipv6.ts";
+import { bitGet, bitSet, formatAddr, type BindAddr, type FwdRule, type PortFwd } from "./ports.ts";
+import {
+  AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF, SO_REUSEADDR,
+} from "../native/consts.ts";
 
-/** How often auto mode rescans the listening sockets (the original: 1 s). */
+/** How often auto mode rescans the bound ports (the original: 1 s). */
 export const AUTO_SCAN_MS = 1000;
 
 export const KIND_LISTEN = 6;
 
 const LISTEN_BACKLOG = 128;
+const IPPROTO_IP = 0;
+const IP_FREEBIND = 15;
+const IPV6_FREEBIND = 78;
+const SO_BINDTODEVICE = 25;
 /** /proc/net/tcp state of a listening socket. */
 const TCP_LISTEN_STATE = 0x0a;
 /** /proc/net/udp state of a bound, unconnected socket. */
 const UDP_BOUND_STATE = 0x07;
+const LOOPBACK4 = 0x7f000001;
+const O_RDONLY = 0;
 const ANY6 = new Uint8Array(16);
-const LOOPBACK6 = IP6_LOOPBACK;
+const PORT_BITMAP = 8192;
+
+type Proto = "tcp" | "udp";
+/** Where a listener lives: "host" (-t, -u) or "ns" (-T, -U). */
+type Side = "host" | "ns";
+
+/** What the forwarder works with. */
+export interface ForwardContext {
+  cfg: Config;
+  loop: Loop;
+  tcp: TcpFlows;
+  udp: UdpFlows;
+  /** pasta's spliced paths; null for passt. */
+  splice: SpliceFlows | null;
+  udpSplice: UdpSplice | null;
+  /** The namespace (pasta), where -T/-U sockets are made; -1 for passt. */
+  nsfd: number;
+  /** --freebind */
+  freebind: boolean;
+  /** --no-splice ("off"), --splice-only ("only"), or neither ("on"). */
+  spliceMode: SpliceMode;
+}
+
+/** The four tables of the command line; null for a protocol that is off (or, in passt, -T/-U). */
+export interface PortTables {
+  tcp: PortFwd | null;
+  udp: PortFwd | null;
+  tcpNs: PortFwd | null;
+  udpNs: PortFwd | null;
+}
+
+/** One rule with the sockets open for it, by port * 2 + (IPv6 ? 1 : 0). */
+interface RuleSockets {
+  rule: FwdRule;
+  proto: Proto;
+  side: Side;
+  /** The IP versions it listens on (true: IPv6). */
+  families: boolean[];
+  open: Map<number, number>;
+}
+
+/** Descriptors of a side's /proc net files: tcp and tcp6, udp and udp6. */
+interface ProcFiles {
+  tcp: number[];
+  udp: number[];
+}
 
 interface Listener {
   fd: number;
+  proto: Proto;
+  side: Side;
+  v6: boolean;
   port: number;
   target: number;
-  /** Where it listens: "host" (-t) or "ns" (-T). */
-  side: "host" | "ns";
-  v6: boolean;
+  /** The rule's target address as bytes (4 or 16), or null. */
+  taddr: Uint8Array | null;
+  /** UDP: the socket's index in flows/udp.ts (host) or flows/udpsplice.ts (ns). */
+  li: number;
 }
 
-export class TcpForwarder {
+export class Forwarder {
+  private readonly rules: RuleSockets[] = [];
   private readonly listeners: (Listener | null)[] = [];
-  /** Ports we listen on, per side (bitmaps), to keep auto mode from mirroring them back. */
-  private readonly ours = { host: new Uint8Array(8192), ns: new Uint8Array(8192) };
-  /** the last scan's ports */
-  private readonly found = new Uint8Array(8192);
+  /** Free slots of listeners (a stack: `-t all` makes tens of thousands). */
+  private readonly freeSlots: number[] = [];
   private readonly sa = new Uint8Array(28);
   private readonly saLen = new Int32Array(1);
+  /** Scratch bitmaps for scans: ports found over there, ours over there. */
+  private readonly found = new Uint8Array(PORT_BITMAP);
+  private readonly oursTcp = new Uint8Array(PORT_BITMAP);
+  private readonly oursUdp = new Uint8Array(PORT_BITMAP);
+  /** The /proc net files auto rules read, per side, once opened. */
+  private readonly proc: Record<Side, ProcFiles | null> = { host: null, ns: null };
 
-  constructor(
-    private readonly cfg: Config,
-    private readonly loop: Loop,
-    private readonly tcp: TcpFlows,
-    private readonly splice: SpliceFlows | null,
-    private readonly nsfd: number,
-    /** A process in the namespace, whose /proc/PID/net we read for auto mode; 0 when none. */
-    private readonly nsPid: number,
-  ) {
-    loop.on(KIND_LISTEN, (i) => this.onAccept(i));
+  constructor(private readonly x: ForwardContext) {
+    x.loop.on(KIND_LISTEN, (i) => this.onAccept(i));
   }
 
-  /** Listen for fwdHost (-t) on the host and fwdNs (-T) in the namespace; start auto scans. */
-  start(fwdHost: PortFwd | null, fwdNs: PortFwd | null): void {
-    if (fwdHost && fwdHost.mode !== "auto") this.listenSpec(fwdHost, "host");
-    if (fwdNs && fwdNs.mode !== "auto" && this.splice) this.listenSpec(fwdNs, "ns");
-    const autoHost = fwdHost?.mode === "auto" && this.nsPid > 0 ? fwdHost : null;
-    const autoNs = fwdNs?.mode === "auto" && this.splice ? fwdNs : null;
-    if (!autoHost && !autoNs) return;
-    const scan = () => {
-      if (autoHost) this.sync(autoHost, "host", this.scan(`/proc/${this.nsPid}/net`, "ns"));
-      if (autoNs) this.sync(autoNs, "ns", this.scan("/proc/net", "host"));
-    };
-    scan();
-    this.loop.every(AUTO_SCAN_MS, scan);
-  }
-
-  private listenSpec(fwd: PortFwd, side: "host" | "ns"): void {
-    for (let p = 1; p < 65536; p++) {
-      if (!bitGet(fwd.map, p)) continue;
-      const rule = fwd.rules.find((r) => p >= r.first && p <= r.last);
-      const addr = rule?.addr ?? null;
-      if (this.cfg.ip4 && (addr === null || typeof addr === "number")) this.listenOne(side, false, p, fwd.to[p]!, addr);
-      if (this.cfg.ip6 && (addr === null || addr instanceof Uint8Array)) this.listenOne(side, true, p, fwd.to[p]!, addr);
+  /**
+   * Listen as the tables say, and start the auto scans. Throws a one-line
+   * Error when a port can't be bound (see the top of this file); the
+   * sockets opened so far are closed then.
+   */
+  start(t: PortTables): void {
+    this.addRules(t.tcp, "tcp", "host");
+    this.addRules(t.udp, "udp", "host");
+    if (this.x.splice) {
+      this.addRules(t.tcpNs, "tcp", "ns");
+      this.addRules(t.udpNs, "udp", "ns");
     }
-  }
-
-  /** Ports listening on `over` ("host" or "ns") per /proc net files under dir, minus ours there. */
-  private scan(dir: string, over: "host" | "ns"): Uint8Array {
-    return listeningPorts(dir, "tcp", this.ours[over], this.found);
-  }
-
-  /** Listen on side for every port in found (not excluded), stop for the others. */
-  private sync(fwd: PortFwd, side: "host" | "ns", found: Uint8Array): void {
-    for (let i = 0; i < this.listeners.length; i++) {
-      const l = this.listeners[i];
-      if (l && l.side === side && !bitGet(found, l.port)) this.unlisten(i);
+    try {
+      for (const rs of this.rules) if (!rs.rule.scan) this.listenRule(rs);
+      if (!this.rules.some((rs) => rs.rule.scan)) return;
+      this.scan(true);
+    } catch (e) {
+      this.closeAll();
+      throw e;
     }
-    for (let p = 1; p < 65536; p++) {
-      if (!bitGet(found, p) || bitGet(fwd.excl, p) || bitGet(this.ours[side], p)) continue;
-      if (this.cfg.ip4) this.listenOne(side, false, p, p, null);
-      if (this.cfg.ip6) this.listenOne(side, true, p, p, null);
-    }
+    this.x.loop.every(AUTO_SCAN_MS, () => this.scan(false));
   }
 
-  private listenOne(side: "host" | "ns", v6: boolean, port: number, target: number, addr: number | Uint8Array | null): void {
-    const type = SOCK_STREAM | SOCK_NONBLOCK;
+  private addRules(fwd: PortFwd | null, proto: Proto, side: Side): void {
+    if (!fwd) return;
+    for (const rule of fwd.rules) this.rules.push({ rule, proto, side, families: this.families(rule), open: new Map() });
+  }
+
+  /** The IP versions a rule listens on (true: IPv6), among those in use. */
+  private families(rule: FwdRule): boolean[] {
+    const out: boolean[] = [];
+    if (this.x.cfg.ip4 && (rule.addr === null || typeof rule.addr === "number")) out.push(false);
+    if (this.x.cfg.ip6 && (rule.addr === null || rule.addr instanceof Uint8Array)) out.push(true);
+    if (out.length === 0) throw new Error(`${rule.origin}: ${typeof rule.addr === "number" ? "IPv4" : "IPv6"} is not in use`);
+    return out;
+  }
+
+  /** Listen on every port of a rule that isn't auto; throw if a port (or, weak, every port) fails. */
+  private listenRule(rs: RuleSockets): void {
+    const { rule } = rs;
+    let failed = 0;
+    let lastErr = 0;
+    for (let p = rule.first; p <= rule.last; p++) {
+      for (const v6 of rs.families) {
+        const rc = this.listenOne(rs, v6, p);
+        if (rc >= 0) continue;
+        if (!rule.weak) throw this.bindError(rs, v6, p, rc);
+        failed++;
+        lastErr = rc;
+      }
+    }
+    if (failed === 0) return;
+    const total = (rule.last - rule.first + 1) * rs.families.length;
+    if (failed === total) throw new Error(`${rule.origin}: can't listen on any ${protoName(rs)} port of ${rangeText(rule)}: ${errnoName(-lastErr)}`);
+    log.warn(`${rule.origin}: ${failed} of ${total} ${protoName(rs)} sockets of ${rangeText(rule)} not bound (the last: ${errnoName(-lastErr)})`);
+  }
+
+  private bindError(rs: RuleSockets, v6: boolean, port: number, rc: number): Error {
+    const where = rs.rule.addr !== null ? formatAddr(rs.rule.addr) : rs.side === "ns" ? (v6 ? "::1" : "127.0.0.1") : v6 ? "::" : "0.0.0.0";
+    const iface = rs.rule.ifname ? `%${rs.rule.ifname}` : "";
+    return new Error(`${rs.rule.origin}: can't listen on ${protoName(rs)} port ${port} of ${where}${iface}: ${errnoName(-rc)}`);
+  }
+
+  /** Open the socket of rule rs for port p and IP version v6; its listener index, or -errno. */
+  private listenOne(rs: RuleSockets, v6: boolean, port: number): number {
+    const key = port * 2 + (v6 ? 1 : 0);
+    const have = rs.open.get(key);
+    if (have !== undefined) return have;
+    const fd = this.boundSocket(rs, v6, port);
+    if (fd < 0) return fd;
+    const { rule } = rs;
+    const target = rule.to + (port - rule.first);
+    const taddr = taddrBytes(rule.taddr);
+    const i = this.freeSlots.pop() ?? this.listeners.push(null) - 1;
+    let li = -1;
+    if (rs.proto === "tcp") this.x.loop.add(fd, EPOLLIN, KIND_LISTEN, i);
+    else if (rs.side === "host") li = this.x.udp.addListener(fd, v6, port, target, taddr);
+    else li = this.x.udpSplice!.addNsListener(fd, v6, port, target);
+    this.listeners[i] = { fd, proto: rs.proto, side: rs.side, v6, port, target, taddr, li };
+    rs.open.set(key, i);
+    return i;
+  }
+
+  /** A socket of the rule's protocol, bound (and listening, TCP) at port; -errno on failure. */
+  private boundSocket(rs: RuleSockets, v6: boolean, port: number): number {
     const af = v6 ? AF_INET6 : AF_INET;
-    const fd = side === "host" ? sys.shim_socket(af, type, 0) : sys.shim_ns_socket(this.nsfd, af, type, 0);
-    if (fd < 0) return;
+    const type = (rs.proto === "tcp" ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK;
+    const fd = rs.side === "host" ? sys.shim_socket(af, type, 0) : sys.shim_ns_socket(this.x.nsfd, af, type, 0);
+    if (fd < 0) return fd;
+    const rc = this.setUp(fd, rs, v6, port);
+    if (rc < 0) sys.shim_close(fd);
+    return rc < 0 ? rc : fd;
+  }
+
+  private setUp(fd: number, rs: RuleSockets, v6: boolean, port: number): number {
     sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
-    const len = this.bindAddr(side, v6, port, addr);
-    if (sys.shim_bind(fd, this.sa, len) < 0 || sys.shim_listen(fd, LISTEN_BACKLOG) < 0) {
-      log.debug(`cannot listen on TCP port ${port} (${side}, ${v6 ? "IPv6" : "IPv4"})`);
-      sys.shim_close(fd);
-      return;
+    // room for bursts while the loop is busy elsewhere (capped by net.core.rmem_max)
+    if (rs.proto === "udp") sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
+    if (rs.rule.ifname) {
+      const name = new TextEncoder().encode(rs.rule.ifname + "\0");
+      const rc = sys.shim_setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length);
+      if (rc < 0) return rc;
     }
-    this.ours[side][port >> 3]! |= 1 << (port & 7);
-    let i = this.listeners.indexOf(null);
-    if (i < 0) i = this.listeners.push(null) - 1;
-    this.listeners[i] = { fd, port, target, side, v6 };
-    this.loop.add(fd, EPOLLIN, KIND_LISTEN, i);
+    if (this.x.freebind && rs.side === "host") {
+      sys.shim_setsockopt_int(fd, v6 ? IPPROTO_IPV6 : IPPROTO_IP, v6 ? IPV6_FREEBIND : IP_FREEBIND, 1);
+    }
+    const rc = sys.shim_bind(fd, this.sa, this.bindAddr(rs, v6, port));
+    if (rc < 0 || rs.proto === "udp") return rc;
+    return sys.shim_listen(fd, LISTEN_BACKLOG);
   }
 
-  /** The address to bind: given, or any on the host, or loopback in the namespace. */
-  private bindAddr(side: "host" | "ns", v6: boolean, port: number, addr: number | Uint8Array | null): number {
-    if (v6) {
-      const a = addr instanceof Uint8Array ? addr : side === "ns" ? LOOPBACK6 : ANY6;
-      return sockaddr6(this.sa, a, 0, port, 0);
-    }
-    const a = typeof addr === "number" ? addr : side === "ns" ? 0x7f000001 : 0;
-    return sockaddr4(this.sa, a, port);
+  /** The rule's address in sa (any on the host, loopback in the namespace, when it names none); the length. */
+  private bindAddr(rs: RuleSockets, v6: boolean, port: number): number {
+    const a = rs.rule.addr;
+    if (v6) return sockaddr6(this.sa, a instanceof Uint8Array ? a : rs.side === "ns" ? IP6_LOOPBACK : ANY6, 0, port, 0);
+    return sockaddr4(this.sa, typeof a === "number" ? a : rs.side === "ns" ? LOOPBACK4 : 0, port);
   }
 
-  private unlisten(i: number): void {
+  private close(i: number): void {
     const l = this.listeners[i]!;
-    this.loop.del(l.fd);
-    sys.shim_close(l.fd);
+    if (l.proto === "tcp") {
+      this.x.loop.del(l.fd);
+      sys.shim_close(l.fd);
+    } else if (l.side === "ns") this.x.udpSplice!.closeNsListener(l.li);
+    else {
+      this.x.udpSplice?.dropFlowsOf(l.fd);
+      this.x.udp.closeListener(l.li);
+    }
     this.listeners[i] = null;
-    if (!this.listeners.some((o) => o && o.side === l.side && o.port === l.port)) {
-      this.ours[l.side][l.port >> 3]! &= ~(1 << (l.port & 7));
+    this.freeSlots.push(i);
+  }
+
+  private closeAll(): void {
+    for (const rs of this.rules) {
+      for (const i of rs.open.values()) this.close(i);
+      rs.open.clear();
     }
   }
 
@@ -168,12 +294,102 @@ export class TcpForwarder {
       this.saLen[0] = 28;
       const fd = sys.shim_accept(l.fd, this.sa, this.saLen);
       if (fd < 0) return;
-      if (l.side === "ns") this.splice!.join(fd, l.v6, l.target, "host");
-      else if (this.splice && saIsLoopback(this.sa)) this.splice.join(fd, l.v6, l.target, "ns");
-      else this.tcp.acceptFromHost(fd, this.sa, l.target);
+      this.route(l, fd);
     }
   }
 
+  /** Where an accepted connection goes: see the top of this file. */
+  private route(l: Listener, fd: number): void {
+    const { splice, spliceMode } = this.x;
+    if (l.side === "ns") splice!.join(fd, l.v6, l.target, "host");
+    else if (splice && spliceMode !== "off" && l.taddr === null && saIsLoopback(this.sa)) splice.join(fd, l.v6, l.target, "ns");
+    else if (spliceMode === "only") sys.shim_close(fd);
+    else this.x.tcp.acceptFromHost(fd, this.sa, l.target, l.taddr);
+  }
+
+  // ------------------------------------------------------------ auto
+
+  /** Rescan both sides and bring the auto rules' sockets in line; at start-up, a failure of a rule that isn't weak throws. */
+  private scan(first: boolean): void {
+    for (const side of ["host", "ns"] as const) {
+      for (const proto of ["tcp", "udp"] as const) {
+        const sets = this.rules.filter((rs) => rs.rule.scan && rs.side === side && rs.proto === proto);
+        if (sets.length === 0) continue;
+        const found = this.boundOver(side, proto);
+        for (const rs of sets) this.sync(rs, found, first);
+      }
+    }
+  }
+
+  /**
+   * Ports bound on the other side of `side` (for proto; UDP counts listening
+   * TCP ports too), minus the ones our own sockets hold there.
+   */
+  private boundOver(side: Side, proto: Proto): Uint8Array {
+    const over: Side = side === "host" ? "ns" : "host";
+    const files = this.procFiles(over);
+    this.ours(over);
+    const found = this.found.fill(0);
+    for (const fd of files.tcp) scanProcNet(fd, TCP_LISTEN_STATE, this.oursTcp, found);
+    if (proto === "udp") for (const fd of files.udp) scanProcNet(fd, UDP_BOUND_STATE, this.oursUdp, found);
+    return found;
+  }
+
+  /**
+   * /proc/net/{tcp,tcp6,udp,udp6} of side, opened once: the host's are ours;
+   * the namespace's are opened by a thread inside it (/proc/thread-self/net),
+   * so that no process of the namespace is needed (--netns PATH has none).
+   */
+  private procFiles(side: Side): ProcFiles {
+    const have = this.proc[side];
+    if (have) return have;
+    const open = (name: string) => (side === "host" ? openProcFile(`/proc/net/${name}`) : sys.shim_ns_open(this.x.nsfd, cstr(`/proc/thread-self/net/${name}`), O_RDONLY));
+    const files = { tcp: [open("tcp"), open("tcp6")].filter((fd) => fd >= 0), udp: [open("udp"), open("udp6")].filter((fd) => fd >= 0) };
+    if (files.tcp.length === 0) log.warn(`auto forwarding: can't read the ${side === "ns" ? "namespace's" : "host's"} bound ports`);
+    this.proc[side] = files;
+    return files;
+  }
+
+  /** Our ports on side, TCP and UDP (on the host, UDP flows' sockets too). */
+  private ours(side: Side): void {
+    this.oursTcp.fill(0);
+    this.oursUdp.fill(0);
+    for (const l of this.listeners) if (l && l.side === side) bitSet(l.proto === "tcp" ? this.oursTcp : this.oursUdp, l.port);
+    if (side === "host") this.x.udp.ownPorts(this.oursUdp);
+  }
+
+  /** Listen on the rule's ports found bound over there, stop on the others. */
+  private sync(rs: RuleSockets, found: Uint8Array, first: boolean): void {
+    for (const [key, i] of rs.open) {
+      if (bitGet(found, key >>> 1)) continue;
+      this.close(i);
+      rs.open.delete(key);
+    }
+    const { rule } = rs;
+    for (let p = rule.first; p <= rule.last; p++) {
+      if (!bitGet(found, p)) continue;
+      for (const v6 of rs.families) {
+        const rc = this.listenOne(rs, v6, p);
+        if (rc >= 0) continue;
+        if (first && !rule.weak) throw this.bindError(rs, v6, p, rc);
+        log.debug(this.bindError(rs, v6, p, rc).message);
+      }
+    }
+  }
+}
+
+function protoName(rs: RuleSockets): string {
+  return rs.proto === "tcp" ? "TCP" : "UDP";
+}
+
+function rangeText(r: FwdRule): string {
+  return r.first === r.last ? `${r.first}` : `${r.first}-${r.last}`;
+}
+
+/** A target address as the bytes flows use: 4 for IPv4, 16 for IPv6; null stays null. */
+function taddrBytes(a: BindAddr | null): Uint8Array | null {
+  if (a === null || a instanceof Uint8Array) return a;
+  return new Uint8Array([a >>> 24, (a >>> 16) & 255, (a >>> 8) & 255, a & 255]);
 }
 
 /**
@@ -188,9 +404,22 @@ export class TcpForwarder {
 export function listeningPorts(dir: string, proto: "tcp" | "udp", ours: Uint8Array, found: Uint8Array): Uint8Array {
   found.fill(0);
   const state = proto === "tcp" ? TCP_LISTEN_STATE : UDP_BOUND_STATE;
-  scanProcNet(`${dir}/${proto}`, state, ours, found);
-  scanProcNet(`${dir}/${proto}6`, state, ours, found);
+  for (const path of [`${dir}/${proto}`, `${dir}/${proto}6`]) {
+    const fd = openProcFile(path);
+    if (fd < 0) continue;
+    scanProcNet(fd, state, ours, found);
+    closeSync(fd);
+  }
   return found;
+}
+
+/** A descriptor for path, -1 if it can't be opened. */
+function openProcFile(path: string): number {
+  try {
+    return openSync(path, "r");
+  } catch {
+    return -1;
+  }
 }
 
 const SCAN_CHUNK = 1 << 16;
@@ -198,17 +427,14 @@ const SCAN_CHUNK = 1 << 16;
 const SCAN_LINE_MAX = 512;
 const scanBuf = new Uint8Array(SCAN_CHUNK + SCAN_LINE_MAX);
 
-function scanProcNet(path: string, state: number, ours: Uint8Array, found: Uint8Array): void {
-  let fd: number;
-  try {
-    fd = openSync(path, "r");
-  } catch {
-    return;
-  }
+/** Scan the /proc net file open as fd, from its start (the kernel writes it anew for every read from 0). */
+function scanProcNet(fd: number, state: number, ours: Uint8Array, found: Uint8Array): void {
   try {
     let have = 0;
+    let pos = 0;
     for (;;) {
-      const n = readSync(fd, scanBuf, have, SCAN_CHUNK, null);
+      const n = readSync(fd, scanBuf, have, SCAN_CHUNK, pos);
+      pos += n;
       const end = have + n;
       let start = 0;
       for (let k = 0; k < end; k++) {
@@ -222,8 +448,6 @@ function scanProcNet(path: string, state: number, ours: Uint8Array, found: Uint8
     }
   } catch {
     // a namespace that went away mid-read: what was read counts
-  } finally {
-    closeSync(fd);
   }
 }
 
@@ -256,73 +480,4 @@ function hexValue(b: Uint8Array, s: number, e: number): number {
     v = v * 16 + d;
   }
   return v;
-}
-
-/**
- * UDP "auto" (pasta): bind on the host (-u) the ports bound in the namespace,
- * and in the namespace (-U) the ports bound on the host, as for TCP. Ports in
- * the ephemeral range are left out: those are clients' sockets, and our own
- * outbound flows bind guest ports there too.
- */
-export class UdpAutoForwarder {
-  private readonly hostOn = new Uint8Array(8192);
-  private readonly nsOn = new Uint8Array(8192);
-  /** scratch: our own ports on the scanned side, and the ports found there */
-  private readonly ours = new Uint8Array(8192);
-  private readonly found = new Uint8Array(8192);
-  private readonly eph = probeEphemeral();
-
-  constructor(
-    private readonly cfg: Config,
-    private readonly loop: Loop,
-    private readonly udp: UdpFlows,
-    private readonly splice: UdpSplice,
-    private readonly nsPid: number,
-  ) {}
-
-  start(fwdHost: PortFwd | null, fwdNs: PortFwd | null): void {
-    const autoHost = fwdHost?.mode === "auto" && this.nsPid > 0 ? fwdHost : null;
-    const autoNs = fwdNs?.mode === "auto" ? fwdNs : null;
-    if (!autoHost && !autoNs) return;
-    const scan = () => {
-      if (autoHost) this.syncHost(autoHost);
-      if (autoNs) this.syncNs(autoNs);
-    };
-    scan();
-    this.loop.every(AUTO_SCAN_MS, scan);
-  }
-
-  /** -u auto: mirror the namespace's bound ports on the host. */
-  private syncHost(fwd: PortFwd): void {
-    const ours = this.ours.fill(0);
-    this.splice.ownNsPorts(ours);
-    const found = listeningPorts(`/proc/${this.nsPid}/net`, "udp", ours, this.found);
-    for (let p = 1; p < 65536; p++) {
-      const want = bitGet(found, p) && !bitGet(fwd.excl, p) && !isEphemeral(p, this.eph);
-      if (want === bitGet(this.hostOn, p)) continue;
-      if (!want) this.udp.unlisten(p);
-      else {
-        if (this.cfg.ip4) this.udp.listenOne(AF_INET, p, p);
-        if (this.cfg.ip6) this.udp.listenOne(AF_INET6, p, p);
-      }
-      this.hostOn[p >> 3]! ^= 1 << (p & 7);
-    }
-  }
-
-  /** -U auto: mirror the host's bound ports in the namespace. */
-  private syncNs(fwd: PortFwd): void {
-    const ours = this.ours.fill(0);
-    this.udp.ownPorts(ours);
-    const found = listeningPorts("/proc/net", "udp", ours, this.found);
-    for (let p = 1; p < 65536; p++) {
-      const want = bitGet(found, p) && !bitGet(fwd.excl, p) && !isEphemeral(p, this.eph);
-      if (want === bitGet(this.nsOn, p)) continue;
-      if (!want) this.splice.unlistenNs(p);
-      else {
-        if (this.cfg.ip4) this.splice.listenNsOne(false, p, p);
-        if (this.cfg.ip6) this.splice.listenNsOne(true, p, p);
-      }
-      this.nsOn[p >> 3]! ^= 1 << (p & 7);
-    }
-  }
 }

@@ -21,7 +21,7 @@ import { join } from "node:path";
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
-const SHIM_VERSION = 13;
+const SHIM_VERSION = 14;
 
 const { i32, u32, ptr } = FFIType;
 
@@ -56,6 +56,7 @@ const symbols = {
   shim_inotify_dir: { args: [ptr, i32], returns: i32 },
   shim_setenv: { args: [ptr, ptr], returns: i32 },
   shim_ns_socket: { args: [i32, i32, i32, i32], returns: i32 },
+  shim_ns_open: { args: [i32, ptr, i32], returns: i32 },
   shim_ns_tap_open: { args: [i32, ptr, i32, ptr], returns: i32 },
   shim_ns_socket_batch: { args: [i32, i32, i32, i32, i32, ptr], returns: i32 },
   shim_tap_set_vnet_hdr_sz: { args: [i32, i32], returns: i32 },
@@ -134,7 +135,8 @@ const ERRNO_NAMES: Record<number, string> = {
   3: "ESRCH (no such process)", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
   13: "EACCES (permission denied)", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV (no such device)",
   22: "EINVAL (invalid argument)", 24: "EMFILE (too many open files)", 28: "ENOSPC",
-  32: "EPIPE", 97: "EAFNOSUPPORT", 98: "EADDRINUSE", 99: "EADDRNOTAVAIL",
+  32: "EPIPE", 97: "EAFNOSUPPORT", 98: "EADDRINUSE (address already in use)",
+  99: "EADDRNOTAVAIL (cannot assign requested address)",
   101: "ENETUNREACH", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
   113: "EHOSTUNREACH", 115: "EINPROGRESS",
 };

@@ -12,13 +12,14 @@ import { isZero, type Config } from "../conf/config.ts";
 import * as nl from "../conf/netlink.ts";
 import { sys } from "../native/ffi.ts";
 
-/** Configure interface ifname (and lo) in the network namespace nsfd. */
-export function configureInterface(nsfd: number, ifname: string, cfg: Config): void {
+/** Configure interface ifname (and lo) in the network namespace nsfd; lo only when ifname is null (--splice-only: no tap). */
+export function configureInterface(nsfd: number, ifname: string | null, cfg: Config): void {
   const fd = nl.openNetlink(nsfd);
   try {
     const talk = nl.makeTalk(fd);
     const lo = nl.linkIndex(talk, "lo");
     if (lo > 0) nl.linkSet(talk, lo, { up: true });
+    if (ifname === null) return;
     const idx = nl.linkIndex(talk, ifname);
     const mac = isZero(cfg.nsMac) ? undefined : cfg.nsMac;
     nl.linkSet(talk, idx, { mtu: cfg.mtu, mac });

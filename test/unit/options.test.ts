@@ -4,7 +4,18 @@ import type { HostNet, IfSelect } from "../../src/conf/host.ts";
 import {
   commands, detectMode, helpText, parseArgs, parseNetmask, versionText, type ParseDeps, type Parsed,
 } from "../../src/conf/options.ts";
-import { isForwarded, targetPort } from "../../src/fwd/ports.ts";
+import { ruleFor, type PortFwd } from "../../src/fwd/ports.ts";
+
+/** Where port p goes by fwd: its target port, or null when it isn't forwarded. */
+function dest(fwd: PortFwd, p: number): number | null {
+  const r = ruleFor(fwd, p);
+  return r ? r.to + (p - r.first) : null;
+}
+
+/** Whether every rule of fwd is an auto rule (and there is one). */
+function isAuto(fwd: PortFwd): boolean {
+  return fwd.rules.length > 0 && fwd.rules.every((r) => r.scan);
+}
 
 /** A dual-stack host on eth0, plus a second interface wlan0. */
 function fakeHost(sel: IfSelect): HostNet {
@@ -58,13 +69,14 @@ describe("defaults", () => {
     expect(opts.logLevel).toBe("info");
     expect(opts.command).toEqual([]);
     expect(opts.attachPid).toBeNull();
-    expect([opts.tcp.mode, opts.udp.mode, opts.tcpNs.mode, opts.udpNs.mode]).toEqual(["auto", "auto", "auto", "auto"]);
+    expect([opts.tcp, opts.udp, opts.tcpNs, opts.udpNs].map(isAuto)).toEqual([true, true, true, true]);
+    expect([opts.freebind, opts.splice]).toEqual([false, "on"]);
   });
 
   test("passt with no arguments", () => {
     const { config, opts } = run([], "passt");
     expect(config.mode).toBe("passt");
-    expect([opts.tcp.mode, opts.udp.mode, opts.tcpNs.mode, opts.udpNs.mode]).toEqual(["none", "none", "none", "none"]);
+    expect([opts.tcp, opts.udp, opts.tcpNs, opts.udpNs].map((f) => f.rules.length)).toEqual([0, 0, 0, 0]);
     expect(opts.socket).toBeNull();
     expect(opts.oneOff).toBe(false);
   });
@@ -75,13 +87,13 @@ describe("scanning", () => {
     const { opts } = run(["-dft22", "-l", "/tmp/log"]);
     expect(opts.logLevel).toBe("debug");
     expect(opts.foreground).toBe(true);
-    expect(isForwarded(opts.tcp, 22)).toBe(true);
+    expect(dest(opts.tcp, 22)).toBe(22);
     expect(opts.logFile).toBe("/tmp/log");
   });
 
   test("long options with = and with a separate value, and prefixes", () => {
     const { opts, config } = run(["--tcp-ports=80", "--pid", "/run/p.pid", "--fore", "--mtu=1500"]);
-    expect(isForwarded(opts.tcp, 80)).toBe(true);
+    expect(dest(opts.tcp, 80)).toBe(80);
     expect(opts.pidFile).toBe("/run/p.pid");
     expect(opts.foreground).toBe(true);
     expect(config.mtu).toBe(1500);
@@ -89,13 +101,14 @@ describe("scanning", () => {
 
   test("repeated port options accumulate", () => {
     const { opts } = run(["-t", "22", "-t", "8080:80", "--tcp-ports", "1000-1002", "-u", "53", "-T", "631", "-U", "5353"]);
-    expect(isForwarded(opts.tcp, 22)).toBe(true);
-    expect(targetPort(opts.tcp, 8080)).toBe(80);
-    expect(isForwarded(opts.tcp, 1002)).toBe(true);
-    expect(isForwarded(opts.udp, 53)).toBe(true);
-    expect(isForwarded(opts.tcpNs, 631)).toBe(true);
-    expect(isForwarded(opts.udpNs, 5353)).toBe(true);
-    expect(opts.udp.mode).toBe("spec");
+    expect(dest(opts.tcp, 22)).toBe(22);
+    expect(dest(opts.tcp, 8080)).toBe(80);
+    expect(dest(opts.tcp, 1002)).toBe(1002);
+    expect(dest(opts.udp, 53)).toBe(53);
+    expect(dest(opts.tcpNs, 631)).toBe(631);
+    expect(dest(opts.udpNs, 5353)).toBe(5353);
+    expect(isAuto(opts.udp)).toBe(false);
+    expect(dest(opts.udp, 54)).toBeNull();
   });
 
   test("the command starts at the first non-option or after --", () => {
@@ -124,7 +137,44 @@ describe("scanning", () => {
     expect(opts.socket).toBe("/tmp/passt.sock");
     expect(opts.oneOff).toBe(true);
     expect(opts.fd).toBe(5);
-    expect(opts.tcp.mode).toBe("all");
+    expect(opts.tcp.rules.every((r) => r.weak)).toBe(true);
+    expect(dest(opts.tcp, 1)).toBe(1);
+  });
+});
+
+describe("forwarding options", () => {
+  test("Podman 5: its ports, -u none -T none -U none, and the rest of its line", () => {
+    const { opts } = run([
+      "--config-net", "-t", "8080-8080:80-80", "-t", "127.0.0.1/8081-8081:80-80", "--dns-forward", "169.254.1.1",
+      "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "--quiet", "--netns", "/run/user/1/netns/x",
+    ]);
+    expect(opts.tcp.rules.map((r) => [r.addr, r.first, r.to])).toEqual([[null, 8080, 80], [0x7f000001, 8081, 80]]);
+    expect([opts.udp, opts.tcpNs, opts.udpNs].map((f) => f.rules.length)).toEqual([0, 0, 0]);
+    const none = run(["-t", "none", "-u", "none", "-T", "none", "-U", "none"]).opts;
+    expect([none.tcp, none.udp, none.tcpNs, none.udpNs].map((f) => f.rules.length)).toEqual([0, 0, 0, 0]);
+  });
+
+  test("rootlesskit: --ipv4-only -t auto -u auto", () => {
+    const { opts } = run(["--ipv4-only", "-t", "auto", "-u", "auto"]);
+    expect(isAuto(opts.tcp) && isAuto(opts.udp)).toBe(true);
+    expect(opts.tcp.rules.every((r) => r.addr === 0)).toBe(true);
+  });
+
+  test("libvirt: --tcp-ports 8089:80", () => {
+    expect(dest(run(["--tcp-ports", "8089:80"], "passt").opts.tcp, 8089)).toBe(80);
+  });
+
+  test("-4 lets a rule for every address name an IPv4 target", () => {
+    expect(run(["-4", "-t", "22:192.0.2.5"]).opts.tcp.rules[0]).toMatchObject({ addr: 0, taddr: 0xc0000205 });
+  });
+
+  test("--freebind, --no-splice, --splice-only, --host-lo-to-ns-lo", () => {
+    expect(run(["--freebind"]).opts.freebind).toBe(true);
+    expect(run(["--freebind"], "passt").opts.freebind).toBe(true);
+    expect(run(["--no-splice"]).opts.splice).toBe("off");
+    expect(run(["--no-splice"], "passt").opts.splice).toBe("off");
+    expect(run(["--splice-only"]).opts.splice).toBe("only");
+    expect(run(["--host-lo-to-ns-lo"]).opts.splice).toBe("on");
   });
 });
 
@@ -347,8 +397,14 @@ describe("errors", () => {
     [["--no-copy-addrs"], "--no-copy-addrs needs --config-net"],
     [["--no-copy-addrs"], "option --no-copy-addrs is for pasta only", "passt"],
     [["-t", "70000"], "-t 70000: port 70000 out of range 1-65535"],
-    [["-t", "all"], "-t all: 'all' is only allowed for passt"],
-    [["-t", "auto"], "-t auto: 'auto' is only allowed for pasta", "passt"],
+    [["-t", "auto"], "-t auto: 'auto' port forwarding is only allowed for pasta", "passt"],
+    [["-T", "127.0.0.1/80"], "-T 127.0.0.1/80: listening address not allowed for -T"],
+    [["-t", "8080", "-t", "none"], "-t none: 'none' conflicts with previous -t options"],
+    [["-t", "22:192.0.2.5"], "-t 22:192.0.2.5: dual stack forward to IPv4 address 192.0.2.5 unsupported: did you mean 0.0.0.0/... instead?"],
+    [["--no-splice", "--host-lo-to-ns-lo"], "--host-lo-to-ns-lo is incompatible with --no-splice"],
+    [["--splice-only", "--no-splice"], "--splice-only is incompatible with --no-splice"],
+    [["--splice-only"], "option --splice-only is for pasta only", "passt"],
+    [["--host-lo-to-ns-lo"], "option --host-lo-to-ns-lo is for pasta only", "passt"],
     [["-T", "22"], "option --tcp-ns is for pasta only", "passt"],
     [["--tcp-ns", "22"], "option --tcp-ns is for pasta only", "passt"],
     [["-s", "/tmp/s"], "option --socket is for passt only"],
