@@ -3,8 +3,8 @@
  * man page, the specs Podman, rootlesskit and libvirt pass, the target
  * address grammar, and what is refused.
  */
-import { describe, expect, test } from "bun:test";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { afterAll, describe, expect, test } from "bun:test";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
@@ -297,6 +297,7 @@ describe("bad specs", () => {
 
 describe("probeEphemeral", () => {
   const dir = mkdtempSync(join(tmpdir(), "ports-"));
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
   test("reads the sysctl format", () => {
     const p = join(dir, "range");
     writeFileSync(p, "32768\t60999\n");
