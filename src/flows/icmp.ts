@@ -34,8 +34,8 @@ import { table } from "../loop/arena.ts";
 
 /** Echo flows kept at once (the original keeps one per id, per family). */
 export const ICMP_MAX_FLOWS = 1024;
-/** An echo flow without traffic for this long is closed (the original uses 60 s). */
-export const ICMP_TIMEOUT_MS = 60_000;
+/** An echo flow without traffic for this long is closed (the original uses 60 s; PASTA_ICMP_TIMEOUT_MS overrides it, for tests). */
+export const ICMP_TIMEOUT_MS = Number(process.env.PASTA_ICMP_TIMEOUT_MS) || 60_000;
 /** Loop handler kind for ping sockets. */
 export const KIND_ICMP = 4;
 

@@ -31,9 +31,10 @@
  * are at most 2^28).
  *
  * The sender paces itself on the interface's tx_dropped counter (the tap
- * drops what its reader has no room for): when it moves, it waits a
- * millisecond before the next burst. Frames the interface dropped anyway are
- * reported, so that a test can account for every frame.
+ * drops what its reader has no room for): after each burst in which it
+ * moved, the pause before the next burst doubles (up to PAUSE_MAX_MS), and
+ * it halves after each burst without. Frames the interface dropped anyway
+ * are reported, so that a test can account for every frame.
  *
  * Prints one JSON line: frames sent, per class and per expected fate, send
  * errors, the interface's tx_packets and tx_dropped moves, and what it learnt
@@ -614,7 +615,9 @@ const MSG_DONTWAIT = 0x40;
 const EAGAIN = 11;
 const ENOBUFS = 105;
 /** Frames between looks at the interface's drop counter. */
-const BURST = 256;
+const BURST = 128;
+/** Longest pause between bursts while the interface drops. */
+const PAUSE_MAX_MS = 64;
 /** How long to wait for a frame of the live connection. */
 const SNIFF_MS = 10_000;
 
@@ -736,6 +739,7 @@ function main(argv: string[]): void {
   const byFate: Record<Fate, number> = { malformed: 0, unhandled: 0, handled: 0 };
   let sendErrors = 0;
   let pauses = 0;
+  let pause = 0;
   const tx0 = txStats(ifname);
   let dropSeen = tx0.dropped;
   const t0 = performance.now();
@@ -754,10 +758,11 @@ function main(argv: string[]): void {
     byFate[CLASSES[cls].fate]++;
     if ((i + 1) % BURST === 0) {
       const d = txStats(ifname).dropped;
-      if (d !== dropSeen) {
-        dropSeen = d;
+      pause = d !== dropSeen ? Math.min(PAUSE_MAX_MS, Math.max(1, 2 * pause)) : pause / 2;
+      dropSeen = d;
+      if (pause >= 1) {
         pauses++;
-        Bun.sleepSync(1);
+        Bun.sleepSync(pause);
       }
     }
   }
