@@ -26,6 +26,8 @@
  */
 import { log } from "./log.ts";
 import { check, cstr, sys } from "./native/ffi.ts";
+import { detectMode } from "./conf/options.ts";
+import { programName, selfArgv } from "./self.ts";
 
 /** Set in the environment of the background copy. */
 const BACKGROUND_ENV = "PASST_BACKGROUND_COPY";
@@ -47,8 +49,9 @@ export async function runInBackground(keepFd: number | null = null): Promise<num
     while (stdio.length < keepFd) stdio.push("ignore");
     stdio[keepFd] = keepFd;
   }
-  const child = Bun.spawn([process.execPath, ...process.argv.slice(1)], {
-    env: { ...process.env, [BACKGROUND_ENV]: "1" },
+  const child = Bun.spawn(selfArgv(), {
+    // the copy's name may not say which program it is (a standalone executable started through a link)
+    env: { ...process.env, [BACKGROUND_ENV]: "1", PASST_MODE: detectMode(programName()) },
     stdio: stdio as ["ignore", "pipe", "pipe"],
     detached: true,
   });

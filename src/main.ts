@@ -11,6 +11,7 @@ import { detectMode, helpText, parseArgs, versionText, type RunOptions } from ".
 import { log, setLogFile, setLogLevel } from "./log.ts";
 import { isBackgroundCopy, runInBackground } from "./background.ts";
 import { checkPastaRunas } from "./conf/runas.ts";
+import { programName } from "./self.ts";
 
 /** User namespace plan for pasta, decided before anything else runs. */
 async function userNamespacePlan(opts: RunOptions): Promise<import("./ns/ns.ts").UserNsPlan> {
@@ -27,7 +28,7 @@ function defaultCommand(): string[] {
 }
 
 async function main(): Promise<number> {
-  const mode = detectMode(process.argv[1]);
+  const mode = detectMode(programName());
   const parsed = parseArgs(process.argv.slice(2), mode);
   if (parsed.action !== "run") {
     process.stdout.write(parsed.action === "help" ? await helpText(mode) : versionText(mode) + "\n");
@@ -69,7 +70,7 @@ main().then(
   (e: unknown) => {
     const msg = e instanceof Error ? e.message : String(e);
     if (process.env.PASTA_DEBUG_STACK) log.error(e);
-    process.stderr.write(`${detectMode(process.argv[1])}: ${msg}\n`);
+    process.stderr.write(`${detectMode(programName())}: ${msg}\n`);
     process.exit(1);
   },
 );

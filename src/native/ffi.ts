@@ -5,6 +5,8 @@
  * 1. native/build/libshim.so, built by the system compiler at `bun install`;
  * 2. the same source compiled at start-up by bun:ffi's TinyCC (`cc`), when the
  *    library is missing (no compiler at install time).
+ * The standalone executable (`bun run build`) carries both files inside it
+ * and loads them the same way, from a temporary copy.
  * PASTA_SHIM=lib or PASTA_SHIM=tcc forces one way (tests check both).
  *
  * 32-bit arguments are declared i32 even where C takes them unsigned, and
@@ -15,12 +17,17 @@
  * the data path can test `rc < 0` without exceptions or allocation.
  */
 import { cc, dlopen, FFIType } from "bun:ffi";
-import { existsSync } from "node:fs";
-import { join } from "node:path";
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { basename, join } from "node:path";
+import { EMBEDDED_DIR, isStandalone } from "../self.ts";
 
 const NATIVE_DIR = join(import.meta.dir, "..", "..", "native");
 const LIB_PATH = join(NATIVE_DIR, "build", "libshim.so");
 const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
+/** In the standalone executable (bun run build), both are embedded next to the code. */
+const EMBEDDED_LIB = join(EMBEDDED_DIR, "libshim.so");
+const EMBEDDED_SOURCE = join(EMBEDDED_DIR, "shim.c");
 const SHIM_VERSION = 14;
 
 const { i32, u32, ptr } = FFIType;
@@ -94,16 +101,34 @@ export type ShimKind = "lib" | "tcc";
 
 function load(): { kind: ShimKind; fns: ReturnType<typeof dlopen<typeof symbols>>["symbols"] } {
   const want = process.env.PASTA_SHIM;
-  if (want !== "tcc" && existsSync(LIB_PATH)) {
-    const lib = dlopen(LIB_PATH, symbols);
+  const libPath = isStandalone ? EMBEDDED_LIB : LIB_PATH;
+  if (want !== "tcc" && existsSync(libPath)) {
+    const lib = isStandalone ? withRealCopy(libPath, (p) => dlopen(p, symbols)) : dlopen(libPath, symbols);
     if (lib.symbols.shim_version() === SHIM_VERSION) return { kind: "lib", fns: lib.symbols };
     lib.close();
-    if (want === "lib") throw new Error(`${LIB_PATH} is out of date: run 'bun run build:native'`);
+    if (want === "lib") throw new Error(`${libPath} is out of date: run 'bun run build:native'`);
   } else if (want === "lib") {
-    throw new Error(`${LIB_PATH} not found: run 'bun run build:native'`);
+    throw new Error(`${libPath} not found: run 'bun run build:native'`);
   }
-  const lib = cc({ source: SOURCE_PATH, symbols, library: ["pthread"] });
+  const compile = (source: string) => cc({ source, symbols, library: ["pthread"] });
+  const lib = isStandalone ? withRealCopy(EMBEDDED_SOURCE, compile) : compile(SOURCE_PATH);
   return { kind: "tcc", fns: lib.symbols };
+}
+
+/**
+ * Run use() on a copy of the embedded file at path in the real file system
+ * (dlopen and TinyCC read files through the kernel, not Bun's embedded file
+ * system); the copy is removed once used (a loaded library stays mapped).
+ */
+function withRealCopy<T>(path: string, use: (copy: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), "pasta-shim-"));
+  const copy = join(dir, basename(path));
+  try {
+    writeFileSync(copy, readFileSync(path), { mode: 0o600 });
+    return use(copy);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 const loaded = load();

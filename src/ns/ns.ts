@@ -27,6 +27,7 @@ import { readFileSync, statfsSync } from "node:fs";
 import { hostname } from "node:os";
 import { log } from "../log.ts";
 import { argBlob, check, cstr, errnoName, sys } from "../native/ffi.ts";
+import { selfArgv } from "../self.ts";
 
 const CLONE_NEWNET = 0x40000000;
 const CLONE_NEWPID = 0x20000000;
@@ -53,7 +54,7 @@ export function enterUserNamespace(plan: UserNsPlan): void {
   if (plan.kind === "new" && !userNamespacesAllowed()) {
     throw new Error("user namespaces are disabled on this system (user.max_user_namespaces or kernel.unprivileged_userns_clone is 0)");
   }
-  const self = [process.execPath, ...process.argv.slice(1)];
+  const self = selfArgv();
   const launcher =
     plan.kind === "new"
       ? ["unshare", "--user", "--map-root-user", "--"]
