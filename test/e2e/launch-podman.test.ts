@@ -17,7 +17,9 @@
  * upstream, through the gateway and on a remote address; resolve a name
  * through --dns-forward 169.254.1.1; reach the host's own address through
  * --map-guest-addr 169.254.1.2; and serve busybox httpd to the host at
- * 8080 (any address) and 127.0.0.1:8081 (loopback only).
+ * 8080 (any address) and 127.0.0.1:8081 (loopback only). A second
+ * container publishing the same port must get a pasta that fails (status 1,
+ * naming the port), not one that starts and forwards nothing.
  *
  * Podman 5's rootless-netns launch (--pid FILE, read once pasta returns,
  * SIGTERM to end it), Podman 4.4's launch (two pipes, no --map-guest-addr)
@@ -189,6 +191,18 @@ if (missing) {
       const rm = await pm.podman(["rm", "--force", "--time", "0", "web"]);
       expect(rm.code, rm.stderr).toBe(0);
     }, 120000);
+
+    test("a second container publishing the same port: its pasta fails with status 1 naming the port, and leaves nothing running", async () => {
+      const f = await makeNetnsFile("busy");
+      const l = await launchInside({ launcher: "podman5", pasta: pastaArgv([], repo), netns: f, ports: [PORTS[0]!] });
+      const left = pidsWithArgs(["--netns", f]);
+      for (const pid of left) process.kill(pid, "SIGKILL");
+      expect(l.hung, `the caller hangs: ${why(l)}`).toBe(false);
+      expect(l.code, why(l)).toBe(1);
+      expect(l.output, why(l)).toContain(`${PORTS[0]!.hostPort}`);
+      expect(left, why(l)).toEqual([]);
+      await removeNetnsFile(f);
+    }, 90000);
 
     test("removing the namespace file (umount, unlink) ends pasta", async () => {
       expect(p5Pids.length).toBeGreaterThan(0);
