@@ -709,7 +709,7 @@ export class TcpFlows {
       if (ev & EPOLLHUP) this.hostReset(i);
       return;
     }
-    if (ev & EPOLLOUT && this.flags[i]! & F_OUT_WAIT) {
+    if (ev & EPOLLOUT && this.flags[i]! & F_OUT_WAIT && this.windowOpens(i)) {
       this.flags[i]! &= ~F_OUT_WAIT;
       this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
       this.queueAck(i);
@@ -916,6 +916,20 @@ export class TcpFlows {
     // windows: ask to hear when the socket drains, and update the window then.
     if (space < WINDOW_UPDATE_BELOW) this.waitWritable(i);
     return wnd;
+  }
+
+  /**
+   * After EPOLLOUT: true when the window we would advertise now is wider
+   * than the last one the guest heard, or no longer small. The kernel calls
+   * a socket writable well before our estimate of its free space grows
+   * (it counts a third of the buffer free as writable), and re-arming
+   * EPOLLOUT on a writable socket reports it at once: without this check,
+   * a peer that does not read kept us in a loop of EPOLLOUT, window
+   * updates of the same size and re-arming, at 100% CPU.
+   */
+  private windowOpens(i: number): boolean {
+    const space = sys.shim_tcp_sndspace(this.fd[i]!);
+    return space >= WINDOW_UPDATE_BELOW || space >>> this.ourWs[i]! > this.lastWndSent[i]!;
   }
 
   private waitWritable(i: number): void {
