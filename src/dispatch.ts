@@ -28,6 +28,7 @@ import { IcmpFlows } from "./flows/icmp.ts";
 import { fragStats, Reassembler } from "./flows/frag.ts";
 import { TcpFlows, tcpStats } from "./flows/tcp.ts";
 import { UdpFlows, udpStats } from "./flows/udp.ts";
+import { acceptStats } from "./native/accept.ts";
 import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
 import { dhcpLast, dhcpReply } from "./services/dhcp.ts";
@@ -75,7 +76,7 @@ export class Dispatcher {
 
   /** Every counter group, by name: ours, then the flows' (for --stats and the exit line of --debug). */
   counters(): Record<string, object> {
-    return { dispatch: this.stats, tcp: tcpStats, udp: udpStats, frag: fragStats };
+    return { dispatch: this.stats, tcp: tcpStats, udp: udpStats, frag: fragStats, accept: acceptStats };
   }
 
   /** End of a batch of frames from the guest: write the TCP payloads and send the datagrams queued from it (its frames are valid until then). */

@@ -35,6 +35,7 @@ import { debugOn, log } from "./log.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
 import { countersLine, reportStats } from "./loop/stats.ts";
+import { acceptOrRefuse } from "./native/accept.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
@@ -246,7 +247,7 @@ function fitPorts(cfg: Config, run: PasstRun, limit: number): PasstRun {
 /** Accept every pending connection: the first becomes the client, others are closed. */
 function accept(listenFd: number, backend: PasstBackend): void {
   for (;;) {
-    const fd = sys.shim_accept(listenFd, null, null);
+    const fd = acceptOrRefuse(listenFd, null, null);
     if (fd < 0) return;
     const pid = peerPid(fd);
     if (backend.fd >= 0) {

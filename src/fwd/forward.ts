@@ -44,6 +44,7 @@ import { LISTEN_RCVBUF, type UdpFlows } from "../flows/udp.ts";
 import type { UdpSplice } from "../flows/udpsplice.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
+import { acceptOrRefuse } from "../native/accept.ts";
 import { cstr, errnoName, sys } from "../native/ffi.ts";
 import { saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
@@ -292,7 +293,7 @@ export class Forwarder {
     if (!l) return;
     for (;;) {
       this.saLen[0] = 28;
-      const fd = sys.shim_accept(l.fd, this.sa, this.saLen);
+      const fd = acceptOrRefuse(l.fd, this.sa, this.saLen);
       if (fd < 0) return;
       this.route(l, fd);
     }
