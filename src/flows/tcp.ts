@@ -149,6 +149,12 @@ const F_SHUT_WR = 128;
 const F_SEND_QUEUED = 256;
 /** In the half-open list: the handshake is not complete on both sides. */
 const F_HALF_OPEN = 512;
+/**
+ * A write to the host socket failed for good (the peer reset it: the error
+ * is consumed by that write, so EPOLLERR will not tell): reset the guest
+ * side at the end of the batch (flushSends).
+ */
+const F_HOST_ERR = 1024;
 
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
@@ -591,6 +597,10 @@ export class TcpFlows {
       const i = this.sendList[k]!;
       if (!(this.flags[i]! & F_SEND_QUEUED)) continue;
       this.flags[i]! &= ~F_SEND_QUEUED;
+      if (this.flags[i]! & F_HOST_ERR) {
+        this.hostReset(i);
+        continue;
+      }
       this.discardAcked(i);
       if (this.hostPending[i]) this.sendData(i);
     }
@@ -658,7 +668,10 @@ export class TcpFlows {
     const n = sys.shim_send_frames(this.fd[i]!, this.runBuf!, this.runPairs, this.runN, 0);
     const took = n > 0 ? n : 0;
     this.seqFromGuest[i] = (this.seqFromGuest[i]! + took) >>> 0;
-    if (took < this.runLen) this.waitWritable(i);
+    if (n < 0 && n !== -EAGAIN) {
+      this.flags[i]! |= F_HOST_ERR;
+      this.queueSend(i);
+    } else if (took < this.runLen) this.waitWritable(i);
     this.dropRun();
   }
 
