@@ -55,6 +55,7 @@ interface GenResult {
   txPackets: number;
   txDropped: number;
   live: { seq: number; ack: number } | null;
+  pauses: number;
   ms: number;
 }
 
@@ -109,6 +110,9 @@ describeE2E("hostile guest (root)", () => {
    */
   async function hostileRun(t: Target, gen: string[]): Promise<void> {
     const n = ++runs;
+    const t0 = performance.now();
+    const marks: Record<string, number> = {};
+    const mark = (what: string) => (marks[what] = Math.round(performance.now() - t0));
     const upPort = 30000 + 10 * n;
     const downPort = upPort + 1;
     const flag = join(w.dir, `release-${n}`);
@@ -135,6 +139,7 @@ describeE2E("hostile guest (root)", () => {
     const fdsWarm = await fdsBackTo(t.pid, fdsBase);
     if (t.ours) expect(fdsWarm, `descriptors after the warm-up\n${t.log().slice(-3000)}`).toBe(fdsBase);
     const rssBase = rssBytes(t.pid);
+    mark("baseline");
 
     const servers: Child[] = [];
     try {
@@ -151,9 +156,11 @@ describeE2E("hostile guest (root)", () => {
       const up = w.exec(null, [...t.enter, "socat", "-u", `EXEC:sh ${held} ${file} ${flag}`, `TCP4:${ADDR.gw4}:${upPort},sourceport=${UP_SPORT}`], { timeoutMs: TEST_MS });
       const down = w.exec(null, [...t.enter, "socat", "-u", `TCP4:${ADDR.gw4}:${downPort},sourceport=${DOWN_SPORT}`, `CREATE:${downOut}`], { timeoutMs: TEST_MS });
       const gens = [parse(await finished(g1), "generator (upload)"), parse(await finished(g2), "generator (download)")];
+      mark("junk");
       writeFileSync(flag, "");
 
       const [ru, rd] = await Promise.all([up, down]);
+      mark("transfers");
       const upCode = await Promise.race([servers[0]!.exited, Bun.sleep(60000).then(() => -1)]);
       const why = `upload: ${ru.code}${ru.timedOut ? " (timed out)" : ""} ${ru.stderr}\ndownload: ${rd.code}${rd.timedOut ? " (timed out)" : ""} ${rd.stderr}\nupload server: ${upCode} ${servers[0]!.stderr()}\ndownload server: ${servers[1]!.stderr()}\n${t.label}: ${t.log().slice(-3000)}`;
       expect(t.alive(), why).toBe(true);
@@ -164,6 +171,7 @@ describeE2E("hostile guest (root)", () => {
       expect(sameBytes(file, downOut), `download differs\n${why}`).toBe(true);
 
       const fdsAfter = await fdsBackTo(t.pid, fdsBase);
+      mark("fds");
       const rssAfter = rssBytes(t.pid);
       const sent = warm.sent + gens[0]!.sent + gens[1]!.sent;
       const dropped = warm.txDropped + gens[0]!.txDropped + gens[1]!.txDropped;
@@ -171,7 +179,7 @@ describeE2E("hostile guest (root)", () => {
       const expectUnhandled = warm.byFate.unhandled + gens[0]!.byFate.unhandled + gens[1]!.byFate.unhandled;
       await t.stop();
       const stats = dispatchStats(t.log());
-      const figures = { target: t.label, frames: sent, tapDropped: dropped, expectMalformed, expectUnhandled, stats, fdsBase, fdsAfter, rssBase, rssAfter, mib: MIB };
+      const figures = { target: t.label, frames: sent, tapDropped: dropped, expectMalformed, expectUnhandled, stats, fdsBase, fdsAfter, rssBase, rssAfter, mib: MIB, generators: [warm, ...gens].map((g) => ({ ms: g.ms, pauses: g.pauses, dropped: g.txDropped })), phases: marks };
       console.log(`hostile figures: ${JSON.stringify(figures)}`);
 
       if (t.ours) {
