@@ -14,6 +14,7 @@ import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADDR, createWorld, describeE2E, isAlive, run, type World } from "../world.ts";
+import { NetnsFiles } from "../tools/netns-file.ts";
 import { pastaArgv, procsWith } from "../tools/pasta.ts";
 
 const LAUNCH_BOUND_MS = 20000;
@@ -56,35 +57,19 @@ function expectSandboxed(pid: number): void {
   }
 }
 
-let seq = 0;
-
 describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
   let w: World;
   const started: number[] = [];
-  const nsFiles: string[] = [];
+  let nsFiles: NetnsFiles;
   beforeAll(async () => {
     w = await createWorld();
+    nsFiles = new NetnsFiles(w.dir, "lifecycle");
   });
   afterAll(async () => {
     for (const pid of started) if (isAlive(pid)) process.kill(pid, "SIGKILL");
-    for (const path of nsFiles) removeNetns(path);
+    nsFiles?.removeAll();
     await w?.destroy();
   });
-
-  /** A network namespace bound on a file of the world's directory, as Podman makes it; its path is unique to this test process. */
-  function netnsFile(): string {
-    const path = join(w.dir, `lifecycle-netns-${process.pid}-${++seq}`);
-    writeFileSync(path, "");
-    nsFiles.push(path);
-    const r = run(["unshare", `--net=${path}`, "true"]);
-    if (r.code !== 0) throw new Error(`unshare --net=${path}: ${r.stderr}`);
-    return path;
-  }
-
-  function removeNetns(path: string): void {
-    run(["umount", path]);
-    run(["rm", "-f", path]);
-  }
 
   /** The one background pasta for this namespace file (its path is in the argv). */
   function daemonOf(path: string): number {
@@ -97,7 +82,7 @@ describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
   const podmanArgs = (path: string) => ["--config-net", "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "--quiet", "--netns", path];
 
   test("Podman's launch returns once pasta is set up; the daemon holds none of the caller's pipes; removing the file ends it", async () => {
-    const path = netnsFile();
+    const path = nsFiles.make();
     const r = await launch(["ip", "netns", "exec", w.host, ...pastaArgv(podmanArgs(path))]);
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout + r.stderr, "--quiet: nothing printed").toBe("");
@@ -106,16 +91,16 @@ describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
     expectSandboxed(pid);
     const addr = run(["nsenter", `--net=${path}`, "ip", "-4", "-o", "addr", "show", "scope", "global"]);
     expect(addr.stdout, "--config-net gave the host's address").toContain(ADDR.host4);
-    removeNetns(path);
+    nsFiles.remove(path);
     expect(await within(QUIT_BOUND_MS, () => !isAlive(pid)), "pasta quits once the namespace file is gone").toBe(true);
   });
 
   test("--no-netns-quit: pasta stays when the file is removed", async () => {
-    const path = netnsFile();
+    const path = nsFiles.make();
     const r = await launch(["ip", "netns", "exec", w.host, ...pastaArgv(["--no-netns-quit", ...podmanArgs(path)])]);
     expect(r.code, r.stderr).toBe(0);
     const pid = daemonOf(path);
-    removeNetns(path);
+    nsFiles.remove(path);
     await Bun.sleep(1500);
     expect(isAlive(pid), "still running").toBe(true);
     process.kill(pid, "SIGTERM");

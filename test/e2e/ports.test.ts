@@ -28,9 +28,10 @@
  * PASTA_TEST_CMD (split on spaces) runs another program with the same options.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADDR, createWorld, describeE2E, run, type Child, type ExecResult, type World } from "../world.ts";
+import { ADDR, createWorld, describeE2E, type Child, type ExecResult, type World } from "../world.ts";
+import { NetnsFiles } from "../tools/netns-file.ts";
 import { pastaArgv, procsWith } from "../tools/pasta.ts";
 import { startPasta, type PastaSession } from "../tools/pasta-session.ts";
 import { formatIp6, parseIp6 } from "../../src/conf/config.ts";
@@ -54,17 +55,15 @@ function oneLine(r: ExecResult, prog: "pasta" | "passt"): string {
 describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)", () => {
   let w: World;
   let s: PastaSession | null = null;
-  const nsFiles: string[] = [];
+  let nsFiles: NetnsFiles;
 
   beforeAll(async () => {
     w = await createWorld();
+    nsFiles = new NetnsFiles(w.dir, "ports");
   });
   afterAll(async () => {
     await s?.stop();
-    for (const p of nsFiles) {
-      run(["umount", p]);
-      run(["rm", "-f", p]);
-    }
+    nsFiles?.removeAll();
     await w?.destroy();
   });
 
@@ -106,15 +105,6 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
     return /^\[[0-9a-f:]+\]$/.test(out) ? formatIp6(parseIp6(out.slice(1, -1))) : out;
   }
 
-  function netnsFile(): string {
-    const path = join(w.dir, `ports-netns-${process.pid}-${++seq}`);
-    writeFileSync(path, "");
-    nsFiles.push(path);
-    const r = run(["unshare", `--net=${path}`, "true"]);
-    if (r.code !== 0) throw new Error(`unshare --net=${path}: ${r.stderr}`);
-    return path;
-  }
-
   // ------------------------------------------------------------ busy ports
 
   test("a busy published port: pasta exits 1 with one line naming it, nothing left (foreground and --netns)", async () => {
@@ -138,7 +128,7 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
         expect(existsSync(pidFile), "no pid file").toBe(false);
       }
       // Podman's launch: --netns FILE, background, --quiet
-      const path = netnsFile();
+      const path = nsFiles.make();
       const pidFile = join(w.dir, `${marker()}.pid`);
       const r = await w.exec(w.host, pastaArgv(["--config-net", "-t", "8092-8092:80-80", "-u", "none", "-T", "none", "-U", "none", "--quiet", "-P", pidFile, "--netns", path]), { timeoutMs: BOUND_MS });
       expect(r.code, r.stderr).toBe(1);
@@ -213,7 +203,7 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
   test("rootlesskit's line with --netns FILE (no process in the namespace): -t auto -u auto follow servers started after pasta", async () => {
     await s?.stop();
     s = null;
-    const path = netnsFile();
+    const path = nsFiles.make();
     const argv = pastaArgv([
       "--stderr", "--ns-ifname=tap0", "--mtu=65520", "--config-net", "--address", "10.0.2.100", "--netmask", "255.255.255.0",
       "--gateway", "10.0.2.2", "--dns-forward", "10.0.2.3", "--no-map-gw", "--ipv4-only", "-t", "auto", "-u", "auto", "--netns", path,
