@@ -74,10 +74,15 @@ interface Target {
   ours: boolean;
 }
 
-/** The last dispatch counters our program logged (-d logs them when it exits). */
-function dispatchStats(log: string): { frames: number; malformed: number; unhandled: number } | null {
-  const all = [...log.matchAll(/dispatch: (\{[^}]*\})/g)];
+/** The last counters of group name our program logged (-d logs them all when it exits). */
+function counters(log: string, name: string): Record<string, number> | null {
+  const all = [...log.matchAll(new RegExp(`${name}: (\\{[^}]*\\})`, "g"))];
   return all.length ? JSON.parse(all.at(-1)![1]!) : null;
+}
+
+/** The dispatcher's counters (frames, malformed, unhandled) from the exit line of -d. */
+function dispatchStats(log: string): { frames: number; malformed: number; unhandled: number } | null {
+  return counters(log, "dispatch") as { frames: number; malformed: number; unhandled: number } | null;
 }
 
 describeE2E("hostile guest (root)", () => {
@@ -179,7 +184,7 @@ describeE2E("hostile guest (root)", () => {
       const expectUnhandled = warm.byFate.unhandled + gens[0]!.byFate.unhandled + gens[1]!.byFate.unhandled;
       await t.stop();
       const stats = dispatchStats(t.log());
-      const figures = { target: t.label, frames: sent, tapDropped: dropped, expectMalformed, expectUnhandled, stats, fdsBase, fdsAfter, rssBase, rssAfter, mib: MIB, generators: [warm, ...gens].map((g) => ({ ms: g.ms, pauses: g.pauses, dropped: g.txDropped })), phases: marks };
+      const figures = { target: t.label, tcp: counters(t.log(), "tcp"), frames: sent, tapDropped: dropped, expectMalformed, expectUnhandled, stats, fdsBase, fdsAfter, rssBase, rssAfter, mib: MIB, generators: [warm, ...gens].map((g) => ({ ms: g.ms, pauses: g.pauses, dropped: g.txDropped })), phases: marks };
       console.log(`hostile figures: ${JSON.stringify(figures)}`);
 
       if (t.ours) {
