@@ -18,7 +18,12 @@
  * preallocated buffer; each frame is handed to the dispatcher as
  * (buffer, offset of the Ethernet header, length); after each batch,
  * onBatchEnd lets handlers send what they queued from it (the slots are
- * reused by the next read).
+ * reused by the next read). At most RX_ROUNDS batches per wake-up: the tap
+ * is level-triggered, so what is left comes at the next turn of the loop,
+ * after the sockets' events and the flush. A guest that floods us would
+ * otherwise keep the loop in here for as long as it floods, and no socket
+ * event (a connect() completing, a reply, room to write) nor timer would
+ * run until it stopped.
  *
  * Transmit: the backend is the FrameSink. Handlers alloc() room in one
  * preallocated arena and commit() frames; flush() (run by the loop after each
@@ -37,6 +42,8 @@ import { table } from "../loop/arena.ts";
 export const VNET_HDR_LEN = 12;
 /** Frames read per shim call. */
 const RX_BATCH = 64;
+/** Batches read per wake-up, at most (see the theory of operation). */
+const RX_ROUNDS = 4;
 /** One receive slot: vnet header + the largest frame (an IPv6 header and 64 KiB payload, Ethernet header), 16-byte aligned. */
 const RX_SLOT = 65616;
 /** Transmit arena: room for many full-size frames per flush. */
@@ -108,9 +115,9 @@ export class TapBackend implements FrameSink {
     return new TapBackend(fd, new TextDecoder().decode(nameBuf.subarray(0, end < 0 ? 16 : end)), onFrame, pcap, onBatchEnd);
   }
 
-  /** Read every pending frame (in batches) and dispatch each; false when the tap is gone. */
+  /** Read pending frames (RX_ROUNDS batches at most) and dispatch each; false when the tap is gone. */
   readAll(): boolean {
-    for (;;) {
+    for (let round = 0; round < RX_ROUNDS; round++) {
       const n = sys.shim_read_batch(this.fd, this.rx, RX_SLOT, RX_BATCH, this.rxLens);
       if (n < 0) return n === -11;
       if (n > 0) this.lastRx = performance.now();
@@ -127,6 +134,7 @@ export class TapBackend implements FrameSink {
       this.onBatchEnd();
       if (n < RX_BATCH) return true;
     }
+    return true;
   }
 
   alloc(maxLen: number, frames = 1): number {
