@@ -59,16 +59,18 @@
  * Limits. A datagram still incomplete FRAG_TIMEOUT_MS after its first
  * fragment is dropped (by expire(), or when its slot is looked at; times
  * are monotonic milliseconds, and one that goes backwards counts as
- * expired). When the
- * table is full the new fragment is dropped and counted; datagrams already
- * in reassembly are not evicted, so they keep their chance to complete. A
- * guest that fills the table only delays its own traffic: the table is per
- * instance, and an instance serves one guest.
+ * expired). When the table is full, a new datagram takes the slot of the
+ * oldest one in reassembly, which is dropped (as Linux drops the oldest
+ * when its fragment memory runs short): otherwise a flood of first
+ * fragments that never complete would hold every slot for FRAG_TIMEOUT_MS
+ * and keep each new fragmented datagram out. A datagram whose fragments
+ * come together still completes unless FRAG_MAX_DATAGRAMS others begin
+ * between its first fragment and its last.
  *
  * Statistics (fragStats) count events: fragments seen; datagrams completed,
- * timed out, abandoned for an overlap, abandoned for being too big;
- * fragments refused because the table was full; and `dropped`, every other
- * discard (malformed fragments, inconsistent lengths).
+ * timed out, abandoned for an overlap, abandoned for being too big,
+ * evicted (dropped for a new one, the table being full); and `dropped`,
+ * every other discard (malformed fragments, inconsistent lengths).
  */
 import { table } from "../loop/arena.ts";
 import { copyBytes, equalBytes, inBounds } from "../wire/bytes.ts";
@@ -88,7 +90,7 @@ export const FRAG_TIMEOUT_MS = 15_000;
 export const FRAG_MAX_SIZE = 65535;
 
 /** Reassembly events, for debugging and tests (see the theory of operation). */
-export const fragStats = { fragments: 0, completed: 0, timedOut: 0, dropped: 0, overlaps: 0, tooBig: 0, full: 0 };
+export const fragStats = { fragments: 0, completed: 0, timedOut: 0, dropped: 0, overlaps: 0, tooBig: 0, evicted: 0 };
 
 /** Fragment offsets count 8-byte units. */
 const UNIT = 8;
@@ -195,7 +197,6 @@ export class Reassembler {
     let s = this.find4(src, dst, id, proto, now);
     if (s < 0) {
       s = this.claim(FAM4, id, now);
-      if (s < 0) return NONE;
       this.addr4[s * 2] = src;
       this.addr4[s * 2 + 1] = dst;
       this.proto[s] = proto;
@@ -233,7 +234,6 @@ export class Reassembler {
     let s = this.find6(b, ip, id, now);
     if (s < 0) {
       s = this.claim(FAM6, id, now);
-      if (s < 0) return NONE;
       for (let i = 0; i < IP6_ADDRS_LEN; i++) this.addr6[s * IP6_ADDRS_LEN + i] = b[ip + IP6_SRC + i]!;
       this.proto[s] = -1;
       this.skip[s] = -1;
@@ -291,23 +291,30 @@ export class Reassembler {
 
   /**
    * Take a free (or timed-out) slot for a new datagram of family fam with
-   * identification id, first seen at now. Returns it, or -1 (counted) when
-   * the table is full.
+   * identification id, first seen at now; with none, the slot of the oldest
+   * datagram, which is dropped (counted). Returns the slot.
    */
   private claim(fam: number, id: number, now: number): number {
+    let oldest = -1;
     for (let s = 0; s < FRAG_MAX_DATAGRAMS; s++) {
-      if (this.fam[s] !== FREE && !this.expireSlot(s, now)) continue;
-      this.buf[s] ??= table.u8(FRAG_MAX_SIZE);
-      this.fam[s] = fam;
-      this.id[s] = id;
-      this.born[s] = now;
-      this.total[s] = -1;
-      this.maxEnd[s] = 0;
-      this.have[s] = 0;
-      return s;
+      if (this.fam[s] === FREE || this.expireSlot(s, now)) return this.take(s, fam, id, now);
+      if (oldest < 0 || this.born[s]! < this.born[oldest]!) oldest = s;
     }
-    fragStats.full++;
-    return -1;
+    fragStats.evicted++;
+    this.free(oldest);
+    return this.take(oldest, fam, id, now);
+  }
+
+  /** Slot s (free) for a new datagram of family fam with identification id, first seen at now. */
+  private take(s: number, fam: number, id: number, now: number): number {
+    this.buf[s] ??= table.u8(FRAG_MAX_SIZE);
+    this.fam[s] = fam;
+    this.id[s] = id;
+    this.born[s] = now;
+    this.total[s] = -1;
+    this.maxEnd[s] = 0;
+    this.have[s] = 0;
+    return s;
   }
 
   /** Free slot s, clearing the part of its bitmap that was used. */

@@ -16,9 +16,11 @@
  * gateway address reaches the host's loopback); replies come from the
  * address the guest asked.
  *
- * The table is bounded (ICMP_MAX_FLOWS); a flow without traffic for
- * ICMP_TIMEOUT_MS is closed. When the table is full, new echo requests are
- * dropped and counted.
+ * The table is bounded (ICMP_MAX_FLOWS, or a share of the descriptor limit,
+ * flows/limits.ts); a flow without traffic for ICMP_TIMEOUT_MS is closed.
+ * When the table is full, the least recently used flow is closed to make
+ * room (found by the same scan that looks for the flow), so that a guest
+ * pinging many destinations at once does not keep a new ping from going out.
  */
 import type { Config } from "../conf/config.ts";
 import { log } from "../log.ts";
@@ -31,6 +33,7 @@ import { guest } from "../services/guest.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
+import { fdBudget } from "./limits.ts";
 
 /** Echo flows kept at once (the original keeps one per id, per family). */
 export const ICMP_MAX_FLOWS = 1024;
@@ -42,7 +45,7 @@ export const KIND_ICMP = 4;
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */
 const MAX_ECHO = 65535;
 
-export const icmpStats = { noSocket: 0, full: 0, sent: 0, received: 0, dropped: 0 };
+export const icmpStats = { noSocket: 0, evicted: 0, sent: 0, received: 0, dropped: 0 };
 
 export class IcmpFlows {
   private readonly fd = table.i32(ICMP_MAX_FLOWS).fill(-1);
@@ -54,6 +57,9 @@ export class IcmpFlows {
   private readonly sa = new Uint8Array(28);
   private readonly saLen = new Int32Array(1);
   private readonly msg = table.u8(MAX_ECHO);
+  /** Flows at once, at most (see the theory of operation). */
+  readonly maxFlows = fdBudget(ICMP_MAX_FLOWS);
+  private nFlows = 0;
   private warned4 = false;
   private warned6 = false;
 
@@ -113,18 +119,21 @@ export class IcmpFlows {
   /** Find or make the flow for (family, guest id, remote address at b[off..off+alen]). */
   private lookup(v6: number, id: number, b: Uint8Array, off: number, alen: number, now: number): number {
     let free = -1;
+    let oldest = -1;
     for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
       if (this.fd[i]! < 0) {
         if (free < 0) free = i;
         continue;
       }
+      if (oldest < 0 || this.lastUse[i]! < this.lastUse[oldest]!) oldest = i;
       if (this.v6[i] !== v6 || this.guestId[i] !== id || !this.sameRemote(i, b, off, alen)) continue;
       this.lastUse[i] = now;
       return i;
     }
-    if (free < 0) {
-      icmpStats.full++;
-      return -1;
+    if (this.nFlows >= this.maxFlows) {
+      icmpStats.evicted++;
+      this.close(oldest);
+      free = oldest;
     }
     const fd = sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
     if (fd < 0) {
@@ -137,6 +146,7 @@ export class IcmpFlows {
     this.remote.set(b.subarray(off, off + alen), free * 16);
     this.lastUse[free] = now;
     this.loop.add(fd, EPOLLIN, KIND_ICMP, free);
+    this.nFlows++;
     return free;
   }
 
@@ -199,30 +209,28 @@ export class IcmpFlows {
     b[l4 + 5] = this.guestId[i]! & 255;
   }
 
+  /** Close flow i's socket and free its slot. */
+  private close(i: number): void {
+    this.loop.del(this.fd[i]!);
+    sys.shim_close(this.fd[i]!);
+    this.fd[i] = -1;
+    this.nFlows--;
+  }
+
   /** Close flows idle for longer than ICMP_TIMEOUT_MS. */
   private expire(now: number): void {
     for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
-      if (this.fd[i]! < 0 || now - this.lastUse[i]! < ICMP_TIMEOUT_MS) continue;
-      this.loop.del(this.fd[i]!);
-      sys.shim_close(this.fd[i]!);
-      this.fd[i] = -1;
+      if (this.fd[i]! >= 0 && now - this.lastUse[i]! >= ICMP_TIMEOUT_MS) this.close(i);
     }
   }
 
   /** Open flows, for tests and --debug. */
   count(): number {
-    let n = 0;
-    for (let i = 0; i < ICMP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) n++;
-    return n;
+    return this.nFlows;
   }
 
   /** Close every echo socket at once (passt: the guest went away). */
   reset(): void {
-    for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
-      if (this.fd[i]! < 0) continue;
-      this.loop.del(this.fd[i]!);
-      sys.shim_close(this.fd[i]!);
-      this.fd[i] = -1;
-    }
+    for (let i = 0; i < ICMP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) this.close(i);
   }
 }

@@ -31,9 +31,14 @@
  * TypeScript. IP fragments from the guest are reassembled (flows/frag.ts)
  * and the whole datagram is sent.
  *
- * Limits: UDP_MAX_FLOWS sockets at once (a full table drops the datagram and
- * counts it; existing flows are unaffected); a flow idle for UDP_TIMEOUT_MS is
- * closed (PASTA_UDP_TIMEOUT_MS overrides it, for tests).
+ * Limits: maxFlows sockets at once (UDP_MAX_FLOWS, or a share of the
+ * descriptor limit, flows/limits.ts); a flow idle for UDP_TIMEOUT_MS is
+ * closed (PASTA_UDP_TIMEOUT_MS overrides it, for tests). Flows are kept in
+ * least-recently-used order (a flow moves to the end of the list whenever a
+ * datagram passes either way): when the table is full, or socket() runs out
+ * of descriptors, the least recently used flow is closed to make room. A
+ * guest flooding from a new port every datagram so churns through its own
+ * flood's flows, and a flow in use, or a new one, still gets through.
  */
 import type { Config } from "../conf/config.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
@@ -47,6 +52,9 @@ import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
+import { EMFILE, ENFILE } from "../native/consts.ts";
+import { FlowHash } from "./flowhash.ts";
+import { fdBudget } from "./limits.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
 export const UDP_MAX_FLOWS = 8192;
@@ -72,7 +80,7 @@ export const KIND_UDP = 7;
 export const KIND_UDP_LISTEN = 8;
 
 
-export const udpStats = { fromGuest: 0, toGuest: 0, full: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
+export const udpStats = { fromGuest: 0, toGuest: 0, evicted: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
 export class UdpFlows {
   private readonly fd = table.i32(UDP_MAX_FLOWS).fill(-1);
@@ -91,7 +99,15 @@ export class UdpFlows {
    * and port go to it, not to the host's loopback.
    */
   private readonly mappedPeerPort = table.u16(UDP_MAX_FLOWS);
-  private readonly hash = table.i32(UDP_MAX_FLOWS * 2);
+  /** Flows by the guest's (address, port). */
+  private readonly index = new FlowHash(UDP_MAX_FLOWS);
+  /** The use list, least recently used first: neighbours of each flow (-1: none). */
+  private readonly usePrev = table.i32(UDP_MAX_FLOWS);
+  private readonly useNext = table.i32(UDP_MAX_FLOWS);
+  private useHead = -1;
+  private useTail = -1;
+  /** Flows at once, at most (see the theory of operation). */
+  readonly maxFlows = fdBudget(UDP_MAX_FLOWS);
   private nFlows = 0;
   private nextFree = 0;
   // Send queue: (flow, offset, length) into the frame buffer of the current batch, and destinations.
@@ -231,9 +247,10 @@ export class UdpFlows {
   private flowFor(isV6: boolean, b: Uint8Array, gOff: number, gport: number, t: number): number {
     let i = this.lookup(isV6, b, gOff, gport);
     if (i >= 0) {
-      this.lastUse[i] = t;
+      this.touch(i, t);
       return i;
     }
+    if (this.nFlows >= this.maxFlows) this.evictLeastUsed();
     const fd = this.openSocket(isV6, gport);
     if (fd < 0) return -1;
     i = this.insert(isV6, b, gOff, gport, fd, 1, t);
@@ -243,7 +260,8 @@ export class UdpFlows {
 
   /** A socket for outbound datagrams, bound to port where free. */
   private openSocket(isV6: boolean, port: number): number {
-    const fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    let fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if ((fd === -EMFILE || fd === -ENFILE) && this.evictLeastUsed()) fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) {
       udpStats.noSocket++;
       return -1;
@@ -274,7 +292,7 @@ export class UdpFlows {
       const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
       // only traffic keeps a flow alive: an event that moved nothing (an error, a sink with no room) does not
-      if (gi >= 0) this.lastUse[gi] = t;
+      if (gi >= 0) this.touch(gi, t);
       for (let k = 0; k < n; k++) {
         const off = base + k * stride;
         const len = this.rxLens[k]!;
@@ -285,7 +303,7 @@ export class UdpFlows {
           }
           if (gi === -2) {
             gi = this.bindListener(li, isV6, this.listenTarget[li]!);
-            if (gi >= 0) this.lastUse[gi] = t;
+            if (gi >= 0) this.touch(gi, t);
           }
           if (gi < 0) continue;
         }
@@ -432,25 +450,59 @@ export class UdpFlows {
 
   private lookup(isV6: boolean, a: Uint8Array, aOff: number, port: number): number {
     const alen = isV6 ? 16 : 4;
-    const mask = this.hash.length - 1;
-    for (let h = hashKey(a, aOff, alen, port) & mask, n = 0; n <= mask; h = (h + 1) & mask, n++) {
-      const e = this.hash[h]!;
-      if (e === 0) return -1;
-      if (e < 0) continue;
-      const i = e - 1;
-      if (this.guestPort[i] !== port || (this.v6[i] === 1) !== isV6) continue;
+    const idx = this.index;
+    const h = hashKey(a, aOff, alen, port);
+    for (let s = idx.start(h); ; s = idx.next(s)) {
+      const i = idx.at(s);
+      if (i < 0) return -1;
+      if (idx.hashOf[i] !== h || this.guestPort[i] !== port || (this.v6[i] === 1) !== isV6) continue;
       let same = true;
       for (let k = 0; k < alen && same; k++) same = this.guestAddr[i * 16 + k] === a[aOff + k];
       if (same) return i;
     }
-    return -1;
+  }
+
+  /** A datagram of flow i passed at t: last in the use list. */
+  private touch(i: number, t: number): void {
+    this.lastUse[i] = t;
+    if (i === this.useTail) return;
+    this.useUnlink(i);
+    this.useAppend(i);
+  }
+
+  private useAppend(i: number): void {
+    this.usePrev[i] = this.useTail;
+    this.useNext[i] = -1;
+    if (this.useTail >= 0) this.useNext[this.useTail] = i;
+    else this.useHead = i;
+    this.useTail = i;
+  }
+
+  private useUnlink(i: number): void {
+    const p = this.usePrev[i]!;
+    const n = this.useNext[i]!;
+    if (p >= 0) this.useNext[p] = n;
+    else this.useHead = n;
+    if (n >= 0) this.usePrev[n] = p;
+    else this.useTail = p;
+  }
+
+  /**
+   * Close the least recently used flow to make room (false: there is none).
+   * Queued datagrams leave first: they name their flow by its slot, which
+   * the new flow may take.
+   */
+  private evictLeastUsed(): boolean {
+    const i = this.useHead;
+    if (i < 0) return false;
+    this.flush();
+    udpStats.evicted++;
+    this.remove(i);
+    return true;
   }
 
   private insert(isV6: boolean, a: Uint8Array, aOff: number, port: number, fd: number, owned: number, t: number): number {
-    if (this.nFlows >= UDP_MAX_FLOWS) {
-      udpStats.full++;
-      return -1;
-    }
+    if (this.nFlows >= this.maxFlows && !this.evictLeastUsed()) return -1;
     let i = this.nextFree;
     while (this.fd[i]! >= 0) i = (i + 1) % UDP_MAX_FLOWS;
     this.nextFree = (i + 1) % UDP_MAX_FLOWS;
@@ -464,10 +516,8 @@ export class UdpFlows {
     this.dnsFwd[i] = 0;
     this.mappedPeerPort[i] = 0;
     this.lastUse[i] = t;
-    const mask = this.hash.length - 1;
-    let h = hashKey(a, aOff, alen, port) & mask;
-    while (this.hash[h]! > 0) h = (h + 1) & mask;
-    this.hash[h] = i + 1;
+    this.index.insert(i, hashKey(a, aOff, alen, port));
+    this.useAppend(i);
     this.nFlows++;
     if (owned) this.loop.add(fd, EPOLLIN, KIND_UDP, i);
     return i;
@@ -481,15 +531,8 @@ export class UdpFlows {
 
   private remove(i: number): void {
     this.closeSocket(i);
-    const alen = this.v6[i] ? 16 : 4;
-    const mask = this.hash.length - 1;
-    let h = hashKey(this.guestAddr, i * 16, alen, this.guestPort[i]!) & mask;
-    for (let n = 0; n <= mask && this.hash[h] !== 0; h = (h + 1) & mask, n++) {
-      if (this.hash[h] === i + 1) {
-        this.hash[h] = -1;
-        break;
-      }
-    }
+    this.index.remove(i);
+    this.useUnlink(i);
     this.fd[i] = -1;
     this.nFlows--;
   }
@@ -511,7 +554,6 @@ export class UdpFlows {
     this.nq = 0;
     this.qBuf = null;
     for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) this.remove(i);
-    this.hash.fill(0);
   }
 
   /**

@@ -526,7 +526,7 @@ describe("captured datagrams", () => {
       expectCapturedUdp(r, feedAll(r, shuffled(V6_FRAGS, seed), true), V6_FRAGS[0]!, true);
     }
     expect(delta("completed")).toBe(40);
-    expect(delta("overlaps") + delta("dropped") + delta("tooBig") + delta("full")).toBe(0);
+    expect(delta("overlaps") + delta("dropped") + delta("tooBig") + delta("evicted")).toBe(0);
   });
 
   test("both families interleaved", () => {
@@ -705,21 +705,29 @@ describe("rules, both families", () => {
       expect(delta("completed")).toBe(3);
     });
 
-    test(`${name}: table full drops new datagrams, keeps the others; expiry makes room`, () => {
+    test(`${name}: table full: a new datagram takes the oldest one's slot; a free or expired slot goes first`, () => {
       const r = new Reassembler();
-      for (let id = 1; id <= FRAG_MAX_DATAGRAMS; id++) expect(add(r, frag(m, 0, 48, true, { id }), 100)).toBe(0);
+      for (let id = 1; id <= FRAG_MAX_DATAGRAMS; id++) expect(add(r, frag(m, 0, 48, true, { id }), 100 + id)).toBe(0);
+      // id 1 is the oldest: it makes room for 1000, which then completes
       expect(add(r, frag(m, 0, 48, true, { id: 1000 }), 200)).toBe(0);
-      expect(add(r, frag(m, 48, 52, false, { id: 1000 }), 200)).toBe(0);
-      expect(delta("full")).toBe(2);
-      expectOut(r, add(r, frag(m, 48, 52, false, { id: 5 }), 300), m);
-      expect(add(r, frag(m, 0, 48, true, { id: 1000 }), 300)).toBe(0);
+      expect(delta("evicted")).toBe(1);
+      expectOut(r, add(r, frag(m, 48, 52, false, { id: 1000 }), 200), m);
+      // the slot 1000 freed is taken before anything is evicted
       expect(add(r, frag(m, 0, 48, true, { id: 1001 }), 300)).toBe(0);
-      expect(delta("full")).toBe(3);
-      r.expire(100 + FRAG_TIMEOUT_MS);
-      expect(delta("timedOut")).toBe(FRAG_MAX_DATAGRAMS - 1);
-      expectOut(r, add(r, frag(m, 48, 52, false, { id: 1000 }), 400), m);
-      expect(add(r, frag(m, 0, 48, true, { id: 1001 }), 400)).toBe(0);
-      expect(delta("full")).toBe(3);
+      expect(delta("evicted")).toBe(1);
+      // full again: 1002 takes the slot of id 2, the oldest now
+      expect(add(r, frag(m, 0, 48, true, { id: 1002 }), 300)).toBe(0);
+      expect(delta("evicted")).toBe(2);
+      expect(add(r, frag(m, 48, 52, false, { id: 2 }), 300)).toBe(0);
+      expect(delta("evicted")).toBe(3);
+      // the others are still there
+      expectOut(r, add(r, frag(m, 48, 52, false, { id: 5 }), 300), m);
+      expectOut(r, add(r, frag(m, 48, 52, false, { id: 1002 }), 300), m);
+      r.expire(400 + FRAG_TIMEOUT_MS);
+      expect(delta("timedOut")).toBe(FRAG_MAX_DATAGRAMS - 2);
+      expect(add(r, frag(m, 0, 48, true, { id: 2000 }), 500 + FRAG_TIMEOUT_MS)).toBe(0);
+      expectOut(r, add(r, frag(m, 48, 52, false, { id: 2000 }), 500 + FRAG_TIMEOUT_MS), m);
+      expect(delta("evicted")).toBe(3);
     });
   }
 
