@@ -852,6 +852,16 @@ process.on("exit", () => {
   for (const d of tempDirs) rmSync(d, { recursive: true, force: true });
 });
 
+/**
+ * The hard RLIMIT_NOFILE of this process: the most descriptors a process we
+ * start may be given (raising it needs CAP_SYS_RESOURCE, which containers
+ * often lack).
+ */
+export function nofileHardLimit(): number {
+  const m = readFileSync("/proc/self/limits", "utf8").match(/^Max open files\s+\S+\s+(\d+|unlimited)/m);
+  return !m ? 1024 : m[1] === "unlimited" ? 1 << 20 : Number(m[1]);
+}
+
 /** Read a file inside a world's temp dir (convenience for tests). */
 export function readWorldFile(w: World, name: string): string {
   const p = join(w.dir, name);

@@ -41,7 +41,7 @@ import { AF_INET, AF_INET6, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SO
 import { table } from "../loop/arena.ts";
 
 /** Spliced connections at once (each holds 2 sockets and 4 pipe ends). */
-export const SPLICE_MAX_CONNS = 4096;
+export const SPLICE_MAX_CONNS = 1 << 14;
 /**
  * Bytes we ask each pipe to hold, as the original: 8 MiB where allowed (with
  * CAP_SYS_RESOURCE), else the largest size the kernel takes (unprivileged:
