@@ -41,6 +41,7 @@ const IMPL_COLOURS: Record<string, string> = {
   project: "#e6550d",
   pasta: "#3182bd",
   passt: "#756bb1",
+  upstream: "#08519c",
   slirp4netns: "#31a354",
   loopback: "#969696",
 };

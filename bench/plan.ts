@@ -18,7 +18,18 @@
  */
 
 export type Mode = "tap" | "lo" | "passt";
-export type Kind = "tput" | "rr" | "crr" | "urr" | "startup" | "rss-idle" | "rss-peak";
+export type Kind = "tput" | "rr" | "crr" | "urr" | "startup" | MemoryKind;
+/**
+ * Memory rows, read from /proc/PID/status: VmRSS a moment after start
+ * (idle) and VmHWM before stop (peak); RssAnon (anonymous memory: what one
+ * more instance costs, file pages such as Bun's executable being shared)
+ * at the same two moments.
+ */
+export type MemoryKind = "rss-idle" | "rss-peak" | "anon-idle" | "anon-end";
+
+export function isMemory(kind: Kind): kind is MemoryKind {
+  return kind.startsWith("rss") || kind.startsWith("anon");
+}
 export type Dir = "n2h" | "h2n";
 export type Unit = "Gbit/s" | "µs" | "ms" | "MB";
 
@@ -43,7 +54,7 @@ export const TABLE_TITLES: Record<string, string> = {
   "passt-tcp": "passt: TCP, guest through the UNIX socket",
   "passt-udp": "passt: UDP, guest through the UNIX socket",
   startup: "Start-up time",
-  memory: "Memory (resident set size of the daemon)",
+  memory: "Memory of the daemon (resident set, anonymous memory)",
 };
 
 /** Which mode each table is measured in. */
@@ -71,18 +82,38 @@ export function latencyColumn(mode: Mode): number {
   return columnsFor(mode, true)[0]!;
 }
 
-/** Which implementations take part in a mode, and the reference of each. */
+/**
+ * Which implementations take part in which modes. The references: "pasta"
+ * and "passt" (Debian's package, 2023) and "upstream" (a July 2026 build of
+ * both, /work/shared/reference/upstream/), which runs as pasta or passt by mode.
+ */
 export const IMPL_MODES: Record<string, Mode[]> = {
   project: ["tap", "lo", "passt"],
   pasta: ["tap", "lo"],
   passt: ["passt"],
+  upstream: ["tap", "lo", "passt"],
   slirp4netns: ["tap"],
   loopback: ["tap", "lo"],
 };
 
-/** The reference implementation for a row: passt for passt's rows, pasta otherwise. */
-export function refImpl(table: string, row: string): string {
-  return table.startsWith("passt") || (table === "memory" && row.includes("passt")) ? "passt" : "pasta";
+/** The reference implementations of a row: Debian's passt for passt's rows (pasta otherwise), and upstream. */
+export function refImpls(table: string, row: string): string[] {
+  const passt = table.startsWith("passt") || (table === "memory" && row.includes("passt"));
+  return [passt ? "passt" : "pasta", "upstream"];
+}
+
+/** Units where a smaller value is better (latency, time, memory). */
+export const LOWER_IS_BETTER = new Set(["µs", "ms", "MB"]);
+
+/** The best of the references' medians of a cell (null when none has one), and whose it is. */
+export function bestReference(refs: { impl: string; median: number | null | undefined }[], unit: string): { impl: string; median: number } | null {
+  let best: { impl: string; median: number } | null = null;
+  for (const r of refs) {
+    if (r.median === null || r.median === undefined) continue;
+    const better = best === null || (LOWER_IS_BETTER.has(unit) ? r.median < best.median : r.median > best.median);
+    if (better) best = { impl: r.impl, median: r.median };
+  }
+  return best;
 }
 
 const MODE_LABEL: Record<Mode, string> = { tap: "pasta, tap path", lo: "pasta, spliced path", passt: "passt, relay guest" };
@@ -138,6 +169,8 @@ function memoryRows(quick: boolean): RowDef[] {
     const base = { table: "memory", mode, proto: "tcp" as const, ip: 4 as const, dir: "n2h" as Dir, unit: "MB" as const, columns: columnsFor(mode, quick) };
     rows.push({ ...base, row: `Idle RSS: ${MODE_LABEL[mode]}`, kind: "rss-idle" });
     rows.push({ ...base, row: `Peak RSS: ${MODE_LABEL[mode]}`, kind: "rss-peak" });
+    rows.push({ ...base, row: `Idle anonymous memory: ${MODE_LABEL[mode]}`, kind: "anon-idle" });
+    rows.push({ ...base, row: `Anonymous memory after the runs: ${MODE_LABEL[mode]}`, kind: "anon-end" });
   }
   return rows;
 }

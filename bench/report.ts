@@ -6,7 +6,7 @@
  * bench/run.ts writes to results.json, so `bun run bench --render` can
  * rebuild the report from a saved run.
  */
-import { TABLE_TITLES, allRows, refImpl, type RowDef } from "./plan.ts";
+import { LOWER_IS_BETTER, TABLE_TITLES, allRows, bestReference, refImpls, type RowDef } from "./plan.ts";
 
 /** One cell of a table for one implementation: what results.json holds per row. */
 export interface Cell {
@@ -44,8 +44,21 @@ export function fmt(x: number | null | undefined, unit: string): string {
   return x >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
-const LABELS: Record<string, string> = { project: "ours", pasta: "reference pasta", passt: "reference passt" };
-const HIGHER_IS_BETTER = new Set(["Gbit/s"]);
+const LABELS: Record<string, string> = { project: "ours", pasta: "reference pasta, Debian", passt: "reference passt, Debian", upstream: "reference pasta and passt, upstream" };
+
+/**
+ * A table cell: "ours / Debian's / upstream's (×ratio)", the ratio ours ÷
+ * the best of the two references (a missing reference prints "–").
+ */
+function versus(cells: Cell[], r: RowDef, c: number): string {
+  const get = (i: string) => cells.find((x) => x.table === r.table && x.row === r.row && x.column === c && x.impl === i);
+  const refs = refImpls(r.table, r.row).map(get);
+  const o = get("project");
+  if (!o && refs.every((x) => !x)) return "";
+  const f = (x?: Cell) => (x?.median == null ? (x?.errors.length ? "fail" : "–") : fmt(x.median, r.unit));
+  const best = bestReference(refs.filter((x): x is Cell => !!x), r.unit);
+  return `${f(o)} / ${refs.map(f).join(" / ")}${ratio(o?.median, best?.median)}`;
+}
 
 function ratio(o: number | null | undefined, p: number | null | undefined): string {
   if (!o || !p) return "";
@@ -81,19 +94,19 @@ function header(res: any): string[] {
       `Throughput: iperf3, receiver side, ${st.iperf3Seconds} s after ${st.iperf3Omit} s omitted; TCP with 2 streams and \`-w\` 512k / 1M / 8M by MTU through the tap, \`-w 4M -l 1M\` on the spliced path; ` +
       `UDP with 4 streams offered 3G / 3G / 10G / 15G each by MTU, datagrams that fill one packet at the column's MTU. ` +
       `Latency: bench/rr.c, one flow of 1-byte requests and responses for ${st.rrSeconds} s (CRR: a new connection for each, the server closing first; UDP RR: one socket), ` +
-      `10^6 / transactions per second in µs, at the largest MTU. Start-up: hyperfine, ${st.startupRuns ?? "?"} runs. Memory: the daemon's VmRSS a moment after start (idle) and VmHWM before it stops (peak), at each MTU.`,
+      `10^6 / transactions per second in µs, at the largest MTU. Start-up: hyperfine, ${st.startupRuns ?? "?"} runs. Memory: the daemon's VmRSS a moment after start (idle) and VmHWM before it stops (peak), and its RssAnon (anonymous memory: what one more instance costs, file pages such as Bun's executable being shared) at the same two moments, at each MTU.`,
     "",
   );
   L.push(
     `Set-up: ns to host through the tap: the client in the namespace connects to the gateway address (192.0.2.1, fe80::1%eth0), mapped to the host's loopback where the server runs. ` +
       `host to ns through the tap: the client in a separate "upstream" namespace behind a veth connects to the host's address (192.0.2.2, 2001:db8::2), forwarded by \`-t\`/\`-u\` into the namespace (a non-loopback source: the tap path). ` +
-      `Spliced: 127.0.0.1 / ::1 on both sides, \`-t -u\` and \`-T -U\`; columns are the MTU of the namespace's loopback. ` +
+      `Spliced: 127.0.0.1 / ::1 on both sides, \`-t -u\` and \`-T -U\` (upstream also \`--host-lo-to-ns-lo\`: without it, since 2024, it delivers host-loopback connections to the namespace's address instead of its loopback); columns are the MTU of the namespace's loopback. ` +
       `passt: a relay guest (test/tools/relay.ts: a tap in a namespace relayed to passt's socket), configured with the addresses passt hands out. ` +
       `slirp4netns: its own addressing (10.0.2.2, fd00::2), ports through its API. loopback: client and server on one loopback at the column's MTU, the ceiling.`,
     "",
   );
   L.push(
-    `The ratio is ours ÷ reference: above 1 is better for throughput, below 1 is better for latency, time and memory; ` +
+    `The ratio is ours ÷ the best reference in that cell (Debian's or upstream's): above 1 is better for throughput, below 1 is better for latency, time and memory; ` +
       `a huge ratio means the other side stalled (see min–max below), "fail" that no run finished (see the notes at the end).`,
     "",
   );
@@ -104,20 +117,11 @@ function table(table: string, rows: RowDef[], cells: Cell[], impls: string[]): s
   const get = (r: string, c: number, i: string) => cells.find((x) => x.table === table && x.row === r && x.column === c && x.impl === i);
   const trows = rows.filter((r) => r.table === table);
   const cols = [...new Set(cells.filter((c) => c.table === table).map((c) => c.column))].sort((x, y) => x - y);
-  const f = (x: Cell | undefined, unit: string) => (x ? (x.median === null ? (x.errors.length ? "fail" : "–") : fmt(x.median, unit)) : "–");
   const L: string[] = [`## ${TABLE_TITLES[table] ?? table} (\`${table}\`)`, ""];
-  L.push(`ours / reference (×ratio); ${HIGHER_IS_BETTER.has(trows[0]?.unit ?? "") ? "higher" : "lower"} is better`, "");
+  const refNames = trows[0] ? refImpls(table, trows[0].row).join(" / ") : "references";
+  L.push(`ours / ${refNames} (×ours ÷ the best reference); ${LOWER_IS_BETTER.has(trows[0]?.unit ?? "") ? "lower" : "higher"} is better`, "");
   L.push(`| | ${cols.map((c) => colLabel(table, c)).join(" | ")} |`, `| --- | ${cols.map(() => "---").join(" | ")} |`);
-  for (const r of trows) {
-    const ref = refImpl(table, r.row);
-    const out = cols.map((c) => {
-      const o = get(r.row, c, "project");
-      const p = get(r.row, c, ref);
-      if (!o && !p) return "";
-      return `${f(o, r.unit)} / ${f(p, r.unit)}${ratio(o?.median, p?.median)}`;
-    });
-    L.push(`| ${r.row} (${r.unit}) | ${out.join(" | ")} |`);
-  }
+  for (const r of trows) L.push(`| ${r.row} (${r.unit}) | ${cols.map((c) => versus(cells, r, c)).join(" | ")} |`);
   L.push("", `All implementations: median [min–max]`, "");
   const names = impls.filter((n) => cells.some((c) => c.table === table && c.impl === n));
   L.push(`| | ${table === "startup" ? "" : "MTU "}| ${names.join(" | ")} |`, `| --- | --- | ${names.map(() => "---").join(" | ")} |`);
@@ -181,17 +185,13 @@ export function markdown(res: any): string {
 export function headline(res: any): string {
   const cells: Cell[] = res.rows;
   const rows = presentRows(cells).filter((r) => r.ip === 4 || r.table === "startup");
-  const cell = (r: RowDef, c: number, i: string) => cells.find((x) => x.table === r.table && x.row === r.row && x.column === c && x.impl === i);
   const L = [`| table: row | small MTU | large MTU |`, `| --- | --- | --- |`];
   for (const r of rows) {
-    const ref = refImpl(r.table, r.row);
     const cols = [...new Set(cells.filter((x) => x.table === r.table && x.row === r.row).map((x) => x.column))].sort((x, y) => x - y);
     const show = (c: number | undefined) => {
       if (c === undefined) return "";
-      const o = cell(r, c, "project");
-      const p = cell(r, c, ref);
-      const f = (x?: Cell) => (x?.median == null ? (x?.errors.length ? "fail" : "–") : fmt(x.median, r.unit));
-      return `${f(o)} / ${f(p)}${ratio(o?.median, p?.median)}${c ? ` @${c}` : ""}`;
+      const v = versus(cells, r, c);
+      return v && c ? `${v} @${c}` : v;
     };
     const small = cols.length > 1 ? show(cols[0]) : "";
     L.push(`| ${r.table}: ${r.row} (${r.unit}) | ${small} | ${show(cols.at(-1))} |`);
@@ -209,6 +209,6 @@ export function withHeadline(text: string, res: any): string {
   const b = text.indexOf(README_END);
   if (a < 0 || b < a) return text;
   const m = res.machine;
-  const intro = `Measured ${res.date.slice(0, 10)} by \`bun run bench\` on ${m.cpu}, ${m.cores} cores (${res.settings.runs} runs per cell, median). Each cell: ours / reference (×ratio; above 1 is better for throughput, below 1 for latency, time and memory).`;
+  const intro = `Measured ${res.date.slice(0, 10)} by \`bun run bench\` on ${m.cpu}, ${m.cores} cores (${res.settings.runs} runs per cell, median). Each cell: ours / Debian's pasta or passt (2023) / upstream's (July 2026) (×ours ÷ the better reference; above 1 is better for throughput, below 1 for latency, time and memory).`;
   return text.slice(0, a + README_START.length) + "\n" + intro + "\n\n" + headline(res) + "\n" + text.slice(b);
 }

@@ -3,7 +3,9 @@
  * The bench suite: `bun run bench [--quick] [--json] [options]`.
  *
  * Measures our pasta and passt ("project": bun src/main.ts) side by side
- * with the reference pasta and passt (Debian package passt), slirp4netns,
+ * with the reference pasta and passt (Debian package passt), upstream's
+ * (a 2026 build, UPSTREAM_DIR; on the spliced path with --host-lo-to-ns-lo,
+ * which gives the path the others take by default), slirp4netns,
  * and plain loopback (the ceiling), in the same run on the same machine, and
  * writes perf/results.json, perf/RESULTS.md and perf/index.html. The tables
  * and rows are in plan.ts (after /work/shared/reference/perf-tables.md).
@@ -35,7 +37,8 @@
  * Every cell is the median of N runs (3, 1 with --quick), with min and max;
  * implementations interleave (A B C A B C ...) within a cell. Throughput
  * cells also record the daemon's CPU time per GB received (/proc/PID/stat);
- * memory rows the daemon's VmRSS after start and VmHWM before stop. A
+ * memory rows the daemon's VmRSS after start and VmHWM before stop, and its
+ * RssAnon at both moments. A
  * missing tool is reported and its rows or implementation skipped. All
  * traffic stays inside namespaces made here.
  */
@@ -46,7 +49,7 @@ import { connect as unixConnect } from "node:net";
 import type { Subprocess } from "bun";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, isAlive, run, type Child, type World } from "../test/world.ts";
 import { startGuest, type Guest } from "../test/tools/relay.ts";
-import { IMPL_MODES, MODES, STARTUP_ROW, allRows, udpLenFor, udpRateFor, windowFor, type Mode, type RowDef } from "./plan.ts";
+import { IMPL_MODES, MODES, STARTUP_ROW, allRows, isMemory, udpLenFor, udpRateFor, windowFor, type Mode, type RowDef } from "./plan.ts";
 import { markdown, median, roundFor, withHeadline, type Cell } from "./report.ts";
 import { renderHtml } from "./html.ts";
 
@@ -72,7 +75,7 @@ interface Args {
 }
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] [--rr-time S]
-                         [--impl project,pasta,passt,slirp4netns,loopback] [--only REGEX] [--out DIR]
+                         [--impl project,pasta,passt,upstream,slirp4netns,loopback] [--only REGEX] [--out DIR]
 
   --quick      one run per cell, IPv4 only, the largest MTU only, short
                measurements (about five minutes)
@@ -136,6 +139,8 @@ interface ImplDef {
   /** shown in tables */
   label: string;
   kind: "pasta" | "passt" | "slirp" | "loopback";
+  /** the executables of a reference, by what it runs as (ours: bun src/main.ts) */
+  bin: { pasta?: string; passt?: string };
   version: string;
   missing: string | null;
   /** the modes (plan.ts) it takes part in */
@@ -177,25 +182,39 @@ function snapshotProject(dir: string, worktree: boolean): string {
   return `${pkg.version} (${commit}), bun ${Bun.version}`;
 }
 
+/** Where the upstream build lives (its README says what it is); PASTA_UPSTREAM_DIR overrides. */
+const UPSTREAM_DIR = process.env.PASTA_UPSTREAM_DIR ?? resolve(REPO, "..", "shared", "reference", "upstream");
+
 function implDefs(projectVersion: string): ImplDef[] {
   const deb = (p: string) => sh(["dpkg-query", "-W", "-f", "${Version}", p]);
+  const up = { pasta: join(UPSTREAM_DIR, "pasta"), passt: join(UPSTREAM_DIR, "passt") };
+  const upMissing = [up.pasta, up.passt].filter((f) => !existsSync(f));
   const slirpV = Bun.which("slirp4netns") ? sh(["slirp4netns", "--version"]).split("\n")[0]?.replace(/^slirp4netns version /, "") ?? "" : "";
   const fromDeb = (bin: string) => ({
     version: existsSync(bin) ? `passt ${deb("passt") || "unknown"}` : "",
     missing: existsSync(bin) ? null : `${bin} not installed (Debian package passt)`,
   });
   const defs: Omit<ImplDef, "modes">[] = [
-    { name: "project", label: "ours", kind: "pasta", version: projectVersion, missing: null },
-    { name: "pasta", label: "reference", kind: "pasta", ...fromDeb("/usr/bin/pasta") },
-    { name: "passt", label: "reference", kind: "passt", ...fromDeb("/usr/bin/passt") },
+    { name: "project", label: "ours", kind: "pasta", bin: {}, version: projectVersion, missing: null },
+    { name: "pasta", label: "reference", kind: "pasta", bin: { pasta: "/usr/bin/pasta" }, ...fromDeb("/usr/bin/pasta") },
+    { name: "passt", label: "reference", kind: "passt", bin: { passt: "/usr/bin/passt" }, ...fromDeb("/usr/bin/passt") },
+    {
+      name: "upstream",
+      label: "upstream",
+      kind: "pasta",
+      bin: up,
+      version: upMissing.length ? "" : `${sh([up.pasta, "--version"]).split("\n")[0] ?? "unknown"} (${UPSTREAM_DIR})`,
+      missing: upMissing.length ? `${upMissing.join(", ")} not there (the upstream build, see /work/shared/reference/upstream/README.md)` : null,
+    },
     {
       name: "slirp4netns",
       label: "slirp4netns",
       kind: "slirp",
+      bin: {},
       version: slirpV ? `slirp4netns ${slirpV}` : "",
       missing: Bun.which("slirp4netns") ? null : "slirp4netns not installed (Debian package slirp4netns)",
     },
-    { name: "loopback", label: "loopback", kind: "loopback", version: `Linux ${release()} loopback`, missing: null },
+    { name: "loopback", label: "loopback", kind: "loopback", bin: {}, version: `Linux ${release()} loopback`, missing: null },
   ];
   return defs.map((d) => ({ ...d, modes: IMPL_MODES[d.name]! }));
 }
@@ -412,8 +431,11 @@ class Env {
   private async startPasta(mtu: number, mode: Mode) {
     const nsPath = `/run/netns/${this.gns}`;
     const fwd = ["-t", GUEST_PORTS, "-u", GUEST_PORTS, ...(mode === "lo" ? ["-T", HOST_PORTS, "-U", HOST_PORTS] : [])];
-    const common = ["--runas", "0", "-f", "-q", "--config-net", "-m", String(mtu), ...fwd, "--netns", nsPath];
-    const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...common] : ["/usr/bin/pasta", ...common];
+    // upstream (since 2024) forwards the host's loopback to the namespace's
+    // address, not its loopback, unless told: the same (loopback to loopback) path needs the option
+    const sameLoopback = mode === "lo" && this.impl.name === "upstream" ? ["--host-lo-to-ns-lo"] : [];
+    const common = ["--runas", "0", "-f", "-q", "--config-net", "-m", String(mtu), ...fwd, ...sameLoopback, "--netns", nsPath];
+    const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...common] : [this.impl.bin.pasta!, ...common];
     this.daemon = this.world.spawn(this.world.host, argv);
     this.targets = { gw4: ADDR.gw4, gw6: ADDR.gwLL, gw6If: "eth0" };
     await this.waitReady(ADDR.host4, ADDR.host6, mode === "lo" ? "both" : "host");
@@ -459,7 +481,7 @@ class Env {
     const sock = join(this.world.dir, "passt.sock");
     rmSync(sock, { force: true });
     const args = ["--runas", "0", "-f", "-q", "-m", String(mtu), "-s", sock, "-t", GUEST_PORTS, "-u", GUEST_PORTS];
-    const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...args] : ["/usr/bin/passt", ...args];
+    const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...args] : [this.impl.bin.passt!, ...args];
     this.daemon = this.world.spawn(this.world.host, argv, { env: { PASST_MODE: "passt" } });
     const deadline = performance.now() + 20000;
     while (!existsSync(sock)) {
@@ -543,8 +565,8 @@ class Env {
     return msg;
   }
 
-  /** The daemon's resident set now (VmRSS) or at its peak (VmHWM), in MB; null without one. */
-  rss(which: "VmRSS" | "VmHWM"): number | null {
+  /** The daemon's resident set now (VmRSS), at its peak (VmHWM), or its anonymous part now (RssAnon), in MB; null without one. */
+  rss(which: "VmRSS" | "VmHWM" | "RssAnon"): number | null {
     if (!this.daemon) return null;
     try {
       const kb = readFileSync(`/proc/${this.daemon.pid}/status`, "utf8").match(new RegExp(`^${which}:\\s+(\\d+) kB`, "m"))?.[1];
@@ -817,15 +839,15 @@ async function main(): Promise<number> {
   const active = impls.filter((i) => !i.missing);
 
   // rows
-  const usable = (r: RowDef) => (r.kind === "tput" ? haveIperf : r.kind === "startup" ? haveHyperfine : r.kind.startsWith("rss") ? true : !!rrBin);
+  const usable = (r: RowDef) => (r.kind === "tput" ? haveIperf : r.kind === "startup" ? haveHyperfine : isMemory(r.kind) ? true : !!rrBin);
   let rows = allRows(a.quick).filter(usable);
   if (a.only) rows = rows.filter((r) => a.only!.test(`${r.table} ${r.row}`));
   for (const s of skipped) say(`skipped: ${s}`);
   // the modes to set up: those of the measured rows (memory rows ride along, they measure nothing themselves)
-  const measured = rows.filter((r) => r.mode && !r.kind.startsWith("rss"));
+  const measured = rows.filter((r) => r.mode && !isMemory(r.kind));
   const modes = MODES.filter((m) => measured.some((r) => r.mode === m));
   rows = rows.filter((r) => !r.mode || modes.includes(r.mode));
-  const startupImpls = active.filter((i) => i.name === "project" || i.name === "pasta");
+  const startupImpls = active.filter((i) => i.name === "project" || i.name === "pasta" || i.name === "upstream");
   if (!rows.some((r) => r.kind === "startup") || !startupImpls.length) rows = rows.filter((r) => r.kind !== "startup");
   if (!rows.length || !active.length) {
     say("nothing to run");
@@ -900,17 +922,22 @@ async function main(): Promise<number> {
     progress.account(active.length * 1.5, (performance.now() - tw) / 1000);
     for (const mode of modes) {
       const modeRows = rows.filter((r) => r.mode === mode);
-      const rssRows = modeRows.filter((r) => r.kind.startsWith("rss"));
+      const memRows = modeRows.filter((r) => isMemory(r.kind));
+      /** one memory reading of every live daemon into the memory row of kind at this column */
+      const readMemory = (envs: Env[], col: number, kind: string, field: "VmRSS" | "VmHWM" | "RssAnon") => {
+        const row = memRows.find((r) => r.kind === kind && r.columns.includes(col));
+        for (const e of envs) {
+          const v = row && e.impl.kind !== "loopback" ? e.rss(field) : null;
+          if (row && v !== null) cellFor(row, col, e.impl.name).values.push(v);
+        }
+      };
       const modeEnvs = envs.filter((e) => e.impl.modes.includes(mode));
       const columns = [...new Set(measured.filter((r) => r.mode === mode).flatMap((r) => r.columns))].sort((x, y) => x - y);
       for (const col of columns) {
         const live = await startAll(modeEnvs, mode, col, progress, startCost);
-        for (const e of live) {
-          const idle = rssRows.find((r) => r.kind === "rss-idle" && r.columns.includes(col));
-          const v = idle && e.impl.kind !== "loopback" ? e.rss("VmRSS") : null;
-          if (idle && v !== null) cellFor(idle, col, e.impl.name).values.push(v);
-        }
-        for (const r of modeRows.filter((r) => !r.kind.startsWith("rss") && r.columns.includes(col))) {
+        readMemory(live, col, "rss-idle", "VmRSS");
+        readMemory(live, col, "anon-idle", "RssAnon");
+        for (const r of modeRows.filter((r) => !isMemory(r.kind) && r.columns.includes(col))) {
           for (let round = 1; round <= a.runs; round++) {
             for (const e of modeEnvs) {
               const cell = cellFor(r, col, e.impl.name);
@@ -922,12 +949,9 @@ async function main(): Promise<number> {
             }
           }
         }
-        for (const e of modeEnvs) {
-          const peak = rssRows.find((r) => r.kind === "rss-peak" && r.columns.includes(col));
-          const v = peak && e.impl.kind !== "loopback" ? e.rss("VmHWM") : null;
-          if (peak && v !== null) cellFor(peak, col, e.impl.name).values.push(v);
-          await e.stop();
-        }
+        readMemory(modeEnvs, col, "rss-peak", "VmHWM");
+        readMemory(modeEnvs, col, "anon-end", "RssAnon");
+        for (const e of modeEnvs) await e.stop();
       }
     }
     const startupRow = rows.find((r) => r.kind === "startup");
@@ -1031,7 +1055,7 @@ async function runCell(e: Env, live: Env[], r: RowDef, col: number, round: numbe
  */
 async function measureStartup(w: World, impls: ImplDef[], runs: number, cellOf: (name: string) => Cell) {
   const args = "--runas 0 -q --config-net -- true";
-  const cmds = impls.map((i) => (i.name === "project" ? `${BUN} ${join(projectDir, "src", "main.ts")} ${args}` : `/usr/bin/pasta ${args}`));
+  const cmds = impls.map((i) => (i.name === "project" ? `${BUN} ${join(projectDir, "src", "main.ts")} ${args}` : `${i.bin.pasta} ${args}`));
   const out = join(scratch, "hyperfine.json");
   const r = await w.exec(w.host, ["hyperfine", "-N", "--warmup", "3", "--runs", String(runs), "--export-json", out, ...cmds], { timeoutMs: 300000 });
   if (r.code !== 0) {

@@ -21,6 +21,8 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function installed(): string[] {
   const names = ["project", "loopback"];
   if (existsSync("/usr/bin/pasta")) names.push("pasta");
+  const upstream = process.env.PASTA_UPSTREAM_DIR ?? join(REPO, "..", "shared", "reference", "upstream");
+  if (existsSync(join(upstream, "pasta")) && existsSync(join(upstream, "passt"))) names.push("upstream");
   if (Bun.which("slirp4netns")) names.push("slirp4netns");
   return names.sort();
 }
