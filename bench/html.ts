@@ -35,7 +35,6 @@ interface Group {
   cells: Cell[];
 }
 
-
 /** Fixed colours, so an implementation looks the same in every chart. */
 const IMPL_COLOURS: Record<string, string> = {
   project: "#e6550d",
@@ -61,12 +60,7 @@ const GROUP_GAP = 12;
 
 /** Escape a string for HTML text and attribute values. */
 function esc(s: unknown): string {
-  return String(s)
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/'/g, "&#39;");
+  return String(s).replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/'/g, "&#39;");
 }
 
 /**
@@ -141,7 +135,9 @@ function renderBar(c: Cell, y: number, scale: number, colour: string): string {
     end = Math.max(end, x(c.max));
     tip += `, min ${c.min}, max ${c.max}, ${c.runs} runs`;
   }
-  parts.push(`<text class="value" x="${(end + 6).toFixed(1)}" y="${mid + 4}" ${cellAttrs(c)} data-value="${esc(c.median)}">${esc(formatValue(c.median, c.unit))}</text>`);
+  parts.push(
+    `<text class="value" x="${(end + 6).toFixed(1)}" y="${mid + 4}" ${cellAttrs(c)} data-value="${esc(c.median)}">${esc(formatValue(c.median, c.unit))}</text>`,
+  );
   return `<g><title>${esc(tip)}</title>${parts.join("")}</g>`;
 }
 
@@ -157,7 +153,9 @@ function renderChart(table: string, cells: Cell[], allImpls: string[]): string {
   let y = 0;
   for (const g of groups) {
     const label = g.column === 0 ? g.row : `${g.row} · MTU ${g.column}`;
-    body.push(`<text class="group" x="0" y="${y + 15}">${esc(label)} <tspan class="unit">(${esc(g.unit)}, ${betterNote(g.unit)})</tspan></text>`);
+    body.push(
+      `<text class="group" x="0" y="${y + 15}">${esc(label)} <tspan class="unit">(${esc(g.unit)}, ${betterNote(g.unit)})</tspan></text>`,
+    );
     y += HEAD_H;
     const scale = scales.get(g.row) || 1;
     for (const c of g.cells) {
@@ -185,9 +183,13 @@ function renderHeader(res: any, allImpls: string[]): string {
     m.mhz !== undefined ? `${m.mhz} MHz` : undefined,
     m.kernel !== undefined ? `Linux ${m.kernel}` : undefined,
   ].filter((x) => x !== undefined);
-  const load = m.loadavgBefore && m.loadavg ? `load average (1, 5, 15 min) ${m.loadavgBefore.join(" ")} before, ${m.loadavg.join(" ")} after` : "";
+  const load =
+    m.loadavgBefore && m.loadavg ? `load average (1, 5, 15 min) ${m.loadavgBefore.join(" ")} before, ${m.loadavg.join(" ")} after` : "";
   const impls = allImpls
-    .map((n) => `<li><span class="swatch" style="background:${colourOf(n, allImpls)}"></span><b>${esc(n)}</b>: ${esc(res.implementations?.[n]?.version ?? "not measured")}</li>`)
+    .map(
+      (n) =>
+        `<li><span class="swatch" style="background:${colourOf(n, allImpls)}"></span><b>${esc(n)}</b>: ${esc(res.implementations?.[n]?.version ?? "not measured")}</li>`,
+    )
     .join("");
   const settings = Object.entries(res.settings ?? {})
     .map(([k, v]) => `<code>${esc(k)}=${esc(JSON.stringify(v))}</code>`)
@@ -224,7 +226,13 @@ export function renderHtml(results: any): string {
   const cells: Cell[] = Array.isArray(results?.rows) ? results.rows : [];
   const allImpls = orderImpls([...Object.keys(results?.implementations ?? {}), ...cells.map((c) => c.impl)]);
   const tables = [...new Set(cells.map((c) => c.table))];
-  const charts = tables.map((t) => renderChart(t, cells.filter((c) => c.table === t), allImpls));
+  const charts = tables.map((t) =>
+    renderChart(
+      t,
+      cells.filter((c) => c.table === t),
+      allImpls,
+    ),
+  );
   return (
     `<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>Bench results ${esc(results?.date ?? "")}</title>` +
     `<style>${CSS}</style></head><body>` +

@@ -106,7 +106,10 @@ export function refImpls(table: string, row: string): string[] {
 export const LOWER_IS_BETTER = new Set(["µs", "ms", "MB"]);
 
 /** The best of the references' medians of a cell (null when none has one), and whose it is. */
-export function bestReference(refs: { impl: string; median: number | null | undefined }[], unit: string): { impl: string; median: number } | null {
+export function bestReference(
+  refs: { impl: string; median: number | null | undefined }[],
+  unit: string,
+): { impl: string; median: number } | null {
   let best: { impl: string; median: number } | null = null;
   for (const r of refs) {
     if (r.median === null || r.median === undefined) continue;
@@ -166,7 +169,15 @@ function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number
 function memoryRows(quick: boolean): RowDef[] {
   const rows: RowDef[] = [];
   for (const mode of MODES) {
-    const base = { table: "memory", mode, proto: "tcp" as const, ip: 4 as const, dir: "n2h" as Dir, unit: "MB" as const, columns: columnsFor(mode, quick) };
+    const base = {
+      table: "memory",
+      mode,
+      proto: "tcp" as const,
+      ip: 4 as const,
+      dir: "n2h" as Dir,
+      unit: "MB" as const,
+      columns: columnsFor(mode, quick),
+    };
     rows.push({ ...base, row: `Idle RSS: ${MODE_LABEL[mode]}`, kind: "rss-idle" });
     rows.push({ ...base, row: `Peak RSS: ${MODE_LABEL[mode]}`, kind: "rss-peak" });
     rows.push({ ...base, row: `Idle anonymous memory: ${MODE_LABEL[mode]}`, kind: "anon-idle" });

@@ -44,7 +44,12 @@ export function fmt(x: number | null | undefined, unit: string): string {
   return x >= 10 ? x.toFixed(1) : x.toFixed(2);
 }
 
-const LABELS: Record<string, string> = { project: "ours", pasta: "reference pasta, Debian", passt: "reference passt, Debian", upstream: "reference pasta and passt, upstream" };
+const LABELS: Record<string, string> = {
+  project: "ours",
+  pasta: "reference pasta, Debian",
+  passt: "reference passt, Debian",
+  upstream: "reference pasta and passt, upstream",
+};
 
 /**
  * A table cell: "ours / Debian's / upstream's (×ratio)", the ratio ours ÷
@@ -56,7 +61,10 @@ function versus(cells: Cell[], r: RowDef, c: number): string {
   const o = get("project");
   if (!o && refs.every((x) => !x)) return "";
   const f = (x?: Cell) => (x?.median == null ? (x?.errors.length ? "fail" : "–") : fmt(x.median, r.unit));
-  const best = bestReference(refs.filter((x): x is Cell => !!x), r.unit);
+  const best = bestReference(
+    refs.filter((x): x is Cell => !!x),
+    r.unit,
+  );
   return `${f(o)} / ${refs.map(f).join(" / ")}${ratio(o?.median, best?.median)}`;
 }
 
@@ -87,7 +95,8 @@ function header(res: any): string[] {
     "",
   );
   L.push(`Implementations:`, "");
-  for (const [name, v] of Object.entries<any>(res.implementations)) L.push(`- **${name}**${LABELS[name] ? ` (${LABELS[name]})` : ""}: ${v.version}`);
+  for (const [name, v] of Object.entries<any>(res.implementations))
+    L.push(`- **${name}**${LABELS[name] ? ` (${LABELS[name]})` : ""}: ${v.version}`);
   L.push("");
   L.push(
     `Each cell is the median of ${st.runs} run${st.runs > 1 ? "s" : ""} (implementations interleaved: A B C A B C…). ` +
@@ -119,7 +128,10 @@ function table(table: string, rows: RowDef[], cells: Cell[], impls: string[]): s
   const cols = [...new Set(cells.filter((c) => c.table === table).map((c) => c.column))].sort((x, y) => x - y);
   const L: string[] = [`## ${TABLE_TITLES[table] ?? table} (\`${table}\`)`, ""];
   const refNames = trows[0] ? refImpls(table, trows[0].row).join(" / ") : "references";
-  L.push(`ours / ${refNames} (×ours ÷ the best reference); ${LOWER_IS_BETTER.has(trows[0]?.unit ?? "") ? "lower" : "higher"} is better`, "");
+  L.push(
+    `ours / ${refNames} (×ours ÷ the best reference); ${LOWER_IS_BETTER.has(trows[0]?.unit ?? "") ? "lower" : "higher"} is better`,
+    "",
+  );
   L.push(`| | ${cols.map((c) => colLabel(table, c)).join(" | ")} |`, `| --- | ${cols.map(() => "---").join(" | ")} |`);
   for (const r of trows) L.push(`| ${r.row} (${r.unit}) | ${cols.map((c) => versus(cells, r, c)).join(" | ")} |`);
   L.push("", `All implementations: median [min–max]`, "");

@@ -95,7 +95,19 @@ const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] 
 `;
 
 function parseCli(argv: string[]): Args {
-  const a: Args = { quick: false, json: false, runs: 0, time: 0, omit: 1, rrTime: 0, impls: null, only: null, out: join(REPO, "perf"), worktree: false, render: false };
+  const a: Args = {
+    quick: false,
+    json: false,
+    runs: 0,
+    time: 0,
+    omit: 1,
+    rrTime: 0,
+    impls: null,
+    only: null,
+    out: join(REPO, "perf"),
+    worktree: false,
+    render: false,
+  };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const [k, inline] = arg.includes("=") ? [arg.slice(0, arg.indexOf("=")), arg.slice(arg.indexOf("=") + 1)] : [arg, undefined];
@@ -110,18 +122,45 @@ function parseCli(argv: string[]): Args {
       return v;
     };
     switch (k) {
-      case "--quick": a.quick = true; break;
-      case "--json": a.json = true; break;
-      case "--runs": a.runs = Math.min(20, Math.round(num())); break;
-      case "--time": a.time = Math.min(120, num()); break;
-      case "--rr-time": a.rrTime = Math.min(120, num()); break;
-      case "--impl": a.impls = val().split(",").map((s) => s.trim()).filter(Boolean); break;
-      case "--only": a.only = new RegExp(val(), "i"); break;
-      case "--out": a.out = val(); break;
-      case "--worktree": a.worktree = true; break;
-      case "--render": a.render = true; break;
-      case "-h": case "--help": process.stdout.write(USAGE); process.exit(0);
-      default: throw new Error(`unknown option ${arg}\n${USAGE}`);
+      case "--quick":
+        a.quick = true;
+        break;
+      case "--json":
+        a.json = true;
+        break;
+      case "--runs":
+        a.runs = Math.min(20, Math.round(num()));
+        break;
+      case "--time":
+        a.time = Math.min(120, num());
+        break;
+      case "--rr-time":
+        a.rrTime = Math.min(120, num());
+        break;
+      case "--impl":
+        a.impls = val()
+          .split(",")
+          .map((s) => s.trim())
+          .filter(Boolean);
+        break;
+      case "--only":
+        a.only = new RegExp(val(), "i");
+        break;
+      case "--out":
+        a.out = val();
+        break;
+      case "--worktree":
+        a.worktree = true;
+        break;
+      case "--render":
+        a.render = true;
+        break;
+      case "-h":
+      case "--help":
+        process.stdout.write(USAGE);
+        process.exit(0);
+      default:
+        throw new Error(`unknown option ${arg}\n${USAGE}`);
     }
   }
   if (!a.runs) a.runs = a.quick ? 1 : 3;
@@ -171,7 +210,10 @@ function snapshotProject(dir: string, worktree: boolean): string {
   const tracked = sh(["git", "-C", REPO, "ls-tree", "--name-only", "HEAD"]).split("\n");
   const paths = ["src", "native", "package.json", "bunfig.toml", "tsconfig.json"].filter((p) => tracked.includes(p));
   mkdirSync(dir, { recursive: true });
-  const r = Bun.spawnSync(["sh", "-c", `r="$1"; d="$2"; shift 2; git -C "$r" archive HEAD -- "$@" | tar -x -C "$d"`, "sh", REPO, dir, ...paths], { stdout: "pipe", stderr: "pipe" });
+  const r = Bun.spawnSync(
+    ["sh", "-c", `r="$1"; d="$2"; shift 2; git -C "$r" archive HEAD -- "$@" | tar -x -C "$d"`, "sh", REPO, dir, ...paths],
+    { stdout: "pipe", stderr: "pipe" },
+  );
   if (r.exitCode !== 0 || !existsSync(join(dir, "src", "main.ts"))) throw new Error(`snapshot of HEAD failed: ${r.stderr.toString()}`);
   if (existsSync(join(REPO, "node_modules"))) symlinkSync(join(REPO, "node_modules"), join(dir, "node_modules"));
   if (existsSync(join(dir, "native", "build.ts"))) {
@@ -189,7 +231,11 @@ function implDefs(projectVersion: string): ImplDef[] {
   const deb = (p: string) => sh(["dpkg-query", "-W", "-f", "${Version}", p]);
   const up = { pasta: join(UPSTREAM_DIR, "pasta"), passt: join(UPSTREAM_DIR, "passt") };
   const upMissing = [up.pasta, up.passt].filter((f) => !existsSync(f));
-  const slirpV = Bun.which("slirp4netns") ? sh(["slirp4netns", "--version"]).split("\n")[0]?.replace(/^slirp4netns version /, "") ?? "" : "";
+  const slirpV = Bun.which("slirp4netns")
+    ? (sh(["slirp4netns", "--version"])
+        .split("\n")[0]
+        ?.replace(/^slirp4netns version /, "") ?? "")
+    : "";
   const fromDeb = (bin: string) => ({
     version: existsSync(bin) ? `passt ${deb("passt") || "unknown"}` : "",
     missing: existsSync(bin) ? null : `${bin} not installed (Debian package passt)`,
@@ -204,7 +250,9 @@ function implDefs(projectVersion: string): ImplDef[] {
       kind: "pasta",
       bin: up,
       version: upMissing.length ? "" : `${sh([up.pasta, "--version"]).split("\n")[0] ?? "unknown"} (${UPSTREAM_DIR})`,
-      missing: upMissing.length ? `${upMissing.join(", ")} not there (the upstream build, see /work/shared/reference/upstream/README.md)` : null,
+      missing: upMissing.length
+        ? `${upMissing.join(", ")} not there (the upstream build, see /work/shared/reference/upstream/README.md)`
+        : null,
     },
     {
       name: "slirp4netns",
@@ -229,7 +277,10 @@ class Progress {
   private lastLen = 0;
   private readonly tty = !!process.stderr.isTTY;
   private readonly t0 = performance.now();
-  constructor(private remainingEstimate: number, private total: number) {}
+  constructor(
+    private remainingEstimate: number,
+    private total: number,
+  ) {}
 
   step(label: string, counted = true) {
     // measured steps so far tell how the estimates hold up on this machine
@@ -305,7 +356,13 @@ function deleteGuestNs(ns: string) {
     for (let round = 0; round < 3; round++) {
       const pids = run(["ip", "netns", "pids", ns]).stdout.split(/\s+/).filter(Boolean).map(Number);
       if (!pids.length) break;
-      for (const pid of pids) if (pid > 1 && pid !== process.pid) try { process.kill(pid, "SIGKILL"); } catch { /* gone */ }
+      for (const pid of pids)
+        if (pid > 1 && pid !== process.pid)
+          try {
+            process.kill(pid, "SIGKILL");
+          } catch {
+            /* gone */
+          }
       Bun.sleepSync(50);
     }
     run(["ip", "netns", "del", ns]);
@@ -367,7 +424,10 @@ class Env {
   restarts = 0;
   private watchdogs: Subprocess[] = [];
 
-  constructor(readonly impl: ImplDef, readonly rrBin: string | null) {}
+  constructor(
+    readonly impl: ImplDef,
+    readonly rrBin: string | null,
+  ) {}
 
   async init() {
     this.world = await createWorld({ prefix: "pb", mtu: 65520 });
@@ -446,12 +506,23 @@ class Env {
     const nsPath = `/run/netns/${this.gns}`;
     const api = join(this.world.dir, "slirp.sock");
     rmSync(api, { force: true });
-    const argv = ["slirp4netns", "--configure", `--mtu=${mtu}`, "--enable-ipv6", `--api-socket=${api}`, "--netns-type=path", nsPath, "tap0"];
+    const argv = [
+      "slirp4netns",
+      "--configure",
+      `--mtu=${mtu}`,
+      "--enable-ipv6",
+      `--api-socket=${api}`,
+      "--netns-type=path",
+      nsPath,
+      "tap0",
+    ];
     this.daemon = this.world.spawn(this.world.host, argv);
     this.targets = { gw4: "10.0.2.2", gw6: "fd00::2", gw6If: null };
     await this.waitReady("10.0.2.100", "fd00::", "none");
     // the guest's IPv6 address comes from SLAAC (libslirp's router advertisements)
-    const guest6 = run(["ip", "-n", this.gns, "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global"]).stdout.match(/inet6 (fd00:[0-9a-f:]+)\//)?.[1];
+    const guest6 = run(["ip", "-n", this.gns, "-6", "-o", "addr", "show", "dev", "tap0", "scope", "global"]).stdout.match(
+      /inet6 (fd00:[0-9a-f:]+)\//,
+    )?.[1];
     if (this.ipv6 && !guest6) {
       this.ipv6 = false;
       this.note("no global IPv6 address on tap0; its IPv6 rows are skipped");
@@ -461,9 +532,14 @@ class Env {
         await slirpApi(api, { execute: "add_hostfwd", arguments: { proto, host_addr: "0.0.0.0", host_port: port, guest_port: port } });
         if (this.ipv6 && this.ipv6In) {
           try {
-            await slirpApi(api, { execute: "add_hostfwd", arguments: { proto, host_addr: "::", host_port: port, guest_addr: guest6, guest_port: port } });
+            await slirpApi(api, {
+              execute: "add_hostfwd",
+              arguments: { proto, host_addr: "::", host_port: port, guest_addr: guest6, guest_port: port },
+            });
           } catch (e) {
-            onceSkipped(`slirp4netns: IPv6 host-to-ns rows: add_hostfwd to its IPv6 address (${this.impl.version}) is refused: ${(e as Error).message}`);
+            onceSkipped(
+              `slirp4netns: IPv6 host-to-ns rows: add_hostfwd to its IPv6 address (${this.impl.version}) is refused: ${(e as Error).message}`,
+            );
             this.ipv6In = false;
           }
         }
@@ -485,7 +561,8 @@ class Env {
     this.daemon = this.world.spawn(this.world.host, argv, { env: { PASST_MODE: "passt" } });
     const deadline = performance.now() + 20000;
     while (!existsSync(sock)) {
-      if (!isAlive(this.daemon.pid)) throw new Error(`${this.impl.name} exited (${await this.daemon.exited}) while starting: ${tail(this.daemon.stderr())}`);
+      if (!isAlive(this.daemon.pid))
+        throw new Error(`${this.impl.name} exited (${await this.daemon.exited}) while starting: ${tail(this.daemon.stderr())}`);
       if (performance.now() > deadline) throw new Error(`${this.impl.name}: no socket at ${sock} after 20 s`);
       await Bun.sleep(20);
     }
@@ -526,7 +603,8 @@ class Env {
       const r6 = run(["ip", "-n", this.gns, "-6", "route", "show", "default"]).stdout;
       const v4ok = a.includes(`inet ${addr4}/`) && r4.includes("default");
       const v6ok = a.includes(`inet6 ${addr6}`) && !a.includes("tentative") && r6.includes("default");
-      const lok = listeners === "none" || (this.listening("host", GUEST_PORTS) && (listeners === "host" || this.listening("guest", HOST_PORTS)));
+      const lok =
+        listeners === "none" || (this.listening("host", GUEST_PORTS) && (listeners === "host" || this.listening("guest", HOST_PORTS)));
       why = `IPv4 ${v4ok ? "up" : "not up"}, IPv6 ${v6ok ? "up" : "not up"}, listeners ${lok ? "up" : "not up"}`;
       if (v4ok && v6ok && lok) return;
       // slirp4netns's IPv6 comes from router advertisements: give it up to 10 s, then go on without
@@ -549,7 +627,8 @@ class Env {
   private async waitListeners(side: Side, ports: string) {
     for (let i = 0; i < 400; i++) {
       if (this.listening(side, ports)) return;
-      if (this.daemon && !isAlive(this.daemon.pid)) throw new Error(`${this.impl.name} exited while starting: ${tail(this.daemon.stderr())}`);
+      if (this.daemon && !isAlive(this.daemon.pid))
+        throw new Error(`${this.impl.name} exited while starting: ${tail(this.daemon.stderr())}`);
       await Bun.sleep(50);
     }
     throw new Error(`${this.impl.name}: no listeners on ${ports} after 20 s`);
@@ -602,7 +681,12 @@ class Env {
       this.daemon = null;
     }
     if (this.gns) deleteGuestNs(this.gns);
-    for (const wd of this.watchdogs) try { process.kill(-wd.pid, "SIGKILL"); } catch { /* gone */ }
+    for (const wd of this.watchdogs)
+      try {
+        process.kill(-wd.pid, "SIGKILL");
+      } catch {
+        /* gone */
+      }
     this.watchdogs = [];
     this.gns = "";
   }
@@ -626,10 +710,16 @@ function slirpApi(path: string, req: unknown): Promise<any> {
   return new Promise((resolve, reject) => {
     const s = unixConnect(path);
     let buf = "";
-    const timer = setTimeout(() => { s.destroy(); reject(new Error("API socket timeout")); }, 5000);
+    const timer = setTimeout(() => {
+      s.destroy();
+      reject(new Error("API socket timeout"));
+    }, 5000);
     s.on("connect", () => s.write(JSON.stringify(req)));
     s.on("data", (d) => (buf += d.toString()));
-    s.on("error", (e) => { clearTimeout(timer); reject(e); });
+    s.on("error", (e) => {
+      clearTimeout(timer);
+      reject(e);
+    });
     s.on("close", () => {
       clearTimeout(timer);
       try {
@@ -689,7 +779,22 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell):
       // from the upstream namespace, send from a "remote" address: the upstream's
       // veth address is the guest's gateway, which pasta maps to the host's loopback
       const bind = clientSide === "upstream" ? ["-B", row.ip === 4 ? ADDR.remote4 : ADDR.remote6] : [];
-      const argv = ["iperf3", "-c", target, "-p", String(port), "-t", String(a.time), "-O", String(a.omit), ...opts, ...bind, "-J", "--connect-timeout", "5000"];
+      const argv = [
+        "iperf3",
+        "-c",
+        target,
+        "-p",
+        String(port),
+        "-t",
+        String(a.time),
+        "-O",
+        String(a.omit),
+        ...opts,
+        ...bind,
+        "-J",
+        "--connect-timeout",
+        "5000",
+      ];
       const cpu0 = env.cpuSeconds();
       const r = await env.exec(clientSide, argv, (a.time + a.omit + 25) * 1000);
       const cpu1 = env.cpuSeconds();
@@ -749,13 +854,22 @@ function machineInfo() {
   let cpu = cpus()[0]?.model?.trim() ?? "";
   if (!cpu) {
     try {
-      cpu = readFileSync("/proc/cpuinfo", "utf8").match(/^model name\s*:\s*(.+)$/m)?.[1]?.trim() ?? "unknown";
+      cpu =
+        readFileSync("/proc/cpuinfo", "utf8")
+          .match(/^model name\s*:\s*(.+)$/m)?.[1]
+          ?.trim() ?? "unknown";
     } catch {
       cpu = "unknown";
     }
   }
   const mhz = cpus()[0]?.speed || Number(readFileSync("/proc/cpuinfo", "utf8").match(/^cpu MHz\s*:\s*([\d.]+)/m)?.[1] ?? 0);
-  return { cpu, cores: availableParallelism(), mhz: Math.round(mhz), kernel: release(), loadavg: loadavg().map((x) => Math.round(x * 100) / 100) };
+  return {
+    cpu,
+    cores: availableParallelism(),
+    mhz: Math.round(mhz),
+    kernel: release(),
+    loadavg: loadavg().map((x) => Math.round(x * 100) / 100),
+  };
 }
 
 /** --render: RESULTS.md and index.html again from the results.json in the --out directory. */
@@ -876,7 +990,9 @@ async function main(): Promise<number> {
     estimate += startupCost;
     steps++;
   }
-  say(`${rows.length} rows in ${new Set(rows.map((r) => r.table)).size} tables, modes ${modes.join(", ") || "none"}, ${active.map((i) => i.name).join(", ")}, ${a.runs} run(s) per cell: about ${fmtDuration(estimate)}`);
+  say(
+    `${rows.length} rows in ${new Set(rows.map((r) => r.table)).size} tables, modes ${modes.join(", ") || "none"}, ${active.map((i) => i.name).join(", ")}, ${a.runs} run(s) per cell: about ${fmtDuration(estimate)}`,
+  );
   const progress = new Progress(estimate, steps);
 
   sweepStaleGuests();
@@ -905,7 +1021,20 @@ async function main(): Promise<number> {
     const k = `${r.table}\u0000${r.row}\u0000${c}\u0000${i}`;
     let cell = results.get(k);
     if (!cell) {
-      cell = { table: r.table, row: r.row, column: c, impl: i, unit: r.unit, median: null, min: null, max: null, runs: 0, values: [], errors: [], cpu: [] };
+      cell = {
+        table: r.table,
+        row: r.row,
+        column: c,
+        impl: i,
+        unit: r.unit,
+        median: null,
+        min: null,
+        max: null,
+        runs: 0,
+        values: [],
+        errors: [],
+        cpu: [],
+      };
       results.set(k, cell);
     }
     return cell;
@@ -990,12 +1119,21 @@ async function main(): Promise<number> {
   };
   writeReports(a.out, res);
   if (a.json) process.stdout.write(JSON.stringify(res, null, 1) + "\n");
-  else process.stdout.write(markdown(res) + `\nwritten: ${join(a.out, "results.json")}, ${join(a.out, "RESULTS.md")}, ${join(a.out, "index.html")}\n`);
+  else
+    process.stdout.write(
+      markdown(res) + `\nwritten: ${join(a.out, "results.json")}, ${join(a.out, "RESULTS.md")}, ${join(a.out, "index.html")}\n`,
+    );
   return 0;
 }
 
 /** Start every implementation of a mode at an MTU; returns those that started. */
-async function startAll(envs: Env[], mode: Mode, col: number, progress: Progress, startCost: (i: ImplDef, m: Mode) => number): Promise<Env[]> {
+async function startAll(
+  envs: Env[],
+  mode: Mode,
+  col: number,
+  progress: Progress,
+  startCost: (i: ImplDef, m: Mode) => number,
+): Promise<Env[]> {
   const live: Env[] = [];
   for (const e of envs) {
     const t0 = performance.now();
@@ -1057,7 +1195,9 @@ async function measureStartup(w: World, impls: ImplDef[], runs: number, cellOf: 
   const args = "--runas 0 -q --config-net -- true";
   const cmds = impls.map((i) => (i.name === "project" ? `${BUN} ${join(projectDir, "src", "main.ts")} ${args}` : `${i.bin.pasta} ${args}`));
   const out = join(scratch, "hyperfine.json");
-  const r = await w.exec(w.host, ["hyperfine", "-N", "--warmup", "3", "--runs", String(runs), "--export-json", out, ...cmds], { timeoutMs: 300000 });
+  const r = await w.exec(w.host, ["hyperfine", "-N", "--warmup", "3", "--runs", String(runs), "--export-json", out, ...cmds], {
+    timeoutMs: 300000,
+  });
   if (r.code !== 0) {
     for (const i of impls) cellOf(i.name).errors.push(`hyperfine exited ${r.code}: ${tail(r.stderr, 300)}`);
     notes.push(`startup: hyperfine exited ${r.code}: ${tail(r.stderr + r.stdout, 600)}`);
@@ -1073,7 +1213,7 @@ async function measureStartup(w: World, impls: ImplDef[], runs: number, cellOf: 
 main().then(
   (code) => process.exit(code),
   (e) => {
-    process.stderr.write(`bench: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+    process.stderr.write(`bench: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
     process.exit(1);
   },
 );

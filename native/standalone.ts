@@ -18,7 +18,16 @@ const outfile = join(dist, "pasta");
 if (!existsSync(join(root, "native", "build", "libshim.so"))) buildShim();
 const assets = [join(root, "native", "shim.c"), join(root, "native", "build", "libshim.so")].filter(existsSync);
 mkdirSync(dist, { recursive: true });
-const args = ["build", join(root, "src", "main.ts"), "--compile", "--bytecode", "--minify", "--outfile", outfile, ...assets.flatMap((a) => ["--asset", a])];
+const args = [
+  "build",
+  join(root, "src", "main.ts"),
+  "--compile",
+  "--bytecode",
+  "--minify",
+  "--outfile",
+  outfile,
+  ...assets.flatMap((a) => ["--asset", a]),
+];
 const r = Bun.spawnSync([process.execPath, ...args], { cwd: root, stdout: "inherit", stderr: "inherit" });
 if (r.exitCode !== 0) throw new Error(`bun ${args.join(" ")} failed`);
 rmSync(join(dist, "passt"), { force: true });

@@ -81,9 +81,7 @@ function trackChildren(inst: ConsolaInstance): ConsolaInstance {
 }
 
 /** The program's logger. */
-export const log: ConsolaInstance = trackChildren(
-  createConsola({ level: LEVELS.info, reporters: [reporter], throttle: NO_THROTTLE }),
-);
+export const log: ConsolaInstance = trackChildren(createConsola({ level: LEVELS.info, reporters: [reporter], throttle: NO_THROTTLE }));
 
 /** Set the level of log and every tagged child, and the cheap guard flags. */
 export function setLogLevel(name: LogLevelName): void {

@@ -128,10 +128,24 @@ export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
 function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): number {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
-  const backend = new PasstBackend(loop, KIND_CLIENT, (b, off, len) => dispatcher!.frame(b, off, len), () => dispatcher!.batchEnd(), pcap);
+  const backend = new PasstBackend(
+    loop,
+    KIND_CLIENT,
+    (b, off, len) => dispatcher!.frame(b, off, len),
+    () => dispatcher!.batchEnd(),
+    pcap,
+  );
   dispatcher = new Dispatcher(cfg, loop, backend);
   new Forwarder({
-    cfg, loop, tcp: dispatcher.tcp, udp: dispatcher.udp, splice: null, udpSplice: null, nsfd: -1, freebind: run.freebind, spliceMode: "off",
+    cfg,
+    loop,
+    tcp: dispatcher.tcp,
+    udp: dispatcher.udp,
+    splice: null,
+    udpSplice: null,
+    nsfd: -1,
+    freebind: run.freebind,
+    spliceMode: "off",
   }).start({ tcp: run.tcp, udp: run.udp, tcpNs: null, udpNs: null });
   if (run.pidFile) writePidFile(run.pidFile);
   if (ids) {
@@ -232,7 +246,10 @@ function fitPorts(cfg: Config, run: PasstRun, limit: number): PasstRun {
       if (room < r.last - r.first + 1 && !cut) cut = r.first + Math.max(room, 0);
       n += Math.max(room, 0);
     }
-    if (cut) log.warn(`${what}: descriptor limit ${limit} too low for every port: ports from ${cut} up are not forwarded (raise it with ulimit -n)`);
+    if (cut)
+      log.warn(
+        `${what}: descriptor limit ${limit} too low for every port: ports from ${cut} up are not forwarded (raise it with ulimit -n)`,
+      );
     return { ...f, rules };
   };
   const share = Math.max(0, budget);

@@ -100,9 +100,16 @@ export function runPasta(cfg: Config, run: PastaRun): number {
 function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: number, child: Child | null): number {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
-  const tap = run.splice === "only" ? null : TapBackend.open(nsfd, cfg.nsIfname, (b, off, len) => dispatcher!.frame(b, off, len), pcap, () =>
-    dispatcher!.batchEnd(),
-  );
+  const tap =
+    run.splice === "only"
+      ? null
+      : TapBackend.open(
+          nsfd,
+          cfg.nsIfname,
+          (b, off, len) => dispatcher!.frame(b, off, len),
+          pcap,
+          () => dispatcher!.batchEnd(),
+        );
   dispatcher = new Dispatcher(cfg, loop, tap ?? new NullSink());
   configureInterface(nsfd, tap ? tap.ifname : null, cfg);
   startForwarding(cfg, run, loop, dispatcher, nsfd);
@@ -120,10 +127,11 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   watchSignals(loop, sigFd, child);
   if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ ...(tap ? { tap: tap.stats } : {}), ...dispatcher!.counters() }));
   if (run.pidFile) writePidFile(run.pidFile);
-  if (child) startChild(loop, child, run.command[0]!, () => {
-    tap?.readAll();
-    return dispatcher!.tcp.guestOpen() === 0;
-  });
+  if (child)
+    startChild(loop, child, run.command[0]!, () => {
+      tap?.readAll();
+      return dispatcher!.tcp.guestOpen() === 0;
+    });
   else if (run.attachPid !== null && run.quitWithNetns !== false) watchTarget(loop, run.attachPid);
   else if (run.netns !== null && run.quitWithNetns !== false) watchNetnsFile(loop, KIND_NETNS_FILE, run.netns);
   if (tap) dispatcher.start();
@@ -145,7 +153,15 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
   const udpSplice = new UdpSplice(loop, nsfd);
   if (run.splice !== "off") dispatcher.udp.splice = udpSplice;
   new Forwarder({
-    cfg, loop, tcp: dispatcher.tcp, udp: dispatcher.udp, splice, udpSplice, nsfd, freebind: run.freebind, spliceMode: run.splice,
+    cfg,
+    loop,
+    tcp: dispatcher.tcp,
+    udp: dispatcher.udp,
+    splice,
+    udpSplice,
+    nsfd,
+    freebind: run.freebind,
+    spliceMode: run.splice,
   }).start({ tcp: run.tcp, udp: run.udp, tcpNs: run.tcpNs, udpNs: run.udpNs });
 }
 

@@ -34,7 +34,18 @@
  * and processes still inside this world's own namespaces are ever killed.
  */
 
-import { chmodSync, chownSync, cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import type { Subprocess } from "bun";
@@ -150,7 +161,17 @@ const tracked = new Set<ChildImpl>();
 
 function signalNumber(sig: string | number | null | undefined): number {
   if (typeof sig === "number") return sig;
-  const table: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGABRT: 6, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGALRM: 14, SIGTERM: 15 };
+  const table: Record<string, number> = {
+    SIGHUP: 1,
+    SIGINT: 2,
+    SIGQUIT: 3,
+    SIGABRT: 6,
+    SIGKILL: 9,
+    SIGSEGV: 11,
+    SIGPIPE: 13,
+    SIGALRM: 14,
+    SIGTERM: 15,
+  };
   return sig ? (table[sig] ?? 0) : 0;
 }
 
@@ -229,7 +250,7 @@ class ChildImpl implements Child {
 
   write(data: string | Uint8Array) {
     const sink = this.proc.stdin as any;
-    if (!sink || typeof sink.write !== "function") throw new Error("spawned without stdin: \"pipe\"");
+    if (!sink || typeof sink.write !== "function") throw new Error('spawned without stdin: "pipe"');
     sink.write(data);
     sink.flush?.();
   }
@@ -252,7 +273,9 @@ class ChildImpl implements Child {
       };
       const timer = setTimeout(() => {
         finish();
-        reject(new Error(`timeout (${timeoutMs} ms) waiting for ${re} from ${this.argv.join(" ")}\nstdout: ${this.out}\nstderr: ${this.err}`));
+        reject(
+          new Error(`timeout (${timeoutMs} ms) waiting for ${re} from ${this.argv.join(" ")}\nstdout: ${this.out}\nstderr: ${this.err}`),
+        );
       }, timeoutMs);
       const finish = () => {
         clearTimeout(timer);
@@ -335,7 +358,13 @@ export async function execIn(ns: string | null, cmd: string[], opts: ExecOptions
   }, opts.timeoutMs ?? 30000);
   try {
     const code = await child.exited;
-    return { code, stdout: child.stdout(), stderr: child.stderr(), timedOut, signal: proc.signalCode == null ? null : String(proc.signalCode) };
+    return {
+      code,
+      stdout: child.stdout(),
+      stderr: child.stderr(),
+      timedOut,
+      signal: proc.signalCode == null ? null : String(proc.signalCode),
+    };
   } finally {
     clearTimeout(timer);
   }
@@ -449,7 +478,17 @@ export function ensureTestUser(name = TEST_USER): TestUser {
   sweepStaleOnce(DEFAULT_PREFIX);
   let ids = lookupUser(name);
   if (!ids) {
-    const r = run(["useradd", "--system", "--user-group", "--no-create-home", "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", name]);
+    const r = run([
+      "useradd",
+      "--system",
+      "--user-group",
+      "--no-create-home",
+      "--home-dir",
+      "/nonexistent",
+      "--shell",
+      "/usr/sbin/nologin",
+      name,
+    ]);
     ids = lookupUser(name);
     if (!ids) throw new Error(`cannot create user ${name}: ${r.stderr}`);
   }
@@ -676,7 +715,8 @@ class WorldImpl implements World {
     const { host, upstream, mtu } = this;
     const U = (args: string[], what: string) => mustRun(["ip", "-n", upstream, ...args], what);
     const H = (args: string[], what: string) => mustRun(["ip", "-n", host, ...args], what);
-    const sysctl = (ns: string, settings: string[]) => mustRun(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", ...settings], `sysctl in ${ns}`);
+    const sysctl = (ns: string, settings: string[]) =>
+      mustRun(["ip", "netns", "exec", ns, "sysctl", "-q", "-w", ...settings], `sysctl in ${ns}`);
 
     mustRun(["ip", "netns", "add", upstream], "create upstream namespace");
     mustRun(["ip", "netns", "add", host], "create host namespace");
@@ -704,7 +744,26 @@ class WorldImpl implements World {
 
     // the veth pair, made inside the host namespace: no name ever appears in the root namespace
     H(
-      ["link", "add", HOST_IF, "mtu", String(mtu), "address", ADDR.hostMac, "type", "veth", "peer", "name", UPSTREAM_IF, "mtu", String(mtu), "address", ADDR.upstreamMac, "netns", upstream],
+      [
+        "link",
+        "add",
+        HOST_IF,
+        "mtu",
+        String(mtu),
+        "address",
+        ADDR.hostMac,
+        "type",
+        "veth",
+        "peer",
+        "name",
+        UPSTREAM_IF,
+        "mtu",
+        String(mtu),
+        "address",
+        ADDR.upstreamMac,
+        "netns",
+        upstream,
+      ],
       "create veth pair",
     );
 

@@ -149,12 +149,19 @@ export function parseIp6(s: string): Uint8Array {
 export function formatIp6(b: Uint8Array, off = 0): string {
   const w: number[] = [];
   for (let i = 0; i < 8; i++) w.push((b[off + i * 2]! << 8) | b[off + i * 2 + 1]!);
-  let bestStart = -1, bestLen = 0;
+  let bestStart = -1,
+    bestLen = 0;
   for (let i = 0; i < 8; ) {
-    if (w[i] !== 0) { i++; continue; }
+    if (w[i] !== 0) {
+      i++;
+      continue;
+    }
     let j = i;
     while (j < 8 && w[j] === 0) j++;
-    if (j - i > bestLen && j - i > 1) { bestStart = i; bestLen = j - i; }
+    if (j - i > bestLen && j - i > 1) {
+      bestStart = i;
+      bestLen = j - i;
+    }
     i = j;
   }
   const hex = (a: number[]) => a.map((x) => x.toString(16)).join(":");

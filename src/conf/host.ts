@@ -20,12 +20,25 @@
  * canned answers); buildConfig() is pure: it merges what was found with the
  * overrides from the command line. hostConfig() does both for real.
  */
+import { isLinkLocal6, isZero, parseIp6, type Config, type Ip4Config, type Ip6Config, type Mode } from "./config.ts";
 import {
-  isLinkLocal6, isZero, parseIp6, type Config, type Ip4Config, type Ip6Config, type Mode,
-} from "./config.ts";
-import {
-  AF_INET, AF_INET6, getAddrs, getLinks, getMainRoutes, getRoutes, ip4FromBytes, makeTalk, openNetlink, RT_SCOPE_UNIVERSE,
-  RT_TABLE_MAIN, type Addr, type Family, type Link, type NlSys, type NlTalk, type Route,
+  AF_INET,
+  AF_INET6,
+  getAddrs,
+  getLinks,
+  getMainRoutes,
+  getRoutes,
+  ip4FromBytes,
+  makeTalk,
+  openNetlink,
+  RT_SCOPE_UNIVERSE,
+  RT_TABLE_MAIN,
+  type Addr,
+  type Family,
+  type Link,
+  type NlSys,
+  type NlTalk,
+  type Route,
 } from "./netlink.ts";
 import { readResolvConf, type ResolvConf } from "./resolv.ts";
 
@@ -191,7 +204,10 @@ function discoverFamily(talk: NlTalk, links: Link[], family: Family, ifname?: st
   const addrs = globalAddrs(getAddrs(talk, family, link.ifindex));
   const route = pickRoute(routes, link.ifindex);
   return {
-    ifname: link.name, ifindex: link.ifindex, mac: link.mac, mtu: link.mtu,
+    ifname: link.name,
+    ifindex: link.ifindex,
+    mac: link.mac,
+    mtu: link.mtu,
     addrs: addrs.map((a) => ({ addr: a.addr, prefixLen: a.prefixLen })),
     gw: route?.gateway ?? null,
   };
@@ -242,7 +258,11 @@ function isLoopback6(b: Uint8Array): boolean {
  * address, or the address that stands for the loopback), the guest is told
  * the mapped address, whose DNS traffic goes to the resolver.
  */
-function nat4(gw: number, resolv: number[], ov: ConfigOverrides): Pick<Ip4Config, "dnsMatch" | "dnsHost" | "mapHostLoopback" | "mapGuestAddr"> {
+function nat4(
+  gw: number,
+  resolv: number[],
+  ov: ConfigOverrides,
+): Pick<Ip4Config, "dnsMatch" | "dnsHost" | "mapHostLoopback" | "mapGuestAddr"> {
   const mapHostLoopback = ov.mapHostLoopback4 ?? (ov.noMapGw ? 0 : gw);
   const first = resolv[0];
   let dnsMatch = ov.dnsForward4 ?? 0;
@@ -252,7 +272,11 @@ function nat4(gw: number, resolv: number[], ov: ConfigOverrides): Pick<Ip4Config
 }
 
 /** As nat4, for IPv6. */
-function nat6(gw: Uint8Array, resolv: Uint8Array[], ov: ConfigOverrides): Pick<Ip6Config, "dnsMatch" | "dnsHost" | "mapHostLoopback" | "mapGuestAddr"> {
+function nat6(
+  gw: Uint8Array,
+  resolv: Uint8Array[],
+  ov: ConfigOverrides,
+): Pick<Ip6Config, "dnsMatch" | "dnsHost" | "mapHostLoopback" | "mapGuestAddr"> {
   const mapHostLoopback = ov.mapHostLoopback6 !== undefined ? ov.mapHostLoopback6 : ov.noMapGw || isZero(gw) ? null : gw;
   const first = resolv[0];
   let dnsMatch = ov.dnsForward6 ?? null;
@@ -276,7 +300,10 @@ function buildIp4(host: HostFamily<number> | null, dns: number[], resolv: number
   const match = host?.addrs.find((a) => a.addr === found);
   const gw = ov.gw4 ?? host?.gw ?? 0;
   return {
-    addr: found, gw, dns, ...nat4(gw, resolv, ov),
+    addr: found,
+    gw,
+    dns,
+    ...nat4(gw, resolv, ov),
     prefixLen: ov.prefixLen4 ?? match?.prefixLen ?? classfulPrefix(found),
     ifname: host?.ifname ?? "",
     copyAddrs: host !== null && ov.addr4 === undefined && !ov.noCopyAddrs,
@@ -288,9 +315,14 @@ function buildIp4(host: HostFamily<number> | null, dns: number[], resolv: number
 function localIp4(dns: number[], resolv: number[], ov: ConfigOverrides): Ip4Config {
   const gw = ov.gw4 ?? LOCAL_GW4;
   return {
-    addr: LOCAL_ADDR4, gw, dns, ...nat4(gw, resolv, ov),
+    addr: LOCAL_ADDR4,
+    gw,
+    dns,
+    ...nat4(gw, resolv, ov),
     prefixLen: ov.prefixLen4 ?? LOCAL_PREFIX4,
-    ifname: "", copyAddrs: false, copyRoutes: false,
+    ifname: "",
+    copyAddrs: false,
+    copyRoutes: false,
   };
 }
 
@@ -305,10 +337,13 @@ function buildIp6(host: HostFamily<Uint8Array> | null, dns: Uint8Array[], resolv
   const match = host?.addrs.find((a) => a.addr.every((x, i) => x === addr[i]));
   const gw = ov.gw6 ?? (local ? LOCAL_GW6 : host?.gw) ?? new Uint8Array(16);
   return {
-    addr, gw, dns, ...nat6(gw, resolv, ov),
+    addr,
+    gw,
+    dns,
+    ...nat6(gw, resolv, ov),
     prefixLen: ov.prefixLen6 ?? match?.prefixLen ?? IPV6_DEFAULT_PREFIX,
     ourLL: isLinkLocal6(gw) ? gw : OUR_LL_DEFAULT,
-    ifname: local ? "" : host?.ifname ?? "",
+    ifname: local ? "" : (host?.ifname ?? ""),
     copyAddrs: !local && host !== null && ov.addr6 === undefined && !ov.noCopyAddrs,
     copyRoutes: !local && host !== null && ov.gw6 === undefined && !ov.noCopyRoutes,
   };
@@ -327,7 +362,8 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     nsMac: ov.nsMac ?? new Uint8Array(6),
     nsIfname: ov.nsIfname ?? host.ip4?.ifname ?? host.ip6?.ifname ?? NS_IFNAME_DEFAULT,
     mtu: ov.mtu ?? DEFAULT_MTU,
-    ip4, ip6,
+    ip4,
+    ip6,
     dnsSearch: ov.search ?? resolv.search,
     dhcpDns: ov.dhcpDns ?? mode === "passt",
     dhcpSearch: ov.dhcpSearch ?? mode === "passt",

@@ -97,8 +97,17 @@ const EHOSTUNREACH = 113;
 const LE = new Uint8Array(new Uint16Array([1]).buffer)[0] === 1;
 
 const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM", 2: "ENOENT", 13: "EACCES", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV",
-  22: "EINVAL", 34: "ERANGE", 95: "EOPNOTSUPP", 99: "EADDRNOTAVAIL", 101: "ENETUNREACH",
+  1: "EPERM",
+  2: "ENOENT",
+  13: "EACCES",
+  16: "EBUSY",
+  17: "EEXIST",
+  19: "ENODEV",
+  22: "EINVAL",
+  34: "ERANGE",
+  95: "EOPNOTSUPP",
+  99: "EADDRNOTAVAIL",
+  101: "ENETUNREACH",
 };
 
 /** A negative answer from the kernel, or a failed socket call. */
@@ -488,9 +497,7 @@ export function addrCopies(talk: NlTalk, family: Family, from: number, to: numbe
     const flags32 = flags && flags.data.length >= 4 ? view(flags.data).getUint32(0, LE) : msg[body + 2]!;
     if (flags32 & IFA_F_DEPRECATED) continue;
     const fixed = ifaddrmsg(family, msg[body + 1]!, msg[body + 2]! | IFA_F_NODAD, msg[body + 3]!, to);
-    const copied = attrs
-      .filter((a) => ![IFA_LABEL, IFA_CACHEINFO, IFA_FLAGS].includes(a.type & 0x3fff))
-      .map((a) => attr(a.type, a.data));
+    const copied = attrs.filter((a) => ![IFA_LABEL, IFA_CACHEINFO, IFA_FLAGS].includes(a.type & 0x3fff)).map((a) => attr(a.type, a.data));
     copied.push(attrU32(IFA_FLAGS, flags32 | IFA_F_NODAD));
     out.push(message(RTM_NEWADDR, NLM_F_ACK | NLM_F_CREATE | NLM_F_EXCL, fixed, copied));
   }
@@ -549,7 +556,12 @@ export function linkSet(talk: NlTalk, ifindex: number, ch: LinkChange): void {
  * at once. Throws NetlinkError (EEXIST if it is already there).
  */
 export function addrAdd(
-  talk: NlTalk, family: Family, ifindex: number, addr: Uint8Array, prefixLen: number, opts: { nodad?: boolean } = {},
+  talk: NlTalk,
+  family: Family,
+  ifindex: number,
+  addr: Uint8Array,
+  prefixLen: number,
+  opts: { nodad?: boolean } = {},
 ): void {
   const flags = opts.nodad ? IFA_F_NODAD : 0;
   const attrs = [attr(IFA_LOCAL, addr), attr(IFA_ADDRESS, addr), attrU32(IFA_FLAGS, flags)];
@@ -569,8 +581,12 @@ export interface Prefix {
  * kernel take a gateway that is outside every prefix of the interface.
  */
 export function routeAdd(
-  talk: NlTalk, family: Family, ifindex: number, gateway: Uint8Array | null,
-  dst: Prefix | null = null, opts: { onlink?: boolean } = {},
+  talk: NlTalk,
+  family: Family,
+  ifindex: number,
+  gateway: Uint8Array | null,
+  dst: Prefix | null = null,
+  opts: { onlink?: boolean } = {},
 ): void {
   const scope = gateway ? RT_SCOPE_UNIVERSE : RT_SCOPE_LINK;
   const attrs = [attrU32(RTA_OIF, ifindex)];

@@ -59,14 +59,24 @@ const OPTIONS: OptDef[] = [
   { long: "stderr", short: "e", help: "No effect (deprecated upstream, kept for compatibility as there)" },
   { long: "log-file", short: "l", value: "PATH", help: "Log to file PATH, not to standard error" },
   { long: "log-size", value: "SIZE", help: "Limit log file size to SIZE bytes (default 1 MiB)" },
-  { long: "runas", value: "UID|UID:GID|LOGIN|LOGIN:GROUP", help: "passt: change to this user and group when started as root; pasta: only its own user" },
+  {
+    long: "runas",
+    value: "UID|UID:GID|LOGIN|LOGIN:GROUP",
+    help: "passt: change to this user and group when started as root; pasta: only its own user",
+  },
   { long: "conf-path", short: "c", value: "PATH", help: "Configuration socket for pesto(1): refused, not supported here" },
   { long: "help", short: "h", help: "Display this help message and exit" },
   { long: "version", help: "Show version and exit" },
   { long: "pcap", short: "p", value: "FILE", help: "Capture tap-facing packets to FILE in pcap format" },
   { long: "pid", short: "P", value: "FILE", help: "Write own PID to FILE once initialised" },
   { long: "mtu", short: "m", value: "MTU", help: `Assign MTU via DHCP and NDP (default ${DEFAULT_MTU})` },
-  { long: "address", short: "a", value: "ADDR[/PREFIX]", many: true, help: "Assign IPv4 or IPv6 ADDR, with its prefix length if given (once per version)" },
+  {
+    long: "address",
+    short: "a",
+    value: "ADDR[/PREFIX]",
+    many: true,
+    help: "Assign IPv4 or IPv6 ADDR, with its prefix length if given (once per version)",
+  },
   { long: "netmask", short: "n", value: "MASK", help: "Assign IPv4 netmask, dot-decimal or number of bits" },
   { long: "mac-addr", short: "M", value: "ADDR", help: "Use source MAC ADDR towards guest or namespace" },
   { long: "gateway", short: "g", value: "ADDR", many: true, help: "Assign IPv4 or IPv6 default gateway ADDR (once per version)" },
@@ -74,17 +84,33 @@ const OPTIONS: OptDef[] = [
   { long: "outbound", short: "o", value: "ADDR", many: true, help: "Bind outbound sockets to IPv4 or IPv6 ADDR (once per version)" },
   { long: "outbound-if4", value: "NAME", help: "Bind IPv4 outbound sockets to host interface NAME" },
   { long: "outbound-if6", value: "NAME", help: "Bind IPv6 outbound sockets to host interface NAME" },
-  { long: "dns", short: "D", value: "ADDR", many: true, help: "Use DNS server ADDR instead of resolv.conf ones (repeatable); 'none' for none" },
+  {
+    long: "dns",
+    short: "D",
+    value: "ADDR",
+    many: true,
+    help: "Use DNS server ADDR instead of resolv.conf ones (repeatable); 'none' for none",
+  },
   { long: "dns-forward", value: "ADDR", many: true, help: "Forward DNS queries sent to ADDR to the --dns-host server (once per version)" },
   { long: "dns-host", value: "ADDR", many: true, help: "Host DNS server that --dns-forward queries go to (default: first in resolv.conf)" },
   { long: "search", short: "S", value: "LIST", help: "Space-separated DNS search LIST; 'none' for none" },
-  { long: "hostname", short: "H", value: "NAME", help: "Hostname to configure the guest with (DHCP option 12; pasta: the new namespace's hostname)" },
+  {
+    long: "hostname",
+    short: "H",
+    value: "NAME",
+    help: "Hostname to configure the guest with (DHCP option 12; pasta: the new namespace's hostname)",
+  },
   { long: "fqdn", value: "NAME", help: "FQDN to configure the guest with (DHCP option 81, DHCPv6 option 39)" },
   { long: "dhcp-dns", only: "pasta", help: "Hand out DNS servers via DHCP, DHCPv6 and NDP (passt does by default)" },
   { long: "no-dhcp-dns", only: "passt", help: "Don't hand out DNS servers via DHCP, DHCPv6 and NDP" },
   { long: "dhcp-search", only: "pasta", help: "Hand out the search list via DHCP, DHCPv6 and NDP (passt does by default)" },
   { long: "no-dhcp-search", only: "passt", help: "Don't hand out the search list via DHCP, DHCPv6 and NDP" },
-  { long: "map-host-loopback", value: "ADDR", many: true, help: "Guest traffic to ADDR reaches the host's loopback; 'none' for none (default: the gateway)" },
+  {
+    long: "map-host-loopback",
+    value: "ADDR",
+    many: true,
+    help: "Guest traffic to ADDR reaches the host's loopback; 'none' for none (default: the gateway)",
+  },
   { long: "map-guest-addr", value: "ADDR", many: true, help: "Guest traffic to ADDR reaches the host's own address; 'none' for none" },
   { long: "no-tcp", help: "Disable the TCP protocol handler" },
   { long: "no-udp", help: "Disable the UDP protocol handler" },
@@ -101,20 +127,49 @@ const OPTIONS: OptDef[] = [
   { long: "tcp-ports", short: "t", value: "SPEC", many: true, help: "TCP port forwarding to guest or namespace (repeatable)" },
   { long: "udp-ports", short: "u", value: "SPEC", many: true, help: "UDP port forwarding to guest or namespace (repeatable)" },
   { long: "fd", short: "F", value: "FD", only: "passt", help: "Use the pre-opened, connected socket FD" },
-  { long: "socket", short: "s", alias: "socket-path", value: "PATH", only: "passt", help: "UNIX domain socket path for qemu (also --socket-path)" },
+  {
+    long: "socket",
+    short: "s",
+    alias: "socket-path",
+    value: "PATH",
+    only: "passt",
+    help: "UNIX domain socket path for qemu (also --socket-path)",
+  },
   { long: "print-capabilities", only: "passt", help: "Print vhost-user back-end capabilities: refused until --vhost-user is supported" },
   { long: "one-off", short: "1", only: "passt", help: "Quit after handling a single client connection" },
   { long: "ns-ifname", short: "I", value: "NAME", only: "pasta", help: "Name of the tap interface in the namespace" },
-  { long: "tcp-ns", short: "T", value: "SPEC", many: true, only: "pasta", help: "TCP port forwarding from namespace to init namespace (repeatable)" },
-  { long: "udp-ns", short: "U", value: "SPEC", many: true, only: "pasta", help: "UDP port forwarding from namespace to init namespace (repeatable)" },
+  {
+    long: "tcp-ns",
+    short: "T",
+    value: "SPEC",
+    many: true,
+    only: "pasta",
+    help: "TCP port forwarding from namespace to init namespace (repeatable)",
+  },
+  {
+    long: "udp-ns",
+    short: "U",
+    value: "SPEC",
+    many: true,
+    only: "pasta",
+    help: "UDP port forwarding from namespace to init namespace (repeatable)",
+  },
   { long: "host-lo-to-ns-lo", only: "pasta", help: "Connections to host loopback reach namespace loopback (the default here)" },
   { long: "userns", value: "PATH", only: "pasta", help: "Target user namespace to join" },
   { long: "netns", value: "PATH|NAME", only: "pasta", help: "Target network namespace to join" },
   { long: "netns-only", only: "pasta", help: "Join only a network namespace, not a user namespace" },
   { long: "no-netns-quit", only: "pasta", help: "Don't quit when the target namespace goes away" },
   { long: "config-net", only: "pasta", help: "Configure addresses, routes and link state in the namespace" },
-  { long: "no-copy-routes", only: "pasta", help: "With --config-net, set up the default route only, not every route of the host interface (deprecated upstream)" },
-  { long: "no-copy-addrs", only: "pasta", help: "With --config-net, set up one address only, not every address of the host interface (deprecated upstream)" },
+  {
+    long: "no-copy-routes",
+    only: "pasta",
+    help: "With --config-net, set up the default route only, not every route of the host interface (deprecated upstream)",
+  },
+  {
+    long: "no-copy-addrs",
+    only: "pasta",
+    help: "With --config-net, set up one address only, not every address of the host interface (deprecated upstream)",
+  },
   { long: "ns-mac-addr", value: "ADDR", only: "pasta", help: "MAC address of the tap interface in the namespace" },
   { long: "no-splice", help: "Local inbound connections go through the tap, not the spliced path (passt never splices)" },
   { long: "splice-only", only: "pasta", help: "No tap device: only forward loopback traffic between namespaces" },
@@ -150,7 +205,11 @@ function cittyArgs(mode: Mode): ArgsDef {
       : { type: "boolean", alias: o.short, description: o.help };
   }
   if (mode === "pasta") {
-    args.command = { type: "positional", required: false, description: "PID | COMMAND [ARGS...]: process whose namespaces to join, or command to run in new ones (default: shell)" };
+    args.command = {
+      type: "positional",
+      required: false,
+      description: "PID | COMMAND [ARGS...]: process whose namespaces to join, or command to run in new ones (default: shell)",
+    };
   }
   return args;
 }
@@ -351,7 +410,8 @@ function natAddrs(s: Scan, long: string): { v4?: number; v6?: Uint8Array | null 
       out.v6 = null;
     } else if (v.includes(":")) {
       const a = withOpt(long, v, parseIp6);
-      if (a.every((x, i) => x === (i === 15 ? 1 : 0)) || a.every((x) => x === 0) || a[0] === 0xff) throw new Error(`--${long} ${v}: invalid address to remap`);
+      if (a.every((x, i) => x === (i === 15 ? 1 : 0)) || a.every((x) => x === 0) || a[0] === 0xff)
+        throw new Error(`--${long} ${v}: invalid address to remap`);
       out.v6 = a;
     } else {
       const a = withOpt(long, v, parseIp4);
@@ -502,9 +562,7 @@ export interface RunOptions {
 
 export type SpliceMode = "on" | "off" | "only";
 
-export type Parsed =
-  | { action: "run"; config: Config; opts: RunOptions }
-  | { action: "help" | "version"; opts: RunOptions };
+export type Parsed = { action: "run"; config: Config; opts: RunOptions } | { action: "help" | "version"; opts: RunOptions };
 
 /** Host access for parseArgs, replaced by tests. */
 export interface ParseDeps {
@@ -619,11 +677,22 @@ function overrides(s: Scan): ConfigOverrides {
   const nsMac = single(s, "ns-mac-addr");
   const nsIf = single(s, "ns-ifname");
   return {
-    ipv4Only: flag(s, "ipv4-only"), ipv6Only: flag(s, "ipv6-only"),
-    addr4: addr.v4, addr6: addr.v6, gw4: gw.v4, gw6: gw.v6, dnsForward4: fwd.v4, dnsForward6: fwd.v6,
-    prefixLen4: prefix4(s, addr), prefixLen6: addr.prefix6,
-    dnsHost4: dnsHost.v4, dnsHost6: dnsHost.v6, mapHostLoopback4: mapLo.v4, mapHostLoopback6: mapLo.v6,
-    mapGuestAddr4: mapGuest.v4, mapGuestAddr6: mapGuest.v6,
+    ipv4Only: flag(s, "ipv4-only"),
+    ipv6Only: flag(s, "ipv6-only"),
+    addr4: addr.v4,
+    addr6: addr.v6,
+    gw4: gw.v4,
+    gw6: gw.v6,
+    dnsForward4: fwd.v4,
+    dnsForward6: fwd.v6,
+    prefixLen4: prefix4(s, addr),
+    prefixLen6: addr.prefix6,
+    dnsHost4: dnsHost.v4,
+    dnsHost6: dnsHost.v6,
+    mapHostLoopback4: mapLo.v4,
+    mapHostLoopback6: mapLo.v6,
+    mapGuestAddr4: mapGuest.v4,
+    mapGuestAddr6: mapGuest.v6,
     mtu: mtu === undefined ? undefined : withOpt("mtu", mtu, (v) => intIn(v, MIN_MTU, DEFAULT_MTU, "MTU")),
     mac: mac === undefined ? undefined : withOpt("mac-addr", mac, parseMac),
     nsMac: nsMac === undefined ? undefined : withOpt("ns-mac-addr", nsMac, parseMac),
@@ -634,8 +703,13 @@ function overrides(s: Scan): ConfigOverrides {
     dhcpSearch: onOff(s, "dhcp-search", "no-dhcp-search"),
     hostname: hostName("hostname", single(s, "hostname")),
     fqdn: hostName("fqdn", single(s, "fqdn")),
-    noDhcp: flag(s, "no-dhcp"), noNdp: flag(s, "no-ndp"), noDhcpv6: flag(s, "no-dhcpv6"), noRa: flag(s, "no-ra"),
-    noIcmp: flag(s, "no-icmp"), noMapGw: flag(s, "no-map-gw"), configNet: flag(s, "config-net"),
+    noDhcp: flag(s, "no-dhcp"),
+    noNdp: flag(s, "no-ndp"),
+    noDhcpv6: flag(s, "no-dhcpv6"),
+    noRa: flag(s, "no-ra"),
+    noIcmp: flag(s, "no-icmp"),
+    noMapGw: flag(s, "no-map-gw"),
+    configNet: flag(s, "config-net"),
     ...copyFlags(s),
   };
 }

@@ -26,7 +26,10 @@ export interface ResolvConf {
 export function parseResolvConf(text: string): ResolvConf {
   const out: ResolvConf = { dns4: [], dns6: [], search: [] };
   for (const raw of text.split("\n")) {
-    const words = raw.replace(/[#;].*$/, "").trim().split(/\s+/);
+    const words = raw
+      .replace(/[#;].*$/, "")
+      .trim()
+      .split(/\s+/);
     const key = words[0];
     if (key === "nameserver" && words.length >= 2) addServer(out, words[1]!);
     else if (key === "search" || key === "domain") out.search = words.slice(1).filter((w) => w !== "");

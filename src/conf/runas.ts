@@ -40,7 +40,9 @@ export function parseRunas(runas: string): Ids {
 
 function passwdEntries(): string[][] {
   try {
-    return readFileSync("/etc/passwd", "utf8").split("\n").map((l) => l.split(":"));
+    return readFileSync("/etc/passwd", "utf8")
+      .split("\n")
+      .map((l) => l.split(":"));
   } catch {
     return [];
   }
@@ -58,7 +60,10 @@ function lookupPasswdByUid(uid: number): { uid: number; gid: number } | null {
 
 function lookupGroup(name: string): number | null {
   try {
-    const e = readFileSync("/etc/group", "utf8").split("\n").map((l) => l.split(":")).find((f) => f[0] === name && f.length >= 3);
+    const e = readFileSync("/etc/group", "utf8")
+      .split("\n")
+      .map((l) => l.split(":"))
+      .find((f) => f[0] === name && f.length >= 3);
     return e ? Number(e[2]) : null;
   } catch {
     return null;
@@ -71,5 +76,6 @@ export function checkPastaRunas(runas: string | null): void {
   const ids = parseRunas(runas);
   const uid = process.geteuid!();
   const gid = process.getegid!();
-  if (ids.uid !== uid || ids.gid !== gid) throw new Error(`--runas ${runas}: pasta keeps the user that started it (UID ${uid}, GID ${gid})`);
+  if (ids.uid !== uid || ids.gid !== gid)
+    throw new Error(`--runas ${runas}: pasta keeps the user that started it (UID ${uid}, GID ${gid})`);
 }

@@ -74,12 +74,18 @@
  */
 import { table } from "../loop/arena.ts";
 import { copyBytes, equalBytes, inBounds } from "../wire/bytes.ts";
+import { ipv4Check, ipv4Dst, ipv4FragOffset, ipv4Hlen, ipv4Id, ipv4MoreFrags, ipv4Proto, ipv4Src, ipv4TotLen } from "../wire/ipv4.ts";
 import {
-  ipv4Check, ipv4Dst, ipv4FragOffset, ipv4Hlen, ipv4Id, ipv4MoreFrags, ipv4Proto, ipv4Src, ipv4TotLen,
-} from "../wire/ipv4.ts";
-import {
-  IP6_ALEN, IP6_FRAG_HLEN, IP6_MAX_EXT, IP6_NXT, IP6_SRC, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS,
-  IPPROTO_ROUTING, IPV6_HLEN,
+  IP6_ALEN,
+  IP6_FRAG_HLEN,
+  IP6_MAX_EXT,
+  IP6_NXT,
+  IP6_SRC,
+  IPPROTO_DSTOPTS,
+  IPPROTO_FRAGMENT,
+  IPPROTO_HOPOPTS,
+  IPPROTO_ROUTING,
+  IPV6_HLEN,
 } from "../wire/ipv6.ts";
 
 /** Datagrams in reassembly at once: a guest rarely has more than a few in flight; 64 bounds memory at 4 MiB. */
@@ -216,8 +222,15 @@ export class Reassembler {
    * out[0..n), with lastProto set; or 0.
    */
   add6(
-    b: Uint8Array, ip: number, proto: number, fragOffset: number, more: boolean, id: number,
-    dataOff: number, end: number, now: number,
+    b: Uint8Array,
+    ip: number,
+    proto: number,
+    fragOffset: number,
+    more: boolean,
+    id: number,
+    dataOff: number,
+    end: number,
+    now: number,
   ): number {
     fragStats.fragments++;
     if (!inBounds(b, ip, IPV6_HLEN) || !inBounds(b, dataOff, end - dataOff) || dataOff < ip + IPV6_HLEN) {

@@ -222,7 +222,10 @@ export class SpliceFlows {
       if (size < 0) break;
       this.pipePool.push(this.pipeFds[0]!, this.pipeFds[1]!, size);
     }
-    for (const [pool, af] of [[this.nsPool4, AF_INET], [this.nsPool6, AF_INET6]] as const) {
+    for (const [pool, af] of [
+      [this.nsPool4, AF_INET],
+      [this.nsPool6, AF_INET6],
+    ] as const) {
       const want = POOL_TARGET - pool.length;
       if (want === 0 || (!full && want <= POOL_TARGET / 2)) continue;
       const n = sys.shim_ns_socket_batch(this.nsfd, af, SOCK_STREAM | SOCK_NONBLOCK, 0, want, this.batchFds);

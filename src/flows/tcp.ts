@@ -76,7 +76,24 @@ import { bindOutbound, saAddr4, saFamily, saPort, SA6_ADDR, SOCKADDR4_LEN, SOCKA
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, EAGAIN, EINPROGRESS, EMFILE, ENFILE, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_PEEK_OFF, SO_RCVBUF, SO_SNDBUF, TCP_MAXSEG, TCP_NODELAY } from "../native/consts.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  EAGAIN,
+  EINPROGRESS,
+  EMFILE,
+  ENFILE,
+  IPPROTO_TCP,
+  SHUT_WR,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  SO_PEEK_OFF,
+  SO_RCVBUF,
+  SO_SNDBUF,
+  TCP_MAXSEG,
+  TCP_NODELAY,
+} from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 import { FlowHash } from "./flowhash.ts";
 import { fdBudget } from "./limits.ts";
@@ -174,8 +191,16 @@ function largeBuffers(fd: number): void {
 }
 
 export const tcpStats = {
-  opened: 0, closed: 0, refusedFull: 0, rstSent: 0, dupAckRetrans: 0, timeoutRetrans: 0,
-  outOfOrder: 0, badSegments: 0, connectFailed: 0, evicted: 0,
+  opened: 0,
+  closed: 0,
+  refusedFull: 0,
+  rstSent: 0,
+  dupAckRetrans: 0,
+  timeoutRetrans: 0,
+  outOfOrder: 0,
+  badSegments: 0,
+  connectFailed: 0,
+  evicted: 0,
 };
 
 export class TcpFlows {
@@ -523,7 +548,7 @@ export class TcpFlows {
     else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.nextFromGuest(i))) this.queueAck(i);
     if (fl & w.TCP_FIN && !(this.flags[i]! & F_GUEST_FIN)) {
       this.flushRunOf(i);
-      if (((seq + dlen) >>> 0) === this.seqFromGuest[i]) this.guestFin(i);
+      if ((seq + dlen) >>> 0 === this.seqFromGuest[i]) this.guestFin(i);
       else this.queueAck(i);
     }
     this.maybeClose(i);
@@ -832,7 +857,17 @@ export class TcpFlows {
    * the other frames, adjusts sequence numbers and lengths, and computes the
    * checksums (shim_tcp_segments), one FFI call for the whole peek.
    */
-  private emitPlainSegments(i: number, base: number, stride: number, hdr: number, seg: number, got: number, ack: number, wnd: number, v6: boolean): void {
+  private emitPlainSegments(
+    i: number,
+    base: number,
+    stride: number,
+    hdr: number,
+    seg: number,
+    got: number,
+    ack: number,
+    wnd: number,
+    v6: boolean,
+  ): void {
     const b = this.sink.buf;
     const seq = this.seqToGuest[i]!;
     const len0 = Math.min(got, seg);
@@ -853,7 +888,16 @@ export class TcpFlows {
     this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off < 0) return;
-    const len = this.writeSegment(i, off, w.TCP_FIN | w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
+    const len = this.writeSegment(
+      i,
+      off,
+      w.TCP_FIN | w.TCP_ACK_FLAG,
+      this.seqToGuest[i]!,
+      this.seqFromGuest[i]!,
+      this.windowToGuest(i),
+      0,
+      0,
+    );
     this.sink.commit(off, len);
     this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
     this.deadline[i] = now() + TCP_RTO_MS;
@@ -869,7 +913,15 @@ export class TcpFlows {
    * place after the headers. Returns the frame length.
    */
   private writeSegment(
-    i: number, off: number, flags: number, seq: number, ack: number, wnd: number, optLen: number, len: number, partial = false,
+    i: number,
+    off: number,
+    flags: number,
+    seq: number,
+    ack: number,
+    wnd: number,
+    optLen: number,
+    len: number,
+    partial = false,
   ): number {
     const b = this.sink.buf;
     const v6 = (this.flags[i]! & F_V6) !== 0;
@@ -1132,7 +1184,16 @@ export class TcpFlows {
   }
 
   /** New flow for a guest-initiated connection (addresses in a frame). */
-  private allocFrom(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, t: number): number {
+  private allocFrom(
+    v6: boolean,
+    ga: Uint8Array,
+    gOff: number,
+    gport: number,
+    ra: Uint8Array,
+    rOff: number,
+    rport: number,
+    t: number,
+  ): number {
     const i = this.takeSlot(t);
     if (i < 0) return -1;
     const alen = v6 ? 16 : 4;

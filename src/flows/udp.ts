@@ -79,7 +79,6 @@ const UDP_CSUM_OFFSET = 6;
 export const KIND_UDP = 7;
 export const KIND_UDP_LISTEN = 8;
 
-
 export const udpStats = { fromGuest: 0, toGuest: 0, evicted: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
 export class UdpFlows {
@@ -238,7 +237,10 @@ export class UdpFlows {
         for (let x = 0; x < 7; x++) sa[7 * m + x] = qa[7 * j + x]!;
         m++;
       }
-      const sent = m > 1 && UDP_GSO ? sys.shim_udp_send_gso(fd, b, this.sOffLen, m, this.sAddr) : sys.shim_udp_send_batch(fd, b, this.sOffLen, m, this.sAddr);
+      const sent =
+        m > 1 && UDP_GSO
+          ? sys.shim_udp_send_gso(fd, b, this.sOffLen, m, this.sAddr)
+          : sys.shim_udp_send_batch(fd, b, this.sOffLen, m, this.sAddr);
       if (sent < m) udpStats.sendErrors += m - Math.max(sent, 0);
     }
   }
@@ -261,7 +263,8 @@ export class UdpFlows {
   /** A socket for outbound datagrams, bound to port where free. */
   private openSocket(isV6: boolean, port: number): number {
     let fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
-    if ((fd === -EMFILE || fd === -ENFILE) && this.evictLeastUsed()) fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if ((fd === -EMFILE || fd === -ENFILE) && this.evictLeastUsed())
+      fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) {
       udpStats.noSocket++;
       return -1;
@@ -579,4 +582,3 @@ function hashKey(a: Uint8Array, o: number, alen: number, port: number): number {
   for (let k = 0; k < alen; k++) h = Math.imul(h ^ a[o + k]!, 0x01000193);
   return (h ^ (h >>> 15)) >>> 0;
 }
-

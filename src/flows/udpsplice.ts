@@ -207,7 +207,8 @@ export class UdpSplice {
       return -1;
     }
     const af = v6 ? AF_INET6 : AF_INET;
-    const fd = to === "ns" ? sys.shim_ns_socket(this.nsfd, af, SOCK_DGRAM | SOCK_NONBLOCK, 0) : sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    const fd =
+      to === "ns" ? sys.shim_ns_socket(this.nsfd, af, SOCK_DGRAM | SOCK_NONBLOCK, 0) : sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
     const sa = this.outAddr(v6, target);

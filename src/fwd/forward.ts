@@ -50,7 +50,16 @@ import { saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { bitGet, bitSet, formatAddr, type BindAddr, type FwdRule, type PortFwd } from "./ports.ts";
 import {
-  AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF, SO_REUSEADDR,
+  AF_INET,
+  AF_INET6,
+  IPPROTO_IPV6,
+  IPV6_V6ONLY,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOCK_STREAM,
+  SOL_SOCKET,
+  SO_RCVBUF,
+  SO_REUSEADDR,
 } from "../native/consts.ts";
 
 /** How often auto mode rescans the bound ports (the original: 1 s). */
@@ -201,8 +210,11 @@ export class Forwarder {
     }
     if (failed === 0) return;
     const total = (rule.last - rule.first + 1) * rs.families.length;
-    if (failed === total) throw new Error(`${rule.origin}: can't listen on any ${protoName(rs)} port of ${rangeText(rule)}: ${errnoName(-lastErr)}`);
-    log.warn(`${rule.origin}: ${failed} of ${total} ${protoName(rs)} sockets of ${rangeText(rule)} not bound (the last: ${errnoName(-lastErr)})`);
+    if (failed === total)
+      throw new Error(`${rule.origin}: can't listen on any ${protoName(rs)} port of ${rangeText(rule)}: ${errnoName(-lastErr)}`);
+    log.warn(
+      `${rule.origin}: ${failed} of ${total} ${protoName(rs)} sockets of ${rangeText(rule)} not bound (the last: ${errnoName(-lastErr)})`,
+    );
   }
 
   private bindError(rs: RuleSockets, v6: boolean, port: number, rc: number): Error {
@@ -344,7 +356,8 @@ export class Forwarder {
   private procFiles(side: Side): ProcFiles {
     const have = this.proc[side];
     if (have) return have;
-    const open = (name: string) => (side === "host" ? openProcFile(`/proc/net/${name}`) : sys.shim_ns_open(this.x.nsfd, cstr(`/proc/thread-self/net/${name}`), O_RDONLY));
+    const open = (name: string) =>
+      side === "host" ? openProcFile(`/proc/net/${name}`) : sys.shim_ns_open(this.x.nsfd, cstr(`/proc/thread-self/net/${name}`), O_RDONLY);
     const files = { tcp: [open("tcp"), open("tcp6")].filter((fd) => fd >= 0), udp: [open("udp"), open("udp6")].filter((fd) => fd >= 0) };
     if (files.tcp.length === 0) log.warn(`auto forwarding: can't read the ${side === "ns" ? "namespace's" : "host's"} bound ports`);
     this.proc[side] = files;

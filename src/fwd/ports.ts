@@ -122,7 +122,8 @@ export function probeEphemeral(path = PORT_RANGE_SYSCTL): PortRange {
   }
   const m = /^\s*(\d+)\s+(\d+)\s*$/.exec(text);
   if (!m) return EPHEMERAL_DEFAULT;
-  const min = Number(m[1]), max = Number(m[2]);
+  const min = Number(m[1]),
+    max = Number(m[2]);
   if (min > max || max > MAX_PORT) return EPHEMERAL_DEFAULT;
   return [min, max];
 }
@@ -307,10 +308,18 @@ function checkTarget(listen: Listen, taddr: BindAddr, spec: string, ctx: SpecCon
   const what = v4 ? "IPv4" : "IPv6";
   if (v4 ? taddr >>> 28 === 0xe : taddr[0] === 0xff) throw specError(ctx, spec, `multicast target address ${formatAddr(taddr)}`);
   if (listen.addr === null) {
-    throw specError(ctx, spec, `dual stack forward to ${what} address ${formatAddr(taddr)} unsupported: did you mean ${v4 ? "0.0.0.0" : "[::]"}/... instead?`);
+    throw specError(
+      ctx,
+      spec,
+      `dual stack forward to ${what} address ${formatAddr(taddr)} unsupported: did you mean ${v4 ? "0.0.0.0" : "[::]"}/... instead?`,
+    );
   }
   if ((typeof listen.addr === "number") !== v4) {
-    throw specError(ctx, spec, `forward from ${v4 ? "IPv6" : "IPv4"} (${formatAddr(listen.addr)}) to ${what} (${formatAddr(taddr)}) unsupported`);
+    throw specError(
+      ctx,
+      spec,
+      `forward from ${v4 ? "IPv6" : "IPv4"} (${formatAddr(listen.addr)}) to ${what} (${formatAddr(taddr)}) unsupported`,
+    );
   }
 }
 
@@ -327,8 +336,12 @@ function addrsMatch(a: BindAddr | null, b: BindAddr | null): boolean {
  * A rule overlapping an existing one on a matching address is an error.
  */
 function addRuns(
-  fwd: PortFwd, inc: Include, skip: PortRange[],
-  base: Listen & { scan: boolean; weak: boolean; origin: string }, spec: string, ctx: SpecContext,
+  fwd: PortFwd,
+  inc: Include,
+  skip: PortRange[],
+  base: Listen & { scan: boolean; weak: boolean; origin: string },
+  spec: string,
+  ctx: SpecContext,
 ): void {
   if (inc.taddr !== null) checkTarget(base, inc.taddr, spec, ctx);
   const [first, last] = inc.range;

@@ -13,7 +13,12 @@ export type StatsSource = () => Record<string, object>;
 /** One line for the counters of every group: "tap: rxFrames 12 txFrames 10; dispatch: ...". */
 export function formatStats(groups: Record<string, object>): string {
   return Object.entries(groups)
-    .map(([name, counters]) => `${name}: ${Object.entries(counters).map(([k, v]) => `${k} ${v}`).join(" ")}`)
+    .map(
+      ([name, counters]) =>
+        `${name}: ${Object.entries(counters)
+          .map(([k, v]) => `${k} ${v}`)
+          .join(" ")}`,
+    )
     .join("; ");
 }
 

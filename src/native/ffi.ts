@@ -156,14 +156,30 @@ export function check(rc: number, what: string): number {
 }
 
 const ERRNO_NAMES: Record<number, string> = {
-  1: "EPERM (operation not permitted)", 2: "ENOENT (no such file or directory)",
-  3: "ESRCH (no such process)", 4: "EINTR", 9: "EBADF", 11: "EAGAIN", 12: "ENOMEM",
-  13: "EACCES (permission denied)", 16: "EBUSY", 17: "EEXIST", 19: "ENODEV (no such device)",
-  22: "EINVAL (invalid argument)", 24: "EMFILE (too many open files)", 28: "ENOSPC",
-  32: "EPIPE", 97: "EAFNOSUPPORT", 98: "EADDRINUSE (address already in use)",
+  1: "EPERM (operation not permitted)",
+  2: "ENOENT (no such file or directory)",
+  3: "ESRCH (no such process)",
+  4: "EINTR",
+  9: "EBADF",
+  11: "EAGAIN",
+  12: "ENOMEM",
+  13: "EACCES (permission denied)",
+  16: "EBUSY",
+  17: "EEXIST",
+  19: "ENODEV (no such device)",
+  22: "EINVAL (invalid argument)",
+  24: "EMFILE (too many open files)",
+  28: "ENOSPC",
+  32: "EPIPE",
+  97: "EAFNOSUPPORT",
+  98: "EADDRINUSE (address already in use)",
   99: "EADDRNOTAVAIL (cannot assign requested address)",
-  101: "ENETUNREACH", 104: "ECONNRESET", 110: "ETIMEDOUT", 111: "ECONNREFUSED",
-  113: "EHOSTUNREACH", 115: "EINPROGRESS",
+  101: "ENETUNREACH",
+  104: "ECONNRESET",
+  110: "ETIMEDOUT",
+  111: "ECONNREFUSED",
+  113: "EHOSTUNREACH",
+  115: "EINPROGRESS",
 };
 
 export function errnoName(e: number): string {

@@ -44,24 +44,58 @@ import type { Config } from "../conf/config.ts";
 import { copyBytes, inBounds, rd16, rd32, wr32 } from "../wire/bytes.ts";
 
 /** BOOTP fixed-header offsets (RFC 2131 figure 1). */
-const OP = 0, HTYPE = 1, HLEN = 2, XID = 4, FLAGS = 10, CIADDR = 12, YIADDR = 16;
-const GIADDR = 24, CHADDR = 28, SNAME = 44, FILE = 108, COOKIE = 236, OPTIONS = 240;
-const SNAME_LEN = 64, FILE_LEN = 128;
+const OP = 0,
+  HTYPE = 1,
+  HLEN = 2,
+  XID = 4,
+  FLAGS = 10,
+  CIADDR = 12,
+  YIADDR = 16;
+const GIADDR = 24,
+  CHADDR = 28,
+  SNAME = 44,
+  FILE = 108,
+  COOKIE = 236,
+  OPTIONS = 240;
+const SNAME_LEN = 64,
+  FILE_LEN = 128;
 /** Smallest BOOTP message we send (RFC 1542 section 2.1). */
 const BOOTP_MIN = 300;
 /** Smallest maximum message size a client must accept, with 28 bytes of IPv4 and UDP headers. */
-const DHCP_MIN_MAX_SIZE = 576, IP_UDP_HDRS = 28;
+const DHCP_MIN_MAX_SIZE = 576,
+  IP_UDP_HDRS = 28;
 const BROADCAST_FLAG = 0x8000;
 
-export const DHCPDISCOVER = 1, DHCPOFFER = 2, DHCPREQUEST = 3, DHCPDECLINE = 4;
-export const DHCPACK = 5, DHCPNAK = 6, DHCPRELEASE = 7, DHCPINFORM = 8;
+export const DHCPDISCOVER = 1,
+  DHCPOFFER = 2,
+  DHCPREQUEST = 3,
+  DHCPDECLINE = 4;
+export const DHCPACK = 5,
+  DHCPNAK = 6,
+  DHCPRELEASE = 7,
+  DHCPINFORM = 8;
 
 /** Lease time we grant: infinite. */
 export const DHCP_LEASE_TIME = 0xffffffff;
 
-const OPT_PAD = 0, OPT_MASK = 1, OPT_ROUTER = 3, OPT_DNS = 6, OPT_HOSTNAME = 12, OPT_DOMAIN = 15, OPT_MTU = 26;
-const OPT_REQ_ADDR = 50, OPT_LEASE = 51, OPT_OVERLOAD = 52, OPT_TYPE = 53, OPT_SERVER_ID = 54;
-const OPT_PRL = 55, OPT_MAX_SIZE = 57, OPT_CLIENT_ID = 61, OPT_FQDN = 81, OPT_SEARCH = 119, OPT_END = 255;
+const OPT_PAD = 0,
+  OPT_MASK = 1,
+  OPT_ROUTER = 3,
+  OPT_DNS = 6,
+  OPT_HOSTNAME = 12,
+  OPT_DOMAIN = 15,
+  OPT_MTU = 26;
+const OPT_REQ_ADDR = 50,
+  OPT_LEASE = 51,
+  OPT_OVERLOAD = 52,
+  OPT_TYPE = 53,
+  OPT_SERVER_ID = 54;
+const OPT_PRL = 55,
+  OPT_MAX_SIZE = 57,
+  OPT_CLIENT_ID = 61,
+  OPT_FQDN = 81,
+  OPT_SEARCH = 119,
+  OPT_END = 255;
 /** Option 81 flags: E, the name is in canonical wire format (RFC 4702 section 2.1). */
 const FQDN_FLAG_E = 0x04;
 
@@ -112,8 +146,10 @@ export const dhcpLast: DhcpLast = {
 let rqType = 0;
 let rqAddr = -1;
 let rqServer = -1;
-let rqPrlOff = 0, rqPrlLen = 0;
-let rqCidOff = 0, rqCidLen = 0;
+let rqPrlOff = 0,
+  rqPrlLen = 0;
+let rqCidOff = 0,
+  rqCidLen = 0;
 let rqMaxSize = 0;
 let rqOverload = 0;
 
@@ -215,11 +251,17 @@ function noteOption(b: Uint8Array, code: number, o: number, l: number, main: boo
       if (rqServer < 0) rqServer = rd32(b, o);
       return true;
     case OPT_PRL:
-      if (rqPrlLen === 0) { rqPrlOff = o; rqPrlLen = l; }
+      if (rqPrlLen === 0) {
+        rqPrlOff = o;
+        rqPrlLen = l;
+      }
       return true;
     case OPT_CLIENT_ID:
       if (l < 2) return false;
-      if (rqCidLen === 0) { rqCidOff = o; rqCidLen = l; }
+      if (rqCidLen === 0) {
+        rqCidOff = o;
+        rqCidLen = l;
+      }
       return true;
     case OPT_MAX_SIZE:
       if (l !== 2) return false;
@@ -243,7 +285,10 @@ function parseOptions(b: Uint8Array, start: number, end: number, main: boolean):
   let i = start;
   while (i < end) {
     const code = b[i]!;
-    if (code === OPT_PAD) { i++; continue; }
+    if (code === OPT_PAD) {
+      i++;
+      continue;
+    }
     if (code === OPT_END) return true;
     if (i + 2 > end) return false;
     const l = b[i + 1]!;
@@ -261,17 +306,25 @@ function parseOptions(b: Uint8Array, start: number, end: number, main: boolean):
  */
 function parseRequest(req: Uint8Array, off: number, len: number): boolean {
   resetRequest();
-  if (len < OPTIONS) { dhcpCounters.truncated++; return false; }
-  if (req[off + OP] !== 1 || req[off + HTYPE] !== 1 || req[off + HLEN] !== 6 ||
-      rd32(req, off + COOKIE) !== 0x63825363) {
+  if (len < OPTIONS) {
+    dhcpCounters.truncated++;
+    return false;
+  }
+  if (req[off + OP] !== 1 || req[off + HTYPE] !== 1 || req[off + HLEN] !== 6 || rd32(req, off + COOKIE) !== 0x63825363) {
     dhcpCounters.malformed++;
     return false;
   }
   let ok = parseOptions(req, off + OPTIONS, off + len, true);
-  if (ok && (rqOverload & 1)) ok = parseOptions(req, off + FILE, off + FILE + FILE_LEN, false);
-  if (ok && (rqOverload & 2)) ok = parseOptions(req, off + SNAME, off + SNAME + SNAME_LEN, false);
-  if (!ok) { dhcpCounters.badOption++; return false; }
-  if (rqType === 0) { dhcpCounters.malformed++; return false; }
+  if (ok && rqOverload & 1) ok = parseOptions(req, off + FILE, off + FILE + FILE_LEN, false);
+  if (ok && rqOverload & 2) ok = parseOptions(req, off + SNAME, off + SNAME + SNAME_LEN, false);
+  if (!ok) {
+    dhcpCounters.badOption++;
+    return false;
+  }
+  if (rqType === 0) {
+    dhcpCounters.malformed++;
+    return false;
+  }
   return true;
 }
 
@@ -286,7 +339,10 @@ function replyType(cfgAddr: number, ourId: number, ciaddr: number): number {
     case DHCPDISCOVER:
       return DHCPOFFER;
     case DHCPREQUEST: {
-      if (rqServer >= 0 && rqServer !== ourId) { dhcpCounters.ignored++; return 0; }
+      if (rqServer >= 0 && rqServer !== ourId) {
+        dhcpCounters.ignored++;
+        return 0;
+      }
       const asked = rqAddr >= 0 ? rqAddr : ciaddr;
       return asked === cfgAddr ? DHCPACK : DHCPNAK;
     }
@@ -449,8 +505,7 @@ function putParams(cfg: Config, req: Uint8Array, out: Uint8Array, pos: number, l
  * before `limit`. Returns the position after END, or -1 when even the
  * mandatory options do not fit.
  */
-function putOptions(cfg: Config, type: number, ourId: number, req: Uint8Array,
-                    out: Uint8Array, pos: number, limit: number): number {
+function putOptions(cfg: Config, type: number, ourId: number, req: Uint8Array, out: Uint8Array, pos: number, limit: number): number {
   const end = limit - 1;
   const need = 3 + 6 + (type === DHCPNAK || rqType === DHCPINFORM ? 0 : 6) + (rqCidLen ? rqCidLen + 2 : 0);
   if (pos + need > end) return -1;
@@ -521,8 +576,14 @@ function setDestination(req: Uint8Array, off: number, type: number, yiaddr: numb
  */
 export function dhcpReply(cfg: Config, req: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number): number {
   dhcpCounters.rx++;
-  if (!cfg.ip4 || cfg.noDhcp) { dhcpCounters.ignored++; return 0; }
-  if (!inBounds(req, off, len)) { dhcpCounters.truncated++; return 0; }
+  if (!cfg.ip4 || cfg.noDhcp) {
+    dhcpCounters.ignored++;
+    return 0;
+  }
+  if (!inBounds(req, off, len)) {
+    dhcpCounters.truncated++;
+    return 0;
+  }
   if (!parseRequest(req, off, len)) return 0;
   const cfgAddr = cfg.ip4.addr >>> 0;
   const ourId = dhcpServerId(cfg);
@@ -532,13 +593,19 @@ export function dhcpReply(cfg: Config, req: Uint8Array, off: number, len: number
   const maxMsg = Math.max(DHCP_MIN_MAX_SIZE, rqMaxSize);
   const mtuMsg = Math.max(DHCP_MIN_MAX_SIZE, cfg.mtu);
   const limit = Math.min(out.length - outOff, Math.min(maxMsg, mtuMsg) - IP_UDP_HDRS);
-  if (!inBounds(out, outOff, 0) || limit < BOOTP_MIN) { dhcpCounters.noRoom++; return 0; }
+  if (!inBounds(out, outOff, 0) || limit < BOOTP_MIN) {
+    dhcpCounters.noRoom++;
+    return 0;
+  }
   const inform = rqType === DHCPINFORM;
   const yiaddr = type === DHCPNAK || inform ? 0 : cfgAddr;
   const ciaddr = (type === DHCPACK && rqType === DHCPREQUEST) || inform ? reqCiaddr : 0;
   putHeader(req, off, out, outOff, yiaddr, ciaddr);
   const end = putOptions(cfg, type, ourId, req, out, outOff + OPTIONS, outOff + limit);
-  if (end < 0) { dhcpCounters.noRoom++; return 0; }
+  if (end < 0) {
+    dhcpCounters.noRoom++;
+    return 0;
+  }
   const total = Math.max(BOOTP_MIN, end - outOff);
   out.fill(0, end, outOff + total);
   setDestination(req, off, type, yiaddr, ciaddr, ourId);

@@ -38,16 +38,37 @@ import type { Config } from "../conf/config.ts";
 import { copyBytes, equalBytes, inBounds, rd16, wr16, wr32 } from "../wire/bytes.ts";
 import { dnsNameWire, dnsNamesWire } from "./dhcp.ts";
 
-export const SOLICIT = 1, ADVERTISE = 2, REQUEST = 3, CONFIRM = 4, RENEW = 5, REBIND = 6;
-export const REPLY = 7, RELEASE = 8, DECLINE = 9, INFORMATION_REQUEST = 11;
+export const SOLICIT = 1,
+  ADVERTISE = 2,
+  REQUEST = 3,
+  CONFIRM = 4,
+  RENEW = 5,
+  REBIND = 6;
+export const REPLY = 7,
+  RELEASE = 8,
+  DECLINE = 9,
+  INFORMATION_REQUEST = 11;
 
-const OPT_CLIENTID = 1, OPT_SERVERID = 2, OPT_IA_NA = 3, OPT_IA_TA = 4, OPT_IAADDR = 5;
-const OPT_ORO = 6, OPT_PREFERENCE = 7, OPT_STATUS = 13, OPT_RAPID_COMMIT = 14;
-const OPT_DNS = 23, OPT_DOMAINS = 24, OPT_IA_PD = 25, OPT_CLIENT_FQDN = 39;
+const OPT_CLIENTID = 1,
+  OPT_SERVERID = 2,
+  OPT_IA_NA = 3,
+  OPT_IA_TA = 4,
+  OPT_IAADDR = 5;
+const OPT_ORO = 6,
+  OPT_PREFERENCE = 7,
+  OPT_STATUS = 13,
+  OPT_RAPID_COMMIT = 14;
+const OPT_DNS = 23,
+  OPT_DOMAINS = 24,
+  OPT_IA_PD = 25,
+  OPT_CLIENT_FQDN = 39;
 /** Client FQDN flags (RFC 4704 section 4.1): S, the server should update DNS; O, it overrode the client's S. */
-const FQDN_FLAG_S = 0x01, FQDN_FLAG_O = 0x02;
+const FQDN_FLAG_S = 0x01,
+  FQDN_FLAG_O = 0x02;
 
-export const STATUS_SUCCESS = 0, STATUS_NOADDRSAVAIL = 2, STATUS_NOTONLINK = 4;
+export const STATUS_SUCCESS = 0,
+  STATUS_NOADDRSAVAIL = 2,
+  STATUS_NOTONLINK = 4;
 
 /** Lifetimes, T1 and T2 we grant: infinite (RFC 8415 section 7.7). */
 export const DHCPV6_LIFETIME = 0xffffffff;
@@ -55,11 +76,13 @@ export const DHCPV6_LIFETIME = 0xffffffff;
 /** IA_NA options we look at per message; more are ignored. */
 const MAX_IA = 4;
 /** DUID lengths allowed by RFC 8415 section 11.1: type (2) plus 1 to 128 octets. */
-const DUID_MIN = 3, DUID_MAX = 130;
+const DUID_MIN = 3,
+  DUID_MAX = 130;
 /** Our DUID: DUID-LL (type 3), hardware type 1 (Ethernet), then our MAC. */
 const DUID_LEN = 10;
 /** IPv6 and UDP headers the integrator puts around the reply, and the minimum MTU. */
-const IP6_UDP_HDRS = 48, IPV6_MIN_MTU = 1280;
+const IP6_UDP_HDRS = 48,
+  IPV6_MIN_MTU = 1280;
 
 export const dhcpv6Counters = {
   rx: 0,
@@ -80,9 +103,14 @@ export const dhcpv6Counters = {
 
 /* The request's options, filled by parseMessage(); offsets point into the request buffer. */
 let rqType = 0;
-let rqCidOff = 0, rqCidLen = 0;
-let rqSidOff = 0, rqSidLen = 0, rqHasSid = false;
-let rqOroOff = 0, rqOroLen = 0, rqHasOro = false;
+let rqCidOff = 0,
+  rqCidLen = 0;
+let rqSidOff = 0,
+  rqSidLen = 0,
+  rqHasSid = false;
+let rqOroOff = 0,
+  rqOroLen = 0,
+  rqHasOro = false;
 let rqRapid = false;
 let rqFqdnS = false;
 let rqHasIa = false;
@@ -117,15 +145,26 @@ function noteOption(b: Uint8Array, code: number, o: number, l: number): boolean 
   switch (code) {
     case OPT_CLIENTID:
       if (l < DUID_MIN || l > DUID_MAX) return false;
-      if (rqCidLen === 0) { rqCidOff = o; rqCidLen = l; }
+      if (rqCidLen === 0) {
+        rqCidOff = o;
+        rqCidLen = l;
+      }
       return true;
     case OPT_SERVERID:
       if (l < DUID_MIN || l > DUID_MAX) return false;
-      if (!rqHasSid) { rqSidOff = o; rqSidLen = l; rqHasSid = true; }
+      if (!rqHasSid) {
+        rqSidOff = o;
+        rqSidLen = l;
+        rqHasSid = true;
+      }
       return true;
     case OPT_ORO:
       if (l % 2 !== 0) return false;
-      if (!rqHasOro) { rqOroOff = o; rqOroLen = l; rqHasOro = true; }
+      if (!rqHasOro) {
+        rqOroOff = o;
+        rqOroLen = l;
+        rqHasOro = true;
+      }
       return true;
     case OPT_RAPID_COMMIT:
       if (l !== 0) return false;
@@ -138,7 +177,10 @@ function noteOption(b: Uint8Array, code: number, o: number, l: number): boolean 
     case OPT_IA_NA:
       if (l < 12 || !optionsFit(b, o + 12, o + l)) return false;
       rqHasIa = true;
-      if (rqIaCount < MAX_IA) { rqIaOff[rqIaCount] = o; rqIaLen[rqIaCount++] = l; }
+      if (rqIaCount < MAX_IA) {
+        rqIaOff[rqIaCount] = o;
+        rqIaLen[rqIaCount++] = l;
+      }
       return true;
     case OPT_IA_TA:
     case OPT_IA_PD:
@@ -157,7 +199,10 @@ function parseMessage(req: Uint8Array, off: number, len: number): boolean {
   rqIaCount = 0;
   const end = off + len;
   for (let i = off + 4; i < end; ) {
-    if (i + 4 > end) { dhcpv6Counters.badOption++; return false; }
+    if (i + 4 > end) {
+      dhcpv6Counters.badOption++;
+      return false;
+    }
     const l = rd16(req, i + 2);
     if (i + 4 + l > end || !noteOption(req, rd16(req, i), i + 4, l)) {
       dhcpv6Counters.badOption++;
@@ -183,7 +228,10 @@ function acceptable(cfg: Config, req: Uint8Array): boolean {
   const needSid = rqType === REQUEST || rqType === RENEW || rqType === RELEASE || rqType === DECLINE;
   const noSid = rqType === SOLICIT || rqType === CONFIRM || rqType === REBIND;
   if (rqType === INFORMATION_REQUEST) {
-    if (rqHasIa) { dhcpv6Counters.invalid++; return false; }
+    if (rqHasIa) {
+      dhcpv6Counters.invalid++;
+      return false;
+    }
   } else if (!needSid && !noSid) {
     dhcpv6Counters.ignored++;
     return false;
@@ -191,7 +239,10 @@ function acceptable(cfg: Config, req: Uint8Array): boolean {
     dhcpv6Counters.invalid++;
     return false;
   }
-  if (rqHasSid && !serverIdIsOurs(cfg, req)) { dhcpv6Counters.otherServer++; return false; }
+  if (rqHasSid && !serverIdIsOurs(cfg, req)) {
+    dhcpv6Counters.otherServer++;
+    return false;
+  }
   return true;
 }
 
@@ -221,7 +272,8 @@ function onLink(cfg: Config, b: Uint8Array, o: number): boolean {
 function confirmStatus(cfg: Config, req: Uint8Array): number {
   let seen = false;
   for (let k = 0; k < rqIaCount; k++) {
-    const o = rqIaOff[k]!, end = o + rqIaLen[k]!;
+    const o = rqIaOff[k]!,
+      end = o + rqIaLen[k]!;
     for (let a = nextIaAddr(req, o + 12, end); a >= 0; a = nextIaAddr(req, a + 4 + rd16(req, a + 2), end)) {
       seen = true;
       if (!onLink(cfg, req, a + 4)) return STATUS_NOTONLINK;
@@ -257,7 +309,8 @@ function iaNaSize(cfg: Config, req: Uint8Array, k: number): number {
   if (k > 0) return 4 + 12 + 6;
   if (rqType === SOLICIT) return 4 + 12 + 28;
   let n = 4 + 12 + 28;
-  const o = rqIaOff[k]!, end = o + rqIaLen[k]!;
+  const o = rqIaOff[k]!,
+    end = o + rqIaLen[k]!;
   for (let a = nextIaAddr(req, o + 12, end); a >= 0; a = nextIaAddr(req, a + 4 + rd16(req, a + 2), end)) {
     if (!equalBytes(req, a + 4, cfg.ip6!.addr, 0, 16)) n += 28;
   }
@@ -270,7 +323,8 @@ function iaNaSize(cfg: Config, req: Uint8Array, k: number): number {
  * zero lifetimes), or status NoAddrsAvail (k > 0). Returns the new position.
  */
 function putIaNa(cfg: Config, req: Uint8Array, k: number, out: Uint8Array, p: number): number {
-  const o = rqIaOff[k]!, end = o + rqIaLen[k]!;
+  const o = rqIaOff[k]!,
+    end = o + rqIaLen[k]!;
   const d = putHdr(out, p, OPT_IA_NA, iaNaSize(cfg, req, k) - 4);
   copyBytes(out, d, req, o, 4);
   wr32(out, d + 4, k === 0 ? DHCPV6_LIFETIME : 0);
@@ -322,8 +376,16 @@ function putFqdn(cfg: Config, out: Uint8Array, p: number, limit: number): number
  * Client ID, Rapid Commit or Preference, IA_NAs or a top-level status.
  * Returns the end position, or -1 when it does not fit before limit.
  */
-function putCore(cfg: Config, req: Uint8Array, off: number, type: number, status: number,
-                 out: Uint8Array, o: number, limit: number): number {
+function putCore(
+  cfg: Config,
+  req: Uint8Array,
+  off: number,
+  type: number,
+  status: number,
+  out: Uint8Array,
+  o: number,
+  limit: number,
+): number {
   const withIa = rqType === SOLICIT || rqType === REQUEST || rqType === RENEW || rqType === REBIND;
   let need = 4 + 4 + DUID_LEN + (rqCidLen ? 4 + rqCidLen : 0) + (status >= 0 ? 6 : 0);
   if (rqType === SOLICIT) need += type === REPLY ? 4 : 5;
@@ -341,7 +403,10 @@ function putCore(cfg: Config, req: Uint8Array, off: number, type: number, status
     p += 4 + rqCidLen;
   }
   if (rqType === SOLICIT && type === REPLY) p = putHdr(out, p, OPT_RAPID_COMMIT, 0);
-  if (rqType === SOLICIT && type === ADVERTISE) { out[putHdr(out, p, OPT_PREFERENCE, 1)] = 255; p += 5; }
+  if (rqType === SOLICIT && type === ADVERTISE) {
+    out[putHdr(out, p, OPT_PREFERENCE, 1)] = 255;
+    p += 5;
+  }
   if (withIa) for (let k = 0; k < rqIaCount; k++) p = putIaNa(cfg, req, k, out, p);
   if (status >= 0) p = putStatus(out, p, status);
   return p;
@@ -355,20 +420,32 @@ function putCore(cfg: Config, req: Uint8Array, off: number, type: number, status
  */
 export function dhcpv6Reply(cfg: Config, req: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number): number {
   dhcpv6Counters.rx++;
-  if (!cfg.ip6 || cfg.noDhcpv6) { dhcpv6Counters.ignored++; return 0; }
-  if (!inBounds(req, off, len) || len < 4) { dhcpv6Counters.truncated++; return 0; }
+  if (!cfg.ip6 || cfg.noDhcpv6) {
+    dhcpv6Counters.ignored++;
+    return 0;
+  }
+  if (!inBounds(req, off, len) || len < 4) {
+    dhcpv6Counters.truncated++;
+    return 0;
+  }
   if (!parseMessage(req, off, len) || !acceptable(cfg, req)) return 0;
   let status = -1;
   if (rqType === CONFIRM) {
     status = confirmStatus(cfg, req);
-    if (status < 0) { dhcpv6Counters.ignored++; return 0; }
+    if (status < 0) {
+      dhcpv6Counters.ignored++;
+      return 0;
+    }
   } else if (rqType === RELEASE || rqType === DECLINE) {
     status = STATUS_SUCCESS;
   }
   const type = rqType === SOLICIT && !rqRapid ? ADVERTISE : REPLY;
   const limit = Math.min(out.length, outOff + Math.max(IPV6_MIN_MTU, cfg.mtu) - IP6_UDP_HDRS);
   let p = inBounds(out, outOff, 0) ? putCore(cfg, req, off, type, status, out, outOff, limit) : -1;
-  if (p < 0) { dhcpv6Counters.noRoom++; return 0; }
+  if (p < 0) {
+    dhcpv6Counters.noRoom++;
+    return 0;
+  }
   if (cfg.dhcpDns && asked(req, OPT_DNS)) p = putDns(cfg, out, p, limit);
   if (cfg.dhcpSearch && asked(req, OPT_DOMAINS)) p = putDomains(cfg, out, p, limit);
   p = putFqdn(cfg, out, p, limit);

@@ -33,22 +33,37 @@ import { isLinkLocal6, type Config } from "../conf/config.ts";
 import { copyBytes, equalBytes, inBounds, wr16, wr32 } from "../wire/bytes.ts";
 import { dnsNamesWire } from "./dhcp.ts";
 
-export const ND_ROUTER_SOLICIT = 133, ND_ROUTER_ADVERT = 134;
-export const ND_NEIGHBOR_SOLICIT = 135, ND_NEIGHBOR_ADVERT = 136;
+export const ND_ROUTER_SOLICIT = 133,
+  ND_ROUTER_ADVERT = 134;
+export const ND_NEIGHBOR_SOLICIT = 135,
+  ND_NEIGHBOR_ADVERT = 136;
 
-const OPT_SLLA = 1, OPT_TLLA = 2, OPT_PREFIX = 3, OPT_MTU = 5, OPT_RDNSS = 25, OPT_DNSSL = 31;
+const OPT_SLLA = 1,
+  OPT_TLLA = 2,
+  OPT_PREFIX = 3,
+  OPT_MTU = 5,
+  OPT_RDNSS = 25,
+  OPT_DNSSL = 31;
 
 /** RA fields: hop limit for the guest, router lifetime (RFC 4861 section 6.2.1 maximum). */
 const RA_HOP_LIMIT = 64;
 export const RA_ROUTER_LIFETIME = 9000;
 /** Lifetimes of the prefix, RDNSS and DNSSL options: infinite. */
 export const RA_OPTION_LIFETIME = 0xffffffff;
-const RA_FLAG_MANAGED = 0x80, RA_FLAG_OTHER = 0x40;
-const PREFIX_FLAG_ONLINK = 0x80, PREFIX_FLAG_AUTO = 0x40;
-const NA_FLAG_ROUTER = 0x80, NA_FLAG_SOLICITED = 0x40, NA_FLAG_OVERRIDE = 0x20;
+const RA_FLAG_MANAGED = 0x80,
+  RA_FLAG_OTHER = 0x40;
+const PREFIX_FLAG_ONLINK = 0x80,
+  PREFIX_FLAG_AUTO = 0x40;
+const NA_FLAG_ROUTER = 0x80,
+  NA_FLAG_SOLICITED = 0x40,
+  NA_FLAG_OVERRIDE = 0x20;
 /** Lengths: RS and NS/NA fixed parts, RA header, our NA (with TLLA). */
-const RS_LEN = 8, NS_LEN = 24, RA_HDR = 16, NA_LEN = 32;
-const IPV6_HDR = 40, IPV6_MIN_MTU = 1280;
+const RS_LEN = 8,
+  NS_LEN = 24,
+  RA_HDR = 16,
+  NA_LEN = 32;
+const IPV6_HDR = 40,
+  IPV6_MIN_MTU = 1280;
 /** Most RDNSS addresses one option can hold (8-byte length field of 255). */
 const RDNSS_MAX = 127;
 
@@ -121,21 +136,38 @@ function setLast(type: number, src: Uint8Array, so: number, multicast: boolean):
  * or 0 (counted) for invalid messages, DAD probes and the guest's own
  * addresses.
  */
-function answerNs(cfg: Config, src: Uint8Array, so: number, icmp: Uint8Array, off: number, len: number,
-                  out: Uint8Array, o: number): number {
-  if (len < NS_LEN) { ndpCounters.truncated++; return 0; }
+function answerNs(
+  cfg: Config,
+  src: Uint8Array,
+  so: number,
+  icmp: Uint8Array,
+  off: number,
+  len: number,
+  out: Uint8Array,
+  o: number,
+): number {
+  if (len < NS_LEN) {
+    ndpCounters.truncated++;
+    return 0;
+  }
   const slla = checkOptions(icmp, off + NS_LEN, off + len);
   const dad = isUnspecified(src, so);
   if (slla < 0 || icmp[off + 8] === 0xff || src[so] === 0xff || (dad && slla > 0)) {
     ndpCounters.invalid++;
     return 0;
   }
-  if (dad) { ndpCounters.dad++; return 0; }
+  if (dad) {
+    ndpCounters.dad++;
+    return 0;
+  }
   if (equalBytes(icmp, off + 8, src, so, 16) || equalBytes(icmp, off + 8, cfg.ip6!.addr, 0, 16)) {
     ndpCounters.guestTarget++;
     return 0;
   }
-  if (!inBounds(out, o, NA_LEN)) { ndpCounters.noRoom++; return 0; }
+  if (!inBounds(out, o, NA_LEN)) {
+    ndpCounters.noRoom++;
+    return 0;
+  }
   out.fill(0, o, o + NA_LEN);
   out[o] = ND_NEIGHBOR_ADVERT;
   out[o + 4] = NA_FLAG_ROUTER | NA_FLAG_SOLICITED | NA_FLAG_OVERRIDE;
@@ -153,13 +185,30 @@ function answerNs(cfg: Config, src: Uint8Array, so: number, icmp: Uint8Array, of
  * Advertisement at out[o], addressed to the solicitor (all nodes if it has
  * no address yet). Returns its length or 0 (counted).
  */
-function answerRs(cfg: Config, src: Uint8Array, so: number, icmp: Uint8Array, off: number, len: number,
-                  out: Uint8Array, o: number): number {
-  if (len < RS_LEN) { ndpCounters.truncated++; return 0; }
+function answerRs(
+  cfg: Config,
+  src: Uint8Array,
+  so: number,
+  icmp: Uint8Array,
+  off: number,
+  len: number,
+  out: Uint8Array,
+  o: number,
+): number {
+  if (len < RS_LEN) {
+    ndpCounters.truncated++;
+    return 0;
+  }
   const slla = checkOptions(icmp, off + RS_LEN, off + len);
   const unspecified = isUnspecified(src, so);
-  if (slla < 0 || src[so] === 0xff || (unspecified && slla > 0)) { ndpCounters.invalid++; return 0; }
-  if (cfg.noRa) { ndpCounters.ignored++; return 0; }
+  if (slla < 0 || src[so] === 0xff || (unspecified && slla > 0)) {
+    ndpCounters.invalid++;
+    return 0;
+  }
+  if (cfg.noRa) {
+    ndpCounters.ignored++;
+    return 0;
+  }
   const n = buildRa(cfg, out, o);
   if (n > 0) setLast(ND_ROUTER_ADVERT, src, so, unspecified);
   return n;
@@ -173,17 +222,34 @@ function answerRs(cfg: Config, src: Uint8Array, so: number, icmp: Uint8Array, of
  * or 0 for no reply (counted in ndpCounters); ndpLast says where it goes.
  * Never throws on any input.
  */
-export function ndpReply(cfg: Config, srcIp: Uint8Array, srcOff: number, icmp: Uint8Array, off: number, len: number,
-                         out: Uint8Array, outOff: number): number {
+export function ndpReply(
+  cfg: Config,
+  srcIp: Uint8Array,
+  srcOff: number,
+  icmp: Uint8Array,
+  off: number,
+  len: number,
+  out: Uint8Array,
+  outOff: number,
+): number {
   ndpCounters.rx++;
-  if (!cfg.ip6 || cfg.noNdp) { ndpCounters.ignored++; return 0; }
+  if (!cfg.ip6 || cfg.noNdp) {
+    ndpCounters.ignored++;
+    return 0;
+  }
   if (!inBounds(icmp, off, len) || len < 4 || !inBounds(srcIp, srcOff, 16)) {
     ndpCounters.truncated++;
     return 0;
   }
   const type = icmp[off]!;
-  if (type !== ND_NEIGHBOR_SOLICIT && type !== ND_ROUTER_SOLICIT) { ndpCounters.ignored++; return 0; }
-  if (icmp[off + 1] !== 0) { ndpCounters.invalid++; return 0; }
+  if (type !== ND_NEIGHBOR_SOLICIT && type !== ND_ROUTER_SOLICIT) {
+    ndpCounters.ignored++;
+    return 0;
+  }
+  if (icmp[off + 1] !== 0) {
+    ndpCounters.invalid++;
+    return 0;
+  }
   if (type === ND_NEIGHBOR_SOLICIT) return answerNs(cfg, srcIp, srcOff, icmp, off, len, out, outOff);
   return answerRs(cfg, srcIp, srcOff, icmp, off, len, out, outOff);
 }

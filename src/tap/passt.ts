@@ -308,7 +308,13 @@ export class PasstBackend implements FrameSink {
       return;
     }
     if (this.blocked) return;
-    const n = sys.shim_send_frames(this.fd, this.buf, (this.pairsBase + this.txHead * 8) as Pointer, this.txCount - this.txHead, this.txHeadSent);
+    const n = sys.shim_send_frames(
+      this.fd,
+      this.buf,
+      (this.pairsBase + this.txHead * 8) as Pointer,
+      this.txCount - this.txHead,
+      this.txHeadSent,
+    );
     if (n < 0) {
       this.lose(`write error: ${errnoName(-n)}`, n !== -EPIPE && n !== -ECONNRESET);
       return;

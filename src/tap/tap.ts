@@ -106,7 +106,8 @@ export class TapBackend implements FrameSink {
     const nameIn = new TextEncoder().encode(name.slice(0, 15) + "\0");
     const fd = sys.shim_ns_tap_open(nsfd, nameIn, IFF_VNET_HDR, nameBuf);
     if (fd === -2 || fd === -19) throw new Error("cannot open /dev/net/tun: no tun device on this system");
-    if (fd === -13 || fd === -1) throw new Error("cannot open /dev/net/tun: permission denied (make it readable and writable for this user)");
+    if (fd === -13 || fd === -1)
+      throw new Error("cannot open /dev/net/tun: permission denied (make it readable and writable for this user)");
     if (fd < 0) throw new Error(`cannot create tap device ${name}: errno ${-fd}`);
     const rc = sys.shim_tap_set_vnet_hdr_sz(fd, VNET_HDR_LEN);
     if (rc < 0) throw new Error(`TUNSETVNETHDRSZ failed: errno ${-rc}`);

@@ -57,10 +57,7 @@ export function arpTpa(b: Uint8Array, o: number): number {
  * Write a complete Ethernet/IPv4 ARP packet at b[o]: opcode, sender MAC and
  * IPv4 address, target MAC and IPv4 address. Returns the offset past it.
  */
-export function writeArp(
-  b: Uint8Array, o: number, op: number,
-  sha: Uint8Array, spa: number, tha: Uint8Array, tpa: number,
-): number {
+export function writeArp(b: Uint8Array, o: number, op: number, sha: Uint8Array, spa: number, tha: Uint8Array, tpa: number): number {
   wr16(b, o + ARP_HTYPE, ARPHRD_ETHER);
   wr16(b, o + ARP_PTYPE, ETH_P_IP);
   b[o + ARP_HLN] = ETH_ALEN;

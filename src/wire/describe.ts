@@ -69,6 +69,13 @@ export function describeFrame(b: Uint8Array, off: number, len: number): string {
   if (end - off < ETH_HLEN) return `${len} bytes (truncated Ethernet header)`;
   const type = u16(b, off + 12);
   const l3 = off + ETH_HLEN;
-  const what = type === ETH_P_IP ? ipv4(b, l3, end) : type === ETH_P_IPV6 ? ipv6(b, l3, end) : type === ETH_P_ARP ? arp(b, l3, end) : `ethertype 0x${type.toString(16).padStart(4, "0")}`;
+  const what =
+    type === ETH_P_IP
+      ? ipv4(b, l3, end)
+      : type === ETH_P_IPV6
+        ? ipv6(b, l3, end)
+        : type === ETH_P_ARP
+          ? arp(b, l3, end)
+          : `ethertype 0x${type.toString(16).padStart(4, "0")}`;
   return `${len} bytes, ${what}`;
 }

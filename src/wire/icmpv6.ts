@@ -155,12 +155,18 @@ export function writeIcmp6Echo(b: Uint8Array, o: number, type: number, id: numbe
  */
 export function ndpOptStart(type: number): number {
   switch (type) {
-    case ND_ROUTER_SOLICIT: return ND_RS_LEN;
-    case ND_ROUTER_ADVERT: return ND_RA_LEN;
-    case ND_NEIGHBOR_SOLICIT: return ND_NS_LEN;
-    case ND_NEIGHBOR_ADVERT: return ND_NA_LEN;
-    case ND_REDIRECT: return ND_REDIRECT_LEN;
-    default: return -1;
+    case ND_ROUTER_SOLICIT:
+      return ND_RS_LEN;
+    case ND_ROUTER_ADVERT:
+      return ND_RA_LEN;
+    case ND_NEIGHBOR_SOLICIT:
+      return ND_NS_LEN;
+    case ND_NEIGHBOR_ADVERT:
+      return ND_NA_LEN;
+    case ND_REDIRECT:
+      return ND_REDIRECT_LEN;
+    default:
+      return -1;
   }
 }
 
@@ -220,8 +226,14 @@ export function writeNdpMtu(b: Uint8Array, o: number, mtu: number): number {
  * in seconds. Returns the offset past it.
  */
 export function writeNdpPrefix(
-  b: Uint8Array, o: number, prefix: Uint8Array, pOff: number, prefixLen: number,
-  flags: number, valid: number, preferred: number,
+  b: Uint8Array,
+  o: number,
+  prefix: Uint8Array,
+  pOff: number,
+  prefixLen: number,
+  flags: number,
+  valid: number,
+  preferred: number,
 ): number {
   b[o + ND_OPT_TYPE] = ND_OPT_PREFIX_INFO;
   b[o + ND_OPT_LEN] = ND_OPT_PI_LEN / ND_OPT_UNIT;

@@ -158,10 +158,7 @@ export function ipv4ChecksumOk(b: Uint8Array, o: number): boolean {
  * the given addresses (host-order u32), protocol, TTL and total length
  * IPV4_HLEN + payloadLen, with its checksum. Returns the offset past it.
  */
-export function writeIpv4(
-  b: Uint8Array, o: number, src: number, dst: number,
-  proto: number, payloadLen: number, ttl: number,
-): number {
+export function writeIpv4(b: Uint8Array, o: number, src: number, dst: number, proto: number, payloadLen: number, ttl: number): number {
   b[o + IP4_VER_IHL] = (IP4_VERSION << 4) | (IPV4_HLEN / 4);
   b[o + IP4_TOS] = 0;
   wr16(b, o + IP4_TOT_LEN, IPV4_HLEN + payloadLen);

@@ -154,8 +154,15 @@ export function ip6IsLinkLocal(b: Uint8Array, o: number): boolean {
  * the offset past the header.
  */
 export function writeIpv6At(
-  b: Uint8Array, o: number, src: Uint8Array, srcOff: number, dst: Uint8Array, dstOff: number,
-  nextHeader: number, payloadLen: number, hopLimit: number,
+  b: Uint8Array,
+  o: number,
+  src: Uint8Array,
+  srcOff: number,
+  dst: Uint8Array,
+  dstOff: number,
+  nextHeader: number,
+  payloadLen: number,
+  hopLimit: number,
 ): number {
   wr32(b, o + IP6_VTF, IP6_VERSION << 28);
   wr16(b, o + IP6_PLEN, payloadLen);
@@ -168,8 +175,13 @@ export function writeIpv6At(
 
 /** As writeIpv6At with src and dst each a 16-byte array of their own. */
 export function writeIpv6(
-  b: Uint8Array, o: number, src: Uint8Array, dst: Uint8Array,
-  nextHeader: number, payloadLen: number, hopLimit: number,
+  b: Uint8Array,
+  o: number,
+  src: Uint8Array,
+  dst: Uint8Array,
+  nextHeader: number,
+  payloadLen: number,
+  hopLimit: number,
 ): number {
   return writeIpv6At(b, o, src, 0, dst, 0, nextHeader, payloadLen, hopLimit);
 }

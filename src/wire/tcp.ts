@@ -223,8 +223,15 @@ export function tcpParseOptions(b: Uint8Array, o: number, hlen: number, out: Tcp
  * tcpSetChecksum4/6 once options and payload are in.
  */
 export function writeTcp(
-  b: Uint8Array, o: number, sport: number, dport: number, seq: number, ack: number,
-  flags: number, window: number, optLen: number,
+  b: Uint8Array,
+  o: number,
+  sport: number,
+  dport: number,
+  seq: number,
+  ack: number,
+  flags: number,
+  window: number,
+  optLen: number,
 ): number {
   wr16(b, o + TCP_SPORT, sport);
   wr16(b, o + TCP_DPORT, dport);

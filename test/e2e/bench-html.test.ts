@@ -16,11 +16,33 @@ const TRICKY_ROW = `RR <latency> & "quotes" 'too'`;
 type TestCell = Omit<Cell, "cpu">;
 
 /** A cell of results.json; runs > 1 get min and max around the median. */
-function cell(table: string, row: string, column: number, impl: string, unit: string, median: number | null, runs = 3, extra: Partial<TestCell> = {}): TestCell {
+function cell(
+  table: string,
+  row: string,
+  column: number,
+  impl: string,
+  unit: string,
+  median: number | null,
+  runs = 3,
+  extra: Partial<TestCell> = {},
+): TestCell {
   const min = median === null ? null : median * 0.9;
   const max = median === null ? null : median * 1.1;
   const values = median === null ? [] : runs > 1 ? [min!, median, max!] : [median];
-  return { table, row, column, impl, unit, median, min: runs > 1 ? min : median, max: runs > 1 ? max : median, runs, values, errors: [], ...extra };
+  return {
+    table,
+    row,
+    column,
+    impl,
+    unit,
+    median,
+    min: runs > 1 ? min : median,
+    max: runs > 1 ? max : median,
+    runs,
+    values,
+    errors: [],
+    ...extra,
+  };
 }
 
 /** Two tables, three implementations, a failed and a skipped cell, column-0 rows, a row name that needs escaping. */
@@ -28,7 +50,11 @@ const RESULTS = {
   date: "2026-11-29T21:55:32.155Z",
   mode: "quick",
   machine: { cpu: "Test CPU <x>", cores: 2, kernel: "6.1.0", loadavg: [1, 1, 1], loadavgBefore: [0.5, 0.5, 0.5], mhz: 2400 },
-  implementations: { project: { version: "0.1.0 (abc), bun 1.4.5" }, pasta: { version: "passt 2023" }, slirp4netns: { version: "slirp4netns 1.2.0" } },
+  implementations: {
+    project: { version: "0.1.0 (abc), bun 1.4.5" },
+    pasta: { version: "passt 2023" },
+    slirp4netns: { version: "slirp4netns 1.2.0" },
+  },
   settings: { runs: 3, columns: [1500, 65520] },
   rows: [
     cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 1500, "project", "Gbit/s", 3.529),
@@ -68,15 +94,21 @@ describe("bench HTML report", () => {
     await checkPage(html);
   });
 
-  test("headless Chromium renders every median with its data-* attributes, one chart per table", async () => {
-    const bin = findChromium();
-    if (!bin) {
-      throw new Error(`Chromium's headless shell is not installed (not in PATH, nor at ${CHROMIUM_PATHS.join(", ")}): install the Debian package chromium-headless-shell (.ci/run does)`);
-    }
-    const path = join(dir, "report.html");
-    writeFileSync(path, renderHtml(RESULTS));
-    const dom = await dumpDom(bin, path, join(dir, "profile"));
-    expect(dom).toContain("</svg>");
-    await checkPage(dom);
-  }, CHROMIUM_TIMEOUT_MS + 30_000);
+  test(
+    "headless Chromium renders every median with its data-* attributes, one chart per table",
+    async () => {
+      const bin = findChromium();
+      if (!bin) {
+        throw new Error(
+          `Chromium's headless shell is not installed (not in PATH, nor at ${CHROMIUM_PATHS.join(", ")}): install the Debian package chromium-headless-shell (.ci/run does)`,
+        );
+      }
+      const path = join(dir, "report.html");
+      writeFileSync(path, renderHtml(RESULTS));
+      const dom = await dumpDom(bin, path, join(dir, "profile"));
+      expect(dom).toContain("</svg>");
+      await checkPage(dom);
+    },
+    CHROMIUM_TIMEOUT_MS + 30_000,
+  );
 });

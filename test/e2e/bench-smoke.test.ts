@@ -28,33 +28,41 @@ function installed(): string[] {
 }
 
 describeE2E("bench smoke (quick mode, one row)", () => {
-  test("results.json has the row for every installed implementation; the report renders", async () => {
-    const out = join(dir, "perf");
-    const proc = Bun.spawn([BUN, join(REPO, "bench", "run.ts"), "--quick", "--worktree", "--json", "--only", `^pasta-tap-tcp ${ROW}$`, "--out", out], {
-      cwd: REPO,
-      stdout: "pipe",
-      stderr: "pipe",
-    });
-    const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
-    expect(code, stderr).toBe(0);
-    // --json: stdout is the results and nothing else
-    const printed = JSON.parse(stdout);
-    const res = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
-    expect(printed).toEqual(res);
-    expect(res.mode).toBe("quick");
-    expect(res.machine.cores).toBeGreaterThan(0);
-    const cells = res.rows.filter((c: any) => c.table === "pasta-tap-tcp" && c.row === ROW);
-    expect(cells.map((c: any) => c.impl).sort()).toEqual(installed());
-    for (const c of cells) {
-      expect(c.errors, c.impl).toEqual([]);
-      expect(c.median, c.impl).toBeGreaterThan(0);
-      expect(c.runs, c.impl).toBe(1);
-    }
-    expect(readFileSync(join(out, "RESULTS.md"), "utf8")).toContain(ROW);
+  test(
+    "results.json has the row for every installed implementation; the report renders",
+    async () => {
+      const out = join(dir, "perf");
+      const proc = Bun.spawn(
+        [BUN, join(REPO, "bench", "run.ts"), "--quick", "--worktree", "--json", "--only", `^pasta-tap-tcp ${ROW}$`, "--out", out],
+        {
+          cwd: REPO,
+          stdout: "pipe",
+          stderr: "pipe",
+        },
+      );
+      const [stdout, stderr, code] = await Promise.all([new Response(proc.stdout).text(), new Response(proc.stderr).text(), proc.exited]);
+      expect(code, stderr).toBe(0);
+      // --json: stdout is the results and nothing else
+      const printed = JSON.parse(stdout);
+      const res = JSON.parse(readFileSync(join(out, "results.json"), "utf8"));
+      expect(printed).toEqual(res);
+      expect(res.mode).toBe("quick");
+      expect(res.machine.cores).toBeGreaterThan(0);
+      const cells = res.rows.filter((c: any) => c.table === "pasta-tap-tcp" && c.row === ROW);
+      expect(cells.map((c: any) => c.impl).sort()).toEqual(installed());
+      for (const c of cells) {
+        expect(c.errors, c.impl).toEqual([]);
+        expect(c.median, c.impl).toBeGreaterThan(0);
+        expect(c.runs, c.impl).toBe(1);
+      }
+      expect(readFileSync(join(out, "RESULTS.md"), "utf8")).toContain(ROW);
 
-    const bin = findChromium();
-    if (!bin) throw new Error("Chromium's headless shell is not installed: install the Debian package chromium-headless-shell (.ci/run does)");
-    const dom = await dumpDom(bin, join(out, "index.html"), join(dir, "profile"));
-    await checkResultsPage(dom, res);
-  }, 240_000 + CHROMIUM_TIMEOUT_MS);
+      const bin = findChromium();
+      if (!bin)
+        throw new Error("Chromium's headless shell is not installed: install the Debian package chromium-headless-shell (.ci/run does)");
+      const dom = await dumpDom(bin, join(out, "index.html"), join(dir, "profile"));
+      await checkResultsPage(dom, res);
+    },
+    240_000 + CHROMIUM_TIMEOUT_MS,
+  );
 });

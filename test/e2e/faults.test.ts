@@ -157,13 +157,17 @@ describeE2E("faults (root)", () => {
       holder = s.guestSpawn([BUN, CONN_HOLDER, ADDR.gw4, String(echoPort), "200"], { stdin: "pipe" });
       const opened = JSON.parse((await holder.waitFor(/\{"open".*\}/, { timeoutMs: 60000 }))[0]);
       const holderErr = () => holder?.stderr() ?? "";
-      const why = () => `holder: ${JSON.stringify(opened)} ${holderErr()}\npasta: fds ${s.fdCount()} (limit ${limit}) ${s.log().slice(-3000)}`;
+      const why = () =>
+        `holder: ${JSON.stringify(opened)} ${holderErr()}\npasta: fds ${s.fdCount()} (limit ${limit}) ${s.log().slice(-3000)}`;
       // the guest's connection past the limit is refused
       expect(opened.open, why()).toBeGreaterThan(0);
       expect(opened.open, why()).toBeLessThan(200);
       expect(opened.error, why()).toMatch(/ECONNREFUSED|ECONNRESET/);
       // at the limit: a connection from the host to a -t port is refused too, and pasta is idle
-      const fromHost = await w.exec(w.host, ["socat", "-u", "-", `TCP4:${ADDR.host4}:${fwd},connect-timeout=10`], { input: "x\n", timeoutMs: 30000 });
+      const fromHost = await w.exec(w.host, ["socat", "-u", "-", `TCP4:${ADDR.host4}:${fwd},connect-timeout=10`], {
+        input: "x\n",
+        timeoutMs: 30000,
+      });
       const cpu = await cpuShare(s.pid, 2000);
       expect(fromHost.timedOut, why()).toBe(false);
       expect(cpu, `pasta used ${cpu} of a CPU at the descriptor limit\n${why()}`).toBeLessThan(IDLE_CPU_MAX);
@@ -178,7 +182,9 @@ describeE2E("faults (root)", () => {
       expect(await fdsBackTo(s, idle), why()).toBe(idle);
       const again = await s.guestSh(`echo hello | socat - TCP4:${ADDR.gw4}:${echoPort},connect-timeout=10`, { timeoutMs: 30000 });
       expect(again.stdout.trim(), `${again.stderr}\n${why()}`).toBe("hello");
-      const again2 = await w.exec(w.host, ["sh", "-c", `echo hello | socat - TCP4:${ADDR.host4}:${fwd},connect-timeout=10`], { timeoutMs: 30000 });
+      const again2 = await w.exec(w.host, ["sh", "-c", `echo hello | socat - TCP4:${ADDR.host4}:${fwd},connect-timeout=10`], {
+        timeoutMs: 30000,
+      });
       expect(again2.stdout.trim(), `${again2.stderr}\n${why()}`).toBe("hello");
       expect(s.alive()).toBe(true);
     } finally {

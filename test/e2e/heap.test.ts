@@ -58,7 +58,9 @@ describeE2E("pasta: no allocation per packet (root)", () => {
   async function transfer(dir: "out" | "in", bytes: string) {
     const inGuest = dir === "in";
     const port = inGuest ? PORT : HOST_PORT;
-    const srv = inGuest ? s.guestSpawn(["iperf3", "-s", "-1", "-p", String(port)]) : w.spawn(w.host, ["iperf3", "-s", "-1", "-p", String(port)]);
+    const srv = inGuest
+      ? s.guestSpawn(["iperf3", "-s", "-1", "-p", String(port)])
+      : w.spawn(w.host, ["iperf3", "-s", "-1", "-p", String(port)]);
     try {
       for (let i = 0; i < 100; i++) {
         const ss = inGuest ? await s.guest(["ss", "-Hltn", `sport = :${port}`]) : await w.exec(w.host, ["ss", "-Hltn", `sport = :${port}`]);
@@ -89,7 +91,9 @@ describeE2E("pasta: no allocation per packet (root)", () => {
     const during = samples().filter((x) => x.t > before.t);
     expect(during.length).toBeGreaterThan(2);
     const peak = Math.max(...during.map((x) => x.objects));
-    console.log(`heap: ${before.objects} objects before, peak ${peak} over ${during.length} samples, last ${during.at(-1)!.objects}; heap ${before.heap} → ${during.at(-1)!.heap} bytes; ${gcs} collections (${gcsBefore} before)`);
+    console.log(
+      `heap: ${before.objects} objects before, peak ${peak} over ${during.length} samples, last ${during.at(-1)!.objects}; heap ${before.heap} → ${during.at(-1)!.heap} bytes; ${gcs} collections (${gcsBefore} before)`,
+    );
     expect(peak - before.objects).toBeLessThan(MAX_GROWTH);
     expect(gcs).toBeLessThanOrEqual(MAX_GCS);
     expect(s.alive()).toBe(true);

@@ -83,7 +83,11 @@ interface Target {
  */
 function counters(log: string, name: string): Record<string, number> | null {
   const lines = log.split("\n").filter((l) => l.includes("stats: "));
-  const group = lines.at(-1)?.split("stats: ")[1]?.split("; ").find((g) => g.startsWith(`${name}: `));
+  const group = lines
+    .at(-1)
+    ?.split("stats: ")[1]
+    ?.split("; ")
+    .find((g) => g.startsWith(`${name}: `));
   if (!group) return null;
   const f = group.slice(name.length + 2).split(" ");
   const out: Record<string, number> = {};
@@ -144,8 +148,19 @@ describeE2E("hostile guest (root)", () => {
     const upOut = join(w.dir, `up-${n}`);
     const downOut = join(w.dir, `down-${n}`);
     const held = join(w.dir, "held.sh");
-    const genArgv = (frames: number, seed: number, flow: string | null) => [...t.enter, BUN, GENERATOR, "--frames", String(frames), "--seed", String(seed), ...gen, ...(flow ? ["--flow4", flow] : [])];
-    const generator = (frames: number, seed: number, flow: string | null) => w.exec(null, genArgv(frames, seed, flow), { timeoutMs: TEST_MS });
+    const genArgv = (frames: number, seed: number, flow: string | null) => [
+      ...t.enter,
+      BUN,
+      GENERATOR,
+      "--frames",
+      String(frames),
+      "--seed",
+      String(seed),
+      ...gen,
+      ...(flow ? ["--flow4", flow] : []),
+    ];
+    const generator = (frames: number, seed: number, flow: string | null) =>
+      w.exec(null, genArgv(frames, seed, flow), { timeoutMs: TEST_MS });
     const finished = async (c: Child) => {
       const code = await Promise.race([c.exited, Bun.sleep(TEST_MS).then(() => -1)]);
       return { code, stdout: c.stdout(), stderr: c.stderr() };
@@ -169,7 +184,9 @@ describeE2E("hostile guest (root)", () => {
     const servers: Child[] = [];
     try {
       servers.push(w.spawn(w.host, ["socat", "-u", `TCP4-LISTEN:${upPort},bind=127.0.0.1,reuseaddr`, `CREATE:${upOut}`]));
-      servers.push(w.spawn(w.host, ["socat", "-t", "30", `TCP4-LISTEN:${downPort},bind=127.0.0.1,reuseaddr`, `EXEC:sh ${held} ${file} ${flag}`]));
+      servers.push(
+        w.spawn(w.host, ["socat", "-t", "30", `TCP4-LISTEN:${downPort},bind=127.0.0.1,reuseaddr`, `EXEC:sh ${held} ${file} ${flag}`]),
+      );
       await waitListen(w, upPort);
       await waitListen(w, downPort);
       // the generators listen for the live connections' first frames, then they open
@@ -178,8 +195,14 @@ describeE2E("hostile guest (root)", () => {
       const g2 = w.spawn(null, genArgv(FRAMES - half, 2, `${DOWN_SPORT}:${downPort}`));
       await g1.waitFor("sniffing");
       await g2.waitFor("sniffing");
-      const up = w.exec(null, [...t.enter, "socat", "-u", `EXEC:sh ${held} ${file} ${flag}`, `TCP4:${ADDR.gw4}:${upPort},sourceport=${UP_SPORT}`], { timeoutMs: TEST_MS });
-      const down = w.exec(null, [...t.enter, "socat", "-u", `TCP4:${ADDR.gw4}:${downPort},sourceport=${DOWN_SPORT}`, `CREATE:${downOut}`], { timeoutMs: TEST_MS });
+      const up = w.exec(
+        null,
+        [...t.enter, "socat", "-u", `EXEC:sh ${held} ${file} ${flag}`, `TCP4:${ADDR.gw4}:${upPort},sourceport=${UP_SPORT}`],
+        { timeoutMs: TEST_MS },
+      );
+      const down = w.exec(null, [...t.enter, "socat", "-u", `TCP4:${ADDR.gw4}:${downPort},sourceport=${DOWN_SPORT}`, `CREATE:${downOut}`], {
+        timeoutMs: TEST_MS,
+      });
       const gens = [parse(await finished(g1), "generator (upload)"), parse(await finished(g2), "generator (download)")];
       mark("junk");
       writeFileSync(flag, "");
@@ -204,7 +227,22 @@ describeE2E("hostile guest (root)", () => {
       const expectUnhandled = warm.byFate.unhandled + gens[0]!.byFate.unhandled + gens[1]!.byFate.unhandled;
       const stats = t.ours ? await dispatchStats(t, sent - dropped, expectMalformed - dropped) : null;
       await t.stop();
-      const figures = { target: t.label, tcp: counters(t.log(), "tcp"), frames: sent, tapDropped: dropped, expectMalformed, expectUnhandled, stats, fdsBase, fdsAfter, rssBase, rssAfter, mib: MIB, generators: [warm, ...gens].map((g) => ({ ms: g.ms, pauses: g.pauses, dropped: g.txDropped })), phases: marks };
+      const figures = {
+        target: t.label,
+        tcp: counters(t.log(), "tcp"),
+        frames: sent,
+        tapDropped: dropped,
+        expectMalformed,
+        expectUnhandled,
+        stats,
+        fdsBase,
+        fdsAfter,
+        rssBase,
+        rssAfter,
+        mib: MIB,
+        generators: [warm, ...gens].map((g) => ({ ms: g.ms, pauses: g.pauses, dropped: g.txDropped })),
+        phases: marks,
+      };
       console.log(`hostile figures: ${JSON.stringify(figures)}`);
 
       if (t.ours) {
@@ -224,59 +262,89 @@ describeE2E("hostile guest (root)", () => {
     }
   }
 
-  test(`pasta: ${FRAMES} hostile frames through the tap during ${MIB} MiB each way`, async () => {
-    const s: PastaSession = await startPasta(w, ["--config-net", "--stats", "1"], { env: { PASTA_UDP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS), PASTA_ICMP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS) } });
-    let stopped = false;
-    const t: Target = {
-      label: "pasta",
-      pid: s.pid,
-      enter: s.guestArgv([]),
-      alive: () => s.alive(),
-      log: () => s.log(),
-      stop: async () => {
-        if (!stopped) await s.stop();
-        stopped = true;
-      },
-      ours: !process.env.PASTA_TEST_CMD,
-    };
-    try {
-      await hostileRun(t, ["--src4", ADDR.host4, "--dst4", `${ADDR.gw4},${ADDR.remote4}`, "--src6", ADDR.host6, "--dst6", `${ADDR.remote6},${ADDR.gw6}`]);
-    } finally {
-      await t.stop();
-    }
-  }, TEST_MS);
-
-  test(`passt: ${FRAMES} hostile frames through a relayed tap during ${MIB} MiB each way`, async () => {
-    const sock = join(w.dir, "passt.socket");
-    const passt = await startPasst(w, ["-s", sock, "--stats", "1"], { env: { ...PASST_ENV, PASTA_UDP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS), PASTA_ICMP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS) } });
-    let g: Guest | null = null;
-    const t: Target = {
-      label: "passt",
-      pid: passt.pid,
-      enter: [],
-      alive: () => fdCount(passt.pid) > 0,
-      log: () => passt.stdout() + passt.stderr(),
-      stop: async () => {
-        await g?.child.kill();
-        await passt.kill({ graceMs: 3000 });
-      },
-      ours: !process.env.PASST_TEST_CMD,
-    };
-    try {
-      g = await startGuest(w, ["--socket", sock]);
-      t.enter = g.enter;
-      for (const cmd of [
-        ["ip", "addr", "add", `${ADDR.host4}/24`, "dev", "eth0"],
-        ["ip", "route", "add", "default", "via", ADDR.gw4],
-      ]) {
-        const r = await g.exec(cmd);
-        expect(r.code, r.stderr).toBe(0);
+  test(
+    `pasta: ${FRAMES} hostile frames through the tap during ${MIB} MiB each way`,
+    async () => {
+      const s: PastaSession = await startPasta(w, ["--config-net", "--stats", "1"], {
+        env: { PASTA_UDP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS), PASTA_ICMP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS) },
+      });
+      let stopped = false;
+      const t: Target = {
+        label: "pasta",
+        pid: s.pid,
+        enter: s.guestArgv([]),
+        alive: () => s.alive(),
+        log: () => s.log(),
+        stop: async () => {
+          if (!stopped) await s.stop();
+          stopped = true;
+        },
+        ours: !process.env.PASTA_TEST_CMD,
+      };
+      try {
+        await hostileRun(t, [
+          "--src4",
+          ADDR.host4,
+          "--dst4",
+          `${ADDR.gw4},${ADDR.remote4}`,
+          "--src6",
+          ADDR.host6,
+          "--dst6",
+          `${ADDR.remote6},${ADDR.gw6}`,
+        ]);
+      } finally {
+        await t.stop();
       }
-      await hostileRun(t, ["--src4", ADDR.host4, "--dst4", `${ADDR.gw4},${ADDR.remote4}`, "--src6", ADDR.host6, "--dst6", `${ADDR.remote6},${ADDR.gw6}`]);
-    } finally {
-      await t.stop();
-    }
-  }, TEST_MS);
+    },
+    TEST_MS,
+  );
+
+  test(
+    `passt: ${FRAMES} hostile frames through a relayed tap during ${MIB} MiB each way`,
+    async () => {
+      const sock = join(w.dir, "passt.socket");
+      const passt = await startPasst(w, ["-s", sock, "--stats", "1"], {
+        env: { ...PASST_ENV, PASTA_UDP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS), PASTA_ICMP_TIMEOUT_MS: String(FLOW_TIMEOUT_MS) },
+      });
+      let g: Guest | null = null;
+      const t: Target = {
+        label: "passt",
+        pid: passt.pid,
+        enter: [],
+        alive: () => fdCount(passt.pid) > 0,
+        log: () => passt.stdout() + passt.stderr(),
+        stop: async () => {
+          await g?.child.kill();
+          await passt.kill({ graceMs: 3000 });
+        },
+        ours: !process.env.PASST_TEST_CMD,
+      };
+      try {
+        g = await startGuest(w, ["--socket", sock]);
+        t.enter = g.enter;
+        for (const cmd of [
+          ["ip", "addr", "add", `${ADDR.host4}/24`, "dev", "eth0"],
+          ["ip", "route", "add", "default", "via", ADDR.gw4],
+        ]) {
+          const r = await g.exec(cmd);
+          expect(r.code, r.stderr).toBe(0);
+        }
+        await hostileRun(t, [
+          "--src4",
+          ADDR.host4,
+          "--dst4",
+          `${ADDR.gw4},${ADDR.remote4}`,
+          "--src6",
+          ADDR.host6,
+          "--dst6",
+          `${ADDR.remote6},${ADDR.gw6}`,
+        ]);
+      } finally {
+        await t.stop();
+      }
+    },
+    TEST_MS,
+  );
 });
 
 /** Wait (bounded) until something listens on TCP port in w's host namespace. */

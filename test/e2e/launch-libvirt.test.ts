@@ -22,7 +22,20 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { createHash } from "node:crypto";
 import { chmodSync, chownSync, copyFileSync, existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { ADDR, BUN, asUser, canRunE2E, createWorld, describeE2E, ensureTestUser, isAlive, repoForUser, type Child, type TestUser, type World } from "../world.ts";
+import {
+  ADDR,
+  BUN,
+  asUser,
+  canRunE2E,
+  createWorld,
+  describeE2E,
+  ensureTestUser,
+  isAlive,
+  repoForUser,
+  type Child,
+  type TestUser,
+  type World,
+} from "../world.ts";
 import { PASST_ENV, passtArgv } from "../tools/relay.ts";
 import { launchLibvirt, pidsWithArgs, type Launch, type LibvirtNet } from "../tools/launchers.ts";
 import { buildInitramfs, findGuest, type GuestKernel } from "../tools/qemu/initramfs.ts";
@@ -59,17 +72,28 @@ if (canRunE2E().ok && !guest.ok) {
       for (let off = 0; off < data.length; off += 65536) crypto.getRandomValues(data.subarray(off, off + 65536));
       writeFileSync(join(w.dir, "payload"), data);
       sha = createHash("sha256").update(data).digest("hex");
-      const http = w.spawn(w.upstream, [BUN, "-e", `Bun.serve({ hostname: "0.0.0.0", port: ${REMOTE_PORT}, fetch: () => new Response(Bun.file(${JSON.stringify(join(w.dir, "payload"))})) }); console.log("http ready");`]);
+      const http = w.spawn(w.upstream, [
+        BUN,
+        "-e",
+        `Bun.serve({ hostname: "0.0.0.0", port: ${REMOTE_PORT}, fetch: () => new Response(Bun.file(${JSON.stringify(join(w.dir, "payload"))})) }); console.log("http ready");`,
+      ]);
       await http.waitFor("http ready", { timeoutMs: 15000 });
 
       // libvirt's session state dir for passt: the user's own
       const state = join(w.dir, "passt");
       mkdirSync(state, { mode: 0o700 });
       chownSync(state, user.uid, user.gid);
-      net = { socket: join(state, "guest-net0.socket"), pidFile: join(state, "guest-net0-passt.pid"), logFile: join(state, "passt.log"), tcpPorts: [`${HOST_PORT}:80`] };
+      net = {
+        socket: join(state, "guest-net0.socket"),
+        pidFile: join(state, "guest-net0-passt.pid"),
+        logFile: join(state, "passt.log"),
+        tcpPorts: [`${HOST_PORT}:80`],
+      };
       const passt = ["ip", "netns", "exec", w.host, ...asUser(passtArgv([], repo), user, PASST_ENV)];
       l = await launchLibvirt(passt, net, { cwd: repo });
-      console.log(`launch time (libvirt, ${passtArgv([]).at(-1)}): exited after ${l.exitMs} ms, caller went on after ${l.ms} ms${l.hung ? " (hung: pipe never closed)" : ""}`);
+      console.log(
+        `launch time (libvirt, ${passtArgv([]).at(-1)}): exited after ${l.exitMs} ms, caller went on after ${l.ms} ms${l.hung ? " (hung: pipe never closed)" : ""}`,
+      );
     }, 60000);
 
     afterAll(async () => {
@@ -77,7 +101,8 @@ if (canRunE2E().ok && !guest.ok) {
       await w?.destroy();
     }, 60000);
 
-    const why = () => `argv: ${l.argv.join(" ")}\nexit ${l.code} after ${l.exitMs} ms, caller waited ${l.ms} ms${l.hung ? " and gave up (a pipe is still open)" : ""}\nstdout: ${l.output}\nstderr: ${l.stderr}`;
+    const why = () =>
+      `argv: ${l.argv.join(" ")}\nexit ${l.code} after ${l.exitMs} ms, caller waited ${l.ms} ms${l.hung ? " and gave up (a pipe is still open)" : ""}\nstdout: ${l.output}\nstderr: ${l.stderr}`;
 
     /** The pid in libvirt's pid file, 0 when there is none. */
     const pidFromFile = () => (existsSync(net.pidFile) ? Number(readFileSync(net.pidFile, "utf8").trim()) || 0 : 0);
@@ -93,51 +118,79 @@ if (canRunE2E().ok && !guest.ok) {
       expect(existsSync(net.logFile!), `--log-file ${net.logFile}: ${why()}`).toBe(true);
     });
 
-    test("a QEMU guest: DHCP with MTU 65520 unasked, a download from a remote server, its HTTP server reached through --tcp-ports 8089:80; passt exits with QEMU (--one-off)", async () => {
-      const k = guest as GuestKernel;
-      // QEMU runs as the user too: a readable copy of the kernel
-      const kernel = join(w.dir, "vmlinuz");
-      copyFileSync(k.kernel, kernel);
-      chmodSync(kernel, 0o644);
-      const img = join(w.dir, "initramfs.cpio");
-      buildInitramfs(img, k, guestServeInit(`http://${ADDR.remote4}:${REMOTE_PORT}/payload`), { "/udhcpc.sh": UDHCPC_SCRIPT });
-      chmodSync(img, 0o644);
-      const passtPid = pidFromFile();
-      const qemu: Child = w.spawn(w.host, [
-        "qemu-system-x86_64", ...QEMU_ACCEL, "-m", "256", "-smp", "1",
-        "-kernel", kernel, "-initrd", img,
-        "-append", "console=ttyS0 panic=-1 quiet",
-        "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-        "-netdev", `stream,id=hostnet0,server=off,addr.type=unix,addr.path=${net.socket}`,
-        "-device", "virtio-net-pci,netdev=hostnet0",
-      ], { user });
-      const console_ = () => `--- serial console\n${qemu.stdout()}\n--- qemu stderr\n${qemu.stderr()}\n--- passt log\n${existsSync(net.logFile!) ? readFileSync(net.logFile!, "utf8") : ""}`;
-      const wait = async (re: RegExp) => {
-        try {
-          return await qemu.waitFor(re, { timeoutMs: BOOT_TIMEOUT_MS });
-        } catch (e) {
-          throw new Error(`${(e as Error).message.split("\n")[0]}\n${console_()}`);
+    test(
+      "a QEMU guest: DHCP with MTU 65520 unasked, a download from a remote server, its HTTP server reached through --tcp-ports 8089:80; passt exits with QEMU (--one-off)",
+      async () => {
+        const k = guest as GuestKernel;
+        // QEMU runs as the user too: a readable copy of the kernel
+        const kernel = join(w.dir, "vmlinuz");
+        copyFileSync(k.kernel, kernel);
+        chmodSync(kernel, 0o644);
+        const img = join(w.dir, "initramfs.cpio");
+        buildInitramfs(img, k, guestServeInit(`http://${ADDR.remote4}:${REMOTE_PORT}/payload`), { "/udhcpc.sh": UDHCPC_SCRIPT });
+        chmodSync(img, 0o644);
+        const passtPid = pidFromFile();
+        const qemu: Child = w.spawn(
+          w.host,
+          [
+            "qemu-system-x86_64",
+            ...QEMU_ACCEL,
+            "-m",
+            "256",
+            "-smp",
+            "1",
+            "-kernel",
+            kernel,
+            "-initrd",
+            img,
+            "-append",
+            "console=ttyS0 panic=-1 quiet",
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-monitor",
+            "none",
+            "-serial",
+            "stdio",
+            "-no-reboot",
+            "-netdev",
+            `stream,id=hostnet0,server=off,addr.type=unix,addr.path=${net.socket}`,
+            "-device",
+            "virtio-net-pci,netdev=hostnet0",
+          ],
+          { user },
+        );
+        const console_ = () =>
+          `--- serial console\n${qemu.stdout()}\n--- qemu stderr\n${qemu.stderr()}\n--- passt log\n${existsSync(net.logFile!) ? readFileSync(net.logFile!, "utf8") : ""}`;
+        const wait = async (re: RegExp) => {
+          try {
+            return await qemu.waitFor(re, { timeoutMs: BOOT_TIMEOUT_MS });
+          } catch (e) {
+            throw new Error(`${(e as Error).message.split("\n")[0]}\n${console_()}`);
+          }
+        };
+        const m = await wait(new RegExp(`(${MARK_OK}) ([0-9a-f]{64})|(${MARK_FAIL}) (.*)\\n`));
+        expect(m[1] ?? `${m[3]} ${m[4]}`, console_()).toBe(MARK_OK);
+        expect(m[2], console_()).toBe(sha);
+        expect(qemu.stdout(), console_()).toContain(`guest: bound ${ADDR.host4}/255.255.255.0 via ${ADDR.gw4} mtu ${MTU}`);
+        expect(qemu.stdout(), console_()).toMatch(new RegExp(`guest: link .*eth0.* mtu ${MTU} `));
+
+        await wait(new RegExp(`${MARK_SERVING}|${MARK_FAIL}`));
+        expect(qemu.stdout(), console_()).toContain(MARK_SERVING);
+        for (const addr of ["127.0.0.1", ADDR.host4]) {
+          const file = join(w.dir, `from-guest-${addr}`);
+          const r = await w.exec(w.host, ["busybox", "wget", "-q", "-O", file, `http://${addr}:${HOST_PORT}/file`], { timeoutMs: 60000 });
+          expect(r.code, `${addr}:${HOST_PORT}: ${r.stderr}\n${console_()}`).toBe(0);
+          expect(createHash("sha256").update(readFileSync(file)).digest("hex"), `${addr}:${HOST_PORT}`).toBe(sha);
         }
-      };
-      const m = await wait(new RegExp(`(${MARK_OK}) ([0-9a-f]{64})|(${MARK_FAIL}) (.*)\\n`));
-      expect(m[1] ?? `${m[3]} ${m[4]}`, console_()).toBe(MARK_OK);
-      expect(m[2], console_()).toBe(sha);
-      expect(qemu.stdout(), console_()).toContain(`guest: bound ${ADDR.host4}/255.255.255.0 via ${ADDR.gw4} mtu ${MTU}`);
-      expect(qemu.stdout(), console_()).toMatch(new RegExp(`guest: link .*eth0.* mtu ${MTU} `));
 
-      await wait(new RegExp(`${MARK_SERVING}|${MARK_FAIL}`));
-      expect(qemu.stdout(), console_()).toContain(MARK_SERVING);
-      for (const addr of ["127.0.0.1", ADDR.host4]) {
-        const file = join(w.dir, `from-guest-${addr}`);
-        const r = await w.exec(w.host, ["busybox", "wget", "-q", "-O", file, `http://${addr}:${HOST_PORT}/file`], { timeoutMs: 60000 });
-        expect(r.code, `${addr}:${HOST_PORT}: ${r.stderr}\n${console_()}`).toBe(0);
-        expect(createHash("sha256").update(readFileSync(file)).digest("hex"), `${addr}:${HOST_PORT}`).toBe(sha);
-      }
-
-      await qemu.kill();
-      const end = Date.now() + QUIT_WAIT_MS;
-      while (Date.now() < end && isAlive(passtPid)) await Bun.sleep(50);
-      expect(isAlive(passtPid), `passt --one-off still running ${QUIT_WAIT_MS} ms after QEMU ended\n${console_()}`).toBe(false);
-    }, BOOT_TIMEOUT_MS * 2 + 30_000);
+        await qemu.kill();
+        const end = Date.now() + QUIT_WAIT_MS;
+        while (Date.now() < end && isAlive(passtPid)) await Bun.sleep(50);
+        expect(isAlive(passtPid), `passt --one-off still running ${QUIT_WAIT_MS} ms after QEMU ended\n${console_()}`).toBe(false);
+      },
+      BOOT_TIMEOUT_MS * 2 + 30_000,
+    );
   });
 }

@@ -35,7 +35,15 @@ import { afterAll, beforeAll, describe, expect, test } from "bun:test";
 import { join } from "node:path";
 import { ADDR, BUN, HOST_IF, canRunE2E, createWorld, describeE2E, isAlive, repoForUser, type Child, type World } from "../world.ts";
 import { pastaArgv } from "../tools/pasta.ts";
-import { PODMAN_DNS_FORWARD, PODMAN_MAP_GUEST_ADDR, pidsWithArgs, runLikeCaller, type Launch, type LaunchSpec, type PortMapping } from "../tools/launchers.ts";
+import {
+  PODMAN_DNS_FORWARD,
+  PODMAN_MAP_GUEST_ADDR,
+  pidsWithArgs,
+  runLikeCaller,
+  type Launch,
+  type LaunchSpec,
+  type PortMapping,
+} from "../tools/launchers.ts";
 import { IMAGE_PAGE, createRootlessPodman, podmanMissing, type RootlessPodman } from "../tools/podman.ts";
 
 const UPSTREAM_PORT = 18070;
@@ -87,7 +95,11 @@ if (missing) {
       pm = await createRootlessPodman(w);
       repo = repoForUser(pm.user);
       const serve = (ns: string, host: string, port: number, page: string) =>
-        w.spawn(ns, [BUN, "-e", `Bun.serve({ hostname: ${JSON.stringify(host)}, port: ${port}, fetch: () => new Response(${JSON.stringify(page)}) }); console.log("http ready");`]);
+        w.spawn(ns, [
+          BUN,
+          "-e",
+          `Bun.serve({ hostname: ${JSON.stringify(host)}, port: ${port}, fetch: () => new Response(${JSON.stringify(page)}) }); console.log("http ready");`,
+        ]);
       servers.push(serve(w.upstream, "0.0.0.0", UPSTREAM_PORT, UPSTREAM_PAGE), serve(w.host, ADDR.host4, HOST_PORT, HOST_PAGE));
       await Promise.all(servers.map((s) => s.waitFor("http ready", { timeoutMs: 15000 })));
     }, 180000);
@@ -119,11 +131,14 @@ if (missing) {
       const line = r.stdout.trim().split("\n").at(-1) ?? "";
       if (r.code !== 0 || !line.startsWith("{")) throw new Error(`launcher: exit ${r.code}\n${r.stderr}\n${r.stdout}`);
       const l = JSON.parse(line) as Launch;
-      console.log(`launch time (${spec.launcher}, ${spec.launcher === "libvirt" ? spec.passt[0] : spec.pasta.at(-1)}): exited after ${l.exitMs} ms, caller went on after ${l.ms} ms${l.hung ? " (hung: pipe never closed)" : ""}`);
+      console.log(
+        `launch time (${spec.launcher}, ${spec.launcher === "libvirt" ? spec.passt[0] : spec.pasta.at(-1)}): exited after ${l.exitMs} ms, caller went on after ${l.ms} ms${l.hung ? " (hung: pipe never closed)" : ""}`,
+      );
       return l;
     }
 
-    const why = (l: Launch) => `argv: ${l.argv.join(" ")}\nexit ${l.code} after ${l.exitMs} ms, caller waited ${l.ms} ms${l.hung ? " and gave up (a pipe is still open)" : ""}\noutput: ${l.output}\nstderr: ${l.stderr}`;
+    const why = (l: Launch) =>
+      `argv: ${l.argv.join(" ")}\nexit ${l.code} after ${l.exitMs} ms, caller waited ${l.ms} ms${l.hung ? " and gave up (a pipe is still open)" : ""}\noutput: ${l.output}\nstderr: ${l.stderr}`;
 
     let p5 = "";
     let p5Pids: number[] = [];
@@ -141,7 +156,10 @@ if (missing) {
 
     /** A busybox container in the namespace, with the nameserver Podman 5 gives it: the output of checks(list), by section. */
     async function inContainer(netns: string, list: [string, string][]) {
-      const r = await pm.podman(["run", "--rm", "--network", `ns:${netns}`, "--dns", PODMAN_DNS_FORWARD, pm.image, "sh", "-c", checks(list)], { timeoutMs: 90000 });
+      const r = await pm.podman(
+        ["run", "--rm", "--network", `ns:${netns}`, "--dns", PODMAN_DNS_FORWARD, pm.image, "sh", "-c", checks(list)],
+        { timeoutMs: 90000 },
+      );
       return { s: sections(r.stdout), code: r.code, why: `podman run: exit ${r.code}\n${r.stdout}\n${r.stderr}` };
     }
 
@@ -172,9 +190,13 @@ if (missing) {
     }, 120000);
 
     test("published ports: busybox httpd in the container answers on the host at :8080 (any address) and 127.0.0.1:8081 only", async () => {
-      const run = await pm.podman(["run", "-d", "--name", "web", "--network", `ns:${p5}`, pm.image, "httpd", "-f", "-p", "80", "-h", "/www"], { timeoutMs: 90000 });
+      const run = await pm.podman(
+        ["run", "-d", "--name", "web", "--network", `ns:${p5}`, pm.image, "httpd", "-f", "-p", "80", "-h", "/www"],
+        { timeoutMs: 90000 },
+      );
       expect(run.code, `podman run -d: ${run.stderr}`).toBe(0);
-      const get = (addr: string, port: number) => w.exec(w.host, ["busybox", "wget", "-q", "-O", "-", `http://${addr}:${port}/`], { timeoutMs: 15000 });
+      const get = (addr: string, port: number) =>
+        w.exec(w.host, ["busybox", "wget", "-q", "-O", "-", `http://${addr}:${port}/`], { timeoutMs: 15000 });
       let first = await get("127.0.0.1", 8080);
       for (let i = 0; i < 50 && first.stdout !== IMAGE_PAGE; i++) {
         await Bun.sleep(100); // httpd starting
@@ -218,7 +240,9 @@ if (missing) {
       expect(l.hung, `the caller hangs: ${why(l)}`).toBe(false);
       expect(l.code, why(l)).toBe(0);
       expect(pids.length, why(l)).toBe(1);
-      const r = await pm.podman(["run", "--rm", "--network", `ns:${f}`, pm.image, "ip", "-o", "-4", "addr", "show", "dev", HOST_IF], { timeoutMs: 90000 });
+      const r = await pm.podman(["run", "--rm", "--network", `ns:${f}`, pm.image, "ip", "-o", "-4", "addr", "show", "dev", HOST_IF], {
+        timeoutMs: 90000,
+      });
       expect(r.stdout, r.stderr).toContain(`inet ${ADDR.host4}/${ADDR.prefix4}`);
       await removeNetnsFile(f);
       expect(await waitGone(pids, QUIT_WAIT_MS), `pasta still running after ${f} was removed`).toEqual([]);

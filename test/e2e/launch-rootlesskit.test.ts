@@ -20,7 +20,20 @@
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { readlinkSync } from "node:fs";
 import { join } from "node:path";
-import { ADDR, BUN, TOOLS, asUser, createWorld, describeE2E, ensureTestUser, isAlive, repoForUser, type Child, type TestUser, type World } from "../world.ts";
+import {
+  ADDR,
+  BUN,
+  TOOLS,
+  asUser,
+  createWorld,
+  describeE2E,
+  ensureTestUser,
+  isAlive,
+  repoForUser,
+  type Child,
+  type TestUser,
+  type World,
+} from "../world.ts";
 import { pastaArgv } from "../tools/pasta.ts";
 import { launchRootlesskit, pidsWithArgs, rootlesskitAddrs, type Launch, type RootlesskitLaunch } from "../tools/launchers.ts";
 
@@ -65,7 +78,9 @@ describeE2E("pasta launched as rootlesskit 2 does", () => {
     const pasta = ["ip", "netns", "exec", w.host, ...asUser(pastaArgv([], repo), user)];
     l = await launchRootlesskit(pasta, { childPid: child.pid }, { cwd: repo });
     pastaPids = pidsWithArgs(l.argv.slice(-3));
-    console.log(`launch time (rootlesskit, ${pastaArgv([]).at(-1)}): exited after ${l.exitMs} ms, caller went on after ${l.ms} ms${l.hung ? " (hung: pipe never closed)" : ""}`);
+    console.log(
+      `launch time (rootlesskit, ${pastaArgv([]).at(-1)}): exited after ${l.exitMs} ms, caller went on after ${l.ms} ms${l.hung ? " (hung: pipe never closed)" : ""}`,
+    );
   }, 120000);
 
   afterAll(async () => {
@@ -73,7 +88,8 @@ describeE2E("pasta launched as rootlesskit 2 does", () => {
     await w?.destroy();
   }, 60000);
 
-  const why = (x: Launch) => `argv: ${x.argv.join(" ")}\nexit ${x.code} after ${x.exitMs} ms, caller waited ${x.ms} ms${x.hung ? " and gave up (a pipe is still open)" : ""}\noutput: ${x.output}`;
+  const why = (x: Launch) =>
+    `argv: ${x.argv.join(" ")}\nexit ${x.code} after ${x.exitMs} ms, caller waited ${x.ms} ms${x.hung ? " and gave up (a pipe is still open)" : ""}\noutput: ${x.output}`;
 
   test("the feature probes succeed: --version, and --host-lo-to-ns-lo is known", () => {
     expect(l.version.code, why(l.version)).toBe(0);
@@ -92,13 +108,30 @@ describeE2E("pasta launched as rootlesskit 2 does", () => {
     expect(addr.code, addr.stderr).toBe(0);
     const link = JSON.parse(addr.stdout)[0];
     expect(link.mtu, addr.stdout).toBe(MTU);
-    expect(link.addr_info.filter((a: any) => a.family === "inet").map((a: any) => `${a.local}/${a.prefixlen}`), addr.stdout).toEqual([`${NET.address}/24`]);
+    expect(
+      link.addr_info.filter((a: any) => a.family === "inet").map((a: any) => `${a.local}/${a.prefixlen}`),
+      addr.stdout,
+    ).toEqual([`${NET.address}/24`]);
     const route = await inChild(["ip", "-j", "-4", "route", "show", "default"]);
     expect(JSON.parse(route.stdout)[0], route.stdout).toMatchObject({ dst: "default", gateway: NET.gateway, dev: "tap0" });
   });
 
   test("1 MiB to a remote server and back, through the gateway", async () => {
-    const r = await inChild([BUN, PEER, "client", "--host", ADDR.remote4, "--port", String(REMOTE_PORT), "--send", String(TRANSFER), "--then", "end", "--max-ms", "20000"]);
+    const r = await inChild([
+      BUN,
+      PEER,
+      "client",
+      "--host",
+      ADDR.remote4,
+      "--port",
+      String(REMOTE_PORT),
+      "--send",
+      String(TRANSFER),
+      "--then",
+      "end",
+      "--max-ms",
+      "20000",
+    ]);
     const res = JSON.parse(r.stdout.trim().split("\n").at(-1) || "{}");
     expect(res, r.stdout + r.stderr).toMatchObject({ event: "end", bytes: TRANSFER });
   }, 40000);
@@ -109,11 +142,29 @@ describeE2E("pasta launched as rootlesskit 2 does", () => {
   }, 30000);
 
   test("a server started in the namespace is reachable from the host (-t auto), on loopback and on the host's address", async () => {
-    const server = w.spawn(null, ["nsenter", `--target=${child.pid}`, "--net", BUN, PEER, "echo", "--host", "0.0.0.0", "--port", String(NS_PORT)]);
+    const server = w.spawn(null, [
+      "nsenter",
+      `--target=${child.pid}`,
+      "--net",
+      BUN,
+      PEER,
+      "echo",
+      "--host",
+      "0.0.0.0",
+      "--port",
+      String(NS_PORT),
+    ]);
     await server.waitFor("splice-peer ready", { timeoutMs: 15000 });
     for (const host of ["127.0.0.1", ADDR.host4]) {
-      const r = await w.exec(w.host, [BUN, PEER, "probe", "--host", host, "--port", String(NS_PORT), "--want", "echo", "--max-ms", "10000"], { timeoutMs: 20000 });
-      expect(JSON.parse(r.stdout.trim().split("\n").at(-1) || "{}"), `${host}:${NS_PORT}: ${r.stdout}${r.stderr}`).toMatchObject({ ok: true, outcome: "echo" });
+      const r = await w.exec(
+        w.host,
+        [BUN, PEER, "probe", "--host", host, "--port", String(NS_PORT), "--want", "echo", "--max-ms", "10000"],
+        { timeoutMs: 20000 },
+      );
+      expect(JSON.parse(r.stdout.trim().split("\n").at(-1) || "{}"), `${host}:${NS_PORT}: ${r.stdout}${r.stderr}`).toMatchObject({
+        ok: true,
+        outcome: "echo",
+      });
     }
     await server.kill();
   }, 60000);

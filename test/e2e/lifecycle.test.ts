@@ -30,7 +30,12 @@ interface Launch {
 async function launch(argv: string[], env: Record<string, string> = {}): Promise<Launch> {
   const proc = Bun.spawn(argv, { stdin: "ignore", stdout: "pipe", stderr: "pipe", env: { ...process.env, ...env } });
   const done = Promise.all([proc.exited, new Response(proc.stdout).text(), new Response(proc.stderr).text()]);
-  const bound = new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`launch did not return (exit and EOF) within ${LAUNCH_BOUND_MS} ms: ${argv.join(" ")}`)), LAUNCH_BOUND_MS));
+  const bound = new Promise<never>((_, reject) =>
+    setTimeout(
+      () => reject(new Error(`launch did not return (exit and EOF) within ${LAUNCH_BOUND_MS} ms: ${argv.join(" ")}`)),
+      LAUNCH_BOUND_MS,
+    ),
+  );
   const [code, stdout, stderr] = await Promise.race([done, bound]);
   return { code, stdout, stderr };
 }
@@ -79,7 +84,21 @@ describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
     return pids[0]!;
   }
 
-  const podmanArgs = (path: string) => ["--config-net", "-t", "none", "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "--quiet", "--netns", path];
+  const podmanArgs = (path: string) => [
+    "--config-net",
+    "-t",
+    "none",
+    "-u",
+    "none",
+    "-T",
+    "none",
+    "-U",
+    "none",
+    "--no-map-gw",
+    "--quiet",
+    "--netns",
+    path,
+  ];
 
   test("Podman's launch returns once pasta is set up; the daemon holds none of the caller's pipes; removing the file ends it", async () => {
     const path = nsFiles.make();
@@ -119,7 +138,9 @@ describeE2E("lifecycle: background, pipes, quitting with the namespace", () => {
   test("passt as libvirt starts it returns; the daemon's 0/1/2 are /dev/null; its socket and pid file are there", async () => {
     const socket = join(w.dir, `lifecycle-passt-${process.pid}.socket`);
     const pidFile = join(w.dir, `lifecycle-passt-${process.pid}.pid`);
-    const r = await launch(["ip", "netns", "exec", w.host, ...pastaArgv(["--one-off", "--socket", socket, "--pid", pidFile])], { PASST_MODE: "passt" });
+    const r = await launch(["ip", "netns", "exec", w.host, ...pastaArgv(["--one-off", "--socket", socket, "--pid", pidFile])], {
+      PASST_MODE: "passt",
+    });
     expect(r.code, r.stderr).toBe(0);
     expect(existsSync(socket)).toBe(true);
     const pid = Number(readFileSync(pidFile, "utf8").trim());

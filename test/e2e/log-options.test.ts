@@ -46,7 +46,10 @@ describeE2E("logging and namespace options", () => {
     const logFile = join(w.dir, "small.log");
     const server = w.spawn(w.host, ["socat", "-u", "TCP-LISTEN:5401,reuseaddr", "OPEN:/dev/null"]);
     await Bun.sleep(200);
-    const r = await pasta(["--trace", "-l", logFile, "--log-size", "40960"], `head -c 33554432 /dev/zero | socat -u - TCP:${ADDR.gw4}:5401`);
+    const r = await pasta(
+      ["--trace", "-l", logFile, "--log-size", "40960"],
+      `head -c 33554432 /dev/zero | socat -u - TCP:${ADDR.gw4}:5401`,
+    );
     expect(r.code, r.stderr).toBe(0);
     await server.exited;
     expect(statSync(logFile).size).toBeLessThanOrEqual(40960);
@@ -103,7 +106,10 @@ describeE2E("logging and namespace options", () => {
       ["pasta", ["-F", "5"]],
     ] as const) {
       const pidFile = join(w.dir, `refused-${mode}.pid`);
-      const r = await w.exec(w.host, pastaArgv(["-P", pidFile, ...args]), { env: mode === "passt" ? { PASST_MODE: "passt" } : {}, timeoutMs: 10000 });
+      const r = await w.exec(w.host, pastaArgv(["-P", pidFile, ...args]), {
+        env: mode === "passt" ? { PASST_MODE: "passt" } : {},
+        timeoutMs: 10000,
+      });
       expect(r.code, `${args.join(" ")}`).toBe(1);
       const lines = r.stderr.trim().split("\n");
       expect(lines.length, r.stderr).toBe(1);

@@ -143,7 +143,12 @@ describeE2E("address translation options (root)", () => {
       }
       // inbound: a connection from the host's own address to a -t port comes from the mapped address
       const fp = fam === 4 ? fwd4 : fwd6;
-      const srv = ss.guestSpawn(["socat", "-T5", `TCP${fam}-LISTEN:${fp},reuseaddr${fam === 6 ? ",ipv6only=1" : ""}`, "SYSTEM:echo in-ok $SOCAT_PEERADDR"]);
+      const srv = ss.guestSpawn([
+        "socat",
+        "-T5",
+        `TCP${fam}-LISTEN:${fp},reuseaddr${fam === 6 ? ",ipv6only=1" : ""}`,
+        "SYSTEM:echo in-ok $SOCAT_PEERADDR",
+      ]);
       try {
         await waitBound("guest", "TCP", fp);
         const bind = fam === 4 ? ADDR.host4 : `[${ADDR.host6}]`;
@@ -160,9 +165,15 @@ describeE2E("address translation options (root)", () => {
     await w.startDns(["--listen", ADDR.remote4, "--listen", ADDR.remote6]);
     const ss = await pasta(["--dns-forward", DNS_FWD4, "--dns-forward", DNS_FWD6, "--dns-host", ADDR.remote4, "--dns-host", ADDR.remote6]);
     const why = () => `pasta: ${ss.log()}\ndns responder: ${w.dns?.stdout()}`;
-    for (const [server, type, want] of [[DNS_FWD4, "A", ADDR.remote4], [DNS_FWD6, "AAAA", ADDR.remote6]] as const) {
+    for (const [server, type, want] of [
+      [DNS_FWD4, "A", ADDR.remote4],
+      [DNS_FWD6, "AAAA", ADDR.remote6],
+    ] as const) {
       for (const tcp of [false, true]) {
-        const r = await ss.guest(["dig", "+time=3", "+tries=2", "+noall", "+answer", "+stats", ...(tcp ? ["+tcp"] : []), `@${server}`, ADDR.remoteName, type], { timeoutMs: 20000 });
+        const r = await ss.guest(
+          ["dig", "+time=3", "+tries=2", "+noall", "+answer", "+stats", ...(tcp ? ["+tcp"] : []), `@${server}`, ADDR.remoteName, type],
+          { timeoutMs: 20000 },
+        );
         const tag = `dig ${tcp ? "+tcp " : ""}@${server} ${type}: ${r.code} ${r.stdout}${r.stderr}\n${why()}`;
         expect(r.code, tag).toBe(0);
         expect(r.stdout, tag).toMatch(new RegExp(`\\sIN\\s+${type}\\s+${want.replace(/\./g, "\\.")}\\s`));
@@ -172,8 +183,14 @@ describeE2E("address translation options (root)", () => {
     }
     // the responder saw every query, over both transports, from the host's address
     const log = w.dns!.stdout();
-    for (const [type, from] of [["A", ADDR.host4], ["AAAA", ADDR.host6]] as const) {
-      for (const t of ["udp", "tcp"]) expect(log, why()).toMatch(new RegExp(`query ${type} ${ADDR.remoteName.replace(/\./g, "\\.")} from ${from} port \\d+ ${t} -> NOERROR`));
+    for (const [type, from] of [
+      ["A", ADDR.host4],
+      ["AAAA", ADDR.host6],
+    ] as const) {
+      for (const t of ["udp", "tcp"])
+        expect(log, why()).toMatch(
+          new RegExp(`query ${type} ${ADDR.remoteName.replace(/\./g, "\\.")} from ${from} port \\d+ ${t} -> NOERROR`),
+        );
     }
   }, 120000);
 });

@@ -119,7 +119,10 @@ async function leftoverSockets(exec: (cmd: string[]) => Promise<{ stdout: string
   let states: string[] = [];
   for (let i = 0; i < 30; i++) {
     const r = await exec(["ss", "-Htan", `( sport = :${p} or dport = :${p} )`]);
-    states = r.stdout.split("\n").map((l) => l.trim().split(/\s+/)[0]!).filter((st) => st && st !== "TIME-WAIT" && st !== "LISTEN");
+    states = r.stdout
+      .split("\n")
+      .map((l) => l.trim().split(/\s+/)[0]!)
+      .filter((st) => st && st !== "TIME-WAIT" && st !== "LISTEN");
     if (states.length === 0) break;
     await Bun.sleep(100);
   }
@@ -353,7 +356,13 @@ describeE2E("passt through a relayed tap (root)", () => {
   test("started as root, it runs as nobody (every thread, no groups)", () => {
     const ids = threadIds(passt.pid);
     expect(ids.length).toBeGreaterThan(0);
-    for (const t of ids) expect(t).toEqual({ uid: "65534 65534 65534 65534", gid: `${nobodyGid()} ${nobodyGid()} ${nobodyGid()} ${nobodyGid()}`, groups: "", capEff: "0000000000000000" });
+    for (const t of ids)
+      expect(t).toEqual({
+        uid: "65534 65534 65534 65534",
+        gid: `${nobodyGid()} ${nobodyGid()} ${nobodyGid()} ${nobodyGid()}`,
+        groups: "",
+        capEff: "0000000000000000",
+      });
   });
 
   test("as an ordinary user: serves a guest, stays that user", async () => {
@@ -378,7 +387,8 @@ describeE2E("passt through a relayed tap (root)", () => {
     const p = await startPasst(w, ["-s", s2, "--runas", "1234:4321"]);
     try {
       await Bun.sleep(200);
-      for (const t of threadIds(p.pid)) expect(t).toEqual({ uid: "1234 1234 1234 1234", gid: "4321 4321 4321 4321", groups: "", capEff: "0000000000000000" });
+      for (const t of threadIds(p.pid))
+        expect(t).toEqual({ uid: "1234 1234 1234 1234", gid: "4321 4321 4321 4321", groups: "", capEff: "0000000000000000" });
     } finally {
       await p.kill();
     }
@@ -479,7 +489,9 @@ describeE2E("passt through a relayed tap (root)", () => {
 /** Share of one CPU that pid used during the next ms milliseconds (utime + stime). */
 async function cpuShare(pid: number, ms: number): Promise<number> {
   const ticks = () => {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ");
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8")
+      .replace(/^.*\) /s, "")
+      .split(" ");
     return Number(f[11]) + Number(f[12]);
   };
   const t0 = ticks();
@@ -490,7 +502,9 @@ async function cpuShare(pid: number, ms: number): Promise<number> {
 
 /** gid of nobody (nogroup on Debian). */
 function nobodyGid(): string {
-  const line = readFileSync("/etc/passwd", "utf8").split("\n").find((l) => l.startsWith("nobody:"));
+  const line = readFileSync("/etc/passwd", "utf8")
+    .split("\n")
+    .find((l) => l.startsWith("nobody:"));
   return line ? line.split(":")[3]! : "65534";
 }
 
@@ -522,8 +536,27 @@ function ip4Bytes(a: string): number[] {
 /** A broadcast ARP request from the guest (ADDR.host4) for target. */
 function arpRequest(target: string): Uint8Array {
   return new Uint8Array([
-    ...[255, 255, 255, 255, 255, 255], ...GUEST_MAC, 0x08, 0x06,
-    0, 1, 0x08, 0, 6, 4, 0, 1, ...GUEST_MAC, ...ip4Bytes(ADDR.host4), 0, 0, 0, 0, 0, 0, ...ip4Bytes(target),
+    ...[255, 255, 255, 255, 255, 255],
+    ...GUEST_MAC,
+    0x08,
+    0x06,
+    0,
+    1,
+    0x08,
+    0,
+    6,
+    4,
+    0,
+    1,
+    ...GUEST_MAC,
+    ...ip4Bytes(ADDR.host4),
+    0,
+    0,
+    0,
+    0,
+    0,
+    0,
+    ...ip4Bytes(target),
   ]);
 }
 
@@ -592,13 +625,17 @@ async function rawClient(path: string): Promise<RawClient> {
     write: (b) => void s.write(b),
     end: () => void s.end(),
     frame: (t) =>
-      until(() => {
-        if (buf.length < 4 || buf.length < 4 + buf.readUInt32BE(0)) return undefined;
-        const n = buf.readUInt32BE(0);
-        const f = new Uint8Array(buf.subarray(4, 4 + n));
-        buf = buf.subarray(4 + n);
-        return f;
-      }, t, "a frame from passt"),
+      until(
+        () => {
+          if (buf.length < 4 || buf.length < 4 + buf.readUInt32BE(0)) return undefined;
+          const n = buf.readUInt32BE(0);
+          const f = new Uint8Array(buf.subarray(4, 4 + n));
+          buf = buf.subarray(4 + n);
+          return f;
+        },
+        t,
+        "a frame from passt",
+      ),
     closed: (t) => until(() => (ended ? true : undefined), t, "passt to close the connection").catch(() => false),
   };
 }

@@ -27,7 +27,10 @@ function resolvOf(text: string): { ns4: string[]; ns6: string[]; search: string[
 
 /** domain names as dhclient reports them: space separated, maybe with trailing dots */
 function names(v: string | undefined): string[] {
-  return (v ?? "").split(/\s+/).filter(Boolean).map((n) => n.replace(/\.$/, ""));
+  return (v ?? "")
+    .split(/\s+/)
+    .filter(Boolean)
+    .map((n) => n.replace(/\.$/, ""));
 }
 
 describeE2E("pasta (root)", () => {
@@ -44,7 +47,8 @@ describeE2E("pasta (root)", () => {
     const d6 = prepareDhclient(6, { iface: IF });
     try {
       const r = await runPasta(w, ["--dhcp-dns", "--dhcp-search"], clientScript(IF, d4, d6));
-      const why = () => `${r.dump()}\n--- dhclient -4 records\n${JSON.stringify(d4.records(), null, 1)}\n--- dhclient -6 records\n${JSON.stringify(d6.records(), null, 1)}`;
+      const why = () =>
+        `${r.dump()}\n--- dhclient -4 records\n${JSON.stringify(d4.records(), null, 1)}\n--- dhclient -6 records\n${JSON.stringify(d6.records(), null, 1)}`;
       expect(r.code, why()).toBe(0);
 
       // DHCP: address, gateway, MTU; DNS and search list (asked for) as the host's resolv.conf
@@ -61,7 +65,10 @@ describeE2E("pasta (root)", () => {
       expect(r.out("slaac").trim(), why()).toBe("1");
       const slaac = addrsOf(r.json("slaac-addr"), IF).filter((a) => a.scope === "global");
       expect(slaac.length, why()).toBeGreaterThan(0);
-      expect(slaac.some((a) => a.local.startsWith("2001:db8::") && a.prefixlen === 64), why()).toBe(true);
+      expect(
+        slaac.some((a) => a.local.startsWith("2001:db8::") && a.prefixlen === 64),
+        why(),
+      ).toBe(true);
       const def6 = r.json<any[]>("slaac-route").find((x) => x.dst === "default");
       expect(def6, why()).toMatchObject({ gateway: ADDR.gwLL, dev: IF });
 
@@ -110,8 +117,14 @@ describeE2E("pasta (root)", () => {
     const addrs = addrsOf(links, IF).map((a) => `${a.local}/${a.prefixlen}`);
     expect(addrs, r.dump()).toContain(`${ADDR.host4}/${ADDR.prefix4}`);
     expect(addrs, r.dump()).toContain(`${ADDR.host6}/${ADDR.prefix6}`);
-    expect(r.json<any[]>("route4").find((x) => x.dst === "default"), r.dump()).toMatchObject({ gateway: ADDR.gw4, dev: IF });
-    expect(r.json<any[]>("route6").find((x) => x.dst === "default"), r.dump()).toMatchObject({ gateway: ADDR.gwLL, dev: IF });
+    expect(
+      r.json<any[]>("route4").find((x) => x.dst === "default"),
+      r.dump(),
+    ).toMatchObject({ gateway: ADDR.gw4, dev: IF });
+    expect(
+      r.json<any[]>("route6").find((x) => x.dst === "default"),
+      r.dump(),
+    ).toMatchObject({ gateway: ADDR.gwLL, dev: IF });
     expect(r.out("ping4.rc").trim(), r.dump()).toBe("0");
   }, 60000);
 
@@ -136,7 +149,10 @@ describeE2E("pasta (root)", () => {
       if (t.code !== 0) t = run(["tshark", "-n", "-r", pcap, "-Y", "bootp", "-T", "fields", "-e", "bootp.option.dhcp"]);
       expect(t.code, t.stderr).toBe(0);
       // DHCP message types: 1 Discover, 2 Offer, 3 Request, 5 ACK
-      const types = t.stdout.split("\n").map((l) => l.trim()).filter(Boolean);
+      const types = t.stdout
+        .split("\n")
+        .map((l) => l.trim())
+        .filter(Boolean);
       expect(types.slice(0, 4), t.stdout).toEqual(["1", "2", "3", "5"]);
     } finally {
       d4.cleanup();

@@ -114,7 +114,29 @@ describeE2E("pasta command line", () => {
       const r = await pasta([flag], null);
       expect(r.code, r.stderr).toBe(0);
       const out = stripAnsi(r.stdout);
-      for (const opt of ["--config-net", "--pcap", "-p", "--pid", "-P", "--mtu", "-m", "--ns-ifname", "-I", "--debug", "-d", "--ipv4-only", "-4", "--ipv6-only", "-6", "--foreground", "-f", "--no-dhcp", "--tcp-ports", "--version", "--help"]) {
+      for (const opt of [
+        "--config-net",
+        "--pcap",
+        "-p",
+        "--pid",
+        "-P",
+        "--mtu",
+        "-m",
+        "--ns-ifname",
+        "-I",
+        "--debug",
+        "-d",
+        "--ipv4-only",
+        "-4",
+        "--ipv6-only",
+        "-6",
+        "--foreground",
+        "-f",
+        "--no-dhcp",
+        "--tcp-ports",
+        "--version",
+        "--help",
+      ]) {
         expect(out, `${flag} should mention ${opt}`).toMatch(new RegExp(`(^|[\\s,])${opt.replace(/-/g, "\\-")}\\b`, "m"));
       }
     }

@@ -62,7 +62,10 @@ describeE2E("pasta services (root)", () => {
   }, 60000);
 
   test("pasta hands out DNS servers and search list only with --dhcp-dns and --dhcp-search: dhclient -4, dhclient -6, rdisc6", async () => {
-    for (const [args, want] of [[[], false], [["--dhcp-dns", "--dhcp-search"], true]] as const) {
+    for (const [args, want] of [
+      [[], false],
+      [["--dhcp-dns", "--dhcp-search"], true],
+    ] as const) {
       const d4 = prepareDhclient(4, { iface: IF, noConfig: true });
       const d6 = prepareDhclient(6, { iface: IF, noConfig: true });
       try {
@@ -71,8 +74,15 @@ describeE2E("pasta services (root)", () => {
         expect([r.out("dhcp4.rc").trim(), r.out("ra.rc").trim(), r.out("dhcp6.rc").trim()], why()).toEqual(["0", "0", "0"]);
         const ra = r.out("ra");
         if (want) {
-          expect(dnsOf(d4.lastBound()), why()).toEqual({ new_domain_name_servers: ADDR.dns4, new_domain_search: `${ADDR.searchDomain}.`, new_domain_name: ADDR.searchDomain });
-          expect(dnsOf(d6.lastBound()), why()).toEqual({ new_dhcp6_name_servers: ADDR.dns6, new_dhcp6_domain_search: `${ADDR.searchDomain}.` });
+          expect(dnsOf(d4.lastBound()), why()).toEqual({
+            new_domain_name_servers: ADDR.dns4,
+            new_domain_search: `${ADDR.searchDomain}.`,
+            new_domain_name: ADDR.searchDomain,
+          });
+          expect(dnsOf(d6.lastBound()), why()).toEqual({
+            new_dhcp6_name_servers: ADDR.dns6,
+            new_dhcp6_domain_search: `${ADDR.searchDomain}.`,
+          });
           expect(ra, why()).toMatch(new RegExp(`Recursive DNS server\\s*: ${ADDR.dns6}`));
           expect(ra, why()).toMatch(new RegExp(`DNS search list\\s*: ${ADDR.searchDomain}`));
         } else {
@@ -89,7 +99,10 @@ describeE2E("pasta services (root)", () => {
   }, 120000);
 
   test("passt hands them out unless --no-dhcp-dns and --no-dhcp-search: dhclient -4 in a relayed guest", async () => {
-    for (const [args, want] of [[[], true], [["--no-dhcp-dns", "--no-dhcp-search"], false]] as const) {
+    for (const [args, want] of [
+      [[], true],
+      [["--no-dhcp-dns", "--no-dhcp-search"], false],
+    ] as const) {
       const sock = join(w.dir, `passt-dns-${want}.socket`);
       const passt = await startPasst(w, ["-s", sock, ...args]);
       const d4 = prepareDhclient(4, { iface: IF, noConfig: true });
@@ -97,9 +110,12 @@ describeE2E("pasta services (root)", () => {
         const g = await startGuest(w, ["--socket", sock]);
         try {
           const c = await g.exec(["sh", "-c", d4.shell], { timeoutMs: 40000 });
-          const why = () => `${args.join(" ")}: dhclient ${c.code} ${c.stderr}\n${JSON.stringify(d4.records(), null, 1)}\n${passt.stderr()}`;
+          const why = () =>
+            `${args.join(" ")}: dhclient ${c.code} ${c.stderr}\n${JSON.stringify(d4.records(), null, 1)}\n${passt.stderr()}`;
           expect(d4.lastBound(), why()).toBeDefined();
-          const dns = want ? { new_domain_name_servers: ADDR.dns4, new_domain_search: `${ADDR.searchDomain}.`, new_domain_name: ADDR.searchDomain } : {};
+          const dns = want
+            ? { new_domain_name_servers: ADDR.dns4, new_domain_search: `${ADDR.searchDomain}.`, new_domain_name: ADDR.searchDomain }
+            : {};
           expect(dnsOf(d4.lastBound()), why()).toEqual(dns);
         } finally {
           await g.child.kill();
@@ -112,7 +128,10 @@ describeE2E("pasta services (root)", () => {
   }, 120000);
 
   test("-a ADDR/PREFIX: udhcpc gets the mask, --config-net sets each address with its prefix length; -n still works", async () => {
-    for (const args of [["-a", "192.0.2.5/28"], ["-a", "192.0.2.5", "-n", "28"]]) {
+    for (const args of [
+      ["-a", "192.0.2.5/28"],
+      ["-a", "192.0.2.5", "-n", "28"],
+    ]) {
       const u = prepareUdhcpc({ iface: IF });
       try {
         const r = await runPasta(w, args, record("udhcpc", u.shell));
@@ -123,7 +142,9 @@ describeE2E("pasta services (root)", () => {
       }
     }
     const r = await runPasta(w, ["--config-net", "-a", "192.0.2.5/28", "-a", "2001:db8::5/80"], record("addr", "ip -j addr show"));
-    const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`);
+    const addrs = addrsOf(r.json("addr"), IF)
+      .filter((a) => a.scope === "global")
+      .map((a) => `${a.local}/${a.prefixlen}`);
     expect(addrs.sort(), r.dump()).toEqual(["192.0.2.5/28", "2001:db8::5/80"]);
   }, 60000);
 
@@ -134,12 +155,21 @@ describeE2E("pasta services (root)", () => {
       const d4 = prepareDhclient(4, { iface: IF, noConfig: true });
       const d6 = prepareDhclient(6, { iface: IF, noConfig: true });
       try {
-        const script = [record("uts", "hostname"), record("udhcpc", u.shell), record("dhcp4", d4.shell), linkLocal("ll"), record("dhcp6", d6.shell)].join("\n");
+        const script = [
+          record("uts", "hostname"),
+          record("udhcpc", u.shell),
+          record("dhcp4", d4.shell),
+          linkLocal("ll"),
+          record("dhcp6", d6.shell),
+        ].join("\n");
         const r = await runPasta(w, args, script);
-        const why = () => `${args.join(" ")}\n${r.dump()}\n--- clients\n${JSON.stringify([u.records(), d4.records(), d6.records()], null, 1)}`;
+        const why = () =>
+          `${args.join(" ")}\n${r.dump()}\n--- clients\n${JSON.stringify([u.records(), d4.records(), d6.records()], null, 1)}`;
         expect(r.out("uts").trim(), why()).toBe(named ? "guest1" : `pasta-${hostname()}`.slice(0, 64));
         const [lu, l4, l6] = [u.lastBound(), d4.lastBound(), d6.lastBound()];
-        expect([lu?.hostname, lu?.opt81], why()).toEqual(named ? ["guest1", "04ffff06677565737431076578616d706c65047465737400"] : [undefined, undefined]);
+        expect([lu?.hostname, lu?.opt81], why()).toEqual(
+          named ? ["guest1", "04ffff06677565737431076578616d706c65047465737400"] : [undefined, undefined],
+        );
         expect([l4?.new_host_name, l4?.new_fqdn_fqdn], why()).toEqual(named ? ["guest1", "guest1.example.test"] : [undefined, undefined]);
         expect(l6?.new_fqdn_fqdn, why()).toEqual(named ? "guest1.example.test" : undefined);
       } finally {
@@ -153,25 +183,53 @@ describeE2E("pasta services (root)", () => {
   test("--config-net copies every address (not link-local ones) and route of the host interface; -a, -g, --no-copy-* give one", async () => {
     const H = (args: string[]) => w.exec(w.host, ["ip", ...args]);
     const extra: [string[], string[]][] = [
-      [["addr", "add", "203.0.113.5/24", "dev", IF], ["addr", "del", "203.0.113.5/24", "dev", IF]],
-      [["-6", "addr", "add", "2001:db8::77/64", "dev", IF, "nodad"], ["-6", "addr", "del", "2001:db8::77/64", "dev", IF]],
-      [["route", "add", "10.99.0.0/16", "via", ADDR.gw4, "dev", IF, "metric", "50"], ["route", "del", "10.99.0.0/16"]],
-      [["-6", "route", "add", "2001:db8:99::/48", "via", ADDR.gwLL, "dev", IF], ["-6", "route", "del", "2001:db8:99::/48"]],
+      [
+        ["addr", "add", "203.0.113.5/24", "dev", IF],
+        ["addr", "del", "203.0.113.5/24", "dev", IF],
+      ],
+      [
+        ["-6", "addr", "add", "2001:db8::77/64", "dev", IF, "nodad"],
+        ["-6", "addr", "del", "2001:db8::77/64", "dev", IF],
+      ],
+      [
+        ["route", "add", "10.99.0.0/16", "via", ADDR.gw4, "dev", IF, "metric", "50"],
+        ["route", "del", "10.99.0.0/16"],
+      ],
+      [
+        ["-6", "route", "add", "2001:db8:99::/48", "via", ADDR.gwLL, "dev", IF],
+        ["-6", "route", "del", "2001:db8:99::/48"],
+      ],
     ];
     try {
       for (const [add] of extra) expect((await H(add)).code).toBe(0);
       const view = async (args: string[]) => {
-        const r = await runPasta(w, ["--config-net", ...args], [record("addr", "ip -j addr show"), record("route4", "ip -j -4 route show"), record("route6", "ip -j -6 route show")].join("\n"));
-        const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope !== "link").map((a) => `${a.local}/${a.prefixlen}`).sort();
-        const lls = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "link").map((a) => a.local);
+        const r = await runPasta(
+          w,
+          ["--config-net", ...args],
+          [record("addr", "ip -j addr show"), record("route4", "ip -j -4 route show"), record("route6", "ip -j -6 route show")].join("\n"),
+        );
+        const addrs = addrsOf(r.json("addr"), IF)
+          .filter((a) => a.scope !== "link")
+          .map((a) => `${a.local}/${a.prefixlen}`)
+          .sort();
+        const lls = addrsOf(r.json("addr"), IF)
+          .filter((a) => a.scope === "link")
+          .map((a) => a.local);
         const routes = [...r.json<any[]>("route4"), ...r.json<any[]>("route6")]
-          .filter((x) => x.gateway).map((x) => `${x.dst} via ${x.gateway}${x.metric ? ` metric ${x.metric}` : ""}`).sort();
+          .filter((x) => x.gateway)
+          .map((x) => `${x.dst} via ${x.gateway}${x.metric ? ` metric ${x.metric}` : ""}`)
+          .sort();
         return { addrs, lls, routes, dump: r.dump() };
       };
       const all = await view([]);
       expect(all.addrs, all.dump).toEqual([`${ADDR.host4}/24`, "2001:db8::2/64", "2001:db8::77/64", "203.0.113.5/24"]);
       expect(all.lls, all.dump).not.toContain(w.hostLinkLocal);
-      expect(all.routes, all.dump).toEqual(["10.99.0.0/16 via 192.0.2.1 metric 50", "2001:db8:99::/48 via fe80::1 metric 1024", "default via 192.0.2.1", "default via fe80::1 metric 1024"]);
+      expect(all.routes, all.dump).toEqual([
+        "10.99.0.0/16 via 192.0.2.1 metric 50",
+        "2001:db8:99::/48 via fe80::1 metric 1024",
+        "default via 192.0.2.1",
+        "default via fe80::1 metric 1024",
+      ]);
 
       // one address per version: the one DHCP and DHCPv6 hand out (the host's first, as the kernel lists them)
       const none = await view(["--no-copy-addrs", "--no-copy-routes"]);
@@ -182,7 +240,11 @@ describeE2E("pasta services (root)", () => {
 
       const mixed = await view(["-a", "192.0.2.9/24", "-g", "fe80::1"]);
       expect(mixed.addrs, mixed.dump).toEqual(["192.0.2.9/24", "2001:db8::2/64", "2001:db8::77/64"]);
-      expect(mixed.routes, mixed.dump).toEqual(["10.99.0.0/16 via 192.0.2.1 metric 50", "default via 192.0.2.1", "default via fe80::1 metric 1024"]);
+      expect(mixed.routes, mixed.dump).toEqual([
+        "10.99.0.0/16 via 192.0.2.1 metric 50",
+        "default via 192.0.2.1",
+        "default via fe80::1 metric 1024",
+      ]);
     } finally {
       for (const [, del] of extra.reverse()) await H(del);
     }
@@ -193,10 +255,20 @@ describeE2E("pasta services (root)", () => {
     expect((await H(["route", "del", "default"])).code).toBe(0);
     expect((await H(["-6", "route", "del", "default"])).code).toBe(0);
     try {
-      const r = await runPasta(w, ["--config-net"], [record("addr", "ip -j addr show"), record("route4", "ip -j -4 route show"), record("route6", "ip -j -6 route show")].join("\n"));
-      const addrs = addrsOf(r.json("addr"), IF).filter((a) => a.scope === "global").map((a) => `${a.local}/${a.prefixlen}`).sort();
+      const r = await runPasta(
+        w,
+        ["--config-net"],
+        [record("addr", "ip -j addr show"), record("route4", "ip -j -4 route show"), record("route6", "ip -j -6 route show")].join("\n"),
+      );
+      const addrs = addrsOf(r.json("addr"), IF)
+        .filter((a) => a.scope === "global")
+        .map((a) => `${a.local}/${a.prefixlen}`)
+        .sort();
       expect(addrs, r.dump()).toEqual([`${ADDR.host4}/24`, "2001:db8::2/64"]);
-      expect([...r.json<any[]>("route4"), ...r.json<any[]>("route6")].filter((x) => x.dst === "default"), r.dump()).toEqual([]);
+      expect(
+        [...r.json<any[]>("route4"), ...r.json<any[]>("route6")].filter((x) => x.dst === "default"),
+        r.dump(),
+      ).toEqual([]);
     } finally {
       await H(["route", "add", "default", "via", ADDR.gw4, "dev", IF]);
       await H(["-6", "route", "add", "default", "via", ADDR.gwLL, "dev", IF]);
@@ -230,7 +302,9 @@ describeE2E("pasta in local mode: a host with no interface to copy (root)", () =
       const r = await runPasta(w, ["--config-net"], script);
       const why = () => `${r.dump()}\n--- server\n${server.stderr()}`;
       expect(r.code, why()).toBe(0);
-      const addrs = addrsOf(r.json("addr"), "tap0").filter((a) => a.scope !== "link").map((a) => `${a.local}/${a.prefixlen}`);
+      const addrs = addrsOf(r.json("addr"), "tap0")
+        .filter((a) => a.scope !== "link")
+        .map((a) => `${a.local}/${a.prefixlen}`);
       expect(addrs, why()).toEqual(["169.254.2.1/16"]);
       const defaults = [...r.json<any[]>("route4"), ...r.json<any[]>("route6")].filter((x) => x.dst === "default").map((x) => x.gateway);
       expect(defaults, why()).toEqual(["169.254.2.2", "fe80::1"]);

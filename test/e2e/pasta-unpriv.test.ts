@@ -28,13 +28,10 @@ describeE2E("pasta as an unprivileged user", () => {
     const d4 = prepareDhclient(4, { iface: IF });
     const d6 = prepareDhclient(6, { iface: IF });
     try {
-      const script = [
-        record("id", "id -u"),
-        record("uid_map", "cat /proc/self/uid_map"),
-        clientScript(IF, d4, d6),
-      ].join("\n");
+      const script = [record("id", "id -u"), record("uid_map", "cat /proc/self/uid_map"), clientScript(IF, d4, d6)].join("\n");
       const r = await runPasta(w, [], script, { user, repo });
-      const why = () => `${r.dump()}\n--- dhclient -4 records\n${JSON.stringify(d4.records(), null, 1)}\n--- dhclient -6 records\n${JSON.stringify(d6.records(), null, 1)}`;
+      const why = () =>
+        `${r.dump()}\n--- dhclient -4 records\n${JSON.stringify(d4.records(), null, 1)}\n--- dhclient -6 records\n${JSON.stringify(d6.records(), null, 1)}`;
       expect(r.code, why()).toBe(0);
 
       // root inside, the test user outside
@@ -46,8 +43,14 @@ describeE2E("pasta as an unprivileged user", () => {
 
       expect(r.out("slaac").trim(), why()).toBe("1");
       const slaac = addrsOf(r.json("slaac-addr"), IF).filter((a) => a.scope === "global");
-      expect(slaac.some((a) => a.local.startsWith(ADDR.net6) && a.prefixlen === 64), why()).toBe(true);
-      expect(r.json<any[]>("slaac-route").find((x) => x.dst === "default"), why()).toMatchObject({ gateway: ADDR.gwLL, dev: IF });
+      expect(
+        slaac.some((a) => a.local.startsWith(ADDR.net6) && a.prefixlen === 64),
+        why(),
+      ).toBe(true);
+      expect(
+        r.json<any[]>("slaac-route").find((x) => x.dst === "default"),
+        why(),
+      ).toMatchObject({ gateway: ADDR.gwLL, dev: IF });
 
       expect(r.out("dhcp6.rc").trim(), why()).toBe("0");
       expect(d6.lastBound(), why()).toMatchObject({ interface: IF, new_ip6_address: ADDR.host6 });

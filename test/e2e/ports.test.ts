@@ -80,7 +80,8 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
 
   /** A socat server in ns that answers every connection (or datagram) with the peer's address; resolves once it is bound. */
   async function peerServer(ns: string, listen: string, port: number, udp = false): Promise<Child> {
-    const bound = async () => (await inNs(ns, ["ss", udp ? "-Hlun" : "-Hltn", `sport = :${port}`])).stdout.trim().split("\n").filter(Boolean).length;
+    const bound = async () =>
+      (await inNs(ns, ["ss", udp ? "-Hlun" : "-Hltn", `sport = :${port}`])).stdout.trim().split("\n").filter(Boolean).length;
     const before = await bound();
     const cmd = ["socat", listen, "SYSTEM:echo $SOCAT_PEERADDR"];
     const c = ns === "guest" ? s!.guestSpawn(cmd) : w.spawn(ns, cmd);
@@ -120,7 +121,9 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
       ] as const) {
         const m = marker();
         const pidFile = join(w.dir, `${m}.pid`);
-        const r = await w.exec(w.host, pastaArgv(["-f", "--config-net", "-P", pidFile, ...spec, "--", "sh", "-c", "sleep 600", m]), { timeoutMs: BOUND_MS });
+        const r = await w.exec(w.host, pastaArgv(["-f", "--config-net", "-P", pidFile, ...spec, "--", "sh", "-c", "sleep 600", m]), {
+          timeoutMs: BOUND_MS,
+        });
         expect(r.timedOut, `${spec.join(" ")}: still running`).toBe(false);
         expect(r.code, r.stderr).toBe(1);
         expect(oneLine(r, "pasta")).toContain(msg);
@@ -130,7 +133,26 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
       // Podman's launch: --netns FILE, background, --quiet
       const path = nsFiles.make();
       const pidFile = join(w.dir, `${marker()}.pid`);
-      const r = await w.exec(w.host, pastaArgv(["--config-net", "-t", "8092-8092:80-80", "-u", "none", "-T", "none", "-U", "none", "--quiet", "-P", pidFile, "--netns", path]), { timeoutMs: BOUND_MS });
+      const r = await w.exec(
+        w.host,
+        pastaArgv([
+          "--config-net",
+          "-t",
+          "8092-8092:80-80",
+          "-u",
+          "none",
+          "-T",
+          "none",
+          "-U",
+          "none",
+          "--quiet",
+          "-P",
+          pidFile,
+          "--netns",
+          path,
+        ]),
+        { timeoutMs: BOUND_MS },
+      );
       expect(r.code, r.stderr).toBe(1);
       expect(oneLine(r, "pasta")).toContain("-t 8092-8092:80-80: can't listen on TCP port 8092");
       expect(procsWith(path), "no pasta left for the namespace").toEqual([]);
@@ -179,7 +201,21 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
   // ------------------------------------------------------------ Podman
 
   test("Podman's specs: -t 8080-8080:80-80, -t 127.0.0.1/8081-8081:80-80 bound on loopback only; -u none -T none -U none bind nothing; %lo/8082", async () => {
-    await session(["--config-net", "-t", "8080-8080:80-80", "-t", "127.0.0.1/8081-8081:80-80", "-t", "%lo/8082:80", "-u", "none", "-T", "none", "-U", "none"]);
+    await session([
+      "--config-net",
+      "-t",
+      "8080-8080:80-80",
+      "-t",
+      "127.0.0.1/8081-8081:80-80",
+      "-t",
+      "%lo/8082:80",
+      "-u",
+      "none",
+      "-T",
+      "none",
+      "-U",
+      "none",
+    ]);
     await peerServer("guest", "TCP4-LISTEN:80,reuseaddr,fork", 80);
     expect(await ask(w.upstream, `TCP4:${ADDR.host4}:8080`), "8080 from outside").toBe(ADDR.gw4);
     expect(await ask(w.host, "TCP4:127.0.0.1:8080"), "8080 from the host's loopback").toBe("127.0.0.1");
@@ -205,8 +241,26 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
     s = null;
     const path = nsFiles.make();
     const argv = pastaArgv([
-      "--stderr", "--ns-ifname=tap0", "--mtu=65520", "--config-net", "--address", "10.0.2.100", "--netmask", "255.255.255.0",
-      "--gateway", "10.0.2.2", "--dns-forward", "10.0.2.3", "--no-map-gw", "--ipv4-only", "-t", "auto", "-u", "auto", "--netns", path,
+      "--stderr",
+      "--ns-ifname=tap0",
+      "--mtu=65520",
+      "--config-net",
+      "--address",
+      "10.0.2.100",
+      "--netmask",
+      "255.255.255.0",
+      "--gateway",
+      "10.0.2.2",
+      "--dns-forward",
+      "10.0.2.3",
+      "--no-map-gw",
+      "--ipv4-only",
+      "-t",
+      "auto",
+      "-u",
+      "auto",
+      "--netns",
+      path,
     ]);
     const r = await w.exec(w.host, argv, { timeoutMs: BOUND_MS });
     expect(r.code, r.stderr).toBe(0);
@@ -232,7 +286,19 @@ describeE2E("ports: forwarding as Podman, rootlesskit and libvirt use it (root)"
   // ------------------------------------------------------------ target addresses
 
   test("-t/-u 0.0.0.0/5000:192.0.2.55/6000 reach that address in the namespace, through the tap; */7000:7001 listens on both versions", async () => {
-    await session(["--config-net", "-t", "0.0.0.0/5000:192.0.2.55/6000", "-u", "0.0.0.0/5000:192.0.2.55/6000", "-t", "*/7000:7001", "-T", "none", "-U", "none"]);
+    await session([
+      "--config-net",
+      "-t",
+      "0.0.0.0/5000:192.0.2.55/6000",
+      "-u",
+      "0.0.0.0/5000:192.0.2.55/6000",
+      "-t",
+      "*/7000:7001",
+      "-T",
+      "none",
+      "-U",
+      "none",
+    ]);
     expect((await inNs("guest", ["ip", "addr", "add", "192.0.2.55/24", "dev", "eth0"])).code).toBe(0);
     await peerServer("guest", "TCP4-LISTEN:6000,bind=192.0.2.55,reuseaddr,fork", 6000);
     await peerServer("guest", "UDP4-RECVFROM:6000,bind=192.0.2.55,fork", 6000, true);

@@ -39,44 +39,68 @@ if (canRunE2E().ok && !guest.ok) {
       await w?.destroy();
     });
 
-    test("DHCP, then a file over HTTP from the host's loopback via the gateway, checksum matches", async () => {
-      const k = guest as GuestKernel;
-      const data = new Uint8Array(3 << 20);
-      for (let off = 0; off < data.length; off += 65536) crypto.getRandomValues(data.subarray(off, off + 65536));
-      const file = join(w.dir, "payload");
-      writeFileSync(file, data);
-      const sha = createHash("sha256").update(data).digest("hex");
+    test(
+      "DHCP, then a file over HTTP from the host's loopback via the gateway, checksum matches",
+      async () => {
+        const k = guest as GuestKernel;
+        const data = new Uint8Array(3 << 20);
+        for (let off = 0; off < data.length; off += 65536) crypto.getRandomValues(data.subarray(off, off + 65536));
+        const file = join(w.dir, "payload");
+        writeFileSync(file, data);
+        const sha = createHash("sha256").update(data).digest("hex");
 
-      const http = w.spawn(w.host, [
-        BUN, "-e",
-        `Bun.serve({ hostname: "127.0.0.1", port: ${HTTP_PORT}, fetch: () => new Response(Bun.file(${JSON.stringify(file)})) }); console.log("http ready");`,
-      ]);
-      await http.waitFor("http ready", { timeoutMs: 15000 });
+        const http = w.spawn(w.host, [
+          BUN,
+          "-e",
+          `Bun.serve({ hostname: "127.0.0.1", port: ${HTTP_PORT}, fetch: () => new Response(Bun.file(${JSON.stringify(file)})) }); console.log("http ready");`,
+        ]);
+        await http.waitFor("http ready", { timeoutMs: 15000 });
 
-      const sock = join(w.dir, "passt.socket");
-      const passt = await startPasst(w, ["-s", sock]);
+        const sock = join(w.dir, "passt.socket");
+        const passt = await startPasst(w, ["-s", sock]);
 
-      const img = join(w.dir, "initramfs.cpio");
-      buildInitramfs(img, k, guestInit(`http://${ADDR.gw4}:${HTTP_PORT}/payload`), { "/udhcpc.sh": UDHCPC_SCRIPT });
-      const qemu: Child = w.spawn(null, [
-        "qemu-system-x86_64", ...QEMU_ACCEL, "-m", "256", "-smp", "1",
-        "-kernel", k.kernel, "-initrd", img,
-        "-append", "console=ttyS0 panic=-1 quiet",
-        "-display", "none", "-vga", "none", "-monitor", "none", "-serial", "stdio", "-no-reboot",
-        "-netdev", `stream,id=s,server=off,addr.type=unix,addr.path=${sock}`,
-        "-device", "virtio-net-pci,netdev=s",
-      ]);
-      const why = () => `--- serial console\n${qemu.stdout()}\n--- qemu stderr\n${qemu.stderr()}\n--- passt\n${passt.stderr()}`;
-      let m: RegExpMatchArray;
-      try {
-        m = await qemu.waitFor(new RegExp(`(${MARK_OK}) ([0-9a-f]{64})|(${MARK_FAIL}) (.*)\\n`), { timeoutMs: BOOT_TIMEOUT_MS });
-      } catch (e) {
-        throw new Error(`${(e as Error).message.split("\n")[0]}\n${why()}`);
-      }
-      expect(m[1] ?? `${m[3]} ${m[4]}`, why()).toBe(MARK_OK);
-      expect(m[2], why()).toBe(sha);
-      expect(qemu.stdout(), why()).toContain(`guest: bound ${ADDR.host4}/255.255.255.0 via ${ADDR.gw4}`);
-      await qemu.kill();
-    }, BOOT_TIMEOUT_MS + 30_000);
+        const img = join(w.dir, "initramfs.cpio");
+        buildInitramfs(img, k, guestInit(`http://${ADDR.gw4}:${HTTP_PORT}/payload`), { "/udhcpc.sh": UDHCPC_SCRIPT });
+        const qemu: Child = w.spawn(null, [
+          "qemu-system-x86_64",
+          ...QEMU_ACCEL,
+          "-m",
+          "256",
+          "-smp",
+          "1",
+          "-kernel",
+          k.kernel,
+          "-initrd",
+          img,
+          "-append",
+          "console=ttyS0 panic=-1 quiet",
+          "-display",
+          "none",
+          "-vga",
+          "none",
+          "-monitor",
+          "none",
+          "-serial",
+          "stdio",
+          "-no-reboot",
+          "-netdev",
+          `stream,id=s,server=off,addr.type=unix,addr.path=${sock}`,
+          "-device",
+          "virtio-net-pci,netdev=s",
+        ]);
+        const why = () => `--- serial console\n${qemu.stdout()}\n--- qemu stderr\n${qemu.stderr()}\n--- passt\n${passt.stderr()}`;
+        let m: RegExpMatchArray;
+        try {
+          m = await qemu.waitFor(new RegExp(`(${MARK_OK}) ([0-9a-f]{64})|(${MARK_FAIL}) (.*)\\n`), { timeoutMs: BOOT_TIMEOUT_MS });
+        } catch (e) {
+          throw new Error(`${(e as Error).message.split("\n")[0]}\n${why()}`);
+        }
+        expect(m[1] ?? `${m[3]} ${m[4]}`, why()).toBe(MARK_OK);
+        expect(m[2], why()).toBe(sha);
+        expect(qemu.stdout(), why()).toContain(`guest: bound ${ADDR.host4}/255.255.255.0 via ${ADDR.gw4}`);
+        await qemu.kill();
+      },
+      BOOT_TIMEOUT_MS + 30_000,
+    );
   });
 }

@@ -122,7 +122,9 @@ describeE2E("scale and churn (root)", () => {
     const before = { fds: s!.fdCount(), rss: rssKiB() };
     const r = await s!.guest([...PEER_LIMIT, conns, "churn", ADDR.gw4, String(PORT), String(CHURN), "90"], { timeoutMs: 100_000 });
     const after = await fdsBackTo(before.fds);
-    console.log(`churn: ${r.stdout.trim()}; pasta's descriptors ${before.fds} before, ${after} after; RSS ${before.rss} KiB before, ${rssKiB()} after`);
+    console.log(
+      `churn: ${r.stdout.trim()}; pasta's descriptors ${before.fds} before, ${after} after; RSS ${before.rss} KiB before, ${rssKiB()} after`,
+    );
     expect(r.stdout.trim(), r.stderr).toBe(`done ${CHURN} failed 0`);
     expect(after).toBe(before.fds);
   }, 120_000);
@@ -141,7 +143,9 @@ describeE2E("scale and churn (root)", () => {
     running = false;
     await sampler;
     const after = await fdsBackTo(before.fds, UDP_TIMEOUT_MS + 10_000);
-    console.log(`udp flows: ${r.stdout.trim()}; pasta's descriptors ${before.fds} before, at most ${maxFds}, ${after} after; RSS ${before.rss} KiB before, ${rssKiB()} after`);
+    console.log(
+      `udp flows: ${r.stdout.trim()}; pasta's descriptors ${before.fds} before, at most ${maxFds}, ${after} after; RSS ${before.rss} KiB before, ${rssKiB()} after`,
+    );
     expect(r.stdout.trim(), r.stderr).toBe(`done ${UDP_FLOWS} failed 0`);
     // the table's sockets, and a few that come and go (the spliced path's pools refilling)
     expect(maxFds).toBeLessThanOrEqual(before.fds + UDP_BUDGET + 16);

@@ -91,7 +91,10 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
     for (;;) {
       const r = await run(side, ["ss", "-Hn", proto === "tcp" ? "-lt" : "-lu", `sport = :${port}`]);
       if (r.stdout.trim()) return r.stdout;
-      if (Date.now() > deadline) throw new Error(`nothing ${proto === "tcp" ? "listens on TCP" : "is bound to UDP"} port ${port} in the ${side} namespace after ${ms} ms${pastaLog()}`);
+      if (Date.now() > deadline)
+        throw new Error(
+          `nothing ${proto === "tcp" ? "listens on TCP" : "is bound to UDP"} port ${port} in the ${side} namespace after ${ms} ms${pastaLog()}`,
+        );
       await Bun.sleep(50);
     }
   }
@@ -109,7 +112,10 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
 
   /** Parse the last JSON line a splice-peer printed. */
   function lastJson(text: string): any {
-    const lines = text.trim().split("\n").filter((l) => l.startsWith("{"));
+    const lines = text
+      .trim()
+      .split("\n")
+      .filter((l) => l.startsWith("{"));
     if (!lines.length) throw new Error(`no JSON in ${JSON.stringify(text)}`);
     return JSON.parse(lines[lines.length - 1]!);
   }
@@ -157,7 +163,8 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
   async function tcpServer(side: Side, fam: Family, port: number, dir: "up" | "down", size: number): Promise<TcpServer> {
     const out = join(w.dir, `tcp-out-${++seq}`);
     const listen = tcpListen(fam, port, lo(fam));
-    const cmd = dir === "up" ? ["socat", "-u", "-T", "60", listen, `CREATE:${out}`] : ["socat", "-u", "-T", "60", `OPEN:${files[size]}`, listen];
+    const cmd =
+      dir === "up" ? ["socat", "-u", "-T", "60", listen, `CREATE:${out}`] : ["socat", "-u", "-T", "60", `OPEN:${files[size]}`, listen];
     const child = spawn(side, cmd);
     await waitBound(side, "tcp", port);
     return { child, out, port, fam, side, dir, size };
@@ -168,7 +175,8 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
     const client: Side = s.side === "guest" ? "host" : "guest";
     const out = join(w.dir, `tcp-in-${++seq}`);
     const target = tcpConnect(s.fam, s.port);
-    const cmd = s.dir === "up" ? ["socat", "-u", "-T", "60", `OPEN:${files[s.size]}`, target] : ["socat", "-u", "-T", "60", target, `CREATE:${out}`];
+    const cmd =
+      s.dir === "up" ? ["socat", "-u", "-T", "60", `OPEN:${files[s.size]}`, target] : ["socat", "-u", "-T", "60", target, `CREATE:${out}`];
     try {
       const c = await run(client, cmd, { timeoutMs: 90000 });
       const sc = await Promise.race([s.child.exited, Bun.sleep(30000).then(() => null)]);
@@ -192,7 +200,19 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
   /** A receiver of UDP_SIZE bytes on side's loopback; resolves once bound. */
   async function udpReceiver(side: Side, fam: Family, port: number): Promise<{ child: Child; out: string }> {
     const out = join(w.dir, `udp-out-${++seq}`);
-    const child = await peerServer(side, ["udp-recv", "--host", lo(fam), "--port", String(port), "--out", out, "--bytes", String(UDP_SIZE), "--max-ms", "60000"]);
+    const child = await peerServer(side, [
+      "udp-recv",
+      "--host",
+      lo(fam),
+      "--port",
+      String(port),
+      "--out",
+      out,
+      "--bytes",
+      String(UDP_SIZE),
+      "--max-ms",
+      "60000",
+    ]);
     return { child, out };
   }
 
@@ -241,13 +261,20 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
     beforeAll(async () => {
       p = await startPasta(w, [
         "--config-net",
-        "-t", "7000-7099",
-        "-T", "7100-7199",
-        "-u", "7200-7219",
-        "-U", "7220-7239",
-        "-t", "8080:80",
-        "-t", "9000-9010,~9005",
-        "-t", "127.0.0.1/9100",
+        "-t",
+        "7000-7099",
+        "-T",
+        "7100-7199",
+        "-u",
+        "7200-7219",
+        "-U",
+        "7220-7239",
+        "-t",
+        "8080:80",
+        "-t",
+        "9000-9010,~9005",
+        "-t",
+        "127.0.0.1/9100",
       ]);
     }, 60000);
 
@@ -298,12 +325,30 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
 
     test("exclusion: -t 9000-9010,~9005 forwards 9004 and 9006 but not 9005", async () => {
       const ss = await run("host", ["ss", "-Hltn"]);
-      const ports = new Set(ss.stdout.split("\n").map((l) => l.trim().split(/\s+/)[3] ?? "").map((a) => Number(a.slice(a.lastIndexOf(":") + 1))));
-      for (let port = 9000; port <= 9010; port++) expect(ports.has(port), `port ${port} in host ss -ltn:\n${ss.stdout}`).toBe(port !== 9005);
-      const srvs = await Promise.all([9004, 9005, 9006].map((port) => peerServer("guest", ["echo", "--host", "127.0.0.1", "--port", String(port), "--max-ms", "60000"])));
+      const ports = new Set(
+        ss.stdout
+          .split("\n")
+          .map((l) => l.trim().split(/\s+/)[3] ?? "")
+          .map((a) => Number(a.slice(a.lastIndexOf(":") + 1))),
+      );
+      for (let port = 9000; port <= 9010; port++)
+        expect(ports.has(port), `port ${port} in host ss -ltn:\n${ss.stdout}`).toBe(port !== 9005);
+      const srvs = await Promise.all(
+        [9004, 9005, 9006].map((port) => peerServer("guest", ["echo", "--host", "127.0.0.1", "--port", String(port), "--max-ms", "60000"])),
+      );
       try {
         for (const port of [9004, 9006]) {
-          const { r, j } = await peerRun("host", ["probe", "--host", "127.0.0.1", "--port", String(port), "--want", "echo", "--max-ms", "10000"]);
+          const { r, j } = await peerRun("host", [
+            "probe",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            String(port),
+            "--want",
+            "echo",
+            "--max-ms",
+            "10000",
+          ]);
           expect(j?.ok, `port ${port}: ${r.stdout}${r.stderr}${pastaLog()}`).toBe(true);
         }
         const { r, j } = await peerRun("host", ["probe", "--host", "127.0.0.1", "--port", "9005", "--want", "refused", "--max-ms", "1000"]);
@@ -315,7 +360,11 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
 
     test("bound address: -t 127.0.0.1/9100 listens on the host's 127.0.0.1 only", async () => {
       const ss = await run("host", ["ss", "-Hltn", "sport = :9100"]);
-      const locals = ss.stdout.trim().split("\n").filter(Boolean).map((l) => l.trim().split(/\s+/)[3]);
+      const locals = ss.stdout
+        .trim()
+        .split("\n")
+        .filter(Boolean)
+        .map((l) => l.trim().split(/\s+/)[3]);
       expect(locals, ss.stdout).toEqual(["127.0.0.1:9100"]);
       const srv = await peerServer("guest", ["echo", "--host", "127.0.0.1", "--port", "9100", "--max-ms", "60000"]);
       try {
@@ -330,10 +379,29 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
     }, 60000);
 
     /** One connection from the other side to a splice-peer server on side's loopback at port. */
-    async function oneConnection(side: Side, fam: Family, port: number, onData: "reply" | "reset", send: number, then: "end" | "reset" | "wait") {
+    async function oneConnection(
+      side: Side,
+      fam: Family,
+      port: number,
+      onData: "reply" | "reset",
+      send: number,
+      then: "end" | "reset" | "wait",
+    ) {
       const srv = await peerServer(side, ["server", "--host", lo(fam), "--port", String(port), "--on-data", onData, "--max-ms", "30000"]);
       const client: Side = side === "guest" ? "host" : "guest";
-      const c = await peerRun(client, ["client", "--host", lo(fam), "--port", String(port), "--send", String(send), "--then", then, "--max-ms", "20000"]);
+      const c = await peerRun(client, [
+        "client",
+        "--host",
+        lo(fam),
+        "--port",
+        String(port),
+        "--send",
+        String(send),
+        "--then",
+        then,
+        "--max-ms",
+        "20000",
+      ]);
       await Promise.race([srv.exited, Bun.sleep(25000)]);
       await srv.kill({ graceMs: 500 });
       let s: any = null;
@@ -389,7 +457,11 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
       const release = join(w.dir, `flood-release-${++seq}`);
       const half = join(w.dir, `flood-half-${seq}`);
       const rest = join(w.dir, `flood-rest-${seq}`);
-      const split = await w.exec(null, ["sh", "-c", `head -c ${BIG / 2} ${files[BIG]} >${half} && tail -c +${BIG / 2 + 1} ${files[BIG]} >${rest}`]);
+      const split = await w.exec(null, [
+        "sh",
+        "-c",
+        `head -c ${BIG / 2} ${files[BIG]} >${half} && tail -c +${BIG / 2 + 1} ${files[BIG]} >${rest}`,
+      ]);
       expect(split.code, split.stderr).toBe(0);
       const echo = await peerServer("guest", ["echo", "--host", "127.0.0.1", "--port", String(echoPort), "--max-ms", "120000"]);
       const s = await tcpServer("guest", 4, xferPort, "up", BIG);
@@ -404,7 +476,10 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
           await Bun.sleep(50);
         }
         expect(existsSync(s.out) ? statSync(s.out).size : 0, `first half not received${pastaLog()}`).toBeGreaterThanOrEqual(BIG / 2);
-        flood = spawn("host", peer(["hold", "--host", "127.0.0.1", "--port", String(echoPort), "--n", String(N), "--until", release, "--max-ms", "120000"]));
+        flood = spawn(
+          "host",
+          peer(["hold", "--host", "127.0.0.1", "--port", String(echoPort), "--n", String(N), "--until", release, "--max-ms", "120000"]),
+        );
         await flood.waitFor(/"held":\d+/, { timeoutMs: 90000 });
         const held = lastJson(flood.stdout());
         writeFileSync(go, "");
@@ -507,10 +582,30 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
           await srv.kill({ graceMs: 500 });
           killed = true;
           await waitUnbound(side, port);
-          const down = await peerRun(other, ["probe", "--host", "127.0.0.1", "--port", String(port), "--want", "refused", "--max-ms", "10000"]);
+          const down = await peerRun(other, [
+            "probe",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            String(port),
+            "--want",
+            "refused",
+            "--max-ms",
+            "10000",
+          ]);
           expect(down.j?.ok, `refused after the server exits: ${down.r.stdout}${down.r.stderr}${pastaLog()}`).toBe(true);
           // and it stays that way
-          const again = await peerRun(other, ["probe", "--host", "127.0.0.1", "--port", String(port), "--want", "refused", "--max-ms", "1000"]);
+          const again = await peerRun(other, [
+            "probe",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            String(port),
+            "--want",
+            "refused",
+            "--max-ms",
+            "1000",
+          ]);
           expect(again.j?.outcomes, `${again.r.stdout}${again.r.stderr}`).toEqual({ refused: 1 });
           await waitUnbound(other, port);
         } finally {
@@ -544,11 +639,17 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
       // a timer and refilled by closing connections up to a cap. One connection
       // each way, then a burst of 32 at once each way (the pools reach their
       // caps), then a second of idle; the count is taken after that.
-      for (const [client, port] of [["host", 7400], ["guest", 7401]] as [Side, number][]) {
+      for (const [client, port] of [
+        ["host", 7400],
+        ["guest", 7401],
+      ] as [Side, number][]) {
         const { r, j } = await peerRun(client, ["short", "--host", "127.0.0.1", "--port", String(port), "--n", "1"]);
         expect(j?.ok, `warm-up ${client} → port ${port}: ${r.stdout}${r.stderr}${pastaLog()}`).toBe(1);
         const release = join(w.dir, `warm-release-${++seq}`);
-        const burst = spawn(client, peer(["hold", "--host", "127.0.0.1", "--port", String(port), "--n", "32", "--until", release, "--max-ms", "60000"]));
+        const burst = spawn(
+          client,
+          peer(["hold", "--host", "127.0.0.1", "--port", String(port), "--n", "32", "--until", release, "--max-ms", "60000"]),
+        );
         try {
           await burst.waitFor(/"held":\d+/, { timeoutMs: 60000 });
           expect(lastJson(burst.stdout()).held, `warm-up burst ${client} → port ${port}: ${burst.stdout()}${pastaLog()}`).toBe(32);
@@ -564,7 +665,10 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
       const kindsBefore = fdKinds(p!.pid);
       expect(before).toBeGreaterThan(0);
 
-      for (const [client, port] of [["host", 7400], ["guest", 7401]] as [Side, number][]) {
+      for (const [client, port] of [
+        ["host", 7400],
+        ["guest", 7401],
+      ] as [Side, number][]) {
         const { r, j } = await peerRun(client, ["short", "--host", "127.0.0.1", "--port", String(port), "--n", String(N)], 300000);
         const why = `${client} → port ${port}: exit ${r.code}${r.timedOut ? " (killed)" : ""}\n${r.stdout}${r.stderr}${pastaLog()}`;
         expect(j?.n, why).toBe(N);
@@ -578,7 +682,8 @@ describeE2E("pasta splice: loopback to loopback (root)", () => {
         const lines: string[] = [];
         for (const side of ["host", "guest"] as Side[]) {
           const r = await run(side, ["ss", "-Htanp"]);
-          for (const l of r.stdout.split("\n")) if (l.includes(`pid=${p!.pid},`) && !l.startsWith("LISTEN")) lines.push(`${side}: ${l.trim()}`);
+          for (const l of r.stdout.split("\n"))
+            if (l.includes(`pid=${p!.pid},`) && !l.startsWith("LISTEN")) lines.push(`${side}: ${l.trim()}`);
         }
         return lines;
       };

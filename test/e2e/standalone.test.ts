@@ -12,7 +12,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ADDR, BUN, REPO, createWorld, describeE2E, ensureTestUser, isAlive, run, type World } from "../world.ts";
 
-const HIDDEN = ["/usr/bin/bun", "/usr/local/bin/bun", "/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/tcc", process.execPath].filter((p, i, a) => existsSync(p) && a.indexOf(p) === i);
+const HIDDEN = ["/usr/bin/bun", "/usr/local/bin/bun", "/usr/bin/cc", "/usr/bin/gcc", "/usr/bin/tcc", process.execPath].filter(
+  (p, i, a) => existsSync(p) && a.indexOf(p) === i,
+);
 
 describeE2E("standalone executable (bun run build)", () => {
   let w: World;
@@ -40,7 +42,13 @@ describeE2E("standalone executable (bun run build)", () => {
 
   for (const shim of ["lib", "tcc"]) {
     test(`pasta --config-net runs a command in a connected namespace (shim: ${shim}), with no bun, compiler or repository in sight`, async () => {
-      const r = await w.exec(null, bare(`PASTA_SHIM=${shim} ${dir}/pasta --config-net -- sh -c 'command -v bun cc gcc; ls ${REPO}; ip -4 -o addr show scope global; ping -c1 -W5 ${ADDR.gw4} >/dev/null && echo PING-OK'`), { timeoutMs: 60000 });
+      const r = await w.exec(
+        null,
+        bare(
+          `PASTA_SHIM=${shim} ${dir}/pasta --config-net -- sh -c 'command -v bun cc gcc; ls ${REPO}; ip -4 -o addr show scope global; ping -c1 -W5 ${ADDR.gw4} >/dev/null && echo PING-OK'`,
+        ),
+        { timeoutMs: 60000 },
+      );
       expect(r.code, r.stderr).toBe(0);
       expect(r.stdout).toContain(`inet ${ADDR.host4}/`);
       expect(r.stdout).toContain("PING-OK");
@@ -50,7 +58,13 @@ describeE2E("standalone executable (bun run build)", () => {
 
   test("as an ordinary user: re-executed into its own user namespace, same result", async () => {
     const u = ensureTestUser();
-    const r = await w.exec(null, bare(`setpriv --reuid=${u.uid} --regid=${u.gid} --init-groups ${dir}/pasta --config-net -- sh -c 'ip -4 -o addr show scope global; id -u'`), { timeoutMs: 60000 });
+    const r = await w.exec(
+      null,
+      bare(
+        `setpriv --reuid=${u.uid} --regid=${u.gid} --init-groups ${dir}/pasta --config-net -- sh -c 'ip -4 -o addr show scope global; id -u'`,
+      ),
+      { timeoutMs: 60000 },
+    );
     expect(r.code, r.stderr).toBe(0);
     expect(r.stdout).toContain(`inet ${ADDR.host4}/`);
   }, 90000);

@@ -126,7 +126,8 @@ describeE2E("pasta TCP (root)", () => {
     try {
       await waitListen(t.server, t.port);
       const target = connectAddr(t.fam, t.to, t.toPort, (t.clientOpts ?? "") + ",connect-timeout=20");
-      const cmd = t.dir === "up" ? ["socat", "-u", "-t", "30", `OPEN:${src}`, target] : ["socat", "-u", "-t", "30", target, `CREATE:${out}`];
+      const cmd =
+        t.dir === "up" ? ["socat", "-u", "-t", "30", `OPEN:${src}`, target] : ["socat", "-u", "-t", "30", target, `CREATE:${out}`];
       const c = await execIn(t.client, cmd, { timeoutMs });
       const sc = await Promise.race([server.exited, Bun.sleep(timeoutMs).then(() => null)]);
       const why = `${tag}\nclient: ${c.code}${c.timedOut ? " (timed out)" : ""} ${c.stderr}\nserver: ${sc} ${server.stderr()}\npasta: ${s?.log() ?? ""}`;
@@ -224,7 +225,18 @@ describeE2E("pasta TCP (root)", () => {
         await transfer({ server: "upstream", fam, port: up, toPort: up, bind: remote, client: "guest", to: remote, dir, size: SMALL });
         const fwd = fwdPort();
         const to = fam === 4 ? ADDR.host4 : ADDR.host6;
-        await transfer({ server: "guest", fam, port: fwd, toPort: fwd, bind: null, client: "upstream", to, clientOpts: `,bind=${fam === 4 ? remote : `[${remote}]`}`, dir, size: SMALL });
+        await transfer({
+          server: "guest",
+          fam,
+          port: fwd,
+          toPort: fwd,
+          bind: null,
+          client: "upstream",
+          to,
+          clientOpts: `,bind=${fam === 4 ? remote : `[${remote}]`}`,
+          dir,
+          size: SMALL,
+        });
       }
       await Bun.sleep(500);
       expect(await guestRetrans(), `IPv${fam}: segments the namespace sent again`).toBe(before);
@@ -278,10 +290,32 @@ describeE2E("pasta TCP (root)", () => {
         for (const dir of ["up", "down"] as const) {
           // the guest connects to the host's loopback through the gateway
           const hp = hostPort();
-          await transfer({ server: "host", fam, port: hp, bind: fam === 4 ? "127.0.0.1" : "::1", client: "guest", to: fam === 4 ? ADDR.gw4 : `${gw6}%${IF}`, toPort: hp, dir, size: BIG, timeoutMs: 120000 });
+          await transfer({
+            server: "host",
+            fam,
+            port: hp,
+            bind: fam === 4 ? "127.0.0.1" : "::1",
+            client: "guest",
+            to: fam === 4 ? ADDR.gw4 : `${gw6}%${IF}`,
+            toPort: hp,
+            dir,
+            size: BIG,
+            timeoutMs: 120000,
+          });
           // the host connects to the guest through a -t port (from its own address: through the tap)
           const fp = fwdPort();
-          await transfer({ server: "guest", fam, port: fp, bind: null, client: "host", to: fam === 4 ? ADDR.host4 : ADDR.host6, toPort: fp, dir, size: BIG, timeoutMs: 120000 });
+          await transfer({
+            server: "guest",
+            fam,
+            port: fp,
+            bind: null,
+            client: "host",
+            to: fam === 4 ? ADDR.host4 : ADDR.host6,
+            toPort: fp,
+            dir,
+            size: BIG,
+            timeoutMs: 120000,
+          });
         }
       }
       // the rules did drop segments
@@ -295,7 +329,14 @@ describeE2E("pasta TCP (root)", () => {
   // ------------------------------------------------------------- closing
 
   /** socat that sends input, shuts its write side, and prints what comes back (waits up to 20 s for it); -d: warnings (a reset is one) */
-  const halfCloseClient = (fam: Family, to: string, port: number) => ["socat", "-d", "-t", "20", "-", connectAddr(fam, to, port, ",connect-timeout=20")];
+  const halfCloseClient = (fam: Family, to: string, port: number) => [
+    "socat",
+    "-d",
+    "-t",
+    "20",
+    "-",
+    connectAddr(fam, to, port, ",connect-timeout=20"),
+  ];
 
   test("half-close: the side that shut down its writing still receives the reply (both ways, IPv4 and IPv6)", async () => {
     await session();
@@ -308,7 +349,10 @@ describeE2E("pasta TCP (root)", () => {
         const port = hostPort();
         const srv = spawnIn("host", ["socat", "-t", "20", listenAddr(fam, port, fam === 4 ? "127.0.0.1" : "::1"), `EXEC:sh ${answer}`]);
         await waitListen("host", port);
-        const r = await execIn("guest", halfCloseClient(fam, fam === 4 ? ADDR.gw4 : `${gw6}%${IF}`, port), { input: request, timeoutMs: 40000 });
+        const r = await execIn("guest", halfCloseClient(fam, fam === 4 ? ADDR.gw4 : `${gw6}%${IF}`, port), {
+          input: request,
+          timeoutMs: 40000,
+        });
         expect(r.stdout.trim(), `guest → host v${fam}: ${r.code} ${r.stderr}\nserver: ${srv.stderr()}`).toBe(`got ${request.length} bytes`);
         expect(r.code).toBe(0);
         await srv.kill({ graceMs: 500 });
@@ -318,7 +362,10 @@ describeE2E("pasta TCP (root)", () => {
         const port = fwdPort();
         const srv = spawnIn("guest", ["socat", "-t", "20", listenAddr(fam, port, null), `EXEC:sh ${answer}`]);
         await waitListen("guest", port);
-        const r = await execIn("host", halfCloseClient(fam, fam === 4 ? ADDR.host4 : ADDR.host6, port), { input: request, timeoutMs: 40000 });
+        const r = await execIn("host", halfCloseClient(fam, fam === 4 ? ADDR.host4 : ADDR.host6, port), {
+          input: request,
+          timeoutMs: 40000,
+        });
         expect(r.stdout.trim(), `host → guest v${fam}: ${r.code} ${r.stderr}\nserver: ${srv.stderr()}`).toBe(`got ${request.length} bytes`);
         expect(r.code).toBe(0);
         await srv.kill({ graceMs: 500 });
@@ -344,7 +391,10 @@ describeE2E("pasta TCP (root)", () => {
         const port = hostPort();
         const srv = spawnIn("host", [BUN, abort, fam === 4 ? "127.0.0.1" : "::1", String(port)]);
         await srv.waitFor("listening");
-        const c = execIn("guest", halfCloseClient(fam, fam === 4 ? ADDR.gw4 : `${gw6}%${IF}`, port), { input: "hello\n", timeoutMs: 30000 });
+        const c = execIn("guest", halfCloseClient(fam, fam === 4 ? ADDR.gw4 : `${gw6}%${IF}`, port), {
+          input: "hello\n",
+          timeoutMs: 30000,
+        });
         await expectReset(`host server aborts, guest client v${fam}`, c, srv);
       }
       {
@@ -362,7 +412,10 @@ describeE2E("pasta TCP (root)", () => {
   test("a refused port fails at once; an unreachable address fails (IPv4 and IPv6)", async () => {
     await session();
     // make sure the upstream namespace answers for these networks with "unreachable"
-    for (const [v, net] of [["-4", "203.0.113.0/24"], ["-6", "2001:db8:ff::/48"]] as const) {
+    for (const [v, net] of [
+      ["-4", "203.0.113.0/24"],
+      ["-6", "2001:db8:ff::/48"],
+    ] as const) {
       const r = await w.exec(w.upstream, ["ip", v, "route", "replace", "unreachable", net]);
       expect(r.code, r.stderr).toBe(0);
     }
@@ -373,13 +426,22 @@ describeE2E("pasta TCP (root)", () => {
       [6, ADDR.remote6],
     ];
     for (const [fam, to] of refused) {
-      const r = await execIn("guest", ["socat", "-u", "-", connectAddr(fam, to, 9, ",connect-timeout=20")], { input: "", timeoutMs: 30000 });
+      const r = await execIn("guest", ["socat", "-u", "-", connectAddr(fam, to, 9, ",connect-timeout=20")], {
+        input: "",
+        timeoutMs: 30000,
+      });
       expect(r.timedOut, `refused ${to}: ${r.stderr}`).toBe(false);
       expect(r.code, `refused ${to}: ${r.stderr}`).not.toBe(0);
       expect(r.stderr, `refused ${to}`).toMatch(/Connection refused/);
     }
-    for (const [fam, to] of [[4, "203.0.113.9"], [6, "2001:db8:ff::9"]] as [Family, string][]) {
-      const r = await execIn("guest", ["socat", "-u", "-", connectAddr(fam, to, 80, ",connect-timeout=30")], { input: "", timeoutMs: 40000 });
+    for (const [fam, to] of [
+      [4, "203.0.113.9"],
+      [6, "2001:db8:ff::9"],
+    ] as [Family, string][]) {
+      const r = await execIn("guest", ["socat", "-u", "-", connectAddr(fam, to, 80, ",connect-timeout=30")], {
+        input: "",
+        timeoutMs: 40000,
+      });
       const why = `unreachable ${to}: exit ${r.code}${r.timedOut ? " (killed)" : ""} ${r.stderr}`;
       expect(r.timedOut, why).toBe(false);
       expect(r.code, why).not.toBe(0);
@@ -394,7 +456,9 @@ describeE2E("pasta TCP (root)", () => {
     try {
       await waitListen("host", 5201);
       for (const reverse of [false, true]) {
-        const r = await execIn("guest", ["iperf3", "-c", ADDR.gw4, "-p", "5201", "-t", "5", "-J", ...(reverse ? ["-R"] : [])], { timeoutMs: 60000 });
+        const r = await execIn("guest", ["iperf3", "-c", ADDR.gw4, "-p", "5201", "-t", "5", "-J", ...(reverse ? ["-R"] : [])], {
+          timeoutMs: 60000,
+        });
         const why = `iperf3${reverse ? " -R" : ""}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}\n${r.stdout.slice(-3000)}\n${r.stderr}\nserver: ${srv.stdout().slice(-2000)}`;
         expect(r.code, why).toBe(0);
         const j = JSON.parse(r.stdout);
@@ -416,7 +480,11 @@ describeE2E("pasta TCP (root)", () => {
     const own = await startPasta(w, ["--config-net"]);
     const dir = join(w.dir, "many");
     try {
-      const mk = await w.exec(null, ["sh", "-c", `mkdir -p ${dir} && cd ${dir} && head -c ${N * SIZE} /dev/urandom | split -b ${SIZE} -d -a 3 - c.`]);
+      const mk = await w.exec(null, [
+        "sh",
+        "-c",
+        `mkdir -p ${dir} && cd ${dir} && head -c ${N * SIZE} /dev/urandom | split -b ${SIZE} -d -a 3 - c.`,
+      ]);
       expect(mk.code, mk.stderr).toBe(0);
       const port = hostPort();
       const echo = spawnIn("host", ["socat", "-t", "30", `TCP4-LISTEN:${port},bind=127.0.0.1,reuseaddr,fork,backlog=512`, "EXEC:cat"]);
@@ -450,7 +518,10 @@ describeE2E("pasta TCP (root)", () => {
 
 /** An address as socat prints it ("[0000:...:0001]", "192.0.2.1") in one canonical form. */
 function canon(a: string): string {
-  let t = a.trim().replace(/^\[|\]$/g, "").replace(/%.*$/, "");
+  let t = a
+    .trim()
+    .replace(/^\[|\]$/g, "")
+    .replace(/%.*$/, "");
   if (!t.includes(":")) return t;
   const m = t.match(/^::ffff:(\d+\.\d+\.\d+\.\d+)$/i);
   if (m) return m[1]!;

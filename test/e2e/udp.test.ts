@@ -82,7 +82,12 @@ function startPasta(w: World, args: string[], script: string, env?: Record<strin
     },
     dump() {
       const files = readdirSync(outDir).filter((f) => f !== "guest.sh" && !f.endsWith(".bin"));
-      return [`pasta pid ${child.pid}`, `pasta stderr: ${child.stderr()}`, `pasta stdout: ${child.stdout()}`, ...files.map((f) => `--- ${f}\n${out(f)}`)].join("\n");
+      return [
+        `pasta pid ${child.pid}`,
+        `pasta stderr: ${child.stderr()}`,
+        `pasta stdout: ${child.stdout()}`,
+        ...files.map((f) => `--- ${f}\n${out(f)}`),
+      ].join("\n");
     },
   };
 }
@@ -142,7 +147,9 @@ function digResult(text: string): { addrs: string[]; server: string | null } {
 function checkDig(failures: string[], out: (name: string) => string, name: string, server: string, addr: string): void {
   const r = digResult(out(name));
   if (out(`${name}.rc`).trim() !== "0" || r.server !== server || r.addrs.join(",") !== addr)
-    failures.push(`${name}: dig exited ${out(`${name}.rc`).trim()}, answer ${JSON.stringify(r)}, expected ${addr} from ${server}: ${out(name).trim().replace(/\n/g, " | ")}`);
+    failures.push(
+      `${name}: dig exited ${out(`${name}.rc`).trim()}, answer ${JSON.stringify(r)}, expected ${addr} from ${server}: ${out(name).trim().replace(/\n/g, " | ")}`,
+    );
 }
 
 describeE2E("UDP (root)", () => {
@@ -165,8 +172,18 @@ describeE2E("UDP (root)", () => {
     const outbound = (suffix: string, base: number) => [
       { name: `gw4${suffix}`, ns: w.host, recv: `UDP4-RECV:${base + 1},bind=127.0.0.1`, send: `UDP4-SENDTO:${ADDR.gw4}:${base + 1}` },
       { name: `gw6${suffix}`, ns: w.host, recv: `UDP6-RECV:${base + 2},bind=[::1]`, send: `UDP6-SENDTO:[${ADDR.gwLL}%${IF}]:${base + 2}` },
-      { name: `remote4${suffix}`, ns: w.upstream, recv: `UDP4-RECV:${base + 3},bind=${ADDR.remote4}`, send: `UDP4-SENDTO:${ADDR.remote4}:${base + 3}` },
-      { name: `remote6${suffix}`, ns: w.upstream, recv: `UDP6-RECV:${base + 4},bind=[${ADDR.remote6}]`, send: `UDP6-SENDTO:[${ADDR.remote6}]:${base + 4}` },
+      {
+        name: `remote4${suffix}`,
+        ns: w.upstream,
+        recv: `UDP4-RECV:${base + 3},bind=${ADDR.remote4}`,
+        send: `UDP4-SENDTO:${ADDR.remote4}:${base + 3}`,
+      },
+      {
+        name: `remote6${suffix}`,
+        ns: w.upstream,
+        recv: `UDP6-RECV:${base + 4},bind=[${ADDR.remote6}]`,
+        send: `UDP6-SENDTO:[${ADDR.remote6}]:${base + 4}`,
+      },
     ];
     const big = outbound("", 9000);
     const frag = outbound("-frag", 9010);
@@ -213,7 +230,8 @@ describeE2E("UDP (root)", () => {
     const ended = new Map<string, number | null>();
     await Promise.all([...receivers].map(async ([name, r]) => ended.set(name, await endsWithin(r.child, 10000))));
 
-    const why = () => `${g.dump()}\n--- upstream senders\n${JSON.stringify(senders)}\n--- receivers\n${[...receivers].map(([n, r]) => `${n}: exit ${ended.get(n)} ${r.child.stderr()}`).join("\n")}`;
+    const why = () =>
+      `${g.dump()}\n--- upstream senders\n${JSON.stringify(senders)}\n--- receivers\n${[...receivers].map(([n, r]) => `${n}: exit ${ended.get(n)} ${r.child.stderr()}`).join("\n")}`;
     expect(code, why()).toBe(0);
     const failures: string[] = [];
     let mtu: unknown = null;
@@ -226,19 +244,23 @@ describeE2E("UDP (root)", () => {
     const same = (name: string, file: string) => {
       if (!existsSync(file)) return failures.push(`${name}: nothing received`);
       const c = run(["cmp", input, file]);
-      if (c.code !== 0) failures.push(`${name}: ${(c.stdout + c.stderr).trim() || "differs"} (${readFileSync(file).length} of ${SIZE} bytes)`);
+      if (c.code !== 0)
+        failures.push(`${name}: ${(c.stdout + c.stderr).trim() || "differs"} (${readFileSync(file).length} of ${SIZE} bytes)`);
     };
     for (const c of [...big, ...frag]) {
-      if (g.out(`${c.name}.rc`).trim() !== "0") failures.push(`${c.name}: guest socat exited ${g.out(`${c.name}.rc`).trim() || "?"} ${g.out(`${c.name}.err`)}`);
+      if (g.out(`${c.name}.rc`).trim() !== "0")
+        failures.push(`${c.name}: guest socat exited ${g.out(`${c.name}.rc`).trim() || "?"} ${g.out(`${c.name}.err`)}`);
       if (ended.get(c.name) === null) failures.push(`${c.name}: receiver got no end marker (empty datagram)`);
       same(c.name, receivers.get(c.name)!.file);
     }
     for (const name of ["in4", "in6"]) {
       if (senders[name]?.code !== 0) failures.push(`${name}: upstream socat ${JSON.stringify(senders[name] ?? "did not run")}`);
-      if (g.out(`${name}.rc`).trim() !== "0") failures.push(`${name}: guest receiver exited ${g.out(`${name}.rc`).trim() || "?"} (124: no end marker)`);
+      if (g.out(`${name}.rc`).trim() !== "0")
+        failures.push(`${name}: guest receiver exited ${g.out(`${name}.rc`).trim() || "?"} (124: no end marker)`);
       same(name, g.path(`${name}.out`));
     }
-    if (!g.out("resolv.conf").includes(`nameserver ${ADDR.dns4}`)) failures.push(`the namespace's resolv.conf lacks the host's resolver: ${g.out("resolv.conf")}`);
+    if (!g.out("resolv.conf").includes(`nameserver ${ADDR.dns4}`))
+      failures.push(`the namespace's resolv.conf lacks the host's resolver: ${g.out("resolv.conf")}`);
     checkDig(failures, g.out, "dns-resolv", ADDR.dns4, ADDR.remote4);
     checkDig(failures, g.out, "dns4", ADDR.dns4, ADDR.remote4);
     checkDig(failures, g.out, "dns6", ADDR.dns6, ADDR.remote6);
@@ -277,7 +299,11 @@ describeE2E("UDP (root)", () => {
     const inbound: Record<string, any> = {};
     if (await waitFile(g.path("echo-ready"), 60000, g.child)) {
       const ask = async (name: string, bind: string, port: number, to: string, toPort: number) => {
-        const r = await w.exec(w.upstream, [BUN, PEER, "client", "--bind", bind, "--bind-port", String(port), "--to", to, "--port", String(toPort), "--payload", name], { timeoutMs: 20000 });
+        const r = await w.exec(
+          w.upstream,
+          [BUN, PEER, "client", "--bind", bind, "--bind-port", String(port), "--to", to, "--port", String(toPort), "--payload", name],
+          { timeoutMs: 20000 },
+        );
         inbound[name] = r.code === 0 ? JSON.parse(r.stdout) : { code: r.code, err: r.stderr };
       };
       await ask("echo4", ADDR.remote4, 40010, ADDR.host4, ECHO4);
@@ -285,7 +311,8 @@ describeE2E("UDP (root)", () => {
     }
     writeFileSync(g.path("echo-done"), "");
     const code = await g.finish(90000);
-    const why = () => `${g.dump()}\n--- inbound\n${JSON.stringify(inbound)}\n--- dns responder\n${w.dns?.stdout()}\n--- other-port servers\n${servers.map((s) => s.stdout() + s.stderr()).join("\n")}`;
+    const why = () =>
+      `${g.dump()}\n--- inbound\n${JSON.stringify(inbound)}\n--- dns responder\n${w.dns?.stdout()}\n--- other-port servers\n${servers.map((s) => s.stdout() + s.stderr()).join("\n")}`;
     expect(code, why()).toBe(0);
 
     const failures: string[] = [];
@@ -307,7 +334,8 @@ describeE2E("UDP (root)", () => {
         /* reported below */
       }
       const want = { from, port: 9001, data: `reply:${name}`, local };
-      if (rc !== "0" || JSON.stringify(got) !== JSON.stringify(want)) failures.push(`${name}: exit ${rc}, got ${g.out(name).trim() || g.out(`${name}.err`).trim()}, expected ${JSON.stringify(want)}`);
+      if (rc !== "0" || JSON.stringify(got) !== JSON.stringify(want))
+        failures.push(`${name}: exit ${rc}, got ${g.out(name).trim() || g.out(`${name}.err`).trim()}, expected ${JSON.stringify(want)}`);
     };
     other("other4", ADDR.remote4, 40000);
     other("other6", ADDR.remote6, 40001);
@@ -315,7 +343,8 @@ describeE2E("UDP (root)", () => {
     // the namespace's echo reaches the remote sender, from the forwarded port of the host's address
     const echo = (name: string, from: string, port: number, local: number) => {
       const want = { from, port, data: name, local };
-      if (JSON.stringify(inbound[name]) !== JSON.stringify(want)) failures.push(`${name}: got ${JSON.stringify(inbound[name] ?? "nothing")}, expected ${JSON.stringify(want)}`);
+      if (JSON.stringify(inbound[name]) !== JSON.stringify(want))
+        failures.push(`${name}: got ${JSON.stringify(inbound[name] ?? "nothing")}, expected ${JSON.stringify(want)}`);
     };
     echo("echo4", ADDR.host4, ECHO4, 40010);
     echo("echo6", ADDR.host6, ECHO6, 40011);

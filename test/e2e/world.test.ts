@@ -4,7 +4,19 @@
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync, statSync } from "node:fs";
-import { ADDR, DEFAULT_RESOLV_CONF, HOST_IF, UPSTREAM_IF, createWorld, describeE2E, ensureTestUser, isAlive, run, withWorld, type World } from "../world.ts";
+import {
+  ADDR,
+  DEFAULT_RESOLV_CONF,
+  HOST_IF,
+  UPSTREAM_IF,
+  createWorld,
+  describeE2E,
+  ensureTestUser,
+  isAlive,
+  run,
+  withWorld,
+  type World,
+} from "../world.ts";
 import { prepareDhclient } from "../tools/dhclient.ts";
 
 function netns(): string[] {
@@ -176,7 +188,13 @@ describeE2E("test world", () => {
       expect(r.stdout).toContain("rc4=0");
       expect(r.stdout).toContain("rc6=0");
       const b4 = d4.lastBound()!;
-      expect(b4).toMatchObject({ reason: "BOUND", interface: "eth0", new_ip_address: ADDR.host4, new_subnet_mask: "255.255.255.0", new_routers: ADDR.gw4 });
+      expect(b4).toMatchObject({
+        reason: "BOUND",
+        interface: "eth0",
+        new_ip_address: ADDR.host4,
+        new_subnet_mask: "255.255.255.0",
+        new_routers: ADDR.gw4,
+      });
       const b6 = d6.lastBound()!;
       expect(b6).toMatchObject({ reason: "BOUND6", interface: "eth0", new_ip6_address: ADDR.host6 });
       // the script configured the guest with what it received

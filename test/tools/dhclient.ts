@@ -201,7 +201,9 @@ export function prepareDhclient(family: 4 | 6, opts: DhclientOptions = {}): Dhcl
     records,
     lastBound() {
       const set = family === 4 ? BOUND4 : BOUND6;
-      return records().filter((r) => set.has(r.reason)).at(-1);
+      return records()
+        .filter((r) => set.has(r.reason))
+        .at(-1);
     },
     cleanup() {
       if (ownDir) rmSync(dir, { recursive: true, force: true });

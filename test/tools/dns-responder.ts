@@ -124,7 +124,8 @@ export function answer(msg: Uint8Array, records: Map<string, Uint8Array[]>, ttl 
   const addrs = records.get(q.name);
   let rcode = 0;
   const rrs: Uint8Array[] = [];
-  if (!addrs) rcode = 3; // NXDOMAIN
+  if (!addrs)
+    rcode = 3; // NXDOMAIN
   else if (q.cls === 1 || q.cls === 255) {
     for (const a of addrs) {
       const t = a.length === 4 ? TYPE_A : TYPE_AAAA;
@@ -199,7 +200,10 @@ async function main(argv: string[]) {
       const v = next();
       const eq = v.indexOf("=");
       if (eq < 1) throw new Error(`bad --record ${v}`);
-      spec[v.slice(0, eq)] = v.slice(eq + 1).split(",").filter(Boolean);
+      spec[v.slice(0, eq)] = v
+        .slice(eq + 1)
+        .split(",")
+        .filter(Boolean);
       anyRecord = true;
     } else throw new Error(`unknown argument ${a}`);
   }

@@ -131,7 +131,7 @@ export interface Targets {
 /** IPv4 text to a host-order number. */
 export function ip4(s: string): number {
   const p = s.split(".").map(Number);
-  return (((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0);
+  return ((p[0]! << 24) | (p[1]! << 16) | (p[2]! << 8) | p[3]!) >>> 0;
 }
 
 /** IPv6 text to 16 bytes. */
@@ -180,22 +180,38 @@ export class HostileFrames {
 
   private make(cls: ClassName): number {
     switch (cls) {
-      case "ethUnknown": return this.ethUnknown();
-      case "arpBad": return this.arpBad();
-      case "ip4Bad": return this.ip4Bad();
-      case "ip4Proto": return this.ip4Payload(this.pick([0, 2, 41, 47, 50, 89, 132, 255]), this.r(200));
-      case "l4Bad4": return this.l4Bad4();
-      case "tcpSoupBad": return this.tcpSoupBad();
-      case "ip6Bad": return this.ip6Bad();
-      case "ip6Proto": return this.ip6Payload(this.pick([59, 132, 50, 253]), this.r(200));
-      case "l6Bad": return this.l6Bad();
-      case "tcpStray": return this.tcpStray();
-      case "syn": return this.syn();
-      case "udp": return this.udpClosed();
-      case "echo": return this.echo();
-      case "frag4": return this.frag4();
-      case "frag6": return this.frag6();
-      case "live": return this.live();
+      case "ethUnknown":
+        return this.ethUnknown();
+      case "arpBad":
+        return this.arpBad();
+      case "ip4Bad":
+        return this.ip4Bad();
+      case "ip4Proto":
+        return this.ip4Payload(this.pick([0, 2, 41, 47, 50, 89, 132, 255]), this.r(200));
+      case "l4Bad4":
+        return this.l4Bad4();
+      case "tcpSoupBad":
+        return this.tcpSoupBad();
+      case "ip6Bad":
+        return this.ip6Bad();
+      case "ip6Proto":
+        return this.ip6Payload(this.pick([59, 132, 50, 253]), this.r(200));
+      case "l6Bad":
+        return this.l6Bad();
+      case "tcpStray":
+        return this.tcpStray();
+      case "syn":
+        return this.syn();
+      case "udp":
+        return this.udpClosed();
+      case "echo":
+        return this.echo();
+      case "frag4":
+        return this.frag4();
+      case "frag6":
+        return this.frag6();
+      case "live":
+        return this.live();
     }
   }
 
@@ -238,11 +254,20 @@ export class HostileFrames {
     b.fill(0, o + 18, o + 24);
     wr32(b, o + 24, this.t.dst4[0]!);
     switch (this.r(5)) {
-      case 0: wr16(b, o, 6 + this.r(100)); break; // hardware type
-      case 1: wr16(b, o + 2, ETH_P_IPV6); break; // protocol type
-      case 2: b[o + 4] = this.pick([0, 4, 8, 16, 255]); break;
-      case 3: b[o + 5] = this.pick([0, 6, 16, 255]); break;
-      default: return o + this.r(28); // truncated
+      case 0:
+        wr16(b, o, 6 + this.r(100));
+        break; // hardware type
+      case 1:
+        wr16(b, o + 2, ETH_P_IPV6);
+        break; // protocol type
+      case 2:
+        b[o + 4] = this.pick([0, 4, 8, 16, 255]);
+        break;
+      case 3:
+        b[o + 5] = this.pick([0, 6, 16, 255]);
+        break;
+      default:
+        return o + this.r(28); // truncated
     }
     return o + 28;
   }
@@ -279,8 +304,12 @@ export class HostileFrames {
     const end = this.ip4Payload(this.pick([6, 17, 1]), n);
     const o = ETH_HLEN;
     switch (this.r(6)) {
-      case 0: b[o] = (this.pick([0, 5, 6, 15]) << 4) | 5; return end; // version
-      case 1: b[o] = 0x40 | this.r(5); return end; // IHL below 5
+      case 0:
+        b[o] = (this.pick([0, 5, 6, 15]) << 4) | 5;
+        return end; // version
+      case 1:
+        b[o] = 0x40 | this.r(5);
+        return end; // IHL below 5
       case 2: {
         // IHL past the total length
         const ihl = 6 + this.r(10);
@@ -288,9 +317,14 @@ export class HostileFrames {
         wr16(b, o + 2, ihl * 4 - 4);
         return end;
       }
-      case 3: wr16(b, o + 2, end - o + 1 + this.r(2000)); return end; // total length past the frame
-      case 4: wr16(b, o + 2, this.r(IP4_HLEN)); return end; // total length below the header
-      default: return o + this.r(IP4_HLEN); // truncated header
+      case 3:
+        wr16(b, o + 2, end - o + 1 + this.r(2000));
+        return end; // total length past the frame
+      case 4:
+        wr16(b, o + 2, this.r(IP4_HLEN));
+        return end; // total length below the header
+      default:
+        return o + this.r(IP4_HLEN); // truncated header
     }
   }
 
@@ -327,7 +361,16 @@ export class HostileFrames {
   private tcpSoupBad(): number {
     const v6 = this.t.src6 !== null && this.r(2) === 1;
     const p = v6 ? this.ip6(6, TCP_HLEN) : this.ip4(6, TCP_HLEN);
-    this.tcp(p, this.r(CLOSED_PORT_MAX) + 1024, 1 + this.r(CLOSED_PORT_MAX), this.rnd(), this.rnd(), SYN | this.pick([FIN, RST, FIN | RST, FIN | ACK, RST | ACK | PSH]), this.rnd() & 0xffff, 0);
+    this.tcp(
+      p,
+      this.r(CLOSED_PORT_MAX) + 1024,
+      1 + this.r(CLOSED_PORT_MAX),
+      this.rnd(),
+      this.rnd(),
+      SYN | this.pick([FIN, RST, FIN | RST, FIN | ACK, RST | ACK | PSH]),
+      this.rnd() & 0xffff,
+      0,
+    );
     return p + TCP_HLEN;
   }
 
@@ -441,15 +484,66 @@ export class HostileFrames {
     while (k < n) {
       const left = n - k;
       switch (this.r(9)) {
-        case 0: b[p + k++] = 1; break; // NOP
-        case 1: b[p + k++] = 0; break; // EOL
-        case 2: if (left >= 4) { b[p + k] = 2; b[p + k + 1] = 4; wr16(b, p + k + 2, this.pick([0, 1, 88, 536, 1460, 65535])); k += 4; } else b[p + k++] = 1; break;
-        case 3: if (left >= 3) { b[p + k] = 3; b[p + k + 1] = 3; b[p + k + 2] = this.pick([0, 7, 14, 15, 200, 255]); k += 3; } else b[p + k++] = 1; break;
-        case 4: if (left >= 10) { b[p + k] = 8; b[p + k + 1] = 10; this.random(p + k + 2, 8); k += 10; } else b[p + k++] = 1; break;
-        case 5: if (left >= 2) { b[p + k] = 4; b[p + k + 1] = 2; k += 2; } else b[p + k++] = 1; break;
-        case 6: b[p + k] = this.pick([2, 3, 5, 8, 30, 34, 254, 99]); if (left >= 2) { b[p + k + 1] = this.pick([0, 1, left, left + 1, 255]); k = n; } else k++; break; // length 0, 1, exact, or past the end
-        case 7: { const l = 2 + this.r(Math.max(1, left - 1)); if (l <= left) { b[p + k] = 100 + this.r(150); b[p + k + 1] = l; this.random(p + k + 2, l - 2); k += l; } else b[p + k++] = 1; break; }
-        default: if (left >= 2) { b[p + k] = this.pick([2, 3, 8]); b[p + k + 1] = this.pick([2, 5, 9, 11, 40]); k += 2; } else b[p + k++] = 1; // wrong length for the kind
+        case 0:
+          b[p + k++] = 1;
+          break; // NOP
+        case 1:
+          b[p + k++] = 0;
+          break; // EOL
+        case 2:
+          if (left >= 4) {
+            b[p + k] = 2;
+            b[p + k + 1] = 4;
+            wr16(b, p + k + 2, this.pick([0, 1, 88, 536, 1460, 65535]));
+            k += 4;
+          } else b[p + k++] = 1;
+          break;
+        case 3:
+          if (left >= 3) {
+            b[p + k] = 3;
+            b[p + k + 1] = 3;
+            b[p + k + 2] = this.pick([0, 7, 14, 15, 200, 255]);
+            k += 3;
+          } else b[p + k++] = 1;
+          break;
+        case 4:
+          if (left >= 10) {
+            b[p + k] = 8;
+            b[p + k + 1] = 10;
+            this.random(p + k + 2, 8);
+            k += 10;
+          } else b[p + k++] = 1;
+          break;
+        case 5:
+          if (left >= 2) {
+            b[p + k] = 4;
+            b[p + k + 1] = 2;
+            k += 2;
+          } else b[p + k++] = 1;
+          break;
+        case 6:
+          b[p + k] = this.pick([2, 3, 5, 8, 30, 34, 254, 99]);
+          if (left >= 2) {
+            b[p + k + 1] = this.pick([0, 1, left, left + 1, 255]);
+            k = n;
+          } else k++;
+          break; // length 0, 1, exact, or past the end
+        case 7: {
+          const l = 2 + this.r(Math.max(1, left - 1));
+          if (l <= left) {
+            b[p + k] = 100 + this.r(150);
+            b[p + k + 1] = l;
+            this.random(p + k + 2, l - 2);
+            k += l;
+          } else b[p + k++] = 1;
+          break;
+        }
+        default:
+          if (left >= 2) {
+            b[p + k] = this.pick([2, 3, 8]);
+            b[p + k + 1] = this.pick([2, 5, 9, 11, 40]);
+            k += 2;
+          } else b[p + k++] = 1; // wrong length for the kind
       }
     }
   }
@@ -663,7 +757,14 @@ function linkInfo(ifname: string): { index: number; mac: Uint8Array } {
   const r = Bun.spawnSync(["ip", "-j", "link", "show", "dev", ifname], { stdout: "pipe", stderr: "pipe" });
   if (r.exitCode !== 0) throw new Error(`ip link show ${ifname}: ${r.stderr.toString()}`);
   const l = JSON.parse(r.stdout.toString())[0];
-  return { index: l.ifindex, mac: new Uint8Array(String(l.address).split(":").map((x) => parseInt(x, 16))) };
+  return {
+    index: l.ifindex,
+    mac: new Uint8Array(
+      String(l.address)
+        .split(":")
+        .map((x) => parseInt(x, 16)),
+    ),
+  };
 }
 
 /**
@@ -729,7 +830,8 @@ function main(argv: string[]): void {
   if (a.flow4) {
     const [sport, dport] = a.flow4.split(":").map(Number) as [number, number];
     liveSeen = sniffLive(ifindex, t.src4, t.dst4[0]!, sport, dport);
-    if (!liveSeen) throw new Error(`no frame of the connection ${a.src4}:${sport} → ${a.dst4!.split(",")[0]}:${dport} within ${SNIFF_MS} ms`);
+    if (!liveSeen)
+      throw new Error(`no frame of the connection ${a.src4}:${sport} → ${a.dst4!.split(",")[0]}:${dport} within ${SNIFF_MS} ms`);
     t.live = { sport, dport, ...liveSeen };
   }
 

@@ -122,7 +122,16 @@ export async function runLikeCaller(argv: string[], opts: CallerOptions): Promis
     err.cancel();
   }
   const code = exitMs < 0 ? -1 : proc.signalCode ? 128 + signalNumber(proc.signalCode) : (proc.exitCode ?? -1);
-  return { argv, code, output: out.sofar(), stderr: err.sofar(), exitMs: Math.round(exitMs), ms: Math.round(ms), hung: settled === null, retries: 0 };
+  return {
+    argv,
+    code,
+    output: out.sofar(),
+    stderr: err.sofar(),
+    exitMs: Math.round(exitMs),
+    ms: Math.round(ms),
+    hung: settled === null,
+    retries: 0,
+  };
 }
 
 function signalNumber(sig: string | number): number {
@@ -218,7 +227,13 @@ export function podman44Args(netns: string, ports: PortMapping[], extra: string[
  * with "unrecognized option '--map-guest-addr" in it, when that option is the
  * one Podman added itself, run it again without the last two arguments.
  */
-export async function launchPodman5(pasta: string[], netns: string, ports: PortMapping[], opts: Omit<CallerOptions, "combined"> = {}, extra: string[] = []): Promise<Launch> {
+export async function launchPodman5(
+  pasta: string[],
+  netns: string,
+  ports: PortMapping[],
+  opts: Omit<CallerOptions, "combined"> = {},
+  extra: string[] = [],
+): Promise<Launch> {
   let args = podman5Args(netns, ports, extra);
   let ownMapGuestAddr = args.at(-2) === MAP_GUEST_ADDR;
   for (let retries = 0; ; retries++) {
@@ -233,7 +248,13 @@ export async function launchPodman5(pasta: string[], netns: string, ports: PortM
 }
 
 /** Podman 4.4: stdout and stderr on separate pipes, no retry. */
-export function launchPodman44(pasta: string[], netns: string, ports: PortMapping[], opts: Omit<CallerOptions, "combined"> = {}, extra: string[] = []): Promise<Launch> {
+export function launchPodman44(
+  pasta: string[],
+  netns: string,
+  ports: PortMapping[],
+  opts: Omit<CallerOptions, "combined"> = {},
+  extra: string[] = [],
+): Promise<Launch> {
   return runLikeCaller([...pasta, ...podman44Args(netns, ports, extra)], { ...opts, combined: false });
 }
 
@@ -288,7 +309,11 @@ export interface RootlesskitLaunch extends Launch {
 }
 
 /** DetectFeatures() then ConfigureNetwork(): what rootlesskit runs, in order. */
-export async function launchRootlesskit(pasta: string[], n: RootlesskitNet, opts: Omit<CallerOptions, "combined"> = {}): Promise<RootlesskitLaunch> {
+export async function launchRootlesskit(
+  pasta: string[],
+  n: RootlesskitNet,
+  opts: Omit<CallerOptions, "combined"> = {},
+): Promise<RootlesskitLaunch> {
   const version = await runLikeCaller([...pasta, "--version"], { ...opts, combined: true });
   const hostLoProbe = await runLikeCaller([...pasta, "--host-lo-to-ns-lo", "--version"], { ...opts, combined: true });
   const r = await runLikeCaller([...pasta, ...rootlesskitArgs(n, hostLoProbe.code === 0)], { ...opts, combined: true });
@@ -314,8 +339,10 @@ export interface LibvirtNet {
 export function libvirtArgs(n: LibvirtNet): string[] {
   return [
     "--one-off",
-    "--socket", n.socket,
-    "--pid", n.pidFile,
+    "--socket",
+    n.socket,
+    "--pid",
+    n.pidFile,
     ...(n.mtu ? ["--mtu", String(n.mtu)] : []),
     ...(n.sourceDev ? ["--interface", n.sourceDev] : []),
     ...(n.logFile ? ["--log-file", n.logFile] : []),
@@ -361,7 +388,14 @@ export function pidsWithArgs(args: string[]): number[] {
 
 /** A launch described as data, for `bun test/tools/launchers.ts JSON`. */
 export type LaunchSpec =
-  | { launcher: "podman5" | "podman44"; pasta: string[]; netns: string; ports: PortMapping[]; extra?: string[]; env?: Record<string, string> }
+  | {
+      launcher: "podman5" | "podman44";
+      pasta: string[];
+      netns: string;
+      ports: PortMapping[];
+      extra?: string[];
+      env?: Record<string, string>;
+    }
   | { launcher: "rootlesskit"; pasta: string[]; net: RootlesskitNet; env?: Record<string, string> }
   | { launcher: "libvirt"; passt: string[]; net: LibvirtNet; env?: Record<string, string> };
 

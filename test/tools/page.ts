@@ -10,7 +10,11 @@ import { formatValue } from "../../bench/html.ts";
 import type { Cell } from "../../bench/report.ts";
 
 export const CHROMIUM_TIMEOUT_MS = 60_000;
-export const CHROMIUM_PATHS = ["/usr/bin/chromium-headless-shell", "/usr/lib/chromium/headless_shell", "/usr/lib/chromium/chromium-headless-shell"];
+export const CHROMIUM_PATHS = [
+  "/usr/bin/chromium-headless-shell",
+  "/usr/lib/chromium/headless_shell",
+  "/usr/lib/chromium/chromium-headless-shell",
+];
 
 /** Where Chromium's headless shell is, or null. */
 export function findChromium(): string | null {
@@ -53,7 +57,13 @@ export async function dumpDom(bin: string, path: string, profileDir: string): Pr
 
 /** Undo the entity escapes a serialised DOM uses in attribute values and text. */
 function decode(s: string): string {
-  return s.replace(/&lt;/g, "<").replace(/&gt;/g, ">").replace(/&quot;/g, '"').replace(/&#39;/g, "'").replace(/&nbsp;/g, "\u00a0").replace(/&amp;/g, "&");
+  return s
+    .replace(/&lt;/g, "<")
+    .replace(/&gt;/g, ">")
+    .replace(/&quot;/g, '"')
+    .replace(/&#39;/g, "'")
+    .replace(/&nbsp;/g, "\u00a0")
+    .replace(/&amp;/g, "&");
 }
 
 export interface Printed {
@@ -96,7 +106,11 @@ export async function checkResultsPage(html: string, results: { rows: ResultCell
   expect(charts.sort()).toEqual(tables.sort());
   for (const r of results.rows) {
     const found = cells.filter(
-      (c) => c.attrs["data-table"] === r.table && c.attrs["data-row"] === r.row && c.attrs["data-column"] === String(r.column) && c.attrs["data-impl"] === r.impl,
+      (c) =>
+        c.attrs["data-table"] === r.table &&
+        c.attrs["data-row"] === r.row &&
+        c.attrs["data-column"] === String(r.column) &&
+        c.attrs["data-impl"] === r.impl,
     );
     const what = `${r.table} / ${r.row} / ${r.column} / ${r.impl}`;
     expect(found.length, what).toBe(1);

@@ -114,7 +114,8 @@ export async function startPasta(
   const program = opts.program ? [...opts.program, ...pastaArgs] : programArgv(pastaArgs);
   const child = w.spawn(w.host, [...(opts.launcher ?? []), ...program], { env: opts.env });
   const deadline = Date.now() + (opts.readyMs ?? 30000);
-  const fail = (what: string) => new Error(`pasta ${what}\nargv: ${child.argv.join(" ")}\nstdout: ${child.stdout()}\nstderr: ${child.stderr()}`);
+  const fail = (what: string) =>
+    new Error(`pasta ${what}\nargv: ${child.argv.join(" ")}\nstdout: ${child.stdout()}\nstderr: ${child.stderr()}`);
   let exited = false;
   child.exited.then(() => (exited = true));
 

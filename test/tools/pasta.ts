@@ -74,7 +74,12 @@ export async function runPasta(w: World, args: string[], script: string, opts: R
     const files = readdirSync(outDir)
       .filter((f) => f !== "guest.sh")
       .sort();
-    return [`pasta exit ${r.code}${r.timedOut ? " (timed out)" : ""}`, `stderr: ${r.stderr}`, `stdout: ${r.stdout}`, ...files.map((f) => `--- ${f}\n${read(f)}`)].join("\n");
+    return [
+      `pasta exit ${r.code}${r.timedOut ? " (timed out)" : ""}`,
+      `stderr: ${r.stderr}`,
+      `stdout: ${r.stdout}`,
+      ...files.map((f) => `--- ${f}\n${read(f)}`),
+    ].join("\n");
   };
   return {
     ...r,

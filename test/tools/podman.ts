@@ -28,7 +28,19 @@
  * test alone), then removes storage, runtime dir and the user (userdel also
  * removes its subordinate ranges).
  */
-import { chmodSync, chownSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync, copyFileSync } from "node:fs";
+import {
+  chmodSync,
+  chownSync,
+  existsSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  symlinkSync,
+  writeFileSync,
+  copyFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { asUser, execIn, isAlive, run, type ExecOptions, type ExecResult, type TestUser, type World } from "../world.ts";
@@ -36,7 +48,23 @@ import { asUser, execIn, isAlive, run, type ExecOptions, type ExecResult, type T
 export const PODMAN_USER = "pastapodman";
 export const PODMAN_IMAGE = "localhost/pasta-busybox:test";
 /** Busybox applets linked in the image. */
-const APPLETS = ["sh", "ip", "wget", "nslookup", "httpd", "cat", "echo", "sleep", "ls", "mkdir", "nc", "hostname", "true", "grep", "timeout"];
+const APPLETS = [
+  "sh",
+  "ip",
+  "wget",
+  "nslookup",
+  "httpd",
+  "cat",
+  "echo",
+  "sleep",
+  "ls",
+  "mkdir",
+  "nc",
+  "hostname",
+  "true",
+  "grep",
+  "timeout",
+];
 const BUSYBOX = ["/bin/busybox", "/usr/bin/busybox"];
 /** The page busybox httpd serves in the image, at /www/index.html. */
 export const IMAGE_PAGE = "pasta-busybox-page\n";
@@ -60,7 +88,12 @@ export interface RootlessPodman {
 
 /** Why rootless Podman can't run here, or null. */
 export function podmanMissing(): string | null {
-  for (const [bin, pkg] of [["podman", "podman"], ["runc", "runc"], ["newuidmap", "uidmap"], ["nsenter", "util-linux"]] as const) {
+  for (const [bin, pkg] of [
+    ["podman", "podman"],
+    ["runc", "runc"],
+    ["newuidmap", "uidmap"],
+    ["nsenter", "util-linux"],
+  ] as const) {
     if (!Bun.which(bin)) return `${bin} is not installed (Debian: ${pkg})`;
   }
   if (!BUSYBOX.some((p) => existsSync(p))) return "no static busybox (Debian: busybox-static)";
@@ -120,8 +153,15 @@ function createUser(name: string, home: string): TestUser {
   const r = run(["useradd", "--user-group", "--no-create-home", "--home-dir", home, "--shell", "/bin/sh", name]);
   const ids = uidOf(name);
   if (!ids) throw new Error(`cannot create user ${name}: ${r.stderr}`);
-  for (const [file, flag] of [["/etc/subuid", "--add-subuids"], ["/etc/subgid", "--add-subgids"]] as const) {
-    if (!readFileSync(file, "utf8").split("\n").some((l) => l.startsWith(`${name}:`))) {
+  for (const [file, flag] of [
+    ["/etc/subuid", "--add-subuids"],
+    ["/etc/subgid", "--add-subgids"],
+  ] as const) {
+    if (
+      !readFileSync(file, "utf8")
+        .split("\n")
+        .some((l) => l.startsWith(`${name}:`))
+    ) {
       const start = freeSubordinateStart(file);
       const u = run(["usermod", flag, `${start}-${start + 65535}`, name]);
       if (u.code !== 0) throw new Error(`usermod ${flag}: ${u.stderr}`);
@@ -179,9 +219,16 @@ class RootlessPodmanImpl implements RootlessPodman {
   argv(cmd: string[]): string[] {
     const resolv = `/etc/netns/${this.w.host}/resolv.conf`;
     return [
-      "unshare", "--mount", "--propagation", "private",
-      "sh", "-c", 'mount --bind "$0" /etc/resolv.conf && exec "$@"', resolv,
-      "nsenter", `--net=/run/netns/${this.w.host}`,
+      "unshare",
+      "--mount",
+      "--propagation",
+      "private",
+      "sh",
+      "-c",
+      'mount --bind "$0" /etc/resolv.conf && exec "$@"',
+      resolv,
+      "nsenter",
+      `--net=/run/netns/${this.w.host}`,
       ...asUser(cmd, this.user, { XDG_RUNTIME_DIR: this.runtimeDir }),
     ];
   }

@@ -26,7 +26,9 @@ export function rssBytes(pid: number): number {
 /** Share of one CPU that pid used over the next ms milliseconds (user + system). */
 export async function cpuShare(pid: number, ms: number): Promise<number> {
   const ticks = () => {
-    const f = readFileSync(`/proc/${pid}/stat`, "utf8").replace(/^.*\) /s, "").split(" ");
+    const f = readFileSync(`/proc/${pid}/stat`, "utf8")
+      .replace(/^.*\) /s, "")
+      .split(" ");
     return Number(f[11]) + Number(f[12]);
   };
   const t0 = ticks();

@@ -133,16 +133,27 @@ function parseRelayArgs(argv: string[]): RelayArgs {
       return x;
     };
     switch (argv[i]) {
-      case "--socket": a.socket = v(); break;
-      case "--tap": a.tap = v(); break;
-      case "--drop": a.dropIn = a.dropOut = Number(v()); break;
-      case "--drop-in": a.dropIn = Number(v()); break;
-      case "--drop-out": a.dropOut = Number(v()); break;
+      case "--socket":
+        a.socket = v();
+        break;
+      case "--tap":
+        a.tap = v();
+        break;
+      case "--drop":
+        a.dropIn = a.dropOut = Number(v());
+        break;
+      case "--drop-in":
+        a.dropIn = Number(v());
+        break;
+      case "--drop-out":
+        a.dropOut = Number(v());
+        break;
       case "--spawn":
         a.spawn = argv.slice(argv[i + 1] === "--" ? i + 2 : i + 1);
         i = argv.length;
         break;
-      default: throw new Error(`unknown argument ${argv[i]}`);
+      default:
+        throw new Error(`unknown argument ${argv[i]}`);
     }
   }
   if (!a.socket === !a.spawn) throw new Error("give exactly one of --socket PATH and --spawn -- CMD");

@@ -64,7 +64,10 @@ export function prepareUdhcpc(opts: { iface?: string; extraArgs?: string[] } = {
     outFile,
     shell: `(ip link set ${iface} up; ${argv.map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(" ")})`,
     records,
-    lastBound: () => records().filter((r) => r.reason === "bound" || r.reason === "renew").at(-1),
+    lastBound: () =>
+      records()
+        .filter((r) => r.reason === "bound" || r.reason === "renew")
+        .at(-1),
     cleanup: () => rmSync(dir, { recursive: true, force: true }),
   };
 }

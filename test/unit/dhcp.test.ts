@@ -21,16 +21,34 @@ const HDR = "010106005299ed2d" + "0000" + "0000" + zeros(16) + "02000000000b" + 
 /** DHCPDISCOVER: 53=1, 12="guest1", 55 = 1 28 2 3 15 6 119 12 44 47 26 42, END, padding to 300. */
 const DISCOVER = hex(HDR + "350101" + "0c06677565737431" + "370c011c02030f06770c2c2f1a2a" + "ff" + zeros(34));
 /** DHCPREQUEST (SELECTING): 53=3, 54=10.0.2.2, 50=10.0.2.15, 12, 55, END, padding. */
-const REQUEST = hex(HDR + "350103" + "36040a000202" + "32040a00020f" + "0c06677565737431" +
-  "370c011c02030f06770c2c2f1a2a" + "ff" + zeros(22));
+const REQUEST = hex(
+  HDR + "350103" + "36040a000202" + "32040a00020f" + "0c06677565737431" + "370c011c02030f06770c2c2f1a2a" + "ff" + zeros(22),
+);
 /** An older capture, from dhclient with a shorter request list (1 28 2 3 15 6 12). */
-const DISCOVER_SHORT = hex("010106005171213a" + "0000" + "0000" + zeros(16) + "02000000000b" + zeros(10) + zeros(192) +
-  "63825363" + "350101" + "0c06677565737431" + "3707011c02030f060c" + "ff" + zeros(39));
+const DISCOVER_SHORT = hex(
+  "010106005171213a" +
+    "0000" +
+    "0000" +
+    zeros(16) +
+    "02000000000b" +
+    zeros(10) +
+    zeros(192) +
+    "63825363" +
+    "350101" +
+    "0c06677565737431" +
+    "3707011c02030f060c" +
+    "ff" +
+    zeros(39),
+);
 
 /** The OFFER and ACK dhclient accepted. */
-const OFFER_ACCEPTED = hex("020106005299ed2d00000000000000000a00020f000000000000000002000000000b" + zeros(10) + zeros(192) +
-  "6382536335010236040a0002023304ffffffff0104ffffff0003040a0002020f0b6578616d706c652e6f726706080a00020309090909" +
-  "771b076578616d706c65036f7267000474657374076578616d706c65001a0205dcff");
+const OFFER_ACCEPTED = hex(
+  "020106005299ed2d00000000000000000a00020f000000000000000002000000000b" +
+    zeros(10) +
+    zeros(192) +
+    "6382536335010236040a0002023304ffffffff0104ffffff0003040a0002020f0b6578616d706c652e6f726706080a00020309090909" +
+    "771b076578616d706c65036f7267000474657374076578616d706c65001a0205dcff",
+);
 const ACK_ACCEPTED = OFFER_ACCEPTED.slice();
 ACK_ACCEPTED[242] = 5;
 
@@ -40,22 +58,55 @@ const cfg: Config = {
   nsMac: new Uint8Array(6),
   nsIfname: "eth0",
   mtu: 1500,
-  ip4: { addr: parseIp4("10.0.2.15"), prefixLen: 24, gw: parseIp4("10.0.2.2"),
-    dns: [parseIp4("10.0.2.3"), parseIp4("9.9.9.9")], dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0, ifname: "eth0", copyAddrs: false, copyRoutes: false },
+  ip4: {
+    addr: parseIp4("10.0.2.15"),
+    prefixLen: 24,
+    gw: parseIp4("10.0.2.2"),
+    dns: [parseIp4("10.0.2.3"), parseIp4("9.9.9.9")],
+    dnsMatch: 0,
+    dnsHost: 0,
+    mapHostLoopback: 0,
+    mapGuestAddr: 0,
+    ifname: "eth0",
+    copyAddrs: false,
+    copyRoutes: false,
+  },
   ip6: null,
   dnsSearch: ["example.org", "test.example"],
-  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
+  noDhcp: false,
+  noNdp: false,
+  noDhcpv6: false,
+  noRa: false,
+  noIcmp: false,
+  configNet: false,
+  outbound4: 0,
+  outbound6: null,
+  outboundIf4: null,
+  outboundIf6: null,
+  dhcpDns: true,
+  dhcpSearch: true,
+  hostname: "",
+  fqdn: "",
 };
 
-const withIp4 = (patch: Partial<NonNullable<Config["ip4"]>>, rest: Partial<Config> = {}): Config =>
-  ({ ...cfg, ...rest, ip4: { ...cfg.ip4!, ...patch } });
+const withIp4 = (patch: Partial<NonNullable<Config["ip4"]>>, rest: Partial<Config> = {}): Config => ({
+  ...cfg,
+  ...rest,
+  ip4: { ...cfg.ip4!, ...patch },
+});
 
 /* ---- independent decoder ---- */
 
 interface Decoded {
-  op: number; xid: number; flags: number; ciaddr: string; yiaddr: string; siaddr: string; giaddr: string;
-  chaddr: string; cookie: number;
+  op: number;
+  xid: number;
+  flags: number;
+  ciaddr: string;
+  yiaddr: string;
+  siaddr: string;
+  giaddr: string;
+  chaddr: string;
+  cookie: number;
   /** Options in order of appearance (pads skipped). */
   order: number[];
   /** Option data, instances of one code concatenated (RFC 3396). */
@@ -73,7 +124,10 @@ function decode(b: Uint8Array): Decoded {
   for (;;) {
     if (i >= b.length) throw new Error("no END option");
     const code = b[i]!;
-    if (code === 0) { i++; continue; }
+    if (code === 0) {
+      i++;
+      continue;
+    }
     if (code === 255) break;
     const l = b[i + 1]!;
     if (i + 2 + l > b.length) throw new Error("option overruns");
@@ -86,9 +140,18 @@ function decode(b: Uint8Array): Decoded {
     i += 2 + l;
   }
   return {
-    op: b[0]!, xid: dv.getUint32(4), flags: dv.getUint16(10), ciaddr: ip(b, 12), yiaddr: ip(b, 16),
-    siaddr: ip(b, 20), giaddr: ip(b, 24), chaddr: Buffer.from(b.subarray(28, 34)).toString("hex"),
-    cookie: dv.getUint32(236), order, opts, endAt: i,
+    op: b[0]!,
+    xid: dv.getUint32(4),
+    flags: dv.getUint16(10),
+    ciaddr: ip(b, 12),
+    yiaddr: ip(b, 16),
+    siaddr: ip(b, 20),
+    giaddr: ip(b, 24),
+    chaddr: Buffer.from(b.subarray(28, 34)).toString("hex"),
+    cookie: dv.getUint32(236),
+    order,
+    opts,
+    endAt: i,
   };
 }
 
@@ -98,10 +161,14 @@ function names(b: Uint8Array): string[] {
   let i = 0;
   while (i < b.length) {
     const labels: string[] = [];
-    let p = i, jumped = false;
+    let p = i,
+      jumped = false;
     for (let guard = 0; guard < 128; guard++) {
       const l = b[p]!;
-      if (l === 0) { if (!jumped) i = p + 1; break; }
+      if (l === 0) {
+        if (!jumped) i = p + 1;
+        break;
+      }
       if ((l & 0xc0) === 0xc0) {
         if (!jumped) i = p + 2;
         jumped = true;
@@ -133,7 +200,9 @@ function patched(src: Uint8Array, at: number, bytes: string): Uint8Array {
 }
 
 /** Offsets of the options in REQUEST: 53 at 240, 54 at 243, 50 at 249. */
-const REQ_TYPE = 242, REQ_SERVER = 243, REQ_ADDR = 249;
+const REQ_TYPE = 242,
+  REQ_SERVER = 243,
+  REQ_ADDR = 249;
 
 describe("dhcpReply on captured dhclient messages", () => {
   test("DISCOVER -> OFFER, byte for byte what dhclient accepted", () => {

@@ -23,21 +23,37 @@ const ELAPSED = "000800020000";
 const IA_NA = "0003000c0000000b00000e1000001518";
 
 const SOLICIT = hex("018a7c37" + CLIENT_ID + ORO + ELAPSED + IA_NA);
-const REQUEST = hex("03ba9f22" + CLIENT_ID + SERVER_ID + ORO + ELAPSED +
-  "000300280000000b00000e1000001518" + "00050018fd000000000000000000000000000015" + "00001c2000001d4c");
-const RELEASE = hex("085ac930" + CLIENT_ID + SERVER_ID + ORO + ELAPSED +
-  "000300280000000b0000000000000000" + "00050018fd000000000000000000000000000015" + "0000000000000000");
+const REQUEST = hex(
+  "03ba9f22" +
+    CLIENT_ID +
+    SERVER_ID +
+    ORO +
+    ELAPSED +
+    "000300280000000b00000e1000001518" +
+    "00050018fd000000000000000000000000000015" +
+    "00001c2000001d4c",
+);
+const RELEASE = hex(
+  "085ac930" +
+    CLIENT_ID +
+    SERVER_ID +
+    ORO +
+    ELAPSED +
+    "000300280000000b0000000000000000" +
+    "00050018fd000000000000000000000000000015" +
+    "0000000000000000",
+);
 const SOLICIT_RAPID = hex("0103c20d" + "0001000e00010001329f3ebe02000000000b" + ORO + ELAPSED + "000e0000" + IA_NA);
 const INFO_REQ = hex("0b7b23c6" + "0001000a0003000102000000000b" + ORO + ELAPSED);
 
-const DNS_AND_DOMAINS = "00170010fd000000000000000000000000000003" +
-  "0018001b076578616d706c65036f7267000474657374076578616d706c6500";
+const DNS_AND_DOMAINS = "00170010fd000000000000000000000000000003" + "0018001b076578616d706c65036f7267000474657374076578616d706c6500";
 const IA_ANSWER = "000300280000000bffffffffffffffff" + "00050018fd000000000000000000000000000015ffffffffffffffff";
 const ADVERTISE_ACCEPTED = hex("028a7c37" + SERVER_ID + CLIENT_ID + "00070001ff" + IA_ANSWER + DNS_AND_DOMAINS);
 const REPLY_ACCEPTED = hex("07ba9f22" + SERVER_ID + CLIENT_ID + IA_ANSWER + DNS_AND_DOMAINS);
 const RELEASE_REPLY_ACCEPTED = hex("075ac930" + SERVER_ID + CLIENT_ID + "000d00020000" + DNS_AND_DOMAINS);
-const RAPID_REPLY_ACCEPTED = hex("0703c20d" + SERVER_ID + "0001000e00010001329f3ebe02000000000b" + "000e0000" +
-  IA_ANSWER + DNS_AND_DOMAINS);
+const RAPID_REPLY_ACCEPTED = hex(
+  "0703c20d" + SERVER_ID + "0001000e00010001329f3ebe02000000000b" + "000e0000" + IA_ANSWER + DNS_AND_DOMAINS,
+);
 const INFO_REPLY_ACCEPTED = hex("077b23c6" + SERVER_ID + "0001000a0003000102000000000b" + DNS_AND_DOMAINS);
 
 const cfg: Config = {
@@ -47,14 +63,41 @@ const cfg: Config = {
   nsIfname: "eth0",
   mtu: 1500,
   ip4: null,
-  ip6: { addr: parseIp6("fd00::15"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"),
-    dns: [parseIp6("fd00::3")], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0", copyAddrs: false, copyRoutes: false },
+  ip6: {
+    addr: parseIp6("fd00::15"),
+    prefixLen: 64,
+    gw: parseIp6("fe80::1"),
+    ourLL: parseIp6("fe80::1"),
+    dns: [parseIp6("fd00::3")],
+    dnsMatch: null,
+    dnsHost: null,
+    mapHostLoopback: null,
+    mapGuestAddr: null,
+    ifname: "eth0",
+    copyAddrs: false,
+    copyRoutes: false,
+  },
   dnsSearch: ["example.org", "test.example"],
-  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
+  noDhcp: false,
+  noNdp: false,
+  noDhcpv6: false,
+  noRa: false,
+  noIcmp: false,
+  configNet: false,
+  outbound4: 0,
+  outbound6: null,
+  outboundIf4: null,
+  outboundIf6: null,
+  dhcpDns: true,
+  dhcpSearch: true,
+  hostname: "",
+  fqdn: "",
 };
-const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
-  ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });
+const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config => ({
+  ...cfg,
+  ...rest,
+  ip6: { ...cfg.ip6!, ...patch },
+});
 
 /* ---- builders and an independent decoder ---- */
 
@@ -64,15 +107,24 @@ const msg = (type: number, ...opts: string[]) => hex(type.toString(16).padStart(
 const iaNa = (iaid: string, ...sub: string[]) => opt(3, iaid + "0000000000000000" + sub.join(""));
 const iaAddr = (a: string, life = "0000000000000000") => opt(5, tohex(parseIp6(a)) + life);
 
-interface Opt { code: number; data: Uint8Array; sub?: Opt[] }
-interface Msg { type: number; xid: string; opts: Opt[] }
+interface Opt {
+  code: number;
+  data: Uint8Array;
+  sub?: Opt[];
+}
+interface Msg {
+  type: number;
+  xid: string;
+  opts: Opt[];
+}
 
 function parseOpts(b: Uint8Array, nested: boolean): Opt[] {
   const res: Opt[] = [];
   const dv = new DataView(b.buffer, b.byteOffset, b.byteLength);
   for (let i = 0; i < b.length; ) {
     if (i + 4 > b.length) throw new Error("option header overruns");
-    const code = dv.getUint16(i), len = dv.getUint16(i + 2);
+    const code = dv.getUint16(i),
+      len = dv.getUint16(i + 2);
     if (i + 4 + len > b.length) throw new Error("option overruns");
     const data = b.subarray(i + 4, i + 4 + len);
     const o: Opt = { code, data };
@@ -102,7 +154,12 @@ function dnsNames(b: Uint8Array): string[] {
   const labels: string[] = [];
   for (let i = 0; i < b.length; ) {
     const l = b[i]!;
-    if (l === 0) { res.push(labels.join(".")); labels.length = 0; i++; continue; }
+    if (l === 0) {
+      res.push(labels.join("."));
+      labels.length = 0;
+      i++;
+      continue;
+    }
     labels.push(Buffer.from(b.subarray(i + 1, i + 1 + l)).toString());
     i += 1 + l;
   }
@@ -188,7 +245,10 @@ describe("dhcpv6Reply on built messages", () => {
     const m = decode(reply(cfg, msg(5, CID, SERVER_ID, iaNa("00000001", iaAddr("fd00::99"), iaAddr("fd00::15"))))!);
     expect(m.type).toBe(7);
     expect(m.xid).toBe("abcdef");
-    expectIa(one(m, 3), "00000001", [["fd00::15", 0xffffffff], ["fd00::99", 0]]);
+    expectIa(one(m, 3), "00000001", [
+      ["fd00::15", 0xffffffff],
+      ["fd00::99", 0],
+    ]);
   });
 
   test("REBIND without Server ID -> REPLY; with one -> dropped", () => {

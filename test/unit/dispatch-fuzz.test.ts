@@ -42,31 +42,54 @@ if (!iso.prefix.length) console.log(`SKIP dispatch fuzz: cannot make an empty ne
 
 // (seed, bytes of the fake sink): with 1 MiB the sink never has room for a
 // UDP receive batch, and idle flows must time out all the same
-for (const [seed, sinkBytes] of [[1, 4 << 20], [0x5eed, 4 << 20], [3, 1 << 20]] as const) {
-  test.skipIf(!iso.prefix.length)(`dispatch fuzz, seed ${seed}, sink ${sinkBytes >> 20} MiB: ${FRAMES} frames, nothing throws, heap flat, no socket left`, () => {
-    const r = Bun.spawnSync([...iso.prefix, "--", "sh", "-c", NETUP + ' && exec "$@"', "sh", process.execPath, WORKER, String(FRAMES), String(seed), String(sinkBytes)], {
-      stdout: "pipe",
-      stderr: "pipe",
-      env: { ...process.env, PASTA_UDP_TIMEOUT_MS: "200" },
-      timeout: 120_000,
-    });
-    const out = r.stdout.toString();
-    expect(r.exitCode, `worker failed:\n${r.stderr.toString()}\n${out}`).toBe(0);
-    const res = JSON.parse(out.trim().split("\n").at(-1)!);
-    const why = JSON.stringify(res, null, 1);
+for (const [seed, sinkBytes] of [
+  [1, 4 << 20],
+  [0x5eed, 4 << 20],
+  [3, 1 << 20],
+] as const) {
+  test.skipIf(!iso.prefix.length)(
+    `dispatch fuzz, seed ${seed}, sink ${sinkBytes >> 20} MiB: ${FRAMES} frames, nothing throws, heap flat, no socket left`,
+    () => {
+      const r = Bun.spawnSync(
+        [
+          ...iso.prefix,
+          "--",
+          "sh",
+          "-c",
+          NETUP + ' && exec "$@"',
+          "sh",
+          process.execPath,
+          WORKER,
+          String(FRAMES),
+          String(seed),
+          String(sinkBytes),
+        ],
+        {
+          stdout: "pipe",
+          stderr: "pipe",
+          env: { ...process.env, PASTA_UDP_TIMEOUT_MS: "200" },
+          timeout: 120_000,
+        },
+      );
+      const out = r.stdout.toString();
+      expect(r.exitCode, `worker failed:\n${r.stderr.toString()}\n${out}`).toBe(0);
+      const res = JSON.parse(out.trim().split("\n").at(-1)!);
+      const why = JSON.stringify(res, null, 1);
 
-    expect(res.exceptions, why).toEqual([]);
-    expect(res.exceptionCount).toBe(0);
-    expect(res.misuse, why).toEqual([]);
-    expect(res.stats.frames).toBe(FRAMES);
-    // the fixtures are real: the services answered some of them
-    expect(res.stats.services, why).toBeGreaterThan(1000);
-    expect(res.committed, why).toBeGreaterThan(1000);
+      expect(res.exceptions, why).toEqual([]);
+      expect(res.exceptionCount).toBe(0);
+      expect(res.misuse, why).toEqual([]);
+      expect(res.stats.frames).toBe(FRAMES);
+      // the fixtures are real: the services answered some of them
+      expect(res.stats.services, why).toBeGreaterThan(1000);
+      expect(res.committed, why).toBeGreaterThan(1000);
 
-    const heaps = res.samples.map((s: { heap: number }) => s.heap);
-    expect(Math.max(...heaps) - heaps[0], why).toBeLessThan(HEAP_GROWTH_MAX);
-    // every flow timed out and closed its socket
-    expect(res.fdsAfterDrain, why).toBeLessThanOrEqual(res.fdsBefore);
-    for (const [table, n] of Object.entries(res.socketsAfterDrain)) expect(`${table}: ${n}`, why).toBe(`${table}: 0`);
-  }, 150_000);
+      const heaps = res.samples.map((s: { heap: number }) => s.heap);
+      expect(Math.max(...heaps) - heaps[0], why).toBeLessThan(HEAP_GROWTH_MAX);
+      // every flow timed out and closed its socket
+      expect(res.fdsAfterDrain, why).toBeLessThanOrEqual(res.fdsBefore);
+      for (const [table, n] of Object.entries(res.socketsAfterDrain)) expect(`${table}: ${n}`, why).toBe(`${table}: 0`);
+    },
+    150_000,
+  );
 }

@@ -24,7 +24,7 @@ test("random inserts and removals, many collisions: every key present is found, 
   const model = new Map<number, number>(); // key -> flow
   const free = Array.from({ length: MAX }, (_, i) => i);
   let seed = 12345;
-  const rnd = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8);
+  const rnd = () => (seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) >>> 8;
   for (let step = 0; step < 200_000; step++) {
     // keys from a small range with few distinct low bits: long probe runs that wrap around
     const key = ((rnd() % 4096) << 12) | (rnd() % 8);

@@ -2,7 +2,13 @@ import { describe, expect, test } from "bun:test";
 import { spawnSync } from "node:child_process";
 import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6 } from "../../src/conf/config.ts";
 import {
-  buildConfig, classfulPrefix, DEFAULT_MTU, discoverHost, discoverHostNow, NS_IFNAME_DEFAULT, type HostNet,
+  buildConfig,
+  classfulPrefix,
+  DEFAULT_MTU,
+  discoverHost,
+  discoverHostNow,
+  NS_IFNAME_DEFAULT,
+  type HostNet,
 } from "../../src/conf/host.ts";
 import { isZero } from "../../src/conf/config.ts";
 import type { NlSys } from "../../src/conf/netlink.ts";
@@ -15,12 +21,21 @@ const NO_RESOLV: ResolvConf = { dns4: [], dns6: [], search: [] };
 function dualHost(): HostNet {
   return {
     ip4: {
-      ifname: "eth0", ifindex: 2, mac: Uint8Array.of(2, 0, 0, 0, 0, 1), mtu: 1500,
-      addrs: [{ addr: parseIp4("192.0.2.2"), prefixLen: 24 }, { addr: parseIp4("198.51.100.7"), prefixLen: 25 }],
+      ifname: "eth0",
+      ifindex: 2,
+      mac: Uint8Array.of(2, 0, 0, 0, 0, 1),
+      mtu: 1500,
+      addrs: [
+        { addr: parseIp4("192.0.2.2"), prefixLen: 24 },
+        { addr: parseIp4("198.51.100.7"), prefixLen: 25 },
+      ],
       gw: parseIp4("192.0.2.1"),
     },
     ip6: {
-      ifname: "eth0", ifindex: 2, mac: Uint8Array.of(2, 0, 0, 0, 0, 1), mtu: 1500,
+      ifname: "eth0",
+      ifindex: 2,
+      mac: Uint8Array.of(2, 0, 0, 0, 0, 1),
+      mtu: 1500,
       addrs: [{ addr: parseIp6("2001:db8::2"), prefixLen: 64 }],
       gw: parseIp6("fe80::1:2"),
     },
@@ -70,9 +85,17 @@ describe("buildConfig", () => {
     expect(c.nsIfname).toBe("eth0");
     expect(c.mtu).toBe(DEFAULT_MTU);
     expect(c.ip4).toEqual({
-      addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"),
-      dns: [parseIp4("192.0.2.53")], dnsMatch: 0, dnsHost: parseIp4("192.0.2.53"),
-      mapHostLoopback: parseIp4("192.0.2.1"), mapGuestAddr: 0, ifname: "eth0", copyAddrs: true, copyRoutes: true,
+      addr: parseIp4("192.0.2.2"),
+      prefixLen: 24,
+      gw: parseIp4("192.0.2.1"),
+      dns: [parseIp4("192.0.2.53")],
+      dnsMatch: 0,
+      dnsHost: parseIp4("192.0.2.53"),
+      mapHostLoopback: parseIp4("192.0.2.1"),
+      mapGuestAddr: 0,
+      ifname: "eth0",
+      copyAddrs: true,
+      copyRoutes: true,
     });
     expect(formatIp6(c.ip6!.addr)).toBe("2001:db8::2");
     expect(c.ip6!.prefixLen).toBe(64);
@@ -116,7 +139,10 @@ describe("buildConfig", () => {
     expect([formatIp4(none.ip4!.addr), isZero(none.ip6!.addr), none.nsIfname]).toEqual(["169.254.2.1", true, NS_IFNAME_DEFAULT]);
     // -a, -n, -g still apply
     const given = buildConfig("pasta", { ip4: null, ip6: null }, NO_RESOLV, {
-      addr4: parseIp4("10.0.0.5"), gw4: parseIp4("10.0.0.1"), addr6: parseIp6("2001:db8::5"), gw6: parseIp6("fe80::9"),
+      addr4: parseIp4("10.0.0.5"),
+      gw4: parseIp4("10.0.0.1"),
+      addr6: parseIp6("2001:db8::5"),
+      gw6: parseIp6("fe80::9"),
     });
     expect([formatIp4(given.ip4!.addr), given.ip4!.prefixLen, formatIp4(given.ip4!.gw)]).toEqual(["10.0.0.5", 8, "10.0.0.1"]);
     expect([formatIp6(given.ip6!.addr), formatIp6(given.ip6!.gw), given.noDhcpv6]).toEqual(["2001:db8::5", "fe80::9", false]);
@@ -145,8 +171,11 @@ describe("buildConfig", () => {
     expect(other.ip4!.prefixLen).toBe(8);
     const given = buildConfig("passt", dualHost(), NO_RESOLV, { addr4: parseIp4("10.1.2.3"), prefixLen4: 20 });
     expect(given.ip4!.prefixLen).toBe(20);
-    expect([classfulPrefix(parseIp4("172.16.0.1")), classfulPrefix(parseIp4("203.0.113.9")), classfulPrefix(parseIp4("224.0.0.1"))])
-      .toEqual([16, 24, 32]);
+    expect([
+      classfulPrefix(parseIp4("172.16.0.1")),
+      classfulPrefix(parseIp4("203.0.113.9")),
+      classfulPrefix(parseIp4("224.0.0.1")),
+    ]).toEqual([16, 24, 32]);
   });
 
   test("DNS: -D and -S replace resolv.conf; a loopback resolver is reached through the address mapped to the loopback", () => {
@@ -163,7 +192,10 @@ describe("buildConfig", () => {
     const moved = buildConfig("passt", dualHost(), resolv, { mapHostLoopback4: parseIp4("192.0.2.99") });
     expect(formatIp4(moved.ip4!.dnsMatch)).toBe("192.0.2.99");
     const forced = buildConfig("passt", dualHost(), resolv, {
-      dns4: [parseIp4("192.0.2.53")], dns6: [], search: [], dnsForward4: parseIp4("192.0.2.99"),
+      dns4: [parseIp4("192.0.2.53")],
+      dns6: [],
+      search: [],
+      dnsForward4: parseIp4("192.0.2.99"),
     });
     expect(forced.ip4!.dns).toEqual([parseIp4("192.0.2.53")]);
     expect(formatIp4(forced.ip4!.dnsMatch)).toBe("192.0.2.99");
@@ -186,7 +218,10 @@ describe("buildConfig", () => {
 
 const canNetlink = process.getuid?.() === 0 && spawnSync("ip", ["-V"]).status === 0;
 
-const transports: [string, () => NlSys | undefined][] = [["libc", libcSys], ["shim", () => undefined]];
+const transports: [string, () => NlSys | undefined][] = [
+  ["libc", libcSys],
+  ["shim", () => undefined],
+];
 
 describe.skipIf(!canNetlink).each(transports)("discoverHostNow on this machine (%s)", (_name, makeIo) => {
   test("agrees with ip route", () => {

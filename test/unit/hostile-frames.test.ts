@@ -32,11 +32,14 @@ if (!iso) console.log("SKIP hostile frames check: cannot make an empty network n
 
 for (const seed of [1, 7]) {
   test.skipIf(!iso)(`seed ${seed}: ${FRAMES} frames, the dispatcher counts exactly the malformed ones as malformed`, () => {
-    const r = Bun.spawnSync([...iso!, "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", process.execPath, WORKER, String(FRAMES), String(seed)], {
-      stdout: "pipe",
-      stderr: "pipe",
-      timeout: 60000,
-    });
+    const r = Bun.spawnSync(
+      [...iso!, "--", "sh", "-c", 'ip link set lo up && exec "$@"', "sh", process.execPath, WORKER, String(FRAMES), String(seed)],
+      {
+        stdout: "pipe",
+        stderr: "pipe",
+        timeout: 60000,
+      },
+    );
     expect(r.exitCode, r.stderr.toString()).toBe(0);
     const res = JSON.parse(r.stdout.toString().trim().split("\n").at(-1)!);
     const why = JSON.stringify(res);
@@ -49,7 +52,14 @@ for (const seed of [1, 7]) {
 }
 
 test("the same seed gives the same frames; another seed others", () => {
-  const targets = () => ({ srcMac: new Uint8Array(6), src4: ip4("192.0.2.2"), dst4: [ip4("192.0.2.1")], src6: ip6("2001:db8::2"), dst6: [ip6("2001:db8:1::1")], live: null });
+  const targets = () => ({
+    srcMac: new Uint8Array(6),
+    src4: ip4("192.0.2.2"),
+    dst4: [ip4("192.0.2.1")],
+    src6: ip6("2001:db8::2"),
+    dst6: [ip6("2001:db8:1::1")],
+    live: null,
+  });
   const digest = (seed: number) => {
     const g = new HostileFrames(seed, targets());
     const h = createHash("sha256");

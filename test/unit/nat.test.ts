@@ -6,14 +6,31 @@ import { AF_INET, AF_INET6 } from "../../src/native/consts.ts";
 
 /** The guest at 192.0.2.2 behind 192.0.2.1; 192.0.2.99 stands for the host's loopback, 169.254.1.2 for its address; DNS to 192.0.2.53 goes to 198.51.100.53. */
 const ip4: Ip4Config = {
-  addr: parseIp4("192.0.2.2"), prefixLen: 24, gw: parseIp4("192.0.2.1"), dns: [], ifname: "eth0", copyAddrs: false, copyRoutes: false,
-  dnsMatch: parseIp4("192.0.2.53"), dnsHost: parseIp4("198.51.100.53"),
-  mapHostLoopback: parseIp4("192.0.2.99"), mapGuestAddr: parseIp4("169.254.1.2"),
+  addr: parseIp4("192.0.2.2"),
+  prefixLen: 24,
+  gw: parseIp4("192.0.2.1"),
+  dns: [],
+  ifname: "eth0",
+  copyAddrs: false,
+  copyRoutes: false,
+  dnsMatch: parseIp4("192.0.2.53"),
+  dnsHost: parseIp4("198.51.100.53"),
+  mapHostLoopback: parseIp4("192.0.2.99"),
+  mapGuestAddr: parseIp4("169.254.1.2"),
 };
 const ip6: Ip6Config = {
-  addr: parseIp6("2001:db8::2"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"), dns: [], ifname: "eth0", copyAddrs: false, copyRoutes: false,
-  dnsMatch: parseIp6("2001:db8::53"), dnsHost: parseIp6("2001:db8:1::53"),
-  mapHostLoopback: parseIp6("fe80::99"), mapGuestAddr: parseIp6("fd00::2"),
+  addr: parseIp6("2001:db8::2"),
+  prefixLen: 64,
+  gw: parseIp6("fe80::1"),
+  ourLL: parseIp6("fe80::1"),
+  dns: [],
+  ifname: "eth0",
+  copyAddrs: false,
+  copyRoutes: false,
+  dnsMatch: parseIp6("2001:db8::53"),
+  dnsHost: parseIp6("2001:db8:1::53"),
+  mapHostLoopback: parseIp6("fe80::99"),
+  mapGuestAddr: parseIp6("fd00::2"),
 };
 const none4: Ip4Config = { ...ip4, dnsMatch: 0, dnsHost: 0, mapHostLoopback: 0, mapGuestAddr: 0 };
 const none6: Ip6Config = { ...ip6, dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null };

@@ -28,10 +28,14 @@ const NS_RESOLVE = hex("87007d5500000000" + "fd000000000000000000000000000099" +
 /** From an earlier run: 2001:db8::2 resolving 2001:db8::1. */
 const NS_RESOLVE_DOC = hex("87001c1e00000000" + "20010db8000000000000000000000001" + "010102000000000b");
 
-const RA_ACCEPTED = hex("8600000040c023280000000000000000" + "010102000000000a" + "05010000000005dc" +
-  "030440c0ffffffffffffffff00000000fd000000000000000000000000000000" +
-  "19030000fffffffffd000000000000000000000000000003" +
-  "1f050000ffffffff076578616d706c65036f7267000474657374076578616d706c65000000000000");
+const RA_ACCEPTED = hex(
+  "8600000040c023280000000000000000" +
+    "010102000000000a" +
+    "05010000000005dc" +
+    "030440c0ffffffffffffffff00000000fd000000000000000000000000000000" +
+    "19030000fffffffffd000000000000000000000000000003" +
+    "1f050000ffffffff076578616d706c65036f7267000474657374076578616d706c65000000000000",
+);
 const NA_GW_ACCEPTED = hex("88000000e0000000fe800000000000000000000000000001020102000000000a");
 const NA_RESOLVE_ACCEPTED = hex("88000000e0000000fd000000000000000000000000000099020102000000000a");
 
@@ -42,18 +46,48 @@ const cfg: Config = {
   nsIfname: "eth0",
   mtu: 1500,
   ip4: null,
-  ip6: { addr: parseIp6("fd00::15"), prefixLen: 64, gw: parseIp6("fe80::1"), ourLL: parseIp6("fe80::1"),
-    dns: [parseIp6("fd00::3")], dnsMatch: null, dnsHost: null, mapHostLoopback: null, mapGuestAddr: null, ifname: "eth0", copyAddrs: false, copyRoutes: false },
+  ip6: {
+    addr: parseIp6("fd00::15"),
+    prefixLen: 64,
+    gw: parseIp6("fe80::1"),
+    ourLL: parseIp6("fe80::1"),
+    dns: [parseIp6("fd00::3")],
+    dnsMatch: null,
+    dnsHost: null,
+    mapHostLoopback: null,
+    mapGuestAddr: null,
+    ifname: "eth0",
+    copyAddrs: false,
+    copyRoutes: false,
+  },
   dnsSearch: ["example.org", "test.example"],
-  noDhcp: false, noNdp: false, noDhcpv6: false, noRa: false, noIcmp: false, configNet: false, outbound4: 0, outbound6: null, outboundIf4: null, outboundIf6: null,
-  dhcpDns: true, dhcpSearch: true, hostname: "", fqdn: "",
+  noDhcp: false,
+  noNdp: false,
+  noDhcpv6: false,
+  noRa: false,
+  noIcmp: false,
+  configNet: false,
+  outbound4: 0,
+  outbound6: null,
+  outboundIf4: null,
+  outboundIf6: null,
+  dhcpDns: true,
+  dhcpSearch: true,
+  hostname: "",
+  fqdn: "",
 };
-const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config =>
-  ({ ...cfg, ...rest, ip6: { ...cfg.ip6!, ...patch } });
+const withIp6 = (patch: Partial<NonNullable<Config["ip6"]>>, rest: Partial<Config> = {}): Config => ({
+  ...cfg,
+  ...rest,
+  ip6: { ...cfg.ip6!, ...patch },
+});
 
 /* ---- independent decoder ---- */
 
-interface NdOpt { type: number; body: Uint8Array }
+interface NdOpt {
+  type: number;
+  body: Uint8Array;
+}
 
 /** Options after `fixed` bytes; checks RFC 4861 section 4.6 framing. */
 function ndOptions(b: Uint8Array, fixed: number): NdOpt[] {
@@ -89,8 +123,14 @@ function dnsNames(b: Uint8Array): string[] {
 }
 
 interface Ra {
-  hopLimit: number; managed: boolean; other: boolean; lifetime: number; reachable: number; retrans: number;
-  slla?: string; mtu?: number;
+  hopLimit: number;
+  managed: boolean;
+  other: boolean;
+  lifetime: number;
+  reachable: number;
+  retrans: number;
+  slla?: string;
+  mtu?: number;
   prefix?: { len: number; onLink: boolean; auto: boolean; valid: number; preferred: number; prefix: string };
   rdnss?: { lifetime: number; servers: string[] };
   dnssl?: { lifetime: number; names: string[] };
@@ -101,15 +141,28 @@ function decodeRa(b: Uint8Array): Ra {
   expect(b[0]).toBe(134);
   expect(b[1]).toBe(0);
   expect(be16(b, 2)).toBe(0);
-  const ra: Ra = { hopLimit: b[4]!, managed: (b[5]! & 0x80) !== 0, other: (b[5]! & 0x40) !== 0,
-    lifetime: be16(b, 6), reachable: be32(b, 8), retrans: be32(b, 12), types: [] };
+  const ra: Ra = {
+    hopLimit: b[4]!,
+    managed: (b[5]! & 0x80) !== 0,
+    other: (b[5]! & 0x40) !== 0,
+    lifetime: be16(b, 6),
+    reachable: be32(b, 8),
+    retrans: be32(b, 12),
+    types: [],
+  };
   for (const { type, body } of ndOptions(b, 16)) {
     ra.types.push(type);
     if (type === 1) ra.slla = mac(body, 2);
     if (type === 5) ra.mtu = be32(body, 4);
     if (type === 3) {
-      ra.prefix = { len: body[2]!, onLink: (body[3]! & 0x80) !== 0, auto: (body[3]! & 0x40) !== 0,
-        valid: be32(body, 4), preferred: be32(body, 8), prefix: formatIp6(body, 16) };
+      ra.prefix = {
+        len: body[2]!,
+        onLink: (body[3]! & 0x80) !== 0,
+        auto: (body[3]! & 0x40) !== 0,
+        valid: be32(body, 4),
+        preferred: be32(body, 8),
+        prefix: formatIp6(body, 16),
+      };
     }
     if (type === 25) {
       const n = (body.length - 8) / 16;
@@ -143,8 +196,14 @@ describe("ndpReply on captured kernel messages", () => {
   test("RA fields", () => {
     const r = decodeRa(answer(cfg, GUEST_LL, RS)!);
     expect(r).toEqual({
-      hopLimit: 64, managed: true, other: true, lifetime: 9000, reachable: 0, retrans: 0,
-      slla: "02:00:00:00:00:0a", mtu: 1500,
+      hopLimit: 64,
+      managed: true,
+      other: true,
+      lifetime: 9000,
+      reachable: 0,
+      retrans: 0,
+      slla: "02:00:00:00:00:0a",
+      mtu: 1500,
       prefix: { len: 64, onLink: true, auto: true, valid: 0xffffffff, preferred: 0xffffffff, prefix: "fd00::" },
       rdnss: { lifetime: 0xffffffff, servers: ["fd00::3"] },
       dnssl: { lifetime: 0xffffffff, names: ["example.org", "test.example"] },

@@ -3,13 +3,33 @@ import { spawnSync } from "node:child_process";
 import { closeSync, openSync } from "node:fs";
 import { formatIp6, formatMac, parseIp6 } from "../../src/conf/config.ts";
 import {
-  AF_INET, AF_INET6, addrAdd, addrCopies, addRoutes, collectReplies, getAddrs, getLinks, getMainRoutes, getRoutes, ip4FromBytes,
-  ip4ToBytes, IFA_F_NODAD, IFF_UP, linkIndex, linkSet, makeTalk, NetlinkError, openNetlink, routeAdd, routeCopies,
-  RT_SCOPE_LINK, RT_TABLE_MAIN, type NlSys, type NlTalk,
+  AF_INET,
+  AF_INET6,
+  addrAdd,
+  addrCopies,
+  addRoutes,
+  collectReplies,
+  getAddrs,
+  getLinks,
+  getMainRoutes,
+  getRoutes,
+  ip4FromBytes,
+  ip4ToBytes,
+  IFA_F_NODAD,
+  IFF_UP,
+  linkIndex,
+  linkSet,
+  makeTalk,
+  NetlinkError,
+  openNetlink,
+  routeAdd,
+  routeCopies,
+  RT_SCOPE_LINK,
+  RT_TABLE_MAIN,
+  type NlSys,
+  type NlTalk,
 } from "../../src/conf/netlink.ts";
-import {
-  ACK, ADDR, canned, ERR_EEXIST, ERR_ENODEV, ERR_UNREACH, libcSys, LINK, ROUTE4, ROUTE6,
-} from "./netlink-fixtures.ts";
+import { ACK, ADDR, canned, ERR_EEXIST, ERR_ENODEV, ERR_UNREACH, libcSys, LINK, ROUTE4, ROUTE6 } from "./netlink-fixtures.ts";
 
 /** A u16/u32 of a request, host order (little-endian on the hosts we run on). */
 function u16(b: Uint8Array, off: number): number {
@@ -81,15 +101,29 @@ function attrsOf(req: Uint8Array, fixedLen: number): [number, Uint8Array][] {
 }
 
 describe("copying a host interface's routes and addresses (captured dumps)", () => {
-  const RTA_DST = 1, RTA_OIF = 4, RTA_GATEWAY = 5, RTA_PREFSRC = 7, RTA_CACHEINFO = 12, RTA_PREF = 20;
-  const IFA_LOCAL = 2, IFA_LABEL = 3, IFA_CACHEINFO = 6, IFA_FLAGS = 8;
+  const RTA_DST = 1,
+    RTA_OIF = 4,
+    RTA_GATEWAY = 5,
+    RTA_PREFSRC = 7,
+    RTA_CACHEINFO = 12,
+    RTA_PREF = 20;
+  const IFA_LOCAL = 2,
+    IFA_LABEL = 3,
+    IFA_CACHEINFO = 6,
+    IFA_FLAGS = 8;
 
   test("getMainRoutes: every unicast route of the main table, with its interfaces", () => {
     const r4 = getMainRoutes(canned(ROUTE4), AF_INET);
-    expect(r4.map((r) => [r.dstLen, r.dst && [...r.dst].join("."), r.ifindexes])).toEqual([[0, null, [3]], [24, "192.0.2.0", [3]]]);
+    expect(r4.map((r) => [r.dstLen, r.dst && [...r.dst].join("."), r.ifindexes])).toEqual([
+      [0, null, [3]],
+      [24, "192.0.2.0", [3]],
+    ]);
     const r6 = getMainRoutes(canned(ROUTE6), AF_INET6);
     expect(r6.map((r) => [r.dst ? formatIp6(r.dst) : null, r.dstLen, r.ifindexes])).toEqual([
-      ["2001:db8::", 64, [3]], ["fe80::", 64, [2]], ["fe80::", 64, [3]], [null, 0, [3]],
+      ["2001:db8::", 64, [3]],
+      ["fe80::", 64, [2]],
+      ["fe80::", 64, [3]],
+      [null, 0, [3]],
     ]);
   });
 
@@ -139,7 +173,9 @@ describe("copying a host interface's routes and addresses (captured dumps)", () 
   });
 
   test("addRoutes: again while some are unreachable, EEXIST passed over, other refusals thrown", () => {
-    const A = Uint8Array.of(1), B = Uint8Array.of(2), C = Uint8Array.of(3);
+    const A = Uint8Array.of(1),
+      B = Uint8Array.of(2),
+      C = Uint8Array.of(3);
     const tries: number[] = [];
     const added = new Set<number>();
     const talk: NlTalk = (req) => {
@@ -153,9 +189,13 @@ describe("copying a host interface's routes and addresses (captured dumps)", () 
     addRoutes(talk, [A, B, C]);
     expect([...added].sort()).toEqual([1, 2]);
     expect(tries).toEqual([1, 2, 3, 1]);
-    const never: NlTalk = () => { throw new NetlinkError(113, "netlink"); };
+    const never: NlTalk = () => {
+      throw new NetlinkError(113, "netlink");
+    };
     expect(() => addRoutes(never, [A, B])).not.toThrow();
-    const refused: NlTalk = () => { throw new NetlinkError(1, "netlink"); };
+    const refused: NlTalk = () => {
+      throw new NetlinkError(1, "netlink");
+    };
     expect(() => addRoutes(refused, [A])).toThrow("EPERM");
   });
 });
@@ -207,8 +247,26 @@ describe("change requests", () => {
     expect(u16(attrs, 6)).toBe(0x5); // REQUEST | ACK
     expect(u32(attrs, 20)).toBe(7);
     expect([...attrs.subarray(32)]).toEqual([
-      8, 0, 4, 0, 0xf0, 0xff, 0, 0, // IFLA_MTU 65520
-      10, 0, 1, 0, 2, 0, 0, 0, 0, 9, 0, 0, // IFLA_ADDRESS, padded
+      8,
+      0,
+      4,
+      0,
+      0xf0,
+      0xff,
+      0,
+      0, // IFLA_MTU 65520
+      10,
+      0,
+      1,
+      0,
+      2,
+      0,
+      0,
+      0,
+      0,
+      9,
+      0,
+      0, // IFLA_ADDRESS, padded
     ]);
     expect(u32(up, 0)).toBe(32);
     expect(u32(up, 24)).toBe(IFF_UP);
@@ -313,7 +371,8 @@ describe.skipIf(!canNetns).each(transports)("real netlink socket (%s) in a scrat
     }
     expect((err as NetlinkError).errno).toBe(17);
     expect((err as NetlinkError).message).toStartWith("netlink: EEXIST");
-    expect(() => routeAdd(talk, AF_INET, idx, ip4ToBytes(0x0a090909), { addr: ip4ToBytes(0xcb007100), prefixLen: 24 }))
-      .toThrow("ENETUNREACH");
+    expect(() => routeAdd(talk, AF_INET, idx, ip4ToBytes(0x0a090909), { addr: ip4ToBytes(0xcb007100), prefixLen: 24 })).toThrow(
+      "ENETUNREACH",
+    );
   });
 });

@@ -2,7 +2,14 @@ import { describe, expect, test } from "bun:test";
 import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6, type Mode } from "../../src/conf/config.ts";
 import type { HostNet, IfSelect } from "../../src/conf/host.ts";
 import {
-  commands, detectMode, helpText, parseArgs, parseNetmask, versionText, type ParseDeps, type Parsed,
+  commands,
+  detectMode,
+  helpText,
+  parseArgs,
+  parseNetmask,
+  versionText,
+  type ParseDeps,
+  type Parsed,
 } from "../../src/conf/options.ts";
 import { ruleFor, type PortFwd } from "../../src/fwd/ports.ts";
 
@@ -23,12 +30,18 @@ function fakeHost(sel: IfSelect): HostNet {
   const v6if = sel.ifname6 ?? "eth0";
   return {
     ip4: {
-      ifname: v4if, ifindex: 2, mac: new Uint8Array(6), mtu: 1500,
+      ifname: v4if,
+      ifindex: 2,
+      mac: new Uint8Array(6),
+      mtu: 1500,
       addrs: [{ addr: parseIp4(v4if === "eth0" ? "192.0.2.2" : "198.51.100.2"), prefixLen: 24 }],
       gw: parseIp4("192.0.2.1"),
     },
     ip6: {
-      ifname: v6if, ifindex: 2, mac: new Uint8Array(6), mtu: 1500,
+      ifname: v6if,
+      ifindex: 2,
+      mac: new Uint8Array(6),
+      mtu: 1500,
       addrs: [{ addr: parseIp6("2001:db8::2"), prefixLen: 64 }],
       gw: parseIp6("fe80::1"),
     },
@@ -145,10 +158,28 @@ describe("scanning", () => {
 describe("forwarding options", () => {
   test("Podman 5: its ports, -u none -T none -U none, and the rest of its line", () => {
     const { opts } = run([
-      "--config-net", "-t", "8080-8080:80-80", "-t", "127.0.0.1/8081-8081:80-80", "--dns-forward", "169.254.1.1",
-      "-u", "none", "-T", "none", "-U", "none", "--no-map-gw", "--quiet", "--netns", "/run/user/1/netns/x",
+      "--config-net",
+      "-t",
+      "8080-8080:80-80",
+      "-t",
+      "127.0.0.1/8081-8081:80-80",
+      "--dns-forward",
+      "169.254.1.1",
+      "-u",
+      "none",
+      "-T",
+      "none",
+      "-U",
+      "none",
+      "--no-map-gw",
+      "--quiet",
+      "--netns",
+      "/run/user/1/netns/x",
     ]);
-    expect(opts.tcp.rules.map((r) => [r.addr, r.first, r.to])).toEqual([[null, 8080, 80], [0x7f000001, 8081, 80]]);
+    expect(opts.tcp.rules.map((r) => [r.addr, r.first, r.to])).toEqual([
+      [null, 8080, 80],
+      [0x7f000001, 8081, 80],
+    ]);
     expect([opts.udp, opts.tcpNs, opts.udpNs].map((f) => f.rules.length)).toEqual([0, 0, 0]);
     const none = run(["-t", "none", "-u", "none", "-T", "none", "-U", "none"]).opts;
     expect([none.tcp, none.udp, none.tcpNs, none.udpNs].map((f) => f.rules.length)).toEqual([0, 0, 0, 0]);
@@ -197,8 +228,24 @@ describe("logging options", () => {
 describe("Config overrides", () => {
   test("addresses, gateways, netmask, MACs, MTU, interface names", () => {
     const { config } = run([
-      "-a", "10.0.0.5", "-a", "2001:db8:1::5", "-n", "255.255.0.0", "-g", "10.0.0.1", "-g", "fe80::9",
-      "-M", "02:00:00:00:00:aa", "--ns-mac-addr", "02:00:00:00:00:bb", "-m", "9000", "-I", "tap7",
+      "-a",
+      "10.0.0.5",
+      "-a",
+      "2001:db8:1::5",
+      "-n",
+      "255.255.0.0",
+      "-g",
+      "10.0.0.1",
+      "-g",
+      "fe80::9",
+      "-M",
+      "02:00:00:00:00:aa",
+      "--ns-mac-addr",
+      "02:00:00:00:00:bb",
+      "-m",
+      "9000",
+      "-I",
+      "tap7",
     ]);
     expect(formatIp4(config.ip4!.addr)).toBe("10.0.0.5");
     expect(config.ip4!.prefixLen).toBe(16);
@@ -256,8 +303,7 @@ describe("Config overrides", () => {
 
   test("flags", () => {
     const { config, opts } = run(["--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra", "--no-icmp", "--config-net", "--no-tcp", "--no-udp"]);
-    expect([config.noDhcp, config.noNdp, config.noDhcpv6, config.noRa, config.noIcmp, config.configNet])
-      .toEqual(Array(6).fill(true));
+    expect([config.noDhcp, config.noNdp, config.noDhcpv6, config.noRa, config.noIcmp, config.configNet]).toEqual(Array(6).fill(true));
     expect([opts.noTcp, opts.noUdp]).toEqual([true, true]);
   });
 
@@ -278,8 +324,10 @@ describe("Config overrides", () => {
     };
     expect(map([])).toEqual(["192.0.2.1", "fe80::1"]);
     expect(map(["--map-host-loopback", "192.0.2.99"])).toEqual(["192.0.2.99", "fe80::1"]);
-    expect(map(["--map-host-loopback", "169.254.1.1", "--map-host-loopback", "fe80::99", "--map-host-loopback", "192.0.2.98"]))
-      .toEqual(["192.0.2.98", "fe80::99"]);
+    expect(map(["--map-host-loopback", "169.254.1.1", "--map-host-loopback", "fe80::99", "--map-host-loopback", "192.0.2.98"])).toEqual([
+      "192.0.2.98",
+      "fe80::99",
+    ]);
     expect(map(["--map-host-loopback", "none"])).toEqual([null, null]);
     expect(map(["--map-host-loopback", "none", "--map-host-loopback", "192.0.2.99"])).toEqual(["192.0.2.99", null]);
     expect(map(["--map-host-loopback", "192.0.2.99", "--map-host-loopback", "none"])).toEqual([null, null]);
@@ -297,7 +345,10 @@ describe("Config overrides", () => {
     };
     expect(map([])).toEqual([null, null]);
     expect(map(["--map-guest-addr", "169.254.1.2"])).toEqual(["169.254.1.2", null]);
-    expect(map(["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "fd00::2", "--map-guest-addr", "169.254.1.3"])).toEqual(["169.254.1.3", "fd00::2"]);
+    expect(map(["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "fd00::2", "--map-guest-addr", "169.254.1.3"])).toEqual([
+      "169.254.1.3",
+      "fd00::2",
+    ]);
     expect(map(["--map-guest-addr", "169.254.1.2", "--map-guest-addr", "none"])).toEqual([null, null]);
     // it leaves the loopback mapping alone (unlike --map-host-loopback none)
     expect(formatIp4(run(["--map-guest-addr", "none"]).config.ip4!.mapHostLoopback)).toBe("192.0.2.1");
@@ -311,8 +362,11 @@ describe("Config overrides", () => {
     expect(formatIp4(a.ip4!.dnsHost)).toBe("192.0.2.53");
     expect(a.ip6!.dnsHost).toBeNull();
     const b = run(["--dns-forward", "192.0.2.3", "--dns-host", "198.51.100.53", "--dns-host", "2001:db8:1::53"]).config;
-    expect([formatIp4(b.ip4!.dnsMatch), formatIp4(b.ip4!.dnsHost), formatIp6(b.ip6!.dnsHost!)])
-      .toEqual(["192.0.2.3", "198.51.100.53", "2001:db8:1::53"]);
+    expect([formatIp4(b.ip4!.dnsMatch), formatIp4(b.ip4!.dnsHost), formatIp6(b.ip6!.dnsHost!)]).toEqual([
+      "192.0.2.3",
+      "198.51.100.53",
+      "2001:db8:1::53",
+    ]);
     expect(formatIp4(run(["--dns-host", "127.0.0.53"]).config.ip4!.dnsHost)).toBe("127.0.0.53");
     expect(err(["--dns-host", "0.0.0.0"])).toContain("--dns-host");
     expect(err(["--dns-host", "255.255.255.255"])).toContain("--dns-host");
@@ -348,7 +402,24 @@ describe("Config overrides", () => {
 
 describe("repeated options: the last one wins, as upstream", () => {
   test("-m, -a, -g, -I", () => {
-    const { config } = run(["-m", "1500", "-m", "1400", "-a", "10.0.0.1", "-a", "10.0.0.2", "-g", "fe80::1", "-g", "fe80::2", "-I", "a", "-I", "b"]);
+    const { config } = run([
+      "-m",
+      "1500",
+      "-m",
+      "1400",
+      "-a",
+      "10.0.0.1",
+      "-a",
+      "10.0.0.2",
+      "-g",
+      "fe80::1",
+      "-g",
+      "fe80::2",
+      "-I",
+      "a",
+      "-I",
+      "b",
+    ]);
     expect(config.mtu).toBe(1400);
     expect(formatIp4(config.ip4!.addr)).toBe("10.0.0.2");
     expect(formatIp6(config.ip6!.gw)).toBe("fe80::2");
@@ -400,7 +471,10 @@ describe("errors", () => {
     [["-t", "auto"], "-t auto: 'auto' port forwarding is only allowed for pasta", "passt"],
     [["-T", "127.0.0.1/80"], "-T 127.0.0.1/80: listening address not allowed for -T"],
     [["-t", "8080", "-t", "none"], "-t none: 'none' conflicts with previous -t options"],
-    [["-t", "22:192.0.2.5"], "-t 22:192.0.2.5: dual stack forward to IPv4 address 192.0.2.5 unsupported: did you mean 0.0.0.0/... instead?"],
+    [
+      ["-t", "22:192.0.2.5"],
+      "-t 22:192.0.2.5: dual stack forward to IPv4 address 192.0.2.5 unsupported: did you mean 0.0.0.0/... instead?",
+    ],
     [["--no-splice", "--host-lo-to-ns-lo"], "--host-lo-to-ns-lo is incompatible with --no-splice"],
     [["--splice-only", "--no-splice"], "--splice-only is incompatible with --no-splice"],
     [["--splice-only"], "option --splice-only is for pasta only", "passt"],
@@ -426,7 +500,12 @@ describe("errors", () => {
 
 describe("help, version, mode", () => {
   test("--help and --version skip host discovery", () => {
-    const deps: ParseDeps = { discover: () => { throw new Error("discovered"); }, ephemeral: [49152, 65535] };
+    const deps: ParseDeps = {
+      discover: () => {
+        throw new Error("discovered");
+      },
+      ephemeral: [49152, 65535],
+    };
     expect(parseArgs(["--help"], "pasta", deps).action).toBe("help");
     expect(parseArgs(["-h"], "passt", deps).action).toBe("help");
     expect(parseArgs(["--version"], "pasta", deps).action).toBe("version");

@@ -12,7 +12,11 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 function tcpdumpRead(path: string): string[] {
   const r = Bun.spawnSync(["tcpdump", "-nn", "-r", path], { stderr: "pipe" });
   expect(r.exitCode).toBe(0);
-  return r.stdout.toString().trim().split("\n").filter((l) => l.length > 0);
+  return r.stdout
+    .toString()
+    .trim()
+    .split("\n")
+    .filter((l) => l.length > 0);
 }
 
 /** A frame longer than the snap length: the IPv4 fragment's headers, then filler. */

@@ -8,8 +8,16 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import {
-  EPHEMERAL_DEFAULT, finishPortFwd, formatRule, newPortFwd, parsePortSpec, probeEphemeral, ruleFor,
-  type FwdRule, type PortFwd, type SpecContext,
+  EPHEMERAL_DEFAULT,
+  finishPortFwd,
+  formatRule,
+  newPortFwd,
+  parsePortSpec,
+  probeEphemeral,
+  ruleFor,
+  type FwdRule,
+  type PortFwd,
+  type SpecContext,
 } from "../../src/fwd/ports.ts";
 import { parseIp6 } from "../../src/conf/config.ts";
 
@@ -43,7 +51,10 @@ describe("man page examples", () => {
   });
 
   test("-t 22,25", () => {
-    expect(runs(fwdOf(["22,25"]))).toEqual([[22, 22, 22], [25, 25, 25]]);
+    expect(runs(fwdOf(["22,25"]))).toEqual([
+      [22, 22, 22],
+      [25, 25, 25],
+    ]);
   });
 
   test("-t 22-80", () => {
@@ -75,30 +86,40 @@ describe("man page examples", () => {
   test("-t 127.0.0.6/all:192.0.2.6: every non-ephemeral port, best effort", () => {
     const origin = "-t 127.0.0.6/all:192.0.2.6";
     const more = { addr: 0x7f000006, taddr: 0xc0000206, weak: true, origin };
-    expect(fwdOf(["127.0.0.6/all:192.0.2.6"]).rules).toEqual([
-      { ...rule("", 1, 49151, 1), ...more },
-    ]);
+    expect(fwdOf(["127.0.0.6/all:192.0.2.6"]).rules).toEqual([{ ...rule("", 1, 49151, 1), ...more }]);
   });
 
   test("-t 2000-5000,~3000-3010", () => {
-    expect(runs(fwdOf(["2000-5000,~3000-3010"]))).toEqual([[2000, 2999, 2000], [3011, 5000, 3011]]);
+    expect(runs(fwdOf(["2000-5000,~3000-3010"]))).toEqual([
+      [2000, 2999, 2000],
+      [3011, 5000, 3011],
+    ]);
   });
 
   test("-t 192.0.2.1/20-30,~25", () => {
     const f = fwdOf(["192.0.2.1/20-30,~25"]);
-    expect(runs(f)).toEqual([[20, 24, 20], [26, 30, 26]]);
+    expect(runs(f)).toEqual([
+      [20, 24, 20],
+      [26, 30, 26],
+    ]);
     expect(f.rules.every((r) => r.addr === 0xc0000201)).toBe(true);
   });
 
   test("-t ~20000-20010: every non-ephemeral port but those, best effort", () => {
     const f = fwdOf(["~20000-20010"]);
-    expect(runs(f)).toEqual([[1, 19999, 1], [20011, 49151, 20011]]);
+    expect(runs(f)).toEqual([
+      [1, 19999, 1],
+      [20011, 49151, 20011],
+    ]);
     expect(f.rules.every((r) => r.weak && !r.scan)).toBe(true);
   });
 
   test("-t auto: every non-ephemeral port, while bound in the namespace", () => {
     const f = fwdOf(["auto"], { ...PASTA, ephemeral: [32768, 60999] });
-    expect(runs(f)).toEqual([[1, 32767, 1], [61000, 65535, 61000]]);
+    expect(runs(f)).toEqual([
+      [1, 32767, 1],
+      [61000, 65535, 61000],
+    ]);
     expect(f.rules.every((r) => r.weak && r.scan && r.addr === null)).toBe(true);
   });
 
@@ -115,7 +136,10 @@ describe("man page examples", () => {
   test("-t all, in both programs", () => {
     for (const ctx of [PASTA, PASST]) {
       const f = fwdOf(["all"], { ...ctx, ephemeral: [32768, 60999] });
-      expect(runs(f)).toEqual([[1, 32767, 1], [61000, 65535, 61000]]);
+      expect(runs(f)).toEqual([
+        [1, 32767, 1],
+        [61000, 65535, 61000],
+      ]);
       expect(f.rules.every((r) => r.weak && !r.scan)).toBe(true);
     }
   });
@@ -215,7 +239,10 @@ describe("addresses", () => {
 
 describe("combining specs", () => {
   test("specs accumulate", () => {
-    expect(runs(fwdOf(["22", "80-81"]))).toEqual([[22, 22, 22], [80, 81, 80]]);
+    expect(runs(fwdOf(["22", "80-81"]))).toEqual([
+      [22, 22, 22],
+      [80, 81, 80],
+    ]);
   });
 
   test("none first is fine, none after rules is not", () => {

@@ -108,9 +108,16 @@ function load(want: "lib" | "tcc" | null): Report {
   delete env.PASTA_SHIM;
   if (want) env.PASTA_SHIM = want;
   // stdin: a pipe with data in it (and its writer gone)
-  const r = Bun.spawnSync(["sh", "-c", 'echo x | exec "$@"', "sh", process.execPath, "-e", script], { cwd: REPO, env, stdout: "pipe", stderr: "pipe", timeout: 60000 });
+  const r = Bun.spawnSync(["sh", "-c", 'echo x | exec "$@"', "sh", process.execPath, "-e", script], {
+    cwd: REPO,
+    env,
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: 60000,
+  });
   const out = r.stdout.toString().trim();
-  if (r.exitCode !== 0 || !out) throw new Error(`PASTA_SHIM=${want ?? "(unset)"}: bun -e exited ${r.exitCode}\n${r.stderr.toString()}${out}`);
+  if (r.exitCode !== 0 || !out)
+    throw new Error(`PASTA_SHIM=${want ?? "(unset)"}: bun -e exited ${r.exitCode}\n${r.stderr.toString()}${out}`);
   return JSON.parse(out.split("\n").at(-1)!);
 }
 
@@ -139,7 +146,13 @@ for (const want of ["lib", "tcc"] as const) {
   test(`PASTA_SHIM=${want}: checksum partial sums of 2^31 and more (u32 arguments with the top bit set) arrive intact`, () => {
     const r = load(want);
     expect(r.kind).toBe(want);
-    const wrong = r.csumsHigh.flatMap((got, k) => (got === expectedHigh[k] ? [] : [`init 0x${INITS_HIGH[k % INITS_HIGH.length]!.toString(16)}, buffer ${Math.floor(k / INITS_HIGH.length)}: 0x${got.toString(16)}, expected 0x${expectedHigh[k]!.toString(16)}`]));
+    const wrong = r.csumsHigh.flatMap((got, k) =>
+      got === expectedHigh[k]
+        ? []
+        : [
+            `init 0x${INITS_HIGH[k % INITS_HIGH.length]!.toString(16)}, buffer ${Math.floor(k / INITS_HIGH.length)}: 0x${got.toString(16)}, expected 0x${expectedHigh[k]!.toString(16)}`,
+          ],
+    );
     expect(wrong.slice(0, 4), `${wrong.length} of ${r.csumsHigh.length} checksums wrong`).toEqual([]);
   }, 60000);
 
@@ -150,7 +163,9 @@ for (const want of ["lib", "tcc"] as const) {
     expect(r.stdinIn.events! & EPOLLIN, "EPOLLIN alone").toBe(EPOLLIN);
     expect(r.stdinInEt, "EPOLLIN | EPOLLET").toMatchObject({ rc: 0, n: 1 });
     const ev = r.stdinInEt.events!;
-    expect(`0x${(ev & EPOLLIN).toString(16)}`, `events for EPOLLIN | EPOLLET: 0x${ev.toString(16)}, EPOLLIN missing`).toBe(`0x${EPOLLIN.toString(16)}`);
+    expect(`0x${(ev & EPOLLIN).toString(16)}`, `events for EPOLLIN | EPOLLET: 0x${ev.toString(16)}, EPOLLIN missing`).toBe(
+      `0x${EPOLLIN.toString(16)}`,
+    );
   }, 60000);
 }
 

@@ -39,7 +39,12 @@ class Sink implements FrameSink {
   commit(off: number, len: number): void {
     const l4 = off + w.ETH_HLEN + w.IPV4_HLEN;
     const b = this.buf;
-    this.segs.push({ seq: w.tcpSeq(b, l4), ack: w.tcpAck(b, l4), flags: w.tcpFlags(b, l4), len: len - w.ETH_HLEN - w.IPV4_HLEN - w.tcpHlen(b, l4) });
+    this.segs.push({
+      seq: w.tcpSeq(b, l4),
+      ack: w.tcpAck(b, l4),
+      flags: w.tcpFlags(b, l4),
+      len: len - w.ETH_HLEN - w.IPV4_HLEN - w.tcpHlen(b, l4),
+    });
   }
 }
 

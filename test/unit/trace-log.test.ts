@@ -13,7 +13,9 @@ import { ARP_REQ, ICMP4_ECHO_REQ, ICMP6_ECHO_REQ, NS, TCP4_DATA, TCP4_SYN, UDP4 
 const all = { ARP_REQ, ICMP4_ECHO_REQ, ICMP6_ECHO_REQ, NS, TCP4_DATA, TCP4_SYN, UDP4 };
 
 test("captured frames: protocol, addresses, ports, TCP flags", () => {
-  expect(describeFrame(TCP4_SYN, 0, TCP4_SYN.length)).toMatch(/^\d+ bytes, IPv4 TCP [\d.]+:\d+ > [\d.]+:\d+ \[S\] seq \d+ ack \d+ win \d+ len 0$/);
+  expect(describeFrame(TCP4_SYN, 0, TCP4_SYN.length)).toMatch(
+    /^\d+ bytes, IPv4 TCP [\d.]+:\d+ > [\d.]+:\d+ \[S\] seq \d+ ack \d+ win \d+ len 0$/,
+  );
   expect(describeFrame(TCP4_DATA, 0, TCP4_DATA.length)).toMatch(/IPv4 TCP .* \[[A-Z]*A[A-Z]*\] .* len [1-9]\d*$/);
   expect(describeFrame(UDP4, 0, UDP4.length)).toMatch(/IPv4 UDP [\d.]+:\d+ > [\d.]+:\d+ len \d+$/);
   expect(describeFrame(ICMP4_ECHO_REQ, 0, ICMP4_ECHO_REQ.length)).toContain("IPv4 ICMP type 8 code 0");

@@ -1,11 +1,21 @@
 import { describe, expect, test } from "bun:test";
 import { parseIp4, parseMac } from "../../src/conf/config.ts";
+import { ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, arpCheck, arpOp, arpSpa, arpTpa, writeArp } from "../../src/wire/arp.ts";
 import {
-  ARP_LEN, ARPOP_REPLY, ARPOP_REQUEST, arpCheck, arpOp, arpSpa, arpTpa, writeArp,
-} from "../../src/wire/arp.ts";
-import {
-  ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ETH_SRC, ethCheck, ethCopySrc, ethDstIs, ethDstIsGroup, ethSetDst, ethSetSrc, ethType,
-  macIsUnicast, writeEth,
+  ETH_HLEN,
+  ETH_P_ARP,
+  ETH_P_IP,
+  ETH_P_IPV6,
+  ETH_SRC,
+  ethCheck,
+  ethCopySrc,
+  ethDstIs,
+  ethDstIsGroup,
+  ethSetDst,
+  ethSetSrc,
+  ethType,
+  macIsUnicast,
+  writeEth,
 } from "../../src/wire/eth.ts";
 import { ARP_GRATUITOUS, ARP_REPLY, ARP_REQ, ARP_REQ_PADDED, NS, TCP4_SYN, toHex } from "./wire-fixtures.ts";
 
@@ -59,7 +69,12 @@ describe("ARP", () => {
 
   test("rejects truncated packets and foreign hardware or protocol types", () => {
     expect(arpCheck(ARP_REQ, ETH_HLEN, ARP_LEN - 1)).toBe(-1);
-    for (const [at, v] of [[0, 6], [2, 0x86], [4, 8], [5, 16]] as const) {
+    for (const [at, v] of [
+      [0, 6],
+      [2, 0x86],
+      [4, 8],
+      [5, 16],
+    ] as const) {
       const b = ARP_REQ.slice();
       b[ETH_HLEN + at] = v;
       expect(arpCheck(b, ETH_HLEN, ARP_LEN)).toBe(-1);

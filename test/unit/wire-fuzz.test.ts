@@ -168,7 +168,14 @@ describe("fuzz", () => {
 
   test("offsets and lengths outside the buffer are refused, not read", () => {
     const b = guarded(fx.TCP4_SYN, 0);
-    for (const [o, len] of [[-1, 20], [0, 1e6], [70, 20], [1.5, 20], [0, -3], [NaN, 20]] as const) {
+    for (const [o, len] of [
+      [-1, 20],
+      [0, 1e6],
+      [70, 20],
+      [1.5, 20],
+      [0, -3],
+      [NaN, 20],
+    ] as const) {
       expect(ethCheck(b, o, len)).toBe(-1);
       expect(ipv4Check(b, o, len)).toBe(-1);
       expect(ipv6Check(b, o, len)).toBe(-1);

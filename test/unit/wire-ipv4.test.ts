@@ -2,9 +2,34 @@ import { describe, expect, test } from "bun:test";
 import { parseIp4, parseMac } from "../../src/conf/config.ts";
 import { ETH_HLEN, ETH_P_IP, writeEth } from "../../src/wire/eth.ts";
 import {
-  IP4_DF, IP4_MF, IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, IPV4_HLEN, ipv4Check, ipv4ChecksumOk, ipv4DontFrag, ipv4Dst,
-  ipv4FragOffset, ipv4Hlen, ipv4Id, ipv4IsFragment, ipv4MoreFrags, ipv4Proto, ipv4SetChecksum, ipv4SetDst, ipv4SetFrag,
-  ipv4SetId, ipv4SetSrc, ipv4SetTotLen, ipv4SetTtl, ipv4Src, ipv4Tos, ipv4TotLen, ipv4Ttl, writeIpv4,
+  IP4_DF,
+  IP4_MF,
+  IPPROTO_ICMP,
+  IPPROTO_TCP,
+  IPPROTO_UDP,
+  IPV4_HLEN,
+  ipv4Check,
+  ipv4ChecksumOk,
+  ipv4DontFrag,
+  ipv4Dst,
+  ipv4FragOffset,
+  ipv4Hlen,
+  ipv4Id,
+  ipv4IsFragment,
+  ipv4MoreFrags,
+  ipv4Proto,
+  ipv4SetChecksum,
+  ipv4SetDst,
+  ipv4SetFrag,
+  ipv4SetId,
+  ipv4SetSrc,
+  ipv4SetTotLen,
+  ipv4SetTtl,
+  ipv4Src,
+  ipv4Tos,
+  ipv4TotLen,
+  ipv4Ttl,
+  writeIpv4,
 } from "../../src/wire/ipv4.ts";
 import { ARP_REQ_PADDED, ICMP4_ECHO_REPLY, IP4_FRAG_FIRST, IP4_FRAG_LAST, TCP4_SYNACK, UDP4, toHex } from "./wire-fixtures.ts";
 
@@ -44,12 +69,43 @@ describe("IPv4", () => {
   test("rejects bad version, IHL and lengths", () => {
     const len = UDP4.length - IP;
     const mutations: Array<[string, (b: Uint8Array) => void]> = [
-      ["version 6", (b) => { b[IP] = 0x65; }],
-      ["IHL 4", (b) => { b[IP] = 0x44; }],
-      ["IHL 15, past the total length", (b) => { b[IP] = 0x4f; }],
-      ["total length 0", (b) => { b[IP + 2] = 0; b[IP + 3] = 0; }],
-      ["total length 19", (b) => { b[IP + 3] = 19; }],
-      ["total length past the frame", (b) => { b[IP + 3] = 35; }],
+      [
+        "version 6",
+        (b) => {
+          b[IP] = 0x65;
+        },
+      ],
+      [
+        "IHL 4",
+        (b) => {
+          b[IP] = 0x44;
+        },
+      ],
+      [
+        "IHL 15, past the total length",
+        (b) => {
+          b[IP] = 0x4f;
+        },
+      ],
+      [
+        "total length 0",
+        (b) => {
+          b[IP + 2] = 0;
+          b[IP + 3] = 0;
+        },
+      ],
+      [
+        "total length 19",
+        (b) => {
+          b[IP + 3] = 19;
+        },
+      ],
+      [
+        "total length past the frame",
+        (b) => {
+          b[IP + 3] = 35;
+        },
+      ],
     ];
     for (const [what, mutate] of mutations) {
       const b = UDP4.slice();

@@ -4,10 +4,34 @@ import { l4Checksum6 } from "../../src/wire/checksum.ts";
 import { ETH_HLEN } from "../../src/wire/eth.ts";
 import { IPPROTO_TCP, IPPROTO_UDP } from "../../src/wire/ipv4.ts";
 import {
-  IP6_DST, IP6_MAX_EXT, IP6_SRC, IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPPROTO_HOPOPTS, IPPROTO_ICMPV6, IPPROTO_NONE,
-  IPPROTO_ROUTING, IPV6_HLEN, ip6Copy, ip6Equal, ip6Ext, ip6IsLinkLocal, ip6IsMulticast, ip6IsUnspecified, ipv6Check,
-  ipv6FlowLabel, ipv6HopLimit, ipv6NextHeader, ipv6PayloadLen, ipv6SetFlowLabel, ipv6SetHopLimit, ipv6SetPayloadLen,
-  ipv6TrafficClass, ipv6Upper, writeIpv6, writeIpv6At,
+  IP6_DST,
+  IP6_MAX_EXT,
+  IP6_SRC,
+  IPPROTO_DSTOPTS,
+  IPPROTO_FRAGMENT,
+  IPPROTO_HOPOPTS,
+  IPPROTO_ICMPV6,
+  IPPROTO_NONE,
+  IPPROTO_ROUTING,
+  IPV6_HLEN,
+  ip6Copy,
+  ip6Equal,
+  ip6Ext,
+  ip6IsLinkLocal,
+  ip6IsMulticast,
+  ip6IsUnspecified,
+  ipv6Check,
+  ipv6FlowLabel,
+  ipv6HopLimit,
+  ipv6NextHeader,
+  ipv6PayloadLen,
+  ipv6SetFlowLabel,
+  ipv6SetHopLimit,
+  ipv6SetPayloadLen,
+  ipv6TrafficClass,
+  ipv6Upper,
+  writeIpv6,
+  writeIpv6At,
 } from "../../src/wire/ipv6.ts";
 import { IP6_FRAG_FIRST, IP6_FRAG_LAST, MLD2_REPORT_HBH, NS, NS_DAD, RS, TCP6_SYN, UDP6, toHex } from "./wire-fixtures.ts";
 
@@ -94,20 +118,43 @@ describe("IPv6 extension headers", () => {
 
   test("captured fragments", () => {
     expect(ipv6Upper(IP6_FRAG_FIRST, IP, IP6_FRAG_FIRST.length - IP)).toBe(IP + IPV6_HLEN + 8);
-    expect(ip6Ext).toEqual({ proto: IPPROTO_ICMPV6, end: 1510, fragHdr: IP + IPV6_HLEN, fragOffset: 0, fragMore: true, fragId: 0x85ddee6a });
+    expect(ip6Ext).toEqual({
+      proto: IPPROTO_ICMPV6,
+      end: 1510,
+      fragHdr: IP + IPV6_HLEN,
+      fragOffset: 0,
+      fragMore: true,
+      fragId: 0x85ddee6a,
+    });
     expect(ipv6Upper(IP6_FRAG_LAST, IP, IP6_FRAG_LAST.length - IP)).toBe(IP + IPV6_HLEN + 8);
-    expect(ip6Ext).toEqual({ proto: IPPROTO_ICMPV6, end: 622, fragHdr: IP + IPV6_HLEN, fragOffset: 1448, fragMore: false, fragId: 0x85ddee6a });
+    expect(ip6Ext).toEqual({
+      proto: IPPROTO_ICMPV6,
+      end: 622,
+      fragHdr: IP + IPV6_HLEN,
+      fragOffset: 1448,
+      fragMore: false,
+      fragId: 0x85ddee6a,
+    });
   });
 
   test("a chain of every kind", () => {
-    const b = withExt([[IPPROTO_HOPOPTS, 8], [IPPROTO_DSTOPTS, 16], [IPPROTO_ROUTING, 24], [IPPROTO_FRAGMENT, 8], [IPPROTO_DSTOPTS, 8]]);
+    const b = withExt([
+      [IPPROTO_HOPOPTS, 8],
+      [IPPROTO_DSTOPTS, 16],
+      [IPPROTO_ROUTING, 24],
+      [IPPROTO_FRAGMENT, 8],
+      [IPPROTO_DSTOPTS, 8],
+    ]);
     expect(ipv6Upper(b, 0, b.length)).toBe(IPV6_HLEN + 64);
     expect(ip6Ext.proto).toBe(IPPROTO_UDP);
     expect(ip6Ext.fragHdr).toBe(IPV6_HLEN + 48);
   });
 
   test("a non-first fragment stops at the fragment header", () => {
-    const b = withExt([[IPPROTO_FRAGMENT, 8], [IPPROTO_DSTOPTS, 8]]);
+    const b = withExt([
+      [IPPROTO_FRAGMENT, 8],
+      [IPPROTO_DSTOPTS, 8],
+    ]);
     b[IPV6_HLEN + 3] = 0x09;
     expect(ipv6Upper(b, 0, b.length)).toBe(IPV6_HLEN + 8);
     expect(ip6Ext.proto).toBe(IPPROTO_DSTOPTS);
@@ -122,7 +169,10 @@ describe("IPv6 extension headers", () => {
   });
 
   test("malformed chains", () => {
-    const twoFrags = withExt([[IPPROTO_FRAGMENT, 8], [IPPROTO_FRAGMENT, 8]]);
+    const twoFrags = withExt([
+      [IPPROTO_FRAGMENT, 8],
+      [IPPROTO_FRAGMENT, 8],
+    ]);
     expect(ipv6Upper(twoFrags, 0, twoFrags.length)).toBe(-1);
     const past = withExt([[IPPROTO_DSTOPTS, 8]]);
     past[IPV6_HLEN + 1] = 2;

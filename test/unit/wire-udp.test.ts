@@ -5,8 +5,19 @@ import { ETH_HLEN, ETH_P_IP, ETH_P_IPV6, writeEth } from "../../src/wire/eth.ts"
 import { IPPROTO_UDP, IPV4_HLEN, ipv4SetChecksum, ipv4SetId, writeIpv4 } from "../../src/wire/ipv4.ts";
 import { IPV6_HLEN, ipv6SetFlowLabel, writeIpv6 } from "../../src/wire/ipv6.ts";
 import {
-  UDP_HLEN, udpCheck, udpChecksumOk4, udpChecksumOk6, udpCsum, udpDstPort, udpLen, udpSetChecksum4, udpSetChecksum6,
-  udpSetDstPort, udpSetSrcPort, udpSrcPort, writeUdp,
+  UDP_HLEN,
+  udpCheck,
+  udpChecksumOk4,
+  udpChecksumOk6,
+  udpCsum,
+  udpDstPort,
+  udpLen,
+  udpSetChecksum4,
+  udpSetChecksum6,
+  udpSetDstPort,
+  udpSetSrcPort,
+  udpSrcPort,
+  writeUdp,
 } from "../../src/wire/udp.ts";
 import { UDP4, UDP6, toHex } from "./wire-fixtures.ts";
 

@@ -36,7 +36,9 @@ export function findGuest(): GuestCheck {
   if (!busybox) return fail("no statically linked busybox (Debian: busybox-static)");
   let versions: string[] = [];
   try {
-    versions = readdirSync("/boot").filter((f) => f.startsWith("vmlinuz-")).map((f) => f.slice("vmlinuz-".length));
+    versions = readdirSync("/boot")
+      .filter((f) => f.startsWith("vmlinuz-"))
+      .map((f) => f.slice("vmlinuz-".length));
   } catch {
     /* no /boot */
   }
@@ -188,7 +190,8 @@ export function buildInitramfs(file: string, k: GuestKernel, init: string, extra
     entries.push({ name: `lib/modules/${base}`, mode: S_IFREG | 0o644, data: moduleBytes(m) });
   }
   entries.push({ name: MODULE_LIST.slice(1), mode: S_IFREG | 0o644, data: enc.encode(names.join("\n") + "\n") });
-  for (const [p, content] of Object.entries(extra)) entries.push({ name: p.replace(/^\//, ""), mode: S_IFREG | 0o755, data: enc.encode(content) });
+  for (const [p, content] of Object.entries(extra))
+    entries.push({ name: p.replace(/^\//, ""), mode: S_IFREG | 0o755, data: enc.encode(content) });
   entries.push({ name: "init", mode: S_IFREG | 0o755, data: enc.encode(init) });
   writeFileSync(file, cpio(entries));
 }
