@@ -158,7 +158,7 @@ function parseCli(argv: string[]): Args {
       case "-h":
       case "--help":
         process.stdout.write(USAGE);
-        process.exit(0);
+        return process.exit(0);
       default:
         throw new Error(`unknown option ${arg}\n${USAGE}`);
     }

@@ -691,7 +691,7 @@ export class TcpFlows {
     const i = this.runFlow;
     if (i < 0) return;
     const n = sys.shim_send_frames(this.fd[i]!, this.runBuf!, this.runPairs, this.runN, 0);
-    const took = n > 0 ? n : 0;
+    const took = Math.max(n, 0);
     this.seqFromGuest[i] = (this.seqFromGuest[i]! + took) >>> 0;
     if (n < 0 && n !== -EAGAIN) {
       this.flags[i]! |= F_HOST_ERR;

@@ -174,7 +174,7 @@ export class TapBackend implements FrameSink {
   flush(): void {
     if (this.txCount === 0) return;
     const sent = sys.shim_write_batch(this.fd, this.buf, this.txPairs, this.txCount);
-    const ok = sent < 0 ? 0 : sent;
+    const ok = Math.max(sent, 0);
     this.stats.txFrames += ok;
     this.stats.txDropped += this.txCount - ok;
     this.txCount = 0;

@@ -49,7 +49,7 @@ describeE2E("floods from the guest (root)", () => {
   let chunk = "";
 
   async function session(): Promise<PastaSession> {
-    if (s && s.alive()) return s;
+    if (s?.alive()) return s;
     if (s) console.log(`pasta died earlier; its output:\n${s.log()}`);
     s = await startPasta(w, ["--config-net"], {
       launcher: ["prlimit", `--nofile=${NOFILE}:${NOFILE}`, "--"],

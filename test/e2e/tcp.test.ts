@@ -48,7 +48,7 @@ describeE2E("pasta TCP (root)", () => {
 
   /** The shared pasta, started again if an earlier test killed it. */
   async function session(): Promise<PastaSession> {
-    if (s && s.alive()) return s;
+    if (s?.alive()) return s;
     if (s) console.log(`pasta died earlier; its output:\n${s.log()}`);
     s = await startPasta(w, ["--config-net", "-t", `${FWD_FIRST}-${FWD_FIRST + FWD_COUNT - 1}`]);
     const r = await s.guest(["ip", "-6", "route", "show", "default"]);
@@ -518,7 +518,7 @@ describeE2E("pasta TCP (root)", () => {
 
 /** An address as socat prints it ("[0000:...:0001]", "192.0.2.1") in one canonical form. */
 function canon(a: string): string {
-  let t = a
+  const t = a
     .trim()
     .replace(/^\[|\]$/g, "")
     .replace(/%.*$/, "");

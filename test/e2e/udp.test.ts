@@ -112,7 +112,7 @@ async function endsWithin(child: Child, timeoutMs: number): Promise<number | nul
 }
 
 /** Wait (bounded) until a UDP socket is bound to port in namespace ns. */
-async function udpBound(w: World, ns: string, port: number): Promise<void> {
+async function udpBound(_w: World, ns: string, port: number): Promise<void> {
   for (let i = 0; i < 100; i++) {
     const r = run(["ip", "netns", "exec", ns, "ss", "-Hnlu", `sport = :${port}`]);
     if (r.stdout.trim()) return;

@@ -141,7 +141,9 @@ export function ip6(s: string): Uint8Array {
   const h = head ? head.split(":") : [];
   const t = tail ? tail.split(":") : [];
   const groups = [...h, ...Array(8 - h.length - t.length).fill("0"), ...t];
-  groups.forEach((g, i) => wr16(out, 2 * i, parseInt(g || "0", 16)));
+  groups.forEach((g, i) => {
+    wr16(out, 2 * i, parseInt(g || "0", 16));
+  });
   return out;
 }
 

@@ -161,5 +161,6 @@ export function procsWith(marker: string): number[] {
 
 /** Text without ANSI colour sequences. */
 export function stripAnsi(s: string): string {
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: ESC starts the colour codes removed here
   return s.replace(/\x1b\[[0-9;]*m/g, "");
 }

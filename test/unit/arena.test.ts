@@ -8,8 +8,12 @@ test("tables are zeroed, 16-byte aligned, and never overlap", () => {
     expect([...t].every((v) => v === 0)).toBe(true);
   }
   // write every byte of every table, then check that each still holds its own mark
-  made.forEach((t, k) => new Uint8Array(t.buffer, t.byteOffset, t.byteLength).fill(k + 1));
-  made.forEach((t, k) => expect([...new Uint8Array(t.buffer, t.byteOffset, t.byteLength)].every((v) => v === k + 1)).toBe(true));
+  made.forEach((t, k) => {
+    new Uint8Array(t.buffer, t.byteOffset, t.byteLength).fill(k + 1);
+  });
+  made.forEach((t, k) => {
+    expect([...new Uint8Array(t.buffer, t.byteOffset, t.byteLength)].every((v) => v === k + 1)).toBe(true);
+  });
 });
 
 test("a request past the end of a chunk, or larger than one, gets fresh zeroed room", () => {

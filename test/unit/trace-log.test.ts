@@ -64,6 +64,6 @@ test("--log-size: the file never passes the limit, keeps the newest lines whole,
   expect(lines[0]).toMatch(/^line \d+ x*$/);
   expect(text).not.toContain("an older line");
   const numbers = lines.slice(0, -1).map((l) => Number(l.split(" ")[1]));
-  numbers.forEach((n, i) => i > 0 && expect(n).toBe(numbers[i - 1]! + 1));
+  for (let i = 1; i < numbers.length; i++) expect(numbers[i]).toBe(numbers[i - 1]! + 1);
   expect(text.length).toBeGreaterThan(limit * 0.5);
 });
