@@ -32,6 +32,7 @@ import { Dispatcher } from "./dispatch.ts";
 import { Forwarder } from "./fwd/forward.ts";
 import type { FwdRule, PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
+import { Kind } from "./loop/kinds.ts";
 import { EPOLLIN, Loop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
 import { countersLine, reportStats } from "./loop/stats.ts";
@@ -42,11 +43,6 @@ import { guest } from "./services/guest.ts";
 import { PasstBackend } from "./tap/passt.ts";
 import { lookupPasswd, parseRunas, type Ids } from "./conf/runas.ts";
 import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
-
-// Handler kinds of this loop (flows use 4 to 11).
-const KIND_CLIENT = 20;
-const KIND_LISTENER = 21;
-const KIND_SIGNAL = 22;
 
 const SIGHUP = 1;
 const SIGINT = 2;
@@ -130,7 +126,6 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   let dispatcher: Dispatcher | null = null;
   const backend = new PasstBackend(
     loop,
-    KIND_CLIENT,
     (b, off, len) => dispatcher!.frame(b, off, len),
     () => dispatcher!.batchEnd(),
     pcap,
@@ -154,14 +149,13 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     dropPrivileges(ids);
   }
 
-  loop.on(KIND_CLIENT, (_i, ev) => backend.onEvents(ev));
-  loop.on(KIND_SIGNAL, () => {
+  loop.on(Kind.SIGNAL, () => {
     const b = new Uint8Array(16);
     const n = sys.shim_read(sigFd, b, 16);
     log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
     loop.stop(0);
   });
-  loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+  loop.add(sigFd, EPOLLIN, Kind.SIGNAL, 0);
   if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ passt: backend.stats, ...dispatcher!.counters() }));
   let paused = false;
   loop.onFlush(() => {
@@ -181,8 +175,8 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   });
 
   if (listener) {
-    loop.on(KIND_LISTENER, () => accept(listener.fd, backend));
-    loop.add(listener.fd, EPOLLIN, KIND_LISTENER, 0);
+    loop.on(Kind.PASST_LISTENER, () => accept(listener.fd, backend));
+    loop.add(listener.fd, EPOLLIN, Kind.PASST_LISTENER, 0);
     announce(listener.path);
   } else {
     log.info(`using the connected socket given as descriptor ${run.fd}`);

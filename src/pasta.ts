@@ -22,6 +22,7 @@ import { SpliceFlows } from "./flows/splice.ts";
 import { UdpSplice } from "./flows/udpsplice.ts";
 import { Forwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
+import { Kind } from "./loop/kinds.ts";
 import { Loop, EPOLLIN, now } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
 import { countersLine, reportStats } from "./loop/stats.ts";
@@ -34,10 +35,6 @@ import { PcapWriter } from "./pcap.ts";
 import { NullSink } from "./tap/sink.ts";
 import { TapBackend } from "./tap/tap.ts";
 
-const KIND_TAP = 1;
-const KIND_SIGNAL = 2;
-const KIND_CHILD = 3;
-const KIND_NETNS_FILE = 12;
 const SIGHUP = 1;
 const SIGINT = 2;
 const SIGTERM = 15;
@@ -114,10 +111,10 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   configureInterface(nsfd, tap ? tap.ifname : null, cfg);
   startForwarding(cfg, run, loop, dispatcher, nsfd);
   if (tap) {
-    loop.on(KIND_TAP, () => {
+    loop.on(Kind.TAP, () => {
       if (!tap.readAll()) loop.stop(0);
     });
-    loop.add(tap.fd, EPOLLIN, KIND_TAP, 0);
+    loop.add(tap.fd, EPOLLIN, Kind.TAP, 0);
   }
   loop.onFlush(() => {
     dispatcher!.flush();
@@ -133,7 +130,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
       return dispatcher!.tcp.guestOpen() === 0;
     });
   else if (run.attachPid !== null && run.quitWithNetns !== false) watchTarget(loop, run.attachPid);
-  else if (run.netns !== null && run.quitWithNetns !== false) watchNetnsFile(loop, KIND_NETNS_FILE, run.netns);
+  else if (run.netns !== null && run.quitWithNetns !== false) watchNetnsFile(loop, run.netns);
   if (tap) dispatcher.start();
   readyInBackground();
   enterSandbox();
@@ -169,23 +166,23 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
 function watchTarget(loop: Loop, pid: number): void {
   const fd = sys.shim_pidfd_open(pid);
   if (fd < 0) return;
-  loop.on(KIND_CHILD, () => {
+  loop.on(Kind.CHILD, () => {
     log.info(`process ${pid} ended: exiting`);
     loop.stop(0);
   });
-  loop.add(fd, EPOLLIN, KIND_CHILD, 0);
+  loop.add(fd, EPOLLIN, Kind.CHILD, 0);
 }
 
 /** SIGINT, SIGTERM, SIGHUP to pasta: end the command and exit. */
 function watchSignals(loop: Loop, sigFd: number, child: Child | null): void {
   const b = new Uint8Array(16);
-  loop.on(KIND_SIGNAL, () => {
+  loop.on(Kind.SIGNAL, () => {
     const n = sys.shim_read(sigFd, b, 16);
     log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
     if (child) sys.shim_kill(child.pid, SIGTERM);
     loop.stop(0);
   });
-  loop.add(sigFd, EPOLLIN, KIND_SIGNAL, 0);
+  loop.add(sigFd, EPOLLIN, Kind.SIGNAL, 0);
 }
 
 /**
@@ -196,7 +193,7 @@ function watchSignals(loop: Loop, sigFd: number, child: Child | null): void {
  * before we tear the tap down.
  */
 function startChild(loop: Loop, child: Child, name: string, drained: () => boolean): void {
-  loop.on(KIND_CHILD, () => {
+  loop.on(Kind.CHILD, () => {
     const status = reap(child.pid);
     if (status === null) return;
     const start = now();
@@ -205,7 +202,7 @@ function startChild(loop: Loop, child: Child, name: string, drained: () => boole
       if (drained() || t - start > DRAIN_MAX_MS) loop.stop(status);
     });
   });
-  loop.add(child.pidfd, EPOLLIN, KIND_CHILD, 0);
+  loop.add(child.pidfd, EPOLLIN, Kind.CHILD, 0);
   const err = release(child);
   if (err) throw new Error(`cannot run ${name}: ${err}`);
 }

@@ -22,6 +22,7 @@
  * room (found by the same scan that looks for the flow), so that a guest
  * pinging many destinations at once does not keep a new ping from going out.
  */
+import { Kind } from "../loop/kinds.ts";
 import type { Config } from "../conf/config.ts";
 import { log } from "../log.ts";
 import { sys } from "../native/ffi.ts";
@@ -40,7 +41,6 @@ export const ICMP_MAX_FLOWS = 1024;
 /** An echo flow without traffic for this long is closed (the original uses 60 s; PASTA_ICMP_TIMEOUT_MS overrides it, for tests). */
 export const ICMP_TIMEOUT_MS = Number(process.env.PASTA_ICMP_TIMEOUT_MS) || 60_000;
 /** Loop handler kind for ping sockets. */
-export const KIND_ICMP = 4;
 
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */
 const MAX_ECHO = 65535;
@@ -68,7 +68,7 @@ export class IcmpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
-    loop.on(KIND_ICMP, (i) => this.onReadable(i));
+    loop.on(Kind.ICMP, (i) => this.onReadable(i));
     loop.every(5000, (t) => this.expire(t));
   }
 
@@ -145,7 +145,7 @@ export class IcmpFlows {
     this.guestId[free] = id;
     this.remote.set(b.subarray(off, off + alen), free * 16);
     this.lastUse[free] = now;
-    this.loop.add(fd, EPOLLIN, KIND_ICMP, free);
+    this.loop.add(fd, EPOLLIN, Kind.ICMP, free);
     this.nFlows++;
     return free;
   }

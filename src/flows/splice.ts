@@ -31,6 +31,7 @@
  * Limits: SPLICE_MAX_CONNS at once; past that an accepted connection is closed
  * at once, without touching the existing ones.
  */
+import { Kind } from "../loop/kinds.ts";
 import { ptr, type Pointer } from "bun:ffi";
 import { log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
@@ -52,8 +53,6 @@ const MAX_PIPE_SIZE = 8 << 20;
 /** Ready pipes and namespace sockets kept per pool; below half, a pool is refilled after the current batch of events. */
 const POOL_TARGET = 32;
 const POOL_REFILL_MS = 200;
-
-export const KIND_SPLICE = 9;
 
 /** What every spliced socket is watched for (plus EPOLLOUT when needed). */
 const WATCH = EPOLLIN | EPOLLRDHUP | EPOLLET;
@@ -102,7 +101,7 @@ export class SpliceFlows {
     /** The namespace's netns fd: namespace-side sockets are made there. */
     private readonly nsfd: number,
   ) {
-    loop.on(KIND_SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
+    loop.on(Kind.SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
     loop.every(POOL_REFILL_MS, () => {
       if (this.used) this.refill(true);
     });
@@ -153,8 +152,8 @@ export class SpliceFlows {
     this.state[c] = rc === 0 ? UP : CONNECTING;
     this.outOn[2 * c] = 0;
     this.outOn[2 * c + 1] = 1;
-    this.loop.add(accepted, WATCH, KIND_SPLICE, 2 * c);
-    this.loop.add(out, WATCH | EPOLLOUT, KIND_SPLICE, 2 * c + 1);
+    this.loop.add(accepted, WATCH, Kind.SPLICE, 2 * c);
+    this.loop.add(out, WATCH | EPOLLOUT, Kind.SPLICE, 2 * c + 1);
     spliceStats.opened++;
   }
 
@@ -260,7 +259,7 @@ export class SpliceFlows {
     const k = 2 * c + side;
     if (this.outOn[k] === +on) return;
     this.outOn[k] = +on;
-    this.loop.mod(this.fd[k]!, on ? WATCH | EPOLLOUT : WATCH, KIND_SPLICE, k);
+    this.loop.mod(this.fd[k]!, on ? WATCH | EPOLLOUT : WATCH, Kind.SPLICE, k);
   }
 
   /** Move data in direction d (0: accepted → connected, 1: back), then pass on end of stream. */

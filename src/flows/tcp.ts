@@ -66,6 +66,7 @@
  * We negotiate neither SACK nor timestamps (we do not send those options, so
  * neither peer uses them with us); window scaling and MSS we do.
  */
+import { Kind } from "../loop/kinds.ts";
 import { ptr, type Pointer } from "bun:ffi";
 import type { Config } from "../conf/config.ts";
 import { debugOn, log } from "../log.ts";
@@ -141,8 +142,6 @@ const TICK_MS = 50;
 const ISN_SECRET = crypto.getRandomValues(new Uint32Array(1))[0]!;
 /** ISN clock: 250 ticks per millisecond (4 µs, as RFC 9293 suggests). */
 const ISN_TICKS_PER_MS = 250;
-
-export const KIND_TCP = 5;
 
 // Flow states.
 const FREE = 0;
@@ -284,7 +283,7 @@ export class TcpFlows {
     private readonly sink: FrameSink,
   ) {
     this.bufBase = ptr(sink.buf);
-    loop.on(KIND_TCP, (i, ev) => this.onSocket(i, ev));
+    loop.on(Kind.TCP, (i, ev) => this.onSocket(i, ev));
     loop.every(TICK_MS, (t) => this.onTick(t));
   }
 
@@ -349,7 +348,7 @@ export class TcpFlows {
     this.deadline[i] = now() + TCP_RTO_MS;
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     largeBuffers(fd);
-    this.loop.add(fd, EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.loop.add(fd, EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     this.sendSyn(i, false, this.seqAcked[i]!);
     this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
     tcpStats.opened++;
@@ -429,7 +428,7 @@ export class TcpFlows {
     if (this.opts.mss > 0) sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_MAXSEG, this.opts.mss);
     const len = this.destSockaddr(i, v6);
     const rc = sys.shim_connect(fd, this.sa, len);
-    this.loop.add(fd, EPOLLOUT | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.loop.add(fd, EPOLLOUT | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     tcpStats.opened++;
     if (rc < 0 && rc !== -EINPROGRESS) this.connectFailed(i);
     else if (rc === 0) this.connected(i);
@@ -522,7 +521,7 @@ export class TcpFlows {
     this.retries[i] = 0;
     this.deadline[i] = 0;
     this.enablePeekOff(i);
-    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     this.ackNow(i);
     this.sendData(i);
   }
@@ -749,7 +748,7 @@ export class TcpFlows {
     }
     if (ev & EPOLLOUT && this.flags[i]! & F_OUT_WAIT && this.windowOpens(i)) {
       this.flags[i]! &= ~F_OUT_WAIT;
-      this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+      this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
       this.queueAck(i);
     }
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
@@ -765,7 +764,7 @@ export class TcpFlows {
     this.deadline[i] = now() + TCP_RTO_MS;
     this.retries[i] = 0;
     this.enablePeekOff(i);
-    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     this.sendSyn(i, true, this.seqAcked[i]!);
     this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
     this.seqAcked[i] = this.seqToGuest[i]!;
@@ -1000,7 +999,7 @@ export class TcpFlows {
   private waitWritable(i: number): void {
     if (this.flags[i]! & F_OUT_WAIT) return;
     this.flags[i]! |= F_OUT_WAIT;
-    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, KIND_TCP, i);
+    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
   }
 
   /** A pure ACK to the guest, now. */

@@ -40,6 +40,7 @@
  * guest flooding from a new port every datagram so churns through its own
  * flood's flows, and a flow in use, or a new one, still gets through.
  */
+import { Kind } from "../loop/kinds.ts";
 import type { Config } from "../conf/config.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
@@ -75,9 +76,6 @@ const SEND_QUEUE = 64;
 const VNET_F_NEEDS_CSUM = 1;
 /** Offset of the checksum field in the UDP header. */
 const UDP_CSUM_OFFSET = 6;
-
-export const KIND_UDP = 7;
-export const KIND_UDP_LISTEN = 8;
 
 export const udpStats = { fromGuest: 0, toGuest: 0, evicted: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
@@ -148,8 +146,8 @@ export class UdpFlows {
     private readonly sink: FrameSink,
   ) {
     this.csumOffload = sink instanceof TapBackend && sink.tsoMax > 0;
-    loop.on(KIND_UDP, (i) => this.onSocket(i, this.fd[i]!, -1));
-    loop.on(KIND_UDP_LISTEN, (li) => this.onListener(li));
+    loop.on(Kind.UDP, (i) => this.onSocket(i, this.fd[i]!, -1));
+    loop.on(Kind.UDP_LISTEN, (li) => this.onListener(li));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
   }
 
@@ -393,7 +391,7 @@ export class UdpFlows {
     this.listenOn[li] = port;
     this.listenTarget[li] = target;
     this.listenTaddr[li] = taddr;
-    this.loop.add(fd, EPOLLIN, KIND_UDP_LISTEN, li);
+    this.loop.add(fd, EPOLLIN, Kind.UDP_LISTEN, li);
     return li;
   }
 
@@ -522,7 +520,7 @@ export class UdpFlows {
     this.index.insert(i, hashKey(a, aOff, alen, port));
     this.useAppend(i);
     this.nFlows++;
-    if (owned) this.loop.add(fd, EPOLLIN, KIND_UDP, i);
+    if (owned) this.loop.add(fd, EPOLLIN, Kind.UDP, i);
     return i;
   }
 
@@ -566,9 +564,9 @@ export class UdpFlows {
    */
   pauseReceive(paused: boolean): void {
     const ev = paused ? 0 : EPOLLIN;
-    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) this.loop.mod(this.fd[i]!, ev, KIND_UDP, i);
+    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) this.loop.mod(this.fd[i]!, ev, Kind.UDP, i);
     for (let li = 0; li < this.listeners.length; li++) {
-      if (this.listeners[li]! >= 0) this.loop.mod(this.listeners[li]!, ev, KIND_UDP_LISTEN, li);
+      if (this.listeners[li]! >= 0) this.loop.mod(this.listeners[li]!, ev, Kind.UDP_LISTEN, li);
     }
   }
 }

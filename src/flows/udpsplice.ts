@@ -22,6 +22,7 @@
  * Limits: UDP_SPLICE_MAX flows (beyond that, datagrams of new flows are
  * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed.
  */
+import { Kind } from "../loop/kinds.ts";
 import { ptr } from "bun:ffi";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
@@ -37,11 +38,8 @@ export const UDP_SPLICE_MAX = 4096;
 const SPLICE_BATCH = 32;
 const MAX_DGRAM = 65535;
 
-export const KIND_UDP_SPLICE = 10;
-
 /** flowOf mark of a datagram already sent. */
 const DONE = -2;
-export const KIND_UDP_NS_LISTEN = 11;
 
 const LOOPBACK4 = 0x7f000001;
 const LOOPBACK6 = IP6_LOOPBACK;
@@ -72,8 +70,8 @@ export class UdpSplice {
     private readonly loop: Loop,
     private readonly nsfd: number,
   ) {
-    loop.on(KIND_UDP_SPLICE, (e) => this.onReply(e));
-    loop.on(KIND_UDP_NS_LISTEN, (li) => this.onNsListener(li));
+    loop.on(Kind.UDP_SPLICE, (e) => this.onReply(e));
+    loop.on(Kind.UDP_NS_LISTEN, (li) => this.onNsListener(li));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
   }
 
@@ -90,7 +88,7 @@ export class UdpSplice {
   addNsListener(fd: number, v6: boolean, port: number, target: number): number {
     const li = this.freeNsListeners.pop() ?? this.nsListeners.push({ fd, port, target, v6 }) - 1;
     this.nsListeners[li] = { fd, port, target, v6 };
-    this.loop.add(fd, EPOLLIN, KIND_UDP_NS_LISTEN, li);
+    this.loop.add(fd, EPOLLIN, Kind.UDP_NS_LISTEN, li);
     return li;
   }
 
@@ -225,7 +223,7 @@ export class UdpSplice {
     this.keyOf[e] = key;
     this.byKey.set(key, e);
     this.n++;
-    this.loop.add(fd, EPOLLIN, KIND_UDP_SPLICE, e);
+    this.loop.add(fd, EPOLLIN, Kind.UDP_SPLICE, e);
     return e;
   }
 

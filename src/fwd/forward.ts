@@ -35,6 +35,7 @@
  * UDP transfers use the port of a TCP control connection). A port that
  * stops being bound over there stops being forwarded here.
  */
+import { Kind } from "../loop/kinds.ts";
 import { closeSync, openSync, readSync } from "node:fs";
 import type { Config } from "../conf/config.ts";
 import type { SpliceMode } from "../conf/options.ts";
@@ -64,8 +65,6 @@ import {
 
 /** How often auto mode rescans the bound ports (the original: 1 s). */
 export const AUTO_SCAN_MS = 1000;
-
-export const KIND_LISTEN = 6;
 
 const LISTEN_BACKLOG = 128;
 const IPPROTO_IP = 0;
@@ -154,7 +153,7 @@ export class Forwarder {
   private readonly proc: Record<Side, ProcFiles | null> = { host: null, ns: null };
 
   constructor(private readonly x: ForwardContext) {
-    x.loop.on(KIND_LISTEN, (i) => this.onAccept(i));
+    x.loop.on(Kind.TCP_LISTEN, (i) => this.onAccept(i));
   }
 
   /**
@@ -235,7 +234,7 @@ export class Forwarder {
     const taddr = taddrBytes(rule.taddr);
     const i = this.freeSlots.pop() ?? this.listeners.push(null) - 1;
     let li = -1;
-    if (rs.proto === "tcp") this.x.loop.add(fd, EPOLLIN, KIND_LISTEN, i);
+    if (rs.proto === "tcp") this.x.loop.add(fd, EPOLLIN, Kind.TCP_LISTEN, i);
     else if (rs.side === "host") li = this.x.udp.addListener(fd, v6, port, target, taddr);
     else li = this.x.udpSplice!.addNsListener(fd, v6, port, target);
     this.listeners[i] = { fd, proto: rs.proto, side: rs.side, v6, port, target, taddr, li };

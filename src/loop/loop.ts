@@ -3,9 +3,9 @@
  *
  * Theory of operation
  * -------------------
- * Every descriptor we watch is registered with a 32-bit reference: the handler
- * kind in the top 8 bits, an index (flow slot, socket number...) in the lower
- * 24. The shim copies each event out as a plain {events, ref} pair; run() looks
+ * Every descriptor we watch is registered with a 32-bit reference: its event
+ * kind (src/loop/kinds.ts, the one list of them) in the top 8 bits, an index
+ * (flow slot, socket number...) in the lower 24. The shim copies each event out as a plain {events, ref} pair; run() looks
  * the kind up in a table of handlers and calls handler(index, events).
  *
  * While epoll_wait blocks, Bun's own event loop does not run, so the data path
@@ -17,6 +17,7 @@
  * writes every frame queued during the batch in one call).
  */
 import { sys } from "../native/ffi.ts";
+import { kindName, type EventKind } from "./kinds.ts";
 
 export const EPOLLIN = 0x001;
 export const EPOLLPRI = 0x002;
@@ -59,18 +60,19 @@ export class Loop {
     this.ep = ep;
   }
 
-  /** Register the handler for one kind (1..255). */
-  on(kind: number, handler: Handler): void {
+  /** Register the handler of one kind; a kind has one handler (a second one throws). */
+  on(kind: EventKind, handler: Handler): void {
+    if (this.handlers[kind]) throw new Error(`event kind ${kindName(kind)} (${kind}) has a handler already`);
     this.handlers[kind] = handler;
   }
 
   /** Watch fd for events; ref = (kind, index). Returns 0 or -errno. */
-  add(fd: number, events: number, kind: number, index: number): number {
+  add(fd: number, events: number, kind: EventKind, index: number): number {
     return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_ADD, fd, events | 0, (kind << KIND_SHIFT) | index);
   }
 
   /** Change the events watched for fd (the ref is given again). */
-  mod(fd: number, events: number, kind: number, index: number): number {
+  mod(fd: number, events: number, kind: EventKind, index: number): number {
     return sys.shim_epoll_ctl(this.ep, EPOLL_CTL_MOD, fd, events | 0, (kind << KIND_SHIFT) | index);
   }
 

@@ -14,6 +14,7 @@
 import { existsSync } from "node:fs";
 import { basename, dirname } from "node:path";
 import { log } from "../log.ts";
+import { Kind } from "../loop/kinds.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import { cstr, sys } from "../native/ffi.ts";
 
@@ -53,8 +54,8 @@ export function entryGone(events: InotifyEvent[], name: string): boolean {
   return events.some((e) => (e.mask & IN_DELETE_SELF) !== 0 || ((e.mask & (IN_DELETE | IN_MOVED_FROM)) !== 0 && e.name === name));
 }
 
-/** Stop loop (status 0) once path is removed; kind is the loop handler kind to use. */
-export function watchNetnsFile(loop: Loop, kind: number, path: string): void {
+/** Stop loop (status 0) once path is removed. */
+export function watchNetnsFile(loop: Loop, path: string): void {
   const gone = () => {
     log.info(`namespace ${path} is gone: exiting`);
     loop.stop(0);
@@ -68,10 +69,10 @@ export function watchNetnsFile(loop: Loop, kind: number, path: string): void {
   }
   const buf = new Uint8Array(EVENT_BUF);
   const name = basename(path);
-  loop.on(kind, () => {
+  loop.on(Kind.NETNS_FILE, () => {
     const n = sys.shim_read(fd, buf, EVENT_BUF);
     if (n > 0 && entryGone(parseInotify(buf, n), name)) gone();
   });
-  loop.add(fd, EPOLLIN, kind, 0);
+  loop.add(fd, EPOLLIN, Kind.NETNS_FILE, 0);
   if (!existsSync(path)) gone();
 }

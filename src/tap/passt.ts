@@ -48,6 +48,7 @@
  * produced for nobody.
  */
 import { ptr, type Pointer } from "bun:ffi";
+import { Kind } from "../loop/kinds.ts";
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
 import { errnoName, sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
@@ -167,14 +168,13 @@ export class PasstBackend implements FrameSink {
 
   constructor(
     private readonly loop: Loop,
-    /** Handler kind of the client socket in the loop (the owner routes its events to onEvents). */
-    private readonly kind: number,
     private readonly onFrame: FrameHandler,
     private readonly onBatchEnd: () => void,
     private readonly pcap: PcapWriter | null,
   ) {
     this.rxBase = ptr(this.rx);
     this.pairsBase = ptr(this.txPairs);
+    loop.on(Kind.PASST_CLIENT, (_i, ev) => this.onEvents(ev));
   }
 
   /** Serve the connected socket fd (made non-blocking here). */
@@ -185,7 +185,7 @@ export class PasstBackend implements FrameSink {
     this.fd = fd;
     this.gone = null;
     this.goneBadly = false;
-    const rc = this.loop.add(fd, EPOLLIN | EPOLLRDHUP, this.kind, 0);
+    const rc = this.loop.add(fd, EPOLLIN | EPOLLRDHUP, Kind.PASST_CLIENT, 0);
     if (rc < 0) this.lose(`cannot watch the client socket: ${errnoName(-rc)}`, true);
   }
 
@@ -203,14 +203,14 @@ export class PasstBackend implements FrameSink {
   }
 
   /** Events on the client socket. */
-  onEvents(ev: number): void {
+  private onEvents(ev: number): void {
     if (this.fd < 0 || this.gone !== null) return;
     if (ev & EPOLLOUT) {
       this.blocked = false;
       this.flush();
       if (!this.blocked && this.outArmed && this.gone === null) {
         this.outArmed = false;
-        this.loop.mod(this.fd, EPOLLIN | EPOLLRDHUP, this.kind, 0);
+        this.loop.mod(this.fd, EPOLLIN | EPOLLRDHUP, Kind.PASST_CLIENT, 0);
       }
     }
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) this.readAll();
@@ -329,7 +329,7 @@ export class PasstBackend implements FrameSink {
     this.blocked = true;
     if (!this.outArmed) {
       this.outArmed = true;
-      this.loop.mod(this.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, this.kind, 0);
+      this.loop.mod(this.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, Kind.PASST_CLIENT, 0);
     }
   }
 
