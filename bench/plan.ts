@@ -1,8 +1,8 @@
 /**
  * What the bench measures: its tables, their rows and MTU columns, which
  * implementations take part in which, and who the reference of a row is.
- * The layout follows the original's performance tables
- * (/work/shared/reference/perf-tables.md).
+ * The layout follows the performance tables the original publishes on its
+ * web page (passt.top), measured by its CI.
  *
  * A "mode" is one way of setting an implementation up, shared by the tables
  * measured with it, so that one start per MTU column serves them all:

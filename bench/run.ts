@@ -8,7 +8,7 @@
  * which gives the path the others take by default), slirp4netns,
  * and plain loopback (the ceiling), in the same run on the same machine, and
  * writes perf/results.json, perf/RESULTS.md and perf/index.html. The tables
- * and rows are in plan.ts (after /work/shared/reference/perf-tables.md).
+ * and rows are in plan.ts (after the original's published performance tables).
  *
  * Set-up: per implementation its own test world (test/world.ts: a "host"
  * namespace standing in for the machine, an "upstream" namespace behind a

@@ -2,11 +2,18 @@
  *
  * Theory of operation
  * -------------------
- * This file holds no protocol logic. It wraps the Linux interfaces that the
- * TypeScript side cannot reach through Bun: epoll, tap devices, "do this inside
- * that network namespace", clone() of the namespace's first process, pidfd,
- * signal delivery into the epoll loop, batched frame I/O, and the checksum of
- * large buffers.
+ * Mostly, this file wraps the Linux interfaces that the TypeScript side cannot
+ * reach through Bun: epoll, tap devices, "do this inside that network
+ * namespace", clone() of the namespace's first process, pidfd, signal delivery
+ * into the epoll loop, batched frame I/O, and the checksum of large buffers.
+ *
+ * One piece of protocol work lives here, for speed: shim_tcp_segments cuts a
+ * peek of host data into TCP segments for the guest (for backends without
+ * segmentation offload), copying the headers flows/tcp.ts wrote for the
+ * first segment, advancing the sequence number, setting the lengths and PSH,
+ * and completing the IPv4 header and TCP checksums (one FFI call per peek
+ * instead of one per segment). What those headers say
+ * (addresses, ports, flags, window) is decided in TypeScript.
  *
  * Conventions, for every function here:
  * - an error is returned as -errno (never through errno, which JavaScript
@@ -628,17 +635,6 @@ int shim_sock_error(int fd)
 int shim_setsockopt_int(int fd, int level, int name, int val)
 {
 	return NEG_ERRNO(setsockopt(fd, level, name, &val, sizeof(val)));
-}
-
-/* shim_getsockopt_int() - getsockopt() of an int value, or -errno */
-int shim_getsockopt_int(int fd, int level, int name)
-{
-	int val = 0;
-	socklen_t sl = sizeof(val);
-
-	if (getsockopt(fd, level, name, &val, &sl) < 0)
-		return -errno;
-	return val;
 }
 
 /* shim_abort_close() - close with SO_LINGER 0: the peer gets a reset */

@@ -1,14 +1,10 @@
 /**
- * Logging: one consola instance for the whole program, tags per module.
+ * Logging: one consola instance for the whole program.
  *
- * Modules take a tagged child once, at import time:
+ *     if (debugOn) log.debug(`new flow ${formatIp4(addr)}`);
  *
- *     const tlog = log.withTag("tcp");
- *     if (debugOn) tlog.debug(`new flow ${formatIp4(addr)}`);
- *
- * The level is chosen later by the CLI (setLogLevel), so every child made by
- * withTag is remembered and follows the level of its parent. Hot paths test the
- * exported flags (debugOn, traceOn) before building a message, so nothing is
+ * The level is chosen by the CLI (setLogLevel). Hot paths test the exported
+ * flags (debugOn, traceOn) before building a message, so nothing is
  * formatted, and no template string is evaluated, when the level is off.
  *
  * Lines are written synchronously (writeSync on fd 2 or on the log file):
@@ -47,13 +43,12 @@ const startMs = performance.now();
 
 /**
  * Write one log object as one line: with debug on, prefixed by seconds since
- * start (as the original does), then the tag, then the formatted arguments.
+ * start (as the original does), then the formatted arguments.
  */
 function writeLine(obj: LogObject): void {
   const msg = formatWithOptions({ colors: false }, ...obj.args);
-  const tag = obj.tag ? `${obj.tag}: ` : "";
   const time = debugOn ? `${((performance.now() - startMs) / 1000).toFixed(4)} ` : "";
-  const line = `${time}${tag}${msg}\n`;
+  const line = `${time}${msg}\n`;
   try {
     if (outFd === fileFd) writeToFile(line);
     else writeSync(outFd, line);
@@ -63,31 +58,14 @@ function writeLine(obj: LogObject): void {
 }
 
 const reporter = { log: writeLine };
-const children: ConsolaInstance[] = [];
-
-/**
- * Make withTag on inst remember the children it creates, recursively, so that
- * setLogLevel reaches instances made before the level was known.
- */
-function trackChildren(inst: ConsolaInstance): ConsolaInstance {
-  const make = inst.withTag.bind(inst);
-  inst.withTag = (tag: string): ConsolaInstance => {
-    const child = trackChildren(make(tag));
-    child.level = inst.level;
-    children.push(child);
-    return child;
-  };
-  return inst;
-}
 
 /** The program's logger. */
-export const log: ConsolaInstance = trackChildren(createConsola({ level: LEVELS.info, reporters: [reporter], throttle: NO_THROTTLE }));
+export const log: ConsolaInstance = createConsola({ level: LEVELS.info, reporters: [reporter], throttle: NO_THROTTLE });
 
-/** Set the level of log and every tagged child, and the cheap guard flags. */
+/** Set the level of log and the cheap guard flags. */
 export function setLogLevel(name: LogLevelName): void {
   const level = LEVELS[name];
   log.level = level;
-  for (const c of children) c.level = level;
   infoOn = level >= LEVELS.info;
   debugOn = level >= LEVELS.debug;
   traceOn = level >= LEVELS.trace;

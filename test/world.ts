@@ -1,5 +1,5 @@
 /**
- * The test world of TESTING.md, for end-to-end tests (bun test).
+ * The test world of the end-to-end tests (bun test test/e2e/...).
  *
  *   upstream ns                                  host ns (stands in for the machine)
  *   ┌──────────────────────────────┐            ┌───────────────────────────────┐

@@ -1272,8 +1272,8 @@ export class TcpFlows {
   }
 
   /**
-   * Initial sequence number (RFC 6528): a keyed hash of the 4-tuple plus a
-   * 4 µs clock. Unguessable, and growing for a given tuple, so that a guest
+   * Initial sequence number (RFC 6528's idea): an unkeyed hash of the
+   * 4-tuple, XORed with a secret drawn at start, plus a 4 µs clock. Unguessable, and growing for a given tuple, so that a guest
    * still holding an earlier connection of the same tuple in TIME_WAIT takes
    * the new SYN (a random ISN below the old sequence would be refused).
    */

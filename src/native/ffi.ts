@@ -82,7 +82,6 @@ const symbols = {
   shim_tcp_sndspace: { args: [i32], returns: i32 },
   shim_sock_error: { args: [i32], returns: i32 },
   shim_setsockopt_int: { args: [i32, i32, i32, i32], returns: i32 },
-  shim_getsockopt_int: { args: [i32, i32, i32], returns: i32 },
   shim_abort_close: { args: [i32], returns: i32 },
   shim_udp_recv_batch: { args: [i32, ptr, i32, i32, i32, i32, ptr, ptr], returns: i32 },
   shim_udp_send_batch: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },

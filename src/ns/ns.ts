@@ -77,11 +77,6 @@ function userNamespacesAllowed(): boolean {
   return true;
 }
 
-/** True once this process owns a user namespace (or is real root). */
-export function inOwnUserNamespace(): boolean {
-  return process.env[USERNS_MARK] === "1";
-}
-
 /** The command's process in its new namespaces. */
 export interface Child {
   pid: number;
