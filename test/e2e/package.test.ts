@@ -25,7 +25,15 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 /** Run argv in cwd with env; its exit status and output. */
 function run(argv: string[], opts: { cwd?: string; env?: Record<string, string>; timeoutMs?: number } = {}) {
-  const r = Bun.spawnSync(argv, { cwd: opts.cwd, env: opts.env, stdin: "ignore", stdout: "pipe", stderr: "pipe", timeout: opts.timeoutMs ?? 30000, killSignal: "SIGKILL" });
+  const r = Bun.spawnSync(argv, {
+    cwd: opts.cwd,
+    env: opts.env,
+    stdin: "ignore",
+    stdout: "pipe",
+    stderr: "pipe",
+    timeout: opts.timeoutMs ?? 30000,
+    killSignal: "SIGKILL",
+  });
   return { code: r.exitCode ?? -1, stdout: r.stdout.toString(), stderr: r.stderr.toString() };
 }
 
@@ -52,7 +60,13 @@ describeE2E("npm package (bun pm pack, installed from the tarball)", () => {
   }, 90000);
 
   test("the tarball holds sources only", () => {
-    for (const f of ["package/package.json", "package/src/main.ts", "package/bin/passt.ts", "package/native/shim.c", "package/native/build.ts"]) {
+    for (const f of [
+      "package/package.json",
+      "package/src/main.ts",
+      "package/bin/passt.ts",
+      "package/native/shim.c",
+      "package/native/build.ts",
+    ]) {
       expect(listing).toContain(f);
     }
     expect(listing.filter((f) => f.startsWith("package/native/build/") || /\.(so|o|a)$/.test(f))).toEqual([]);
@@ -62,7 +76,12 @@ describeE2E("npm package (bun pm pack, installed from the tarball)", () => {
   function install(name: string, trusted: boolean, compiler: boolean): { cwd: string; env: Record<string, string> } {
     const cwd = join(dir, name);
     mkdirSync(cwd);
-    const pkg = { name: `pasta-package-test-${name}`, private: true, dependencies: { pasta: `file:${tarball}` }, ...(trusted ? { trustedDependencies: ["pasta"] } : {}) };
+    const pkg = {
+      name: `pasta-package-test-${name}`,
+      private: true,
+      dependencies: { pasta: `file:${tarball}` },
+      ...(trusted ? { trustedDependencies: ["pasta"] } : {}),
+    };
     writeFileSync(join(cwd, "package.json"), JSON.stringify(pkg, null, 1));
     const env = { ...process.env, PATH: compiler ? process.env.PATH! : bareBin() } as Record<string, string>;
     delete env.CC;
@@ -75,7 +94,11 @@ describeE2E("npm package (bun pm pack, installed from the tarball)", () => {
   /** Which way the installed copy loads its shim ("lib" or "tcc"). */
   function shimKind(at: { cwd: string; env: Record<string, string> }): string {
     const ffi = join(at.cwd, "node_modules", "pasta", "src", "native", "ffi.ts");
-    const r = run([BUN, "-e", `const m = await import(${JSON.stringify(ffi)}); console.log(m.shimKind, m.sys.shim_getuid())`], { cwd: at.cwd, env: at.env, timeoutMs: 60000 });
+    const r = run([BUN, "-e", `const m = await import(${JSON.stringify(ffi)}); console.log(m.shimKind, m.sys.shim_getuid())`], {
+      cwd: at.cwd,
+      env: at.env,
+      timeoutMs: 60000,
+    });
     expect(r.code, r.stderr).toBe(0);
     return r.stdout.trim();
   }
