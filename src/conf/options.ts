@@ -36,7 +36,7 @@ const DNS_NAME_MAX = 253;
 const IPV4_BITS = 32;
 
 /** One option: long name, optional short letter, value hint (absent for flags). */
-interface OptDef {
+export interface OptDef {
   long: string;
   short?: string;
   /** Another long name for the same option. */
@@ -175,6 +175,21 @@ const OPTIONS: OptDef[] = [
   { long: "splice-only", only: "pasta", help: "No tap device: only forward loopback traffic between namespaces" },
 ];
 
+/** The options of mode, in --help order (what --help and the man page list). */
+export function optionsOf(mode: Mode): OptDef[] {
+  return OPTIONS.filter((o) => !o.only || o.only === mode);
+}
+
+/** What each command is, in one line (--help's first line, the man page's NAME). */
+export const DESCRIPTIONS: Record<Mode, string> = {
+  pasta: "Unprivileged user-mode network connectivity for network namespaces",
+  passt: "Unprivileged user-mode network connectivity for virtual machines",
+};
+
+/** pasta's positional argument, as --help and the man page describe it. */
+export const PASTA_COMMAND_HELP =
+  "PID | COMMAND [ARGS...]: process whose namespaces to join, or command to run in new ones (default: shell)";
+
 /**
  * Upstream options we know but can't honour: given, each ends the run with
  * one line saying why (never accepted and ignored). mode: refused in that
@@ -198,8 +213,7 @@ function refuse(s: Scan, mode: Mode): void {
 /** citty argument declarations for mode, from OPTIONS. */
 function cittyArgs(mode: Mode): ArgsDef {
   const args: ArgsDef = {};
-  for (const o of OPTIONS) {
-    if (o.only && o.only !== mode) continue;
+  for (const o of optionsOf(mode)) {
     args[o.long] = o.value
       ? { type: "string", alias: o.short, valueHint: o.value, description: o.help }
       : { type: "boolean", alias: o.short, description: o.help };
@@ -208,7 +222,7 @@ function cittyArgs(mode: Mode): ArgsDef {
     args.command = {
       type: "positional",
       required: false,
-      description: "PID | COMMAND [ARGS...]: process whose namespaces to join, or command to run in new ones (default: shell)",
+      description: PASTA_COMMAND_HELP,
     };
   }
   return args;
@@ -217,11 +231,11 @@ function cittyArgs(mode: Mode): ArgsDef {
 /** The citty commands: meta and arguments, used for --help and --version. */
 export const commands: Record<Mode, CommandDef> = {
   pasta: defineCommand({
-    meta: { name: "pasta", version: VERSION, description: "Unprivileged user-mode network connectivity for network namespaces" },
+    meta: { name: "pasta", version: VERSION, description: DESCRIPTIONS.pasta },
     args: cittyArgs("pasta"),
   }),
   passt: defineCommand({
-    meta: { name: "passt", version: VERSION, description: "Unprivileged user-mode network connectivity for virtual machines" },
+    meta: { name: "passt", version: VERSION, description: DESCRIPTIONS.passt },
     args: cittyArgs("passt"),
   }),
 };

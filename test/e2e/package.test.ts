@@ -66,6 +66,8 @@ describeE2E("npm package (bun pm pack, installed from the tarball)", () => {
       "package/bin/passt.ts",
       "package/native/shim.c",
       "package/native/build.ts",
+      "package/man/pasta.1",
+      "package/man/passt.1",
     ]) {
       expect(listing).toContain(f);
     }
