@@ -9,7 +9,7 @@
  */
 import { detectMode, helpText, parseArgs, versionText, type RunOptions } from "./conf/options.ts";
 import { log, setLogFile, setLogLevel } from "./log.ts";
-import { isBackgroundCopy, runInBackground } from "./background.ts";
+import { goesToBackground, runInBackground } from "./daemon.ts";
 import { checkPastaRunas } from "./conf/runas.ts";
 import { programName } from "./self.ts";
 
@@ -41,10 +41,9 @@ async function main(): Promise<number> {
   config.outboundIf6 = opts.outboundIf6;
   setLogLevel(opts.logLevel);
   if (opts.logFile) setLogFile(opts.logFile, opts.logSize);
+  if (mode === "pasta") checkPastaRunas(opts.runas);
+  if (goesToBackground(mode, opts)) return runInBackground(mode === "passt" ? opts.fd : null);
   if (mode === "passt") return import("./passt.ts").then(({ runPasst, passtRunOf }) => runPasst(config, passtRunOf(opts)));
-  checkPastaRunas(opts.runas);
-  const attach = opts.attachPid !== null || opts.netns !== null;
-  if (attach && !opts.foreground && !isBackgroundCopy()) return runInBackground();
   const { enterUserNamespace } = await import("./ns/ns.ts");
   enterUserNamespace(await userNamespacePlan(opts));
   const { runPasta } = await import("./pasta.ts");

@@ -20,11 +20,11 @@
  * ports stay. Then we wait for the next client, or exit (0) with -1 or -F.
  *
  * When the client does not read and its socket fills up (a stopped VM), the
- * backend reports congestion (src/tap/passt.ts): we stop watching the UDP
+ * backend reports congestion (src/tap/stream.ts): we stop watching the UDP
  * sockets until it clears, then let every TCP connection send again.
  */
-import { chownSync, lstatSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { isBackgroundCopy, readyInBackground, runInBackground } from "./background.ts";
+import { chownSync, lstatSync, readFileSync, rmSync } from "node:fs";
+import { readyInBackground, removePidFile, signalPipe, watchSignals, writePidFile } from "./daemon.ts";
 import { enterSandbox } from "./sandbox.ts";
 import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
@@ -40,13 +40,10 @@ import { acceptOrRefuse } from "./native/accept.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { guest } from "./services/guest.ts";
-import { PasstBackend } from "./tap/passt.ts";
+import { StreamBackend } from "./tap/stream.ts";
 import { lookupPasswd, parseRunas, type Ids } from "./conf/runas.ts";
 import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
 
-const SIGHUP = 1;
-const SIGINT = 2;
-const SIGTERM = 15;
 const SO_PEERCRED = 17;
 const ENOENT = 2;
 const EACCES = 13;
@@ -81,8 +78,6 @@ export interface PasstRun {
   freebind: boolean;
   /** --runas UID[:GID] or LOGIN[:GROUP]; null: nobody when started as root. */
   runas: string | null;
-  /** Without -f: go to the background once the socket is ready (src/background.ts). */
-  background: boolean;
 }
 
 /** From the parsed command line. */
@@ -98,18 +93,16 @@ export function passtRunOf(opts: RunOptions): PasstRun {
     udp: opts.noUdp ? null : opts.udp,
     runas: opts.runas,
     freebind: opts.freebind,
-    background: !opts.foreground && !isBackgroundCopy(),
   };
 }
 
 /** Run passt; returns the exit status for the process. */
 export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
-  if (run.background && (run.fd === null || run.fd > 2)) return runInBackground(run.fd);
   const nofile = raiseNofile();
   const ids = targetIds(run.runas);
   const loop = new Loop();
   watchHeap(loop);
-  const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
+  const sigFd = signalPipe();
   const listener = run.fd === null ? openSocket(run.socket) : null;
   try {
     return serve(cfg, fitPorts(cfg, run, nofile), loop, sigFd, listener, ids);
@@ -124,7 +117,7 @@ export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
 function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): number {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
-  const backend = new PasstBackend(
+  const backend = new StreamBackend(
     loop,
     (b, off, len) => dispatcher!.frame(b, off, len),
     () => dispatcher!.batchEnd(),
@@ -149,13 +142,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     dropPrivileges(ids);
   }
 
-  loop.on(Kind.SIGNAL, () => {
-    const b = new Uint8Array(16);
-    const n = sys.shim_read(sigFd, b, 16);
-    log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
-    loop.stop(0);
-  });
-  loop.add(sigFd, EPOLLIN, Kind.SIGNAL, 0);
+  watchSignals(loop, sigFd);
   if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ passt: backend.stats, ...dispatcher!.counters() }));
   let paused = false;
   loop.onFlush(() => {
@@ -191,7 +178,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     backend.flush();
     backend.detach();
     pcap?.close();
-    if (run.pidFile) removeQuietly(run.pidFile);
+    if (run.pidFile) removePidFile(run.pidFile);
     log.debug(countersLine({ passt: backend.stats, ...dispatcher.counters() }));
   }
 }
@@ -256,7 +243,7 @@ function fitPorts(cfg: Config, run: PasstRun, limit: number): PasstRun {
 // ------------------------------------------------------------ clients
 
 /** Accept every pending connection: the first becomes the client, others are closed. */
-function accept(listenFd: number, backend: PasstBackend): void {
+function accept(listenFd: number, backend: StreamBackend): void {
   for (;;) {
     const fd = acceptOrRefuse(listenFd, null, null);
     if (fd < 0) return;
@@ -272,7 +259,7 @@ function accept(listenFd: number, backend: PasstBackend): void {
 }
 
 /** The client is gone: drop it and its flows; exit with -1/-F, else wait for the next one. */
-function clientGone(run: PasstRun, loop: Loop, backend: PasstBackend, dispatcher: Dispatcher): void {
+function clientGone(run: PasstRun, loop: Loop, backend: StreamBackend, dispatcher: Dispatcher): void {
   const reason = backend.gone!;
   if (backend.goneBadly) log.error(`client: ${reason}`);
   log.info(`client connection closed (${reason})${run.oneOff ? ", exiting" : ""}`);
@@ -393,14 +380,6 @@ function dropPrivileges(ids: Ids): void {
 }
 
 // ------------------------------------------------------------ files
-
-function writePidFile(path: string): void {
-  try {
-    writeFileSync(path, `${process.pid}\n`);
-  } catch (e) {
-    throw new Error(`cannot write pid file ${path}: ${(e as Error).message}`);
-  }
-}
 
 function chownQuietly(path: string, ids: Ids): void {
   try {

@@ -12,8 +12,7 @@
  * 3. the child is released to exec its command; the loop runs until the child
  *    exits (pasta then exits with its status) or a signal asks us to stop.
  */
-import { rmSync, writeFileSync } from "node:fs";
-import { readyInBackground } from "./background.ts";
+import { readyInBackground, removePidFile, signalPipe, watchSignals, writePidFile } from "./daemon.ts";
 import { enterSandbox } from "./sandbox.ts";
 import type { Config } from "./conf/config.ts";
 import type { SpliceMode } from "./conf/options.ts";
@@ -27,7 +26,7 @@ import { Loop, EPOLLIN, now } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
 import { countersLine, reportStats } from "./loop/stats.ts";
 import { log } from "./log.ts";
-import { check, sys } from "./native/ffi.ts";
+import { sys } from "./native/ffi.ts";
 import { configureInterface } from "./ns/netconf.ts";
 import { namespaceHostname, openNetns, reap, release, spawnCommand, type Child } from "./ns/ns.ts";
 import { watchNetnsFile } from "./ns/watch.ts";
@@ -35,8 +34,6 @@ import { PcapWriter } from "./pcap.ts";
 import { NullSink } from "./tap/sink.ts";
 import { TapBackend } from "./tap/tap.ts";
 
-const SIGHUP = 1;
-const SIGINT = 2;
 const SIGTERM = 15;
 const SIGKILL = 9;
 /** After the command exits: stop once every connection from the namespace is closed, or after this long at most. */
@@ -74,7 +71,7 @@ export function runPasta(cfg: Config, run: PastaRun): number {
   sys.shim_raise_nofile();
   const loop = new Loop();
   watchHeap(loop);
-  const sigFd = check(sys.shim_signal_pipe(new Int32Array([SIGINT, SIGTERM, SIGHUP]), 3), "signals");
+  const sigFd = signalPipe();
   let child: Child | null = null;
   let nsfd: number;
   if (run.attachPid !== null) nsfd = openNetns(`/proc/${run.attachPid}/ns/net`);
@@ -121,7 +118,10 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     tap?.flush();
     pcap?.flush();
   });
-  watchSignals(loop, sigFd, child);
+  // SIGINT, SIGTERM, SIGHUP to pasta: end the command too
+  watchSignals(loop, sigFd, () => {
+    if (child) sys.shim_kill(child.pid, SIGTERM);
+  });
   if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ ...(tap ? { tap: tap.stats } : {}), ...dispatcher!.counters() }));
   if (run.pidFile) writePidFile(run.pidFile);
   if (child)
@@ -139,7 +139,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   } finally {
     tap?.flush();
     pcap?.close();
-    if (run.pidFile) removeFile(run.pidFile);
+    if (run.pidFile) removePidFile(run.pidFile);
     log.debug(countersLine({ ...(tap ? { tap: tap.stats } : {}), ...dispatcher.counters() }));
   }
 }
@@ -173,18 +173,6 @@ function watchTarget(loop: Loop, pid: number): void {
   loop.add(fd, EPOLLIN, Kind.CHILD, 0);
 }
 
-/** SIGINT, SIGTERM, SIGHUP to pasta: end the command and exit. */
-function watchSignals(loop: Loop, sigFd: number, child: Child | null): void {
-  const b = new Uint8Array(16);
-  loop.on(Kind.SIGNAL, () => {
-    const n = sys.shim_read(sigFd, b, 16);
-    log.debug(`signal ${n > 0 ? b[0] : "?"}: exiting`);
-    if (child) sys.shim_kill(child.pid, SIGTERM);
-    loop.stop(0);
-  });
-  loop.add(sigFd, EPOLLIN, Kind.SIGNAL, 0);
-}
-
 /**
  * Let the command run; its exit ends the loop with its status, once what the
  * namespace already sent is handled and every connection from it is closed:
@@ -205,16 +193,4 @@ function startChild(loop: Loop, child: Child, name: string, drained: () => boole
   loop.add(child.pidfd, EPOLLIN, Kind.CHILD, 0);
   const err = release(child);
   if (err) throw new Error(`cannot run ${name}: ${err}`);
-}
-
-function writePidFile(path: string): void {
-  try {
-    writeFileSync(path, `${process.pid}\n`);
-  } catch (e) {
-    throw new Error(`cannot write pid file ${path}: ${(e as Error).message}`);
-  }
-}
-
-function removeFile(path: string): void {
-  rmSync(path, { force: true });
 }

@@ -1,6 +1,6 @@
 /**
  * This program as a command line to run it again: the background copy
- * (src/background.ts) and the re-exec into a user namespace (src/ns/ns.ts).
+ * (src/daemon.ts) and the re-exec into a user namespace (src/ns/ns.ts).
  *
  * From source it is `bun src/main.ts ARGS`. Built into one executable by
  * `bun run build` (bun build --compile), process.argv[1] is a path inside the

@@ -118,7 +118,7 @@ export interface PasstStats {
   txBlocked: number;
 }
 
-export class PasstBackend implements FrameSink {
+export class StreamBackend implements FrameSink {
   readonly buf = table.u8(TX_ARENA);
   readonly frameRoom = PASST_FRAME_ROOM;
   /** No segmentation or checksum offload towards the guest (FrameSink.tsoMax). */
