@@ -221,6 +221,8 @@ export function withHeadline(text: string, res: any): string {
   const b = text.indexOf(README_END);
   if (a < 0 || b < a) return text;
   const m = res.machine;
-  const intro = `Measured ${res.date.slice(0, 10)} by \`bun run bench\` on ${m.cpu}, ${m.cores} cores (${res.settings.runs} runs per cell, median). Each cell: ours / Debian's pasta or passt (2023) / upstream's (July 2026) (×ours ÷ the better reference; above 1 is better for throughput, below 1 for latency, time and memory).`;
+  const intro =
+    `Measured ${res.date.slice(0, 10)} by \`bun run bench\` on ${m.cpu}, ${m.cores} cores (${res.settings.runs} runs per cell, median). Each cell: ours / Debian's pasta or passt (2023) / upstream's (July 2026) (×ours ÷ the better reference; above 1 is better for throughput, below 1 for latency, time and memory).` +
+    (res.implementations?.upstream ? "" : " Upstream was not measured in this run: its column reads –.");
   return text.slice(0, a + README_START.length) + "\n" + intro + "\n\n" + headline(res) + "\n" + text.slice(b);
 }

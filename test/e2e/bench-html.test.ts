@@ -45,7 +45,7 @@ function cell(
   };
 }
 
-/** Two tables, three implementations, a failed and a skipped cell, column-0 rows, a row name that needs escaping. */
+/** Two tables, four implementations, a failed and a skipped cell, column-0 rows, a row name that needs escaping. */
 const RESULTS = {
   date: "2026-11-29T21:55:32.155Z",
   mode: "quick",
@@ -53,6 +53,7 @@ const RESULTS = {
   implementations: {
     project: { version: "0.1.0 (abc), bun 1.4.5" },
     pasta: { version: "passt 2023" },
+    upstream: { version: "pasta 2026" },
     slirp4netns: { version: "slirp4netns 1.2.0" },
   },
   settings: { runs: 3, columns: [1500, 65520] },
@@ -62,9 +63,12 @@ const RESULTS = {
     cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 1500, "slirp4netns", "Gbit/s", 0.51),
     cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 65520, "project", "Gbit/s", 11.6),
     cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 65520, "pasta", "Gbit/s", 12.25),
+    cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 65520, "upstream", "Gbit/s", 11.9),
+    cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 1500, "upstream", "Gbit/s", null, 3, { errors: ["iperf3 stalled"] }),
     cell("pasta-tap-tcp", "TCP throughput over IPv4: ns to host", 65520, "slirp4netns", "Gbit/s", null, 3, { skipped: "no IPv4 forward" }),
     cell("pasta-tap-tcp", TRICKY_ROW, 65520, "project", "µs", 27.4),
     cell("pasta-tap-tcp", TRICKY_ROW, 65520, "pasta", "µs", 131.2),
+    cell("pasta-tap-tcp", TRICKY_ROW, 65520, "upstream", "µs", 28),
     cell("pasta-tap-tcp", TRICKY_ROW, 65520, "slirp4netns", "µs", null, 3, { errors: ["rr exited 2"] }),
     cell("startup", "Time to a connected namespace", 0, "project", "ms", 182.5, 1),
     cell("startup", "Time to a connected namespace", 0, "pasta", "ms", 4.1, 1),
@@ -94,8 +98,21 @@ describe("bench HTML report", () => {
     await checkPage(html);
   });
 
+  test("the summary and the grids: ours ÷ the best reference of each cell, and the counts", async () => {
+    const { grid, summary } = await readPage(renderHtml(RESULTS));
+    const line = (t: string) => summary.find((x) => x.attrs["data-summary"] === t)!.attrs;
+    // 1500: 3.529 against Debian's 0.003 (upstream failed); 65520: 11.6 against Debian's 12.25 (upstream 11.9);
+    // RR: 27.4 µs against upstream's 28 (Debian 131.2): better, worse, parity
+    expect(line("pasta-tap-tcp")).toMatchObject({ "data-better": "1", "data-parity": "1", "data-worse": "1" });
+    expect(line("startup")).toMatchObject({ "data-better": "0", "data-parity": "0", "data-worse": "1" });
+    const at = (row: string, column: number) => grid.find((g) => g.attrs["data-row"] === row && g.attrs["data-column"] === String(column))!;
+    expect(at("TCP throughput over IPv4: ns to host", 65520).attrs).toMatchObject({ "data-ratio": "0.947", "data-verdict": "worse" });
+    expect(at(TRICKY_ROW, 65520).attrs).toMatchObject({ "data-ratio": "0.979", "data-verdict": "parity" });
+    expect(at(TRICKY_ROW, 65520).text).toBe("×0.98");
+  });
+
   test(
-    "headless Chromium renders every median with its data-* attributes, one chart per table",
+    "headless Chromium renders every median with its data-* attributes, the grids and the summary's numbers",
     async () => {
       const bin = findChromium();
       if (!bin) {
