@@ -57,7 +57,11 @@
  * kept in a list, oldest first, and bounded (halfOpenMax: TCP_MAX_HALF_OPEN,
  * or a share of the descriptor limit, flows/limits.ts): a new connection
  * beyond the bound drops the oldest half-open one, silently on the guest's
- * side (a real guest sends its SYN again), with a reset on the host's. The
+ * side (a real guest sends its SYN again), with a reset on the host's. Flows
+ * whose guest address has not proven itself (flows/proven.ts: no handshake
+ * ever completed from it, not the address we assigned) are in a list of
+ * their own and go first: a flood from forged sources then costs a real
+ * application's connection nothing, however fast it cycles the bound. The
  * same happens when the table is full or socket() runs out of descriptors;
  * only when there is no half-open flow to drop is a new SYN refused (RST).
  * So a flood cannot starve connections that complete their handshake, nor
@@ -98,6 +102,7 @@ import {
 import { table } from "../loop/arena.ts";
 import { FlowHash } from "./flowhash.ts";
 import { fdBudget } from "./limits.ts";
+import { ProvenAddrs } from "./proven.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
@@ -163,7 +168,7 @@ const F_OUT_WAIT = 64;
 const F_SHUT_WR = 128;
 /** In sendList: acknowledged bytes to discard, and data to send, at the end of the batch. */
 const F_SEND_QUEUED = 256;
-/** In the half-open list: the handshake is not complete on both sides. */
+/** In a half-open list: the handshake is not complete on both sides. */
 const F_HALF_OPEN = 512;
 /**
  * A write to the host socket failed for good (the peer reset it: the error
@@ -171,6 +176,12 @@ const F_HALF_OPEN = 512;
  * side at the end of the batch (flushSends).
  */
 const F_HOST_ERR = 1024;
+/** In the half-open list of proven guest addresses (HO_PROVEN), not HO_UNPROVEN's. */
+const F_HO_PROVEN = 2048;
+
+/** The half-open lists: flows from guest addresses not proven (dropped first), and from proven ones. */
+const HO_UNPROVEN = 0;
+const HO_PROVEN = 1;
 
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
@@ -240,12 +251,17 @@ export class TcpFlows {
   private readonly index = new FlowHash(TCP_MAX_CONNS);
   /** When the flow's handshake began (half-open flows). */
   private readonly openedAt = table.f64(TCP_MAX_CONNS);
-  /** The half-open list, oldest first: neighbours of each flow in it (-1: none). */
+  /**
+   * The half-open lists (HO_UNPROVEN, HO_PROVEN), oldest first: neighbours
+   * of each flow in its list (-1: none), and each list's ends.
+   */
   private readonly hoPrev = table.i32(TCP_MAX_CONNS);
   private readonly hoNext = table.i32(TCP_MAX_CONNS);
-  private hoHead = -1;
-  private hoTail = -1;
+  private readonly hoHead = new Int32Array([-1, -1]);
+  private readonly hoTail = new Int32Array([-1, -1]);
   private nHalfOpen = 0;
+  /** Guest addresses that completed a handshake (or that we assigned). */
+  private readonly proven = new ProvenAddrs();
   /** Half-open flows at most (see the theory of operation). */
   readonly halfOpenMax = fdBudget(TCP_MAX_HALF_OPEN);
   /** Dense list of used flow indices, for timers. */
@@ -283,6 +299,11 @@ export class TcpFlows {
     private readonly sink: FrameSink,
   ) {
     this.bufBase = ptr(sink.buf);
+    if (cfg.ip4) {
+      w.wr32(this.tmpAddr, 0, cfg.ip4.addr);
+      this.proven.add(this.tmpAddr, 0, 4);
+    }
+    if (cfg.ip6) this.proven.add(cfg.ip6.addr, 0, 16);
     loop.on(Kind.TCP, (i, ev) => this.onSocket(i, ev));
     loop.every(TICK_MS, (t) => this.onTick(t));
   }
@@ -450,12 +471,12 @@ export class TcpFlows {
   }
 
   /**
-   * Drop the oldest half-open flow: its socket is closed with a reset, the
-   * guest is told nothing (a guest that is really there sends its SYN
-   * again). False when there is none.
+   * Drop the oldest half-open flow, from an unproven guest address if there
+   * is one: its socket is closed with a reset, the guest is told nothing (a
+   * guest that is really there sends its SYN again). False when there is none.
    */
   private evictHalfOpen(): boolean {
-    const i = this.hoHead;
+    const i = this.hoHead[HO_UNPROVEN]! >= 0 ? this.hoHead[HO_UNPROVEN]! : this.hoHead[HO_PROVEN]!;
     if (i < 0) return false;
     tcpStats.evicted++;
     if (this.fd[i]! >= 0) {
@@ -467,29 +488,38 @@ export class TcpFlows {
     return true;
   }
 
-  /** Flow i begins its handshake: last in the half-open list. */
+  /** Flow i begins its handshake: last in its half-open list (by whether its guest address is proven). */
   private halfOpenAdd(i: number): void {
-    this.flags[i]! |= F_HALF_OPEN;
+    const l = this.proven.has(this.guestAddr, i * 16, this.flags[i]! & F_V6 ? 16 : 4) ? HO_PROVEN : HO_UNPROVEN;
+    this.flags[i]! |= F_HALF_OPEN | (l === HO_PROVEN ? F_HO_PROVEN : 0);
     this.openedAt[i] = now();
-    this.hoPrev[i] = this.hoTail;
+    const tail = this.hoTail[l]!;
+    this.hoPrev[i] = tail;
     this.hoNext[i] = -1;
-    if (this.hoTail >= 0) this.hoNext[this.hoTail] = i;
-    else this.hoHead = i;
-    this.hoTail = i;
+    if (tail >= 0) this.hoNext[tail] = i;
+    else this.hoHead[l] = i;
+    this.hoTail[l] = i;
     this.nHalfOpen++;
   }
 
-  /** Flow i's handshake is complete (or the flow is gone): out of the half-open list. */
+  /** Flow i's handshake is complete (or the flow is gone): out of its half-open list. */
   private halfOpenDone(i: number): void {
     if (!(this.flags[i]! & F_HALF_OPEN)) return;
-    this.flags[i]! &= ~F_HALF_OPEN;
+    const l = this.flags[i]! & F_HO_PROVEN ? HO_PROVEN : HO_UNPROVEN;
+    this.flags[i]! &= ~(F_HALF_OPEN | F_HO_PROVEN);
     const p = this.hoPrev[i]!;
     const n = this.hoNext[i]!;
     if (p >= 0) this.hoNext[p] = n;
-    else this.hoHead = n;
+    else this.hoHead[l] = n;
     if (n >= 0) this.hoPrev[n] = p;
-    else this.hoTail = p;
+    else this.hoTail[l] = p;
     this.nHalfOpen--;
+  }
+
+  /** Flow i's handshake completed: its guest address is real. */
+  private handshakeDone(i: number): void {
+    this.proven.add(this.guestAddr, i * 16, this.flags[i]! & F_V6 ? 16 : 4);
+    this.halfOpenDone(i);
   }
 
   /** sockaddr (in this.sa) where flow i's remote is on the host (src/fwd/nat.ts); returns its length. */
@@ -517,7 +547,7 @@ export class TcpFlows {
     this.guestWnd[i] = w.tcpWindow(b, l4);
     if (this.opts.mss > 0) this.mss[i] = Math.min(this.opts.mss, this.maxMss(!!(this.flags[i]! & F_V6)));
     this.state[i] = ESTABLISHED;
-    this.halfOpenDone(i);
+    this.handshakeDone(i);
     this.retries[i] = 0;
     this.deadline[i] = 0;
     this.enablePeekOff(i);
@@ -536,7 +566,7 @@ export class TcpFlows {
       // Any ACK from the guest means it has our SYN-ACK: no more of those.
       if (this.synAckPending[i]) {
         this.synAckPending[i] = 0;
-        this.halfOpenDone(i);
+        this.handshakeDone(i);
       }
       this.guestAck(i, w.tcpAck(b, l4), w.tcpWindow(b, l4), dlen > 0 || (fl & w.TCP_FIN) !== 0);
     }
