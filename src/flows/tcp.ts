@@ -101,6 +101,25 @@ import {
 } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 import { FlowHash } from "./flowhash.ts";
+import {
+  CONNECTING,
+  ESTABLISHED,
+  F_ACK_PENDING,
+  F_FIN_ACKED,
+  F_FIN_SENT,
+  F_GUEST_FIN,
+  F_HALF_OPEN,
+  F_HO_PROVEN,
+  F_HOST_EOF,
+  F_HOST_ERR,
+  F_OUT_WAIT,
+  F_SEND_QUEUED,
+  F_SHUT_WR,
+  F_V6,
+  FREE,
+  SYN_TO_GUEST,
+  TcpConns,
+} from "./tcp-conn.ts";
 import { fdBudget } from "./limits.ts";
 import { ProvenAddrs } from "./proven.ts";
 
@@ -144,40 +163,9 @@ const RUN_MAX = 256;
 /** Timer granularity for retransmissions and timeouts. */
 const TICK_MS = 50;
 /** Secret of our ISNs, drawn once per run (RFC 6528). */
-const ISN_SECRET = crypto.getRandomValues(new Uint32Array(1))[0]!;
+const ISN_SECRET = crypto.getRandomValues(new Uint32Array(1))[0];
 /** ISN clock: 250 ticks per millisecond (4 µs, as RFC 9293 suggests). */
 const ISN_TICKS_PER_MS = 250;
-
-// Flow states.
-const FREE = 0;
-/** Guest sent SYN; our connect() is in progress. */
-const CONNECTING = 1;
-/** Host accepted; we sent SYN to the guest and wait for its SYN-ACK. */
-const SYN_TO_GUEST = 2;
-/** Both sides connected. */
-const ESTABLISHED = 3;
-
-// Flag bits.
-const F_V6 = 1;
-const F_GUEST_FIN = 2;
-const F_HOST_EOF = 4;
-const F_FIN_SENT = 8;
-const F_FIN_ACKED = 16;
-const F_ACK_PENDING = 32;
-const F_OUT_WAIT = 64;
-const F_SHUT_WR = 128;
-/** In sendList: acknowledged bytes to discard, and data to send, at the end of the batch. */
-const F_SEND_QUEUED = 256;
-/** In a half-open list: the handshake is not complete on both sides. */
-const F_HALF_OPEN = 512;
-/**
- * A write to the host socket failed for good (the peer reset it: the error
- * is consumed by that write, so EPOLLERR will not tell): reset the guest
- * side at the end of the batch (flushSends).
- */
-const F_HOST_ERR = 1024;
-/** In the half-open list of proven guest addresses (HO_PROVEN), not HO_UNPROVEN's. */
-const F_HO_PROVEN = 2048;
 
 /** The half-open lists: flows from guest addresses not proven (dropped first), and from proven ones. */
 const HO_UNPROVEN = 0;
@@ -214,49 +202,11 @@ export const tcpStats = {
 };
 
 export class TcpFlows {
-  private readonly state = table.u8(TCP_MAX_CONNS);
-  private readonly flags = table.u16(TCP_MAX_CONNS);
-  private readonly fd = table.i32(TCP_MAX_CONNS).fill(-1);
-  /** Next sequence number we send to the guest. */
-  private readonly seqToGuest = table.u32(TCP_MAX_CONNS);
-  /** Highest sequence number the guest acknowledged (everything before it is gone from the socket). */
-  private readonly seqAcked = table.u32(TCP_MAX_CONNS);
-  /**
-   * The furthest seqToGuest reached before a rewind took it back (never
-   * behind seqAcked): with seqToGuest, the right edge of what the guest may
-   * acknowledge (RFC 9293's SND.NXT, which retransmission does not move).
-   */
-  private readonly seqMax = table.u32(TCP_MAX_CONNS);
-  /** Next sequence number expected from the guest. */
-  private readonly seqFromGuest = table.u32(TCP_MAX_CONNS);
-  private readonly guestWnd = table.u32(TCP_MAX_CONNS);
-  private readonly guestWs = table.u8(TCP_MAX_CONNS);
-  /** Our window scale for this flow (0 when the guest did not offer scaling). */
-  private readonly ourWs = table.u8(TCP_MAX_CONNS);
-  private readonly mss = table.u16(TCP_MAX_CONNS);
-  private readonly dupAcks = table.u8(TCP_MAX_CONNS);
-  /** 1 while the host socket may hold data not yet sent to the guest (set by EPOLLIN, cleared when a peek finds none). */
-  private readonly hostPending = table.u8(TCP_MAX_CONNS);
-  /** 1 after a fast retransmission, until the guest acknowledges new data: its further duplicate ACKs are echoes of it. */
-  private readonly recovering = table.u8(TCP_MAX_CONNS);
-  private readonly retries = table.u8(TCP_MAX_CONNS);
-  private readonly lastWndSent = table.u32(TCP_MAX_CONNS);
-  private readonly deadline = table.f64(TCP_MAX_CONNS);
-  private readonly lastActive = table.f64(TCP_MAX_CONNS);
-  private readonly guestAddr = table.u8(TCP_MAX_CONNS * 16);
-  private readonly remoteAddr = table.u8(TCP_MAX_CONNS * 16);
-  private readonly guestPort = table.u16(TCP_MAX_CONNS);
-  private readonly remotePort = table.u16(TCP_MAX_CONNS);
+  /** Every connection's fields (flows/tcp-conn.ts). */
+  private readonly conn = new TcpConns(TCP_MAX_CONNS);
   /** Flows by 4-tuple. */
   private readonly index = new FlowHash(TCP_MAX_CONNS);
-  /** When the flow's handshake began (half-open flows). */
-  private readonly openedAt = table.f64(TCP_MAX_CONNS);
-  /**
-   * The half-open lists (HO_UNPROVEN, HO_PROVEN), oldest first: neighbours
-   * of each flow in its list (-1: none), and each list's ends.
-   */
-  private readonly hoPrev = table.i32(TCP_MAX_CONNS);
-  private readonly hoNext = table.i32(TCP_MAX_CONNS);
+  /** The half-open lists (HO_UNPROVEN, HO_PROVEN), oldest first: each list's ends (links: conn.hoPrev, conn.hoNext; -1: none). */
   private readonly hoHead = new Int32Array([-1, -1]);
   private readonly hoTail = new Int32Array([-1, -1]);
   private nHalfOpen = 0;
@@ -266,16 +216,11 @@ export class TcpFlows {
   readonly halfOpenMax = fdBudget(TCP_MAX_HALF_OPEN);
   /** Dense list of used flow indices, for timers. */
   private readonly active = table.i32(TCP_MAX_CONNS);
-  private readonly activePos = table.i32(TCP_MAX_CONNS);
+  /** Where takeSlot looks for a free slot next. */
+  private nextFree = 0;
   private nActive = 0;
   private readonly ackList = table.i32(TCP_MAX_CONNS);
   private nAck = 0;
-  /**
-   * Bytes the guest acknowledged that are still in the socket: the discarding
-   * read waits for the end of the batch, so that the ACKs of one batch (the
-   * guest acknowledges every second segment) cost one read, not one each.
-   */
-  private readonly unDiscarded = table.f64(TCP_MAX_CONNS);
   /** Flows with acknowledged bytes to discard and maybe data to send (flushSends). */
   private readonly sendList = table.i32(TCP_MAX_CONNS);
   private nSend = 0;
@@ -290,6 +235,8 @@ export class TcpFlows {
   private runEnd = 0;
   private readonly opts = new w.TcpOptions();
   private readonly sa = new Uint8Array(28);
+  /** Scratch: an address being translated or proven. */
+  private readonly tmpAddr = new Uint8Array(16);
   private readonly bufBase: number;
   private peekOff = true;
 
@@ -321,13 +268,11 @@ export class TcpFlows {
   /** Flows whose guest side may still send data (no FIN from it yet). */
   guestOpen(): number {
     let n = 0;
-    for (let k = 0; k < this.nActive; k++) if (!(this.flags[this.active[k]!]! & F_GUEST_FIN)) n++;
+    for (let k = 0; k < this.nActive; k++) if (!(this.conn.flags[this.active[k]] & F_GUEST_FIN)) n++;
     return n;
   }
 
   // ------------------------------------------------------------ host opens
-
-  private readonly tmpAddr = new Uint8Array(16);
 
   /**
    * A connection accepted on a forwarded host port (fd, its peer in sockaddr
@@ -362,16 +307,16 @@ export class TcpFlows {
       return;
     }
     this.halfOpenAdd(i);
-    this.fd[i] = fd;
-    this.state[i] = SYN_TO_GUEST;
-    this.mss[i] = this.maxMss(v6);
+    this.conn.fd[i] = fd;
+    this.conn.state[i] = SYN_TO_GUEST;
+    this.conn.mss[i] = this.maxMss(v6);
     this.setIsn(i);
-    this.deadline[i] = now() + TCP_RTO_MS;
+    this.conn.deadline[i] = now() + TCP_RTO_MS;
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     largeBuffers(fd);
     this.loop.add(fd, EPOLLRDHUP | EPOLLET, Kind.TCP, i);
-    this.sendSyn(i, false, this.seqAcked[i]!);
-    this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
+    this.sendSyn(i, false, this.conn.seqAcked[i]);
+    this.conn.seqToGuest[i] = (this.conn.seqToGuest[i] + 1) >>> 0;
     tcpStats.opened++;
   }
 
@@ -406,9 +351,9 @@ export class TcpFlows {
       else if (!(fl & w.TCP_RST)) this.rstUnknown(b, ip, l4, l4len - hl, v6);
       return;
     }
-    this.lastActive[i] = now();
+    this.conn.lastActive[i] = now();
     if (fl & w.TCP_RST) return this.guestReset(i);
-    switch (this.state[i]) {
+    switch (this.conn.state[i]) {
       case CONNECTING:
         return;
       case SYN_TO_GUEST:
@@ -434,15 +379,15 @@ export class TcpFlows {
     }
     this.halfOpenAdd(i);
     w.tcpParseOptions(b, l4, hl, this.opts);
-    this.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
-    this.guestWs[i] = this.opts.wscale >= 0 ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
-    this.ourWs[i] = this.opts.wscale >= 0 ? OUR_WSCALE : 0;
-    this.guestWnd[i] = w.tcpWindow(b, l4);
-    this.mss[i] = Math.min(this.opts.mss > 0 ? this.opts.mss : 536, this.maxMss(v6));
+    this.conn.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
+    this.conn.guestWs[i] = this.opts.wscale >= 0 ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
+    this.conn.ourWs[i] = this.opts.wscale >= 0 ? OUR_WSCALE : 0;
+    this.conn.guestWnd[i] = w.tcpWindow(b, l4);
+    this.conn.mss[i] = Math.min(this.opts.mss > 0 ? this.opts.mss : 536, this.maxMss(v6));
     this.setIsn(i);
-    this.fd[i] = fd;
-    this.state[i] = CONNECTING;
-    this.deadline[i] = t + TCP_HANDSHAKE_TIMEOUT_MS;
+    this.conn.fd[i] = fd;
+    this.conn.state[i] = CONNECTING;
+    this.conn.deadline[i] = t + TCP_HANDSHAKE_TIMEOUT_MS;
     bindOutbound(fd, v6, 0, this.cfg);
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     largeBuffers(fd);
@@ -476,13 +421,13 @@ export class TcpFlows {
    * guest that is really there sends its SYN again). False when there is none.
    */
   private evictHalfOpen(): boolean {
-    const i = this.hoHead[HO_UNPROVEN]! >= 0 ? this.hoHead[HO_UNPROVEN]! : this.hoHead[HO_PROVEN]!;
+    const i = this.hoHead[HO_UNPROVEN] >= 0 ? this.hoHead[HO_UNPROVEN] : this.hoHead[HO_PROVEN];
     if (i < 0) return false;
     tcpStats.evicted++;
-    if (this.fd[i]! >= 0) {
-      this.loop.del(this.fd[i]!);
-      sys.shim_abort_close(this.fd[i]!);
-      this.fd[i] = -1;
+    if (this.conn.fd[i] >= 0) {
+      this.loop.del(this.conn.fd[i]);
+      sys.shim_abort_close(this.conn.fd[i]);
+      this.conn.fd[i] = -1;
     }
     this.free(i);
     return true;
@@ -490,13 +435,13 @@ export class TcpFlows {
 
   /** Flow i begins its handshake: last in its half-open list (by whether its guest address is proven). */
   private halfOpenAdd(i: number): void {
-    const l = this.proven.has(this.guestAddr, i * 16, this.flags[i]! & F_V6 ? 16 : 4) ? HO_PROVEN : HO_UNPROVEN;
-    this.flags[i]! |= F_HALF_OPEN | (l === HO_PROVEN ? F_HO_PROVEN : 0);
-    this.openedAt[i] = now();
-    const tail = this.hoTail[l]!;
-    this.hoPrev[i] = tail;
-    this.hoNext[i] = -1;
-    if (tail >= 0) this.hoNext[tail] = i;
+    const l = this.proven.has(this.conn.guestAddr, i * 16, this.conn.flags[i] & F_V6 ? 16 : 4) ? HO_PROVEN : HO_UNPROVEN;
+    this.conn.flags[i] |= F_HALF_OPEN | (l === HO_PROVEN ? F_HO_PROVEN : 0);
+    this.conn.openedAt[i] = now();
+    const tail = this.hoTail[l];
+    this.conn.hoPrev[i] = tail;
+    this.conn.hoNext[i] = -1;
+    if (tail >= 0) this.conn.hoNext[tail] = i;
     else this.hoHead[l] = i;
     this.hoTail[l] = i;
     this.nHalfOpen++;
@@ -504,54 +449,54 @@ export class TcpFlows {
 
   /** Flow i's handshake is complete (or the flow is gone): out of its half-open list. */
   private halfOpenDone(i: number): void {
-    if (!(this.flags[i]! & F_HALF_OPEN)) return;
-    const l = this.flags[i]! & F_HO_PROVEN ? HO_PROVEN : HO_UNPROVEN;
-    this.flags[i]! &= ~(F_HALF_OPEN | F_HO_PROVEN);
-    const p = this.hoPrev[i]!;
-    const n = this.hoNext[i]!;
-    if (p >= 0) this.hoNext[p] = n;
+    if (!(this.conn.flags[i] & F_HALF_OPEN)) return;
+    const l = this.conn.flags[i] & F_HO_PROVEN ? HO_PROVEN : HO_UNPROVEN;
+    this.conn.flags[i] &= ~(F_HALF_OPEN | F_HO_PROVEN);
+    const p = this.conn.hoPrev[i];
+    const n = this.conn.hoNext[i];
+    if (p >= 0) this.conn.hoNext[p] = n;
     else this.hoHead[l] = n;
-    if (n >= 0) this.hoPrev[n] = p;
+    if (n >= 0) this.conn.hoPrev[n] = p;
     else this.hoTail[l] = p;
     this.nHalfOpen--;
   }
 
   /** Flow i's handshake completed: its guest address is real. */
   private handshakeDone(i: number): void {
-    this.proven.add(this.guestAddr, i * 16, this.flags[i]! & F_V6 ? 16 : 4);
+    this.proven.add(this.conn.guestAddr, i * 16, this.conn.flags[i] & F_V6 ? 16 : 4);
     this.halfOpenDone(i);
   }
 
   /** sockaddr (in this.sa) where flow i's remote is on the host (src/fwd/nat.ts); returns its length. */
   private destSockaddr(i: number, v6: boolean): number {
     const r = i * 16;
-    const port = this.remotePort[i]!;
+    const port = this.conn.remotePort[i];
     if (v6) {
-      natOut6(this.cfg.ip6!, this.sa, this.remoteAddr, r, port, true);
+      natOut6(this.cfg.ip6!, this.sa, this.conn.remoteAddr, r, port, true);
       return SOCKADDR6_LEN;
     }
-    natOut4(this.cfg.ip4!, this.sa, w.rd32(this.remoteAddr, r), port, true);
+    natOut4(this.cfg.ip4!, this.sa, w.rd32(this.conn.remoteAddr, r), port, true);
     return SOCKADDR4_LEN;
   }
 
   /** The guest answered our SYN. */
   private guestSynAck(i: number, b: Uint8Array, l4: number, hl: number, fl: number): void {
     if ((fl & (w.TCP_SYN | w.TCP_ACK_FLAG)) !== (w.TCP_SYN | w.TCP_ACK_FLAG)) return;
-    if (w.tcpAck(b, l4) !== this.seqToGuest[i]) return;
+    if (w.tcpAck(b, l4) !== this.conn.seqToGuest[i]) return;
     w.tcpParseOptions(b, l4, hl, this.opts);
-    this.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
-    this.seqAcked[i] = this.seqToGuest[i]!;
+    this.conn.seqFromGuest[i] = (w.tcpSeq(b, l4) + 1) >>> 0;
+    this.conn.seqAcked[i] = this.conn.seqToGuest[i];
     const scaled = this.opts.wscale >= 0;
-    this.guestWs[i] = scaled ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
-    this.ourWs[i] = scaled ? OUR_WSCALE : 0;
-    this.guestWnd[i] = w.tcpWindow(b, l4);
-    if (this.opts.mss > 0) this.mss[i] = Math.min(this.opts.mss, this.maxMss(!!(this.flags[i]! & F_V6)));
-    this.state[i] = ESTABLISHED;
+    this.conn.guestWs[i] = scaled ? Math.min(this.opts.wscale, w.TCP_WSCALE_MAX) : 0;
+    this.conn.ourWs[i] = scaled ? OUR_WSCALE : 0;
+    this.conn.guestWnd[i] = w.tcpWindow(b, l4);
+    if (this.opts.mss > 0) this.conn.mss[i] = Math.min(this.opts.mss, this.maxMss(!!(this.conn.flags[i] & F_V6)));
+    this.conn.state[i] = ESTABLISHED;
     this.handshakeDone(i);
-    this.retries[i] = 0;
-    this.deadline[i] = 0;
+    this.conn.retries[i] = 0;
+    this.conn.deadline[i] = 0;
     this.enablePeekOff(i);
-    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
+    this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     this.ackNow(i);
     this.sendData(i);
   }
@@ -564,20 +509,20 @@ export class TcpFlows {
     }
     if (fl & w.TCP_ACK_FLAG) {
       // Any ACK from the guest means it has our SYN-ACK: no more of those.
-      if (this.synAckPending[i]) {
-        this.synAckPending[i] = 0;
+      if (this.conn.synAckPending[i]) {
+        this.conn.synAckPending[i] = 0;
         this.handshakeDone(i);
       }
       this.guestAck(i, w.tcpAck(b, l4), w.tcpWindow(b, l4), dlen > 0 || (fl & w.TCP_FIN) !== 0);
     }
-    if (this.state[i] === FREE) return;
+    if (this.conn.state[i] === FREE) return;
     const seq = w.tcpSeq(b, l4);
     if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq);
     // An empty segment from before the next expected byte is a window probe: answer it.
     else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.nextFromGuest(i))) this.queueAck(i);
-    if (fl & w.TCP_FIN && !(this.flags[i]! & F_GUEST_FIN)) {
+    if (fl & w.TCP_FIN && !(this.conn.flags[i] & F_GUEST_FIN)) {
       this.flushRunOf(i);
-      if ((seq + dlen) >>> 0 === this.seqFromGuest[i]) this.guestFin(i);
+      if ((seq + dlen) >>> 0 === this.conn.seqFromGuest[i]) this.guestFin(i);
       else this.queueAck(i);
     }
     this.maybeClose(i);
@@ -592,53 +537,53 @@ export class TcpFlows {
    * makes us send what it drops, until the retries run out).
    */
   private guestAck(i: number, ack: number, wnd: number, carriesData: boolean): void {
-    const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
-    const acked = w.seqDiff(ack, this.seqAcked[i]!);
-    const newWnd = (wnd << this.guestWs[i]!) >>> 0;
+    const inFlight = w.seqDiff(this.conn.seqToGuest[i], this.conn.seqAcked[i]);
+    const acked = w.seqDiff(ack, this.conn.seqAcked[i]);
+    const newWnd = (wnd << this.conn.guestWs[i]) >>> 0;
     if (acked < 0 || w.seqLt(this.sentMax(i), ack)) return;
     if (acked > 0 && acked <= inFlight) {
       let bytes = acked;
-      if (this.flags[i]! & F_FIN_SENT && ack === this.seqToGuest[i]) {
-        this.flags[i]! |= F_FIN_ACKED;
+      if (this.conn.flags[i] & F_FIN_SENT && ack === this.conn.seqToGuest[i]) {
+        this.conn.flags[i] |= F_FIN_ACKED;
         bytes--;
       }
-      if (bytes > 0) this.unDiscarded[i] += bytes;
-      this.seqAcked[i] = ack;
-      if (w.seqLt(this.seqMax[i]!, ack)) this.seqMax[i] = ack;
-      this.dupAcks[i] = 0;
-      this.recovering[i] = 0;
-      this.retries[i] = 0;
-      this.deadline[i] = this.seqAcked[i] === this.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
-    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.guestWnd[i] && !this.recovering[i]) {
+      if (bytes > 0) this.conn.unDiscarded[i] += bytes;
+      this.conn.seqAcked[i] = ack;
+      if (w.seqLt(this.conn.seqMax[i], ack)) this.conn.seqMax[i] = ack;
+      this.conn.dupAcks[i] = 0;
+      this.conn.recovering[i] = 0;
+      this.conn.retries[i] = 0;
+      this.conn.deadline[i] = this.conn.seqAcked[i] === this.conn.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
+    } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.conn.guestWnd[i] && !this.conn.recovering[i]) {
       // a duplicate ACK as RFC 5681 counts them: no data, nothing new acknowledged, the
       // same window (a window update is not a sign of loss)
-      if (++this.dupAcks[i]! === DUP_ACK_THRESHOLD) {
-        this.recovering[i] = 1;
+      if (++this.conn.dupAcks[i] === DUP_ACK_THRESHOLD) {
+        this.conn.recovering[i] = 1;
         tcpStats.dupAckRetrans++;
         this.rewind(i);
       }
     }
-    this.guestWnd[i] = newWnd;
-    if (this.hostPending[i] || this.unDiscarded[i]! > 0) this.queueSend(i);
+    this.conn.guestWnd[i] = newWnd;
+    if (this.conn.hostPending[i] || this.conn.unDiscarded[i] > 0) this.queueSend(i);
   }
 
   /** The furthest sequence number we sent on flow i: seqToGuest, or where it was before a rewind. */
   private sentMax(i: number): number {
-    return w.seqLt(this.seqToGuest[i]!, this.seqMax[i]!) ? this.seqMax[i]! : this.seqToGuest[i]!;
+    return w.seqLt(this.conn.seqToGuest[i], this.conn.seqMax[i]) ? this.conn.seqMax[i] : this.conn.seqToGuest[i];
   }
 
   private queueSend(i: number): void {
-    if (this.flags[i]! & F_SEND_QUEUED) return;
-    this.flags[i]! |= F_SEND_QUEUED;
+    if (this.conn.flags[i] & F_SEND_QUEUED) return;
+    this.conn.flags[i] |= F_SEND_QUEUED;
     this.sendList[this.nSend++] = i;
   }
 
   /** Drop from the socket what the guest has acknowledged; before any peek from its start. */
   private discardAcked(i: number): void {
-    const n = this.unDiscarded[i]!;
+    const n = this.conn.unDiscarded[i];
     if (n === 0) return;
-    this.unDiscarded[i] = 0;
-    sys.shim_tcp_discard(this.fd[i]!, n);
+    this.conn.unDiscarded[i] = 0;
+    sys.shim_tcp_discard(this.conn.fd[i], n);
   }
 
   /**
@@ -648,22 +593,22 @@ export class TcpFlows {
    */
   flushSends(): void {
     for (let k = 0; k < this.nSend; k++) {
-      const i = this.sendList[k]!;
-      if (!(this.flags[i]! & F_SEND_QUEUED)) continue;
-      this.flags[i]! &= ~F_SEND_QUEUED;
-      if (this.flags[i]! & F_HOST_ERR) {
+      const i = this.sendList[k];
+      if (!(this.conn.flags[i] & F_SEND_QUEUED)) continue;
+      this.conn.flags[i] &= ~F_SEND_QUEUED;
+      if (this.conn.flags[i] & F_HOST_ERR) {
         this.hostReset(i);
         continue;
       }
       this.discardAcked(i);
-      if (this.hostPending[i]) this.sendData(i);
+      if (this.conn.hostPending[i]) this.sendData(i);
     }
     this.nSend = 0;
   }
 
   /** Payload from the guest at seq: queue the part we expect next for the socket. */
   private guestData(i: number, b: Uint8Array, off: number, len: number, seq: number): void {
-    if (this.flags[i]! & F_SHUT_WR) return;
+    if (this.conn.flags[i] & F_SHUT_WR) return;
     const skip = w.seqDiff(this.nextFromGuest(i), seq);
     if (skip < 0) {
       // Past a hole: a duplicate ACK for every such segment, at once (RFC
@@ -678,7 +623,7 @@ export class TcpFlows {
 
   /** The sequence number the next new byte from the guest has: after the queued run, if any. */
   private nextFromGuest(i: number): number {
-    return i === this.runFlow ? this.runEnd : this.seqFromGuest[i]!;
+    return i === this.runFlow ? this.runEnd : this.conn.seqFromGuest[i];
   }
 
   /**
@@ -693,12 +638,12 @@ export class TcpFlows {
       this.flushRun();
       // the socket took only part of this flow's run: this payload no longer
       // follows what it took; drop it, the guest sends it again after our ACK
-      if (this.seqFromGuest[i] !== start) return;
+      if (this.conn.seqFromGuest[i] !== start) return;
     }
     if (this.runFlow < 0) {
       this.runFlow = i;
       this.runBuf = b;
-      this.runEnd = this.seqFromGuest[i]!;
+      this.runEnd = this.conn.seqFromGuest[i];
       this.runLen = 0;
     }
     this.runPairs[2 * this.runN] = off;
@@ -719,11 +664,11 @@ export class TcpFlows {
   flushRun(): void {
     const i = this.runFlow;
     if (i < 0) return;
-    const n = sys.shim_send_frames(this.fd[i]!, this.runBuf!, this.runPairs, this.runN, 0);
+    const n = sys.shim_send_frames(this.conn.fd[i], this.runBuf!, this.runPairs, this.runN, 0);
     const took = Math.max(n, 0);
-    this.seqFromGuest[i] = (this.seqFromGuest[i]! + took) >>> 0;
+    this.conn.seqFromGuest[i] = (this.conn.seqFromGuest[i] + took) >>> 0;
     if (n < 0 && n !== -EAGAIN) {
-      this.flags[i]! |= F_HOST_ERR;
+      this.conn.flags[i] |= F_HOST_ERR;
       this.queueSend(i);
     } else if (took < this.runLen) this.waitWritable(i);
     this.dropRun();
@@ -742,47 +687,47 @@ export class TcpFlows {
 
   /** The guest closed its sending side: pass it on once its data is written. */
   private guestFin(i: number): void {
-    this.flags[i]! |= F_GUEST_FIN | F_SHUT_WR;
-    this.seqFromGuest[i] = (this.seqFromGuest[i]! + 1) >>> 0;
-    sys.shim_shutdown(this.fd[i]!, SHUT_WR);
-    this.deadline[i] = now() + TCP_FIN_TIMEOUT_MS;
+    this.conn.flags[i] |= F_GUEST_FIN | F_SHUT_WR;
+    this.conn.seqFromGuest[i] = (this.conn.seqFromGuest[i] + 1) >>> 0;
+    sys.shim_shutdown(this.conn.fd[i], SHUT_WR);
+    this.conn.deadline[i] = now() + TCP_FIN_TIMEOUT_MS;
     this.queueAck(i);
   }
 
   /** RST from the guest: reset the host side too. */
   private guestReset(i: number): void {
-    sys.shim_abort_close(this.fd[i]!);
-    this.fd[i] = -1;
+    sys.shim_abort_close(this.conn.fd[i]);
+    this.conn.fd[i] = -1;
     this.free(i);
   }
 
   // ------------------------------------------------------- from the host
 
   private onSocket(i: number, ev: number): void {
-    if (this.state[i] === FREE) return;
-    this.lastActive[i] = now();
-    if (this.state[i] === CONNECTING) {
+    if (this.conn.state[i] === FREE) return;
+    this.conn.lastActive[i] = now();
+    if (this.conn.state[i] === CONNECTING) {
       if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
-        if (sys.shim_sock_error(this.fd[i]!) === 0 && !(ev & EPOLLERR)) this.connected(i);
+        if (sys.shim_sock_error(this.conn.fd[i]) === 0 && !(ev & EPOLLERR)) this.connected(i);
         else this.connectFailed(i);
       }
       return;
     }
     if (ev & EPOLLERR) {
-      const err = sys.shim_sock_error(this.fd[i]!);
+      const err = sys.shim_sock_error(this.conn.fd[i]);
       if (err < 0) return this.hostReset(i);
     }
-    if (this.state[i] === SYN_TO_GUEST) {
+    if (this.conn.state[i] === SYN_TO_GUEST) {
       if (ev & EPOLLHUP) this.hostReset(i);
       return;
     }
-    if (ev & EPOLLOUT && this.flags[i]! & F_OUT_WAIT && this.windowOpens(i)) {
-      this.flags[i]! &= ~F_OUT_WAIT;
-      this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
+    if (ev & EPOLLOUT && this.conn.flags[i] & F_OUT_WAIT && this.windowOpens(i)) {
+      this.conn.flags[i] &= ~F_OUT_WAIT;
+      this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
       this.queueAck(i);
     }
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
-      this.hostPending[i] = 1;
+      this.conn.hostPending[i] = 1;
       this.sendData(i);
     }
     this.maybeClose(i);
@@ -790,19 +735,16 @@ export class TcpFlows {
 
   /** Our connect() completed: answer the guest's SYN. */
   private connected(i: number): void {
-    this.state[i] = ESTABLISHED;
-    this.deadline[i] = now() + TCP_RTO_MS;
-    this.retries[i] = 0;
+    this.conn.state[i] = ESTABLISHED;
+    this.conn.deadline[i] = now() + TCP_RTO_MS;
+    this.conn.retries[i] = 0;
     this.enablePeekOff(i);
-    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
-    this.sendSyn(i, true, this.seqAcked[i]!);
-    this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
-    this.seqAcked[i] = this.seqToGuest[i]!;
-    this.synAckPending[i] = 1;
+    this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
+    this.sendSyn(i, true, this.conn.seqAcked[i]);
+    this.conn.seqToGuest[i] = (this.conn.seqToGuest[i] + 1) >>> 0;
+    this.conn.seqAcked[i] = this.conn.seqToGuest[i];
+    this.conn.synAckPending[i] = 1;
   }
-
-  /** SYN-ACKs not yet confirmed by the guest's ACK (retransmitted on timeout). */
-  private readonly synAckPending = table.u8(TCP_MAX_CONNS);
 
   private connectFailed(i: number): void {
     tcpStats.connectFailed++;
@@ -818,21 +760,21 @@ export class TcpFlows {
 
   /** Send host data to the guest, up to its window, in MSS-sized segments. */
   private sendData(i: number): void {
-    if (this.state[i] !== ESTABLISHED || this.flags[i]! & F_FIN_SENT) return;
+    if (this.conn.state[i] !== ESTABLISHED || this.conn.flags[i] & F_FIN_SENT) return;
     this.discardAcked(i);
-    const v6 = (this.flags[i]! & F_V6) !== 0;
+    const v6 = (this.conn.flags[i] & F_V6) !== 0;
     const hdr = v6 ? ETH_IP6_TCP : ETH_IP4_TCP;
-    const mss = this.mss[i]!;
+    const mss = this.conn.mss[i];
     const tso = this.sink.tsoMax;
     const seg = tso > mss ? tso - (tso % mss) : mss;
     const stride = hdr + seg + this.sink.frameRoom;
     const maxSeg = tso > mss ? TSO_SEGMENTS : PEEK_SEGMENTS;
     for (;;) {
-      const inFlight = w.seqDiff(this.seqToGuest[i]!, this.seqAcked[i]!);
-      const wnd = this.guestWnd[i]! - inFlight;
+      const inFlight = w.seqDiff(this.conn.seqToGuest[i], this.conn.seqAcked[i]);
+      const wnd = this.conn.guestWnd[i] - inFlight;
       if (wnd <= 0) {
         // A closed window: probe it on a timer, in case the update that opens it is lost.
-        if (this.deadline[i] === 0) this.deadline[i] = now() + TCP_RTO_MS;
+        if (this.conn.deadline[i] === 0) this.conn.deadline[i] = now() + TCP_RTO_MS;
         return;
       }
       const nseg = Math.min(maxSeg, Math.ceil(wnd / seg));
@@ -840,15 +782,15 @@ export class TcpFlows {
       const base = this.sink.alloc(nseg * stride, nseg);
       if (base < 0) return;
       const skip = this.peekOff ? 0 : inFlight;
-      const got = sys.shim_tcp_peek(this.fd[i]!, this.sink.buf, base + hdr, stride, seg, nseg, total, skip);
+      const got = sys.shim_tcp_peek(this.conn.fd[i], this.sink.buf, base + hdr, stride, seg, nseg, total, skip);
       if (got === 0) return this.hostEof(i);
       if (got < 0) {
-        if (got === -EAGAIN) this.hostPending[i] = 0;
+        if (got === -EAGAIN) this.conn.hostPending[i] = 0;
         else this.hostReset(i);
         return;
       }
       this.emitSegments(i, base, stride, hdr, seg, got);
-      if (this.deadline[i] === 0) this.deadline[i] = now() + TCP_RTO_MS;
+      if (this.conn.deadline[i] === 0) this.conn.deadline[i] = now() + TCP_RTO_MS;
       if (got < total) return;
     }
   }
@@ -861,19 +803,19 @@ export class TcpFlows {
    */
   private emitSegments(i: number, base: number, stride: number, hdr: number, seg: number, got: number): void {
     this.flushRunOf(i);
-    const ack = this.seqFromGuest[i]!;
+    const ack = this.conn.seqFromGuest[i];
     const wnd = this.windowToGuest(i);
-    const v6 = (this.flags[i]! & F_V6) !== 0;
-    const mss = this.mss[i]!;
+    const v6 = (this.conn.flags[i] & F_V6) !== 0;
+    const mss = this.conn.mss[i];
     if (this.sink.tsoMax <= mss) return this.emitPlainSegments(i, base, stride, hdr, seg, got, ack, wnd, v6);
     for (let k = 0, left = got; left > 0; k++) {
       const len = Math.min(left, seg);
       const off = base + k * stride;
       const flags = w.TCP_ACK_FLAG | (left === len ? w.TCP_PSH : 0);
-      this.writeSegment(i, off, flags, this.seqToGuest[i]!, ack, wnd, 0, len, true);
+      this.writeSegment(i, off, flags, this.conn.seqToGuest[i], ack, wnd, 0, len, true);
       this.sink.commit(off, hdr + len);
       this.sink.markTso!(off, off + hdr - w.TCP_HLEN, len > mss ? mss : 0, v6);
-      this.seqToGuest[i] = (this.seqToGuest[i]! + len) >>> 0;
+      this.conn.seqToGuest[i] = (this.conn.seqToGuest[i] + len) >>> 0;
       left -= len;
     }
     this.clearAck(i);
@@ -898,7 +840,7 @@ export class TcpFlows {
     v6: boolean,
   ): void {
     const b = this.sink.buf;
-    const seq = this.seqToGuest[i]!;
+    const seq = this.conn.seqToGuest[i];
     const len0 = Math.min(got, seg);
     this.writeSegment(i, base, w.TCP_ACK_FLAG | (got === len0 ? w.TCP_PSH : 0), seq, ack, wnd, 0, len0, true);
     sys.shim_tcp_segments(b, base, stride, w.ETH_HLEN, hdr - w.TCP_HLEN, hdr, seg, got, v6 ? 1 : 0);
@@ -907,13 +849,13 @@ export class TcpFlows {
       this.sink.commit(base + k * stride, hdr + len);
       left -= len;
     }
-    this.seqToGuest[i] = (seq + got) >>> 0;
+    this.conn.seqToGuest[i] = (seq + got) >>> 0;
     this.clearAck(i);
   }
 
   /** End of stream from the host: FIN to the guest (all data is sent by now). */
   private hostEof(i: number): void {
-    this.flags[i]! |= F_HOST_EOF | F_FIN_SENT;
+    this.conn.flags[i] |= F_HOST_EOF | F_FIN_SENT;
     this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off < 0) return;
@@ -921,15 +863,15 @@ export class TcpFlows {
       i,
       off,
       w.TCP_FIN | w.TCP_ACK_FLAG,
-      this.seqToGuest[i]!,
-      this.seqFromGuest[i]!,
+      this.conn.seqToGuest[i],
+      this.conn.seqFromGuest[i],
       this.windowToGuest(i),
       0,
       0,
     );
     this.sink.commit(off, len);
-    this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
-    this.deadline[i] = now() + TCP_RTO_MS;
+    this.conn.seqToGuest[i] = (this.conn.seqToGuest[i] + 1) >>> 0;
+    this.conn.deadline[i] = now() + TCP_RTO_MS;
     this.clearAck(i);
     this.maybeClose(i);
   }
@@ -953,15 +895,15 @@ export class TcpFlows {
     partial = false,
   ): number {
     const b = this.sink.buf;
-    const v6 = (this.flags[i]! & F_V6) !== 0;
+    const v6 = (this.conn.flags[i] & F_V6) !== 0;
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     const l4len = w.TCP_HLEN + optLen + len;
     const r = i * 16;
     w.writeEth(b, off, guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
-    if (v6) w.writeIpv6At(b, ip, this.remoteAddr, r, this.guestAddr, r, w.IPPROTO_TCP, l4len, 64);
-    else w.writeIpv4(b, ip, w.rd32(this.remoteAddr, r), w.rd32(this.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
-    w.writeTcp(b, l4, this.remotePort[i]!, this.guestPort[i]!, seq, ack, flags, wnd, optLen);
+    if (v6) w.writeIpv6At(b, ip, this.conn.remoteAddr, r, this.conn.guestAddr, r, w.IPPROTO_TCP, l4len, 64);
+    else w.writeIpv4(b, ip, w.rd32(this.conn.remoteAddr, r), w.rd32(this.conn.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
+    w.writeTcp(b, l4, this.conn.remotePort[i], this.conn.guestPort[i], seq, ack, flags, wnd, optLen);
     if (optLen) {
       const o = w.writeTcpOptMss(b, l4 + w.TCP_HLEN, this.maxMss(v6));
       w.writeTcpOptWscale(b, o, OUR_WSCALE);
@@ -995,17 +937,17 @@ export class TcpFlows {
     const off = this.sink.alloc(ETH_IP6_TCP + SYN_OPT_LEN);
     if (off < 0) return;
     const flags = w.TCP_SYN | (withAck ? w.TCP_ACK_FLAG : 0);
-    const ack = withAck ? this.seqFromGuest[i]! : 0;
+    const ack = withAck ? this.conn.seqFromGuest[i] : 0;
     const len = this.writeSegment(i, off, flags, isn, ack, 65535, SYN_OPT_LEN, 0);
     this.sink.commit(off, len);
   }
 
   /** Window we advertise: free space of the socket's send buffer, scaled. */
   private windowToGuest(i: number): number {
-    let space = sys.shim_tcp_sndspace(this.fd[i]!);
+    let space = sys.shim_tcp_sndspace(this.conn.fd[i]);
     if (space < 0) space = 0;
-    const wnd = Math.min(space >>> this.ourWs[i]!, 65535);
-    this.lastWndSent[i] = wnd;
+    const wnd = Math.min(space >>> this.conn.ourWs[i], 65535);
+    this.conn.lastWndSent[i] = wnd;
     // A window smaller than a full segment stalls a sender that avoids silly
     // windows: ask to hear when the socket drains, and update the window then.
     if (space < WINDOW_UPDATE_BELOW) this.waitWritable(i);
@@ -1022,14 +964,14 @@ export class TcpFlows {
    * updates of the same size and re-arming, at 100% CPU.
    */
   private windowOpens(i: number): boolean {
-    const space = sys.shim_tcp_sndspace(this.fd[i]!);
-    return space >= WINDOW_UPDATE_BELOW || space >>> this.ourWs[i]! > this.lastWndSent[i]!;
+    const space = sys.shim_tcp_sndspace(this.conn.fd[i]);
+    return space >= WINDOW_UPDATE_BELOW || space >>> this.conn.ourWs[i] > this.conn.lastWndSent[i];
   }
 
   private waitWritable(i: number): void {
-    if (this.flags[i]! & F_OUT_WAIT) return;
-    this.flags[i]! |= F_OUT_WAIT;
-    this.loop.mod(this.fd[i]!, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
+    if (this.conn.flags[i] & F_OUT_WAIT) return;
+    this.conn.flags[i] |= F_OUT_WAIT;
+    this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
   }
 
   /** A pure ACK to the guest, now. */
@@ -1037,26 +979,26 @@ export class TcpFlows {
     this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off < 0) return;
-    const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
+    const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, this.conn.seqToGuest[i], this.conn.seqFromGuest[i], this.windowToGuest(i), 0, 0);
     this.sink.commit(off, len);
     this.clearAck(i);
   }
 
   private queueAck(i: number): void {
-    if (this.flags[i]! & F_ACK_PENDING) return;
-    this.flags[i]! |= F_ACK_PENDING;
+    if (this.conn.flags[i] & F_ACK_PENDING) return;
+    this.conn.flags[i] |= F_ACK_PENDING;
     this.ackList[this.nAck++] = i;
   }
 
   private clearAck(i: number): void {
-    this.flags[i]! &= ~F_ACK_PENDING;
+    this.conn.flags[i] &= ~F_ACK_PENDING;
   }
 
   /** Send the ACKs queued during this batch (one per flow); run before the tap flush. */
   flushAcks(): void {
     for (let k = 0; k < this.nAck; k++) {
-      const i = this.ackList[k]!;
-      if (this.state[i] !== FREE && this.flags[i]! & F_ACK_PENDING) this.ackNow(i);
+      const i = this.ackList[k];
+      if (this.conn.state[i] !== FREE && this.conn.flags[i] & F_ACK_PENDING) this.ackNow(i);
     }
     this.nAck = 0;
   }
@@ -1065,7 +1007,7 @@ export class TcpFlows {
   private sendRst(i: number): void {
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off < 0) return;
-    const len = this.writeSegment(i, off, w.TCP_RST | w.TCP_ACK_FLAG, this.seqToGuest[i]!, this.seqFromGuest[i]!, 0, 0, 0);
+    const len = this.writeSegment(i, off, w.TCP_RST | w.TCP_ACK_FLAG, this.conn.seqToGuest[i], this.conn.seqFromGuest[i], 0, 0, 0);
     this.sink.commit(off, len);
     tcpStats.rstSent++;
   }
@@ -1096,22 +1038,22 @@ export class TcpFlows {
 
   /** Go back to the last acknowledged byte and send again. */
   private rewind(i: number): void {
-    if (this.flags[i]! & F_FIN_SENT && !(this.flags[i]! & F_FIN_ACKED)) {
-      this.flags[i]! &= ~(F_FIN_SENT | F_HOST_EOF);
+    if (this.conn.flags[i] & F_FIN_SENT && !(this.conn.flags[i] & F_FIN_ACKED)) {
+      this.conn.flags[i] &= ~(F_FIN_SENT | F_HOST_EOF);
     }
-    this.seqMax[i] = this.sentMax(i);
-    this.seqToGuest[i] = this.seqAcked[i]!;
-    this.dupAcks[i] = 0;
-    this.hostPending[i] = 1;
+    this.conn.seqMax[i] = this.sentMax(i);
+    this.conn.seqToGuest[i] = this.conn.seqAcked[i];
+    this.conn.dupAcks[i] = 0;
+    this.conn.hostPending[i] = 1;
     this.discardAcked(i);
-    if (this.peekOff) sys.shim_setsockopt_int(this.fd[i]!, SOL_SOCKET, SO_PEEK_OFF, 0);
+    if (this.peekOff) sys.shim_setsockopt_int(this.conn.fd[i], SOL_SOCKET, SO_PEEK_OFF, 0);
     this.sendData(i);
   }
 
   /** Ask the kernel to keep a peek offset for this socket; fall back to skipping once if it can't. */
   private enablePeekOff(i: number): void {
     if (!this.peekOff) return;
-    if (sys.shim_setsockopt_int(this.fd[i]!, SOL_SOCKET, SO_PEEK_OFF, 0) < 0) {
+    if (sys.shim_setsockopt_int(this.conn.fd[i], SOL_SOCKET, SO_PEEK_OFF, 0) < 0) {
       this.peekOff = false;
       log.debug("tcp: SO_PEEK_OFF not available, peeking past sent data instead");
     }
@@ -1119,42 +1061,42 @@ export class TcpFlows {
 
   private onTick(t: number): void {
     for (let k = this.nActive - 1; k >= 0; k--) {
-      const i = this.active[k]!;
-      const d = this.deadline[i]!;
+      const i = this.active[k];
+      const d = this.conn.deadline[i];
       if (d !== 0 && t >= d) this.timeout(i, t);
-      else if (t - this.lastActive[i]! > TCP_IDLE_TIMEOUT_MS) this.hostReset(i);
+      else if (t - this.conn.lastActive[i] > TCP_IDLE_TIMEOUT_MS) this.hostReset(i);
     }
   }
 
   private timeout(i: number, t: number): void {
-    const st = this.state[i];
+    const st = this.conn.state[i];
     if (st === CONNECTING || st === SYN_TO_GUEST) {
-      if (st === SYN_TO_GUEST && this.retries[i]! < SYN_RETRIES && t < this.lastActive[i]! + TCP_HANDSHAKE_TIMEOUT_MS) {
-        this.retries[i]!++;
-        this.seqToGuest[i] = this.seqAcked[i]!;
-        this.sendSyn(i, false, this.seqAcked[i]!);
-        this.seqToGuest[i] = (this.seqToGuest[i]! + 1) >>> 0;
-        this.deadline[i] = t + TCP_RTO_MS * 2 ** this.retries[i]!;
+      if (st === SYN_TO_GUEST && this.conn.retries[i] < SYN_RETRIES && t < this.conn.lastActive[i] + TCP_HANDSHAKE_TIMEOUT_MS) {
+        this.conn.retries[i]++;
+        this.conn.seqToGuest[i] = this.conn.seqAcked[i];
+        this.sendSyn(i, false, this.conn.seqAcked[i]);
+        this.conn.seqToGuest[i] = (this.conn.seqToGuest[i] + 1) >>> 0;
+        this.conn.deadline[i] = t + TCP_RTO_MS * 2 ** this.conn.retries[i];
         return;
       }
       return this.connectFailed(i);
     }
-    if (this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) && t - this.lastActive[i]! > TCP_FIN_TIMEOUT_MS) return this.hostReset(i);
-    if (this.synAckPending[i] && t - this.openedAt[i]! > TCP_HANDSHAKE_TIMEOUT_MS) return this.hostReset(i);
-    if (this.synAckPending[i] && this.retries[i]! < TCP_MAX_RETRIES) {
-      this.retries[i]!++;
-      this.sendSyn(i, true, (this.seqAcked[i]! - 1) >>> 0);
-      this.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.retries[i]!, 4);
+    if (this.conn.flags[i] & (F_GUEST_FIN | F_FIN_SENT) && t - this.conn.lastActive[i] > TCP_FIN_TIMEOUT_MS) return this.hostReset(i);
+    if (this.conn.synAckPending[i] && t - this.conn.openedAt[i] > TCP_HANDSHAKE_TIMEOUT_MS) return this.hostReset(i);
+    if (this.conn.synAckPending[i] && this.conn.retries[i] < TCP_MAX_RETRIES) {
+      this.conn.retries[i]++;
+      this.sendSyn(i, true, (this.conn.seqAcked[i] - 1) >>> 0);
+      this.conn.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.conn.retries[i], 4);
       return;
     }
-    if (this.seqToGuest[i] === this.seqAcked[i]) {
-      if (this.hostPending[i] && this.guestWnd[i] === 0 && !(this.flags[i]! & F_FIN_SENT)) return this.probeWindow(i, t);
-      this.deadline[i] = this.flags[i]! & (F_GUEST_FIN | F_FIN_SENT) ? t + TCP_FIN_TIMEOUT_MS : 0;
+    if (this.conn.seqToGuest[i] === this.conn.seqAcked[i]) {
+      if (this.conn.hostPending[i] && this.conn.guestWnd[i] === 0 && !(this.conn.flags[i] & F_FIN_SENT)) return this.probeWindow(i, t);
+      this.conn.deadline[i] = this.conn.flags[i] & (F_GUEST_FIN | F_FIN_SENT) ? t + TCP_FIN_TIMEOUT_MS : 0;
       return;
     }
-    if (++this.retries[i]! > TCP_MAX_RETRIES) return this.hostReset(i);
+    if (++this.conn.retries[i] > TCP_MAX_RETRIES) return this.hostReset(i);
     tcpStats.timeoutRetrans++;
-    this.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.retries[i]!, 4);
+    this.conn.deadline[i] = t + TCP_RTO_MS * 2 ** Math.min(this.conn.retries[i], 4);
     this.rewind(i);
   }
 
@@ -1167,20 +1109,20 @@ export class TcpFlows {
     this.flushRunOf(i);
     const off = this.sink.alloc(ETH_IP6_TCP);
     if (off >= 0) {
-      const seq = (this.seqToGuest[i]! - 1) >>> 0;
-      const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, seq, this.seqFromGuest[i]!, this.windowToGuest(i), 0, 0);
+      const seq = (this.conn.seqToGuest[i] - 1) >>> 0;
+      const len = this.writeSegment(i, off, w.TCP_ACK_FLAG, seq, this.conn.seqFromGuest[i], this.windowToGuest(i), 0, 0);
       this.sink.commit(off, len);
     }
-    if (this.retries[i]! < 4) this.retries[i]!++;
-    this.deadline[i] = t + TCP_RTO_MS * 2 ** this.retries[i]!;
+    if (this.conn.retries[i] < 4) this.conn.retries[i]++;
+    this.conn.deadline[i] = t + TCP_RTO_MS * 2 ** this.conn.retries[i];
   }
 
   // ---------------------------------------------------------- flow table
 
   /** Free the flow when both directions are closed and our FIN is acknowledged. */
   private maybeClose(i: number): void {
-    const f = this.flags[i]!;
-    if (this.state[i] === FREE) return;
+    const f = this.conn.flags[i];
+    if (this.conn.state[i] === FREE) return;
     if (!(f & F_GUEST_FIN && f & F_FIN_ACKED)) return;
     // The ACK of the guest's FIN may still be queued for the end of the batch,
     // which skips freed flows: send it now, or the guest stays in LAST-ACK.
@@ -1189,10 +1131,10 @@ export class TcpFlows {
   }
 
   private closeFlow(i: number): void {
-    if (this.fd[i]! >= 0) {
-      this.loop.del(this.fd[i]!);
-      sys.shim_close(this.fd[i]!);
-      this.fd[i] = -1;
+    if (this.conn.fd[i] >= 0) {
+      this.loop.del(this.conn.fd[i]);
+      sys.shim_close(this.conn.fd[i]);
+      this.conn.fd[i] = -1;
     }
     this.free(i);
   }
@@ -1205,9 +1147,10 @@ export class TcpFlows {
     for (let s = idx.start(h); ; s = idx.next(s)) {
       const i = idx.at(s);
       if (i < 0) return -1;
-      if (idx.hashOf[i] !== h || this.guestPort[i] !== gport || this.remotePort[i] !== rport) continue;
-      if (((this.flags[i]! & F_V6) !== 0) !== v6) continue;
-      if (!w.equalBytes(this.guestAddr, i * 16, ga, gOff, alen) || !w.equalBytes(this.remoteAddr, i * 16, ra, rOff, alen)) continue;
+      if (idx.hashOf[i] !== h || this.conn.guestPort[i] !== gport || this.conn.remotePort[i] !== rport) continue;
+      if (((this.conn.flags[i] & F_V6) !== 0) !== v6) continue;
+      if (!w.equalBytes(this.conn.guestAddr, i * 16, ga, gOff, alen) || !w.equalBytes(this.conn.remoteAddr, i * 16, ra, rOff, alen))
+        continue;
       return i;
     }
   }
@@ -1226,11 +1169,11 @@ export class TcpFlows {
     const i = this.takeSlot(t);
     if (i < 0) return -1;
     const alen = v6 ? 16 : 4;
-    this.guestAddr.fill(0, i * 16, i * 16 + 16);
-    this.remoteAddr.fill(0, i * 16, i * 16 + 16);
+    this.conn.guestAddr.fill(0, i * 16, i * 16 + 16);
+    this.conn.remoteAddr.fill(0, i * 16, i * 16 + 16);
     for (let k = 0; k < alen; k++) {
-      this.guestAddr[i * 16 + k] = ga[gOff + k]!;
-      this.remoteAddr[i * 16 + k] = ra[rOff + k]!;
+      this.conn.guestAddr[i * 16 + k] = ga[gOff + k];
+      this.conn.remoteAddr[i * 16 + k] = ra[rOff + k];
     }
     this.initFlow(i, v6, gport, rport);
     return i;
@@ -1240,10 +1183,10 @@ export class TcpFlows {
   private alloc(v6: boolean, guestA: Uint8Array | null, gport: number, remote: Uint8Array, rport: number, t: number): number {
     const i = this.takeSlot(t);
     if (i < 0) return -1;
-    this.guestAddr.fill(0, i * 16, i * 16 + 16);
-    if (guestA) this.guestAddr.set(guestA, i * 16);
-    else w.wr32(this.guestAddr, i * 16, this.cfg.ip4!.addr);
-    this.remoteAddr.set(remote, i * 16);
+    this.conn.guestAddr.fill(0, i * 16, i * 16 + 16);
+    if (guestA) this.conn.guestAddr.set(guestA, i * 16);
+    else w.wr32(this.conn.guestAddr, i * 16, this.cfg.ip4!.addr);
+    this.conn.remoteAddr.set(remote, i * 16);
     this.initFlow(i, v6, gport, rport);
     return i;
   }
@@ -1256,41 +1199,39 @@ export class TcpFlows {
     // connection per request) keeps touching the same pages of the tables.
     const end = Math.min(TCP_MAX_CONNS, Math.max(SLOT_WINDOW, 2 * this.nActive));
     let i = this.nextFree < end ? this.nextFree : 0;
-    while (this.state[i] !== FREE || this.activePos[i] !== 0) i = i + 1 < end ? i + 1 : 0;
+    while (this.conn.state[i] !== FREE || this.conn.activePos[i] !== 0) i = i + 1 < end ? i + 1 : 0;
     this.nextFree = i + 1;
     this.active[this.nActive] = i;
-    this.activePos[i] = ++this.nActive;
-    this.lastActive[i] = t;
+    this.conn.activePos[i] = ++this.nActive;
+    this.conn.lastActive[i] = t;
     return i;
   }
 
-  private nextFree = 0;
-
   private initFlow(i: number, v6: boolean, gport: number, rport: number): void {
-    this.guestPort[i] = gport;
-    this.remotePort[i] = rport;
-    this.flags[i] = v6 ? F_V6 : 0;
-    this.state[i] = CONNECTING;
-    this.dupAcks[i] = 0;
-    this.recovering[i] = 0;
-    this.hostPending[i] = 1;
-    this.retries[i] = 0;
-    this.deadline[i] = 0;
-    this.synAckPending[i] = 0;
-    this.index.insert(i, hashTuple(this.guestAddr, i * 16, gport, this.remoteAddr, i * 16, rport, v6 ? 16 : 4));
+    this.conn.guestPort[i] = gport;
+    this.conn.remotePort[i] = rport;
+    this.conn.flags[i] = v6 ? F_V6 : 0;
+    this.conn.state[i] = CONNECTING;
+    this.conn.dupAcks[i] = 0;
+    this.conn.recovering[i] = 0;
+    this.conn.hostPending[i] = 1;
+    this.conn.retries[i] = 0;
+    this.conn.deadline[i] = 0;
+    this.conn.synAckPending[i] = 0;
+    this.index.insert(i, hashTuple(this.conn.guestAddr, i * 16, gport, this.conn.remoteAddr, i * 16, rport, v6 ? 16 : 4));
   }
 
   private free(i: number): void {
     this.index.remove(i);
     this.halfOpenDone(i);
-    const pos = this.activePos[i]! - 1;
-    const last = this.active[--this.nActive]!;
+    const pos = this.conn.activePos[i] - 1;
+    const last = this.active[--this.nActive];
     this.active[pos] = last;
-    this.activePos[last] = pos + 1;
-    this.activePos[i] = 0;
-    this.state[i] = FREE;
-    this.flags[i] = 0;
-    this.unDiscarded[i] = 0;
+    this.conn.activePos[last] = pos + 1;
+    this.conn.activePos[i] = 0;
+    this.conn.state[i] = FREE;
+    this.conn.flags[i] = 0;
+    this.conn.unDiscarded[i] = 0;
     if (i === this.runFlow) this.dropRun();
     tcpStats.closed++;
     if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
@@ -1308,12 +1249,12 @@ export class TcpFlows {
    * the new SYN (a random ISN below the old sequence would be refused).
    */
   private setIsn(i: number): void {
-    const alen = this.flags[i]! & F_V6 ? 16 : 4;
-    const h = hashTuple(this.guestAddr, i * 16, this.guestPort[i]!, this.remoteAddr, i * 16, this.remotePort[i]!, alen);
+    const alen = this.conn.flags[i] & F_V6 ? 16 : 4;
+    const h = hashTuple(this.conn.guestAddr, i * 16, this.conn.guestPort[i], this.conn.remoteAddr, i * 16, this.conn.remotePort[i], alen);
     const isn = (h ^ ISN_SECRET) + Math.floor(now() * ISN_TICKS_PER_MS);
-    this.seqAcked[i] = isn >>> 0;
-    this.seqToGuest[i] = isn >>> 0;
-    this.seqMax[i] = isn >>> 0;
+    this.conn.seqAcked[i] = isn >>> 0;
+    this.conn.seqToGuest[i] = isn >>> 0;
+    this.conn.seqMax[i] = isn >>> 0;
   }
 
   /**
@@ -1323,11 +1264,11 @@ export class TcpFlows {
    */
   reset(): void {
     for (let k = this.nActive - 1; k >= 0; k--) {
-      const i = this.active[k]!;
-      if (this.fd[i]! >= 0) {
-        this.loop.del(this.fd[i]!);
-        sys.shim_abort_close(this.fd[i]!);
-        this.fd[i] = -1;
+      const i = this.active[k];
+      if (this.conn.fd[i] >= 0) {
+        this.loop.del(this.conn.fd[i]);
+        sys.shim_abort_close(this.conn.fd[i]);
+        this.conn.fd[i] = -1;
       }
       this.free(i);
     }
@@ -1344,14 +1285,14 @@ export class TcpFlows {
    */
   resume(): void {
     for (let k = this.nActive - 1; k >= 0; k--) {
-      const i = this.active[k]!;
-      if (this.state[i] === ESTABLISHED) this.sendData(i);
+      const i = this.active[k];
+      if (this.conn.state[i] === ESTABLISHED) this.sendData(i);
     }
   }
 }
 
 function hashTuple(ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, alen: number): number {
   let h = Math.imul(gport ^ (rport << 16), 0x9e3779b1);
-  for (let k = 0; k < alen; k++) h = Math.imul(h ^ ga[gOff + k]! ^ (ra[rOff + k]! << 8), 0x01000193);
+  for (let k = 0; k < alen; k++) h = Math.imul(h ^ ga[gOff + k] ^ (ra[rOff + k] << 8), 0x01000193);
   return (h ^ (h >>> 15)) >>> 0;
 }
