@@ -48,7 +48,6 @@ import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
-import { TapBackend, VNET_HDR_LEN } from "../tap/tap.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
@@ -71,11 +70,6 @@ const UDP_GSO = process.env.PASTA_UDP_GSO !== "0";
 export const LISTEN_RCVBUF = 4 << 20;
 /** Datagrams from the guest queued for one sendmmsg flush. */
 const SEND_QUEUE = 64;
-
-/** virtio-net header: the checksum at csum_start + csum_offset is left to the receiver. */
-const VNET_F_NEEDS_CSUM = 1;
-/** Offset of the checksum field in the UDP header. */
-const UDP_CSUM_OFFSET = 6;
 
 export const udpStats = { fromGuest: 0, toGuest: 0, evicted: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
@@ -134,9 +128,6 @@ export class UdpFlows {
   /** Closed slots of listeners, for reuse. */
   private readonly freeListeners: number[] = [];
 
-  /** The sink is the tap with offloads on: datagrams to the guest carry partial checksums. */
-  private readonly csumOffload: boolean;
-
   /** pasta: where datagrams from loopback senders on -u ports go instead of the tap. */
   splice: UdpSplice | null = null;
 
@@ -145,7 +136,6 @@ export class UdpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
-    this.csumOffload = sink instanceof TapBackend && sink.tsoMax > 0;
     loop.on(Kind.UDP, (i) => this.onSocket(i, this.fd[i]!, -1));
     loop.on(Kind.UDP_LISTEN, (li) => this.onListener(li));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
@@ -341,17 +331,12 @@ export class UdpFlows {
       w.writeIpv4(b, ip, src, w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
-    if (this.csumOffload) {
+    if (this.sink.csumOffload) {
       // pseudo-header sum, folded, not complemented: the kernel adds the rest
       const ps = isV6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
-      w.wr16(b, l4 + 6, ~w.csumFold(ps) & 0xffff);
+      w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
       this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
-      const h = off - VNET_HDR_LEN;
-      b[h] = VNET_F_NEEDS_CSUM;
-      b[h + 6] = (l4 - off) & 255;
-      b[h + 7] = (l4 - off) >>> 8;
-      b[h + 8] = UDP_CSUM_OFFSET;
-      b[h + 9] = 0;
+      this.sink.markCsumPartial!(off, l4, w.UDP_CSUM);
     } else {
       if (isV6) w.udpSetChecksum6(b, ip, l4);
       else w.udpSetChecksum4(b, ip, l4);

@@ -32,11 +32,21 @@ export interface FrameSink {
    */
   readonly tsoMax: number;
   /**
-   * After commit(): mark the TCP frame at off as carrying a partial checksum
-   * (the field at l4 + 16 holds the pseudo-header sum; the receiving kernel
-   * needs no more) and, with mss > 0, as a super-frame to be cut into
-   * segments of mss bytes. Called only when tsoMax > 0 (sinks without
-   * offloads need not have it).
+   * True when the backend takes frames whose L4 checksum is left to the
+   * receiver (markCsumPartial); false: every frame carries a full checksum.
+   */
+  readonly csumOffload: boolean;
+  /**
+   * After commit(): the frame at off carries a partial L4 checksum: the
+   * field at l4 + csumField (w.TCP_CSUM, w.UDP_CSUM) holds the folded
+   * pseudo-header sum, and the receiving kernel computes the rest. Called
+   * only when csumOffload is true (sinks without offloads need not have it).
+   */
+  markCsumPartial?(off: number, l4: number, csumField: number): void;
+  /**
+   * After commit(): a TCP frame with a partial checksum (as markCsumPartial)
+   * and, with mss > 0, a super-frame to be cut into segments of mss bytes.
+   * Called only when tsoMax > 0.
    */
   markTso?(off: number, l4: number, mss: number, v6: boolean): void;
 }
@@ -66,6 +76,7 @@ export class NullSink implements FrameSink {
   readonly buf = new Uint8Array(NULL_SINK_BYTES);
   readonly frameRoom = 0;
   readonly tsoMax = 0;
+  readonly csumOffload = false;
 
   alloc(maxLen: number): number {
     return maxLen <= this.buf.length ? 0 : -1;

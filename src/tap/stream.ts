@@ -123,6 +123,8 @@ export class StreamBackend implements FrameSink {
   readonly frameRoom = PASST_FRAME_ROOM;
   /** No segmentation or checksum offload towards the guest (FrameSink.tsoMax). */
   readonly tsoMax = 0;
+  /** Full checksums in every frame (FrameSink.csumOffload). */
+  readonly csumOffload = false;
   readonly stats: PasstStats = { rxFrames: 0, rxBytes: 0, txFrames: 0, txBytes: 0, txDropped: 0, partialWrites: 0, txBlocked: 0 };
   /** The connected client's socket, -1 without one. */
   fd = -1;

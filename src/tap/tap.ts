@@ -35,6 +35,7 @@
 import { sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
 import { rxMeta, traceFrame, type FrameSink } from "./sink.ts";
+import { TCP_CSUM, tcpHlen } from "../wire/tcp.ts";
 import { traceOn } from "../log.ts";
 import { table } from "../loop/arena.ts";
 
@@ -63,7 +64,6 @@ const VNET_HDR_LEN_FIELD = 2;
 const VNET_GSO_SIZE = 4;
 const VNET_CSUM_START = 6;
 const VNET_CSUM_OFFSET = 8;
-const TCP_CSUM_OFFSET = 16;
 // TUNSETOFFLOAD: what the namespace's kernel may leave to us (checksums, TCP segmentation).
 const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
@@ -83,6 +83,7 @@ export class TapBackend implements FrameSink {
   readonly frameRoom = VNET_HDR_LEN;
   /** Segmentation offload towards the namespace (off with PASTA_NO_OFFLOAD=1). */
   readonly tsoMax = process.env.PASTA_NO_OFFLOAD === "1" ? 0 : TSO_MAX_PAYLOAD;
+  readonly csumOffload = this.tsoMax > 0;
   readonly stats: TapStats = { rxFrames: 0, txFrames: 0, txDropped: 0 };
   private readonly rx = table.u8(RX_SLOT * RX_BATCH);
   private readonly rxLens = table.u32(RX_BATCH);
@@ -156,18 +157,21 @@ export class TapBackend implements FrameSink {
     if (traceOn) traceFrame(true, this.buf, off, len);
   }
 
+  markCsumPartial(off: number, l4: number, csumField: number): void {
+    const h = off - VNET_HDR_LEN;
+    this.buf[h + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
+    wr16le(this.buf, h + VNET_CSUM_START, l4 - off);
+    wr16le(this.buf, h + VNET_CSUM_OFFSET, csumField);
+  }
+
   markTso(off: number, l4: number, mss: number, v6: boolean): void {
+    this.markCsumPartial(off, l4, TCP_CSUM);
+    if (mss === 0) return;
     const h = off - VNET_HDR_LEN;
     const b = this.buf;
-    const hdrLen = l4 - off + ((b[l4 + 12]! >> 4) << 2);
-    b[h + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
-    if (mss > 0) {
-      b[h + VNET_GSO_TYPE] = v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4;
-      wr16le(b, h + VNET_HDR_LEN_FIELD, hdrLen);
-      wr16le(b, h + VNET_GSO_SIZE, mss);
-    }
-    wr16le(b, h + VNET_CSUM_START, l4 - off);
-    wr16le(b, h + VNET_CSUM_OFFSET, TCP_CSUM_OFFSET);
+    b[h + VNET_GSO_TYPE] = v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4;
+    wr16le(b, h + VNET_HDR_LEN_FIELD, l4 - off + tcpHlen(b, l4));
+    wr16le(b, h + VNET_GSO_SIZE, mss);
   }
 
   /** Write every queued frame in one shim call. */

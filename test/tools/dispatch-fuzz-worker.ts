@@ -119,6 +119,7 @@ class CheckingSink implements FrameSink {
   readonly buf = new Uint8Array(SINK_BYTES);
   readonly frameRoom = 4;
   readonly tsoMax = 0;
+  readonly csumOffload = false;
   private pos = 0;
   private lastOff = -1;
   private lastMax = 0;

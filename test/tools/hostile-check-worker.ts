@@ -21,7 +21,14 @@ const FRAMES = Number(process.argv[2] ?? 50000);
 const SEED = Number(process.argv[3] ?? 1);
 const BATCH = 64;
 
-const sink: FrameSink = { buf: new Uint8Array(1 << 20), frameRoom: 0, tsoMax: 0, alloc: (n) => (n <= 1 << 20 ? 0 : -1), commit: () => {} };
+const sink: FrameSink = {
+  buf: new Uint8Array(1 << 20),
+  frameRoom: 0,
+  tsoMax: 0,
+  csumOffload: false,
+  alloc: (n) => (n <= 1 << 20 ? 0 : -1),
+  commit: () => {},
+};
 const loop = new Loop();
 const d = new Dispatcher({ ...flowTestConfig, noIcmp: true }, loop, sink);
 const turn = turner(loop);

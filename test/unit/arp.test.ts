@@ -11,6 +11,7 @@ class TestSink implements FrameSink {
   readonly buf = new Uint8Array(256);
   readonly frameRoom = 0;
   readonly tsoMax = 0;
+  readonly csumOffload = false;
   frames: Uint8Array[] = [];
   private pos = 8;
   constructor(private slots = 4) {}

@@ -33,6 +33,7 @@ class Sink implements FrameSink {
   readonly buf = new Uint8Array(8 << 20);
   readonly frameRoom = 0;
   readonly tsoMax = 0;
+  readonly csumOffload = false;
   readonly segs: { seq: number; ack: number; flags: number; len: number }[] = [];
   alloc(maxLen: number): number {
     return maxLen <= this.buf.length ? 0 : -1;

@@ -14,7 +14,7 @@ import { flowTestConfig as cfg } from "../tools/flow-config.ts";
 
 const WINDOW = 1 << 14;
 
-const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, alloc: () => -1, commit: () => {} };
+const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, csumOffload: false, alloc: () => -1, commit: () => {} };
 
 /** The private slot functions of a fresh TcpFlows (no sockets are involved). */
 function slots() {

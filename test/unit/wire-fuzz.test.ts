@@ -111,6 +111,7 @@ const sink = {
   buf: new Uint8Array(128),
   frameRoom: 0,
   tsoMax: 0,
+  csumOffload: false,
   alloc: () => 0,
   commit: () => {},
 };
