@@ -31,11 +31,11 @@ import { UdpFlows, udpStats } from "./flows/udp.ts";
 import { acceptStats } from "./native/accept.ts";
 import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
-import { dhcpLast, dhcpReply } from "./services/dhcp.ts";
+import { dhcpReply, newDhcpDest } from "./services/dhcp.ts";
 import { dhcpv6Reply } from "./services/dhcpv6.ts";
-import { guest } from "./services/guest.ts";
-import { ndpBuildRA, ndpLast, ndpReply } from "./services/ndp.ts";
-import { rxMeta, type FrameSink } from "./tap/sink.ts";
+import { forgetGuest, guest } from "./services/guest.ts";
+import { ndpBuildRA, ndpReply, newNdpDest } from "./services/ndp.ts";
+import type { FrameSink } from "./tap/sink.ts";
 import * as w from "./wire/index.ts";
 
 const DHCP_SERVER_PORT = 67;
@@ -62,6 +62,13 @@ export class Dispatcher {
   readonly tcp: TcpFlows;
   readonly udp: UdpFlows;
   private readonly frags = new Reassembler();
+  /** What ipv6Upper found in the IPv6 packet being dispatched. */
+  private readonly ext6 = w.newIp6Ext();
+  /** The frame being dispatched left its L4 checksum to offload (see FrameHandler). */
+  private csumPartial = false;
+  /** Where the DHCP and NDP replies being written go (filled by dhcpReply, ndpReply, ndpBuildRA). */
+  private readonly dhcpDest = newDhcpDest();
+  private readonly ndpDest = newNdpDest();
 
   constructor(
     private readonly cfg: Config,
@@ -92,6 +99,14 @@ export class Dispatcher {
     this.tcp.flushAcks();
   }
 
+  /** The guest went away (passt: its client closed): drop every flow it had and forget what we learnt of it. */
+  guestGone(): void {
+    this.tcp.reset();
+    this.udp.reset();
+    this.icmp.reset();
+    forgetGuest();
+  }
+
   /** Start periodic work (router advertisements) and probe ping sockets. */
   start(): void {
     if (!this.cfg.noIcmp) this.icmp.probe();
@@ -101,9 +116,10 @@ export class Dispatcher {
     }
   }
 
-  /** One frame from the guest: b[off..off+len), Ethernet header first. */
-  frame(b: Uint8Array, off: number, len: number): void {
+  /** One frame from the guest: b[off..off+len), Ethernet header first; csumPartial as FrameHandler says. */
+  frame(b: Uint8Array, off: number, len: number, csumPartial = false): void {
     this.stats.frames++;
+    this.csumPartial = csumPartial;
     if (w.ethCheck(b, off, len) < 0) {
       this.stats.malformed++;
       return;
@@ -146,14 +162,14 @@ export class Dispatcher {
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCP_SERVER_PORT) return this.dhcp(b, l4, l4len);
-        this.udp.fromGuest(b, ip, b, l4, l4len, false, now(), false);
+        this.udp.fromGuest(b, ip, l4, l4len, false, now());
         return;
       case w.IPPROTO_TCP:
-        if (!this.tcp.segment(b, ip, l4, l4len, false)) break;
+        if (!this.tcp.fromGuest(b, ip, l4, l4len, false, now())) break;
         return;
       case w.IPPROTO_ICMP:
         if (w.icmpCheck(b, l4, l4len) < 0) break;
-        if (!this.cfg.noIcmp) this.icmp.fromGuest4(b, ip, l4, l4len, now());
+        if (!this.cfg.noIcmp) this.icmp.fromGuest(b, ip, l4, l4len, false, now());
         return;
       default:
         this.stats.unhandled++;
@@ -163,24 +179,25 @@ export class Dispatcher {
   }
 
   private ipv6(b: Uint8Array, ip: number, len: number): void {
-    const l4 = w.ipv6Upper(b, ip, len);
+    const x = this.ext6;
+    const l4 = w.ipv6Upper(b, ip, len, x);
     if (l4 < 0) {
       this.stats.malformed++;
       return;
     }
-    if (w.ip6Ext.fragHdr >= 0) return this.fragment6(b, ip, l4);
+    if (x.fragHdr >= 0) return this.fragment6(b, ip, l4);
     this.learnAddr6(b, ip + w.IP6_SRC);
-    const l4len = w.ip6Ext.end - l4;
-    switch (w.ip6Ext.proto) {
+    const l4len = x.end - l4;
+    switch (x.proto) {
       case w.IPPROTO_ICMPV6:
         return this.icmpv6(b, ip, l4, l4len);
       case w.IPPROTO_TCP:
-        if (!this.tcp.segment(b, ip, l4, l4len, true)) break;
+        if (!this.tcp.fromGuest(b, ip, l4, l4len, true, now())) break;
         return;
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCPV6_SERVER_PORT) return this.dhcpv6(b, ip, l4, l4len);
-        this.udp.fromGuest(b, ip, b, l4, l4len, true, now(), false);
+        this.udp.fromGuest(b, ip, l4, l4len, true, now());
         return;
       default:
         this.stats.unhandled++;
@@ -197,7 +214,7 @@ export class Dispatcher {
 
   /** An IPv6 fragment (after ipv6Upper): as fragment4. */
   private fragment6(b: Uint8Array, ip: number, data: number): void {
-    const x = w.ip6Ext;
+    const x = this.ext6;
     const n = this.frags.add6(b, ip, x.proto, x.fragOffset, x.fragMore, x.fragId, data, x.end, now());
     if (n > 0) this.reassembled(b, ip, n, true);
   }
@@ -208,7 +225,7 @@ export class Dispatcher {
       this.stats.unhandled++;
       return;
     }
-    this.udp.fromGuest(b, ip, out, 0, w.udpLen(out, 0), v6, now(), true);
+    this.udp.fromGuestReassembled(b, ip, out, 0, w.udpLen(out, 0), v6, now());
   }
 
   /** Remember the guest's IPv6 source address (global preferred over link-local). */
@@ -220,7 +237,7 @@ export class Dispatcher {
   }
 
   private icmpv6(b: Uint8Array, ip: number, l4: number, l4len: number): void {
-    if (w.icmp6Check(b, l4, l4len) < 0 || (!rxMeta.csumPartial && !w.icmp6ChecksumOk(b, ip, l4, l4len))) {
+    if (w.icmp6Check(b, l4, l4len) < 0 || (!this.csumPartial && !w.icmp6ChecksumOk(b, ip, l4, l4len))) {
       this.stats.malformed++;
       return;
     }
@@ -233,7 +250,7 @@ export class Dispatcher {
       return this.ndp(b, ip, l4, l4len);
     }
     if (type === w.ICMP6_ECHO_REQUEST && !this.cfg.noIcmp) {
-      this.icmp.fromGuest6(b, ip, l4, l4len, now());
+      this.icmp.fromGuest(b, ip, l4, l4len, true, now());
       return;
     }
     this.stats.unhandled++;
@@ -246,11 +263,11 @@ export class Dispatcher {
     const out = this.sink.buf;
     const ip = off + w.ETH_HLEN;
     const udp = ip + w.IPV4_HLEN;
-    const n = dhcpReply(this.cfg, b, l4 + w.UDP_HLEN, l4len - w.UDP_HLEN, out, udp + w.UDP_HLEN);
+    const dest = this.dhcpDest;
+    const n = dhcpReply(this.cfg, b, l4 + w.UDP_HLEN, l4len - w.UDP_HLEN, out, udp + w.UDP_HLEN, dest);
     if (n <= 0) return;
-    const bcast = dhcpLast.broadcast;
-    w.writeEth(out, off, bcast ? BROADCAST_MAC : dhcpLast.clientMac, this.cfg.ourMac, w.ETH_P_IP);
-    w.writeIpv4(out, ip, dhcpLast.srcAddr, dhcpLast.dstAddr, w.IPPROTO_UDP, w.UDP_HLEN + n, 64);
+    w.writeEth(out, off, dest.broadcast ? BROADCAST_MAC : dest.clientMac, this.cfg.ourMac, w.ETH_P_IP);
+    w.writeIpv4(out, ip, dest.srcAddr, dest.dstAddr, w.IPPROTO_UDP, w.UDP_HLEN + n, 64);
     w.writeUdp(out, udp, DHCP_SERVER_PORT, DHCP_CLIENT_PORT, n);
     w.udpSetChecksum4(out, ip, udp);
     this.sink.commit(off, w.ETH_HLEN + w.IPV4_HLEN + w.UDP_HLEN + n);
@@ -278,7 +295,7 @@ export class Dispatcher {
     const off = this.sink.alloc(SERVICE_MAX);
     if (off < 0) return;
     const icmp = off + w.ETH_HLEN + w.IPV6_HLEN;
-    const n = ndpReply(this.cfg, b, ip + w.IP6_SRC, b, l4, l4len, this.sink.buf, icmp);
+    const n = ndpReply(this.cfg, b, ip + w.IP6_SRC, b, l4, l4len, this.sink.buf, icmp, this.ndpDest);
     if (n > 0) this.sendNdp(off, n);
   }
 
@@ -286,17 +303,18 @@ export class Dispatcher {
   private sendRA(): void {
     const off = this.sink.alloc(SERVICE_MAX);
     if (off < 0) return;
-    const n = ndpBuildRA(this.cfg, this.sink.buf, off + w.ETH_HLEN + w.IPV6_HLEN);
+    const n = ndpBuildRA(this.cfg, this.sink.buf, off + w.ETH_HLEN + w.IPV6_HLEN, this.ndpDest);
     if (n > 0) this.sendNdp(off, n);
   }
 
-  /** Wrap the NDP message of n bytes written after the headers at off, as ndpLast says. */
+  /** Wrap the NDP message of n bytes written after the headers at off, as ndpDest says. */
   private sendNdp(off: number, n: number): void {
     const out = this.sink.buf;
     const ip = off + w.ETH_HLEN;
-    const dstMac = ndpLast.multicast || !guest.known ? ALL_NODES_MAC : guest.mac;
+    const dest = this.ndpDest;
+    const dstMac = dest.multicast || !guest.known ? ALL_NODES_MAC : guest.mac;
     w.writeEth(out, off, dstMac, this.cfg.ourMac, w.ETH_P_IPV6);
-    w.writeIpv6(out, ip, this.cfg.ip6!.ourLL, ndpLast.dst, w.IPPROTO_ICMPV6, n, w.ND_HOP_LIMIT);
+    w.writeIpv6(out, ip, this.cfg.ip6!.ourLL, dest.dst, w.IPPROTO_ICMPV6, n, w.ND_HOP_LIMIT);
     w.icmp6SetChecksum(out, ip, ip + w.IPV6_HLEN, n);
     this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + n);
     this.stats.services++;

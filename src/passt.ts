@@ -39,7 +39,6 @@ import { countersLine, reportStats } from "./loop/stats.ts";
 import { acceptOrRefuse } from "./native/accept.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
-import { guest } from "./services/guest.ts";
 import { StreamBackend } from "./tap/stream.ts";
 import { lookupPasswd, parseRunas, type Ids } from "./conf/runas.ts";
 import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
@@ -119,7 +118,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   let dispatcher: Dispatcher | null = null;
   const backend = new StreamBackend(
     loop,
-    (b, off, len) => dispatcher!.frame(b, off, len),
+    (b, off, len, csumPartial) => dispatcher!.frame(b, off, len, csumPartial),
     () => dispatcher!.batchEnd(),
     pcap,
   );
@@ -264,13 +263,7 @@ function clientGone(run: PasstRun, loop: Loop, backend: StreamBackend, dispatche
   if (backend.goneBadly) log.error(`client: ${reason}`);
   log.info(`client connection closed (${reason})${run.oneOff ? ", exiting" : ""}`);
   backend.detach();
-  dispatcher.tcp.reset();
-  dispatcher.udp.reset();
-  dispatcher.icmp.reset();
-  guest.known = false;
-  guest.mac.fill(0);
-  guest.addr6Known = false;
-  guest.addr6.fill(0);
+  dispatcher.guestGone();
   if (run.oneOff) loop.stop(0);
 }
 

@@ -100,7 +100,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
       : TapBackend.open(
           nsfd,
           cfg.nsIfname,
-          (b, off, len) => dispatcher!.frame(b, off, len),
+          (b, off, len, csumPartial) => dispatcher!.frame(b, off, len, csumPartial),
           pcap,
           () => dispatcher!.batchEnd(),
         );

@@ -90,8 +90,19 @@ export class IcmpFlows {
     return false;
   }
 
-  /** An echo request from the guest: IPv4 header at ip, ICMP message at l4 (len bytes). */
-  fromGuest4(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
+  /**
+   * An echo request from the guest (the entry point shared by TCP, UDP and
+   * ICMP): IP header at b[ip], ICMP or ICMPv6 message at b[l4], len bytes,
+   * at time t. Anything but an echo request is ignored; returns true (the
+   * dispatcher checked the header).
+   */
+  fromGuest(b: Uint8Array, ip: number, l4: number, len: number, v6: boolean, t: number): boolean {
+    if (v6) this.echo6(b, ip, l4, len, t);
+    else this.echo4(b, ip, l4, len, t);
+    return true;
+  }
+
+  private echo4(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
     if (len < 8 || b[l4] !== 8 || this.warned4) return;
     const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
     const i = this.lookup(0, id, b, ip + 16, 4, now);
@@ -100,8 +111,7 @@ export class IcmpFlows {
     this.send(i, b, l4, len, SOCKADDR4_LEN);
   }
 
-  /** An echo request from the guest: IPv6 header at ip, ICMPv6 message at l4. */
-  fromGuest6(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
+  private echo6(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
     if (len < 8 || b[l4] !== 128 || this.warned6) return;
     const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
     const i = this.lookup(1, id, b, ip + 24, 16, now);

@@ -323,11 +323,12 @@ export class TcpFlows {
   // ------------------------------------------------------- from the guest
 
   /**
-   * A TCP segment from the guest: IP header at ip, TCP header at l4, l4len
-   * bytes (header and payload). Returns false, having done nothing, for a
-   * malformed one (a header that does not fit, SYN with FIN or RST).
+   * A TCP segment from the guest (the entry point shared by TCP, UDP and
+   * ICMP): IP header at b[ip], TCP header at b[l4], l4len bytes (header and
+   * payload), at time t. Returns false, having done nothing, for a malformed
+   * one (a header that does not fit, SYN with FIN or RST).
    */
-  segment(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean): boolean {
+  fromGuest(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean, t: number): boolean {
     const hl = w.tcpCheck(b, l4, l4len);
     if (hl < 0) {
       tcpStats.badSegments++;
@@ -338,20 +339,20 @@ export class TcpFlows {
       tcpStats.badSegments++;
       return false;
     }
-    this.segmentOk(b, ip, l4, hl, l4len, fl, v6);
+    this.segmentOk(b, ip, l4, hl, l4len, fl, v6, t);
     return true;
   }
 
-  private segmentOk(b: Uint8Array, ip: number, l4: number, hl: number, l4len: number, fl: number, v6: boolean): void {
+  private segmentOk(b: Uint8Array, ip: number, l4: number, hl: number, l4len: number, fl: number, v6: boolean, t: number): void {
     const srcOff = v6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
     const dstOff = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
     const i = this.lookup(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4));
     if (i < 0) {
-      if ((fl & (w.TCP_SYN | w.TCP_ACK_FLAG | w.TCP_RST)) === w.TCP_SYN) this.guestOpens(b, ip, l4, hl, v6);
+      if ((fl & (w.TCP_SYN | w.TCP_ACK_FLAG | w.TCP_RST)) === w.TCP_SYN) this.guestOpens(b, ip, l4, hl, v6, t);
       else if (!(fl & w.TCP_RST)) this.rstUnknown(b, ip, l4, l4len - hl, v6);
       return;
     }
-    this.conn.lastActive[i] = now();
+    this.conn.lastActive[i] = t;
     if (fl & w.TCP_RST) return this.guestReset(i);
     switch (this.conn.state[i]) {
       case CONNECTING:
@@ -364,10 +365,9 @@ export class TcpFlows {
   }
 
   /** A SYN for a new connection: make the host socket and connect. */
-  private guestOpens(b: Uint8Array, ip: number, l4: number, hl: number, v6: boolean): void {
+  private guestOpens(b: Uint8Array, ip: number, l4: number, hl: number, v6: boolean, t: number): void {
     const srcOff = v6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
     const dstOff = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
-    const t = now();
     this.makeRoom();
     const fd = this.newSocket(v6 ? AF_INET6 : AF_INET);
     const i = fd < 0 ? -1 : this.allocFrom(v6, b, srcOff, w.tcpSrcPort(b, l4), b, dstOff, w.tcpDstPort(b, l4), t);

@@ -149,11 +149,36 @@ export class UdpFlows {
   // ------------------------------------------------------- from the guest
 
   /**
-   * A datagram from the guest: the UDP header at p[l4] with l4len bytes
-   * (p is the frame, or the reassembly buffer), under the IP header at b[ip]. Queued for the end of the batch (sendmmsg), or sent
-   * at once when it lives in a buffer that does not outlast the call.
+   * A datagram from the guest (the entry point shared by TCP, UDP and ICMP):
+   * IP header at b[ip], UDP header at b[l4], l4len bytes, at time t. Queued
+   * for the end of the batch (sendmmsg). Returns true (the dispatcher
+   * checked the header).
    */
-  fromGuest(b: Uint8Array, ip: number, p: Uint8Array, l4: number, l4len: number, isV6: boolean, now: number, transient: boolean): void {
+  fromGuest(b: Uint8Array, ip: number, l4: number, l4len: number, v6: boolean, t: number): boolean {
+    this.datagram(b, ip, b, l4, l4len, v6, t, false);
+    return true;
+  }
+
+  /**
+   * A datagram the guest sent in fragments, put back together in p (the
+   * reassembler's buffer, UDP header at p[l4]) under the IP header of its
+   * last fragment at b[ip]: sent at once, as p does not outlast the call.
+   */
+  fromGuestReassembled(b: Uint8Array, ip: number, p: Uint8Array, l4: number, l4len: number, v6: boolean, t: number): void {
+    this.datagram(b, ip, p, l4, l4len, v6, t, true);
+  }
+
+  /** The UDP header at p[l4] (p: the frame, or the reassembly buffer) under the IP header at b[ip]; transient: send at once. */
+  private datagram(
+    b: Uint8Array,
+    ip: number,
+    p: Uint8Array,
+    l4: number,
+    l4len: number,
+    isV6: boolean,
+    now: number,
+    transient: boolean,
+  ): void {
     udpStats.fromGuest++;
     const gOff = isV6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
     const i = this.flowFor(isV6, b, gOff, w.udpSrcPort(p, l4), now);

@@ -10,7 +10,7 @@
  * Ethernet hardware type, magic cookie, every option's length), read the few
  * options we care about into module-level scalars (no allocation) and write
  * the reply BOOTP message into the caller's buffer. The integrator wraps it in
- * UDP 67 -> 68 and IPv4/Ethernet headers as told by `dhcpLast` (destination
+ * UDP 67 -> 68 and IPv4/Ethernet headers as dhcpReply's `dest` says (destination
  * per RFC 2131 section 4.1, source address = our server identifier).
  *
  * There is a single lease and no state: the address is the one in the
@@ -120,8 +120,8 @@ export const dhcpCounters = {
   nak: 0,
 };
 
-/** How to address the last reply dhcpReply() wrote (valid when it returned > 0). */
-export interface DhcpLast {
+/** How to address a reply dhcpReply() wrote (valid when it returned > 0). */
+export interface DhcpDest {
   /** Send to ff:ff:ff:ff:ff:ff and 255.255.255.255 (else to clientMac and dstAddr). */
   broadcast: boolean;
   /** The client's hardware address (chaddr). */
@@ -134,13 +134,10 @@ export interface DhcpLast {
   msgType: number;
 }
 
-export const dhcpLast: DhcpLast = {
-  broadcast: false,
-  clientMac: new Uint8Array(6),
-  dstAddr: 0,
-  srcAddr: 0,
-  msgType: 0,
-};
+/** A DhcpDest for dhcpReply to fill, made once by its caller and reused. */
+export function newDhcpDest(): DhcpDest {
+  return { broadcast: false, clientMac: new Uint8Array(6), dstAddr: 0, srcAddr: 0, msgType: 0 };
+}
 
 /* The request's options, filled by parseOptions(); offsets point into the request buffer. */
 let rqType = 0;
@@ -546,24 +543,24 @@ function putHeader(req: Uint8Array, off: number, out: Uint8Array, o: number, yia
 }
 
 /**
- * Fill dhcpLast with the reply's destination (RFC 2131 section 4.1, no relay
+ * Fill dest with the reply's destination (RFC 2131 section 4.1, no relay
  * agents on our link): NAKs are broadcast; a client with an address (ciaddr)
  * gets unicast there; otherwise broadcast if the client set the BROADCAST
  * flag, else unicast to yiaddr at chaddr, as a client without an address
  * can receive a frame addressed to its MAC. An INFORM without ciaddr has no
  * address to go to: broadcast.
  */
-function setDestination(req: Uint8Array, off: number, type: number, yiaddr: number, ciaddr: number, ourId: number): void {
+function setDestination(dest: DhcpDest, req: Uint8Array, off: number, type: number, yiaddr: number, ciaddr: number, ourId: number): void {
   const flags = rd16(req, off + FLAGS);
-  dhcpLast.msgType = type;
-  dhcpLast.srcAddr = ourId;
-  copyBytes(dhcpLast.clientMac, 0, req, off + CHADDR, 6);
+  dest.msgType = type;
+  dest.srcAddr = ourId;
+  copyBytes(dest.clientMac, 0, req, off + CHADDR, 6);
   if (type === DHCPNAK || (ciaddr === 0 && (flags & BROADCAST_FLAG) !== 0) || (ciaddr === 0 && yiaddr === 0)) {
-    dhcpLast.broadcast = true;
-    dhcpLast.dstAddr = 0xffffffff;
+    dest.broadcast = true;
+    dest.dstAddr = 0xffffffff;
   } else {
-    dhcpLast.broadcast = false;
-    dhcpLast.dstAddr = ciaddr !== 0 ? ciaddr : yiaddr;
+    dest.broadcast = false;
+    dest.dstAddr = ciaddr !== 0 ? ciaddr : yiaddr;
   }
 }
 
@@ -571,10 +568,10 @@ function setDestination(req: Uint8Array, off: number, type: number, yiaddr: numb
  * Answer the BOOTP message req[off..off+len) (the UDP payload sent to port
  * 67) by writing a reply BOOTP message at out[outOff..]. Returns the reply's
  * length, or 0 when there is nothing to send (dropped or ignored requests are
- * counted in dhcpCounters). On success dhcpLast says how to address it.
+ * counted in dhcpCounters). On success dest says how to address it.
  * Never throws on any input.
  */
-export function dhcpReply(cfg: Config, req: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number): number {
+export function dhcpReply(cfg: Config, req: Uint8Array, off: number, len: number, out: Uint8Array, outOff: number, dest: DhcpDest): number {
   dhcpCounters.rx++;
   if (!cfg.ip4 || cfg.noDhcp) {
     dhcpCounters.ignored++;
@@ -608,7 +605,7 @@ export function dhcpReply(cfg: Config, req: Uint8Array, off: number, len: number
   }
   const total = Math.max(BOOTP_MIN, end - outOff);
   out.fill(0, end, outOff + total);
-  setDestination(req, off, type, yiaddr, ciaddr, ourId);
+  setDestination(dest, req, off, type, yiaddr, ciaddr, ourId);
   if (type === DHCPOFFER) dhcpCounters.offer++;
   else if (type === DHCPACK) dhcpCounters.ack++;
   else dhcpCounters.nak++;

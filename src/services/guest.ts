@@ -24,3 +24,11 @@ export function guestAddr6(assigned: Uint8Array): Uint8Array {
   const ll = guest.addr6[0] === 0xfe && (guest.addr6[1]! & 0xc0) === 0x80;
   return guest.addr6Known && !ll ? guest.addr6 : assigned;
 }
+
+/** Forget everything learnt (passt: the client went away; the next one is another guest). */
+export function forgetGuest(): void {
+  guest.known = false;
+  guest.mac.fill(0);
+  guest.addr6Known = false;
+  guest.addr6.fill(0);
+}

@@ -10,7 +10,7 @@
  * We work on ICMPv6 message bodies: the integrator checks the IPv6 header
  * (hop limit 255) and checksum, passes us the ICMPv6 message and its source
  * address, and wraps what we write (type, code, a zero checksum for it to
- * fill, body) in IPv6 and Ethernet headers, to the address in `ndpLast`, from
+ * fill, body) in IPv6 and Ethernet headers, to the address in `dest`, from
  * our link-local address cfg.ip6.ourLL.
  *
  * Every host on the link but the guest is us: all traffic leaves through the
@@ -84,8 +84,8 @@ export const ndpCounters = {
   ra: 0,
 };
 
-/** Where to send the last message written (valid after a call returned > 0). */
-export interface NdpLast {
+/** Where to send a message ndpReply or ndpBuildRA wrote (valid after it returned > 0). */
+export interface NdpDest {
   /** IPv6 destination: the solicitor, or ff02::1 when multicast. */
   dst: Uint8Array;
   /** Send to all nodes (ff02::1, MAC 33:33:00:00:00:01). */
@@ -94,7 +94,10 @@ export interface NdpLast {
   type: number;
 }
 
-export const ndpLast: NdpLast = { dst: new Uint8Array(16), multicast: false, type: 0 };
+/** An NdpDest to fill, made once by its caller and reused. */
+export function newNdpDest(): NdpDest {
+  return { dst: new Uint8Array(16), multicast: false, type: 0 };
+}
 
 /** The search list's wire form when it is not handed out. */
 const NO_NAMES = new Uint8Array(0);
@@ -121,12 +124,12 @@ function checkOptions(b: Uint8Array, start: number, end: number): number {
   return slla;
 }
 
-/** Write an all-nodes or unicast destination into ndpLast. */
-function setLast(type: number, src: Uint8Array, so: number, multicast: boolean): void {
-  ndpLast.type = type;
-  ndpLast.multicast = multicast;
-  if (multicast) copyBytes(ndpLast.dst, 0, ALL_NODES, 0, 16);
-  else copyBytes(ndpLast.dst, 0, src, so, 16);
+/** Write an all-nodes or unicast destination into dest. */
+function setDest(dest: NdpDest, type: number, src: Uint8Array, so: number, multicast: boolean): void {
+  dest.type = type;
+  dest.multicast = multicast;
+  if (multicast) copyBytes(dest.dst, 0, ALL_NODES, 0, 16);
+  else copyBytes(dest.dst, 0, src, so, 16);
 }
 
 /**
@@ -145,6 +148,7 @@ function answerNs(
   len: number,
   out: Uint8Array,
   o: number,
+  dest: NdpDest,
 ): number {
   if (len < NS_LEN) {
     ndpCounters.truncated++;
@@ -175,7 +179,7 @@ function answerNs(
   out[o + 24] = OPT_TLLA;
   out[o + 25] = 1;
   copyBytes(out, o + 26, cfg.ourMac, 0, 6);
-  setLast(ND_NEIGHBOR_ADVERT, src, so, false);
+  setDest(dest, ND_NEIGHBOR_ADVERT, src, so, false);
   ndpCounters.na++;
   return NA_LEN;
 }
@@ -194,6 +198,7 @@ function answerRs(
   len: number,
   out: Uint8Array,
   o: number,
+  dest: NdpDest,
 ): number {
   if (len < RS_LEN) {
     ndpCounters.truncated++;
@@ -210,7 +215,7 @@ function answerRs(
     return 0;
   }
   const n = buildRa(cfg, out, o);
-  if (n > 0) setLast(ND_ROUTER_ADVERT, src, so, unspecified);
+  if (n > 0) setDest(dest, ND_ROUTER_ADVERT, src, so, unspecified);
   return n;
 }
 
@@ -219,7 +224,7 @@ function answerRs(
  * byte, checksum already verified, hop limit 255 already checked), sent from
  * the IPv6 address src[srcOff..srcOff+16). Writes an ICMPv6 message (zero
  * checksum for the caller to fill) at out[outOff..] and returns its length,
- * or 0 for no reply (counted in ndpCounters); ndpLast says where it goes.
+ * or 0 for no reply (counted in ndpCounters); dest says where it goes.
  * Never throws on any input.
  */
 export function ndpReply(
@@ -231,6 +236,7 @@ export function ndpReply(
   len: number,
   out: Uint8Array,
   outOff: number,
+  dest: NdpDest,
 ): number {
   ndpCounters.rx++;
   if (!cfg.ip6 || cfg.noNdp) {
@@ -250,8 +256,8 @@ export function ndpReply(
     ndpCounters.invalid++;
     return 0;
   }
-  if (type === ND_NEIGHBOR_SOLICIT) return answerNs(cfg, srcIp, srcOff, icmp, off, len, out, outOff);
-  return answerRs(cfg, srcIp, srcOff, icmp, off, len, out, outOff);
+  if (type === ND_NEIGHBOR_SOLICIT) return answerNs(cfg, srcIp, srcOff, icmp, off, len, out, outOff, dest);
+  return answerRs(cfg, srcIp, srcOff, icmp, off, len, out, outOff, dest);
 }
 
 /** Size of the RA for this configuration (must match buildRa). */
@@ -357,11 +363,11 @@ function buildRa(cfg: Config, out: Uint8Array, o: number): number {
  * unless DHCPv6 is off, router lifetime 9000 s (0 without an IPv6 gateway),
  * our MAC, the MTU (if at least 1280), the prefix of cfg.ip6.addr with L and
  * A (A for /64 only), RDNSS and DNSSL. Checksum left zero. Returns the length,
- * or 0 when IPv6 or RAs are off or it does not fit. Sets ndpLast.
+ * or 0 when IPv6 or RAs are off or it does not fit. Sets dest.
  */
-export function ndpBuildRA(cfg: Config, out: Uint8Array, outOff: number): number {
+export function ndpBuildRA(cfg: Config, out: Uint8Array, outOff: number, dest: NdpDest): number {
   if (!cfg.ip6 || cfg.noNdp || cfg.noRa) return 0;
   const n = buildRa(cfg, out, outOff);
-  if (n > 0) setLast(ND_ROUTER_ADVERT, ALL_NODES, 0, true);
+  if (n > 0) setDest(dest, ND_ROUTER_ADVERT, ALL_NODES, 0, true);
   return n;
 }

@@ -52,11 +52,12 @@ export interface FrameSink {
 }
 
 /**
- * What the backend knows of the frame being dispatched, beyond its bytes:
- * csumPartial is true when the sender left its checksum to offload (the
- * field holds only the pseudo-header sum), so it must not be verified.
+ * What a backend calls for each frame from the guest: b[off..off+len),
+ * Ethernet header first. csumPartial is true when the sender left its L4
+ * checksum to offload (the field holds only the pseudo-header sum), so it
+ * must not be verified.
  */
-export const rxMeta = { csumPartial: false };
+export type FrameHandler = (b: Uint8Array, off: number, len: number, csumPartial: boolean) => void;
 
 /** --trace: one log line for a frame the backend read from (toGuest false) or queued for the guest. */
 export function traceFrame(toGuest: boolean, b: Uint8Array, off: number, len: number): void {

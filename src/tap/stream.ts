@@ -52,7 +52,7 @@ import { Kind } from "../loop/kinds.ts";
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
 import { errnoName, sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
-import { traceFrame, type FrameSink } from "./sink.ts";
+import { traceFrame, type FrameHandler, type FrameSink } from "./sink.ts";
 import { traceOn } from "../log.ts";
 import { EAGAIN, SOL_SOCKET } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
@@ -102,8 +102,6 @@ const SO_RCVBUF = 8;
 const EINTR = 4;
 const EPIPE = 32;
 const ECONNRESET = 104;
-
-export type FrameHandler = (b: Uint8Array, off: number, len: number) => void;
 
 export interface PasstStats {
   rxFrames: number;
@@ -256,7 +254,7 @@ export class StreamBackend implements FrameSink {
       this.stats.rxFrames++;
       if (this.pcap) this.pcap.write(b, off, len);
       if (traceOn) traceFrame(false, b, off, len);
-      this.onFrame(b, off, len);
+      this.onFrame(b, off, len, false);
       pos = off + len;
     }
     if (pos === 0) return;

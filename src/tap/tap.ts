@@ -10,9 +10,10 @@
  *
  * Offloads: the namespace's kernel may send us TCP super-frames (up to 64
  * KiB whatever the MTU) and leave checksums to us (TUNSETOFFLOAD); we pass
- * the payload to sockets, which checksum for themselves, and note a partial
- * checksum in rxMeta so that nothing verifies it. Towards the namespace we
- * write super-frames of our own (markTso). PASTA_NO_OFFLOAD=1 turns both off.
+ * the payload to sockets, which checksum for themselves, and tell the
+ * dispatcher of a partial checksum (FrameHandler) so that nothing verifies
+ * it. Towards the namespace we write super-frames of our own (markTso) and
+ * partial checksums (markCsumPartial). PASTA_NO_OFFLOAD=1 turns both off.
  *
  * Receive: one shim call reads up to RX_BATCH frames into fixed slots of one
  * preallocated buffer; each frame is handed to the dispatcher as
@@ -34,7 +35,7 @@
  */
 import { sys } from "../native/ffi.ts";
 import type { PcapWriter } from "../pcap.ts";
-import { rxMeta, traceFrame, type FrameSink } from "./sink.ts";
+import { traceFrame, type FrameHandler, type FrameSink } from "./sink.ts";
 import { TCP_CSUM, tcpHlen } from "../wire/tcp.ts";
 import { traceOn } from "../log.ts";
 import { table } from "../loop/arena.ts";
@@ -69,8 +70,6 @@ const TUN_F_CSUM = 0x01;
 const TUN_F_TSO4 = 0x02;
 const TUN_F_TSO6 = 0x04;
 const TUN_F_TSO_ECN = 0x08;
-
-export type FrameHandler = (b: Uint8Array, off: number, len: number) => void;
 
 export interface TapStats {
   rxFrames: number;
@@ -128,10 +127,9 @@ export class TapBackend implements FrameSink {
         if (len <= 0) continue;
         const off = i * RX_SLOT + VNET_HDR_LEN;
         this.stats.rxFrames++;
-        rxMeta.csumPartial = (this.rx[off - VNET_HDR_LEN + VNET_FLAGS]! & VNET_F_NEEDS_CSUM) !== 0;
         if (this.pcap) this.pcap.write(this.rx, off, len);
         if (traceOn) traceFrame(false, this.rx, off, len);
-        this.onFrame(this.rx, off, len);
+        this.onFrame(this.rx, off, len, (this.rx[off - VNET_HDR_LEN + VNET_FLAGS]! & VNET_F_NEEDS_CSUM) !== 0);
       }
       this.onBatchEnd();
       if (n < RX_BATCH) return true;

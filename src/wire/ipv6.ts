@@ -5,8 +5,9 @@
  * 16 bytes compared and copied in place (ip6Equal, ip6Copy): no strings, no
  * views. ipv6Check is the gate for hostile input; ipv6Upper finds the
  * upper-layer header behind hop-by-hop, routing, destination-options and
- * fragment headers, at most IP6_MAX_EXT of them, and leaves what it found in
- * the module-level `ip6Ext` record (no allocation per packet).
+ * fragment headers, at most IP6_MAX_EXT of them, and writes what it found
+ * into a record the caller owns and reuses (newIp6Ext; no allocation per
+ * packet).
  */
 import { copyBytes, equalBytes, inBounds, rd16, rd32, wr16, wr32 } from "./bytes.ts";
 
@@ -57,8 +58,10 @@ export interface Ip6ExtInfo {
   fragId: number;
 }
 
-/** Result of the last ipv6Upper call, overwritten by the next one. */
-export const ip6Ext: Ip6ExtInfo = { proto: -1, end: 0, fragHdr: -1, fragOffset: 0, fragMore: false, fragId: 0 };
+/** A record for ipv6Upper's results, made once by its caller and reused for every packet. */
+export function newIp6Ext(): Ip6ExtInfo {
+  return { proto: -1, end: 0, fragHdr: -1, fragOffset: 0, fragMore: false, fragId: 0 };
+}
 
 /**
  * Validate an IPv6 header in len available bytes at b[o]: version 6 and the
@@ -191,27 +194,27 @@ function isGenericExt(nh: number): boolean {
   return nh === IPPROTO_HOPOPTS || nh === IPPROTO_ROUTING || nh === IPPROTO_DSTOPTS;
 }
 
-/** Clear ip6Ext before a walk. */
-function resetExt(): void {
-  ip6Ext.proto = -1;
-  ip6Ext.end = 0;
-  ip6Ext.fragHdr = -1;
-  ip6Ext.fragOffset = 0;
-  ip6Ext.fragMore = false;
-  ip6Ext.fragId = 0;
+/** Clear x before a walk. */
+function resetExt(x: Ip6ExtInfo): void {
+  x.proto = -1;
+  x.end = 0;
+  x.fragHdr = -1;
+  x.fragOffset = 0;
+  x.fragMore = false;
+  x.fragId = 0;
 }
 
 /**
- * Record the fragment header at b[p] in ip6Ext. Returns false when one was
+ * Record the fragment header at b[p] in x. Returns false when one was
  * already seen (two fragment headers: malformed).
  */
-function takeFragHdr(b: Uint8Array, p: number): boolean {
-  if (ip6Ext.fragHdr >= 0) return false;
+function takeFragHdr(x: Ip6ExtInfo, b: Uint8Array, p: number): boolean {
+  if (x.fragHdr >= 0) return false;
   const offlg = rd16(b, p + IP6_FRAG_OFFLG);
-  ip6Ext.fragHdr = p;
-  ip6Ext.fragOffset = offlg & IP6_FRAG_OFFMASK;
-  ip6Ext.fragMore = (offlg & IP6_FRAG_MORE) !== 0;
-  ip6Ext.fragId = rd32(b, p + IP6_FRAG_ID);
+  x.fragHdr = p;
+  x.fragOffset = offlg & IP6_FRAG_OFFMASK;
+  x.fragMore = (offlg & IP6_FRAG_MORE) !== 0;
+  x.fragId = rd32(b, p + IP6_FRAG_ID);
   return true;
 }
 
@@ -220,27 +223,29 @@ function takeFragHdr(b: Uint8Array, p: number): boolean {
  * bytes), stepping over at most IP6_MAX_EXT hop-by-hop, routing,
  * destination-options and fragment headers. Returns its offset in b, or -1
  * when the header is invalid, an extension header runs past the payload or
- * the chain is too long. ip6Ext.proto is the upper-layer protocol (any
- * other next-header value ends the walk, including IPPROTO_NONE). For a
- * fragment other than the first, the walk stops at the fragment header: the
- * returned offset is the start of the fragment data, not an L4 header.
+ * the chain is too long. What it finds goes into x (overwritten): x.proto
+ * is the upper-layer protocol (any other next-header value ends the walk,
+ * including IPPROTO_NONE), x.end the end of the payload, x.frag* the
+ * fragment header if any. For a fragment other than the first, the walk
+ * stops at the fragment header: the returned offset is the start of the
+ * fragment data, not an L4 header.
  */
-export function ipv6Upper(b: Uint8Array, o: number, len: number): number {
-  resetExt();
+export function ipv6Upper(b: Uint8Array, o: number, len: number, x: Ip6ExtInfo): number {
+  resetExt(x);
   if (ipv6Check(b, o, len) < 0) return -1;
   const end = o + IPV6_HLEN + ipv6PayloadLen(b, o);
-  ip6Ext.end = end;
+  x.end = end;
   let nh = b[o + IP6_NXT]!;
   let p = o + IPV6_HLEN;
   for (let n = 0; nh === IPPROTO_FRAGMENT || isGenericExt(nh); n++) {
     if (n === IP6_MAX_EXT || p + IP6_EXT_UNIT > end) return -1;
     const hl = nh === IPPROTO_FRAGMENT ? IP6_FRAG_HLEN : (b[p + IP6_EXT_LEN]! + 1) * IP6_EXT_UNIT;
     if (p + hl > end) return -1;
-    if (nh === IPPROTO_FRAGMENT && !takeFragHdr(b, p)) return -1;
+    if (nh === IPPROTO_FRAGMENT && !takeFragHdr(x, b, p)) return -1;
     nh = b[p]!;
     p += hl;
-    if (ip6Ext.fragOffset !== 0) break;
+    if (x.fragOffset !== 0) break;
   }
-  ip6Ext.proto = nh;
+  x.proto = nh;
   return p;
 }

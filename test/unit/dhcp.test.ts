@@ -3,14 +3,17 @@
  *
  * The requests were captured with tcpdump from ISC dhclient 4.4.3-P1 in a
  * private network namespace pair (veth). The "accepted" replies are what
- * dhcpReply() wrote for them in that run, as seen on the wire: dhclient
+ * dhcpReply(, dhcpLast) wrote for them in that run, as seen on the wire: dhclient
  * accepted them (BOUND with address, mask, router, DNS, search list and MTU),
  * so they double as regression vectors. Replies are also decoded with the
  * independent parser below, field by field.
  */
 import { describe, expect, test } from "bun:test";
 import { parseIp4, parseMac, type Config } from "../../src/conf/config.ts";
-import { dhcpCounters, dhcpLast, dhcpReply, dhcpServerId, dnsNamesWire } from "../../src/services/dhcp.ts";
+import { dhcpCounters, newDhcpDest, dhcpReply, dhcpServerId, dnsNamesWire } from "../../src/services/dhcp.ts";
+
+/** Where the reply goes, as the dispatcher keeps it: one record, reused. */
+const dhcpLast = newDhcpDest();
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 const zeros = (n: number) => "00".repeat(n);
@@ -188,7 +191,7 @@ const ips = (b: Uint8Array | undefined) => Array.from({ length: b!.length / 4 },
 
 function reply(c: Config, req: Uint8Array, outOff = 0, outSize = 1500): Uint8Array | null {
   const out = new Uint8Array(outSize);
-  const n = dhcpReply(c, req, 0, req.length, out, outOff);
+  const n = dhcpReply(c, req, 0, req.length, out, outOff, dhcpLast);
   return n === 0 ? null : out.subarray(outOff, outOff + n);
 }
 
@@ -382,7 +385,7 @@ describe("dhcpReply on captured dhclient messages", () => {
   test("reply written at an offset, padded to 300 bytes", () => {
     const c = { ...cfg, dnsSearch: [] };
     const out = new Uint8Array(1000).fill(0xaa);
-    const n = dhcpReply(c, DISCOVER, 0, DISCOVER.length, out, 100);
+    const n = dhcpReply(c, DISCOVER, 0, DISCOVER.length, out, 100, dhcpLast);
     expect(n).toBe(300);
     expect(out[99]).toBe(0xaa);
     expect(out[400]).toBe(0xaa);
@@ -395,7 +398,7 @@ describe("dhcpReply on captured dhclient messages", () => {
     const buf = new Uint8Array(DISCOVER.length + 50);
     buf.set(DISCOVER, 42);
     const out = new Uint8Array(600);
-    expect(out.subarray(0, dhcpReply(cfg, buf, 42, DISCOVER.length, out, 0))).toEqual(OFFER_ACCEPTED);
+    expect(out.subarray(0, dhcpReply(cfg, buf, 42, DISCOVER.length, out, 0, dhcpLast))).toEqual(OFFER_ACCEPTED);
   });
 });
 
@@ -429,21 +432,21 @@ describe("dhcpReply refuses what it must", () => {
   });
   test("range outside the buffer", () => {
     const out = new Uint8Array(600);
-    expect(dhcpReply(cfg, DISCOVER, 10, DISCOVER.length, out, 0)).toBe(0);
-    expect(dhcpReply(cfg, DISCOVER, -1, 10, out, 0)).toBe(0);
+    expect(dhcpReply(cfg, DISCOVER, 10, DISCOVER.length, out, 0, dhcpLast)).toBe(0);
+    expect(dhcpReply(cfg, DISCOVER, -1, 10, out, 0, dhcpLast)).toBe(0);
   });
   test("no room for a reply", () => {
     const out = new Uint8Array(299);
-    count("noRoom", () => (dhcpReply(cfg, DISCOVER, 0, DISCOVER.length, out, 0) ? out : null));
+    count("noRoom", () => (dhcpReply(cfg, DISCOVER, 0, DISCOVER.length, out, 0, dhcpLast) ? out : null));
     const big = new Uint8Array(600);
-    count("noRoom", () => (dhcpReply(cfg, DISCOVER, 0, DISCOVER.length, big, 400) ? big : null));
+    count("noRoom", () => (dhcpReply(cfg, DISCOVER, 0, DISCOVER.length, big, 400, dhcpLast) ? big : null));
   });
 });
 
 describe("hostile input never throws", () => {
   const out = new Uint8Array(1500);
   const check = (b: Uint8Array) => {
-    const n = dhcpReply(cfg, b, 0, b.length, out, 0);
+    const n = dhcpReply(cfg, b, 0, b.length, out, 0, dhcpLast);
     expect(n === 0 || (n >= 300 && n <= 1472)).toBe(true);
   };
 

@@ -14,8 +14,11 @@ import {
   ipv4SetId,
   writeIpv4,
 } from "../../src/wire/ipv4.ts";
-import { IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPV6_HLEN, ip6Ext, ipv6Upper, writeIpv6 } from "../../src/wire/ipv6.ts";
+import { IPPROTO_DSTOPTS, IPPROTO_FRAGMENT, IPV6_HLEN, newIp6Ext, ipv6Upper, writeIpv6 } from "../../src/wire/ipv6.ts";
 import { hex } from "./wire-fixtures.ts";
+
+/** What ipv6Upper found, as the dispatcher keeps it: one record, reused. */
+const ip6Ext = newIp6Ext();
 
 /*
  * Captured with tcpdump -xx on a veth pair between two throw-away network
@@ -399,7 +402,7 @@ function feed4(r: Reassembler, f: Uint8Array, now = 0): number {
 
 /** Give the IPv6 packet at f[ip] to r, with what ipv6Upper finds in it, as the dispatcher does. */
 function feed6(r: Reassembler, f: Uint8Array, now = 0, ip = IP): number {
-  const dataOff = ipv6Upper(f, ip, f.length - ip);
+  const dataOff = ipv6Upper(f, ip, f.length - ip, ip6Ext);
   expect(dataOff).toBeGreaterThan(0);
   return r.add6(f, ip, ip6Ext.proto, ip6Ext.fragOffset, ip6Ext.fragMore, ip6Ext.fragId, dataOff, ip6Ext.end, now);
 }
@@ -605,7 +608,7 @@ describe("captured datagrams", () => {
           c[IP + ((x >>> 0) % 80)] = x & 0xff;
         }
         expect(() =>
-          c[IP]! >> 4 === 6 && ipv6Upper(c, IP, c.length - IP) > 0
+          c[IP]! >> 4 === 6 && ipv6Upper(c, IP, c.length - IP, ip6Ext) > 0
             ? feed6(r, c, round)
             : ipv4Check(c, IP, c.length - IP) > 0
               ? r.add4(c, IP, round)
@@ -817,7 +820,7 @@ describe("hostile input", () => {
   test("bad arguments are discarded, never thrown on", () => {
     const r = new Reassembler();
     const f = frag6(message(64), 8, 32, true);
-    const dataOff = ipv6Upper(f, 0, f.length);
+    const dataOff = ipv6Upper(f, 0, f.length, ip6Ext);
     const n = (...a: Parameters<Reassembler["add6"]>) => r.add6(...a);
     expect(n(f, 0, 17, 8, true, 1, dataOff, f.length + 1, 0)).toBe(0);
     expect(n(f, 0, 17, 8, true, 1, dataOff, dataOff - 1, 0)).toBe(0);
@@ -855,7 +858,7 @@ describe("hostile input", () => {
         if (len > 48) {
           b[0] = 0x60;
           b[6] = rnd(2) ? IPPROTO_FRAGMENT : rnd(256);
-          const up = ipv6Upper(bb, 0, len);
+          const up = ipv6Upper(bb, 0, len, ip6Ext);
           r.add6(bb, 0, ip6Ext.proto, ip6Ext.fragOffset, ip6Ext.fragMore, ip6Ext.fragId, up, ip6Ext.end, rnd(100000));
         }
         r.add6(bb, rnd(64), rnd(300) - 20, rnd(70000) - 8, rnd(2) === 0, rnd(1 << 30), rnd(2100) - 10, rnd(2100) - 10, rnd(100000));

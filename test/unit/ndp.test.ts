@@ -5,14 +5,17 @@
  * private network namespace pair: the Router Solicitation and the DAD probes
  * (with their RFC 7527 nonce option) of an interface being brought up, and
  * the Neighbour Solicitations of ping -6 (multicast address resolution and
- * unicast reachability probes). The "accepted" answers are what ndpReply()
+ * unicast reachability probes). The "accepted" answers are what ndpReply(, ndpLast)
  * wrote in that run (checksum field zero, as we leave it): the kernel took
  * the RA (SLAAC address in fd00::/64, default route via fe80::1, expiring in
  * 9000 s) and the NAs (neighbours REACHABLE at our MAC, flagged router).
  */
 import { describe, expect, test } from "bun:test";
 import { formatIp6, parseIp6, parseMac, type Config } from "../../src/conf/config.ts";
-import { ndpBuildRA, ndpCounters, ndpLast, ndpReply } from "../../src/services/ndp.ts";
+import { ndpBuildRA, ndpCounters, newNdpDest, ndpReply } from "../../src/services/ndp.ts";
+
+/** Where the reply goes, as the dispatcher keeps it: one record, reused. */
+const ndpLast = newNdpDest();
 
 const hex = (s: string) => Uint8Array.from(Buffer.from(s.replace(/\s+/g, ""), "hex"));
 
@@ -175,13 +178,13 @@ function decodeRa(b: Uint8Array): Ra {
 
 function answer(c: Config, src: Uint8Array, msg: Uint8Array, outSize = 1500): Uint8Array | null {
   const out = new Uint8Array(outSize);
-  const n = ndpReply(c, src, 0, msg, 0, msg.length, out, 0);
+  const n = ndpReply(c, src, 0, msg, 0, msg.length, out, 0, ndpLast);
   return n === 0 ? null : out.subarray(0, n);
 }
 
 function ra(c: Config): Uint8Array | null {
   const out = new Uint8Array(1500);
-  const n = ndpBuildRA(c, out, 0);
+  const n = ndpBuildRA(c, out, 0, ndpLast);
   return n === 0 ? null : out.subarray(0, n);
 }
 
@@ -271,7 +274,7 @@ describe("ndpReply on captured kernel messages", () => {
     const src = new Uint8Array(40);
     src.set(GUEST_LL, 8);
     const out = new Uint8Array(100).fill(0x77);
-    const n = ndpReply(cfg, src, 8, buf, 50, NS_PROBE_GW.length, out, 10);
+    const n = ndpReply(cfg, src, 8, buf, 50, NS_PROBE_GW.length, out, 10, ndpLast);
     expect(out.subarray(10, 10 + n)).toEqual(NA_GW_ACCEPTED);
     expect(out[9]).toBe(0x77);
     expect(out[10 + n]).toBe(0x77);
@@ -336,8 +339,8 @@ describe("ndpBuildRA", () => {
     expect(ra({ ...cfg, noRa: true })).toBeNull();
     expect(ra({ ...cfg, noNdp: true })).toBeNull();
     expect(ra({ ...cfg, ip6: null })).toBeNull();
-    expect(ndpBuildRA(cfg, new Uint8Array(100), 0)).toBe(0);
-    expect(ndpBuildRA(cfg, new Uint8Array(200), 100)).toBe(0);
+    expect(ndpBuildRA(cfg, new Uint8Array(100), 0, ndpLast)).toBe(0);
+    expect(ndpBuildRA(cfg, new Uint8Array(200), 100, ndpLast)).toBe(0);
   });
 });
 
@@ -384,21 +387,21 @@ describe("ndpReply refuses what it must", () => {
     count("truncated", GUEST_LL, RS.subarray(0, 7));
     count("truncated", GUEST_LL, RS.subarray(0, 3));
     const out = new Uint8Array(100);
-    expect(ndpReply(cfg, GUEST_LL, 1, RS, 0, RS.length, out, 0)).toBe(0);
-    expect(ndpReply(cfg, GUEST_LL, 0, RS, 1, RS.length, out, 0)).toBe(0);
-    expect(ndpReply(cfg, GUEST_LL, 0, RS, -1, 4, out, 0)).toBe(0);
+    expect(ndpReply(cfg, GUEST_LL, 1, RS, 0, RS.length, out, 0, ndpLast)).toBe(0);
+    expect(ndpReply(cfg, GUEST_LL, 0, RS, 1, RS.length, out, 0, ndpLast)).toBe(0);
+    expect(ndpReply(cfg, GUEST_LL, 0, RS, -1, 4, out, 0, ndpLast)).toBe(0);
   });
   test("no room", () => {
-    expect(ndpReply(cfg, GUEST_LL, 0, NS_PROBE_GW, 0, 32, new Uint8Array(31), 0)).toBe(0);
-    expect(ndpReply(cfg, GUEST_LL, 0, NS_PROBE_GW, 0, 32, new Uint8Array(64), -1)).toBe(0);
-    expect(ndpReply(cfg, GUEST_LL, 0, RS, 0, 16, new Uint8Array(64), 0)).toBe(0);
+    expect(ndpReply(cfg, GUEST_LL, 0, NS_PROBE_GW, 0, 32, new Uint8Array(31), 0, ndpLast)).toBe(0);
+    expect(ndpReply(cfg, GUEST_LL, 0, NS_PROBE_GW, 0, 32, new Uint8Array(64), -1, ndpLast)).toBe(0);
+    expect(ndpReply(cfg, GUEST_LL, 0, RS, 0, 16, new Uint8Array(64), 0, ndpLast)).toBe(0);
   });
 });
 
 describe("hostile input never throws", () => {
   const out = new Uint8Array(1500);
   const check = (src: Uint8Array, b: Uint8Array) => {
-    const n = ndpReply(cfg, src, 0, b, 0, b.length, out, 0);
+    const n = ndpReply(cfg, src, 0, b, 0, b.length, out, 0, ndpLast);
     expect(n === 0 || n === 32 || n === RA_ACCEPTED.length).toBe(true);
     if (n > 0) ndOptions(out.subarray(0, n), n === 32 ? 24 : 16);
   };

@@ -12,10 +12,13 @@ import { ETH_HLEN, ETH_P_ARP, ETH_P_IP, ETH_P_IPV6, ethCheck, ethType } from "..
 import { icmpCheck, icmpChecksumOk, icmpId } from "../../src/wire/icmp.ts";
 import { icmp6Check, icmp6ChecksumOk, icmp6Type, ndpOptFind, ndpOptStart, ndpOptsValid } from "../../src/wire/icmpv6.ts";
 import { IPPROTO_ICMP, IPPROTO_TCP, IPPROTO_UDP, ipv4Check, ipv4ChecksumOk, ipv4Proto, ipv4TotLen } from "../../src/wire/ipv4.ts";
-import { IPPROTO_ICMPV6, ip6Ext, ipv6Check, ipv6Upper } from "../../src/wire/ipv6.ts";
+import { IPPROTO_ICMPV6, newIp6Ext, ipv6Check, ipv6Upper } from "../../src/wire/ipv6.ts";
 import { TcpOptions, tcpCheck, tcpChecksumOk4, tcpChecksumOk6, tcpParseOptions, tcpSeq } from "../../src/wire/tcp.ts";
 import { udpCheck, udpChecksumOk4, udpChecksumOk6, udpLen } from "../../src/wire/udp.ts";
 import * as fx from "./wire-fixtures.ts";
+
+/** What ipv6Upper found, as the dispatcher keeps it: one record, reused. */
+const ip6Ext = newIp6Ext();
 
 const opts = new TcpOptions();
 
@@ -99,7 +102,7 @@ function walk(b: Uint8Array, o: number, len: number): void {
     walkL4(b, p, p + h, tot - h, ipv4Proto(b, p), false);
   } else if (type === ETH_P_IPV6) {
     ipv6Check(b, p, l);
-    const u = ipv6Upper(b, p, l);
+    const u = ipv6Upper(b, p, l, ip6Ext);
     if (u < 0) return;
     expect(ip6Ext.end).toBeLessThanOrEqual(o + len);
     expect(u).toBeLessThanOrEqual(ip6Ext.end);
@@ -180,7 +183,7 @@ describe("fuzz", () => {
       expect(ethCheck(b, o, len)).toBe(-1);
       expect(ipv4Check(b, o, len)).toBe(-1);
       expect(ipv6Check(b, o, len)).toBe(-1);
-      expect(ipv6Upper(b, o, len)).toBe(-1);
+      expect(ipv6Upper(b, o, len, ip6Ext)).toBe(-1);
       expect(arpCheck(b, o, len)).toBe(-1);
       expect(tcpCheck(b, o, len)).toBe(-1);
       expect(udpCheck(b, o, len)).toBe(-1);

@@ -16,7 +16,7 @@ import {
   IPV6_HLEN,
   ip6Copy,
   ip6Equal,
-  ip6Ext,
+  newIp6Ext,
   ip6IsLinkLocal,
   ip6IsMulticast,
   ip6IsUnspecified,
@@ -34,6 +34,9 @@ import {
   writeIpv6At,
 } from "../../src/wire/ipv6.ts";
 import { IP6_FRAG_FIRST, IP6_FRAG_LAST, MLD2_REPORT_HBH, NS, NS_DAD, RS, TCP6_SYN, UDP6, toHex } from "./wire-fixtures.ts";
+
+/** What ipv6Upper found, as the dispatcher keeps it: one record, reused. */
+const ip6Ext = newIp6Ext();
 
 const IP = ETH_HLEN;
 const GUEST = parseIp6("fd77::77:ff:fe00:1");
@@ -103,21 +106,21 @@ describe("IPv6 fixed header", () => {
 
 describe("IPv6 extension headers", () => {
   test("plain upper-layer header", () => {
-    expect(ipv6Upper(UDP6, IP, UDP6.length - IP)).toBe(IP + IPV6_HLEN);
+    expect(ipv6Upper(UDP6, IP, UDP6.length - IP, ip6Ext)).toBe(IP + IPV6_HLEN);
     expect(ip6Ext.proto).toBe(IPPROTO_UDP);
     expect(ip6Ext.end).toBe(UDP6.length);
     expect(ip6Ext.fragHdr).toBe(-1);
   });
 
   test("hop-by-hop router alert of a captured MLDv2 report", () => {
-    const u = ipv6Upper(MLD2_REPORT_HBH, IP, MLD2_REPORT_HBH.length - IP);
+    const u = ipv6Upper(MLD2_REPORT_HBH, IP, MLD2_REPORT_HBH.length - IP, ip6Ext);
     expect(u).toBe(IP + IPV6_HLEN + 8);
     expect(ip6Ext.proto).toBe(IPPROTO_ICMPV6);
     expect(l4Checksum6(MLD2_REPORT_HBH, IP, u, ip6Ext.end - u, IPPROTO_ICMPV6)).toBe(0);
   });
 
   test("captured fragments", () => {
-    expect(ipv6Upper(IP6_FRAG_FIRST, IP, IP6_FRAG_FIRST.length - IP)).toBe(IP + IPV6_HLEN + 8);
+    expect(ipv6Upper(IP6_FRAG_FIRST, IP, IP6_FRAG_FIRST.length - IP, ip6Ext)).toBe(IP + IPV6_HLEN + 8);
     expect(ip6Ext).toEqual({
       proto: IPPROTO_ICMPV6,
       end: 1510,
@@ -126,7 +129,7 @@ describe("IPv6 extension headers", () => {
       fragMore: true,
       fragId: 0x85ddee6a,
     });
-    expect(ipv6Upper(IP6_FRAG_LAST, IP, IP6_FRAG_LAST.length - IP)).toBe(IP + IPV6_HLEN + 8);
+    expect(ipv6Upper(IP6_FRAG_LAST, IP, IP6_FRAG_LAST.length - IP, ip6Ext)).toBe(IP + IPV6_HLEN + 8);
     expect(ip6Ext).toEqual({
       proto: IPPROTO_ICMPV6,
       end: 622,
@@ -145,7 +148,7 @@ describe("IPv6 extension headers", () => {
       [IPPROTO_FRAGMENT, 8],
       [IPPROTO_DSTOPTS, 8],
     ]);
-    expect(ipv6Upper(b, 0, b.length)).toBe(IPV6_HLEN + 64);
+    expect(ipv6Upper(b, 0, b.length, ip6Ext)).toBe(IPV6_HLEN + 64);
     expect(ip6Ext.proto).toBe(IPPROTO_UDP);
     expect(ip6Ext.fragHdr).toBe(IPV6_HLEN + 48);
   });
@@ -156,16 +159,16 @@ describe("IPv6 extension headers", () => {
       [IPPROTO_DSTOPTS, 8],
     ]);
     b[IPV6_HLEN + 3] = 0x09;
-    expect(ipv6Upper(b, 0, b.length)).toBe(IPV6_HLEN + 8);
+    expect(ipv6Upper(b, 0, b.length, ip6Ext)).toBe(IPV6_HLEN + 8);
     expect(ip6Ext.proto).toBe(IPPROTO_DSTOPTS);
     expect([ip6Ext.fragOffset, ip6Ext.fragMore]).toEqual([8, true]);
   });
 
   test("bounded chain length", () => {
     const ok = withExt(Array.from({ length: IP6_MAX_EXT }, () => [IPPROTO_DSTOPTS, 8] as [number, number]));
-    expect(ipv6Upper(ok, 0, ok.length)).toBe(IPV6_HLEN + 8 * IP6_MAX_EXT);
+    expect(ipv6Upper(ok, 0, ok.length, ip6Ext)).toBe(IPV6_HLEN + 8 * IP6_MAX_EXT);
     const long = withExt(Array.from({ length: IP6_MAX_EXT + 1 }, () => [IPPROTO_DSTOPTS, 8] as [number, number]));
-    expect(ipv6Upper(long, 0, long.length)).toBe(-1);
+    expect(ipv6Upper(long, 0, long.length, ip6Ext)).toBe(-1);
   });
 
   test("malformed chains", () => {
@@ -173,19 +176,19 @@ describe("IPv6 extension headers", () => {
       [IPPROTO_FRAGMENT, 8],
       [IPPROTO_FRAGMENT, 8],
     ]);
-    expect(ipv6Upper(twoFrags, 0, twoFrags.length)).toBe(-1);
+    expect(ipv6Upper(twoFrags, 0, twoFrags.length, ip6Ext)).toBe(-1);
     const past = withExt([[IPPROTO_DSTOPTS, 8]]);
     past[IPV6_HLEN + 1] = 2;
-    expect(ipv6Upper(past, 0, past.length)).toBe(-1);
+    expect(ipv6Upper(past, 0, past.length, ip6Ext)).toBe(-1);
     const cut = withExt([[IPPROTO_HOPOPTS, 8]]);
     cut[5] = 4;
-    expect(ipv6Upper(cut, 0, cut.length)).toBe(-1);
+    expect(ipv6Upper(cut, 0, cut.length, ip6Ext)).toBe(-1);
     expect(ip6Ext.proto).toBe(-1);
   });
 
   test("no next header ends the walk", () => {
     const b = withExt([[IPPROTO_DSTOPTS, 8]], IPPROTO_NONE);
-    expect(ipv6Upper(b, 0, b.length)).toBe(IPV6_HLEN + 8);
+    expect(ipv6Upper(b, 0, b.length, ip6Ext)).toBe(IPV6_HLEN + 8);
     expect(ip6Ext.proto).toBe(IPPROTO_NONE);
   });
 });
