@@ -19,7 +19,7 @@ export interface Ip4Config {
   gw: number;
   /** DNS servers handed to the guest (DHCP option 6). */
   dns: number[];
-  /** --dns-forward: DNS to this address goes to dnsHost (src/fwd/nat.ts); 0: none. */
+  /** --dns-forward: DNS to this address goes to dnsHost (src/flows/nat.ts); 0: none. */
   dnsMatch: number;
   /** --dns-host: the resolver dnsMatch traffic goes to (default: the first of resolv.conf); 0: none. */
   dnsHost: number;

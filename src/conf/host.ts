@@ -251,7 +251,7 @@ function isLoopback6(b: Uint8Array): boolean {
 }
 
 /**
- * The address translations of IPv4 (src/fwd/nat.ts), as upstream defaults
+ * The address translations of IPv4 (src/flows/nat.ts), as upstream defaults
  * them: the gateway stands for the host's loopback unless --no-map-gw; DNS
  * goes to the first resolver of resolv.conf; when no --dns-forward is given
  * and that resolver is one the guest can't reach as it is (a host loopback

@@ -1,5 +1,6 @@
 /**
- * An index of flows by the hash of their key, for the flow tables (TCP, UDP).
+ * An index of flows by the hash of their key, for the flow tables (TCP, UDP),
+ * and the one hash function of those keys (flowKeyHash).
  *
  * Theory of operation
  * -------------------
@@ -88,4 +89,17 @@ export class FlowHash {
   clear(): void {
     this.slots.fill(0);
   }
+}
+
+/**
+ * Hash of a flow key: two sides, each an address of alen bytes (4 or 16) at
+ * a[aOff], b[bOff] and a port (TCP: the guest's and the remote's; UDP,
+ * keyed by its guest side only: an all-zero address and port 0 for b).
+ * FNV-style mixing of every address byte and both ports; not keyed (TCP's
+ * ISN XORs it with a secret).
+ */
+export function flowKeyHash(a: Uint8Array, aOff: number, aport: number, b: Uint8Array, bOff: number, bport: number, alen: number): number {
+  let h = Math.imul(aport ^ (bport << 16), 0x9e3779b1);
+  for (let k = 0; k < alen; k++) h = Math.imul(h ^ a[aOff + k]! ^ (b[bOff + k]! << 8), 0x01000193);
+  return (h ^ (h >>> 15)) >>> 0;
 }

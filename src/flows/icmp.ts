@@ -12,7 +12,7 @@
  * request from the guest is sent through it as is (type, code, sequence,
  * payload); a reply read from it goes back to the guest with the guest's
  * original identifier restored, from the remote address, to the guest's
- * address. Destinations are translated by src/fwd/nat.ts (by default the
+ * address. Destinations are translated by src/flows/nat.ts (by default the
  * gateway address reaches the host's loopback); replies come from the
  * address the guest asked.
  *
@@ -26,7 +26,7 @@ import { Kind } from "../loop/kinds.ts";
 import type { Config } from "../conf/config.ts";
 import { log } from "../log.ts";
 import { sys } from "../native/ffi.ts";
-import { natOut4, natOut6 } from "../fwd/nat.ts";
+import { natOut4, natOut6 } from "./nat.ts";
 import { SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import type { FrameSink } from "../tap/sink.ts";

@@ -10,12 +10,12 @@
  *
  * Opening
  * - Guest opens: a SYN from the tap makes a non-blocking socket that connect()s
- *   to the destination, translated by src/fwd/nat.ts (by default the gateway
+ *   to the destination, translated by src/flows/nat.ts (by default the gateway
  *   address reaches the host's loopback). On success the guest gets a SYN-ACK
  *   (our MSS and window scale); on failure a RST. While connecting, repeated
  *   SYNs are ignored.
  * - Host opens: accept() on a forwarded port (-t) sends a SYN to the guest from
- *   the peer's address as src/fwd/nat.ts translates it (peers on the host
+ *   the peer's address as src/flows/nat.ts translates it (peers on the host
  *   itself appear, by default, from the gateway; in pasta, loopback peers take
  *   the spliced path instead, flows/splice.ts); the guest's SYN-ACK
  *   establishes the connection and we ACK it.
@@ -76,7 +76,7 @@ import type { Config } from "../conf/config.ts";
 import { debugOn, log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { natIn4, natIn6, natOut4, natOut6 } from "../fwd/nat.ts";
+import { natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, saAddr4, saFamily, saPort, SA6_ADDR, SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
@@ -100,7 +100,7 @@ import {
   TCP_NODELAY,
 } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
-import { FlowHash } from "./flowhash.ts";
+import { FlowHash, flowKeyHash } from "./flowhash.ts";
 import {
   CONNECTING,
   ESTABLISHED,
@@ -289,7 +289,7 @@ export class TcpFlows {
     const remote = this.tmpAddr;
     remote.fill(0);
     const rport = saPort(this.sa);
-    // the peer as the guest sees it (src/fwd/nat.ts); an IPv4 peer may have no such address
+    // the peer as the guest sees it (src/flows/nat.ts); an IPv4 peer may have no such address
     if (v6) natIn6(this.cfg.ip6!, this.sa, SA6_ADDR, rport, false, remote);
     else {
       const a = natIn4(this.cfg.ip4!, saAddr4(this.sa), rport, false);
@@ -467,7 +467,7 @@ export class TcpFlows {
     this.halfOpenDone(i);
   }
 
-  /** sockaddr (in this.sa) where flow i's remote is on the host (src/fwd/nat.ts); returns its length. */
+  /** sockaddr (in this.sa) where flow i's remote is on the host (src/flows/nat.ts); returns its length. */
   private destSockaddr(i: number, v6: boolean): number {
     const r = i * 16;
     const port = this.conn.remotePort[i];
@@ -1143,7 +1143,7 @@ export class TcpFlows {
   private lookup(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number): number {
     const alen = v6 ? 16 : 4;
     const idx = this.index;
-    const h = hashTuple(ga, gOff, gport, ra, rOff, rport, alen);
+    const h = flowKeyHash(ga, gOff, gport, ra, rOff, rport, alen);
     for (let s = idx.start(h); ; s = idx.next(s)) {
       const i = idx.at(s);
       if (i < 0) return -1;
@@ -1218,7 +1218,7 @@ export class TcpFlows {
     this.conn.retries[i] = 0;
     this.conn.deadline[i] = 0;
     this.conn.synAckPending[i] = 0;
-    this.index.insert(i, hashTuple(this.conn.guestAddr, i * 16, gport, this.conn.remoteAddr, i * 16, rport, v6 ? 16 : 4));
+    this.index.insert(i, flowKeyHash(this.conn.guestAddr, i * 16, gport, this.conn.remoteAddr, i * 16, rport, v6 ? 16 : 4));
   }
 
   private free(i: number): void {
@@ -1250,7 +1250,7 @@ export class TcpFlows {
    */
   private setIsn(i: number): void {
     const alen = this.conn.flags[i] & F_V6 ? 16 : 4;
-    const h = hashTuple(this.conn.guestAddr, i * 16, this.conn.guestPort[i], this.conn.remoteAddr, i * 16, this.conn.remotePort[i], alen);
+    const h = flowKeyHash(this.conn.guestAddr, i * 16, this.conn.guestPort[i], this.conn.remoteAddr, i * 16, this.conn.remotePort[i], alen);
     const isn = (h ^ ISN_SECRET) + Math.floor(now() * ISN_TICKS_PER_MS);
     this.conn.seqAcked[i] = isn >>> 0;
     this.conn.seqToGuest[i] = isn >>> 0;
@@ -1289,10 +1289,4 @@ export class TcpFlows {
       if (this.conn.state[i] === ESTABLISHED) this.sendData(i);
     }
   }
-}
-
-function hashTuple(ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, alen: number): number {
-  let h = Math.imul(gport ^ (rport << 16), 0x9e3779b1);
-  for (let k = 0; k < alen; k++) h = Math.imul(h ^ ga[gOff + k] ^ (ra[rOff + k] << 8), 0x01000193);
-  return (h ^ (h >>> 15)) >>> 0;
 }

@@ -17,7 +17,7 @@
  * and the guest's (address, target port) is tied to that socket, so that the
  * guest's replies leave from the forwarded port to the original sender.
  *
- * Addresses are translated by src/fwd/nat.ts both ways, per datagram since
+ * Addresses are translated by src/flows/nat.ts both ways, per datagram since
  * the sockets are not connected: by default the gateway address reaches the
  * host's loopback and loopback senders appear as the gateway; with
  * --dns-forward ADDR, DNS to ADDR goes to the --dns-host resolver, whose
@@ -44,7 +44,7 @@ import { Kind } from "../loop/kinds.ts";
 import type { Config } from "../conf/config.ts";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
-import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "../fwd/nat.ts";
+import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { guest, guestAddr6 } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
@@ -53,7 +53,7 @@ import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 import { EMFILE, ENFILE } from "../native/consts.ts";
-import { FlowHash } from "./flowhash.ts";
+import { FlowHash, flowKeyHash } from "./flowhash.ts";
 import { fdBudget } from "./limits.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
@@ -70,6 +70,8 @@ const UDP_GSO = process.env.PASTA_UDP_GSO !== "0";
 export const LISTEN_RCVBUF = 4 << 20;
 /** Datagrams from the guest queued for one sendmmsg flush. */
 const SEND_QUEUE = 64;
+/** A UDP flow is keyed by its guest side only: the other side of its key hash is empty. */
+const NO_ADDR = new Uint8Array(16);
 
 export const udpStats = { fromGuest: 0, toGuest: 0, evicted: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
@@ -201,7 +203,7 @@ export class UdpFlows {
     return ok;
   }
 
-  /** Write the host destination of flow i's datagram in the packet at b[ip] into this.sa (src/fwd/nat.ts); false to drop it. */
+  /** Write the host destination of flow i's datagram in the packet at b[ip] into this.sa (src/flows/nat.ts); false to drop it. */
   private destSockaddr(i: number, b: Uint8Array, ip: number, port: number, isV6: boolean): boolean {
     const sa = this.sa;
     // a host out there with the mapped address talked to this flow from port: that one is answered
@@ -370,7 +372,7 @@ export class UdpFlows {
     udpStats.toGuest++;
   }
 
-  /** IPv4 source the guest sees for the sender at sa[o] (src/fwd/nat.ts); 0: drop the datagram. */
+  /** IPv4 source the guest sees for the sender at sa[o] (src/flows/nat.ts); 0: drop the datagram. */
   private sourceAddr4(sa: Uint8Array, o: number, sport: number, dnsFwd: boolean, gi: number): number {
     const a = w.rd32(sa, o + 4);
     const ip4 = this.cfg.ip4!;
@@ -462,7 +464,7 @@ export class UdpFlows {
   private lookup(isV6: boolean, a: Uint8Array, aOff: number, port: number): number {
     const alen = isV6 ? 16 : 4;
     const idx = this.index;
-    const h = hashKey(a, aOff, alen, port);
+    const h = flowKeyHash(a, aOff, port, NO_ADDR, 0, 0, alen);
     for (let s = idx.start(h); ; s = idx.next(s)) {
       const i = idx.at(s);
       if (i < 0) return -1;
@@ -527,7 +529,7 @@ export class UdpFlows {
     this.dnsFwd[i] = 0;
     this.mappedPeerPort[i] = 0;
     this.lastUse[i] = t;
-    this.index.insert(i, hashKey(a, aOff, alen, port));
+    this.index.insert(i, flowKeyHash(a, aOff, port, NO_ADDR, 0, 0, alen));
     this.useAppend(i);
     this.nFlows++;
     if (owned) this.loop.add(fd, EPOLLIN, Kind.UDP, i);
@@ -583,10 +585,4 @@ export class UdpFlows {
 
 function setBit(map: Uint8Array, p: number): void {
   map[p >> 3]! |= 1 << (p & 7);
-}
-
-function hashKey(a: Uint8Array, o: number, alen: number, port: number): number {
-  let h = Math.imul(port + 1, 0x9e3779b1);
-  for (let k = 0; k < alen; k++) h = Math.imul(h ^ a[o + k]!, 0x01000193);
-  return (h ^ (h >>> 15)) >>> 0;
 }

@@ -1,5 +1,5 @@
 /**
- * Address translation options, end to end, as root (issue 14; src/fwd/nat.ts):
+ * Address translation options, end to end, as root (issue 14; src/flows/nat.ts):
  *
  *   --map-host-loopback 192.0.2.99 / fe80::99: TCP, UDP and ping from the
  *     namespace to that address reach the host's loopback, UDP answers come

@@ -1,6 +1,6 @@
 import { describe, expect, test } from "bun:test";
 import { formatIp4, formatIp6, parseIp4, parseIp6, type Ip4Config, type Ip6Config } from "../../src/conf/config.ts";
-import { NAT_DNS, NAT_GUEST_ADDR, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "../../src/fwd/nat.ts";
+import { NAT_DNS, NAT_GUEST_ADDR, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "../../src/flows/nat.ts";
 import { SA6_ADDR, saAddr4, saFamily, saPort } from "../../src/native/sockaddr.ts";
 import { AF_INET, AF_INET6 } from "../../src/native/consts.ts";
 

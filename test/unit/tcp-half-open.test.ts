@@ -11,7 +11,7 @@ import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import { flowTestConfig as cfg } from "../tools/flow-config.ts";
 
-const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, alloc: () => -1, commit: () => {} };
+const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, csumOffload: false, alloc: () => -1, commit: () => {} };
 
 interface Internals {
   allocFrom(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, t: number): number;
@@ -19,8 +19,8 @@ interface Internals {
   handshakeDone(i: number): void;
   evictHalfOpen(): boolean;
   halfOpen(): number;
-  readonly fd: Int32Array;
-  readonly state: Uint8Array;
+  /** The connection record (src/flows/tcp-conn.ts). */
+  readonly conn: { readonly fd: Int32Array; readonly state: Uint8Array };
 }
 
 const GUEST = Uint8Array.of(192, 0, 2, 2);
@@ -32,11 +32,11 @@ function table() {
   /** A half-open flow from guest address ga (a fresh source port each). */
   const open = (ga: Uint8Array): number => {
     const i = t.allocFrom(false, ga, 0, port++, GW, 0, 80, 0);
-    t.fd[i] = -1;
+    t.conn.fd[i] = -1;
     t.halfOpenAdd(i);
     return i;
   };
-  const alive = (i: number) => t.state[i] !== 0;
+  const alive = (i: number) => t.conn.state[i] !== 0;
   return { t, open, alive };
 }
 
