@@ -345,14 +345,16 @@ function addRuns(
 ): void {
   if (inc.taddr !== null) checkTarget(base, inc.taddr, spec, ctx);
   const [first, last] = inc.range;
-  let runStart = -1;
-  for (let p = first; p <= last + 1; p++) {
-    const take = p <= last && !skip.some((x) => p >= x[0] && p <= x[1]);
-    if (take && runStart < 0) runStart = p;
-    if (take || runStart < 0) continue;
-    addRule(fwd, { ...base, first: runStart, last: p - 1, to: inc.tfirst + (runStart - first), taddr: inc.taddr }, spec, ctx);
-    runStart = -1;
+  const add = (from: number, to: number) =>
+    addRule(fwd, { ...base, first: from, last: to, to: inc.tfirst + (from - first), taddr: inc.taddr }, spec, ctx);
+  // walk the skipped ranges in order (they may overlap): the gaps between them are the runs
+  let next = first;
+  for (const [a, b] of [...skip].sort((x, y) => x[0] - y[0])) {
+    if (a > last) break;
+    if (a > next) add(next, a - 1);
+    next = Math.max(next, b + 1);
   }
+  if (next <= last) add(next, last);
 }
 
 function addRule(fwd: PortFwd, r: FwdRule, spec: string, ctx: SpecContext): void {

@@ -96,6 +96,13 @@ describe("man page examples", () => {
     ]);
   });
 
+  test("-t 10-40,~20-30,~25-27,~29-33,~5-12,~40-50: overlapping and outlying exclusions", () => {
+    expect(runs(fwdOf(["10-40,~20-30,~25-27,~29-33,~5-12,~40-50"]))).toEqual([
+      [13, 19, 13],
+      [34, 39, 34],
+    ]);
+  });
+
   test("-t 192.0.2.1/20-30,~25", () => {
     const f = fwdOf(["192.0.2.1/20-30,~25"]);
     expect(runs(f)).toEqual([
