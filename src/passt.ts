@@ -123,7 +123,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     pcap,
   );
   dispatcher = new Dispatcher(cfg, loop, backend);
-  new Forwarder({
+  const forwarder = new Forwarder({
     cfg,
     loop,
     tcp: dispatcher.tcp,
@@ -133,7 +133,8 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     nsfd: -1,
     freebind: run.freebind,
     spliceMode: "off",
-  }).start({ tcp: run.tcp, udp: run.udp, tcpNs: null, udpNs: null });
+  });
+  forwarder.start({ tcp: run.tcp, udp: run.udp, tcpNs: null, udpNs: null });
   if (run.pidFile) writePidFile(run.pidFile);
   if (ids) {
     if (listener) chownQuietly(listener.path, ids);
@@ -153,6 +154,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
       paused = backend.congested;
       if (debugOn) log.debug(`passt: client socket ${paused ? "full, pausing UDP" : "drained, resuming"}`);
       dispatcher!.udp.pauseReceive(paused);
+      forwarder.pauseUdp(paused);
       if (!paused) {
         dispatcher!.tcp.resume();
         backend.flush();

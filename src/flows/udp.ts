@@ -12,7 +12,7 @@
  * over several servers) reach the program as on the host.
  *
  * Inbound (-u): a bound socket per forwarded host port (src/fwd/forward.ts
- * makes them). A datagram arriving there is delivered to the guest at the
+ * makes and watches them, and calls fromListener). A datagram arriving there is delivered to the guest at the
  * target port (and the rule's target address, if any), from its real source,
  * and the guest's (address, target port) is tied to that socket, so that the
  * guest's replies leave from the forwarded port to the original sender.
@@ -66,6 +66,21 @@ const RECV_BATCH = 32;
 const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
 /** Runs of same-sized datagrams to one address leave as one UDP_SEGMENT send (PASTA_UDP_GSO=0: never). */
 const UDP_GSO = process.env.PASTA_UDP_GSO !== "0";
+/**
+ * A bound UDP socket of -u (host) or -U (namespace), made and watched by
+ * src/fwd/forward.ts, read by this module (-u) or flows/udpsplice.ts (-U).
+ */
+export interface UdpListener {
+  fd: number;
+  v6: boolean;
+  /** The port it is bound to. */
+  port: number;
+  /** The port its datagrams go to on the other side. */
+  target: number;
+  /** The rule's target address (4 or 16 bytes), null: the guest's own (-u) or loopback (-U). */
+  taddr: Uint8Array | null;
+}
+
 /** SO_RCVBUF of -u sockets (and of the spliced path's, flows/udpsplice.ts). */
 export const LISTEN_RCVBUF = 4 << 20;
 /** Datagrams from the guest queued for one sendmmsg flush. */
@@ -120,15 +135,6 @@ export class UdpFlows {
   private readonly rxLens = table.u32(RECV_BATCH);
   private readonly sa = new Uint8Array(28);
   private readonly tmpAddr = new Uint8Array(16);
-  /** -u sockets: fd, family and target port, by listener index (-1: closed slot). */
-  private readonly listeners: number[] = [];
-  private readonly listenAf: number[] = [];
-  private readonly listenOn: number[] = [];
-  private readonly listenTarget: number[] = [];
-  /** The rule's target address (4 or 16 bytes), null: the guest's own. */
-  private readonly listenTaddr: (Uint8Array | null)[] = [];
-  /** Closed slots of listeners, for reuse. */
-  private readonly freeListeners: number[] = [];
 
   /** pasta: where datagrams from loopback senders on -u ports go instead of the tap. */
   splice: UdpSplice | null = null;
@@ -138,8 +144,7 @@ export class UdpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
-    loop.on(Kind.UDP, (i) => this.onSocket(i, this.fd[i]!, -1));
-    loop.on(Kind.UDP_LISTEN, (li) => this.onListener(li));
+    loop.on(Kind.UDP, (i) => this.onSocket(i, this.fd[i]!, null));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
   }
 
@@ -292,18 +297,18 @@ export class UdpFlows {
   // ------------------------------------------------------- to the guest
 
   /**
-   * Datagrams arrived on socket fd (flow i, or listener li with i = -1):
+   * Datagrams arrived on socket fd (flow i, or -u socket l with i = -1):
    * receive them into frames and send them to the guest.
    */
-  private onSocket(i: number, fd: number, li: number): void {
+  private onSocket(i: number, fd: number, l: UdpListener | null): void {
     if (fd < 0) return;
-    const isV6 = li >= 0 ? this.listenerV6(li) : this.v6[i] === 1;
+    const isV6 = l !== null ? l.v6 : this.v6[i] === 1;
     const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
     const t = now();
     // The guest's flow: for a listener, tied on the first datagram that is not spliced.
-    let gi = li >= 0 ? -2 : i;
+    let gi = l !== null ? -2 : i;
     for (let round = 0; round < 8; round++) {
       const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
       if (base < 0) return;
@@ -314,13 +319,13 @@ export class UdpFlows {
       for (let k = 0; k < n; k++) {
         const off = base + k * stride;
         const len = this.rxLens[k]!;
-        if (li >= 0) {
-          if (this.splice && this.listenTaddr[li] === null && saIsLoopback(this.rxAddrs, k * 28)) {
-            this.splice.fromHost(this.listeners[li]!, isV6, this.rxAddrs, k * 28, this.sink.buf, off + hdr, len, this.listenTarget[li]!);
+        if (l !== null) {
+          if (this.splice && l.taddr === null && saIsLoopback(this.rxAddrs, k * 28)) {
+            this.splice.fromHost(l.fd, isV6, this.rxAddrs, k * 28, this.sink.buf, off + hdr, len, l.target);
             continue;
           }
           if (gi === -2) {
-            gi = this.bindListener(li, isV6, this.listenTarget[li]!);
+            gi = this.bindListener(l, isV6, l.target);
             if (gi >= 0) this.touch(gi, t);
           }
           if (gi < 0) continue;
@@ -391,53 +396,29 @@ export class UdpFlows {
   // ------------------------------------------------------------ -u ports
 
   /**
-   * Take fd, bound at host port `port` (src/fwd/forward.ts made it), as a -u
-   * socket: its datagrams go to the guest's port target, at taddr (4 or 16
-   * bytes) when the rule names an address, else at the guest's own. Returns
-   * its index, for closeListener().
+   * Datagrams are waiting on -u socket l (src/fwd/forward.ts owns it and
+   * watches it): each goes to the guest's port l.target, at l.taddr when the
+   * rule names an address, else at the guest's own; from a loopback sender
+   * in pasta, to the spliced path instead.
    */
-  addListener(fd: number, v6: boolean, port: number, target: number, taddr: Uint8Array | null): number {
-    const li = this.freeListeners.pop() ?? this.listeners.push(-1) - 1;
-    this.listeners[li] = fd;
-    this.listenAf[li] = v6 ? AF_INET6 : AF_INET;
-    this.listenOn[li] = port;
-    this.listenTarget[li] = target;
-    this.listenTaddr[li] = taddr;
-    this.loop.add(fd, EPOLLIN, Kind.UDP_LISTEN, li);
-    return li;
+  fromListener(l: UdpListener): void {
+    this.onSocket(-1, l.fd, l);
   }
 
-  /** Close -u socket li (auto mode: nobody binds its port over there any more); flows tied to it go too. */
-  closeListener(li: number): void {
-    const fd = this.listeners[li]!;
-    if (fd < 0) return;
+  /** -u socket fd is being closed (auto mode: nobody binds its port over there any more): the flows tied to it go. */
+  listenerClosed(fd: number): void {
     for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i] === fd && !this.owned[i]) this.remove(i);
-    this.loop.del(fd);
-    sys.shim_close(fd);
-    this.listeners[li] = -1;
-    this.listenOn[li] = 0;
-    this.freeListeners.push(li);
   }
 
-  /** Host UDP ports bound by our own sockets (listeners and flows), as a bitmap. */
+  /** Host UDP ports bound by the flows' own sockets, as a bitmap (the -u sockets are src/fwd/forward.ts's). */
   ownPorts(out: Uint8Array): void {
-    for (let li = 0; li < this.listeners.length; li++) if (this.listeners[li]! >= 0) setBit(out, this.listenOn[li]!);
     for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) setBit(out, this.guestPort[i]!);
   }
 
-  private listenerV6(li: number): boolean {
-    return this.listenAf[li] === AF_INET6;
-  }
-
-  private onListener(li: number): void {
-    if (this.listeners[li]! < 0) return;
-    this.onSocket(-1, this.listeners[li]!, li);
-  }
-
-  /** Tie the guest's (address, port) to listener li so that its replies leave from there. */
-  private bindListener(li: number, isV6: boolean, gport: number): number {
-    const ga = this.listenTaddr[li] ?? (isV6 ? guestAddr6(this.cfg.ip6!.addr) : this.guest4Bytes());
-    const fd = this.listeners[li]!;
+  /** Tie the guest's (address, port) to -u socket l so that its replies leave from there. */
+  private bindListener(l: UdpListener, isV6: boolean, gport: number): number {
+    const ga = l.taddr ?? (isV6 ? guestAddr6(this.cfg.ip6!.addr) : this.guest4Bytes());
+    const fd = l.fd;
     const i = this.lookup(isV6, ga, 0, gport);
     if (i >= 0) {
       if (this.fd[i] !== fd) this.replaceSocket(i, fd);
@@ -570,16 +551,14 @@ export class UdpFlows {
   }
 
   /**
-   * Stop (true) or restart watching the sockets for datagrams. passt stops
+   * Stop (true) or restart watching the flows' sockets for datagrams (the -u
+   * sockets: Forwarder.pauseUdp). passt stops
    * while the guest's socket is full: nothing received could be sent, and
    * these level-triggered sockets would wake the loop again and again.
    */
   pauseReceive(paused: boolean): void {
     const ev = paused ? 0 : EPOLLIN;
     for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) this.loop.mod(this.fd[i]!, ev, Kind.UDP, i);
-    for (let li = 0; li < this.listeners.length; li++) {
-      if (this.listeners[li]! >= 0) this.loop.mod(this.listeners[li]!, ev, Kind.UDP_LISTEN, li);
-    }
   }
 }
 

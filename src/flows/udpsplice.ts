@@ -28,7 +28,7 @@ import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { LISTEN_RCVBUF, UDP_TIMEOUT_MS } from "./udp.ts";
+import { LISTEN_RCVBUF, UDP_TIMEOUT_MS, type UdpListener } from "./udp.ts";
 import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 
@@ -62,45 +62,18 @@ export class UdpSplice {
   private readonly offLen = table.u32(SPLICE_BATCH * 2);
   /** per datagram of a batch: its flow (negative: none; DONE: sent) */
   private readonly flowOf = table.i32(SPLICE_BATCH);
-  private readonly nsListeners: { fd: number; port: number; target: number; v6: boolean }[] = [];
-  /** Closed slots of nsListeners, for reuse. */
-  private readonly freeNsListeners: number[] = [];
 
   constructor(
     private readonly loop: Loop,
     private readonly nsfd: number,
   ) {
     loop.on(Kind.UDP_SPLICE, (e) => this.onReply(e));
-    loop.on(Kind.UDP_NS_LISTEN, (li) => this.onNsListener(li));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
   }
 
   /** Open flows (for tests and --debug). */
   count(): number {
     return this.n;
-  }
-
-  /**
-   * Take fd, bound on the namespace's loopback at port (src/fwd/forward.ts
-   * made it), as a -U socket for the host's target port. Returns its index,
-   * for closeNsListener().
-   */
-  addNsListener(fd: number, v6: boolean, port: number, target: number): number {
-    const li = this.freeNsListeners.pop() ?? this.nsListeners.push({ fd, port, target, v6 }) - 1;
-    this.nsListeners[li] = { fd, port, target, v6 };
-    this.loop.add(fd, EPOLLIN, Kind.UDP_NS_LISTEN, li);
-    return li;
-  }
-
-  /** Close -U socket li (auto mode: nobody binds its port on the host any more). */
-  closeNsListener(li: number): void {
-    const l = this.nsListeners[li]!;
-    if (l.fd < 0) return;
-    this.dropFlowsOf(l.fd);
-    this.loop.del(l.fd);
-    sys.shim_close(l.fd);
-    l.fd = -1;
-    this.freeNsListeners.push(li);
   }
 
   /**
@@ -115,9 +88,12 @@ export class UdpSplice {
     else udpSpliceStats.forwarded++;
   }
 
-  private onNsListener(li: number): void {
-    const l = this.nsListeners[li]!;
-    if (l.fd < 0) return;
+  /**
+   * Datagrams are waiting on -U socket l, bound on the namespace's loopback
+   * (src/fwd/forward.ts owns it and watches it): to the host's loopback at
+   * l.target.
+   */
+  fromNsListener(l: UdpListener): void {
     for (let round = 0; round < 8; round++) {
       const cnt = sys.shim_udp_recv_batch(l.fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
       if (cnt <= 0) return;

@@ -16,8 +16,9 @@
  * - otherwise to the guest through the tap (flows/tcp.ts), from its real
  *   source, to the rule's target address or the guest's own; with
  *   --splice-only there is no tap, and such connections are closed.
- * UDP sockets are handed to flows/udp.ts (-u) and flows/udpsplice.ts (-U),
- * which read them and make the same choices per datagram.
+ * UDP sockets are watched here too (every listening socket is in this one
+ * table); their datagrams are read by flows/udp.ts (-u) and
+ * flows/udpsplice.ts (-U), which make the same choices per datagram.
  *
  * Failures, as the original: a port that can't be bound (in use, an address
  * the host doesn't have, a privileged port) ends start-up with one line
@@ -41,7 +42,7 @@ import type { Config } from "../conf/config.ts";
 import type { SpliceMode } from "../conf/options.ts";
 import type { SpliceFlows } from "../flows/splice.ts";
 import type { TcpFlows } from "../flows/tcp.ts";
-import { LISTEN_RCVBUF, type UdpFlows } from "../flows/udp.ts";
+import { LISTEN_RCVBUF, type UdpFlows, type UdpListener } from "../flows/udp.ts";
 import type { UdpSplice } from "../flows/udpsplice.ts";
 import { log } from "../log.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
@@ -125,17 +126,10 @@ interface ProcFiles {
   udp: number[];
 }
 
-interface Listener {
-  fd: number;
+/** A listening socket: TCP (accepted here), or UDP (read by flows/udp.ts on the host, flows/udpsplice.ts in the namespace). */
+interface Listener extends UdpListener {
   proto: Proto;
   side: Side;
-  v6: boolean;
-  port: number;
-  target: number;
-  /** The rule's target address as bytes (4 or 16), or null. */
-  taddr: Uint8Array | null;
-  /** UDP: the socket's index in flows/udp.ts (host) or flows/udpsplice.ts (ns). */
-  li: number;
 }
 
 export class Forwarder {
@@ -154,6 +148,28 @@ export class Forwarder {
 
   constructor(private readonly x: ForwardContext) {
     x.loop.on(Kind.TCP_LISTEN, (i) => this.onAccept(i));
+    x.loop.on(Kind.UDP_LISTEN, (i) => {
+      const l = this.listeners[i];
+      if (l) x.udp.fromListener(l);
+    });
+    const udpSplice = x.udpSplice;
+    if (udpSplice)
+      x.loop.on(Kind.UDP_NS_LISTEN, (i) => {
+        const l = this.listeners[i];
+        if (l) udpSplice.fromNsListener(l);
+      });
+  }
+
+  /**
+   * Stop (true) or restart watching the -u sockets (passt, while the guest's
+   * socket is full: see UdpFlows.pauseReceive, which does the same for the
+   * flows' sockets).
+   */
+  pauseUdp(paused: boolean): void {
+    for (let i = 0; i < this.listeners.length; i++) {
+      const l = this.listeners[i];
+      if (l && l.proto === "udp" && l.side === "host") this.x.loop.mod(l.fd, paused ? 0 : EPOLLIN, Kind.UDP_LISTEN, i);
+    }
   }
 
   /**
@@ -233,11 +249,9 @@ export class Forwarder {
     const target = rule.to + (port - rule.first);
     const taddr = taddrBytes(rule.taddr);
     const i = this.freeSlots.pop() ?? this.listeners.push(null) - 1;
-    let li = -1;
-    if (rs.proto === "tcp") this.x.loop.add(fd, EPOLLIN, Kind.TCP_LISTEN, i);
-    else if (rs.side === "host") li = this.x.udp.addListener(fd, v6, port, target, taddr);
-    else li = this.x.udpSplice!.addNsListener(fd, v6, port, target);
-    this.listeners[i] = { fd, proto: rs.proto, side: rs.side, v6, port, target, taddr, li };
+    const kind = rs.proto === "tcp" ? Kind.TCP_LISTEN : rs.side === "host" ? Kind.UDP_LISTEN : Kind.UDP_NS_LISTEN;
+    this.listeners[i] = { fd, proto: rs.proto, side: rs.side, v6, port, target, taddr };
+    this.x.loop.add(fd, EPOLLIN, kind, i);
     rs.open.set(key, i);
     return i;
   }
@@ -280,14 +294,13 @@ export class Forwarder {
 
   private close(i: number): void {
     const l = this.listeners[i]!;
-    if (l.proto === "tcp") {
-      this.x.loop.del(l.fd);
-      sys.shim_close(l.fd);
-    } else if (l.side === "ns") this.x.udpSplice!.closeNsListener(l.li);
-    else {
+    if (l.proto === "udp") {
+      // the flows that receive on it, or send through it, go with it
       this.x.udpSplice?.dropFlowsOf(l.fd);
-      this.x.udp.closeListener(l.li);
+      if (l.side === "host") this.x.udp.listenerClosed(l.fd);
     }
+    this.x.loop.del(l.fd);
+    sys.shim_close(l.fd);
     this.listeners[i] = null;
     this.freeSlots.push(i);
   }

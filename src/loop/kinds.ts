@@ -29,13 +29,13 @@ export const Kind = {
   TCP_LISTEN: 6,
   /** A UDP socket of a flow through the tap (src/flows/udp.ts); index: flow slot. */
   UDP: 7,
-  /** A bound UDP socket of -u (src/flows/udp.ts); index: listener number. */
+  /** A bound UDP socket of -u (src/fwd/forward.ts; read by src/flows/udp.ts); index: listener number. */
   UDP_LISTEN: 8,
   /** A socket of a spliced TCP connection (src/flows/splice.ts); index: 2 × connection + side. */
   SPLICE: 9,
   /** A socket of a spliced UDP flow (src/flows/udpsplice.ts); index: flow slot. */
   UDP_SPLICE: 10,
-  /** A bound UDP socket of -U, in the namespace (src/flows/udpsplice.ts); index: listener number. */
+  /** A bound UDP socket of -U, in the namespace (src/fwd/forward.ts; read by src/flows/udpsplice.ts); index: listener number. */
   UDP_NS_LISTEN: 11,
   /** pasta --netns: inotify on the directory of the namespace file (src/ns/watch.ts). */
   NETNS_FILE: 12,
