@@ -141,6 +141,7 @@ export class Forwarder {
   private readonly saLen = new Int32Array(1);
   /** Scratch bitmaps for scans: ports found over there, ours over there. */
   private readonly found = new Uint8Array(PORT_BITMAP);
+  private readonly foundTcp = new Uint8Array(PORT_BITMAP);
   private readonly oursTcp = new Uint8Array(PORT_BITMAP);
   private readonly oursUdp = new Uint8Array(PORT_BITMAP);
   /** The /proc net files auto rules read, per side, once opened. */
@@ -337,26 +338,35 @@ export class Forwarder {
   /** Rescan both sides and bring the auto rules' sockets in line; at start-up, a failure of a rule that isn't weak throws. */
   private scan(first: boolean): void {
     for (const side of ["host", "ns"] as const) {
-      for (const proto of ["tcp", "udp"] as const) {
-        const sets = this.rules.filter((rs) => rs.rule.scan && rs.side === side && rs.proto === proto);
-        if (sets.length === 0) continue;
-        const found = this.boundOver(side, proto);
-        for (const rs of sets) this.sync(rs, found, first);
-      }
+      const setsOf = (proto: Proto) => this.rules.filter((rs) => rs.rule.scan && rs.side === side && rs.proto === proto);
+      const tcpSets = setsOf("tcp");
+      const udpSets = setsOf("udp");
+      if (tcpSets.length === 0 && udpSets.length === 0) continue;
+      // one read of the other side's TCP tables serves both protocols (reading
+      // /proc/net/tcp walks the kernel's whole connection hash: milliseconds each)
+      const tcp = this.boundOver(side);
+      for (const rs of tcpSets) this.sync(rs, tcp, first);
+      if (udpSets.length === 0) continue;
+      const udp = this.udpBoundOver(side, tcp);
+      for (const rs of udpSets) this.sync(rs, udp, first);
     }
   }
 
-  /**
-   * Ports bound on the other side of `side` (for proto; UDP counts listening
-   * TCP ports too), minus the ones our own sockets hold there.
-   */
-  private boundOver(side: Side, proto: Proto): Uint8Array {
+  /** TCP ports listening on the other side of `side`, minus the ones our own sockets hold there. */
+  private boundOver(side: Side): Uint8Array {
     const over: Side = side === "host" ? "ns" : "host";
-    const files = this.procFiles(over);
     this.ours(over);
-    const found = this.found.fill(0);
-    for (const fd of files.tcp) scanProcNet(fd, TCP_LISTEN_STATE, this.oursTcp, found);
-    if (proto === "udp") for (const fd of files.udp) scanProcNet(fd, UDP_BOUND_STATE, this.oursUdp, found);
+    const found = this.foundTcp.fill(0);
+    for (const fd of this.procFiles(over).tcp) scanProcNet(fd, TCP_LISTEN_STATE, this.oursTcp, found);
+    return found;
+  }
+
+  /** What UDP forwarding looks for over there: the TCP listeners found (tcp) and the bound UDP ports, minus ours. */
+  private udpBoundOver(side: Side, tcp: Uint8Array): Uint8Array {
+    const over: Side = side === "host" ? "ns" : "host";
+    const found = this.found;
+    found.set(tcp);
+    for (const fd of this.procFiles(over).udp) scanProcNet(fd, UDP_BOUND_STATE, this.oursUdp, found);
     return found;
   }
 
