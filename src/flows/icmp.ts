@@ -22,6 +22,7 @@
  * room (found by the same scan that looks for the flow), so that a guest
  * pinging many destinations at once does not keep a new ping from going out.
  */
+import { ptr, type Pointer } from "bun:ffi";
 import { Kind } from "../loop/kinds.ts";
 import type { Config } from "../conf/config.ts";
 import { log } from "../log.ts";
@@ -40,8 +41,6 @@ import { fdBudget } from "./limits.ts";
 export const ICMP_MAX_FLOWS = 1024;
 /** An echo flow without traffic for this long is closed (the original uses 60 s; PASTA_ICMP_TIMEOUT_MS overrides it, for tests). */
 export const ICMP_TIMEOUT_MS = Number(process.env.PASTA_ICMP_TIMEOUT_MS) || 60_000;
-/** Loop handler kind for ping sockets. */
-
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */
 const MAX_ECHO = 65535;
 
@@ -56,7 +55,11 @@ export class IcmpFlows {
   private readonly lastUse = table.f64(ICMP_MAX_FLOWS);
   private readonly sa = new Uint8Array(28);
   private readonly saLen = new Int32Array(1);
-  private readonly msg = table.u8(MAX_ECHO);
+  /** The frame buffer last sent from, and its address (sendto takes the echo message in place). */
+  private txBuf: Uint8Array | null = null;
+  private txAddr = 0;
+  /** The sink's buffer's address (replies are received straight into the frame). */
+  private readonly sinkAddr: number;
   /** Flows at once, at most (see the theory of operation). */
   readonly maxFlows = fdBudget(ICMP_MAX_FLOWS);
   private nFlows = 0;
@@ -68,6 +71,7 @@ export class IcmpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
+    this.sinkAddr = ptr(sink.buf);
     loop.on(Kind.ICMP, (i) => this.onReadable(i));
     loop.every(5000, (t) => this.expire(t));
   }
@@ -121,7 +125,11 @@ export class IcmpFlows {
   }
 
   private send(i: number, b: Uint8Array, l4: number, len: number, saLen: number): void {
-    const rc = sys.shim_sendto(this.fd[i]!, b.subarray(l4, l4 + len), len, MSG_DONTWAIT, this.sa, saLen);
+    if (b !== this.txBuf) {
+      this.txBuf = b;
+      this.txAddr = ptr(b);
+    }
+    const rc = sys.shim_sendto(this.fd[i]!, (this.txAddr + l4) as Pointer, len, MSG_DONTWAIT, this.sa, saLen);
     if (rc < 0) icmpStats.dropped++;
     else icmpStats.sent++;
   }
@@ -166,29 +174,35 @@ export class IcmpFlows {
     return true;
   }
 
-  /** Replies arrived on flow i's socket: relay each to the guest. */
+  /**
+   * Replies arrived on flow i's socket: relay each to the guest. Each is
+   * received in place, into a frame of the sink with room for the largest
+   * message, which is committed only for an echo reply.
+   */
   private onReadable(i: number): void {
     const fd = this.fd[i]!;
     if (fd < 0) return;
+    const v6 = this.v6[i] === 1;
+    const hdrs = w.ETH_HLEN + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     for (;;) {
+      const off = this.sink.alloc(hdrs + MAX_ECHO);
+      if (off < 0) return;
       this.saLen[0] = 28;
-      const n = sys.shim_recvfrom(fd, this.msg, MAX_ECHO, MSG_DONTWAIT, this.sa, this.saLen);
+      const n = sys.shim_recvfrom(fd, (this.sinkAddr + off + hdrs) as Pointer, MAX_ECHO, MSG_DONTWAIT, this.sa, this.saLen);
       if (n < 8) return;
       icmpStats.received++;
       this.lastUse[i] = performance.now();
-      if (this.v6[i]) this.toGuest6(i, n);
-      else this.toGuest4(i, n);
+      if (v6) this.toGuest6(i, off, n);
+      else this.toGuest4(i, off, n);
     }
   }
 
-  private toGuest4(i: number, n: number): void {
-    if (this.msg[0] !== 0) return;
-    const ip4 = this.cfg.ip4!;
-    const off = this.sink.alloc(w.ETH_HLEN + w.IPV4_HLEN + n);
-    if (off < 0) return;
+  /** The echo reply of n bytes at off + headers in the sink's buffer: headers, and out. */
+  private toGuest4(i: number, off: number, n: number): void {
     const b = this.sink.buf;
     const l4 = off + w.ETH_HLEN + w.IPV4_HLEN;
-    b.set(this.msg.subarray(0, n), l4);
+    if (b[l4] !== 0) return;
+    const ip4 = this.cfg.ip4!;
     this.restoreId(b, l4, i);
     w.icmpSetChecksum(b, l4, n);
     const r = i * 16;
@@ -198,18 +212,15 @@ export class IcmpFlows {
     this.sink.commit(off, w.ETH_HLEN + w.IPV4_HLEN + n);
   }
 
-  private toGuest6(i: number, n: number): void {
-    if (this.msg[0] !== 129) return;
-    const ip6 = this.cfg.ip6!;
-    const off = this.sink.alloc(w.ETH_HLEN + w.IPV6_HLEN + n);
-    if (off < 0) return;
+  private toGuest6(i: number, off: number, n: number): void {
     const b = this.sink.buf;
     const ip = off + w.ETH_HLEN;
     const l4 = ip + w.IPV6_HLEN;
-    b.set(this.msg.subarray(0, n), l4);
+    if (b[l4] !== 129) return;
+    const ip6 = this.cfg.ip6!;
     this.restoreId(b, l4, i);
     w.writeEth(b, off, guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
-    w.writeIpv6(b, ip, this.remote.subarray(i * 16, i * 16 + 16), guest.addr6Known ? guest.addr6 : ip6.addr, w.IPPROTO_ICMPV6, n, 64);
+    w.writeIpv6At(b, ip, this.remote, i * 16, guest.addr6Known ? guest.addr6 : ip6.addr, 0, w.IPPROTO_ICMPV6, n, 64);
     w.icmp6SetChecksum(b, ip, l4, n);
     this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + n);
   }
