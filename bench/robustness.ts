@@ -22,8 +22,9 @@
  *   1. iperf3 from the host to the namespace (-R: over a connection the
  *      guest opened) without the flood (its rate);
  *   2. the flood alone: a new connection (or flow, echo, fragmented
- *      datagram) tried once a second, counted; the daemon's CPU time; its
- *      descriptors sampled every 100 ms;
+ *      datagram) started once a second, each given PROBE_S seconds with
+ *      the guest's own retries, counted when it got through; the daemon's
+ *      CPU time; its descriptors sampled every 100 ms;
  *   3. the flood beside the same iperf3: its rate, as a share of phase 1's.
  * settleSeconds after the flood: the daemon's descriptors and RSS again.
  *
@@ -72,6 +73,8 @@ function robustSizes(quick: boolean): RobustSizes {
 const NOFILE = Math.min(131072, nofileHardLimit());
 const PEER_PORT = 6101;
 const IPERF_PORT = 6102;
+/** Seconds a new connection tried during a flood has to get through. */
+const PROBE_S = 15;
 /** Where a flood's fragmented probe goes: the guest fragments at this MTU towards the gateway. */
 const FRAG_MTU = 1500;
 
@@ -218,15 +221,21 @@ class Rig {
     }
   }
 
-  /** One try at a new connection of the kind: true if it got through within 2 s. */
+  /**
+   * One new connection of the kind: true if it got through within PROBE_S,
+   * with the guest's own retries (TCP's SYN, conns.c's UDP resends, ping's
+   * next request): a flood fills the tap's queue, and the guest's kernel
+   * drops what it sends while it is full, whichever daemon reads it.
+   */
   async probe(kind: Flood["probe"]): Promise<boolean> {
     const c = this.tools.conns;
-    if (kind === "ping") return (await this.guest(["ping", "-c", "1", "-W", "2", ADDR.gw4], 5000)).code === 0;
+    const bound = (PROBE_S + 5) * 1000;
+    if (kind === "ping") return (await this.guest(["ping", "-c", "1", "-w", String(PROBE_S), ADDR.gw4], bound)).code === 0;
     const argv =
       kind === "tcp"
-        ? [c, "churn", ADDR.gw4, String(PEER_PORT), "1", "2"]
-        : [c, "udp", ADDR.gw4, String(PEER_PORT), "1", "2", kind === "frag" ? "4000" : "1"];
-    return (await this.guest(argv, 5000)).stdout.trim() === "done 1 failed 0";
+        ? [c, "churn", ADDR.gw4, String(PEER_PORT), "1", String(PROBE_S)]
+        : [c, "udp", ADDR.gw4, String(PEER_PORT), "1", String(PROBE_S), kind === "frag" ? "4000" : "1"];
+    return (await this.guest(argv, bound)).stdout.trim() === "done 1 failed 0";
   }
 }
 
@@ -264,20 +273,17 @@ async function runFlood(rig: Rig, f: Flood, io: RobustIo) {
       const stopFds = sampleFds(rig);
       const cpu0 = rig.cpu();
       const t0 = performance.now();
-      let tries = 0;
-      let through = 0;
+      const probes: Promise<boolean>[] = [];
       while (performance.now() - t0 < T * 1000) {
-        const next = performance.now() + 1000;
-        tries++;
-        if (await rig.probe(f.probe)) through++;
-        const wait = next - performance.now();
-        if (wait > 0) await Bun.sleep(Math.min(wait, t0 + T * 1000 - performance.now()));
+        probes.push(rig.probe(f.probe));
+        await Bun.sleep(Math.min(1000, t0 + T * 1000 - performance.now()));
       }
       const cpu = ((rig.cpu() - cpu0) / ((performance.now() - t0) / 1000)) * 100;
       // phase 3: beside the transfer
       const during = await rig.iperf(T - 1);
       const peak = await stopFds();
-      rec("new connections through", (100 * through) / tries);
+      const through = (await Promise.all(probes)).filter(Boolean).length;
+      rec("new connections through", (100 * through) / probes.length);
       rec("daemon CPU during the flood", cpu);
       rec("daemon descriptors at peak, over idle", peak - idle.fds);
       if (alone && during !== null) rec("transfer during the flood, of its rate without", (100 * during) / alone);
@@ -468,7 +474,7 @@ function markdown(res: Results): string {
     "",
     `Run ${res.date} by \`bun bench/robustness.ts\` (bench/robustness.ts says what each row measures). ` +
       `Each pasta with --config-net and -T PORT, descriptors raised to ${z.nofile}. Each flood runs ${z.floodSeconds} s alone ` +
-      "(a new connection tried once a second: a TCP connection, a UDP echo, a ping or a fragmented UDP echo), then as long beside an iperf3 " +
+      `(a new connection started once a second: a TCP connection, a UDP echo, a ping or a fragmented UDP echo, each given ${PROBE_S} s with the guest's own retries), then as long beside an iperf3 ` +
       `transfer from the host to the namespace, compared with the same transfer just before; "after" is ${z.settleSeconds} s after the flood. ` +
       `Connections: ${z.hold} at once, ${z.churn} in sequence and ${z.udpFlows} UDP flows in sequence (or as many as ${z.seqSeconds} s allow).`,
     "",
