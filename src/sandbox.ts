@@ -21,7 +21,11 @@
  * CLONE_NEWNS gets a private copy of the file system view), and Bun runs
  * helper threads we don't control, so an empty root or a dropped capability
  * set on the main thread would leave them untouched; splicing also needs
- * setns() into the guest's namespace for each connection. An allow-list
+ * setns() into the guest's namespace for each connection. Landlock, the
+ * unprivileged way to hide the file system, has the same limit until
+ * LANDLOCK_RESTRICT_SELF_TSYNC (Landlock ABI 8, Linux 7.0): the machines
+ * this was written on run 6.18 (ABI 7), where landlock_restrict_self()
+ * confines the calling thread only. An allow-list
  * filter would have to cover every system call Bun may make, which a new
  * Bun release can change: the deny-list is what stays true.
  */
