@@ -33,7 +33,7 @@ import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
 import { dhcpReply, newDhcpDest } from "./services/dhcp.ts";
 import { dhcpv6Reply } from "./services/dhcpv6.ts";
-import { forgetGuest, guest } from "./services/guest.ts";
+import { Guest } from "./services/guest.ts";
 import { ndpBuildRA, ndpReply, newNdpDest } from "./services/ndp.ts";
 import type { FrameSink } from "./tap/sink.ts";
 import * as w from "./wire/index.ts";
@@ -62,6 +62,8 @@ export class Dispatcher {
   readonly tcp: TcpFlows;
   readonly udp: UdpFlows;
   private readonly frags = new Reassembler();
+  /** What we learnt of the guest from its frames (its MAC, its IPv6 address). */
+  readonly guest = new Guest();
   /** What ipv6Upper found in the IPv6 packet being dispatched. */
   private readonly ext6 = w.newIp6Ext();
   /** The frame being dispatched left its L4 checksum to offload (see FrameHandler). */
@@ -75,9 +77,9 @@ export class Dispatcher {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
-    this.icmp = new IcmpFlows(cfg, loop, sink);
-    this.tcp = new TcpFlows(cfg, loop, sink);
-    this.udp = new UdpFlows(cfg, loop, sink);
+    this.icmp = new IcmpFlows(cfg, loop, sink, this.guest);
+    this.tcp = new TcpFlows(cfg, loop, sink, this.guest);
+    this.udp = new UdpFlows(cfg, loop, sink, this.guest);
     loop.every(1000, (t) => this.frags.expire(t));
   }
 
@@ -104,7 +106,7 @@ export class Dispatcher {
     this.tcp.reset();
     this.udp.reset();
     this.icmp.reset();
-    forgetGuest();
+    this.guest.forget();
   }
 
   /** Start periodic work (router advertisements) and probe ping sockets. */
@@ -124,13 +126,13 @@ export class Dispatcher {
       this.stats.malformed++;
       return;
     }
-    if (w.macIsUnicast(b, off + w.ETH_SRC)) this.learnMac(b, off + w.ETH_SRC);
+    if (w.macIsUnicast(b, off + w.ETH_SRC)) this.guest.learnMac(b, off + w.ETH_SRC);
     const l3 = off + w.ETH_HLEN;
     const l3len = len - w.ETH_HLEN;
     switch (w.ethType(b, off)) {
       case w.ETH_P_ARP:
         if (w.arpCheck(b, l3, l3len) < 0) this.stats.malformed++;
-        else if (arpHandle(this.cfg, b, off, len, this.sink)) this.stats.services++;
+        else if (arpHandle(this.cfg, this.guest, b, off, len, this.sink)) this.stats.services++;
         return;
       case w.ETH_P_IP:
         if (this.cfg.ip4) this.ipv4(b, l3, l3len);
@@ -141,12 +143,6 @@ export class Dispatcher {
       default:
         this.stats.unhandled++;
     }
-  }
-
-  private learnMac(b: Uint8Array, o: number): void {
-    if (guest.known && w.equalBytes(guest.mac, 0, b, o, 6)) return;
-    w.copyBytes(guest.mac, 0, b, o, 6);
-    guest.known = true;
   }
 
   private ipv4(b: Uint8Array, ip: number, len: number): void {
@@ -186,7 +182,7 @@ export class Dispatcher {
       return;
     }
     if (x.fragHdr >= 0) return this.fragment6(b, ip, l4);
-    this.learnAddr6(b, ip + w.IP6_SRC);
+    this.guest.learnAddr6(b, ip + w.IP6_SRC);
     const l4len = x.end - l4;
     switch (x.proto) {
       case w.IPPROTO_ICMPV6:
@@ -226,14 +222,6 @@ export class Dispatcher {
       return;
     }
     this.udp.fromGuestReassembled(b, ip, out, 0, w.udpLen(out, 0), v6, now());
-  }
-
-  /** Remember the guest's IPv6 source address (global preferred over link-local). */
-  private learnAddr6(b: Uint8Array, o: number): void {
-    if (w.ip6IsUnspecified(b, o) || w.ip6IsMulticast(b, o)) return;
-    if (guest.addr6Known && w.ip6IsLinkLocal(b, o) && !w.ip6IsLinkLocal(guest.addr6, 0)) return;
-    w.ip6Copy(guest.addr6, 0, b, o);
-    guest.addr6Known = true;
   }
 
   private icmpv6(b: Uint8Array, ip: number, l4: number, l4len: number): void {
@@ -283,7 +271,7 @@ export class Dispatcher {
     const udp = oip + w.IPV6_HLEN;
     const n = dhcpv6Reply(this.cfg, b, l4 + w.UDP_HLEN, l4len - w.UDP_HLEN, out, udp + w.UDP_HLEN);
     if (n <= 0) return;
-    w.writeEth(out, off, guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
+    w.writeEth(out, off, this.guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
     w.writeIpv6At(out, oip, this.cfg.ip6!.ourLL, 0, b, ip + w.IP6_SRC, w.IPPROTO_UDP, w.UDP_HLEN + n, 255);
     w.writeUdp(out, udp, DHCPV6_SERVER_PORT, DHCPV6_CLIENT_PORT, n);
     w.udpSetChecksum6(out, oip, udp);
@@ -312,7 +300,7 @@ export class Dispatcher {
     const out = this.sink.buf;
     const ip = off + w.ETH_HLEN;
     const dest = this.ndpDest;
-    const dstMac = dest.multicast || !guest.known ? ALL_NODES_MAC : guest.mac;
+    const dstMac = dest.multicast || !this.guest.known ? ALL_NODES_MAC : this.guest.mac;
     w.writeEth(out, off, dstMac, this.cfg.ourMac, w.ETH_P_IPV6);
     w.writeIpv6(out, ip, this.cfg.ip6!.ourLL, dest.dst, w.IPPROTO_ICMPV6, n, w.ND_HOP_LIMIT);
     w.icmp6SetChecksum(out, ip, ip + w.IPV6_HLEN, n);

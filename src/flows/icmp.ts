@@ -31,7 +31,7 @@ import { natOut4, natOut6 } from "./nat.ts";
 import { SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import type { FrameSink } from "../tap/sink.ts";
-import { guest } from "../services/guest.ts";
+import type { Guest } from "../services/guest.ts";
 import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
@@ -70,6 +70,7 @@ export class IcmpFlows {
     private readonly cfg: Config,
     private readonly loop: Loop,
     private readonly sink: FrameSink,
+    private readonly guest: Guest,
   ) {
     this.sinkAddr = ptr(sink.buf);
     loop.on(Kind.ICMP, (i) => this.onReadable(i));
@@ -207,7 +208,7 @@ export class IcmpFlows {
     w.icmpSetChecksum(b, l4, n);
     const r = i * 16;
     const src = ((this.remote[r]! << 24) | (this.remote[r + 1]! << 16) | (this.remote[r + 2]! << 8) | this.remote[r + 3]!) >>> 0;
-    w.writeEth(b, off, guest.mac, this.cfg.ourMac, w.ETH_P_IP);
+    w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, w.ETH_P_IP);
     w.writeIpv4(b, off + w.ETH_HLEN, src, ip4.addr, w.IPPROTO_ICMP, n, 64);
     this.sink.commit(off, w.ETH_HLEN + w.IPV4_HLEN + n);
   }
@@ -219,8 +220,8 @@ export class IcmpFlows {
     if (b[l4] !== 129) return;
     const ip6 = this.cfg.ip6!;
     this.restoreId(b, l4, i);
-    w.writeEth(b, off, guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
-    w.writeIpv6At(b, ip, this.remote, i * 16, guest.addr6Known ? guest.addr6 : ip6.addr, 0, w.IPPROTO_ICMPV6, n, 64);
+    w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
+    w.writeIpv6At(b, ip, this.remote, i * 16, this.guest.addr6Known ? this.guest.addr6 : ip6.addr, 0, w.IPPROTO_ICMPV6, n, 64);
     w.icmp6SetChecksum(b, ip, l4, n);
     this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + n);
   }

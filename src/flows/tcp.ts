@@ -78,7 +78,7 @@ import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, now, type L
 import { sys } from "../native/ffi.ts";
 import { natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, saAddr4, saFamily, saPort, SA6_ADDR, SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
-import { guest, guestAddr6 } from "../services/guest.ts";
+import type { Guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
 import {
@@ -244,6 +244,7 @@ export class TcpFlows {
     private readonly cfg: Config,
     private readonly loop: Loop,
     private readonly sink: FrameSink,
+    private readonly guest: Guest,
   ) {
     this.bufBase = ptr(sink.buf);
     if (cfg.ip4) {
@@ -299,7 +300,7 @@ export class TcpFlows {
       }
       w.wr32(remote, 0, a);
     }
-    const guestA = taddr ?? (v6 ? guestAddr6(this.cfg.ip6!.addr) : null);
+    const guestA = taddr ?? (v6 ? this.guest.addr6For(this.cfg.ip6!.addr) : null);
     this.makeRoom();
     const i = this.alloc(v6, guestA, port, remote, rport, now());
     if (i < 0) {
@@ -900,7 +901,7 @@ export class TcpFlows {
     const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     const l4len = w.TCP_HLEN + optLen + len;
     const r = i * 16;
-    w.writeEth(b, off, guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (v6) w.writeIpv6At(b, ip, this.conn.remoteAddr, r, this.conn.guestAddr, r, w.IPPROTO_TCP, l4len, 64);
     else w.writeIpv4(b, ip, w.rd32(this.conn.remoteAddr, r), w.rd32(this.conn.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
     w.writeTcp(b, l4, this.conn.remotePort[i], this.conn.guestPort[i], seq, ack, flags, wnd, optLen);
@@ -1024,7 +1025,7 @@ export class TcpFlows {
     const ack = (w.tcpSeq(b, l4) + segLen) >>> 0;
     const oip = off + w.ETH_HLEN;
     const l4o = oip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
-    w.writeEth(o, off, guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    w.writeEth(o, off, this.guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (v6) w.writeIpv6At(o, oip, b, ip + w.IP6_DST, b, ip + w.IP6_SRC, w.IPPROTO_TCP, w.TCP_HLEN, 64);
     else w.writeIpv4(o, oip, w.ipv4Dst(b, ip), w.ipv4Src(b, ip), w.IPPROTO_TCP, w.TCP_HLEN, 64);
     const flags = hasAck ? w.TCP_RST : w.TCP_RST | w.TCP_ACK_FLAG;

@@ -46,7 +46,7 @@ import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { guest, guestAddr6 } from "../services/guest.ts";
+import type { Guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import * as w from "../wire/index.ts";
@@ -143,6 +143,7 @@ export class UdpFlows {
     private readonly cfg: Config,
     private readonly loop: Loop,
     private readonly sink: FrameSink,
+    private readonly guest: Guest,
   ) {
     loop.on(Kind.UDP, (i) => this.onSocket(i, this.fd[i]!, null));
     loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
@@ -350,7 +351,7 @@ export class UdpFlows {
     const gport = this.guestPort[gi]!;
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN);
-    w.writeEth(b, off, guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (isV6) {
       this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi);
       w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
@@ -417,7 +418,7 @@ export class UdpFlows {
 
   /** Tie the guest's (address, port) to -u socket l so that its replies leave from there. */
   private bindListener(l: UdpListener, isV6: boolean, gport: number): number {
-    const ga = l.taddr ?? (isV6 ? guestAddr6(this.cfg.ip6!.addr) : this.guest4Bytes());
+    const ga = l.taddr ?? (isV6 ? this.guest.addr6For(this.cfg.ip6!.addr) : this.guest4Bytes());
     const fd = l.fd;
     const i = this.lookup(isV6, ga, 0, gport);
     if (i >= 0) {

@@ -16,7 +16,7 @@ import type { FrameSink } from "../tap/sink.ts";
 import { copyBytes } from "../wire/bytes.ts";
 import { ETH_ALEN, ETH_HLEN, ETH_P_ARP, ethCheck, ethType, macIsUnicast, writeEth } from "../wire/eth.ts";
 import { ARP_LEN, ARP_SHA, ARPOP_REPLY, ARPOP_REQUEST, arpCheck, arpOp, arpSpa, arpTpa, writeArp } from "../wire/arp.ts";
-import { guest } from "./guest.ts";
+import type { Guest } from "./guest.ts";
 
 /** Size of our reply: Ethernet header and ARP, no padding (tap devices and qemu take short frames). */
 const ARP_REPLY_FRAME = ETH_HLEN + ARP_LEN;
@@ -32,11 +32,11 @@ function mustIgnore(guestAddr: number, spa: number, tpa: number): boolean {
 /**
  * Handle the ARP frame of len bytes at b[o] (o: its Ethernet header). When it
  * is a valid Ethernet/IPv4 request from a unicast sender, remember the
- * sender's MAC as the guest's and, unless mustIgnore says otherwise, queue
+ * sender's MAC as the guest's (in guest) and, unless mustIgnore says otherwise, queue
  * a unicast reply on sink saying that the target address is at cfg.ourMac.
  * Returns true when a reply was queued.
  */
-export function arpHandle(cfg: Config, b: Uint8Array, o: number, len: number, sink: FrameSink): boolean {
+export function arpHandle(cfg: Config, guest: Guest, b: Uint8Array, o: number, len: number, sink: FrameSink): boolean {
   if (cfg.ip4 === null || ethCheck(b, o, len) < 0 || ethType(b, o) !== ETH_P_ARP) return false;
   const a = o + ETH_HLEN;
   if (arpCheck(b, a, len - ETH_HLEN) < 0 || arpOp(b, a) !== ARPOP_REQUEST) return false;

@@ -1,10 +1,13 @@
 import { beforeEach, describe, expect, test } from "bun:test";
 import { type Config, parseIp4, parseIp6, parseMac } from "../../src/conf/config.ts";
 import { arpHandle } from "../../src/services/arp.ts";
-import { guest } from "../../src/services/guest.ts";
+import { Guest } from "../../src/services/guest.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import { ETH_HLEN } from "../../src/wire/eth.ts";
 import { ARP_GRATUITOUS, ARP_REPLY, ARP_REQ, ARP_REQ_PADDED, UDP4, toHex } from "./wire-fixtures.ts";
+
+/** What the dispatcher learns of the guest, as it keeps it: one, reset before each test. */
+const guest = new Guest();
 
 /** A sink over a small buffer that records committed frames; room for `slots` frames. */
 class TestSink implements FrameSink {
@@ -98,7 +101,7 @@ beforeEach(() => {
 describe("arpHandle", () => {
   test("answers the kernel's request with the kernel's own reply, byte for byte", () => {
     const sink = new TestSink();
-    expect(arpHandle(config(), ARP_REQ, 0, ARP_REQ.length, sink)).toBe(true);
+    expect(arpHandle(config(), guest, ARP_REQ, 0, ARP_REQ.length, sink)).toBe(true);
     expect(sink.frames.map(toHex)).toEqual([toHex(ARP_REPLY)]);
     expect(guest.known).toBe(true);
     expect(toHex(guest.mac)).toBe(toHex(parseMac("02:77:00:00:00:01")));
@@ -108,24 +111,24 @@ describe("arpHandle", () => {
     const b = new Uint8Array(ARP_REQ_PADDED.length + 100);
     b.set(ARP_REQ_PADDED, 37);
     const sink = new TestSink();
-    expect(arpHandle(config(), b, 37, ARP_REQ_PADDED.length, sink)).toBe(true);
+    expect(arpHandle(config(), guest, b, 37, ARP_REQ_PADDED.length, sink)).toBe(true);
     expect(sink.frames.map(toHex)).toEqual([toHex(ARP_REPLY)]);
   });
 
   test("answers for any other address, e.g. the gateway", () => {
     const sink = new TestSink();
-    expect(arpHandle(config(), patched(24, [10, 77, 0, 254]), 0, 42, sink)).toBe(true);
+    expect(arpHandle(config(), guest, patched(24, [10, 77, 0, 254]), 0, 42, sink)).toBe(true);
     expect(Array.from(sink.frames[0]!.subarray(ETH_HLEN + 14, ETH_HLEN + 18))).toEqual([10, 77, 0, 254]);
   });
 
   test("stays quiet for the guest's own address, gratuitous ARP and probes", () => {
     const sink = new TestSink();
     const cfg = config();
-    expect(arpHandle(cfg, patched(24, [10, 77, 0, 1]), 0, 42, sink)).toBe(false);
-    expect(arpHandle(cfg, ARP_GRATUITOUS, 0, ARP_GRATUITOUS.length, sink)).toBe(false);
-    expect(arpHandle(cfg, patched(14, [10, 77, 0, 9, 0, 0, 0, 0, 0, 0, 10, 77, 0, 9]), 0, 42, sink)).toBe(false);
-    expect(arpHandle(cfg, patched(14, [0, 0, 0, 0]), 0, 42, sink)).toBe(false);
-    expect(arpHandle(cfg, patched(14, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 77, 0, 1]), 0, 42, sink)).toBe(false);
+    expect(arpHandle(cfg, guest, patched(24, [10, 77, 0, 1]), 0, 42, sink)).toBe(false);
+    expect(arpHandle(cfg, guest, ARP_GRATUITOUS, 0, ARP_GRATUITOUS.length, sink)).toBe(false);
+    expect(arpHandle(cfg, guest, patched(14, [10, 77, 0, 9, 0, 0, 0, 0, 0, 0, 10, 77, 0, 9]), 0, 42, sink)).toBe(false);
+    expect(arpHandle(cfg, guest, patched(14, [0, 0, 0, 0]), 0, 42, sink)).toBe(false);
+    expect(arpHandle(cfg, guest, patched(14, [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 10, 77, 0, 1]), 0, 42, sink)).toBe(false);
     expect(sink.frames).toEqual([]);
     expect(guest.known).toBe(true);
   });
@@ -143,8 +146,8 @@ describe("arpHandle", () => {
       [patched(8, [0, 0, 0, 0, 0, 0]), 42],
       [UDP4, UDP4.length],
     ] as const;
-    for (const [b, len] of bad) expect(arpHandle(cfg, b, 0, len, sink)).toBe(false);
-    expect(arpHandle(cfg, ARP_REQ, 10, 42, sink)).toBe(false);
+    for (const [b, len] of bad) expect(arpHandle(cfg, guest, b, 0, len, sink)).toBe(false);
+    expect(arpHandle(cfg, guest, ARP_REQ, 10, 42, sink)).toBe(false);
     expect(sink.frames).toEqual([]);
     expect(guest.known).toBe(false);
   });
@@ -152,9 +155,9 @@ describe("arpHandle", () => {
   test("no IPv4, or no room in the sink: nothing queued", () => {
     const cfg = config();
     cfg.ip4 = null;
-    expect(arpHandle(cfg, ARP_REQ, 0, 42, new TestSink())).toBe(false);
+    expect(arpHandle(cfg, guest, ARP_REQ, 0, 42, new TestSink())).toBe(false);
     const full = new TestSink(0);
-    expect(arpHandle(config(), ARP_REQ, 0, 42, full)).toBe(false);
+    expect(arpHandle(config(), guest, ARP_REQ, 0, 42, full)).toBe(false);
     expect(full.frames).toEqual([]);
   });
 });

@@ -10,6 +10,7 @@ import { TcpFlows } from "../../src/flows/tcp.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import { flowTestConfig as cfg } from "../tools/flow-config.ts";
+import { Guest } from "../../src/services/guest.ts";
 
 const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, csumOffload: false, alloc: () => -1, commit: () => {} };
 
@@ -27,7 +28,7 @@ const GUEST = Uint8Array.of(192, 0, 2, 2);
 const GW = Uint8Array.of(192, 0, 2, 1);
 
 function table() {
-  const t = new TcpFlows(cfg, new Loop(), sink) as unknown as Internals;
+  const t = new TcpFlows(cfg, new Loop(), sink, new Guest()) as unknown as Internals;
   let port = 10000;
   /** A half-open flow from guest address ga (a fresh source port each). */
   const open = (ga: Uint8Array): number => {

@@ -11,6 +11,7 @@ import { TcpFlows, TCP_MAX_CONNS } from "../../src/flows/tcp.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import { flowTestConfig as cfg } from "../tools/flow-config.ts";
+import { Guest } from "../../src/services/guest.ts";
 
 const WINDOW = 1 << 14;
 
@@ -18,7 +19,11 @@ const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, cs
 
 /** The private slot functions of a fresh TcpFlows (no sockets are involved). */
 function slots() {
-  const flows = new TcpFlows(cfg, new Loop(), sink) as unknown as { takeSlot(t: number): number; free(i: number): void; count(): number };
+  const flows = new TcpFlows(cfg, new Loop(), sink, new Guest()) as unknown as {
+    takeSlot(t: number): number;
+    free(i: number): void;
+    count(): number;
+  };
   return { take: () => flows.takeSlot(0), free: (i: number) => flows.free(i), count: () => flows.count() };
 }
 

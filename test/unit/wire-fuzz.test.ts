@@ -16,6 +16,7 @@ import { IPPROTO_ICMPV6, newIp6Ext, ipv6Check, ipv6Upper } from "../../src/wire/
 import { TcpOptions, tcpCheck, tcpChecksumOk4, tcpChecksumOk6, tcpParseOptions, tcpSeq } from "../../src/wire/tcp.ts";
 import { udpCheck, udpChecksumOk4, udpChecksumOk6, udpLen } from "../../src/wire/udp.ts";
 import * as fx from "./wire-fixtures.ts";
+import { Guest } from "../../src/services/guest.ts";
 
 /** What ipv6Upper found, as the dispatcher keeps it: one record, reused. */
 const ip6Ext = newIp6Ext();
@@ -127,7 +128,7 @@ const cfg = {
 function hammer(frame: Uint8Array, pad: number): void {
   const b = guarded(frame, pad);
   walk(b, pad, frame.length);
-  arpHandle(cfg, b, pad, frame.length, sink);
+  arpHandle(cfg, new Guest(), b, pad, frame.length, sink);
   if (frame.length > 0) walk(b, pad + 1, frame.length - 1);
 }
 
