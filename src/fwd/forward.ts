@@ -28,8 +28,10 @@
  * with one warning per rule, and only a rule with no port bound at all fails.
  *
  * auto (pasta's default): every AUTO_SCAN_MS, read which ports are bound on
- * the other side (/proc/net/{tcp,udp}{,6}: the host's, where pasta lives,
- * and the namespace's, opened once from inside it), and listen, within the
+ * the other side (listening TCP ports through sock_diag, sockdiag.ts, or
+ * /proc/net/tcp{,6} where the kernel has no sock_diag for TCP; bound UDP
+ * ports from /proc/net/udp{,6}: the host's, where pasta lives, and the
+ * namespace's, opened once from inside it), and listen, within the
  * rule's ports, on exactly those, minus the ones our own sockets hold over
  * there: otherwise each side would mirror the other's mirror forever. UDP
  * rules follow bound TCP ports too (for protocols such as iperf3's, whose
@@ -38,6 +40,7 @@
  */
 import { Kind } from "../loop/kinds.ts";
 import { closeSync, openSync, readSync } from "node:fs";
+import { openSockDiag, tcpListening } from "./sockdiag.ts";
 import type { Config } from "../conf/config.ts";
 import type { SpliceMode } from "../conf/options.ts";
 import type { SpliceFlows } from "../flows/splice.ts";
@@ -146,6 +149,8 @@ export class Forwarder {
   private readonly oursUdp = new Uint8Array(PORT_BITMAP);
   /** The /proc net files auto rules read, per side, once opened. */
   private readonly proc: Record<Side, ProcFiles | null> = { host: null, ns: null };
+  /** sock_diag sockets of each side (sockdiag.ts), made at the first scan; -1: none, read /proc. */
+  private readonly diag: Record<Side, number | null> = { host: null, ns: null };
 
   constructor(private readonly x: ForwardContext) {
     x.loop.on(Kind.TCP_LISTEN, (i) => this.onAccept(i));
@@ -342,8 +347,7 @@ export class Forwarder {
       const tcpSets = setsOf("tcp");
       const udpSets = setsOf("udp");
       if (tcpSets.length === 0 && udpSets.length === 0) continue;
-      // one read of the other side's TCP tables serves both protocols (reading
-      // /proc/net/tcp walks the kernel's whole connection hash: milliseconds each)
+      // one read of the other side's TCP listeners serves both protocols
       const tcp = this.boundOver(side);
       for (const rs of tcpSets) this.sync(rs, tcp, first);
       if (udpSets.length === 0) continue;
@@ -357,6 +361,9 @@ export class Forwarder {
     const over: Side = side === "host" ? "ns" : "host";
     this.ours(over);
     const found = this.foundTcp.fill(0);
+    this.diag[over] ??= openSockDiag(sys, over === "host" ? -1 : this.x.nsfd);
+    if (this.diag[over] >= 0 && tcpListening(sys, this.diag[over], this.oursTcp, found)) return found;
+    found.fill(0);
     for (const fd of this.procFiles(over).tcp) scanProcNet(fd, TCP_LISTEN_STATE, this.oursTcp, found);
     return found;
   }
