@@ -10,6 +10,8 @@
  * - UDP to port 67 → DHCP, to port 547 → DHCPv6 (services/); other UDP → flows;
  * - ICMPv6 router and neighbour solicitations → NDP; echo requests (ICMP and
  *   ICMPv6) → flows/icmp.ts;
+ * - IGMP, and MLD (ICMPv6 130, 131, 132, 143) → flows/mcast.ts (not with
+ *   --no-udp, which drops the guest's UDP too);
  * - TCP → flows.
  * Answers of the local services are wrapped here in their Ethernet, IP and UDP
  * headers and queued on the sink. Anything malformed or unexpected is dropped
@@ -28,6 +30,8 @@ import { IcmpFlows } from "./flows/icmp.ts";
 import { fragStats, Reassembler } from "./flows/frag.ts";
 import { TcpFlows, tcpStats } from "./flows/tcp.ts";
 import { UdpFlows, udpStats } from "./flows/udp.ts";
+import { hostIfOf, Mcast, mcastStats } from "./flows/mcast.ts";
+import { IPPROTO_IGMP, MLD_QUERY, MLD_V1_DONE, MLD_V1_REPORT, MLD_V2_REPORT } from "./wire/igmp.ts";
 import { acceptStats } from "./native/accept.ts";
 import { now, type Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
@@ -61,6 +65,8 @@ export class Dispatcher {
   readonly icmp: IcmpFlows;
   readonly tcp: TcpFlows;
   readonly udp: UdpFlows;
+  /** IGMP/MLD proxy and group traffic; null with --no-udp. */
+  readonly mcast: Mcast | null;
   private readonly frags = new Reassembler();
   /** What we learnt of the guest from its frames (its MAC, its IPv6 address). */
   readonly guest = new Guest();
@@ -80,12 +86,14 @@ export class Dispatcher {
     this.icmp = new IcmpFlows(cfg, loop, sink, this.guest);
     this.tcp = new TcpFlows(cfg, loop, sink, this.guest);
     this.udp = new UdpFlows(cfg, loop, sink, this.guest);
+    this.mcast = cfg.noUdp ? null : new Mcast(cfg, loop, sink, hostIfOf(cfg));
+    this.udp.mcast = this.mcast;
     loop.every(1000, (t) => this.frags.expire(t));
   }
 
   /** Every counter group, by name: ours, then the flows' (for --stats and the exit line of --debug). */
   counters(): Record<string, object> {
-    return { dispatch: this.stats, tcp: tcpStats, udp: udpStats, frag: fragStats, accept: acceptStats };
+    return { dispatch: this.stats, tcp: tcpStats, udp: udpStats, mcast: mcastStats, frag: fragStats, accept: acceptStats };
   }
 
   /** End of a batch of frames from the guest: write the TCP payloads and send the datagrams queued from it (its frames are valid until then). */
@@ -105,6 +113,7 @@ export class Dispatcher {
   guestGone(): void {
     this.tcp.reset();
     this.udp.reset();
+    this.mcast?.reset();
     this.icmp.reset();
     this.guest.forget();
   }
@@ -112,6 +121,7 @@ export class Dispatcher {
   /** Start periodic work (router advertisements) and probe ping sockets. */
   start(): void {
     if (!this.cfg.noIcmp) this.icmp.probe();
+    this.mcast?.start();
     if (this.cfg.ip6 && !this.cfg.noNdp && !this.cfg.noRa) {
       this.sendRA();
       this.loop.every(RA_INTERVAL_MS, () => this.sendRA());
@@ -158,6 +168,7 @@ export class Dispatcher {
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCP_SERVER_PORT) return this.dhcp(b, l4, l4len);
+        if (this.cfg.noUdp) return void this.stats.unhandled++;
         this.udp.fromGuest(b, ip, l4, l4len, false, now());
         return;
       case w.IPPROTO_TCP:
@@ -166,6 +177,10 @@ export class Dispatcher {
       case w.IPPROTO_ICMP:
         if (w.icmpCheck(b, l4, l4len) < 0) break;
         if (!this.cfg.noIcmp) this.icmp.fromGuest(b, ip, l4, l4len, false, now());
+        return;
+      case IPPROTO_IGMP:
+        if (this.mcast) this.mcast.igmp(b, l4, l4len, now());
+        else this.stats.unhandled++;
         return;
       default:
         this.stats.unhandled++;
@@ -193,6 +208,7 @@ export class Dispatcher {
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCPV6_SERVER_PORT) return this.dhcpv6(b, ip, l4, l4len);
+        if (this.cfg.noUdp) return void this.stats.unhandled++;
         this.udp.fromGuest(b, ip, l4, l4len, true, now());
         return;
       default:
@@ -217,7 +233,7 @@ export class Dispatcher {
 
   private reassembled(b: Uint8Array, ip: number, n: number, v6: boolean): void {
     const out = this.frags.out;
-    if (this.frags.lastProto !== w.IPPROTO_UDP || w.udpCheck(out, 0, n) < 0) {
+    if (this.frags.lastProto !== w.IPPROTO_UDP || w.udpCheck(out, 0, n) < 0 || this.cfg.noUdp) {
       this.stats.unhandled++;
       return;
     }
@@ -236,6 +252,10 @@ export class Dispatcher {
         return;
       }
       return this.ndp(b, ip, l4, l4len);
+    }
+    if (this.mcast && (type === MLD_QUERY || type === MLD_V1_REPORT || type === MLD_V1_DONE || type === MLD_V2_REPORT)) {
+      this.mcast.mld(b, l4, l4len, now());
+      return;
     }
     if (type === w.ICMP6_ECHO_REQUEST && !this.cfg.noIcmp) {
       this.icmp.fromGuest(b, ip, l4, l4len, true, now());

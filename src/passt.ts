@@ -155,6 +155,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
       if (debugOn) log.debug(`passt: client socket ${paused ? "full, pausing UDP" : "drained, resuming"}`);
       dispatcher!.udp.pauseReceive(paused);
       forwarder.pauseUdp(paused);
+      dispatcher!.mcast?.pauseReceive(paused);
       if (!paused) {
         dispatcher!.tcp.resume();
         backend.flush();

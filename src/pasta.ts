@@ -149,7 +149,7 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
   const splice = new SpliceFlows(loop, nsfd);
   const udpSplice = new UdpSplice(loop, nsfd);
   if (run.splice !== "off") dispatcher.udp.splice = udpSplice;
-  new Forwarder({
+  const fwd = new Forwarder({
     cfg,
     loop,
     tcp: dispatcher.tcp,
@@ -159,7 +159,9 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
     nsfd,
     freebind: run.freebind,
     spliceMode: run.splice,
-  }).start({ tcp: run.tcp, udp: run.udp, tcpNs: run.tcpNs, udpNs: run.udpNs });
+  });
+  fwd.start({ tcp: run.tcp, udp: run.udp, tcpNs: run.tcpNs, udpNs: run.udpNs });
+  if (dispatcher.mcast) dispatcher.mcast.portSource = (found) => fwd.nsUdpPorts(found);
 }
 
 /** Attached to a process's namespace: when that process ends, so do we. */

@@ -81,6 +81,8 @@ export interface Config {
   noDhcpv6: boolean;
   noRa: boolean;
   noIcmp: boolean;
+  /** --no-udp: no UDP from the guest (and so no multicast), beyond the forwarded ports. */
+  noUdp: boolean;
   /** pasta: configure address, routes and MTU in the namespace over netlink. */
   configNet: boolean;
   /** -o: source address for outbound IPv4 sockets; 0 = the kernel chooses. */

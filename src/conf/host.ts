@@ -135,6 +135,7 @@ export interface ConfigOverrides {
   noDhcpv6?: boolean;
   noRa?: boolean;
   noIcmp?: boolean;
+  noUdp?: boolean;
   noMapGw?: boolean;
   configNet?: boolean;
   /** --no-copy-addrs, --no-copy-routes (both IP versions). */
@@ -374,6 +375,7 @@ export function buildConfig(mode: Mode, host: HostNet, resolv: ResolvConf, ov: C
     noDhcpv6: (ov.noDhcpv6 ?? false) || (ip6 !== null && isZero(ip6.addr)),
     noRa: (ov.noRa ?? false) || (ov.configNet ?? false),
     noIcmp: ov.noIcmp ?? false,
+    noUdp: ov.noUdp ?? false,
     outbound4: 0,
     outbound6: null,
     outboundIf4: null,

@@ -722,6 +722,7 @@ function overrides(s: Scan): ConfigOverrides {
     noDhcpv6: flag(s, "no-dhcpv6"),
     noRa: flag(s, "no-ra"),
     noIcmp: flag(s, "no-icmp"),
+    noUdp: flag(s, "no-udp"),
     noMapGw: flag(s, "no-map-gw"),
     configNet: flag(s, "config-net"),
     ...copyFlags(s),

@@ -17,6 +17,11 @@
  * and the guest's (address, target port) is tied to that socket, so that the
  * guest's replies leave from the forwarded port to the original sender.
  *
+ * Datagrams to a multicast group or a broadcast address leave through the
+ * same flow socket, but at once and with the options flows/mcast.ts sets
+ * (TTL, interface); group traffic from the host comes through mcast.ts's own
+ * sockets, so ours have IP_MULTICAST_ALL off.
+ *
  * Addresses are translated by src/flows/nat.ts both ways, per datagram since
  * the sockets are not connected: by default the gateway address reaches the
  * host's loopback and loopback senders appear as the gateway; with
@@ -49,8 +54,9 @@ import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../n
 import type { Guest } from "../services/guest.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
+import { noForeignGroups, type Mcast } from "./mcast.ts";
 import * as w from "../wire/index.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 import { EMFILE, ENFILE } from "../native/consts.ts";
 import { FlowHash, flowKeyHash } from "./flowhash.ts";
@@ -139,6 +145,9 @@ export class UdpFlows {
   /** pasta: where datagrams from loopback senders on -u ports go instead of the tap. */
   splice: UdpSplice | null = null;
 
+  /** Datagrams to groups and broadcast addresses go there (flows/mcast.ts). */
+  mcast: Mcast | null = null;
+
   constructor(
     private readonly cfg: Config,
     private readonly loop: Loop,
@@ -189,8 +198,14 @@ export class UdpFlows {
   ): void {
     udpStats.fromGuest++;
     const gOff = isV6 ? ip + w.IP6_SRC : ip + w.IP4_SRC;
-    const i = this.flowFor(isV6, b, gOff, w.udpSrcPort(p, l4), now);
+    const group = this.mcast?.outbound(b, ip, w.udpDstPort(p, l4), isV6) === true;
+    const i = this.flowFor(isV6, b, gOff, w.udpSrcPort(p, l4), now, group);
     if (i < 0) return;
+    if (group) {
+      this.flush();
+      this.mcast!.send(this.fd[i]!, b, ip, p, l4 + w.UDP_HLEN, l4len - w.UDP_HLEN, w.udpDstPort(p, l4), isV6);
+      return;
+    }
     if (this.nq === SEND_QUEUE || (this.qBuf !== null && this.qBuf !== p)) this.flush();
     const k = this.nq;
     if (!this.destination(k, i, b, ip, w.udpDstPort(p, l4), isV6)) return;
@@ -266,23 +281,27 @@ export class UdpFlows {
     }
   }
 
-  /** The flow of the guest's (address at b[gOff], port), made when missing. */
-  private flowFor(isV6: boolean, b: Uint8Array, gOff: number, gport: number, t: number): number {
+  /** The flow of the guest's (address at b[gOff], port), made when missing (group: for a datagram to a group, flows/mcast.ts). */
+  private flowFor(isV6: boolean, b: Uint8Array, gOff: number, gport: number, t: number, group = false): number {
     let i = this.lookup(isV6, b, gOff, gport);
     if (i >= 0) {
       this.touch(i, t);
       return i;
     }
     if (this.nFlows >= this.maxFlows) this.evictLeastUsed();
-    const fd = this.openSocket(isV6, gport);
+    const fd = this.openSocket(isV6, gport, group);
     if (fd < 0) return -1;
     i = this.insert(isV6, b, gOff, gport, fd, 1, t);
     if (i < 0) sys.shim_close(fd);
     return i;
   }
 
-  /** A socket for outbound datagrams, bound to port where free. */
-  private openSocket(isV6: boolean, port: number): number {
+  /**
+   * A socket for outbound datagrams, bound to port where free; shared with
+   * group sockets (SO_REUSEADDR) when its first datagram goes to a group or
+   * a group uses the port.
+   */
+  private openSocket(isV6: boolean, port: number, group: boolean): number {
     let fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if ((fd === -EMFILE || fd === -ENFILE) && this.evictLeastUsed())
       fd = sys.shim_socket(isV6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
@@ -291,6 +310,8 @@ export class UdpFlows {
       return -1;
     }
     if (isV6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    noForeignGroups(fd, isV6);
+    if (group || this.mcast?.sharedPort(port)) sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     if (bindOutbound(fd, isV6, port, this.cfg) < 0) bindOutbound(fd, isV6, 0, this.cfg);
     return fd;
   }

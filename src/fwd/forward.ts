@@ -45,6 +45,7 @@ import type { Config } from "../conf/config.ts";
 import type { SpliceMode } from "../conf/options.ts";
 import type { SpliceFlows } from "../flows/splice.ts";
 import type { TcpFlows } from "../flows/tcp.ts";
+import { noForeignGroups } from "../flows/mcast.ts";
 import { LISTEN_RCVBUF, type UdpFlows, type UdpListener } from "../flows/udp.ts";
 import type { UdpSplice } from "../flows/udpsplice.ts";
 import { log } from "../log.ts";
@@ -278,6 +279,7 @@ export class Forwarder {
     if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     // room for bursts while the loop is busy elsewhere (capped by net.core.rmem_max)
     if (rs.proto === "udp") sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
+    if (rs.proto === "udp" && rs.side === "host") noForeignGroups(fd, v6);
     if (rs.rule.ifname) {
       const name = new TextEncoder().encode(rs.rule.ifname + "\0");
       const rc = sys.shim_setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length);
@@ -375,6 +377,14 @@ export class Forwarder {
     found.set(tcp);
     for (const fd of this.procFiles(over).udp) scanProcNet(fd, UDP_BOUND_STATE, this.oursUdp, found);
     return found;
+  }
+
+  /** UDP ports bound in the namespace (pasta), other than ours, into found: the ports the multicast proxy joins groups on. */
+  nsUdpPorts(found: Uint8Array): void {
+    found.fill(0);
+    if (this.x.nsfd < 0) return;
+    this.ours("ns");
+    for (const fd of this.procFiles("ns").udp) scanProcNet(fd, UDP_BOUND_STATE, this.oursUdp, found);
   }
 
   /**

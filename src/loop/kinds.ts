@@ -43,6 +43,8 @@ export const Kind = {
   PASST_CLIENT: 13,
   /** passt: the listening UNIX domain socket (src/passt.ts). */
   PASST_LISTENER: 14,
+  /** A UDP socket joined to a group the guest joined (src/flows/mcast.ts); index: group × ports + port slot. */
+  MCAST: 15,
 } as const;
 
 export type KindName = keyof typeof Kind;

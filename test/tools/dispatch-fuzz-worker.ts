@@ -93,6 +93,7 @@ function config(): Config {
     noDhcpv6: false,
     noRa: false,
     noIcmp: true, // no ICMP echo sockets in a unit test
+    noUdp: false,
     configNet: false,
     outbound4: 0,
     outbound6: null,

@@ -49,6 +49,7 @@ export const flowTestConfig: Config = {
   noDhcpv6: true,
   noRa: true,
   noIcmp: true,
+  noUdp: false,
   configNet: false,
   outbound4: 0,
   outbound6: null,

@@ -189,7 +189,7 @@ export class HostileFrames {
       case "ip4Bad":
         return this.ip4Bad();
       case "ip4Proto":
-        return this.ip4Payload(this.pick([0, 2, 41, 47, 50, 89, 132, 255]), this.r(200));
+        return this.ip4Payload(this.pick([0, 4, 41, 47, 50, 89, 132, 255]), this.r(200));
       case "l4Bad4":
         return this.l4Bad4();
       case "tcpSoupBad":

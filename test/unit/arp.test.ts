@@ -74,6 +74,7 @@ function config(): Config {
     noDhcpv6: false,
     noRa: false,
     noIcmp: false,
+    noUdp: false,
     configNet: true,
     outbound4: 0,
     outbound6: null,

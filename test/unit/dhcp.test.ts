@@ -81,6 +81,7 @@ const cfg: Config = {
   noDhcpv6: false,
   noRa: false,
   noIcmp: false,
+  noUdp: false,
   configNet: false,
   outbound4: 0,
   outbound6: null,

@@ -83,6 +83,7 @@ const cfg: Config = {
   noDhcpv6: false,
   noRa: false,
   noIcmp: false,
+  noUdp: false,
   configNet: false,
   outbound4: 0,
   outbound6: null,

@@ -69,6 +69,7 @@ const cfg: Config = {
   noDhcpv6: false,
   noRa: false,
   noIcmp: false,
+  noUdp: false,
   configNet: false,
   outbound4: 0,
   outbound6: null,

@@ -305,6 +305,8 @@ describe("Config overrides", () => {
     const { config, opts } = run(["--no-dhcp", "--no-ndp", "--no-dhcpv6", "--no-ra", "--no-icmp", "--config-net", "--no-tcp", "--no-udp"]);
     expect([config.noDhcp, config.noNdp, config.noDhcpv6, config.noRa, config.noIcmp, config.configNet]).toEqual(Array(6).fill(true));
     expect([opts.noTcp, opts.noUdp]).toEqual([true, true]);
+    expect(config.noUdp).toBe(true);
+    expect(run([]).config.noUdp).toBe(false);
   });
 
   test("DNS servers and search list over DHCP, DHCPv6 and NDP: passt by default, pasta when asked", () => {

@@ -1,0 +1,672 @@
+/**
+ * Multicast and broadcast UDP, both ways, with an IGMP/MLD proxy.
+ *
+ * Theory of operation
+ * -------------------
+ * The guest's kernel says which groups it wants with IGMP (IPv4) and MLD
+ * (IPv6) reports (wire/igmp.ts reads them). We are the only other node on
+ * its link, so we act as a proxy (in the spirit of RFC 4605): for each group
+ * the guest joined, we join the same group on the host, on the interface the
+ * guest's addresses come from (-i / --outbound-if... pick it, as for the
+ * addresses), and what the host receives for it reaches the guest as a
+ * multicast frame (destination MAC 01:00:5e:... or 33:33:..., from the
+ * group address).
+ *
+ * Ports: an unprivileged process can only receive a group's datagrams on
+ * UDP sockets bound to a port, so each group has up to MCAST_PORTS_PER_GROUP
+ * host sockets, one per port, bound to (group, port) with SO_REUSEADDR and
+ * joined to the group on the host interface. The ports come from:
+ *   - the guest's own traffic: a datagram it sends to a group it joined
+ *     (mDNS and SSDP send to the port they listen on);
+ *   - pasta: the UDP ports bound in the namespace outside the ephemeral
+ *     range (read from its /proc net files when a report arrives and at
+ *     every query), which covers a receiver that never sends.
+ * passt has only the first (nothing tells it what a VM listens on).
+ *
+ * Every other UDP socket of ours (flows, -u listeners) has
+ * IP_MULTICAST_ALL / IPV6_MULTICAST_ALL off, so that our memberships don't
+ * make them receive group traffic too (a datagram would reach the guest
+ * twice). A flow socket bound to a port a group uses gets SO_REUSEADDR, so
+ * that the guest's socket and the group's can share the port (mDNS: 5353
+ * both ways); a flow socket opened before the group, without it, keeps the
+ * group's socket from binding (counted as bindFailed, retried at the next
+ * query).
+ *
+ * Querier: we send general queries (IGMPv3 from the gateway address to
+ * 224.0.0.1, MLDv2 from our link-local address to ff02::1, TTL / hop limit 1,
+ * Router Alert) every QUERY_INTERVAL_MS, so that the guest reports its
+ * groups again; a group not reported for the group membership interval
+ * (robustness 2 x query interval + response time: 260 s, RFC 3376 8.4 /
+ * RFC 3810 9.4) is left. A leave (IGMPv2 leave, a report of INCLUDE {},
+ * MLD done) is acted on at once: the guest is the only host on its link,
+ * so there is no other member to ask about (the "fast leave" of snooping
+ * switches on single-host ports). Queries from the guest are ignored:
+ * we stay the querier.
+ *
+ * Sending: a datagram from the guest to a multicast group, to
+ * 255.255.255.255 or to the broadcast address of its subnet leaves through
+ * the guest's flow socket (bound to the guest's port where free, as any UDP
+ * flow, flows/udp.ts) at once, with the guest's TTL / hop limit
+ * (IP_MULTICAST_TTL, IPV6_MULTICAST_HOPS, IP_TTL for broadcasts), out of the
+ * host interface (IP_MULTICAST_IF, IPV6_MULTICAST_IF; SO_BROADCAST). With
+ * IP_MULTICAST_LOOP on (the default), host processes that joined the group
+ * get it too; our own group sockets would as well, so a datagram arriving
+ * on them from one of the host interface's addresses and from a port we
+ * sent multicast from is dropped (counted as looped).
+ *
+ * Limits: MCAST_MAX_GROUPS groups per guest (further joins are refused and
+ * counted, with one log line each time the limit is reached),
+ * MCAST_PORTS_PER_GROUP ports per group, MCAST_MAX_SOCKETS group sockets in
+ * all. Malformed reports (lengths, checksums, source lists past the end,
+ * group addresses that are not multicast) change nothing and are counted.
+ * Not done: source filtering (INCLUDE/EXCLUDE source lists join any-source),
+ * broadcasts from the host reaching the guest as broadcasts (they arrive on
+ * its flow sockets and -u listeners as unicast datagrams, as before).
+ */
+import type { Config } from "../conf/config.ts";
+import { getAddrs, linkIndex, makeTalk, openNetlink, type NlTalk } from "../conf/netlink.ts";
+import { isEphemeral, probeEphemeral, type PortRange } from "../fwd/ports.ts";
+import { natIn4, natIn6 } from "./nat.ts";
+import { log } from "../log.ts";
+import { Kind } from "../loop/kinds.ts";
+import { EPOLLIN, type Loop } from "../loop/loop.ts";
+import { table } from "../loop/arena.ts";
+import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
+import { sys } from "../native/ffi.ts";
+import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import type { FrameSink } from "../tap/sink.ts";
+import * as w from "../wire/index.ts";
+import {
+  IGMP_IP_HLEN,
+  IGMP_V3_QUERY_LEN,
+  ip4IsMulticast,
+  MCAST_BAD_CSUM,
+  MCAST_IGNORED,
+  MCAST_JOIN,
+  MCAST_MALFORMED,
+  MCAST_NOT_GROUP,
+  newMcastChanges,
+  mcastParseIgmp,
+  mcastParseMld,
+  MLD_HBH_LEN,
+  MLD_V2_QUERY_LEN,
+  QUERY_ROBUSTNESS,
+  writeIgmpQuery,
+  writeMldQuery,
+} from "../wire/igmp.ts";
+import { FlowHash } from "./flowhash.ts";
+
+/** Groups the guest may join at once (IPv4 and IPv6 together). */
+export const MCAST_MAX_GROUPS = 256;
+/** Host sockets (ports) per group. */
+export const MCAST_PORTS_PER_GROUP = 16;
+/** Group sockets in all. */
+export const MCAST_MAX_SOCKETS = 512;
+/** Query interval (RFC 3376 8.2: 125 s); PASTA_MCAST_QUERY_MS overrides it, for tests. */
+export const QUERY_INTERVAL_MS = Number(process.env.PASTA_MCAST_QUERY_MS) || 125_000;
+/** Max response time we ask for (10 s, or half a shorter query interval). */
+const RESPONSE_MS = Math.min(10_000, Math.floor(QUERY_INTERVAL_MS / 2));
+/** Group membership interval (RFC 3376 8.4, RFC 3810 9.4). */
+export const MEMBERSHIP_MS = QUERY_ROBUSTNESS * QUERY_INTERVAL_MS + RESPONSE_MS;
+
+const IPPROTO_IP = 0;
+const IP_TTL = 2;
+const IP_MULTICAST_IF = 32;
+const IP_MULTICAST_TTL = 33;
+const IP_ADD_MEMBERSHIP = 35;
+const IP_MULTICAST_ALL = 49;
+const IPV6_MULTICAST_IF = 17;
+const IPV6_MULTICAST_HOPS = 18;
+const IPV6_JOIN_GROUP = 20;
+const IPV6_MULTICAST_ALL = 29;
+const SO_BROADCAST = 6;
+const EADDRINUSE = 98;
+
+const RECV_BATCH = 32;
+const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
+const LIMITED_BROADCAST = 0xffffffff;
+
+export const mcastStats = {
+  reports: 0,
+  joins: 0,
+  leaves: 0,
+  expired: 0,
+  malformed: 0,
+  badChecksum: 0,
+  notGroup: 0,
+  ignored: 0,
+  groupLimit: 0,
+  socketLimit: 0,
+  sockets: 0,
+  bindFailed: 0,
+  queries: 0,
+  toGuest: 0,
+  fromGuest: 0,
+  sendErrors: 0,
+  looped: 0,
+};
+
+/** The host interface we join groups on, and its addresses (to tell our own looped datagrams). */
+export interface HostIf {
+  ifindex4: number;
+  ifindex6: number;
+  addrs4: number[];
+  addrs6: Uint8Array[];
+}
+
+/**
+ * The interfaces of cfg (ip4.ifname, ip6.ifname) over netlink: index and
+ * addresses. Nothing (index 0: the kernel picks by route) in local mode or
+ * when netlink fails.
+ */
+export function hostIfOf(cfg: Config): HostIf {
+  const out: HostIf = { ifindex4: 0, ifindex6: 0, addrs4: [], addrs6: [] };
+  let fd = -1;
+  try {
+    fd = openNetlink();
+    const talk = makeTalk(fd);
+    if (cfg.ip4?.ifname) {
+      out.ifindex4 = linkIndex(talk, cfg.ip4.ifname);
+      out.addrs4 = addrsOf(talk, 2, out.ifindex4).map((a) => w.rd32(a, 0));
+    }
+    if (cfg.ip6?.ifname) {
+      out.ifindex6 = linkIndex(talk, cfg.ip6.ifname);
+      out.addrs6 = addrsOf(talk, 10, out.ifindex6);
+    }
+  } catch (e) {
+    log.debug(`multicast: host interface: ${(e as Error).message}`);
+  } finally {
+    if (fd >= 0) sys.shim_close(fd);
+  }
+  if (cfg.ip4 && cfg.ip4.addr !== 0 && !out.addrs4.includes(cfg.ip4.addr)) out.addrs4.push(cfg.ip4.addr);
+  return out;
+}
+
+function addrsOf(talk: NlTalk, family: 2 | 10, ifindex: number): Uint8Array[] {
+  return getAddrs(talk, family, ifindex).map((a) => a.addr);
+}
+
+/** Our sockets other than the group sockets: receive no group traffic our memberships would bring. */
+export function noForeignGroups(fd: number, v6: boolean): void {
+  if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0);
+  else sys.shim_setsockopt_int(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+}
+
+export class Mcast {
+  private readonly gV6 = table.u8(MCAST_MAX_GROUPS);
+  private readonly gUsed = table.u8(MCAST_MAX_GROUPS);
+  private readonly gAddr = table.u8(MCAST_MAX_GROUPS * 16);
+  private readonly gExpire = table.f64(MCAST_MAX_GROUPS);
+  private readonly gNPorts = table.u8(MCAST_MAX_GROUPS);
+  private readonly gPort = table.u16(MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP);
+  private readonly gFd = table.i32(MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP).fill(-1);
+  private readonly index = new FlowHash(MCAST_MAX_GROUPS);
+  private nGroups = 0;
+  private nSockets = 0;
+  private limitLogged = false;
+  /** Local ports our flow sockets sent multicast or broadcast from (a bitmap). */
+  private readonly ownPorts = new Uint8Array(65536 / 8);
+  /** Ports bound in the namespace (pasta), read by portSource. */
+  private readonly nsPorts = new Uint8Array(65536 / 8);
+  private readonly eph: PortRange = probeEphemeral();
+  /** pasta: fills a bitmap with the UDP ports bound in the namespace. */
+  portSource: ((found: Uint8Array) => void) | null = null;
+  /** What the report being read asks for. */
+  private readonly changes = newMcastChanges();
+  private readonly sa = new Uint8Array(28);
+  private readonly mreq = new Uint8Array(20);
+  private readonly mac = new Uint8Array(6);
+  private readonly tmpAddr = new Uint8Array(16);
+  private readonly rxAddrs = table.u8(RECV_BATCH * 28);
+  private readonly rxLens = table.u32(RECV_BATCH);
+  private readonly sendOffLen = new Uint32Array(2);
+  private readonly saLen = new Int32Array(1);
+
+  constructor(
+    private readonly cfg: Config,
+    private readonly loop: Loop,
+    private readonly sink: FrameSink,
+    private readonly hostIf: HostIf,
+  ) {
+    loop.on(Kind.MCAST, (ref) => this.onSocket(ref));
+    loop.every(Math.min(1000, QUERY_INTERVAL_MS), (t) => this.expire(t));
+  }
+
+  /** Groups joined, for tests and --debug. */
+  count(): number {
+    return this.nGroups;
+  }
+
+  /** Start querying the guest: now, then every QUERY_INTERVAL_MS. */
+  start(): void {
+    this.query();
+    this.loop.every(QUERY_INTERVAL_MS, () => this.query());
+  }
+
+  // ------------------------------------------------------- reports
+
+  /** An IGMP message from the guest at b[l4], l4len bytes. */
+  igmp(b: Uint8Array, l4: number, l4len: number, t: number): void {
+    this.apply(mcastParseIgmp(b, l4, l4len, this.changes), false, t);
+  }
+
+  /** An MLD message from the guest (ICMPv6 checksum already verified). */
+  mld(b: Uint8Array, l4: number, l4len: number, t: number): void {
+    this.apply(mcastParseMld(b, l4, l4len, this.changes), true, t);
+  }
+
+  private apply(n: number, v6: boolean, t: number): void {
+    if (n < 0) return this.countDrop(n);
+    mcastStats.reports++;
+    if (n > 0 && this.portSource) this.portSource(this.nsPorts);
+    const c = this.changes;
+    for (let k = 0; k < n; k++) {
+      if (!isProxied(c.addr, k * 16, v6)) continue;
+      if (c.action[k] === MCAST_JOIN) this.join(v6, c.addr, k * 16, t);
+      else this.leave(v6, c.addr, k * 16);
+    }
+  }
+
+  private countDrop(n: number): void {
+    if (n === MCAST_MALFORMED) mcastStats.malformed++;
+    else if (n === MCAST_BAD_CSUM) mcastStats.badChecksum++;
+    else if (n === MCAST_NOT_GROUP) mcastStats.notGroup++;
+    else if (n === MCAST_IGNORED) mcastStats.ignored++;
+  }
+
+  private join(v6: boolean, a: Uint8Array, o: number, t: number): void {
+    let g = this.lookup(v6, a, o);
+    if (g < 0) {
+      g = this.insert(v6, a, o);
+      if (g < 0) return;
+      mcastStats.joins++;
+      log.debug(`multicast: guest joined ${groupName(v6, a, o)}`);
+    }
+    this.gExpire[g] = t + MEMBERSHIP_MS;
+    this.addNsPorts(g);
+    this.openMissing(g);
+  }
+
+  private leave(v6: boolean, a: Uint8Array, o: number): void {
+    const g = this.lookup(v6, a, o);
+    if (g < 0) return;
+    mcastStats.leaves++;
+    log.debug(`multicast: guest left ${groupName(v6, a, o)}`);
+    this.remove(g);
+  }
+
+  /** Groups whose membership interval ran out. */
+  private expire(t: number): void {
+    if (this.nGroups === 0) return;
+    for (let g = 0; g < MCAST_MAX_GROUPS; g++) {
+      if (!this.gUsed[g] || this.gExpire[g]! > t) continue;
+      mcastStats.expired++;
+      this.remove(g);
+    }
+  }
+
+  // ------------------------------------------------------- ports and sockets
+
+  /** pasta: the namespace's bound ports (outside the ephemeral range) as ports of group g. */
+  private addNsPorts(g: number): void {
+    if (!this.portSource) return;
+    const m = this.nsPorts;
+    for (let byte = 0; byte < m.length; byte++) {
+      if (m[byte] === 0) continue;
+      for (let bit = 0; bit < 8; bit++) {
+        const p = byte * 8 + bit;
+        if (m[byte]! & (1 << bit) && p > 0 && !isEphemeral(p, this.eph)) this.addPort(g, p);
+      }
+    }
+  }
+
+  /** Port p for group g (no socket yet: openMissing); false when the group has no room. */
+  private addPort(g: number, p: number): boolean {
+    const base = g * MCAST_PORTS_PER_GROUP;
+    const n = this.gNPorts[g]!;
+    for (let k = 0; k < n; k++) if (this.gPort[base + k] === p) return true;
+    if (n === MCAST_PORTS_PER_GROUP) {
+      mcastStats.socketLimit++;
+      return false;
+    }
+    this.gPort[base + n] = p;
+    this.gFd[base + n] = -1;
+    this.gNPorts[g] = n + 1;
+    return true;
+  }
+
+  /** Open the sockets group g lacks. */
+  private openMissing(g: number): void {
+    const base = g * MCAST_PORTS_PER_GROUP;
+    for (let k = 0; k < this.gNPorts[g]!; k++) if (this.gFd[base + k]! < 0) this.openGroupSocket(g, base + k);
+  }
+
+  /** A socket bound to (group g, port of slot s), joined to the group on the host interface. */
+  private openGroupSocket(g: number, s: number): void {
+    if (this.nSockets >= MCAST_MAX_SOCKETS) {
+      mcastStats.socketLimit++;
+      return;
+    }
+    const v6 = this.gV6[g] === 1;
+    const fd = sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) {
+      mcastStats.bindFailed++;
+      return;
+    }
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
+    const sa = this.sa;
+    const len = v6
+      ? sockaddr6(sa, this.gAddr, g * 16, this.gPort[s]!, this.hostIf.ifindex6)
+      : sockaddr4(sa, w.rd32(this.gAddr, g * 16), this.gPort[s]!);
+    let rc = sys.shim_bind(fd, sa, len);
+    if (rc >= 0) rc = this.joinOn(fd, g, v6);
+    if (rc < 0) {
+      if (rc === -EADDRINUSE) log.debug(`multicast: port ${this.gPort[s]} of ${groupName(v6, this.gAddr, g * 16)} is taken`);
+      mcastStats.bindFailed++;
+      sys.shim_close(fd);
+      return;
+    }
+    this.gFd[s] = fd;
+    this.nSockets++;
+    mcastStats.sockets++;
+    this.loop.add(fd, EPOLLIN, Kind.MCAST, s);
+  }
+
+  /** IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP for group g on the host interface. */
+  private joinOn(fd: number, g: number, v6: boolean): number {
+    const m = this.mreq.fill(0);
+    if (v6) {
+      w.copyBytes(m, 0, this.gAddr, g * 16, 16);
+      new DataView(m.buffer).setUint32(16, this.hostIf.ifindex6, true);
+      return sys.shim_setsockopt(fd, IPPROTO_IPV6, IPV6_JOIN_GROUP, m, 20);
+    }
+    w.copyBytes(m, 0, this.gAddr, g * 16, 4);
+    new DataView(m.buffer).setInt32(8, this.hostIf.ifindex4, true);
+    return sys.shim_setsockopt(fd, IPPROTO_IP, IP_ADD_MEMBERSHIP, m, 12);
+  }
+
+  private closeSockets(g: number): void {
+    const base = g * MCAST_PORTS_PER_GROUP;
+    for (let k = 0; k < this.gNPorts[g]!; k++) {
+      const fd = this.gFd[base + k]!;
+      if (fd < 0) continue;
+      this.loop.del(fd);
+      sys.shim_close(fd);
+      this.gFd[base + k] = -1;
+      this.nSockets--;
+    }
+    this.gNPorts[g] = 0;
+  }
+
+  // ------------------------------------------------------- to the guest
+
+  /** Datagrams on group socket slot s: to the guest as multicast frames. */
+  private onSocket(s: number): void {
+    const fd = this.gFd[s]!;
+    if (fd < 0) return;
+    const g = Math.floor(s / MCAST_PORTS_PER_GROUP);
+    const v6 = this.gV6[g] === 1;
+    const hdr = w.ETH_HLEN + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
+    const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
+    const stride = hdr + maxLen + this.sink.frameRoom;
+    for (let round = 0; round < 8; round++) {
+      const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
+      if (base < 0) return;
+      const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
+      if (n <= 0) return;
+      for (let k = 0; k < n; k++) this.toGuest(g, this.gPort[s]!, base + k * stride, k, this.rxLens[k]!, v6);
+      if (n < RECV_BATCH) return;
+    }
+  }
+
+  /** Headers for datagram k (payload in place after them at off), from its sender to group g, port. */
+  private toGuest(g: number, port: number, off: number, k: number, len: number, v6: boolean): void {
+    const b = this.sink.buf;
+    const sa = k * 28;
+    const sport = (this.rxAddrs[sa + 2]! << 8) | this.rxAddrs[sa + 3]!;
+    if (this.isOwn(sa, sport, v6)) {
+      mcastStats.looped++;
+      return;
+    }
+    const ip = off + w.ETH_HLEN;
+    const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
+    groupMac(this.mac, this.gAddr, g * 16, v6);
+    w.writeEth(b, off, this.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
+    if (v6) {
+      natIn6(this.cfg.ip6!, this.rxAddrs, sa + SA6_ADDR, sport, false, this.tmpAddr);
+      w.writeIpv6At(b, ip, this.tmpAddr, 0, this.gAddr, g * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
+    } else {
+      const src = natIn4(this.cfg.ip4!, w.rd32(this.rxAddrs, sa + 4), sport, false);
+      if (src === 0) return;
+      w.writeIpv4(b, ip, src, w.rd32(this.gAddr, g * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
+    }
+    w.writeUdp(b, l4, sport, port, len);
+    if (v6) w.udpSetChecksum6(b, ip, l4);
+    else w.udpSetChecksum4(b, ip, l4);
+    this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+    mcastStats.toGuest++;
+  }
+
+  /** The sender at rxAddrs[sa] is one of our flow sockets (a host address, a port we sent multicast from). */
+  private isOwn(sa: number, sport: number, v6: boolean): boolean {
+    if ((this.ownPorts[sport >> 3]! & (1 << (sport & 7))) === 0) return false;
+    if (!v6) return this.hostIf.addrs4.includes(w.rd32(this.rxAddrs, sa + 4));
+    for (const a of this.hostIf.addrs6) if (w.ip6Equal(this.rxAddrs, sa + SA6_ADDR, a)) return true;
+    return false;
+  }
+
+  // ------------------------------------------------------- from the guest
+
+  /**
+   * Whether the guest's datagram (IP header at b[ip], destination port) goes
+   * to a group or a broadcast address: then it is for send(). A group the
+   * guest joined learns the port.
+   */
+  outbound(b: Uint8Array, ip: number, port: number, v6: boolean): boolean {
+    if (v6) {
+      if (!w.ip6IsMulticast(b, ip + w.IP6_DST)) return false;
+    } else if (!this.isBroadcastOrGroup(w.ipv4Dst(b, ip))) return false;
+    const a = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
+    const g = v6 || ip4IsMulticast(w.ipv4Dst(b, ip)) ? this.lookup(v6, b, a) : -1;
+    if (g >= 0 && port !== 0 && this.addPort(g, port)) this.openMissing(g);
+    return true;
+  }
+
+  private isBroadcastOrGroup(dst: number): boolean {
+    if (ip4IsMulticast(dst) || dst === LIMITED_BROADCAST) return true;
+    const ip4 = this.cfg.ip4!;
+    if (ip4.prefixLen >= 31) return false;
+    const host = (0xffffffff >>> ip4.prefixLen) >>> 0;
+    return (dst & host) >>> 0 === host && ((dst ^ ip4.addr) & ~host) === 0;
+  }
+
+  /** Whether a flow socket for the guest's port should share it with group sockets (SO_REUSEADDR). */
+  sharedPort(port: number): boolean {
+    for (let g = 0; g < MCAST_MAX_GROUPS; g++) {
+      if (!this.gUsed[g]) continue;
+      const base = g * MCAST_PORTS_PER_GROUP;
+      for (let k = 0; k < this.gNPorts[g]!; k++) if (this.gPort[base + k] === port) return true;
+    }
+    return false;
+  }
+
+  /**
+   * Send the guest's datagram (payload p[off..off+len)) to the group or
+   * broadcast destination of the IP header at b[ip], port, through flow
+   * socket fd, with the guest's TTL or hop limit, out of the host interface.
+   */
+  send(fd: number, b: Uint8Array, ip: number, p: Uint8Array, off: number, len: number, port: number, v6: boolean): void {
+    mcastStats.fromGuest++;
+    if (v6) {
+      sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_HOPS, w.ipv6HopLimit(b, ip));
+      if (this.hostIf.ifindex6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_IF, this.hostIf.ifindex6);
+      sockaddr6(this.sa, b, ip + w.IP6_DST, port, this.hostIf.ifindex6);
+    } else {
+      const dst = w.ipv4Dst(b, ip);
+      const group = ip4IsMulticast(dst);
+      if (group) {
+        sys.shim_setsockopt_int(fd, IPPROTO_IP, IP_MULTICAST_TTL, w.ipv4Ttl(b, ip));
+        const m = this.mreq.fill(0);
+        new DataView(m.buffer).setInt32(8, this.hostIf.ifindex4, true);
+        sys.shim_setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, m, 12);
+      } else {
+        sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_BROADCAST, 1);
+        sys.shim_setsockopt_int(fd, IPPROTO_IP, IP_TTL, w.ipv4Ttl(b, ip) || 1);
+      }
+      sockaddr4(this.sa, dst, port);
+    }
+    this.sendOffLen[0] = off;
+    this.sendOffLen[1] = len;
+    if (sys.shim_udp_send_batch(fd, p, this.sendOffLen, 1, this.sa) < 1) mcastStats.sendErrors++;
+    if (!v6 && !ip4IsMulticast(w.ipv4Dst(b, ip))) sys.shim_setsockopt_int(fd, IPPROTO_IP, IP_TTL, -1);
+    this.markOwnPort(fd);
+  }
+
+  /** Remember the local port of flow socket fd: what it sends loops back to our group sockets. */
+  private markOwnPort(fd: number): void {
+    this.saLen[0] = 28;
+    if (sys.shim_getsockname(fd, this.sa, this.saLen) < 0) return;
+    const p = (this.sa[2]! << 8) | this.sa[3]!;
+    this.ownPorts[p >> 3]! |= 1 << (p & 7);
+  }
+
+  // ------------------------------------------------------- querier
+
+  /** General queries to the guest (IGMPv3, MLDv2); ports bound since in the namespace are added to the groups. */
+  private query(): void {
+    if (this.portSource && this.nGroups > 0) {
+      this.portSource(this.nsPorts);
+      for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.addNsPorts(g);
+    }
+    for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.openMissing(g);
+    if (this.cfg.ip4) this.queryIgmp();
+    if (this.cfg.ip6) this.queryMld();
+  }
+
+  private queryIgmp(): void {
+    const len = w.ETH_HLEN + IGMP_IP_HLEN + IGMP_V3_QUERY_LEN;
+    const off = this.sink.alloc(len);
+    if (off < 0) return;
+    const b = this.sink.buf;
+    w.writeEth(b, off, ALL_SYSTEMS_MAC, this.cfg.ourMac, w.ETH_P_IP);
+    writeIgmpQuery(b, off + w.ETH_HLEN, this.cfg.ip4!.gw, RESPONSE_MS, Math.round(QUERY_INTERVAL_MS / 1000));
+    this.sink.commit(off, len);
+    mcastStats.queries++;
+  }
+
+  private queryMld(): void {
+    const plen = MLD_HBH_LEN + MLD_V2_QUERY_LEN;
+    const len = w.ETH_HLEN + w.IPV6_HLEN + plen;
+    const off = this.sink.alloc(len);
+    if (off < 0) return;
+    const b = this.sink.buf;
+    const ip = off + w.ETH_HLEN;
+    w.writeEth(b, off, ALL_NODES_MAC, this.cfg.ourMac, w.ETH_P_IPV6);
+    w.writeIpv6(b, ip, this.cfg.ip6!.ourLL, ALL_NODES6, 0, plen, 1);
+    const q = writeMldQuery(b, ip + w.IPV6_HLEN, RESPONSE_MS, Math.round(QUERY_INTERVAL_MS / 1000));
+    w.icmp6SetChecksum(b, ip, q, MLD_V2_QUERY_LEN);
+    this.sink.commit(off, len);
+    mcastStats.queries++;
+  }
+
+  // ------------------------------------------------------- group table
+
+  private lookup(v6: boolean, a: Uint8Array, o: number): number {
+    const alen = v6 ? 16 : 4;
+    const h = hashGroup(a, o, alen);
+    const idx = this.index;
+    for (let s = idx.start(h); ; s = idx.next(s)) {
+      const g = idx.at(s);
+      if (g < 0) return -1;
+      if (idx.hashOf[g] === h && (this.gV6[g] === 1) === v6 && w.equalBytes(this.gAddr, g * 16, a, o, alen)) return g;
+    }
+  }
+
+  private insert(v6: boolean, a: Uint8Array, o: number): number {
+    if (this.nGroups >= MCAST_MAX_GROUPS) {
+      mcastStats.groupLimit++;
+      if (!this.limitLogged)
+        log.warn(
+          `multicast: the guest's group limit (${MCAST_MAX_GROUPS}) is reached: ${groupName(v6, a, o)} and further groups are not joined`,
+        );
+      this.limitLogged = true;
+      return -1;
+    }
+    let g = 0;
+    while (this.gUsed[g]) g++;
+    const alen = v6 ? 16 : 4;
+    this.gAddr.fill(0, g * 16, g * 16 + 16);
+    w.copyBytes(this.gAddr, g * 16, a, o, alen);
+    this.gV6[g] = v6 ? 1 : 0;
+    this.gUsed[g] = 1;
+    this.gNPorts[g] = 0;
+    this.index.insert(g, hashGroup(a, o, alen));
+    this.nGroups++;
+    return g;
+  }
+
+  private remove(g: number): void {
+    this.closeSockets(g);
+    this.index.remove(g);
+    this.gUsed[g] = 0;
+    this.nGroups--;
+    if (this.nGroups < MCAST_MAX_GROUPS) this.limitLogged = false;
+  }
+
+  /** Leave every group (passt: the guest went away). */
+  reset(): void {
+    for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.remove(g);
+  }
+
+  /** Stop (true) or restart watching the group sockets (passt, while the guest's socket is full). */
+  pauseReceive(paused: boolean): void {
+    for (let s = 0; s < this.gFd.length; s++) if (this.gFd[s]! >= 0) this.loop.mod(this.gFd[s]!, paused ? 0 : EPOLLIN, Kind.MCAST, s);
+  }
+}
+
+const ALL_SYSTEMS_MAC = Uint8Array.of(0x01, 0x00, 0x5e, 0, 0, 1);
+const ALL_NODES_MAC = Uint8Array.of(0x33, 0x33, 0, 0, 0, 1);
+const ALL_NODES6 = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1);
+/** ff02::1:ff00:0/104 (RFC 4291 2.7.1). */
+const SOLICITED_NODE_PREFIX = Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0xff);
+
+/**
+ * Groups we join for the guest: not the all-systems / all-nodes groups
+ * (every node is in them, nothing to join), nor IPv6 solicited-node groups
+ * (neighbour discovery on the guest's link, which we answer ourselves).
+ */
+export function isProxied(a: Uint8Array, o: number, v6: boolean): boolean {
+  if (!v6) return w.rd32(a, o) !== 0xe0000001;
+  if (w.equalBytes(a, o, ALL_NODES6, 0, 16)) return false;
+  return !w.equalBytes(a, o, SOLICITED_NODE_PREFIX, 0, 13);
+}
+
+/** The Ethernet address of group a[o] (RFC 1112 6.4, RFC 2464 7) into mac. */
+export function groupMac(mac: Uint8Array, a: Uint8Array, o: number, v6: boolean): void {
+  if (v6) {
+    mac[0] = 0x33;
+    mac[1] = 0x33;
+    for (let k = 0; k < 4; k++) mac[2 + k] = a[o + 12 + k]!;
+    return;
+  }
+  mac[0] = 0x01;
+  mac[1] = 0x00;
+  mac[2] = 0x5e;
+  mac[3] = a[o + 1]! & 0x7f;
+  mac[4] = a[o + 2]!;
+  mac[5] = a[o + 3]!;
+}
+
+function groupName(v6: boolean, a: Uint8Array, o: number): string {
+  if (!v6) return `${a[o]}.${a[o + 1]}.${a[o + 2]}.${a[o + 3]}`;
+  const words: string[] = [];
+  for (let k = 0; k < 16; k += 2) words.push(((a[o + k]! << 8) | a[o + k + 1]!).toString(16));
+  return words.join(":").replace(/(^|:)0(:0)+(:|$)/, "::");
+}
+
+function hashGroup(a: Uint8Array, o: number, alen: number): number {
+  let h = 0x811c9dc5 ^ alen;
+  for (let k = 0; k < alen; k++) h = Math.imul(h ^ a[o + k]!, 0x01000193);
+  return (h ^ (h >>> 15)) >>> 0;
+}

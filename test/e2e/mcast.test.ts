@@ -1,0 +1,306 @@
+/**
+ * Multicast and broadcast UDP through pasta and passt, end to end, as root
+ * (issue 19; src/flows/mcast.ts), with real tools only:
+ *
+ * - a socat in the guest that joins a group (ip-add-membership /
+ *   ipv6-join-group) receives what the upstream namespace, and a process of
+ *   the host itself, send to the group; the host's eth0 is a member while
+ *   it is (ip maddr), and no longer once it has left;
+ * - what the guest sends to a group reaches a receiver upstream and one on
+ *   the host, with the guest's TTL (tcpdump upstream); a limited broadcast
+ *   reaches upstream too;
+ * - an mDNS query (dig) from the guest is answered by a responder outside
+ *   (test/tools/mdns-responder.ts), by unicast to its port and by multicast
+ *   to a guest that asks from port 5353 and joined 224.0.0.251;
+ * - tshark finds well-formed IGMPv3 and MLDv2 general queries from us in the
+ *   pcap;
+ * - a guest that floods reports for thousands of groups, and malformed
+ *   ones, gets at most MCAST_MAX_GROUPS of them joined, one log line, and
+ *   the drops counted (test/tools/mcast-reports.ts writes them);
+ * - passt, with a relayed guest: the mDNS exchange from port 5353;
+ * - --no-udp: no group is joined.
+ *
+ * Queries every PASTA_MCAST_QUERY_MS = 2 s here, so that memberships also
+ * expire within the test.
+ */
+import { afterAll, beforeAll, expect, test } from "bun:test";
+import { existsSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { ADDR, BUN, TOOLS, createWorld, describeE2E, type Child, type World } from "../world.ts";
+import { startPasta, type PastaSession } from "../tools/pasta-session.ts";
+import { startGuest, startPasst } from "../tools/relay.ts";
+
+const QUERY_MS = 2000;
+const ENV = { PASTA_MCAST_QUERY_MS: String(QUERY_MS) };
+const GROUP4 = "239.1.2.3";
+const GROUP6 = "ff15::1234";
+const RESPONDER = join(TOOLS, "mdns-responder.ts");
+const FLOOD = join(TOOLS, "mcast-reports.ts");
+/** An mDNS query for upstream.local, type A, class IN (printf escapes). */
+const MDNS_QUERY = "\\000\\000\\000\\000\\000\\001\\000\\000\\000\\000\\000\\000\\010upstream\\005local\\000\\000\\001\\000\\001";
+
+describeE2E("multicast (root)", () => {
+  let w: World;
+  let s: PastaSession | null = null;
+  const pcap = () => join(w.dir, "mcast.pcap");
+
+  beforeAll(async () => {
+    w = await createWorld();
+    s = await startPasta(w, ["--config-net", "-p", pcap(), "--stats", "1"], { env: ENV });
+  });
+
+  afterAll(async () => {
+    await s?.stop();
+    await w?.destroy();
+  });
+
+  /** Bounded wait for cond, polling every 100 ms. */
+  async function until(what: string, cond: () => Promise<boolean> | boolean, ms = 15000): Promise<void> {
+    const end = Date.now() + ms;
+    while (Date.now() < end) {
+      if (await cond()) return;
+      await Bun.sleep(100);
+    }
+    throw new Error(`timed out: ${what}\npasta: ${s?.log().slice(-4000)}`);
+  }
+
+  const fileHas = (f: string, text: string) => existsSync(f) && readFileSync(f, "utf8").includes(text);
+  const hostGroups = async () => (await w.exec(w.host, ["ip", "maddr", "show", "dev", "eth0"])).stdout;
+
+  /** A socat in the guest that joins group (v4 or v6) on its eth0 and writes what it receives on port to a file. */
+  function guestReceiver(v6: boolean, group: string, port: number, out: string): Child {
+    const addr = v6 ? `UDP6-RECV:${port},ipv6-join-group=[${group}]:eth0` : `UDP4-RECV:${port},ip-add-membership=${group}:eth0`;
+    return s!.guestSpawn(["socat", "-u", addr, `CREATE:${out}`]);
+  }
+
+  /** Send text to group:port from namespace ns (through its interface ifname) until cond holds (bounded). */
+  async function sendUntil(
+    ns: string | null,
+    v6: boolean,
+    group: string,
+    port: number,
+    ifname: string,
+    text: string,
+    cond: () => boolean,
+  ): Promise<void> {
+    const target = v6
+      ? `UDP6-DATAGRAM:[${group}]:${port},ipv6-join-group=[${group}]:${ifname}`
+      : `UDP4-DATAGRAM:${group}:${port},ip-multicast-if=${ifaddr4(ns)}`;
+    await until(`${text} to ${group}:${port}`, async () => {
+      await w.exec(ns, ["sh", "-c", `echo ${text} | socat -u - '${target}'`]);
+      await Bun.sleep(200);
+      return cond();
+    });
+  }
+
+  function ifaddr4(ns: string | null): string {
+    return ns === w.upstream ? ADDR.gw4 : ADDR.host4;
+  }
+
+  /** The last values of the mcast counters in --stats lines of log. */
+  function counters(log: string): Record<string, number> {
+    const lines = log.split("\n").filter((l) => l.includes("stats:") && l.includes("mcast:"));
+    const m = /mcast: ([^;]*)/.exec(lines.at(-1) ?? "");
+    const out: Record<string, number> = {};
+    const f = (m?.[1] ?? "").trim().split(/\s+/);
+    for (let k = 0; k + 1 < f.length; k += 2) out[f[k]!] = Number(f[k + 1]);
+    return out;
+  }
+
+  /** A responder for upstream.local in the upstream namespace. */
+  async function responder(): Promise<Child> {
+    const r = w.spawn(w.upstream, [BUN, RESPONDER, "--if", ADDR.gw4, "--name", "upstream.local", "--addr", ADDR.gw4]);
+    await r.waitFor("mdns-responder ready", { timeoutMs: 15000 });
+    return r;
+  }
+
+  /**
+   * Through exec (a namespace): an mDNS query to 224.0.0.251:5353, until an
+   * answer comes (bounded); its bytes as latin1. from5353: from port 5353
+   * with the group joined (as a resolver that shares the port does), so
+   * that the answer comes by multicast; else from an ephemeral port ("legacy
+   * unicast", answered by unicast).
+   */
+  async function mdnsQuery(exec: (cmd: string[]) => Promise<{ stdout: string }>, from5353: boolean): Promise<string> {
+    const opts = from5353 ? ",bind=:5353,reuseaddr,ip-add-membership=224.0.0.251:eth0,ip-multicast-ttl=255" : "";
+    for (let i = 0; i < 10; i++) {
+      const r = await exec(["sh", "-c", `printf '${MDNS_QUERY}' | socat -t2 -T2 - 'UDP4-DATAGRAM:224.0.0.251:5353${opts}'`]);
+      if (r.stdout.includes("upstream")) return r.stdout;
+    }
+    return "";
+  }
+
+  test("IPv4: the guest joins a group; what upstream and the host send to it reaches the guest; leaving drops the host's membership", async () => {
+    const out = join(w.dir, "recv4");
+    const rx = guestReceiver(false, GROUP4, 5001, out);
+    await until("the host joined the group", async () => (await hostGroups()).includes(GROUP4));
+    await sendUntil(w.upstream, false, GROUP4, 5001, "gw0", "from-upstream", () => fileHas(out, "from-upstream"));
+    await sendUntil(w.host, false, GROUP4, 5001, "eth0", "from-host", () => fileHas(out, "from-host"));
+    await rx.kill();
+    await until("the host left the group", async () => !(await hostGroups()).includes(GROUP4));
+  });
+
+  test("IPv6: the guest joins a group (MLD); what upstream and the host send to it reaches the guest; leaving drops the membership", async () => {
+    const out = join(w.dir, "recv6");
+    const rx = guestReceiver(true, GROUP6, 5003, out);
+    await until("the host joined the group", async () => (await hostGroups()).includes(GROUP6));
+    await sendUntil(w.upstream, true, GROUP6, 5003, "gw0", "from-upstream6", () => fileHas(out, "from-upstream6"));
+    await sendUntil(w.host, true, GROUP6, 5003, "eth0", "from-host6", () => fileHas(out, "from-host6"));
+    await rx.kill();
+    await until("the host left the group", async () => !(await hostGroups()).includes(GROUP6));
+  });
+
+  test("the guest's group traffic reaches receivers upstream and on the host, with the guest's TTL; a limited broadcast reaches upstream", async () => {
+    const up = join(w.dir, "up4");
+    const onHost = join(w.dir, "host4");
+    const upRx = w.spawn(w.upstream, ["socat", "-u", "UDP4-RECV:5002,ip-add-membership=239.1.2.4:gw0", `CREATE:${up}`]);
+    const hostRx = w.spawn(w.host, ["socat", "-u", "UDP4-RECV:5002,reuseaddr,ip-add-membership=239.1.2.4:eth0", `CREATE:${onHost}`]);
+    const dump = w.spawn(w.upstream, ["tcpdump", "-l", "-n", "-v", "-c", "1", "-i", "gw0", "udp port 5002"]);
+    await dump.waitFor(/listening on/, { stream: "stderr", timeoutMs: 10000 });
+    await until("the guest's datagram upstream and on the host", async () => {
+      await s!.guest(["sh", "-c", "echo from-guest | socat -u - UDP4-DATAGRAM:239.1.2.4:5002,ip-multicast-ttl=7"]);
+      await Bun.sleep(200);
+      return fileHas(up, "from-guest") && fileHas(onHost, "from-guest");
+    });
+    await dump.exited;
+    expect(dump.stdout()).toMatch(/ttl 7\b/);
+    const bcast = join(w.dir, "bcast");
+    const bRx = w.spawn(w.upstream, ["socat", "-u", "UDP4-RECV:5004,so-broadcast", `CREATE:${bcast}`]);
+    await until("the guest's broadcast upstream", async () => {
+      await s!.guest(["sh", "-c", "echo from-guest-bcast | socat -u - UDP4-DATAGRAM:255.255.255.255:5004,broadcast"]);
+      await Bun.sleep(200);
+      return fileHas(bcast, "from-guest-bcast");
+    });
+    for (const c of [upRx, hostRx, bRx]) await c.kill();
+  });
+
+  test("mDNS: a query from the guest is answered from outside, by unicast to an ephemeral port and by multicast to port 5353", async () => {
+    const r = await responder();
+    try {
+      expect(await mdnsQuery((cmd) => s!.guest(cmd), false), r.stdout()).toContain("upstream");
+      expect(r.stdout()).toContain("-> unicast");
+      expect(await mdnsQuery((cmd) => s!.guest(cmd), true), r.stdout()).toContain("upstream");
+      expect(r.stdout()).toContain("port 5353 -> multicast");
+      // our own query, looped back to our socket for the group by the host, did not go back to the guest
+      await until("the looped query counted", () => (counters(s!.log()).looped ?? 0) > 0);
+    } finally {
+      await r.kill();
+    }
+  });
+
+  test("tshark finds well-formed IGMPv3 and MLDv2 general queries from us in the pcap", async () => {
+    await Bun.sleep(QUERY_MS + 500);
+    const q4 = await w.exec(null, [
+      "tshark",
+      "-r",
+      pcap(),
+      "-Y",
+      "igmp.type == 0x11",
+      "-T",
+      "fields",
+      "-e",
+      "ip.src",
+      "-e",
+      "ip.dst",
+      "-e",
+      "ip.ttl",
+      "-e",
+      "igmp.version",
+      "-e",
+      "igmp.max_resp",
+      "-e",
+      "ip.opt.ra",
+    ]);
+    const first4 = q4.stdout.trim().split("\n")[0]!.split("\t");
+    expect(first4.slice(0, 4), q4.stderr).toEqual([ADDR.gw4, "224.0.0.1", "1", "3"]);
+    const q6 = await w.exec(null, [
+      "tshark",
+      "-r",
+      pcap(),
+      "-Y",
+      "icmpv6.type == 130",
+      "-T",
+      "fields",
+      "-e",
+      "ipv6.dst",
+      "-e",
+      "ipv6.hlim",
+      "-e",
+      "icmpv6.mld.maximum_response_code",
+      "-e",
+      "icmpv6.checksum.status",
+    ]);
+    const first6 = q6.stdout.trim().split("\n")[0]!.split("\t");
+    expect(first6[0], q6.stderr).toBe("ff02::1");
+    expect(first6[1]).toBe("1");
+    const bad = await w.exec(null, [
+      "tshark",
+      "-r",
+      pcap(),
+      "-Y",
+      "(igmp || icmpv6.type == 130) && (_ws.malformed || _ws.expert.severity >= warning)",
+    ]);
+    expect(bad.stdout.trim(), bad.stdout).toBe("");
+  });
+
+  test("a flood of reports for thousands of groups and malformed ones: at most 256 joined, one log line, drops counted; groups nobody re-reports expire, a real member's stays", async () => {
+    const keep = join(w.dir, "keep");
+    const rx = guestReceiver(false, "239.1.2.9", 5010, keep);
+    await until("the host joined 239.1.2.9", async () => (await hostGroups()).includes("239.1.2.9"));
+    await Bun.sleep(1500);
+    const before = counters(s!.log());
+    const fds = s!.fdCount();
+    const r = await s!.guest([BUN, FLOOD, "--if", "eth0", "--groups", "3000", "--bad", "10", "--src4", ADDR.host4], { timeoutMs: 60000 });
+    expect(r.code, r.stderr).toBe(0);
+    const sent = JSON.parse(r.stdout.trim());
+    await until("the counters moved", () => (counters(s!.log()).notGroup ?? 0) - (before.notGroup ?? 0) >= sent.notGroup);
+    await Bun.sleep(1500);
+    const after = counters(s!.log());
+    expect(after.malformed! - before.malformed!).toBe(sent.malformed);
+    expect(after.badChecksum! - before.badChecksum!).toBe(sent.badChecksum);
+    expect(after.notGroup! - before.notGroup!).toBe(sent.notGroup);
+    expect(after.groupLimit! - before.groupLimit!).toBeGreaterThan(0);
+    const joined = (await hostGroups()).split("\n").filter((l) => l.includes("239.200.")).length;
+    expect(joined).toBeGreaterThan(0);
+    expect(joined).toBeLessThanOrEqual(256);
+    expect(s!.fdCount() - fds).toBeLessThanOrEqual(512);
+    expect(s!.log().match(/group limit \(256\) is reached/g)?.length).toBe(1);
+    // nobody answers our queries for the flooded groups: gone after the membership interval; the real member stays
+    await until("the flooded groups expired", async () => !(await hostGroups()).includes("239.200."), 20000);
+    expect(await hostGroups()).toContain("239.1.2.9");
+    await sendUntil(w.upstream, false, "239.1.2.9", 5010, "gw0", "still-here", () => fileHas(keep, "still-here"));
+    await rx.kill();
+  }, 90000);
+
+  test("passt: an mDNS exchange from port 5353 through a relayed guest", async () => {
+    const sock = join(w.dir, "passt.socket");
+    const passt = await startPasst(w, ["-s", sock], { env: ENV });
+    const r = await responder();
+    const g = await startGuest(w, ["--socket", sock]);
+    try {
+      for (const cmd of [
+        ["ip", "addr", "add", `${ADDR.host4}/24`, "dev", "eth0"],
+        ["ip", "route", "add", "default", "via", ADDR.gw4],
+      ]) {
+        const res = await g.exec(cmd);
+        expect(res.code, res.stderr).toBe(0);
+      }
+      const answer = await mdnsQuery((cmd) => g.exec(cmd, { timeoutMs: 10000 }), true);
+      expect(answer, r.stdout() + passt.stderr()).toContain("upstream");
+      expect(r.stdout()).toContain("port 5353 -> multicast");
+    } finally {
+      await g.child.kill();
+      await r.kill();
+      await passt.kill();
+    }
+  });
+
+  test("--no-udp: the guest's reports join nothing", async () => {
+    await s!.stop();
+    s = await startPasta(w, ["--config-net", "--no-udp"], { env: ENV });
+    const rx = guestReceiver(false, "239.1.2.5", 5005, join(w.dir, "noudp"));
+    await Bun.sleep(2500);
+    expect(await hostGroups()).not.toContain("239.1.2.5");
+    await rx.kill();
+  });
+});
