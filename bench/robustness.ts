@@ -25,7 +25,9 @@
  *      datagram) started once a second, each given PROBE_S seconds with
  *      the guest's own retries, counted when it got through; the daemon's
  *      CPU time; its descriptors sampled every 100 ms;
- *   3. the flood beside the same iperf3: its rate, as a share of phase 1's.
+ *   3. the same flood again, started a second into the same iperf3 (a
+ *      transfer that exists before the flood): its rate in the seconds
+ *      within the flood, as a share of phase 1's.
  * settleSeconds after the flood: the daemon's descriptors and RSS again.
  *
  * Connections (conns.c): hold N at once through the tap and through the
@@ -207,15 +209,15 @@ class Rig {
     return this.pasta.guest(["prlimit", `--nofile=${NOFILE}:${NOFILE}`, "--", ...cmd], { timeoutMs });
   }
 
-  /** iperf3 -R (the host sends, over a connection the guest opened) for seconds: its rate in Gbit/s, or null. */
-  async iperf(seconds: number): Promise<number | null> {
+  /** iperf3 -R (the host sends, over a connection the guest opened) for seconds: its rate in each second, Gbit/s, or null. */
+  async iperf(seconds: number): Promise<number[] | null> {
     const r = await this.guest(
-      ["iperf3", "-c", ADDR.gw4, "-p", String(IPERF_PORT), "-R", "-t", String(seconds), "-J", "--connect-timeout", "5000"],
+      ["iperf3", "-c", ADDR.gw4, "-p", String(IPERF_PORT), "-R", "-t", String(seconds), "-i", "1", "-J", "--connect-timeout", "5000"],
       (seconds + 30) * 1000,
     );
     try {
-      const bps = JSON.parse(r.stdout).end?.sum_received?.bits_per_second;
-      return typeof bps === "number" ? bps / 1e9 : null;
+      const rates = (JSON.parse(r.stdout).intervals as { sum: { bits_per_second: number } }[]).map((i) => i.sum.bits_per_second / 1e9);
+      return rates.length ? rates : null;
     } catch {
       return null;
     }
@@ -263,10 +265,10 @@ async function runFlood(rig: Rig, f: Flood, io: RobustIo) {
   const rec = (what: string, v: number | null, err?: string) => io.record(row(what), rig.impl.name, v, err);
   if (f.probe === "frag") await rig.pasta.guest(["ip", "route", "add", `${ADDR.gw4}/32`, "dev", "eth0", "mtu", "lock", String(FRAG_MTU)]);
   try {
-    const alone = await rig.iperf(T);
+    const alone = mean(await rig.iperf(T));
     const idle = { fds: rig.fds(), rss: rig.rssMB() };
     const cmds = await f.cmds(rig.tools, rig.pasta);
-    const floods = cmds.map((c) => rig.pasta.guestSpawn(["timeout", String(2 * T + 1), ...c]));
+    let floods = cmds.map((c) => rig.pasta.guestSpawn(["timeout", String(T + 1), ...c]));
     try {
       await Bun.sleep(300);
       // phase 2: the flood alone
@@ -279,15 +281,20 @@ async function runFlood(rig: Rig, f: Flood, io: RobustIo) {
         await Bun.sleep(Math.min(1000, t0 + T * 1000 - performance.now()));
       }
       const cpu = ((rig.cpu() - cpu0) / ((performance.now() - t0) / 1000)) * 100;
-      // phase 3: beside the transfer
-      const during = await rig.iperf(T - 1);
+      await Promise.all(floods.map((c) => c.kill({ graceMs: 1000 })));
+      // phase 3: the flood again, a second into a transfer: its rate in the seconds within the flood
+      const transfer = rig.iperf(T + 2);
+      await Bun.sleep(1000);
+      floods = cmds.map((c) => rig.pasta.guestSpawn(["timeout", String(T), ...c]));
+      const rates = await transfer;
+      const during = rates && rates.length >= T + 1 ? mean(rates.slice(2, T + 1)) : null;
       const peak = await stopFds();
       const through = (await Promise.all(probes)).filter(Boolean).length;
       rec("new connections through", (100 * through) / probes.length);
       rec("daemon CPU during the flood", cpu);
       rec("daemon descriptors at peak, over idle", peak - idle.fds);
       if (alone && during !== null) rec("transfer during the flood, of its rate without", (100 * during) / alone);
-      else rec("transfer during the flood, of its rate without", null, `iperf3: ${alone} Gbit/s alone, ${during} during`);
+      else rec("transfer during the flood, of its rate without", null, `iperf3: ${alone} Gbit/s alone, ${rates?.join(" ")} during`);
     } finally {
       await Promise.all(floods.map((c) => c.kill({ graceMs: 1000 })));
     }
@@ -298,6 +305,11 @@ async function runFlood(rig: Rig, f: Flood, io: RobustIo) {
   } finally {
     if (f.probe === "frag") await rig.pasta.guest(["ip", "route", "del", `${ADDR.gw4}/32`, "dev", "eth0"]);
   }
+}
+
+/** The mean of values, or null for none. */
+function mean(values: number[] | null): number | null {
+  return values?.length ? values.reduce((a, b) => a + b, 0) / values.length : null;
 }
 
 /** Wait (bounded) for the daemon's descriptors to come down to n; returns the count. */
@@ -474,8 +486,8 @@ function markdown(res: Results): string {
     "",
     `Run ${res.date} by \`bun bench/robustness.ts\` (bench/robustness.ts says what each row measures). ` +
       `Each pasta with --config-net and -T PORT, descriptors raised to ${z.nofile}. Each flood runs ${z.floodSeconds} s alone ` +
-      `(a new connection started once a second: a TCP connection, a UDP echo, a ping or a fragmented UDP echo, each given ${PROBE_S} s with the guest's own retries), then as long beside an iperf3 ` +
-      `transfer from the host to the namespace, compared with the same transfer just before; "after" is ${z.settleSeconds} s after the flood. ` +
+      `(a new connection started once a second: a TCP connection, a UDP echo, a ping or a fragmented UDP echo, each given ${PROBE_S} s with the guest's own retries), then again, started a second into an iperf3 ` +
+      `transfer from the host to the namespace: its rate in the seconds within the flood, against the same transfer just before; "after" is ${z.settleSeconds} s after the flood. ` +
       `Connections: ${z.hold} at once, ${z.churn} in sequence and ${z.udpFlows} UDP flows in sequence (or as many as ${z.seqSeconds} s allow).`,
     "",
     `| row | unit | ${impls.map((i) => LABELS[i] ?? i).join(" | ")} | ours ÷ best reference |`,
