@@ -39,11 +39,12 @@
  * Everything stays inside the world's namespaces; every load is bounded in
  * time and count.
  */
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { startPasta, type PastaSession } from "../test/tools/pasta-session.ts";
+import { cpuSeconds, rssBytes } from "../test/tools/proc-stats.ts";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, nofileHardLimit, run, type Child, type World } from "../test/world.ts";
 
 /** The floods, in order. */
@@ -186,23 +187,12 @@ class Rig {
 
   /** The daemon's VmRSS in MB. */
   rssMB(): number {
-    try {
-      const kb = readFileSync(`/proc/${this.pasta.pid}/status`, "utf8").match(/^VmRSS:\s+(\d+) kB/m)?.[1];
-      return kb ? Number(kb) / 1024 : 0;
-    } catch {
-      return 0;
-    }
+    return Math.max(0, rssBytes(this.pasta.pid)) / (1 << 20);
   }
 
   /** The daemon's CPU seconds (user + system) so far. */
   cpu(): number {
-    try {
-      const stat = readFileSync(`/proc/${this.pasta.pid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return (Number(f[11]) + Number(f[12])) / 100;
-    } catch {
-      return 0;
-    }
+    return Math.max(0, cpuSeconds(this.pasta.pid));
   }
 
   guest(cmd: string[], timeoutMs: number) {

@@ -48,6 +48,7 @@ import { join, resolve } from "node:path";
 import { connect as unixConnect } from "node:net";
 import type { Subprocess } from "bun";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, isAlive, run, type Child, type World } from "../test/world.ts";
+import { cpuSeconds } from "../test/tools/proc-stats.ts";
 import { startGuest, type Guest } from "../test/tools/relay.ts";
 import { IMPL_MODES, MODES, STARTUP_ROW, allRows, isMemory, udpLenFor, udpRateFor, windowFor, type Mode, type RowDef } from "./plan.ts";
 import { markdown, median, roundFor, withHeadline, type Cell } from "./report.ts";
@@ -657,14 +658,8 @@ class Env {
 
   /** CPU seconds (user + system) the daemon has used so far; null without one. */
   cpuSeconds(): number | null {
-    if (!this.daemon) return null;
-    try {
-      const stat = readFileSync(`/proc/${this.daemon.pid}/stat`, "utf8");
-      const f = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
-    } catch {
-      return null;
-    }
+    const s = this.daemon ? cpuSeconds(this.daemon.pid) : -1;
+    return s < 0 ? null : s;
   }
 
   async stop() {
@@ -696,9 +691,6 @@ class Env {
     await this.world?.destroy();
   }
 }
-
-/** Clock ticks per second of /proc/PID/stat's times (USER_HZ: 100 on Linux). */
-const CLOCK_TICKS = 100;
 
 function tail(s: string, n = 600): string {
   const t = s.replace(/Failed to send \d+ bytes to syslog\n?/g, "").trim();

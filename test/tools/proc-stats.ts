@@ -23,18 +23,24 @@ export function rssBytes(pid: number): number {
   }
 }
 
-/** Share of one CPU that pid used over the next ms milliseconds (user + system). */
-export async function cpuShare(pid: number, ms: number): Promise<number> {
-  const ticks = () => {
+/** CPU seconds (user + system) pid has used so far, -1 once it is gone. */
+export function cpuSeconds(pid: number): number {
+  try {
     const f = readFileSync(`/proc/${pid}/stat`, "utf8")
       .replace(/^.*\) /s, "")
       .split(" ");
-    return Number(f[11]) + Number(f[12]);
-  };
-  const t0 = ticks();
+    return (Number(f[11]) + Number(f[12])) / 100;
+  } catch {
+    return -1;
+  }
+}
+
+/** Share of one CPU that pid used over the next ms milliseconds (user + system). */
+export async function cpuShare(pid: number, ms: number): Promise<number> {
+  const t0 = cpuSeconds(pid);
   const start = performance.now();
   await Bun.sleep(ms);
-  return (ticks() - t0) / 100 / ((performance.now() - start) / 1000);
+  return (cpuSeconds(pid) - t0) / ((performance.now() - start) / 1000);
 }
 
 /** The network namespace of pid ("net:[inode]"), null once it is gone. */
