@@ -26,6 +26,7 @@
  * address from the source of its IPv6 packets.
  */
 import type { Config } from "./conf/config.ts";
+import { FlowTable } from "./flows/flow.ts";
 import { IcmpFlows } from "./flows/icmp.ts";
 import { fragStats, Reassembler } from "./flows/frag.ts";
 import { TcpFlows, tcpStats } from "./flows/tcp.ts";
@@ -62,6 +63,8 @@ export interface DispatchStats {
 
 export class Dispatcher {
   readonly stats: DispatchStats = { frames: 0, malformed: 0, unhandled: 0, services: 0 };
+  /** Every flow of every protocol (src/flows/flow.ts); pasta's spliced paths use it too. */
+  readonly flows: FlowTable;
   readonly icmp: IcmpFlows;
   readonly tcp: TcpFlows;
   readonly udp: UdpFlows;
@@ -83,7 +86,8 @@ export class Dispatcher {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
   ) {
-    this.icmp = new IcmpFlows(cfg, loop, sink, this.guest);
+    this.flows = new FlowTable(loop);
+    this.icmp = new IcmpFlows(cfg, loop, sink, this.guest, this.flows);
     this.tcp = new TcpFlows(cfg, loop, sink, this.guest);
     this.udp = new UdpFlows(cfg, loop, sink, this.guest);
     this.mcast = cfg.noUdp ? null : new Mcast(cfg, loop, sink, hostIfOf(cfg));

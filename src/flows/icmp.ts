@@ -16,11 +16,16 @@
  * gateway address reaches the host's loopback); replies come from the
  * address the guest asked.
  *
- * The table is bounded (ICMP_MAX_FLOWS, or a share of the descriptor limit,
- * flows/limits.ts); a flow without traffic for ICMP_TIMEOUT_MS is closed.
- * When the table is full, the least recently used flow is closed to make
- * room (found by the same scan that looks for the flow), so that a guest
- * pinging many destinations at once does not keep a new ping from going out.
+ * Each echo flow is a flow of the flow table (src/flows/flow.ts, type
+ * FT_PING): its tap side is keyed by (echo id, remote address), its host
+ * side holds the destination as translated; this module keeps only the
+ * socket and the time of last use, per flow number.
+ *
+ * Flows are bounded (ICMP_MAX_FLOWS, or a share of the descriptor limit,
+ * flows/limits.ts); a flow without traffic for ICMP_TIMEOUT_MS is closed
+ * by the table's timer walk. When the bound is reached, the least recently
+ * used flow (flows/lru.ts) is closed to make room, so that a guest pinging
+ * many destinations at once does not keep a new ping from going out.
  */
 import { ptr, type Pointer } from "bun:ffi";
 import { Kind } from "../loop/kinds.ts";
@@ -28,7 +33,7 @@ import type { Config } from "../conf/config.ts";
 import { log } from "../log.ts";
 import { sys } from "../native/ffi.ts";
 import { natOut4, natOut6 } from "./nat.ts";
-import { SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
+import { SA6_ADDR, SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import type { FrameSink } from "../tap/sink.ts";
 import type { Guest } from "../services/guest.ts";
@@ -36,23 +41,26 @@ import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_ICMP, IPPROTO_ICMPV6, MSG_DONTWAIT, SOCK_DGRAM, SOCK_NONBLOCK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 import { fdBudget } from "./limits.ts";
+import { FLOW_MAX, FT_PING, type FlowTable, flowOf, NO_ADDR, PIF_HOST, PIF_TAP } from "./flow.ts";
+import { UseOrder } from "./lru.ts";
 
 /** Echo flows kept at once (the original keeps one per id, per family). */
 export const ICMP_MAX_FLOWS = 1024;
 /** An echo flow without traffic for this long is closed (the original uses 60 s; PASTA_ICMP_TIMEOUT_MS overrides it, for tests). */
 export const ICMP_TIMEOUT_MS = Number(process.env.PASTA_ICMP_TIMEOUT_MS) || 60_000;
+/** Where a sockaddr_in holds its address. */
+const SA4_ADDR = 4;
 /** Largest echo message we relay (an IPv6 jumbo-less datagram). */
 const MAX_ECHO = 65535;
 
 export const icmpStats = { noSocket: 0, evicted: 0, sent: 0, received: 0, dropped: 0 };
 
 export class IcmpFlows {
-  private readonly fd = table.i32(ICMP_MAX_FLOWS).fill(-1);
-  private readonly v6 = table.u8(ICMP_MAX_FLOWS);
-  private readonly guestId = table.u16(ICMP_MAX_FLOWS);
-  /** Remote address as the guest sees it: IPv4 in the first 4 bytes, or IPv6. */
-  private readonly remote = table.u8(ICMP_MAX_FLOWS * 16);
-  private readonly lastUse = table.f64(ICMP_MAX_FLOWS);
+  // Per flow (src/flows/flow.ts), set when the flow is made:
+  private readonly fd = table.i32(FLOW_MAX);
+  private readonly lastUse = table.f64(FLOW_MAX);
+  /** Flows by use, least recent first (the one closed to make room). */
+  private readonly byUse = new UseOrder();
   private readonly sa = new Uint8Array(28);
   private readonly saLen = new Int32Array(1);
   /** The frame buffer last sent from, and its address (sendto takes the echo message in place). */
@@ -62,7 +70,6 @@ export class IcmpFlows {
   private readonly sinkAddr: number;
   /** Flows at once, at most (see the theory of operation). */
   readonly maxFlows = fdBudget(ICMP_MAX_FLOWS);
-  private nFlows = 0;
   private warned4 = false;
   private warned6 = false;
 
@@ -71,10 +78,11 @@ export class IcmpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
     private readonly guest: Guest,
+    private readonly flows: FlowTable,
   ) {
     this.sinkAddr = ptr(sink.buf);
     loop.on(Kind.ICMP, (i) => this.onReadable(i));
-    loop.every(5000, (t) => this.expire(t));
+    flows.onTimer(FT_PING, 5000, (f, t) => this.expire(f, t));
   }
 
   /** Check once at start whether ping sockets are allowed, and warn once per family if not. */
@@ -109,20 +117,16 @@ export class IcmpFlows {
 
   private echo4(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
     if (len < 8 || b[l4] !== 8 || this.warned4) return;
-    const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
-    const i = this.lookup(0, id, b, ip + 16, 4, now);
-    if (i < 0) return;
     natOut4(this.cfg.ip4!, this.sa, w.ipv4Dst(b, ip), 0, false);
-    this.send(i, b, l4, len, SOCKADDR4_LEN);
+    const i = this.flowFor(false, (b[l4 + 4]! << 8) | b[l4 + 5]!, b, ip + w.IP4_DST, now);
+    if (i >= 0) this.send(i, b, l4, len, SOCKADDR4_LEN);
   }
 
   private echo6(b: Uint8Array, ip: number, l4: number, len: number, now: number): void {
     if (len < 8 || b[l4] !== 128 || this.warned6) return;
-    const id = (b[l4 + 4]! << 8) | b[l4 + 5]!;
-    const i = this.lookup(1, id, b, ip + 24, 16, now);
-    if (i < 0) return;
-    natOut6(this.cfg.ip6!, this.sa, b, ip + 24, 0, false);
-    this.send(i, b, l4, len, SOCKADDR6_LEN);
+    natOut6(this.cfg.ip6!, this.sa, b, ip + w.IP6_DST, 0, false);
+    const i = this.flowFor(true, (b[l4 + 4]! << 8) | b[l4 + 5]!, b, ip + w.IP6_DST, now);
+    if (i >= 0) this.send(i, b, l4, len, SOCKADDR6_LEN);
   }
 
   private send(i: number, b: Uint8Array, l4: number, len: number, saLen: number): void {
@@ -135,44 +139,48 @@ export class IcmpFlows {
     else icmpStats.sent++;
   }
 
-  /** Find or make the flow for (family, guest id, remote address at b[off..off+alen]). */
-  private lookup(v6: number, id: number, b: Uint8Array, off: number, alen: number, now: number): number {
-    let free = -1;
-    let oldest = -1;
-    for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
-      if (this.fd[i]! < 0) {
-        if (free < 0) free = i;
-        continue;
-      }
-      if (oldest < 0 || this.lastUse[i]! < this.lastUse[oldest]!) oldest = i;
-      if (this.v6[i] !== v6 || this.guestId[i] !== id || !this.sameRemote(i, b, off, alen)) continue;
+  /**
+   * The flow of (family, guest echo id, remote address at b[off..]), made
+   * when missing, with the host destination already in this.sa. Its tap side
+   * is keyed by the id and the remote address only (replies go to the
+   * guest's current address): endpoint address unspecified, both ports the
+   * id. Its host side: the destination as translated, the kernel's id
+   * unknown (0).
+   */
+  private flowFor(v6: boolean, id: number, b: Uint8Array, off: number, now: number): number {
+    const ft = this.flows;
+    const sidx = ft.lookup(FT_PING, PIF_TAP, v6, NO_ADDR, 0, id, b, off, id);
+    if (sidx >= 0) {
+      const i = flowOf(sidx);
       this.lastUse[i] = now;
+      this.byUse.touch(i);
       return i;
     }
-    if (this.nFlows >= this.maxFlows) {
+    if (ft.count(FT_PING) >= this.maxFlows) {
       icmpStats.evicted++;
-      this.close(oldest);
-      free = oldest;
+      this.close(this.byUse.oldest());
     }
     const fd = sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
     if (fd < 0) {
       icmpStats.noSocket++;
       return -1;
     }
-    this.fd[free] = fd;
-    this.v6[free] = v6;
-    this.guestId[free] = id;
-    this.remote.set(b.subarray(off, off + alen), free * 16);
-    this.lastUse[free] = now;
-    this.loop.add(fd, EPOLLIN, Kind.ICMP, free);
-    this.nFlows++;
-    return free;
-  }
-
-  private sameRemote(i: number, b: Uint8Array, off: number, alen: number): boolean {
-    const base = i * 16;
-    for (let k = 0; k < alen; k++) if (this.remote[base + k] !== b[off + k]) return false;
-    return true;
+    const i = ft.alloc();
+    if (i < 0) {
+      sys.shim_close(fd);
+      icmpStats.noSocket++;
+      return -1;
+    }
+    ft.initiate(i, PIF_TAP, v6, null, 0, id, b, off, id);
+    ft.target(i, PIF_HOST, this.sa, v6 ? SA6_ADDR : SA4_ADDR, 0, null, 0, 0);
+    ft.setType(i, FT_PING);
+    ft.hashInsert(2 * i);
+    this.fd[i] = fd;
+    this.lastUse[i] = now;
+    this.byUse.append(i);
+    this.loop.add(fd, EPOLLIN, Kind.ICMP, i);
+    ft.activate(i);
+    return i;
   }
 
   /**
@@ -181,9 +189,9 @@ export class IcmpFlows {
    * message, which is committed only for an echo reply.
    */
   private onReadable(i: number): void {
+    if (!this.flows.is(i, FT_PING)) return;
     const fd = this.fd[i]!;
-    if (fd < 0) return;
-    const v6 = this.v6[i] === 1;
+    const v6 = this.flows.v6[i] === 1;
     const hdrs = w.ETH_HLEN + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     for (;;) {
       const off = this.sink.alloc(hdrs + MAX_ECHO);
@@ -193,6 +201,7 @@ export class IcmpFlows {
       if (n < 8) return;
       icmpStats.received++;
       this.lastUse[i] = performance.now();
+      this.byUse.touch(i);
       if (v6) this.toGuest6(i, off, n);
       else this.toGuest4(i, off, n);
     }
@@ -206,8 +215,7 @@ export class IcmpFlows {
     const ip4 = this.cfg.ip4!;
     this.restoreId(b, l4, i);
     w.icmpSetChecksum(b, l4, n);
-    const r = i * 16;
-    const src = ((this.remote[r]! << 24) | (this.remote[r + 1]! << 16) | (this.remote[r + 2]! << 8) | this.remote[r + 3]!) >>> 0;
+    const src = w.rd32(this.flows.oaddr, 32 * i);
     w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, w.ETH_P_IP);
     w.writeIpv4(b, off + w.ETH_HLEN, src, ip4.addr, w.IPPROTO_ICMP, n, 64);
     this.sink.commit(off, w.ETH_HLEN + w.IPV4_HLEN + n);
@@ -221,38 +229,42 @@ export class IcmpFlows {
     const ip6 = this.cfg.ip6!;
     this.restoreId(b, l4, i);
     w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, w.ETH_P_IPV6);
-    w.writeIpv6At(b, ip, this.remote, i * 16, this.guest.addr6Known ? this.guest.addr6 : ip6.addr, 0, w.IPPROTO_ICMPV6, n, 64);
+    w.writeIpv6At(b, ip, this.flows.oaddr, 32 * i, this.guest.addr6Known ? this.guest.addr6 : ip6.addr, 0, w.IPPROTO_ICMPV6, n, 64);
     w.icmp6SetChecksum(b, ip, l4, n);
     this.sink.commit(off, w.ETH_HLEN + w.IPV6_HLEN + n);
   }
 
+  /** The guest's echo id back in the reply (the kernel wrote the socket's own). */
   private restoreId(b: Uint8Array, l4: number, i: number): void {
-    b[l4 + 4] = this.guestId[i]! >>> 8;
-    b[l4 + 5] = this.guestId[i]! & 255;
+    const id = this.flows.eport[2 * i]!;
+    b[l4 + 4] = id >>> 8;
+    b[l4 + 5] = id & 255;
   }
 
-  /** Close flow i's socket and free its slot. */
+  /** Close flow i's socket and free it. */
   private close(i: number): void {
     this.loop.del(this.fd[i]!);
     sys.shim_close(this.fd[i]!);
-    this.fd[i] = -1;
-    this.nFlows--;
+    this.byUse.unlink(i);
+    this.flows.free(i);
   }
 
-  /** Close flows idle for longer than ICMP_TIMEOUT_MS. */
-  private expire(now: number): void {
-    for (let i = 0; i < ICMP_MAX_FLOWS; i++) {
-      if (this.fd[i]! >= 0 && now - this.lastUse[i]! >= ICMP_TIMEOUT_MS) this.close(i);
-    }
+  /** The timer walk (src/flows/flow.ts): close flow i if idle for ICMP_TIMEOUT_MS. */
+  private expire(i: number, now: number): void {
+    if (now - this.lastUse[i]! >= ICMP_TIMEOUT_MS) this.close(i);
   }
 
   /** Open flows, for tests and --debug. */
   count(): number {
-    return this.nFlows;
+    return this.flows.count(FT_PING);
   }
 
   /** Close every echo socket at once (passt: the guest went away). */
   reset(): void {
-    for (let i = 0; i < ICMP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) this.close(i);
+    const ft = this.flows;
+    for (let k = ft.inUse() - 1; k >= 0; k--) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_PING)) this.close(i);
+    }
   }
 }
