@@ -30,6 +30,7 @@ import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { Forwarder } from "./fwd/forward.ts";
+import { forwardedPorts } from "./flows/mcast.ts";
 import type { FwdRule, PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { Kind } from "./loop/kinds.ts";
@@ -135,6 +136,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     spliceMode: "off",
   });
   forwarder.start({ tcp: run.tcp, udp: run.udp, tcpNs: null, udpNs: null });
+  if (dispatcher.mcast) dispatcher.mcast.portSource = forwardedPorts(run.udp);
   if (run.pidFile) writePidFile(run.pidFile);
   if (ids) {
     if (listener) chownQuietly(listener.path, ids);

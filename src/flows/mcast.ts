@@ -18,10 +18,22 @@
  * joined to the group on the host interface. The ports come from:
  *   - the guest's own traffic: a datagram it sends to a group it joined
  *     (mDNS and SSDP send to the port they listen on);
- *   - pasta: the UDP ports bound in the namespace outside the ephemeral
- *     range (read from its /proc net files when a report arrives and at
- *     every query), which covers a receiver that never sends.
- * passt has only the first (nothing tells it what a VM listens on).
+ *   - the group itself, for the well-known ones (mDNS 5353, LLMNR 5355,
+ *     SSDP 1900, WS-Discovery 3702);
+ *   - the port source, read when a report arrives and at every query:
+ *     pasta, the UDP ports bound in the namespace outside the ephemeral
+ *     range (its /proc net files); passt, which can't see a VM's sockets,
+ *     the guest ports -u forwards to. Both cover a receiver that never
+ *     sends.
+ *
+ * Source filters: each record of an IGMPv3 / MLDv2 report changes the
+ * group's filter as RFC 3376 6.4 / RFC 3810 7.4 give it (the guest is the
+ * only host on its link, so its interface state is the group's state; no
+ * per-source timers are needed): INCLUDE or EXCLUDE a list of sources
+ * (SourceFilters; the older versions' reports are EXCLUDE {}). The host
+ * sockets join any-source; a datagram whose source (as the guest sees it)
+ * the filter refuses is dropped before it becomes a frame (counted as
+ * filtered).
  *
  * Every other UDP socket of ours (flows, -u listeners) has
  * IP_MULTICAST_ALL / IPV6_MULTICAST_ALL off, so that our memberships don't
@@ -59,13 +71,15 @@
  * MCAST_PORTS_PER_GROUP ports per group, MCAST_MAX_SOCKETS group sockets in
  * all. Malformed reports (lengths, checksums, source lists past the end,
  * group addresses that are not multicast) change nothing and are counted.
- * Not done: source filtering (INCLUDE/EXCLUDE source lists join any-source),
- * broadcasts from the host reaching the guest as broadcasts (they arrive on
- * its flow sockets and -u listeners as unicast datagrams, as before).
+ * Not done: source-specific joins on the host (the host joins any-source,
+ * so a router that forwards a source-specific group, 232/8, only for
+ * (S,G) joins sends it nothing), broadcasts from the host reaching the
+ * guest as broadcasts (they arrive on its flow sockets and -u listeners as
+ * unicast datagrams, as before).
  */
 import type { Config } from "../conf/config.ts";
 import { getAddrs, linkIndex, makeTalk, openNetlink, type NlTalk } from "../conf/netlink.ts";
-import { isEphemeral, probeEphemeral, type PortRange } from "../fwd/ports.ts";
+import { isEphemeral, probeEphemeral, type PortFwd, type PortRange } from "../fwd/ports.ts";
 import { natIn4, natIn6 } from "./nat.ts";
 import { log } from "../log.ts";
 import { Kind } from "../loop/kinds.ts";
@@ -82,7 +96,10 @@ import {
   ip4IsMulticast,
   MCAST_BAD_CSUM,
   MCAST_IGNORED,
-  MCAST_JOIN,
+  ALLOW_NEW_SOURCES,
+  BLOCK_OLD_SOURCES,
+  CHANGE_TO_EXCLUDE,
+  CHANGE_TO_INCLUDE,
   MCAST_MALFORMED,
   MCAST_NOT_GROUP,
   newMcastChanges,
@@ -90,6 +107,8 @@ import {
   mcastParseMld,
   MLD_HBH_LEN,
   MLD_V2_QUERY_LEN,
+  MODE_IS_EXCLUDE,
+  MODE_IS_INCLUDE,
   QUERY_ROBUSTNESS,
   writeIgmpQuery,
   writeMldQuery,
@@ -141,6 +160,8 @@ export const mcastStats = {
   bindFailed: 0,
   queries: 0,
   toGuest: 0,
+  /** Datagrams for a group from a source the guest's filter refuses. */
+  filtered: 0,
   fromGuest: 0,
   sendErrors: 0,
   looped: 0,
@@ -186,10 +207,110 @@ function addrsOf(talk: NlTalk, family: 2 | 10, ifindex: number): Uint8Array[] {
   return getAddrs(talk, family, ifindex).map((a) => a.addr);
 }
 
+/**
+ * passt: the guest ports the -u rules of fwd forward to, as a port source
+ * (Mcast.portSource). A VM's sockets can't be seen from here, but a port
+ * forwarded to it is one it listens on.
+ */
+export function forwardedPorts(fwd: PortFwd | null): (found: Uint8Array) => void {
+  const ports = new Uint8Array(65536 / 8);
+  for (const r of fwd?.rules ?? []) {
+    for (let p = r.first; p <= r.last; p++) {
+      const t = r.to + p - r.first;
+      ports[t >> 3]! |= 1 << (t & 7);
+    }
+  }
+  return (found) => found.set(ports);
+}
+
 /** Our sockets other than the group sockets: receive no group traffic our memberships would bring. */
 export function noForeignGroups(fd: number, v6: boolean): void {
   if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_MULTICAST_ALL, 0);
   else sys.shim_setsockopt_int(fd, IPPROTO_IP, IP_MULTICAST_ALL, 0);
+}
+
+/** Filter modes of a group (RFC 3376 3.1, RFC 3810 4.2). */
+export const FILTER_INCLUDE = 1;
+export const FILTER_EXCLUDE = 2;
+/** Sources kept per group; a longer list is kept as a wider filter (see SourceFilters). */
+export const MCAST_MAX_SOURCES = 16;
+
+/**
+ * The guest's source filter for each group: INCLUDE or EXCLUDE a list of
+ * sources (4 or 16 bytes each, in 16-byte slots), changed by the records of
+ * its reports. A list that doesn't fit is widened, never narrowed:
+ * INCLUDE falls back to EXCLUDE {} (any source), EXCLUDE keeps the sources
+ * that fit. What passes is then a superset of what the guest asked for,
+ * and its kernel filters the rest again per socket.
+ */
+export class SourceFilters {
+  readonly mode = table.u8(MCAST_MAX_GROUPS);
+  readonly n = table.u8(MCAST_MAX_GROUPS);
+  private readonly addr = table.u8(MCAST_MAX_GROUPS * MCAST_MAX_SOURCES * 16);
+
+  /** Group g's filter becomes mode with the nsrc sources at b[src]. */
+  set(g: number, mode: number, b: Uint8Array, src: number, nsrc: number, v6: boolean): void {
+    this.mode[g] = mode;
+    this.n[g] = 0;
+    this.add(g, b, src, nsrc, v6);
+  }
+
+  /** ALLOW_NEW_SOURCES: the sources at b[src] now pass. */
+  allow(g: number, b: Uint8Array, src: number, nsrc: number, v6: boolean): void {
+    if (this.mode[g] === FILTER_INCLUDE) this.add(g, b, src, nsrc, v6);
+    else this.drop(g, b, src, nsrc, v6);
+  }
+
+  /** BLOCK_OLD_SOURCES: the sources at b[src] no longer pass. */
+  block(g: number, b: Uint8Array, src: number, nsrc: number, v6: boolean): void {
+    if (this.mode[g] === FILTER_INCLUDE) this.drop(g, b, src, nsrc, v6);
+    else this.add(g, b, src, nsrc, v6);
+  }
+
+  /** INCLUDE {}: nothing passes (the group is left). */
+  none(g: number): boolean {
+    return this.mode[g] === FILTER_INCLUDE && this.n[g] === 0;
+  }
+
+  /** Whether a datagram from the source at a[o] passes group g's filter. */
+  passes(g: number, a: Uint8Array, o: number, v6: boolean): boolean {
+    return this.find(g, a, o, v6 ? 16 : 4) >= 0 === (this.mode[g] === FILTER_INCLUDE);
+  }
+
+  private add(g: number, b: Uint8Array, src: number, nsrc: number, v6: boolean): void {
+    const alen = v6 ? 16 : 4;
+    for (let k = 0; k < nsrc; k++) {
+      const a = src + k * alen;
+      if (this.find(g, b, a, alen) >= 0) continue;
+      const n = this.n[g]!;
+      if (n === MCAST_MAX_SOURCES) {
+        if (this.mode[g] === FILTER_INCLUDE) this.set(g, FILTER_EXCLUDE, b, 0, 0, v6);
+        return;
+      }
+      const slot = (g * MCAST_MAX_SOURCES + n) * 16;
+      this.addr.fill(0, slot, slot + 16);
+      w.copyBytes(this.addr, slot, b, a, alen);
+      this.n[g] = n + 1;
+    }
+  }
+
+  private drop(g: number, b: Uint8Array, src: number, nsrc: number, v6: boolean): void {
+    const alen = v6 ? 16 : 4;
+    for (let k = 0; k < nsrc; k++) {
+      const i = this.find(g, b, src + k * alen, alen);
+      if (i < 0) continue;
+      const last = this.n[g]! - 1;
+      const base = g * MCAST_MAX_SOURCES * 16;
+      this.addr.copyWithin(base + i * 16, base + last * 16, base + last * 16 + 16);
+      this.n[g] = last;
+    }
+  }
+
+  private find(g: number, a: Uint8Array, o: number, alen: number): number {
+    const base = g * MCAST_MAX_SOURCES * 16;
+    for (let i = 0; i < this.n[g]!; i++) if (w.equalBytes(this.addr, base + i * 16, a, o, alen)) return i;
+    return -1;
+  }
 }
 
 export class Mcast {
@@ -201,15 +322,16 @@ export class Mcast {
   private readonly gPort = table.u16(MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP);
   private readonly gFd = table.i32(MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP).fill(-1);
   private readonly index = new FlowHash(MCAST_MAX_GROUPS);
+  private readonly filters = new SourceFilters();
   private nGroups = 0;
   private nSockets = 0;
   private limitLogged = false;
   /** Local ports our flow sockets sent multicast or broadcast from (a bitmap). */
   private readonly ownPorts = new Uint8Array(65536 / 8);
-  /** Ports bound in the namespace (pasta), read by portSource. */
-  private readonly nsPorts = new Uint8Array(65536 / 8);
+  /** The guest's ports, as portSource last found them. */
+  private readonly guestPorts = new Uint8Array(65536 / 8);
   private readonly eph: PortRange = probeEphemeral();
-  /** pasta: fills a bitmap with the UDP ports bound in the namespace. */
+  /** Fills a bitmap with the guest's UDP ports: pasta, those bound in the namespace; passt, those -u forwards to. */
   portSource: ((found: Uint8Array) => void) | null = null;
   /** What the report being read asks for. */
   private readonly changes = newMcastChanges();
@@ -247,23 +369,51 @@ export class Mcast {
 
   /** An IGMP message from the guest at b[l4], l4len bytes. */
   igmp(b: Uint8Array, l4: number, l4len: number, t: number): void {
-    this.apply(mcastParseIgmp(b, l4, l4len, this.changes), false, t);
+    this.apply(mcastParseIgmp(b, l4, l4len, this.changes), b, false, t);
   }
 
   /** An MLD message from the guest (ICMPv6 checksum already verified). */
   mld(b: Uint8Array, l4: number, l4len: number, t: number): void {
-    this.apply(mcastParseMld(b, l4, l4len, this.changes), true, t);
+    this.apply(mcastParseMld(b, l4, l4len, this.changes), b, true, t);
   }
 
-  private apply(n: number, v6: boolean, t: number): void {
+  private apply(n: number, b: Uint8Array, v6: boolean, t: number): void {
     if (n < 0) return this.countDrop(n);
     mcastStats.reports++;
-    if (n > 0 && this.portSource) this.portSource(this.nsPorts);
+    if (n > 0 && this.portSource) this.portSource(this.guestPorts);
     const c = this.changes;
-    for (let k = 0; k < n; k++) {
-      if (!isProxied(c.addr, k * 16, v6)) continue;
-      if (c.action[k] === MCAST_JOIN) this.join(v6, c.addr, k * 16, t);
-      else this.leave(v6, c.addr, k * 16);
+    for (let k = 0; k < n; k++) if (isProxied(c.addr, k * 16, v6)) this.record(v6, k, b, t);
+  }
+
+  /**
+   * Record k of the report in b: the guest's interface state for its group
+   * (RFC 3376 6.4 / RFC 3810 7.4, read from the one host on the link): a
+   * join, a leave, or a new source filter.
+   */
+  private record(v6: boolean, k: number, b: Uint8Array, t: number): void {
+    const c = this.changes;
+    const type = c.type[k]!;
+    const nsrc = c.nsrc[k]!;
+    const src = c.src[k]!;
+    let g = this.lookup(v6, c.addr, k * 16);
+    const f = this.filters;
+    if (type === MODE_IS_INCLUDE || type === CHANGE_TO_INCLUDE) {
+      if (nsrc === 0) return this.leave(g, v6, c.addr, k * 16);
+      g = this.join(g, v6, c.addr, k * 16, t);
+      if (g >= 0) f.set(g, FILTER_INCLUDE, b, src, nsrc, v6);
+    } else if (type === MODE_IS_EXCLUDE || type === CHANGE_TO_EXCLUDE) {
+      g = this.join(g, v6, c.addr, k * 16, t);
+      if (g >= 0) f.set(g, FILTER_EXCLUDE, b, src, nsrc, v6);
+    } else if (type === ALLOW_NEW_SOURCES) {
+      if (g < 0 && nsrc === 0) return;
+      const fresh = g < 0;
+      g = this.join(g, v6, c.addr, k * 16, t);
+      if (g < 0) return;
+      if (fresh) f.set(g, FILTER_INCLUDE, b, src, nsrc, v6);
+      else f.allow(g, b, src, nsrc, v6);
+    } else if (type === BLOCK_OLD_SOURCES && g >= 0) {
+      f.block(g, b, src, nsrc, v6);
+      if (f.none(g)) this.leave(g, v6, c.addr, k * 16);
     }
   }
 
@@ -274,21 +424,23 @@ export class Mcast {
     else if (n === MCAST_IGNORED) mcastStats.ignored++;
   }
 
-  private join(v6: boolean, a: Uint8Array, o: number, t: number): void {
-    let g = this.lookup(v6, a, o);
+  /** Group g (-1: not joined yet, the group at a[o]) joined or refreshed; its number, -1 at the limit. */
+  private join(g: number, v6: boolean, a: Uint8Array, o: number, t: number): number {
     if (g < 0) {
       g = this.insert(v6, a, o);
-      if (g < 0) return;
+      if (g < 0) return -1;
+      this.filters.set(g, FILTER_EXCLUDE, a, 0, 0, v6);
       mcastStats.joins++;
       log.debug(`multicast: guest joined ${groupName(v6, a, o)}`);
     }
     this.gExpire[g] = t + MEMBERSHIP_MS;
-    this.addNsPorts(g);
+    this.addGuestPorts(g);
+    this.addWellKnownPorts(g);
     this.openMissing(g);
+    return g;
   }
 
-  private leave(v6: boolean, a: Uint8Array, o: number): void {
-    const g = this.lookup(v6, a, o);
+  private leave(g: number, v6: boolean, a: Uint8Array, o: number): void {
     if (g < 0) return;
     mcastStats.leaves++;
     log.debug(`multicast: guest left ${groupName(v6, a, o)}`);
@@ -307,10 +459,10 @@ export class Mcast {
 
   // ------------------------------------------------------- ports and sockets
 
-  /** pasta: the namespace's bound ports (outside the ephemeral range) as ports of group g. */
-  private addNsPorts(g: number): void {
+  /** The port source's ports (outside the ephemeral range) as ports of group g. */
+  private addGuestPorts(g: number): void {
     if (!this.portSource) return;
-    const m = this.nsPorts;
+    const m = this.guestPorts;
     for (let byte = 0; byte < m.length; byte++) {
       if (m[byte] === 0) continue;
       for (let bit = 0; bit < 8; bit++) {
@@ -318,6 +470,11 @@ export class Mcast {
         if (m[byte]! & (1 << bit) && p > 0 && !isEphemeral(p, this.eph)) this.addPort(g, p);
       }
     }
+  }
+
+  /** The service ports of a well-known group (wellKnownPorts) as ports of group g. */
+  private addWellKnownPorts(g: number): void {
+    for (const p of wellKnownPorts(this.gAddr, g * 16, this.gV6[g] === 1)) this.addPort(g, p);
   }
 
   /** Port p for group g (no socket yet: openMissing); false when the group has no room. */
@@ -433,14 +590,18 @@ export class Mcast {
     const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     groupMac(this.mac, this.gAddr, g * 16, v6);
     w.writeEth(b, off, this.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
-    if (v6) {
-      natIn6(this.cfg.ip6!, this.rxAddrs, sa + SA6_ADDR, sport, false, this.tmpAddr);
-      w.writeIpv6At(b, ip, this.tmpAddr, 0, this.gAddr, g * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
-    } else {
+    if (v6) natIn6(this.cfg.ip6!, this.rxAddrs, sa + SA6_ADDR, sport, false, this.tmpAddr);
+    else {
       const src = natIn4(this.cfg.ip4!, w.rd32(this.rxAddrs, sa + 4), sport, false);
       if (src === 0) return;
-      w.writeIpv4(b, ip, src, w.rd32(this.gAddr, g * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
+      w.wr32(this.tmpAddr, 0, src);
     }
+    if (!this.filters.passes(g, this.tmpAddr, 0, v6)) {
+      mcastStats.filtered++;
+      return;
+    }
+    if (v6) w.writeIpv6At(b, ip, this.tmpAddr, 0, this.gAddr, g * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
+    else w.writeIpv4(b, ip, w.rd32(this.tmpAddr, 0), w.rd32(this.gAddr, g * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
     w.writeUdp(b, l4, sport, port, len);
     if (v6) w.udpSetChecksum6(b, ip, l4);
     else w.udpSetChecksum4(b, ip, l4);
@@ -536,8 +697,8 @@ export class Mcast {
   /** General queries to the guest (IGMPv3, MLDv2); ports bound since in the namespace are added to the groups. */
   private query(): void {
     if (this.portSource && this.nGroups > 0) {
-      this.portSource(this.nsPorts);
-      for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.addNsPorts(g);
+      this.portSource(this.guestPorts);
+      for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.addGuestPorts(g);
     }
     for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.openMissing(g);
     if (this.cfg.ip4) this.queryIgmp();
@@ -640,6 +801,29 @@ export function isProxied(a: Uint8Array, o: number, v6: boolean): boolean {
   if (!v6) return w.rd32(a, o) !== 0xe0000001;
   if (w.equalBytes(a, o, ALL_NODES6, 0, 16)) return false;
   return !w.equalBytes(a, o, SOLICITED_NODE_PREFIX, 0, 13);
+}
+
+/** mDNS, LLMNR, SSDP and WS-Discovery: groups and the ports their services listen on (RFC 6762, RFC 4795, UPnP, WS-Discovery). */
+const WELL_KNOWN: { group: Uint8Array; ports: readonly number[] }[] = [
+  { group: Uint8Array.of(224, 0, 0, 251), ports: [5353] },
+  { group: Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xfb), ports: [5353] },
+  { group: Uint8Array.of(224, 0, 0, 252), ports: [5355] },
+  { group: Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 3), ports: [5355] },
+  { group: Uint8Array.of(239, 255, 255, 250), ports: [1900, 3702] },
+  { group: Uint8Array.of(0xff, 2, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc), ports: [1900, 3702] },
+  { group: Uint8Array.of(0xff, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xc), ports: [1900] },
+];
+const NO_PORTS: readonly number[] = [];
+
+/**
+ * The ports a guest joined to the well-known group at a[o] listens on: a
+ * receiver that has not sent anything yet (passt, which can't see the
+ * VM's sockets) still gets the group's traffic.
+ */
+export function wellKnownPorts(a: Uint8Array, o: number, v6: boolean): readonly number[] {
+  const alen = v6 ? 16 : 4;
+  for (const k of WELL_KNOWN) if (k.group.length === alen && w.equalBytes(a, o, k.group, 0, alen)) return k.ports;
+  return NO_PORTS;
 }
 
 /** The Ethernet address of group a[o] (RFC 1112 6.4, RFC 2464 7) into mac. */

@@ -9,12 +9,13 @@
  * McastChanges (newMcastChanges, made once: no allocation per message); a
  * message that fails any check yields no change at all.
  *
- * What a record means for a proxy that joins any-source on the host (we do
- * not filter by source, RFC 3376 5.1 / RFC 3810 7.1 in their simplest
- * reading): EXCLUDE mode (MODE_IS_EXCLUDE, CHANGE_TO_EXCLUDE) is a join;
- * INCLUDE mode or ALLOW with sources is a join; INCLUDE with no source
- * (CHANGE_TO_INCLUDE {}, MODE_IS_INCLUDE {}) is a leave; BLOCK_OLD changes
- * nothing. Records of unknown types are skipped (RFC 3376 4.2.12).
+ * Each change is a group record as RFC 3376 4.2.12 / RFC 3810 5.2.12 give
+ * it: its type, its group, and where its source list lies in the message
+ * (what the records mean for the guest's filter is flows/mcast.ts's
+ * business). The older messages are read as the records they stand for
+ * (RFC 3376 7.3.2, RFC 3810 8.3.2): an IGMPv1/v2 report or MLDv1 report is
+ * CHANGE_TO_EXCLUDE {} (any source), an IGMPv2 leave or MLD done
+ * CHANGE_TO_INCLUDE {}. Records of unknown types are skipped.
  */
 import { rd16, rd32, wr16, wr32 } from "./bytes.ts";
 import { checksum } from "./checksum.ts";
@@ -40,17 +41,16 @@ const MLD_V2_HDR = 8;
 /** Group record header: type, aux length, source count, then the group (4 or 16 bytes). */
 const REC_HDR = 4;
 
-const MODE_IS_INCLUDE = 1;
-const MODE_IS_EXCLUDE = 2;
-const CHANGE_TO_INCLUDE = 3;
-const CHANGE_TO_EXCLUDE = 4;
-const ALLOW_NEW_SOURCES = 5;
+/** Group record types (RFC 3376 4.2.12, the same numbers in RFC 3810 5.2.12). */
+export const MODE_IS_INCLUDE = 1;
+export const MODE_IS_EXCLUDE = 2;
+export const CHANGE_TO_INCLUDE = 3;
+export const CHANGE_TO_EXCLUDE = 4;
+export const ALLOW_NEW_SOURCES = 5;
+export const BLOCK_OLD_SOURCES = 6;
 
 /** Largest number of changes one message can carry: 8-byte records in a 64 KiB packet. */
 export const MCAST_MAX_CHANGES = 8192;
-
-export const MCAST_JOIN = 1;
-export const MCAST_LEAVE = 2;
 
 /** What a parse returns besides a count: why the message was dropped. */
 export const MCAST_MALFORMED = -1;
@@ -59,16 +59,28 @@ export const MCAST_NOT_GROUP = -3;
 /** A query, or a type this proxy does not act on: not an error. */
 export const MCAST_IGNORED = -4;
 
-/** The changes a message asks for: n entries of (action, group in addr[16k..]). */
+/**
+ * The records a message carries: n entries of (record type, group in
+ * addr[16k..], nsrc[k] sources of 4 or 16 bytes from offset src[k] of the
+ * message's buffer).
+ */
 export interface McastChanges {
   n: number;
-  action: Uint8Array;
+  type: Uint8Array;
   addr: Uint8Array;
+  src: Uint32Array;
+  nsrc: Uint16Array;
 }
 
 /** A table for the largest message's changes, for the parsers to fill. */
 export function newMcastChanges(): McastChanges {
-  return { n: 0, action: new Uint8Array(MCAST_MAX_CHANGES), addr: new Uint8Array(MCAST_MAX_CHANGES * 16) };
+  return {
+    n: 0,
+    type: new Uint8Array(MCAST_MAX_CHANGES),
+    addr: new Uint8Array(MCAST_MAX_CHANGES * 16),
+    src: new Uint32Array(MCAST_MAX_CHANGES),
+    nsrc: new Uint16Array(MCAST_MAX_CHANGES),
+  };
 }
 
 /** IPv4 224.0.0.0/4. */
@@ -87,7 +99,7 @@ export function mcastParseIgmp(b: Uint8Array, o: number, len: number, out: Mcast
   const type = b[o]!;
   if (type === IGMP_V1_REPORT || type === IGMP_V2_REPORT || type === IGMP_V2_LEAVE) {
     if (!ip4IsMulticast(rd32(b, o + 4))) return MCAST_NOT_GROUP;
-    addChange(out, type === IGMP_V2_LEAVE ? MCAST_LEAVE : MCAST_JOIN, b, o + 4, 4);
+    addChange(out, type === IGMP_V2_LEAVE ? CHANGE_TO_INCLUDE : CHANGE_TO_EXCLUDE, b, o + 4, 4, 0, 0);
     return 1;
   }
   if (type !== IGMP_V3_REPORT) return MCAST_IGNORED;
@@ -105,7 +117,7 @@ export function mcastParseMld(b: Uint8Array, o: number, len: number, out: McastC
   if (type === MLD_V1_REPORT || type === MLD_V1_DONE) {
     if (len < MLD_V1_LEN) return MCAST_MALFORMED;
     if (b[o + 8] !== 0xff) return MCAST_NOT_GROUP;
-    addChange(out, type === MLD_V1_DONE ? MCAST_LEAVE : MCAST_JOIN, b, o + 8, 16);
+    addChange(out, type === MLD_V1_DONE ? CHANGE_TO_INCLUDE : CHANGE_TO_EXCLUDE, b, o + 8, 16, 0, 0);
     return 1;
   }
   if (type !== MLD_V2_REPORT) return MCAST_IGNORED;
@@ -126,34 +138,22 @@ function parseRecords(b: Uint8Array, p: number, end: number, nrec: number, alen:
     q = next;
   }
   for (let k = 0; k < nrec; k++) {
-    const action = recordAction(b[p]!, rd16(b, p + 2));
-    if (action !== 0) addChange(out, action, b, p + REC_HDR, alen);
-    p += REC_HDR + alen + rd16(b, p + 2) * alen + b[p + 1]! * 4;
+    const type = b[p]!;
+    const nsrc = rd16(b, p + 2);
+    if (type >= MODE_IS_INCLUDE && type <= BLOCK_OLD_SOURCES) addChange(out, type, b, p + REC_HDR, alen, p + REC_HDR + alen, nsrc);
+    p += REC_HDR + alen + nsrc * alen + b[p + 1]! * 4;
   }
   return out.n;
 }
 
-/** MCAST_JOIN, MCAST_LEAVE or 0 (no change) for a record of type with nsrc sources. */
-function recordAction(type: number, nsrc: number): number {
-  switch (type) {
-    case MODE_IS_EXCLUDE:
-    case CHANGE_TO_EXCLUDE:
-      return MCAST_JOIN;
-    case MODE_IS_INCLUDE:
-    case CHANGE_TO_INCLUDE:
-      return nsrc > 0 ? MCAST_JOIN : MCAST_LEAVE;
-    case ALLOW_NEW_SOURCES:
-      return nsrc > 0 ? MCAST_JOIN : 0;
-    default:
-      return 0;
-  }
-}
-
-function addChange(out: McastChanges, action: number, b: Uint8Array, a: number, alen: number): void {
+/** Record k: type, the group at b[a] (alen bytes), nsrc sources from b[src]. */
+function addChange(out: McastChanges, type: number, b: Uint8Array, a: number, alen: number, src: number, nsrc: number): void {
   const k = out.n++;
-  out.action[k] = action;
+  out.type[k] = type;
   out.addr.fill(0, k * 16, k * 16 + 16);
   for (let i = 0; i < alen; i++) out.addr[k * 16 + i] = b[a + i]!;
+  out.src[k] = src;
+  out.nsrc[k] = nsrc;
 }
 
 // ------------------------------------------------------------- queries

@@ -17,7 +17,10 @@
  * - a guest that floods reports for thousands of groups, and malformed
  *   ones, gets at most MCAST_MAX_GROUPS of them joined, one log line, and
  *   the drops counted (test/tools/mcast-reports.ts writes them);
- * - passt, with a relayed guest: the mDNS exchange from port 5353;
+ * - a guest joined for one source only (IGMPv3 INCLUDE, iperf2's
+ *   --ssm-host) gets no frame from another source (pcap);
+ * - passt, with a relayed guest: the mDNS exchange from port 5353, and a
+ *   guest that only listens (a port forwarded with -u, mDNS's port);
  * - --no-udp: no group is joined.
  *
  * Queries every PASTA_MCAST_QUERY_MS = 2 s here, so that memberships also
@@ -212,6 +215,54 @@ describeE2E("multicast (root)", () => {
     for (const c of [upRx, hostRx, bRx]) await c.kill();
   });
 
+  /** The frames to the guest's UDP port in the pcap: source address and payload (as text). */
+  async function framesTo(port: number): Promise<{ src: string; text: string }[]> {
+    const r = await w.exec(null, [
+      "tshark",
+      "-r",
+      pcap(),
+      "-Y",
+      `udp.dstport == ${port}`,
+      "-T",
+      "fields",
+      "-e",
+      "ip.src",
+      "-e",
+      "data.data",
+    ]);
+    return r.stdout
+      .trim()
+      .split("\n")
+      .filter((l) => l.includes("\t"))
+      .map((l) => {
+        const [src, hex] = l.split("\t");
+        return { src: src!, text: Buffer.from(hex!.replace(/:/g, ""), "hex").toString() };
+      });
+  }
+
+  test("source filters: a guest joined to a group for one source (IGMPv3 INCLUDE, iperf2 --ssm-host) gets nothing from another", async () => {
+    const group = "239.1.2.6";
+    const rx = s!.guestSpawn(["iperf", "-s", "-u", "-p", "5020", "-B", `${group}%eth0`, "-H", ADDR.gw4]);
+    await until("the host joined the group", async () => (await hostGroups()).includes(group));
+    const send = (text: string, from: string) =>
+      w.exec(w.upstream, ["sh", "-c", `echo ${text} | socat -u - 'UDP4-DATAGRAM:${group}:5020,bind=${from},ip-multicast-if=${ADDR.gw4}'`]);
+    const arrived = async (text: string) => (await framesTo(5020)).some((f) => f.text.startsWith(text));
+    await until("the included source's datagram", async () => {
+      await send("from-gw", ADDR.gw4);
+      return arrived("from-gw");
+    });
+    // datagrams from another source, then one more from the included one: once that one is in, the others would have been too
+    for (let i = 0; i < 3; i++) await send("from-remote", ADDR.remote4);
+    await until("the last datagram from the included source", async () => {
+      await send("last-from-gw", ADDR.gw4);
+      return arrived("last-from-gw");
+    });
+    const sources = new Set((await framesTo(5020)).map((f) => f.src));
+    expect([...sources]).toEqual([ADDR.gw4]);
+    await until("the refused ones counted", () => (counters(s!.log()).filtered ?? 0) >= 3);
+    await rx.kill();
+  });
+
   test("mDNS: a query from the guest is answered from outside, by unicast to an ephemeral port and by multicast to port 5353", async () => {
     const r = await responder();
     try {
@@ -330,6 +381,31 @@ describeE2E("multicast (root)", () => {
     } finally {
       await g.child.kill();
       await r.kill();
+      await passt.kill();
+    }
+  });
+
+  test("passt: a guest that only listens gets group traffic on a port forwarded with -u and on mDNS's port", async () => {
+    const sock = join(w.dir, "passt-listen.socket");
+    const passt = await startPasst(w, ["-s", sock, "-u", "5031"], { env: ENV });
+    const g = await startGuest(w, ["--socket", sock]);
+    const outU = join(w.dir, "passt-listen-u");
+    const outM = join(w.dir, "passt-listen-mdns");
+    try {
+      const res = await g.exec(["ip", "addr", "add", `${ADDR.host4}/24`, "dev", "eth0"]);
+      expect(res.code, res.stderr).toBe(0);
+      const rxU = g.spawn(["socat", "-u", "UDP4-RECV:5031,ip-add-membership=239.1.2.8:eth0", `CREATE:${outU}`]);
+      const rxM = g.spawn(["socat", "-u", "UDP4-RECV:5353,ip-add-membership=224.0.0.251:eth0", `CREATE:${outM}`]);
+      await until("the host joined both groups", async () => {
+        const m = await hostGroups();
+        return m.includes("239.1.2.8") && m.includes("224.0.0.251");
+      });
+      await sendUntil(w.upstream, false, "239.1.2.8", 5031, "gw0", "to-listener", () => fileHas(outU, "to-listener"));
+      await sendUntil(w.upstream, false, "224.0.0.251", 5353, "gw0", "to-mdns", () => fileHas(outM, "to-mdns"));
+      await rxU.kill();
+      await rxM.kill();
+    } finally {
+      await g.child.kill();
       await passt.kill();
     }
   });

@@ -6,15 +6,23 @@
  * nothing.
  */
 import { describe, expect, test } from "bun:test";
-import { groupMac, isProxied } from "../../src/flows/mcast.ts";
+import {
+  FILTER_EXCLUDE,
+  FILTER_INCLUDE,
+  groupMac,
+  isProxied,
+  MCAST_MAX_SOURCES,
+  SourceFilters,
+  wellKnownPorts,
+} from "../../src/flows/mcast.ts";
 import { checksum, l4Checksum6 } from "../../src/wire/checksum.ts";
 import {
   IGMP_IP_HLEN,
   IGMP_V3_QUERY_LEN,
+  CHANGE_TO_EXCLUDE as TO_EX,
+  CHANGE_TO_INCLUDE as TO_IN,
   MCAST_BAD_CSUM,
   MCAST_IGNORED,
-  MCAST_JOIN,
-  MCAST_LEAVE,
   MCAST_MALFORMED,
   MCAST_NOT_GROUP,
   newMcastChanges,
@@ -56,7 +64,7 @@ function v3report(records: { type: number; group: number[]; sources?: number[][]
 
 function changes(): [number, string][] {
   const list: [number, string][] = [];
-  for (let k = 0; k < out.n; k++) list.push([out.action[k]!, Buffer.from(out.addr.subarray(k * 16, k * 16 + 16)).toString("hex")]);
+  for (let k = 0; k < out.n; k++) list.push([out.type[k]!, Buffer.from(out.addr.subarray(k * 16, k * 16 + 16)).toString("hex")]);
   return list;
 }
 
@@ -64,16 +72,17 @@ const G1 = [239, 1, 2, 3];
 const G1HEX = "ef010203" + "00".repeat(12);
 
 describe("IGMP reports", () => {
-  test("v1 and v2 reports join, v2 leaves leave", () => {
+  test("v1 and v2 reports read as TO_EX {} (any source), v2 leaves as TO_IN {}", () => {
     expect(mcastParseIgmp(igmp([0x16, 0, 0, 0, ...G1]), 0, 8, out)).toBe(1);
-    expect(changes()).toEqual([[MCAST_JOIN, G1HEX]]);
+    expect(changes()).toEqual([[TO_EX, G1HEX]]);
+    expect(out.nsrc[0]).toBe(0);
     expect(mcastParseIgmp(igmp([0x12, 0, 0, 0, ...G1]), 0, 8, out)).toBe(1);
-    expect(changes()).toEqual([[MCAST_JOIN, G1HEX]]);
+    expect(changes()).toEqual([[TO_EX, G1HEX]]);
     expect(mcastParseIgmp(igmp([0x17, 0, 0, 0, ...G1]), 0, 8, out)).toBe(1);
-    expect(changes()).toEqual([[MCAST_LEAVE, G1HEX]]);
+    expect(changes()).toEqual([[TO_IN, G1HEX]]);
   });
 
-  test("v3 records: EXCLUDE joins, INCLUDE {} leaves, INCLUDE with sources and ALLOW join, BLOCK and unknown types change nothing", () => {
+  test("v3 records: every known type with its group and where its sources are; unknown types skipped", () => {
     const m = v3report([
       { type: 4, group: G1 },
       { type: 2, group: [224, 0, 0, 251] },
@@ -91,14 +100,24 @@ describe("IGMP reports", () => {
       { type: 6, group: [239, 6, 6, 6], sources: [[192, 0, 2, 1]] },
       { type: 99, group: [239, 5, 5, 5] },
     ]);
-    expect(mcastParseIgmp(m, 0, m.length, out)).toBe(5);
+    expect(mcastParseIgmp(m, 0, m.length, out)).toBe(6);
     expect(changes().map(([a, g]) => [a, g.slice(0, 8)])).toEqual([
-      [MCAST_JOIN, "ef010203"],
-      [MCAST_JOIN, "e00000fb"],
-      [MCAST_LEAVE, "ef090909"],
-      [MCAST_JOIN, "ef080808"],
-      [MCAST_JOIN, "ef070707"],
+      [4, "ef010203"],
+      [2, "e00000fb"],
+      [3, "ef090909"],
+      [1, "ef080808"],
+      [5, "ef070707"],
+      [6, "ef060606"],
     ]);
+    const sources = (k: number) =>
+      Array.from({ length: out.nsrc[k]! }, (_, i) => Array.from(m.subarray(out.src[k]! + 4 * i, out.src[k]! + 4 * i + 4)));
+    expect(sources(0)).toEqual([]);
+    expect(sources(3)).toEqual([[192, 0, 2, 1]]);
+    expect(sources(4)).toEqual([
+      [192, 0, 2, 1],
+      [192, 0, 2, 9],
+    ]);
+    expect(sources(5)).toEqual([[192, 0, 2, 1]]);
   });
 
   test("a report inside a frame: offsets are honoured", () => {
@@ -171,7 +190,7 @@ describe("MLD reports", () => {
     const l4 = 14 + 40 + 8;
     expect(l4Checksum6(f, 14, l4, f.length - l4, IPPROTO_ICMPV6)).toBe(0);
     expect(mcastParseMld(f, l4, f.length - l4, out)).toBe(1);
-    expect(changes()).toEqual([[MCAST_JOIN, "ff0200000000000000000001ffcd1588"]]);
+    expect(changes()).toEqual([[TO_EX, "ff0200000000000000000001ffcd1588"]]);
     expect(isProxied(out.addr, 0, true)).toBe(false);
   });
 
@@ -181,10 +200,10 @@ describe("MLD reports", () => {
     v1[0] = 131;
     v1.set(grp, 8);
     expect(mcastParseMld(v1, 0, 24, out)).toBe(1);
-    expect(changes()).toEqual([[MCAST_JOIN, "ff150000000000000000000000001234"]]);
+    expect(changes()).toEqual([[TO_EX, "ff150000000000000000000000001234"]]);
     v1[0] = 132;
     expect(mcastParseMld(v1, 0, 24, out)).toBe(1);
-    expect(changes()[0]![0]).toBe(MCAST_LEAVE);
+    expect(changes()[0]![0]).toBe(TO_IN);
     expect(mcastParseMld(v1, 0, 20, out)).toBe(MCAST_MALFORMED);
     const v2 = new Uint8Array(8 + 2 * 20);
     v2[0] = 143;
@@ -194,7 +213,7 @@ describe("MLD reports", () => {
     v2[28] = 3;
     v2.set(grp, 32);
     expect(mcastParseMld(v2, 0, v2.length, out)).toBe(2);
-    expect(changes().map((c) => c[0])).toEqual([MCAST_JOIN, MCAST_LEAVE]);
+    expect(changes().map((c) => c[0])).toEqual([TO_EX, TO_IN]);
     // a source list past the end, and a group that is not multicast
     const bad = v2.slice();
     bad[28 + 3] = 1;
@@ -251,5 +270,65 @@ describe("queries and group addresses", () => {
     expect(isProxied(Uint8Array.of(224, 0, 0, 251), 0, false)).toBe(true);
     expect(isProxied(hex("ff020000000000000000000000000001"), 0, true)).toBe(false);
     expect(isProxied(hex("ff0200000000000000000000000000fb"), 0, true)).toBe(true);
+  });
+});
+
+describe("source filters (the guest's INCLUDE / EXCLUDE lists)", () => {
+  const A = Uint8Array.of(192, 0, 2, 1);
+  const B = Uint8Array.of(198, 51, 100, 1);
+  const C = Uint8Array.of(203, 0, 113, 7);
+  const AB = Uint8Array.of(...A, ...B);
+  const passing = (f: SourceFilters, g: number) => [A, B, C].map((s) => f.passes(g, s, 0, false));
+
+  test("INCLUDE passes its sources only, EXCLUDE all but its own; ALLOW and BLOCK change each as RFC 3376 6.4 says", () => {
+    const f = new SourceFilters();
+    f.set(3, FILTER_EXCLUDE, AB, 0, 0, false);
+    expect(passing(f, 3)).toEqual([true, true, true]);
+    f.set(3, FILTER_INCLUDE, AB, 0, 1, false);
+    expect(passing(f, 3)).toEqual([true, false, false]);
+    f.allow(3, AB, 4, 1, false);
+    expect(passing(f, 3)).toEqual([true, true, false]);
+    f.block(3, AB, 0, 1, false);
+    expect(passing(f, 3)).toEqual([false, true, false]);
+    expect(f.none(3)).toBe(false);
+    f.block(3, AB, 4, 1, false);
+    expect(f.none(3)).toBe(true);
+    f.set(3, FILTER_EXCLUDE, AB, 0, 2, false);
+    expect(passing(f, 3)).toEqual([false, false, true]);
+    f.allow(3, AB, 0, 1, false);
+    expect(passing(f, 3)).toEqual([true, false, true]);
+    f.block(3, C, 0, 1, false);
+    expect(passing(f, 3)).toEqual([true, false, false]);
+    // another group is untouched
+    f.set(4, FILTER_INCLUDE, B, 0, 1, false);
+    expect(passing(f, 4)).toEqual([false, true, false]);
+    expect(passing(f, 3)).toEqual([true, false, false]);
+  });
+
+  test("IPv6 sources, 16 bytes each", () => {
+    const f = new SourceFilters();
+    const s6 = hex("20010db8000100000000000000000001" + "20010db8000000000000000000000001");
+    f.set(0, FILTER_INCLUDE, s6, 0, 1, true);
+    expect(f.passes(0, s6, 0, true)).toBe(true);
+    expect(f.passes(0, s6, 16, true)).toBe(false);
+  });
+
+  test("a list longer than the table widens the filter, never narrows it", () => {
+    const f = new SourceFilters();
+    const many = new Uint8Array(4 * (MCAST_MAX_SOURCES + 1));
+    for (let i = 0; i <= MCAST_MAX_SOURCES; i++) many.set([10, 0, 0, i + 1], 4 * i);
+    f.set(1, FILTER_INCLUDE, many, 0, MCAST_MAX_SOURCES + 1, false);
+    expect(f.mode[1]).toBe(FILTER_EXCLUDE);
+    expect(passing(f, 1)).toEqual([true, true, true]);
+    f.set(2, FILTER_EXCLUDE, many, 0, MCAST_MAX_SOURCES + 1, false);
+    expect(f.passes(2, many, 0, false)).toBe(false);
+    expect(f.passes(2, many, 4 * MCAST_MAX_SOURCES, false)).toBe(true);
+  });
+
+  test("well-known groups carry their service's port", () => {
+    expect(wellKnownPorts(Uint8Array.of(224, 0, 0, 251), 0, false)).toEqual([5353]);
+    expect(wellKnownPorts(hex("ff0200000000000000000000000000fb"), 0, true)).toEqual([5353]);
+    expect(wellKnownPorts(Uint8Array.of(239, 255, 255, 250), 0, false)).toEqual([1900, 3702]);
+    expect(wellKnownPorts(Uint8Array.of(239, 1, 2, 3), 0, false)).toEqual([]);
   });
 });
