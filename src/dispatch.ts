@@ -89,7 +89,7 @@ export class Dispatcher {
     this.flows = new FlowTable(loop);
     this.icmp = new IcmpFlows(cfg, loop, sink, this.guest, this.flows);
     this.tcp = new TcpFlows(cfg, loop, sink, this.guest);
-    this.udp = new UdpFlows(cfg, loop, sink, this.guest);
+    this.udp = new UdpFlows(cfg, loop, sink, this.guest, this.flows);
     this.mcast = cfg.noUdp ? null : new Mcast(cfg, loop, sink, hostIfOf(cfg));
     this.udp.mcast = this.mcast;
     loop.every(1000, (t) => this.frags.expire(t));

@@ -36,12 +36,19 @@
  * TypeScript. IP fragments from the guest are reassembled (flows/frag.ts)
  * and the whole datagram is sent.
  *
+ * Flows are flows of the flow table (src/flows/flow.ts, type FT_UDP): the
+ * side on the tap, the one in the index, holds the guest's address and port
+ * and nothing of the other end (any destination); the host side our port.
+ * The side that started the flow is side 0: the tap for a datagram from the
+ * guest, the host for one that arrived on a -u socket.
+ *
  * Limits: maxFlows sockets at once (UDP_MAX_FLOWS, or a share of the
  * descriptor limit, flows/limits.ts); a flow idle for UDP_TIMEOUT_MS is
- * closed (PASTA_UDP_TIMEOUT_MS overrides it, for tests). Flows are kept in
- * least-recently-used order (a flow moves to the end of the list whenever a
- * datagram passes either way): when the table is full, or socket() runs out
- * of descriptors, the least recently used flow is closed to make room. A
+ * closed by the table's timer walk (PASTA_UDP_TIMEOUT_MS overrides it, for
+ * tests). Flows are kept in least-recently-used order (flows/lru.ts: a flow
+ * moves to the end whenever a datagram passes either way): when the bound
+ * is reached, or socket() runs out of descriptors, the least recently used
+ * flow is closed to make room. A
  * guest flooding from a new port every datagram so churns through its own
  * flood's flows, and a flow in use, or a new one, still gets through.
  */
@@ -59,7 +66,8 @@ import * as w from "../wire/index.ts";
 import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 import { EMFILE, ENFILE } from "../native/consts.ts";
-import { FlowHash, flowKeyHash } from "./flowhash.ts";
+import { FLOW_MAX, FT_UDP, type FlowTable, flowOf, NO_ADDR, PIF_HOST, PIF_TAP } from "./flow.ts";
+import { UseOrder } from "./lru.ts";
 import { fdBudget } from "./limits.ts";
 
 /** Guest (address, port) pairs with a socket at once. */
@@ -85,45 +93,39 @@ export interface UdpListener {
   target: number;
   /** The rule's target address (4 or 16 bytes), null: the guest's own (-u) or loopback (-U). */
   taddr: Uint8Array | null;
+  /** The address it is bound to (4 or 16 bytes; all zero: any). */
+  addr: Uint8Array;
 }
 
 /** SO_RCVBUF of -u sockets (and of the spliced path's, flows/udpsplice.ts). */
 export const LISTEN_RCVBUF = 4 << 20;
 /** Datagrams from the guest queued for one sendmmsg flush. */
 const SEND_QUEUE = 64;
-/** A UDP flow is keyed by its guest side only: the other side of its key hash is empty. */
-const NO_ADDR = new Uint8Array(16);
 
 export const udpStats = { fromGuest: 0, toGuest: 0, evicted: 0, sendErrors: 0, noSocket: 0, noSource: 0 };
 
 export class UdpFlows {
-  private readonly fd = table.i32(UDP_MAX_FLOWS).fill(-1);
+  // Per flow (src/flows/flow.ts), set when the flow is made:
+  /** The flow's socket. */
+  private readonly fd = table.i32(FLOW_MAX);
   /** 1 when the socket belongs to this flow (0: a shared -u listener). */
-  private readonly owned = table.u8(UDP_MAX_FLOWS);
-  private readonly v6 = table.u8(UDP_MAX_FLOWS);
-  private readonly guestAddr = table.u8(UDP_MAX_FLOWS * 16);
-  private readonly guestPort = table.u16(UDP_MAX_FLOWS);
-  private readonly lastUse = table.f64(UDP_MAX_FLOWS);
+  private readonly owned = table.u8(FLOW_MAX);
+  private readonly lastUse = table.f64(FLOW_MAX);
   /** 1 once the flow sent to the --dns-forward address: replies from the resolver then appear from it. */
-  private readonly dnsFwd = table.u8(UDP_MAX_FLOWS);
+  private readonly dnsFwd = table.u8(FLOW_MAX);
   /**
    * Port of the last sender whose own address is the one that stands for the
    * host's loopback (a host out there, not our loopback: e.g. the gateway
    * talking to a -u port), 0 for none. The guest's datagrams to that address
    * and port go to it, not to the host's loopback.
    */
-  private readonly mappedPeerPort = table.u16(UDP_MAX_FLOWS);
-  /** Flows by the guest's (address, port). */
-  private readonly index = new FlowHash(UDP_MAX_FLOWS);
-  /** The use list, least recently used first: neighbours of each flow (-1: none). */
-  private readonly usePrev = table.i32(UDP_MAX_FLOWS);
-  private readonly useNext = table.i32(UDP_MAX_FLOWS);
-  private useHead = -1;
-  private useTail = -1;
+  private readonly mappedPeerPort = table.u16(FLOW_MAX);
+  /** Flows by use, least recent first (the one closed to make room). */
+  private readonly byUse = new UseOrder();
   /** Flows at once, at most (see the theory of operation). */
   readonly maxFlows = fdBudget(UDP_MAX_FLOWS);
-  private nFlows = 0;
-  private nextFree = 0;
+  /** The port openSocket's socket is bound to (0: one the kernel picked). */
+  private boundPort = 0;
   // Send queue: (flow, offset, length) into the frame buffer of the current batch, and destinations.
   private readonly qFlow = table.i32(SEND_QUEUE);
   private readonly qOffLen = table.u32(SEND_QUEUE * 2);
@@ -153,14 +155,22 @@ export class UdpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
     private readonly guest: Guest,
+    private readonly flows: FlowTable,
   ) {
-    loop.on(Kind.UDP, (i) => this.onSocket(i, this.fd[i]!, null));
-    loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
+    loop.on(Kind.UDP, (i) => {
+      if (flows.is(i, FT_UDP)) this.onSocket(i, this.fd[i]!, null);
+    });
+    flows.onTimer(FT_UDP, Math.min(5000, UDP_TIMEOUT_MS / 2), (i, t) => this.expire(i, t));
   }
 
   /** Open flows, for tests and --debug. */
   count(): number {
-    return this.nFlows;
+    return this.flows.count(FT_UDP);
+  }
+
+  /** Flow i's side on the tap (its sidx): the guest's address and port. */
+  private tapSide(i: number): number {
+    return this.flows.pif[2 * i] === PIF_TAP ? 2 * i : 2 * i + 1;
   }
 
   // ------------------------------------------------------- from the guest
@@ -288,10 +298,10 @@ export class UdpFlows {
       this.touch(i, t);
       return i;
     }
-    if (this.nFlows >= this.maxFlows) this.evictLeastUsed();
+    if (this.count() >= this.maxFlows) this.evictLeastUsed();
     const fd = this.openSocket(isV6, gport, group);
     if (fd < 0) return -1;
-    i = this.insert(isV6, b, gOff, gport, fd, 1, t);
+    i = this.insert(isV6, PIF_TAP, b, gOff, gport, fd, this.boundPort, null, t);
     if (i < 0) sys.shim_close(fd);
     return i;
   }
@@ -312,7 +322,11 @@ export class UdpFlows {
     if (isV6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     noForeignGroups(fd, isV6);
     if (group || this.mcast?.sharedPort(port)) sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
-    if (bindOutbound(fd, isV6, port, this.cfg) < 0) bindOutbound(fd, isV6, 0, this.cfg);
+    this.boundPort = port;
+    if (bindOutbound(fd, isV6, port, this.cfg) < 0) {
+      bindOutbound(fd, isV6, 0, this.cfg);
+      this.boundPort = 0;
+    }
     return fd;
   }
 
@@ -324,7 +338,7 @@ export class UdpFlows {
    */
   private onSocket(i: number, fd: number, l: UdpListener | null): void {
     if (fd < 0) return;
-    const isV6 = l !== null ? l.v6 : this.v6[i] === 1;
+    const isV6 = l !== null ? l.v6 : this.flows.v6[i] === 1;
     const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
@@ -343,7 +357,7 @@ export class UdpFlows {
         const len = this.rxLens[k]!;
         if (l !== null) {
           if (this.splice && l.taddr === null && saIsLoopback(this.rxAddrs, k * 28)) {
-            this.splice.fromHost(l.fd, isV6, this.rxAddrs, k * 28, this.sink.buf, off + hdr, len, l.target);
+            this.splice.fromHost(l, this.rxAddrs, k * 28, this.sink.buf, off + hdr, len);
             continue;
           }
           if (gi === -2) {
@@ -369,20 +383,21 @@ export class UdpFlows {
     const b = this.sink.buf;
     const sa = k * 28;
     const sport = (this.rxAddrs[sa + 2]! << 8) | this.rxAddrs[sa + 3]!;
-    const gport = this.guestPort[gi]!;
+    const gs = this.tapSide(gi);
+    const gport = this.flows.eport[gs]!;
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, isV6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (isV6) {
       this.sourceAddr6(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi);
-      w.writeIpv6At(b, ip, this.tmpAddr, 0, this.guestAddr, gi * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+      w.writeIpv6At(b, ip, this.tmpAddr, 0, this.flows.eaddr, 16 * gs, w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     } else {
       const src = this.sourceAddr4(this.rxAddrs, sa, sport, this.dnsFwd[gi] === 1, gi);
       if (src === 0) {
         udpStats.noSource++;
         return;
       }
-      w.writeIpv4(b, ip, src, w.rd32(this.guestAddr, gi * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
+      w.writeIpv4(b, ip, src, w.rd32(this.flows.eaddr, 16 * gs), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
     if (this.sink.csumOffload) {
@@ -429,12 +444,20 @@ export class UdpFlows {
 
   /** -u socket fd is being closed (auto mode: nobody binds its port over there any more): the flows tied to it go. */
   listenerClosed(fd: number): void {
-    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i] === fd && !this.owned[i]) this.remove(i);
+    const ft = this.flows;
+    for (let k = ft.inUse() - 1; k >= 0; k--) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_UDP) && this.fd[i] === fd && !this.owned[i]) this.remove(i);
+    }
   }
 
   /** Host UDP ports bound by the flows' own sockets, as a bitmap (the -u sockets are src/fwd/forward.ts's). */
   ownPorts(out: Uint8Array): void {
-    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) setBit(out, this.guestPort[i]!);
+    const ft = this.flows;
+    for (let k = 0; k < ft.inUse(); k++) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_UDP) && this.owned[i]) setBit(out, ft.eport[this.tapSide(i)]!);
+    }
   }
 
   /** Tie the guest's (address, port) to -u socket l so that its replies leave from there. */
@@ -443,10 +466,10 @@ export class UdpFlows {
     const fd = l.fd;
     const i = this.lookup(isV6, ga, 0, gport);
     if (i >= 0) {
-      if (this.fd[i] !== fd) this.replaceSocket(i, fd);
+      if (this.fd[i] !== fd) this.replaceSocket(i, l);
       return i;
     }
-    return this.insert(isV6, ga, 0, gport, fd, 0, now());
+    return this.insert(isV6, PIF_HOST, ga, 0, gport, fd, l.port, l.addr, now());
   }
 
   private readonly guest4 = new Uint8Array(4);
@@ -456,60 +479,35 @@ export class UdpFlows {
     return this.guest4;
   }
 
-  private replaceSocket(i: number, fd: number): void {
+  /** Flow i's replies leave from -u socket l from now on. */
+  private replaceSocket(i: number, l: UdpListener): void {
     this.closeSocket(i);
-    this.fd[i] = fd;
+    this.fd[i] = l.fd;
     this.owned[i] = 0;
+    this.flows.setOurPort(this.tapSide(i) ^ 1, l.port);
   }
 
   // ------------------------------------------------------------ flow table
 
+  /** The flow of the guest's (address at a[aOff], port), or -1: its tap side is keyed by these alone. */
   private lookup(isV6: boolean, a: Uint8Array, aOff: number, port: number): number {
-    const alen = isV6 ? 16 : 4;
-    const idx = this.index;
-    const h = flowKeyHash(a, aOff, port, NO_ADDR, 0, 0, alen);
-    for (let s = idx.start(h); ; s = idx.next(s)) {
-      const i = idx.at(s);
-      if (i < 0) return -1;
-      if (idx.hashOf[i] !== h || this.guestPort[i] !== port || (this.v6[i] === 1) !== isV6) continue;
-      let same = true;
-      for (let k = 0; k < alen && same; k++) same = this.guestAddr[i * 16 + k] === a[aOff + k];
-      if (same) return i;
-    }
+    const sidx = this.flows.lookup(FT_UDP, PIF_TAP, isV6, a, aOff, port, NO_ADDR, 0, 0);
+    return sidx < 0 ? -1 : flowOf(sidx);
   }
 
-  /** A datagram of flow i passed at t: last in the use list. */
+  /** A datagram of flow i passed at t: last in the use order. */
   private touch(i: number, t: number): void {
     this.lastUse[i] = t;
-    if (i === this.useTail) return;
-    this.useUnlink(i);
-    this.useAppend(i);
-  }
-
-  private useAppend(i: number): void {
-    this.usePrev[i] = this.useTail;
-    this.useNext[i] = -1;
-    if (this.useTail >= 0) this.useNext[this.useTail] = i;
-    else this.useHead = i;
-    this.useTail = i;
-  }
-
-  private useUnlink(i: number): void {
-    const p = this.usePrev[i]!;
-    const n = this.useNext[i]!;
-    if (p >= 0) this.useNext[p] = n;
-    else this.useHead = n;
-    if (n >= 0) this.usePrev[n] = p;
-    else this.useTail = p;
+    this.byUse.touch(i);
   }
 
   /**
    * Close the least recently used flow to make room (false: there is none).
-   * Queued datagrams leave first: they name their flow by its slot, which
+   * Queued datagrams leave first: they name their flow by its number, which
    * the new flow may take.
    */
   private evictLeastUsed(): boolean {
-    const i = this.useHead;
+    const i = this.byUse.oldest();
     if (i < 0) return false;
     this.flush();
     udpStats.evicted++;
@@ -517,25 +515,46 @@ export class UdpFlows {
     return true;
   }
 
-  private insert(isV6: boolean, a: Uint8Array, aOff: number, port: number, fd: number, owned: number, t: number): number {
-    if (this.nFlows >= this.maxFlows && !this.evictLeastUsed()) return -1;
-    let i = this.nextFree;
-    while (this.fd[i]! >= 0) i = (i + 1) % UDP_MAX_FLOWS;
-    this.nextFree = (i + 1) % UDP_MAX_FLOWS;
-    const alen = isV6 ? 16 : 4;
-    this.guestAddr.fill(0, i * 16, i * 16 + 16);
-    for (let k = 0; k < alen; k++) this.guestAddr[i * 16 + k] = a[aOff + k]!;
-    this.guestPort[i] = port;
-    this.v6[i] = isV6 ? 1 : 0;
+  /**
+   * A new flow for the guest's (address at a[aOff], port) with socket fd
+   * (owned: made for it, bound to our port hostPort, 0: unknown; else the
+   * -u socket bound to hostAddr and hostPort). `from` is the side that
+   * started it: the tap (a datagram from the guest) or the host (one that
+   * arrived on a -u socket). Its tap side is the one in the index.
+   */
+  private insert(
+    isV6: boolean,
+    from: number,
+    a: Uint8Array,
+    aOff: number,
+    port: number,
+    fd: number,
+    hostPort: number,
+    hostAddr: Uint8Array | null,
+    t: number,
+  ): number {
+    if (this.count() >= this.maxFlows && !this.evictLeastUsed()) return -1;
+    const ft = this.flows;
+    const i = ft.alloc();
+    if (i < 0) return -1;
+    if (from === PIF_TAP) {
+      ft.initiate(i, PIF_TAP, isV6, a, aOff, port, null, 0, 0);
+      ft.target(i, PIF_HOST, null, 0, 0, null, 0, hostPort);
+    } else {
+      ft.initiate(i, PIF_HOST, isV6, null, 0, 0, hostAddr, 0, hostPort);
+      ft.target(i, PIF_TAP, a, aOff, port, null, 0, 0);
+    }
+    ft.setType(i, FT_UDP);
+    ft.hashInsert(from === PIF_TAP ? 2 * i : 2 * i + 1);
+    const owned = from === PIF_TAP ? 1 : 0;
     this.fd[i] = fd;
     this.owned[i] = owned;
     this.dnsFwd[i] = 0;
     this.mappedPeerPort[i] = 0;
     this.lastUse[i] = t;
-    this.index.insert(i, flowKeyHash(a, aOff, port, NO_ADDR, 0, 0, alen));
-    this.useAppend(i);
-    this.nFlows++;
+    this.byUse.append(i);
     if (owned) this.loop.add(fd, EPOLLIN, Kind.UDP, i);
+    ft.activate(i);
     return i;
   }
 
@@ -547,19 +566,16 @@ export class UdpFlows {
 
   private remove(i: number): void {
     this.closeSocket(i);
-    this.index.remove(i);
-    this.useUnlink(i);
+    this.byUse.unlink(i);
     this.fd[i] = -1;
-    this.nFlows--;
+    this.flows.free(i);
   }
 
-  /** Close flows idle for UDP_TIMEOUT_MS. */
-  private expire(t: number): void {
-    if (this.nFlows === 0) return;
+  /** The timer walk (src/flows/flow.ts): close flow i if idle for UDP_TIMEOUT_MS. */
+  private expire(i: number, t: number): void {
+    if (t - this.lastUse[i]! <= UDP_TIMEOUT_MS) return;
     this.flush();
-    for (let i = 0; i < UDP_MAX_FLOWS; i++) {
-      if (this.fd[i]! >= 0 && t - this.lastUse[i]! > UDP_TIMEOUT_MS) this.remove(i);
-    }
+    this.remove(i);
   }
 
   /**
@@ -569,7 +585,11 @@ export class UdpFlows {
   reset(): void {
     this.nq = 0;
     this.qBuf = null;
-    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0) this.remove(i);
+    const ft = this.flows;
+    for (let k = ft.inUse() - 1; k >= 0; k--) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_UDP)) this.remove(i);
+    }
   }
 
   /**
@@ -580,7 +600,11 @@ export class UdpFlows {
    */
   pauseReceive(paused: boolean): void {
     const ev = paused ? 0 : EPOLLIN;
-    for (let i = 0; i < UDP_MAX_FLOWS; i++) if (this.fd[i]! >= 0 && this.owned[i]) this.loop.mod(this.fd[i]!, ev, Kind.UDP, i);
+    const ft = this.flows;
+    for (let k = 0; k < ft.inUse(); k++) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_UDP) && this.owned[i]) this.loop.mod(this.fd[i]!, ev, Kind.UDP, i);
+    }
   }
 }
 

@@ -6,8 +6,12 @@
  * -------------------
  * A datagram that arrives on a forwarded port from a loopback sender (on the
  * host for -u, where the socket is shared with the tap path; in the namespace
- * for -U, where we bind the namespace's loopback) belongs to a spliced flow
- * keyed by (receiving socket, sender's port). The flow owns one socket on the
+ * for -U, where we bind the namespace's loopback) belongs to a spliced flow,
+ * a flow of the flow table (src/flows/flow.ts, type FT_UDP_SPLICE) whose
+ * initiating side, the one in the index, is (the receiving socket's side,
+ * the sender's address and port, the receiving socket's address and port),
+ * and whose target side is the other side's loopback at the target port.
+ * The flow owns one socket on the
  * other side, connected to that side's loopback at the target port: the
  * datagram leaves through it, and whatever comes back on it is sent to the
  * original sender from the forwarded port, through the receiving socket. So a
@@ -20,14 +24,16 @@
  * receiving sockets get LISTEN_RCVBUF, so that bursts wait while we are busy.
  *
  * Limits: UDP_SPLICE_MAX flows (beyond that, datagrams of new flows are
- * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed.
+ * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed (by the
+ * table's timer walk).
  */
 import { Kind } from "../loop/kinds.ts";
 import { ptr } from "bun:ffi";
 import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
-import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { FLOW_MAX, FT_UDP_SPLICE, type FlowTable, flowOf, PIF_HOST, PIF_SPLICE } from "./flow.ts";
 import { LISTEN_RCVBUF, UDP_TIMEOUT_MS, type UdpListener } from "./udp.ts";
 import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
@@ -47,15 +53,13 @@ const LOOPBACK6 = IP6_LOOPBACK;
 export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0 };
 
 export class UdpSplice {
-  /** Per flow: the socket the sender used (shared), the socket on the other side (owned). */
-  private readonly inFd = table.i32(UDP_SPLICE_MAX).fill(-1);
-  private readonly outFd = table.i32(UDP_SPLICE_MAX).fill(-1);
+  // Per flow (src/flows/flow.ts), set when the flow is made:
+  /** The socket the sender used (shared), the socket on the other side (owned). */
+  private readonly inFd = table.i32(FLOW_MAX);
+  private readonly outFd = table.i32(FLOW_MAX);
   /** The original sender, to send replies back to. */
-  private readonly peer = table.u8(UDP_SPLICE_MAX * 28);
-  private readonly lastUse = table.f64(UDP_SPLICE_MAX);
-  private readonly byKey = new Map<number, number>();
-  private readonly keyOf = table.f64(UDP_SPLICE_MAX);
-  private n = 0;
+  private readonly peer = table.u8(FLOW_MAX * 28);
+  private readonly lastUse = table.f64(FLOW_MAX);
   private readonly buf = table.u8(SPLICE_BATCH * MAX_DGRAM);
   private readonly addrs = table.u8(SPLICE_BATCH * 28);
   private readonly lens = table.u32(SPLICE_BATCH);
@@ -66,22 +70,25 @@ export class UdpSplice {
   constructor(
     private readonly loop: Loop,
     private readonly nsfd: number,
+    private readonly flows: FlowTable,
   ) {
-    loop.on(Kind.UDP_SPLICE, (e) => this.onReply(e));
-    loop.every(Math.min(5000, UDP_TIMEOUT_MS / 2), (t) => this.expire(t));
+    loop.on(Kind.UDP_SPLICE, (e) => {
+      if (flows.is(e, FT_UDP_SPLICE)) this.onReply(e);
+    });
+    flows.onTimer(FT_UDP_SPLICE, Math.min(5000, UDP_TIMEOUT_MS / 2), (e, t) => this.expire(e, t));
   }
 
   /** Open flows (for tests and --debug). */
   count(): number {
-    return this.n;
+    return this.flows.count(FT_UDP_SPLICE);
   }
 
   /**
-   * One datagram received on host socket inFd from a loopback sender (its
+   * One datagram received on -u socket l from a loopback sender (its
    * sockaddr at addrs[aOff..]), payload p[off..off+len): into the namespace.
    */
-  fromHost(inFd: number, v6: boolean, addrs: Uint8Array, aOff: number, p: Uint8Array, off: number, len: number, target: number): void {
-    const e = this.flow(inFd, v6, addrs, aOff, target, "ns");
+  fromHost(l: UdpListener, addrs: Uint8Array, aOff: number, p: Uint8Array, off: number, len: number): void {
+    const e = this.flow(l, addrs, aOff, PIF_HOST);
     if (e < 0) return;
     // ptr(p, off): a plain number, where a subarray would be an object per datagram
     if (sys.shim_send(this.outFd[e]!, ptr(p, off), len, 0) < 0) udpSpliceStats.dropped++;
@@ -97,15 +104,15 @@ export class UdpSplice {
     for (let round = 0; round < 8; round++) {
       const cnt = sys.shim_udp_recv_batch(l.fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
       if (cnt <= 0) return;
-      this.forwardRuns(l.fd, l.v6, l.target, cnt);
+      this.forwardRuns(l, cnt);
       if (cnt < SPLICE_BATCH) return;
     }
   }
 
   /** Send datagrams 0..cnt of buf (from senders in addrs) to their flows' sockets, one sendmmsg per socket. */
-  private forwardRuns(inFd: number, v6: boolean, target: number, cnt: number): void {
-    for (let k = 0; k < cnt; k++) this.flowOf[k] = this.flow(inFd, v6, this.addrs, k * 28, target, "host");
-    const sa = this.outAddr(v6, target);
+  private forwardRuns(l: UdpListener, cnt: number): void {
+    for (let k = 0; k < cnt; k++) this.flowOf[k] = this.flow(l, this.addrs, k * 28, PIF_SPLICE);
+    const sa = this.outAddr(l.v6, l.target);
     for (let k = 0; k < cnt; k++) {
       const e = this.flowOf[k]!;
       if (e === DONE) continue;
@@ -149,7 +156,6 @@ export class UdpSplice {
   /** Replies on flow e's socket: back to the original sender through the receiving socket. */
   private onReply(e: number): void {
     const fd = this.outFd[e]!;
-    if (fd < 0) return;
     this.lastUse[e] = now();
     for (let round = 0; round < 8; round++) {
       const cnt = sys.shim_udp_recv_batch(fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
@@ -164,63 +170,74 @@ export class UdpSplice {
     }
   }
 
-  private flowKey(inFd: number, addrs: Uint8Array, aOff: number): number {
-    return inFd * 65536 + ((addrs[aOff + 2]! << 8) | addrs[aOff + 3]!);
-  }
-
-  /** The flow of (inFd, sender), made when missing with a socket on side `to`. */
-  private flow(inFd: number, v6: boolean, addrs: Uint8Array, aOff: number, target: number, to: "ns" | "host"): number {
-    const key = this.flowKey(inFd, addrs, aOff);
-    const found = this.byKey.get(key);
-    if (found !== undefined) {
+  /**
+   * The flow of the datagram from the sender at addrs[aOff..] to socket l
+   * (on side `from`: PIF_HOST for -u, PIF_SPLICE for -U), made when missing
+   * with a socket on the other side connected to its loopback at l.target.
+   */
+  private flow(l: UdpListener, addrs: Uint8Array, aOff: number, from: number): number {
+    const v6 = l.v6;
+    const ft = this.flows;
+    const aAt = aOff + (v6 ? SA6_ADDR : 4);
+    const sport = (addrs[aOff + 2]! << 8) | addrs[aOff + 3]!;
+    const sidx = ft.lookup(FT_UDP_SPLICE, from, v6, addrs, aAt, sport, l.addr, 0, l.port);
+    if (sidx >= 0) {
+      const found = flowOf(sidx);
       this.lastUse[found] = now();
       return found;
     }
-    if (this.n >= UDP_SPLICE_MAX) {
+    if (this.count() >= UDP_SPLICE_MAX) {
       udpSpliceStats.full++;
       return -1;
     }
     const af = v6 ? AF_INET6 : AF_INET;
     const fd =
-      to === "ns" ? sys.shim_ns_socket(this.nsfd, af, SOCK_DGRAM | SOCK_NONBLOCK, 0) : sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+      from === PIF_HOST
+        ? sys.shim_ns_socket(this.nsfd, af, SOCK_DGRAM | SOCK_NONBLOCK, 0)
+        : sys.shim_socket(af, SOCK_DGRAM | SOCK_NONBLOCK, 0);
     if (fd < 0) return -1;
     sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
-    const sa = this.outAddr(v6, target);
+    const sa = this.outAddr(v6, l.target);
     if (sys.shim_connect(fd, sa, v6 ? 28 : 16) < 0) {
       sys.shim_close(fd);
       return -1;
     }
-    let e = 0;
-    while (this.outFd[e]! >= 0) e++;
-    this.inFd[e] = inFd;
+    const e = ft.alloc();
+    if (e < 0) {
+      sys.shim_close(fd);
+      return -1;
+    }
+    ft.initiate(e, from, v6, addrs, aAt, sport, l.addr, 0, l.port);
+    ft.target(e, from === PIF_HOST ? PIF_SPLICE : PIF_HOST, sa, v6 ? SA6_ADDR : 4, l.target, null, 0, 0);
+    ft.setType(e, FT_UDP_SPLICE);
+    ft.hashInsert(2 * e);
+    this.inFd[e] = l.fd;
     this.outFd[e] = fd;
     for (let b = 0; b < 28; b++) this.peer[e * 28 + b] = addrs[aOff + b]!;
     this.lastUse[e] = now();
-    this.keyOf[e] = key;
-    this.byKey.set(key, e);
-    this.n++;
     this.loop.add(fd, EPOLLIN, Kind.UDP_SPLICE, e);
+    ft.activate(e);
     return e;
   }
 
-  private expire(t: number): void {
-    if (this.n === 0) return;
-    for (let e = 0; e < UDP_SPLICE_MAX; e++) {
-      if (this.outFd[e]! >= 0 && t - this.lastUse[e]! > UDP_TIMEOUT_MS) this.closeFlow(e);
-    }
+  /** The timer walk (src/flows/flow.ts): close flow e if idle for UDP_TIMEOUT_MS. */
+  private expire(e: number, t: number): void {
+    if (t - this.lastUse[e]! > UDP_TIMEOUT_MS) this.closeFlow(e);
   }
 
   /** Close the flows that receive on socket inFd (about to be closed). */
   dropFlowsOf(inFd: number): void {
-    if (this.n === 0) return;
-    for (let e = 0; e < UDP_SPLICE_MAX; e++) if (this.outFd[e]! >= 0 && this.inFd[e] === inFd) this.closeFlow(e);
+    const ft = this.flows;
+    for (let k = ft.inUse() - 1; k >= 0; k--) {
+      const e = ft.usedAt(k);
+      if (ft.is(e, FT_UDP_SPLICE) && this.inFd[e] === inFd) this.closeFlow(e);
+    }
   }
 
   private closeFlow(e: number): void {
     this.loop.del(this.outFd[e]!);
     sys.shim_close(this.outFd[e]!);
     this.outFd[e] = -1;
-    this.byKey.delete(this.keyOf[e]!);
-    this.n--;
+    this.flows.free(e);
   }
 }

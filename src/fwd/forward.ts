@@ -52,7 +52,7 @@ import { log } from "../log.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import { acceptOrRefuse } from "../native/accept.ts";
 import { cstr, errnoName, sys } from "../native/ffi.ts";
-import { saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { bitGet, bitSet, formatAddr, type BindAddr, type FwdRule, type PortFwd } from "./ports.ts";
 import {
@@ -257,7 +257,9 @@ export class Forwarder {
     const taddr = taddrBytes(rule.taddr);
     const i = this.freeSlots.pop() ?? this.listeners.push(null) - 1;
     const kind = rs.proto === "tcp" ? Kind.TCP_LISTEN : rs.side === "host" ? Kind.UDP_LISTEN : Kind.UDP_NS_LISTEN;
-    this.listeners[i] = { fd, proto: rs.proto, side: rs.side, v6, port, target, taddr };
+    // this.sa still holds the address boundSocket bound it to
+    const addr = this.sa.slice(v6 ? SA6_ADDR : 4, v6 ? SA6_ADDR + 16 : 8);
+    this.listeners[i] = { fd, proto: rs.proto, side: rs.side, v6, port, target, taddr, addr };
     this.x.loop.add(fd, EPOLLIN, kind, i);
     rs.open.set(key, i);
     return i;
