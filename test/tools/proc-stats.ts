@@ -13,6 +13,38 @@ export function fdCount(pid: number): number {
   }
 }
 
+/** What each of pid's descriptors is ("3 anon_inode:[eventpoll]" ...), for failure messages; [] once it is gone. */
+export function fdTargets(pid: number): string[] {
+  try {
+    return readdirSync(`/proc/${pid}/fd`).map((fd) => {
+      try {
+        return `${fd} ${readlinkSync(`/proc/${pid}/fd/${fd}`)}`;
+      } catch {
+        return `${fd} (closed)`;
+      }
+    });
+  } catch {
+    return [];
+  }
+}
+
+/**
+ * pid's descriptor count once it has stayed the same for quietMs (polled
+ * every 100 ms, for at most maxMs): pasta's auto forwarding adds and drops
+ * listeners at its once-a-second scans, so a count taken right after a
+ * server started on either side may be one scan early.
+ */
+export async function settledFdCount(pid: number, quietMs = 2500, maxMs = 15000): Promise<number> {
+  let n = fdCount(pid);
+  let since = Date.now();
+  for (const end = Date.now() + maxMs; Date.now() < end && Date.now() - since < quietMs; ) {
+    await Bun.sleep(100);
+    const now = fdCount(pid);
+    if (now !== n) [n, since] = [now, Date.now()];
+  }
+  return n;
+}
+
 /** Resident memory of pid in bytes, -1 once it is gone. */
 export function rssBytes(pid: number): number {
   try {
