@@ -44,8 +44,10 @@
 #include <string.h>
 #include <unistd.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -68,7 +70,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 14; }
+int shim_version(void) { return 15; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -1180,3 +1182,81 @@ int shim_udp_send_gso(int fd, const uint8_t *buf, const uint32_t *offlens, int n
 	}
 	return sent;
 }
+
+/* ------------------------------------------------------------ vhost-user
+ * The descriptors and guest memory of passt --vhost-user (src/tap/vhost-user.ts).
+ * The rings themselves are walked in TypeScript; only what JavaScript cannot do
+ * (receive descriptors, map memory, copy between raw addresses) is here. */
+
+#define VU_FDS_ROOM 16
+
+/* shim_recv_fds() - read up to len bytes from the UNIX socket fd into buf,
+ * with the descriptors that came along (SCM_RIGHTS, close-on-exec): up to max
+ * of them into fds[0..max), their count into fds[max]. More than max (or a
+ * truncated control message) gives a count of max + 1, the extra ones closed.
+ * Returns the bytes read (0: end of stream), or -errno. */
+int shim_recv_fds(int fd, uint8_t *buf, int len, int *fds, int max)
+{
+	union { char b[CMSG_SPACE(sizeof(int) * VU_FDS_ROOM)]; struct cmsghdr align; } ctl;
+	struct iovec iov = { buf, (size_t)len };
+	struct msghdr mh;
+	struct cmsghdr *cm;
+	int n = 0, rc;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	mh.msg_control = ctl.b;
+	mh.msg_controllen = sizeof(ctl.b);
+	do
+		rc = (int)recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return -errno;
+	for (cm = CMSG_FIRSTHDR(&mh); cm; cm = CMSG_NXTHDR(&mh, cm)) {
+		int k, i;
+
+		if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS)
+			continue;
+		k = (int)((cm->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (i = 0; i < k; i++) {
+			int one;
+
+			memcpy(&one, CMSG_DATA(cm) + i * sizeof(int), sizeof(int));
+			if (n < max)
+				fds[n] = one;
+			else
+				close(one);
+			n++;
+		}
+	}
+	if (n > max || (mh.msg_flags & MSG_CTRUNC))
+		n = max + 1;
+	fds[max] = n;
+	return rc;
+}
+
+/* shim_map_shared() - map len bytes of fd from its start, shared, readable and
+ * writable (guest memory). Returns the address, or NULL. */
+void *shim_map_shared(int fd, double len)
+{
+	void *p;
+
+	if (len <= 0)
+		return NULL;
+	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* shim_unmap() - undo shim_map_shared(): 0, or -errno */
+int shim_unmap(void *p, double len) { return NEG_ERRNO(munmap(p, (size_t)len)); }
+
+/* shim_copy() - len bytes from src to dst, raw addresses (no overlap). Returns len. */
+int shim_copy(void *dst, const void *src, int len)
+{
+	memcpy(dst, src, (size_t)len);
+	return len;
+}
+
+/* shim_eventfd() - a non-blocking, close-on-exec eventfd (tests, and test front-ends) */
+int shim_eventfd(void) { return NEG_ERRNO(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)); }

@@ -7,7 +7,7 @@
  * Errors in the command line or in set-up print one line and exit with
  * status 1; nothing is left half set up (see src/pasta.ts).
  */
-import { detectMode, helpText, parseArgs, versionText, type RunOptions } from "./conf/options.ts";
+import { CAPABILITIES, detectMode, helpText, parseArgs, versionText, type RunOptions } from "./conf/options.ts";
 import { log, setLogFile, setLogLevel } from "./log.ts";
 import { goesToBackground, runInBackground } from "./daemon.ts";
 import { checkPastaRunas } from "./conf/runas.ts";
@@ -31,7 +31,8 @@ async function main(): Promise<number> {
   const mode = detectMode(programName());
   const parsed = parseArgs(process.argv.slice(2), mode);
   if (parsed.action !== "run") {
-    process.stdout.write(parsed.action === "help" ? await helpText(mode) : versionText(mode) + "\n");
+    if (parsed.action === "print-capabilities") process.stdout.write(CAPABILITIES);
+    else process.stdout.write(parsed.action === "help" ? await helpText(mode) : versionText(mode) + "\n");
     return 0;
   }
   const { config, opts } = parsed;

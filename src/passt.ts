@@ -12,6 +12,10 @@
  * 4. the qemu command line is printed and the loop runs; without -f, in a
  *    copy of the process that goes to the background at this point.
  *
+ * With --vhost-user, the client is a vhost-user front-end (QEMU with
+ * -netdev vhost-user) and the backend src/tap/vhost-user.ts; the rest of
+ * this run is the same.
+ *
  * One client at a time. A connection that arrives while a client is
  * connected is accepted and closed at once. When the client goes away (end of
  * stream, a bad frame length, a socket error), every flow it had is dropped:
@@ -41,6 +45,7 @@ import { acceptOrRefuse } from "./native/accept.ts";
 import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { StreamBackend } from "./tap/stream.ts";
+import { VhostUserBackend } from "./tap/vhost-user.ts";
 import { lookupPasswd, parseRunas, type Ids } from "./conf/runas.ts";
 import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
 
@@ -66,6 +71,8 @@ export interface PasstRun {
   fd: number | null;
   /** -1: exit when the first client goes away. */
   oneOff: boolean;
+  /** --vhost-user: the client speaks vhost-user (src/tap/vhost-user.ts), not qemu's stream framing. */
+  vhostUser: boolean;
   pidFile: string | null;
   pcap: string | null;
   /** --stats: seconds between counter lines in the log; 0 for none. */
@@ -86,6 +93,7 @@ export function passtRunOf(opts: RunOptions): PasstRun {
     socket: opts.socket,
     fd: opts.fd,
     oneOff: opts.oneOff || opts.fd !== null,
+    vhostUser: opts.vhostUser,
     pidFile: opts.pidFile,
     statsDelay: opts.statsDelay,
     pcap: opts.pcap,
@@ -117,12 +125,14 @@ export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
 function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): number {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
-  const backend = new StreamBackend(
+  const Backend = run.vhostUser ? VhostUserBackend : StreamBackend;
+  const backend: ClientBackend = new Backend(
     loop,
     (b, off, len, csumPartial) => dispatcher!.frame(b, off, len, csumPartial),
     () => dispatcher!.batchEnd(),
     pcap,
   );
+  const statsOf = () => ({ [run.vhostUser ? "vhostUser" : "passt"]: backend.stats, ...dispatcher!.counters() });
   dispatcher = new Dispatcher(cfg, loop, backend);
   const forwarder = new Forwarder({
     cfg,
@@ -145,7 +155,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   }
 
   watchSignals(loop, sigFd);
-  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, () => ({ passt: backend.stats, ...dispatcher!.counters() }));
+  if (run.statsDelay > 0) reportStats(loop, run.statsDelay, statsOf);
   let paused = false;
   loop.onFlush(() => {
     dispatcher!.flush();
@@ -168,7 +178,7 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   if (listener) {
     loop.on(Kind.PASST_LISTENER, () => accept(listener.fd, backend));
     loop.add(listener.fd, EPOLLIN, Kind.PASST_LISTENER, 0);
-    announce(listener.path);
+    announce(listener.path, run.vhostUser);
   } else {
     log.info(`using the connected socket given as descriptor ${run.fd}`);
     backend.attach(run.fd!);
@@ -183,9 +193,12 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     backend.detach();
     pcap?.close();
     if (run.pidFile) removePidFile(run.pidFile);
-    log.debug(countersLine({ passt: backend.stats, ...dispatcher.counters() }));
+    log.debug(countersLine(statsOf()));
   }
 }
+
+/** What a run needs of its backend: the FrameSink, and the client connection's life. */
+type ClientBackend = StreamBackend | VhostUserBackend;
 
 // ------------------------------------------------------------ descriptors
 
@@ -247,7 +260,7 @@ function fitPorts(cfg: Config, run: PasstRun, limit: number): PasstRun {
 // ------------------------------------------------------------ clients
 
 /** Accept every pending connection: the first becomes the client, others are closed. */
-function accept(listenFd: number, backend: StreamBackend): void {
+function accept(listenFd: number, backend: ClientBackend): void {
   for (;;) {
     const fd = acceptOrRefuse(listenFd, null, null);
     if (fd < 0) return;
@@ -263,7 +276,7 @@ function accept(listenFd: number, backend: StreamBackend): void {
 }
 
 /** The client is gone: drop it and its flows; exit with -1/-F, else wait for the next one. */
-function clientGone(run: PasstRun, loop: Loop, backend: StreamBackend, dispatcher: Dispatcher): void {
+function clientGone(run: PasstRun, loop: Loop, backend: ClientBackend, dispatcher: Dispatcher): void {
   const reason = backend.gone!;
   if (backend.goneBadly) log.error(`client: ${reason}`);
   log.info(`client connection closed (${reason})${run.oneOff ? ", exiting" : ""}`);
@@ -279,8 +292,15 @@ function peerPid(fd: number): string {
   return sys.shim_getsockopt(fd, SOL_SOCKET, SO_PEERCRED, cred, len) < 0 ? "?" : String(cred[0]);
 }
 
-function announce(path: string): void {
+function announce(path: string, vhostUser: boolean): void {
   log.info(`UNIX domain socket bound at ${path}`);
+  if (vhostUser) {
+    log.info("You can now start qemu with vhost-user (the guest's memory must be shared):");
+    log.info(
+      `    kvm ... -object memory-backend-memfd,id=mem,size=RAM,share=on -numa node,memdev=mem -chardev socket,id=c,path=${path} -netdev vhost-user,id=n,chardev=c -device virtio-net-pci,netdev=n`,
+    );
+    return;
+  }
   log.info("You can now start qemu (>= 7.2, with commit 13c6be96618c):");
   log.info(`    kvm ... -netdev stream,id=s,server=off,addr.type=unix,addr.path=${path} -device virtio-net-pci,netdev=s`);
 }

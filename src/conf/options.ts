@@ -135,7 +135,8 @@ const OPTIONS: OptDef[] = [
     only: "passt",
     help: "UNIX domain socket path for qemu (also --socket-path)",
   },
-  { long: "print-capabilities", only: "passt", help: "Print vhost-user back-end capabilities: refused until --vhost-user is supported" },
+  { long: "vhost-user", only: "passt", help: "Speak vhost-user on the socket of --socket: the guest's virtio-net rings in shared memory" },
+  { long: "print-capabilities", only: "passt", help: "Print the vhost-user back-end capabilities (JSON) and exit" },
   { long: "one-off", short: "1", only: "passt", help: "Quit after handling a single client connection" },
   { long: "ns-ifname", short: "I", value: "NAME", only: "pasta", help: "Name of the tap interface in the namespace" },
   {
@@ -198,7 +199,6 @@ export const PASTA_COMMAND_HELP =
 const REFUSED: { long: string; mode?: Mode; why: string }[] = [
   { long: "conf-path", why: "there is no configuration socket for pesto(1) here" },
   { long: "chroot-fallback", why: "there is no filesystem sandbox (pivot_root) here to fall back from" },
-  { long: "print-capabilities", why: "only meaningful for --vhost-user, which is not supported yet" },
 ];
 
 /** Throw for the first option of the scan that REFUSED lists for mode. */
@@ -561,6 +561,8 @@ export interface RunOptions {
   /** passt: -s and -1. */
   socket: string | null;
   oneOff: boolean;
+  /** passt --vhost-user: the socket speaks vhost-user, not qemu's stream framing. */
+  vhostUser: boolean;
   /** pasta: command to spawn (empty: the user's shell), or a namespace to join. */
   command: string[];
   attachPid: number | null;
@@ -576,7 +578,17 @@ export interface RunOptions {
 
 export type SpliceMode = "on" | "off" | "only";
 
-export type Parsed = { action: "run"; config: Config; opts: RunOptions } | { action: "help" | "version"; opts: RunOptions };
+export type Parsed =
+  | { action: "run"; config: Config; opts: RunOptions }
+  | { action: "help" | "version" | "print-capabilities"; opts: RunOptions };
+
+/**
+ * What --print-capabilities prints: the JSON of the vhost-user
+ * specification's "backend program conventions" for a net back-end (the
+ * same object as upstream's; upstream writes it to stderr, we to stdout,
+ * where the convention and libvirt read it).
+ */
+export const CAPABILITIES = '{\n  "type": "net"\n}\n';
 
 /** Host access for parseArgs, replaced by tests. */
 export interface ParseDeps {
@@ -669,6 +681,7 @@ function runOptions(s: Scan, mode: Mode, eph: PortRange): RunOptions {
     fd: fd === undefined ? null : withOpt("fd", fd, (v) => intIn(v, 0, 2 ** 31 - 1, "descriptor")),
     socket: single(s, "socket") ?? null,
     oneOff: flag(s, "one-off"),
+    vhostUser: flag(s, "vhost-user"),
     ...target(s, mode),
     netnsOnly: flag(s, "netns-only"),
     noNetnsQuit: flag(s, "no-netns-quit"),
@@ -745,14 +758,14 @@ function ifSelect(s: Scan): IfSelect {
 }
 
 /**
- * Parse argv (without the program name) for mode. --help and --version
- * return at once (other options are then only scanned); otherwise the host is discovered (deps.discover, default:
+ * Parse argv (without the program name) for mode. --help, --version and
+ * (passt) --print-capabilities return at once (other options are then only scanned); otherwise the host is discovered (deps.discover, default:
  * netlink) and resolv.conf read (deps.resolv) to build the Config.
  */
 export function parseArgs(argv: string[], mode: Mode, deps: ParseDeps = {}): Parsed {
   const s = scanArgv(argv, mode);
   const eph = deps.ephemeral ?? probeEphemeral();
-  for (const action of ["help", "version"] as const) {
+  for (const action of ["help", "version", "print-capabilities"] as const) {
     if (flag(s, action)) return { action, opts: runOptions({ seen: new Map([[action, [""]]]), rest: [] }, mode, eph) };
   }
   refuse(s, mode);

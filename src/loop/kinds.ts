@@ -39,12 +39,14 @@ export const Kind = {
   UDP_NS_LISTEN: 11,
   /** pasta --netns: inotify on the directory of the namespace file (src/ns/watch.ts). */
   NETNS_FILE: 12,
-  /** passt: the connected client socket (src/tap/stream.ts). */
+  /** passt: the connected client socket (src/tap/stream.ts), or the vhost-user control socket (src/tap/vhost-user.ts). */
   PASST_CLIENT: 13,
   /** passt: the listening UNIX domain socket (src/passt.ts). */
   PASST_LISTENER: 14,
   /** A UDP socket joined to a group the guest joined (src/flows/mcast.ts); index: group × ports + port slot. */
   MCAST: 15,
+  /** passt --vhost-user: a queue's kick eventfd (src/tap/vhost-user.ts); index: the queue (0 receive, 1 transmit). */
+  VHOST_KICK: 16,
 } as const;
 
 export type KindName = keyof typeof Kind;

@@ -28,9 +28,9 @@ const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
 /** In the standalone executable (bun run build), both are embedded next to the code. */
 const EMBEDDED_LIB = join(EMBEDDED_DIR, "libshim.so");
 const EMBEDDED_SOURCE = join(EMBEDDED_DIR, "shim.c");
-const SHIM_VERSION = 14;
+const SHIM_VERSION = 15;
 
-const { i32, u32, ptr } = FFIType;
+const { i32, u32, f64, ptr } = FFIType;
 
 const symbols = {
   shim_version: { args: [], returns: i32 },
@@ -94,6 +94,11 @@ const symbols = {
   shim_sandbox: { args: [], returns: i32 },
   shim_udp_send_gso: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
   shim_tcp_segments: { args: [ptr, i32, i32, i32, i32, i32, i32, i32, i32], returns: i32 },
+  shim_recv_fds: { args: [i32, ptr, i32, ptr, i32], returns: i32 },
+  shim_map_shared: { args: [i32, f64], returns: ptr },
+  shim_unmap: { args: [ptr, f64], returns: i32 },
+  shim_copy: { args: [ptr, ptr, i32], returns: i32 },
+  shim_eventfd: { args: [], returns: i32 },
 } as const;
 
 export type ShimKind = "lib" | "tcc";

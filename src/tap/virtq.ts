@@ -1,0 +1,249 @@
+/**
+ * Guest memory and split virtqueues (virtio 1.x), as passt --vhost-user sees
+ * them: the memory table the front-end sent, and the walk of the rings that
+ * live in it.
+ *
+ * Theory of operation
+ * -------------------
+ * Memory: the front-end sends a table of up to 8 regions, each with its guest
+ * physical address, size, the address it has it at in its own process (the
+ * ring addresses come in those) and a descriptor to map it from (at
+ * mmap_offset). src/tap/vhost-user.ts maps each once and gives GuestMemory a
+ * byte view per region (and, for the rings' 16-bit indices, a Uint16Array
+ * over the same bytes); tests give it plain arrays. Every address a ring or
+ * descriptor holds is translated here, and only a range that lies wholly
+ * inside one region is accepted.
+ *
+ * A split virtqueue of size N (a power of two) has three parts in guest
+ * memory: the descriptor table (N × 16 bytes: address, length, flags, next),
+ * the available ring (flags, idx, N heads), written by the driver, and the
+ * used ring (flags, idx, N × {id, len}), written by us. The driver makes a
+ * chain of descriptors, puts its head in the available ring and advances
+ * avail.idx; we take chains in order from lastAvail, and give each back in
+ * the used ring with the bytes we wrote into it, then advance used.idx (with
+ * Atomics.store: the entries must be visible before the index) and, unless
+ * the driver set VRING_AVAIL_F_NO_INTERRUPT, signal its call eventfd.
+ *
+ * The ring walker (chain) trusts nothing: a head or next index of N or more,
+ * a chain longer than N descriptors (a loop), a descriptor outside every
+ * region, one with the indirect flag (never offered), one whose direction is
+ * wrong (a device-writable buffer on the transmit queue, a read-only one on
+ * the receive queue), more than MAX_SEGS pieces, or an available index that
+ * ran more than N ahead of us: each is a negative code (whyBad() says which);
+ * the backend counts it and closes the connection. Only the values read
+ * once are used, so a driver that changes a descriptor while we walk it
+ * gets garbage in its own buffers, never an access outside its memory.
+ */
+import { MAX_REGIONS } from "./vhost-msg.ts";
+
+/** Pieces of one chain we follow, at most (Linux sends 1-2 per frame, and merged receive buffers are 1 each). */
+export const MAX_SEGS = 256;
+const DESC_F_NEXT = 1;
+const DESC_F_WRITE = 2;
+const DESC_F_INDIRECT = 4;
+export const AVAIL_F_NO_INTERRUPT = 1;
+
+/** Why a ring cannot be trusted (negative results of chain() and available()). */
+export const BAD_HEAD = -2;
+export const BAD_NEXT = -3;
+export const BAD_LOOP = -4;
+export const BAD_ADDR = -5;
+export const BAD_DIRECTION = -6;
+export const BAD_INDIRECT = -7;
+export const BAD_SEGS = -8;
+export const BAD_AVAIL_IDX = -9;
+
+export function whyBad(code: number): string {
+  switch (code) {
+    case BAD_HEAD:
+      return "chain head beyond the ring";
+    case BAD_NEXT:
+      return "descriptor's next beyond the ring";
+    case BAD_LOOP:
+      return "descriptor chain longer than the ring (a loop)";
+    case BAD_ADDR:
+      return "descriptor outside the memory table";
+    case BAD_DIRECTION:
+      return "descriptor of the wrong direction for its queue";
+    case BAD_INDIRECT:
+      return "indirect descriptor (not negotiated)";
+    case BAD_SEGS:
+      return `chain of more than ${MAX_SEGS} pieces`;
+    case BAD_AVAIL_IDX:
+      return "available index more than the ring size ahead";
+  }
+  return `error ${code}`;
+}
+
+/** The memory table: one view per region. */
+export class GuestMemory {
+  n = 0;
+  readonly gpa = new Float64Array(MAX_REGIONS);
+  readonly size = new Float64Array(MAX_REGIONS);
+  /** Where the front-end has each region in its own address space (ring addresses use these). */
+  readonly uaddr = new Float64Array(MAX_REGIONS);
+  /** Our address of each region's first byte (for shim_copy); 0 in tests that never copy. */
+  readonly host = new Float64Array(MAX_REGIONS);
+  readonly u8: Uint8Array[] = [];
+  readonly u16: Uint16Array[] = [];
+  readonly dv: DataView[] = [];
+
+  /** Add a region whose bytes are view (view.byteOffset even, its length the region's size). */
+  add(gpa: number, uaddr: number, view: Uint8Array, host: number): void {
+    const i = this.n++;
+    this.gpa[i] = gpa;
+    this.size[i] = view.length;
+    this.uaddr[i] = uaddr;
+    this.host[i] = host;
+    this.u8[i] = view;
+    this.u16[i] = new Uint16Array(view.buffer, view.byteOffset, view.length >>> 1);
+    this.dv[i] = new DataView(view.buffer, view.byteOffset, view.length);
+  }
+
+  /** Forget every region (the caller unmaps them). */
+  clear(): void {
+    this.n = 0;
+    this.u8.length = this.u16.length = this.dv.length = 0;
+  }
+
+  /** The region holding guest physical [addr, addr+len) whole, or -1. */
+  regionOfGpa(addr: number, len: number): number {
+    for (let i = 0; i < this.n; i++) {
+      const o = addr - this.gpa[i]!;
+      if (o >= 0 && o + len <= this.size[i]!) return i;
+    }
+    return -1;
+  }
+
+  /** The region holding front-end address [addr, addr+len) whole, or -1. */
+  regionOfUaddr(addr: number, len: number): number {
+    for (let i = 0; i < this.n; i++) {
+      const o = addr - this.uaddr[i]!;
+      if (o >= 0 && o + len <= this.size[i]!) return i;
+    }
+    return -1;
+  }
+}
+
+/** Pieces of chains: region and offset of each, its length; written by chain(). */
+export class Segs {
+  n = 0;
+  readonly region = new Uint8Array(MAX_SEGS);
+  readonly off = new Float64Array(MAX_SEGS);
+  readonly len = new Uint32Array(MAX_SEGS);
+}
+
+/** One split virtqueue's place in guest memory and our position in it. */
+export class Virtq {
+  /** Ring size (SET_VRING_NUM); 0 until set. */
+  num = 0;
+  /** Region and offset of the descriptor table, available and used rings; region -1 until placed. */
+  descR = -1;
+  descO = 0;
+  availR = -1;
+  availO = 0;
+  usedR = -1;
+  usedO = 0;
+  /** Next available entry we take, and the next used entry we write (both modulo 2^16). */
+  lastAvail = 0;
+  usedIdx = 0;
+  /** Front-end addresses of the rings (SET_VRING_ADDR), kept to place them again after a new memory table. */
+  descAddr = 0;
+  availAddr = 0;
+  usedAddr = 0;
+  addrSet = false;
+
+  /**
+   * Find the three rings of the addresses given in memory: false when one of
+   * them is not wholly inside a region (or the size is not set yet).
+   */
+  place(mem: GuestMemory): boolean {
+    this.descR = this.availR = this.usedR = -1;
+    if (!this.addrSet || this.num === 0) return false;
+    const d = mem.regionOfUaddr(this.descAddr, 16 * this.num);
+    const a = mem.regionOfUaddr(this.availAddr, 6 + 2 * this.num);
+    const u = mem.regionOfUaddr(this.usedAddr, 6 + 8 * this.num);
+    if (d < 0 || a < 0 || u < 0) return false;
+    this.descR = d;
+    this.descO = this.descAddr - mem.uaddr[d]!;
+    this.availR = a;
+    this.availO = this.availAddr - mem.uaddr[a]!;
+    this.usedR = u;
+    this.usedO = this.usedAddr - mem.uaddr[u]!;
+    return true;
+  }
+
+  get placed(): boolean {
+    return this.descR >= 0;
+  }
+
+  /** The used index the driver last saw from us (after a new SET_VRING_ADDR). */
+  readUsedIdx(mem: GuestMemory): void {
+    this.usedIdx = mem.u16[this.usedR]![(this.usedO + 2) >>> 1]!;
+  }
+
+  /** Chains the driver made available past lastAvail, or BAD_AVAIL_IDX. */
+  available(mem: GuestMemory): number {
+    const idx = Atomics.load(mem.u16[this.availR]!, (this.availO + 2) >>> 1);
+    const n = (idx - this.lastAvail) & 0xffff;
+    return n > this.num ? BAD_AVAIL_IDX : n;
+  }
+
+  /**
+   * Walk the chain in available entry lastAvail + ahead, appending its pieces
+   * to segs (writable: the receive queue's device-writable buffers, else the
+   * transmit queue's read-only ones). Returns its head (the id for the used
+   * ring), or a BAD_ code. Zero-length descriptors are skipped.
+   */
+  chain(mem: GuestMemory, ahead: number, writable: boolean, segs: Segs): number {
+    const num = this.num;
+    const head = mem.u16[this.availR]![((this.availO + 4) >>> 1) + ((this.lastAvail + ahead) & (num - 1))]!;
+    if (head >= num) return BAD_HEAD;
+    const dv = mem.dv[this.descR]!;
+    let i = head;
+    for (let count = 0; ; count++) {
+      if (count >= num) return BAD_LOOP;
+      const d = this.descO + 16 * i;
+      const lo = dv.getUint32(d, true);
+      const hi = dv.getUint32(d + 4, true);
+      const len = dv.getUint32(d + 8, true);
+      const flags = dv.getUint16(d + 12, true);
+      const next = dv.getUint16(d + 14, true);
+      if (flags & DESC_F_INDIRECT) return BAD_INDIRECT;
+      if (((flags & DESC_F_WRITE) !== 0) !== writable) return BAD_DIRECTION;
+      if (len > 0) {
+        if (hi >= 1 << 21) return BAD_ADDR;
+        const addr = hi * 2 ** 32 + lo;
+        const r = mem.regionOfGpa(addr, len);
+        if (r < 0) return BAD_ADDR;
+        if (segs.n >= MAX_SEGS) return BAD_SEGS;
+        segs.region[segs.n] = r;
+        segs.off[segs.n] = addr - mem.gpa[r]!;
+        segs.len[segs.n] = len;
+        segs.n++;
+      }
+      if (!(flags & DESC_F_NEXT)) return head;
+      if (next >= num) return BAD_NEXT;
+      i = next;
+    }
+  }
+
+  /** Give chain id back in the next used entry, with len bytes written into it (published by publish()). */
+  pushUsed(mem: GuestMemory, id: number, len: number): void {
+    const dv = mem.dv[this.usedR]!;
+    const e = this.usedO + 4 + 8 * (this.usedIdx & (this.num - 1));
+    dv.setUint32(e, id, true);
+    dv.setUint32(e + 4, len, true);
+    this.usedIdx = (this.usedIdx + 1) & 0xffff;
+  }
+
+  /** Make the used entries written so far visible to the driver. */
+  publish(mem: GuestMemory): void {
+    Atomics.store(mem.u16[this.usedR]!, (this.usedO + 2) >>> 1, this.usedIdx);
+  }
+
+  /** True unless the driver asked not to be interrupted for used buffers. */
+  wantsInterrupt(mem: GuestMemory): boolean {
+    return (mem.u16[this.availR]![this.availO >>> 1]! & AVAIL_F_NO_INTERRUPT) === 0;
+  }
+}
