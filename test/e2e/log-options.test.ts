@@ -102,7 +102,7 @@ describeE2E("logging and namespace options", () => {
       ["pasta", ["--conf-path", join(w.dir, "conf.sock")]],
       ["pasta", ["--chroot-fallback"]],
       ["pasta", ["--runas", "nobody"]],
-      ["passt", ["--print-capabilities"]],
+      ["passt", ["--chroot-fallback"]],
       ["pasta", ["-F", "5"]],
     ] as const) {
       const pidFile = join(w.dir, `refused-${mode}.pid`);

@@ -13,6 +13,8 @@
  *    QEMU is killed (SIGKILL). passt must stay up and serve the next QEMU,
  *    which gets its address and downloads a file whose checksum matches.
  *
+ * 3. --print-capabilities prints the JSON of a vhost-user net back-end.
+ *
  * Skips with one line when QEMU, a kernel with its modules or a static
  * busybox is missing (Debian: qemu-system-x86 linux-image-amd64 busybox-static).
  */
@@ -135,6 +137,12 @@ if (canRunE2E().ok && !guest.ok) {
         throw new Error(`${(e as Error).message.split("\n")[0]}\n${why()}`);
       }
     }
+
+    test("--print-capabilities: the vhost-user back-end JSON on stdout, status 0, nothing started", async () => {
+      const r = await w.exec(w.host, passtArgv(["--print-capabilities"]), { env: PASST_ENV, timeoutMs: 10000 });
+      expect(r.code, r.stderr).toBe(0);
+      expect(JSON.parse(r.stdout)).toEqual({ type: "net" });
+    });
 
     test(
       "DHCP with MTU 65520 unasked, a download from a remote server, the guest's HTTP server reached through -t 8089:80; checksums match",

@@ -2,6 +2,7 @@ import { describe, expect, test } from "bun:test";
 import { formatIp4, formatIp6, formatMac, parseIp4, parseIp6, type Mode } from "../../src/conf/config.ts";
 import type { HostNet, IfSelect } from "../../src/conf/host.ts";
 import {
+  CAPABILITIES,
   commands,
   detectMode,
   helpText,
@@ -152,6 +153,9 @@ describe("scanning", () => {
     expect(opts.fd).toBe(5);
     expect(opts.tcp.rules.every((r) => r.weak)).toBe(true);
     expect(dest(opts.tcp, 1)).toBe(1);
+    expect(opts.vhostUser).toBe(false);
+    expect(run(["--vhost-user", "-s", "/tmp/vu.sock"], "passt").opts.vhostUser).toBe(true);
+    expect(() => run(["--vhost-user"], "pasta")).toThrow("--vhost-user is for passt only");
   });
 });
 
@@ -511,6 +515,10 @@ describe("help, version, mode", () => {
     expect(parseArgs(["--help"], "pasta", deps).action).toBe("help");
     expect(parseArgs(["-h"], "passt", deps).action).toBe("help");
     expect(parseArgs(["--version"], "pasta", deps).action).toBe("version");
+    expect(parseArgs(["--print-capabilities"], "passt", deps).action).toBe("print-capabilities");
+    expect(parseArgs(["--vhost-user", "--print-capabilities"], "passt", deps).action).toBe("print-capabilities");
+    expect(() => parseArgs(["--print-capabilities"], "pasta", deps)).toThrow("for passt only");
+    expect(JSON.parse(CAPABILITIES)).toEqual({ type: "net" });
     expect(versionText("passt")).toBe("passt 0.1.0");
   });
 

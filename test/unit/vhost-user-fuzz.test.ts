@@ -130,7 +130,8 @@ describe("vhost-user message parser", () => {
   });
 
   test("absurd values are refused: ring sizes, queues, regions, features, versions, sizes, requests", () => {
-    for (const n of [0, 3, 100, MAX_QUEUE_SIZE * 2, 0xffffffff]) expect(parse(message(Req.SET_VRING_NUM, statePayload(0, n)), 0)).not.toBeNull();
+    for (const n of [0, 3, 100, MAX_QUEUE_SIZE * 2, 0xffffffff])
+      expect(parse(message(Req.SET_VRING_NUM, statePayload(0, n)), 0)).not.toBeNull();
     expect(parse(message(Req.SET_VRING_NUM, statePayload(2, 256)), 0)).toContain("queue 2");
     expect(parse(message(Req.SET_VRING_BASE, statePayload(0, 0x10000)), 0)).not.toBeNull();
     expect(parse(message(Req.SET_MEM_TABLE, memTablePayload([], 0)), 0)).toContain("0 regions");
@@ -164,7 +165,13 @@ describe("vhost-user message parser", () => {
       message(Req.SET_VRING_ADDR, new Uint8Array(40)),
       message(Req.SET_VRING_KICK, u64Payload(1)),
       message(Req.GET_VRING_BASE, statePayload(1, 0)),
-      message(Req.SET_MEM_TABLE, memTablePayload([{ gpa: 0, size: 0xa0000, uaddr: 0x7f00000000, off: 0 }, { gpa: 0xc0000, size: 0xff40000, uaddr: 0x7f000c0000, off: 0xc0000 }])),
+      message(
+        Req.SET_MEM_TABLE,
+        memTablePayload([
+          { gpa: 0, size: 0xa0000, uaddr: 0x7f00000000, off: 0 },
+          { gpa: 0xc0000, size: 0xff40000, uaddr: 0x7f000c0000, off: 0xc0000 },
+        ]),
+      ),
     ];
     let accepted = 0;
     for (let i = 0; i < 200_000; i++) {
@@ -189,10 +196,12 @@ describe("vhost-user message parser", () => {
       accepted++;
       expect(nfds).toBeLessThanOrEqual(MAX_REGIONS);
       if (m.req === Req.SET_VRING_NUM) expect(m.num > 0 && m.num <= MAX_QUEUE_SIZE && (m.num & (m.num - 1)) === 0).toBe(true);
-      if ([Req.SET_VRING_NUM, Req.SET_VRING_ADDR, Req.SET_VRING_KICK, Req.GET_VRING_BASE].includes(m.req as 8)) expect(m.index).toBeLessThan(2);
+      if ([Req.SET_VRING_NUM, Req.SET_VRING_ADDR, Req.SET_VRING_KICK, Req.GET_VRING_BASE].includes(m.req as 8))
+        expect(m.index).toBeLessThan(2);
       if (m.req === Req.SET_MEM_TABLE) {
         expect(m.nregions).toBe(nfds);
-        for (let r = 0; r < m.nregions; r++) expect(m.regionSize[r]! > 0 && m.gpa[r]! + m.regionSize[r]! <= Number.MAX_SAFE_INTEGER).toBe(true);
+        for (let r = 0; r < m.nregions; r++)
+          expect(m.regionSize[r]! > 0 && m.gpa[r]! + m.regionSize[r]! <= Number.MAX_SAFE_INTEGER).toBe(true);
       }
     }
     expect(accepted).toBeGreaterThan(0);
