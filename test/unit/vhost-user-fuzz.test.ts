@@ -267,7 +267,15 @@ describe("split virtqueue walker", () => {
 
   test("each kind of bad ring is refused with its code", () => {
     const cases: [string, (r0: DataView) => void, boolean, number][] = [
-      ["loop", (r0) => (desc(r0, 0, R1.gpa, 10, 1, 1), desc(r0, 1, R1.gpa, 10, 1, 0)), false, BAD_LOOP],
+      [
+        "loop",
+        (r0) => {
+          desc(r0, 0, R1.gpa, 10, 1, 1);
+          desc(r0, 1, R1.gpa, 10, 1, 0);
+        },
+        false,
+        BAD_LOOP,
+      ],
       ["self loop", (r0) => desc(r0, 0, R1.gpa, 10, 1, 0), false, BAD_LOOP],
       ["outside every region", (r0) => desc(r0, 0, 0x900000, 10, 0, 0), false, BAD_ADDR],
       ["length past its region", (r0) => desc(r0, 0, R1.gpa + 0xf00, 0x200, 0, 0), false, BAD_ADDR],
