@@ -1260,3 +1260,52 @@ int shim_copy(void *dst, const void *src, int len)
 
 /* shim_eventfd() - a non-blocking, close-on-exec eventfd (tests, and test front-ends) */
 int shim_eventfd(void) { return NEG_ERRNO(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)); }
+
+/* shim_send_fds() - send len bytes of buf on the UNIX socket fd with the n
+ * descriptors fds[0..n) (SCM_RIGHTS; n up to 16). A vhost-user front-end's
+ * call, for test front-ends. Returns the bytes sent, or -errno. */
+int shim_send_fds(int fd, const uint8_t *buf, int len, const int *fds, int n)
+{
+	union { char b[CMSG_SPACE(sizeof(int) * VU_FDS_ROOM)]; struct cmsghdr align; } ctl;
+	struct iovec iov = { (void *)buf, (size_t)len };
+	struct msghdr mh;
+	int rc;
+
+	if (n < 0 || n > VU_FDS_ROOM)
+		return -EINVAL;
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = &iov;
+	mh.msg_iovlen = 1;
+	if (n > 0) {
+		struct cmsghdr *cm;
+
+		memset(&ctl, 0, sizeof(ctl));
+		mh.msg_control = ctl.b;
+		mh.msg_controllen = CMSG_SPACE(sizeof(int) * n);
+		cm = CMSG_FIRSTHDR(&mh);
+		cm->cmsg_level = SOL_SOCKET;
+		cm->cmsg_type = SCM_RIGHTS;
+		cm->cmsg_len = CMSG_LEN(sizeof(int) * n);
+		memcpy(CMSG_DATA(cm), fds, sizeof(int) * n);
+	}
+	do
+		rc = (int)sendmsg(fd, &mh, MSG_NOSIGNAL);
+	while (rc < 0 && errno == EINTR);
+	return rc < 0 ? -errno : rc;
+}
+
+/* shim_memfd() - an anonymous file of len bytes (memfd), for test front-ends' guest memory. Returns the fd or -errno. */
+int shim_memfd(int len)
+{
+	int fd = (int)syscall(SYS_memfd_create, "guest", MFD_CLOEXEC);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, len) < 0) {
+		int e = errno;
+
+		close(fd);
+		return -e;
+	}
+	return fd;
+}

@@ -99,6 +99,8 @@ const symbols = {
   shim_unmap: { args: [ptr, f64], returns: i32 },
   shim_copy: { args: [ptr, ptr, i32], returns: i32 },
   shim_eventfd: { args: [], returns: i32 },
+  shim_send_fds: { args: [i32, ptr, i32, ptr, i32], returns: i32 },
+  shim_memfd: { args: [i32], returns: i32 },
 } as const;
 
 export type ShimKind = "lib" | "tcc";
