@@ -37,7 +37,7 @@
  *     as "N better", "N at parity", "N worse".
  * Min and max appear only in tooltips (<title>), never as printed text.
  */
-import { LOWER_IS_BETTER, TABLE_TITLES, bestReference, refImpls } from "./plan.ts";
+import { LOWER_IS_BETTER, TABLE_TITLES, bestReference, oursOnly, refImpls } from "./plan.ts";
 import type { Cell as ReportCell } from "./report.ts";
 
 /** What the page reads of a cell (results.json's rows; errors may be missing in hand-made results). */
@@ -177,7 +177,8 @@ function gridOf(table: string, cells: Cell[]): GridCell[] {
         unit,
       );
       if (ours == null || !best || !best.median) {
-        out.push({ row, column, unit, ratio: null, verdict: null, tip: ours == null ? "ours: no value" : "no reference value" });
+        const tip = ours == null ? "ours: no value" : `ours ${ours} ${unit}; ${oursOnly(row) ?? "no reference value"}`;
+        out.push({ row, column, unit, ratio: null, verdict: null, tip });
         continue;
       }
       const ratio = ratioOf(ours, best.median);

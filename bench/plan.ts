@@ -18,7 +18,8 @@
  */
 
 export type Mode = "tap" | "lo" | "passt";
-export type Kind = "tput" | "rr" | "crr" | "urr" | "startup" | MemoryKind;
+/** mtput: UDP multicast throughput (iperf2: iperf3 has no multicast), ours only (see oursOnly). */
+export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "startup" | MemoryKind;
 /**
  * Memory rows, read from /proc/PID/status: VmRSS a moment after start
  * (idle) and VmHWM before stop (peak); RssAnon (anonymous memory: what one
@@ -96,6 +97,15 @@ export const IMPL_MODES: Record<string, Mode[]> = {
   loopback: ["tap", "lo"],
 };
 
+/** Why no reference takes part in the multicast rows. */
+export const MCAST_NO_REFERENCE =
+  "ours only, no reference can: neither Debian's nor upstream's pasta and passt join groups for the guest (no IGMP/MLD proxy), so nothing sent to a group reaches it";
+
+/** Rows only ours can take part in: why (shown in place of the references), or null. */
+export function oursOnly(row: string): string | null {
+  return row.includes("multicast") ? MCAST_NO_REFERENCE : null;
+}
+
 /** The reference implementations of a row: Debian's passt for passt's rows (pasta otherwise), and upstream. */
 export function refImpls(table: string, row: string): string[] {
   const passt = table.startsWith("passt") || (table === "memory" && row.includes("passt"));
@@ -145,7 +155,9 @@ function dirLabel(mode: Mode, dir: Dir): string {
 /**
  * The rows of a TCP or UDP table: throughput both ways at every column (the
  * spliced path's host to ns: one value, the host side has one MTU), and
- * latency at the largest MTU: TCP RR and CRR both ways, UDP RR ns to host.
+ * latency at the largest MTU: TCP RR and CRR both ways, UDP RR ns to host;
+ * through the tap and passt, UDP multicast throughput host to guest (ours
+ * only: oursOnly).
  */
 function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
   const rows: RowDef[] = [];
@@ -161,6 +173,8 @@ function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number
         rows.push({ ...base, row: `TCP RR latency over IPv${ip}: ${d}`, kind: "rr", unit: "µs", columns: lat });
         rows.push({ ...base, row: `TCP CRR latency over IPv${ip}: ${d}`, kind: "crr", unit: "µs", columns: lat });
       } else if (dir === "n2h") rows.push({ ...base, row: `UDP RR latency over IPv${ip}: ${d}`, kind: "urr", unit: "µs", columns: lat });
+      else if (mode !== "lo")
+        rows.push({ ...base, row: `UDP multicast throughput over IPv${ip}: ${d}`, kind: "mtput", unit: "Gbit/s", columns: cols });
     }
   }
   return rows;

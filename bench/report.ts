@@ -6,7 +6,7 @@
  * bench/run.ts writes to results.json, so `bun run bench --render` can
  * rebuild the report from a saved run.
  */
-import { LOWER_IS_BETTER, TABLE_TITLES, allRows, bestReference, refImpls, type RowDef } from "./plan.ts";
+import { LOWER_IS_BETTER, TABLE_TITLES, allRows, bestReference, oursOnly, refImpls, type RowDef } from "./plan.ts";
 
 /** One cell of a table for one implementation: what results.json holds per row. */
 export interface Cell {
@@ -61,6 +61,7 @@ function versus(cells: Cell[], r: RowDef, c: number): string {
   const o = get("project");
   if (!o && refs.every((x) => !x)) return "";
   const f = (x?: Cell) => (x?.median == null ? (x?.errors.length ? "fail" : "–") : fmt(x.median, r.unit));
+  if (oursOnly(r.row)) return `${f(o)} (ours only: no reference can)`;
   const best = bestReference(
     refs.filter((x): x is Cell => !!x),
     r.unit,
@@ -134,6 +135,8 @@ function table(table: string, rows: RowDef[], cells: Cell[], impls: string[]): s
   );
   L.push(`| | ${cols.map((c) => colLabel(table, c)).join(" | ")} |`, `| --- | ${cols.map(() => "---").join(" | ")} |`);
   for (const r of trows) L.push(`| ${r.row} (${r.unit}) | ${cols.map((c) => versus(cells, r, c)).join(" | ")} |`);
+  const only = [...new Set(trows.map((r) => oursOnly(r.row)).filter((why) => why !== null))];
+  if (only.length) L.push("", ...only.map((why) => `Multicast rows: ${why}.`));
   L.push("", `All implementations: median [min–max]`, "");
   const names = impls.filter((n) => cells.some((c) => c.table === table && c.impl === n));
   L.push(`| | ${table === "startup" ? "" : "MTU "}| ${names.join(" | ")} |`, `| --- | --- | ${names.map(() => "---").join(" | ")} |`);

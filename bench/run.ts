@@ -50,7 +50,19 @@ import type { Subprocess } from "bun";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, isAlive, run, type Child, type World } from "../test/world.ts";
 import { cpuSeconds } from "../test/tools/proc-stats.ts";
 import { startGuest, type Guest } from "../test/tools/relay.ts";
-import { IMPL_MODES, MODES, STARTUP_ROW, allRows, isMemory, udpLenFor, udpRateFor, windowFor, type Mode, type RowDef } from "./plan.ts";
+import {
+  IMPL_MODES,
+  MODES,
+  STARTUP_ROW,
+  allRows,
+  isMemory,
+  oursOnly,
+  udpLenFor,
+  udpRateFor,
+  windowFor,
+  type Mode,
+  type RowDef,
+} from "./plan.ts";
 import { markdown, median, roundFor, withHeadline, type Cell } from "./report.ts";
 import { renderHtml } from "./html.ts";
 
@@ -334,6 +346,8 @@ const GUEST_IPERF_PORT = 5201; // forwarded by pasta -t, server in the guest
 const GUEST_RR_PORT = 5202; // forwarded by pasta -t, server in the guest
 const HOST_IPERF_PORT = 5301; // server in the host namespace (ns to host)
 const HOST_RR_PORT = 5302; // server in the host namespace (ns to host)
+/** The groups of the multicast rows: an iperf2 server in the guest joins one on GUEST_IPERF_PORT. */
+const MCAST_GROUP = { 4: "239.255.52.1", 6: "ff15::5201" } as const;
 
 /** sysctls for every namespace we make: no DAD delays, room for CRR's many connections */
 const NS_SYSCTLS = [
@@ -743,6 +757,7 @@ async function waitListening(env: Env, side: Side, port: number, srv: Child) {
 async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell): Promise<number> {
   const t = env.targets;
   if (row.ip === 6 && !env.ipv6) throw new Skip("no IPv6");
+  if (row.kind === "mtput") return measureMulticast(env, row, mtu, a, cell);
   if (row.ip === 6 && row.dir === "h2n" && !env.ipv6In) throw new Skip("no IPv6 port forwarding");
   const loop = env.impl.kind === "loopback";
   const lo = env.mode === "lo";
@@ -817,6 +832,67 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell):
   const lost = Number(r.stdout.match(/lost (\d+)/)?.[1] ?? 0);
   if (lost) env.note(`${row.row}: ${lost} datagrams resent after no answer for 200 ms`);
   return 1e6 / tps;
+}
+
+/**
+ * UDP multicast throughput, host to guest: an iperf2 server in the guest
+ * joins the row's group (its kernel reports it, we join it on the host:
+ * waited for in the host's eth0 memberships), an iperf2 client in the
+ * upstream namespace sends to the group for a.time seconds (datagrams
+ * that fill one packet, 4 × the unicast rows' per-stream rate offered);
+ * the server's report (CSV) says how many bytes arrived: over a.time
+ * seconds, the throughput. The server stops by itself (-t) in case the
+ * client's last datagram, which ends its report, is lost.
+ */
+async function measureMulticast(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell): Promise<number> {
+  const group = MCAST_GROUP[row.ip];
+  const port = String(GUEST_IPERF_PORT);
+  const v6 = row.ip === 6 ? ["-V"] : [];
+  const guestIf = env.guest ? PASST_GUEST_IF : "eth0";
+  const len = String(udpLenFor(mtu, row.ip));
+  // -l: iperf2 reads 1470 bytes a datagram unless told, and counts what it read
+  const srv = env.spawn("guest", [
+    "iperf",
+    "-s",
+    "-u",
+    ...v6,
+    "-B",
+    `${group}%${guestIf}`,
+    "-p",
+    port,
+    "-l",
+    len,
+    "-t",
+    String(a.time + 4),
+    "-y",
+    "C",
+  ]);
+  try {
+    for (let i = 0; ; i++) {
+      if (run(["ip", "-n", env.world.host, "maddr", "show", "dev", "eth0"]).stdout.includes(group)) break;
+      if (!isAlive(srv.pid)) throw new Error(`iperf server exited: ${tail(srv.stderr() + srv.stdout(), 300)}`);
+      if (i === 100) throw new Error(`the host did not join ${group} within 5 s`);
+      await Bun.sleep(50);
+    }
+    const rate = `${4 * Number.parseInt(udpRateFor(mtu), 10)}G`;
+    const from = row.ip === 4 ? ["-B", ADDR.gw4] : [];
+    const target = row.ip === 4 ? group : `${group}%gw0`;
+    const argv = ["iperf", "-c", target, "-u", ...v6, "-p", port, "-t", String(a.time), "-b", rate, "-l", len, "-T", "1", ...from];
+    const cpu0 = env.cpuSeconds();
+    const r = await env.exec("upstream", argv, (a.time + 25) * 1000);
+    if (r.timedOut || r.code !== 0)
+      throw new Error(`iperf client: ${r.timedOut ? "stalled" : `exited ${r.code}`}: ${tail(r.stderr + r.stdout, 300)}`);
+    // timestamp,local,port,remote,port,id,interval,bytes,bits/s,jitter,lost,total,lost %,out of order: at the client's
+    // last datagram, or at the server's -t when that one was lost (then its interval runs to -t: bytes over a.time instead)
+    const m = await srv.waitFor(/^\d+,[^,]*,\d+,[^,]*,\d+,-?\d+,[\d.]+-[\d.]+,(\d+),/m, { timeoutMs: 10000 });
+    const cpu1 = env.cpuSeconds();
+    const bytes = Number(m[1]);
+    if (cpu0 !== null && cpu1 !== null && bytes > 0) cell.cpu.push((cpu1 - cpu0) / (bytes / 1e9));
+    if (bytes === 0) throw new Error("iperf server: nothing arrived");
+    return (bytes * 8) / a.time / 1e9;
+  } finally {
+    await srv.kill({ graceMs: 1000 });
+  }
 }
 
 /** Receiver-side throughput and bytes from iperf3's JSON (UDP: what arrived). */
@@ -909,6 +985,8 @@ async function main(): Promise<number> {
   // tools
   const haveIperf = !!Bun.which("iperf3");
   if (!haveIperf) skipped.push("throughput rows: iperf3 not installed (Debian package iperf3)");
+  const haveIperf2 = !!Bun.which("iperf");
+  if (!haveIperf2) skipped.push("multicast throughput rows: iperf (2) not installed (Debian package iperf; iperf3 has no multicast)");
   const haveHyperfine = !!Bun.which("hyperfine");
   if (!haveHyperfine) skipped.push("start-up row: hyperfine not installed (Debian package hyperfine)");
   scratch = mkdtempSync(join(tmpdir(), `pb-bench-${process.pid}-`));
@@ -945,7 +1023,18 @@ async function main(): Promise<number> {
   const active = impls.filter((i) => !i.missing);
 
   // rows
-  const usable = (r: RowDef) => (r.kind === "tput" ? haveIperf : r.kind === "startup" ? haveHyperfine : isMemory(r.kind) ? true : !!rrBin);
+  const usable = (r: RowDef) =>
+    r.kind === "tput"
+      ? haveIperf
+      : r.kind === "mtput"
+        ? haveIperf2
+        : r.kind === "startup"
+          ? haveHyperfine
+          : isMemory(r.kind)
+            ? true
+            : !!rrBin;
+  /** Who measures row r: every implementation of its mode, or ours alone (plan.ts oursOnly). */
+  const takesPart = (r: RowDef, i: ImplDef) => !oursOnly(r.row) || i.name === "project";
   let rows = allRows(a.quick).filter(usable);
   if (a.only) rows = rows.filter((r) => a.only!.test(`${r.table} ${r.row}`));
   for (const s of skipped) say(`skipped: ${s}`);
@@ -973,8 +1062,9 @@ async function main(): Promise<number> {
     for (const c of [...new Set(measured.filter((r) => r.mode === m).flatMap((r) => r.columns))]) {
       for (const i of inMode) estimate += startCost(i, m) + 0.3;
       for (const r of measured.filter((r) => r.mode === m && r.columns.includes(c))) {
-        estimate += a.runs * inMode.length * (r.kind === "tput" ? tputCost : rrCost);
-        steps += a.runs * inMode.length;
+        const n = inMode.filter((i) => takesPart(r, i)).length;
+        estimate += a.runs * n * (r.kind === "tput" || r.kind === "mtput" ? tputCost : rrCost);
+        steps += a.runs * n;
       }
     }
   }
@@ -1061,8 +1151,9 @@ async function main(): Promise<number> {
         for (const r of modeRows.filter((r) => !isMemory(r.kind) && r.columns.includes(col))) {
           for (let round = 1; round <= a.runs; round++) {
             for (const e of modeEnvs) {
+              if (!takesPart(r, e.impl)) continue;
               const cell = cellFor(r, col, e.impl.name);
-              const cost = r.kind === "tput" ? tputCost : rrCost;
+              const cost = r.kind === "tput" || r.kind === "mtput" ? tputCost : rrCost;
               progress.step(`${r.table} · ${r.row} · MTU ${col} · ${e.impl.name}${a.runs > 1 ? ` (run ${round}/${a.runs})` : ""}`);
               const t0 = performance.now();
               await runCell(e, live, r, col, round, a, cell, progress);

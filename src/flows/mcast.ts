@@ -66,6 +66,16 @@
  * on them from one of the host interface's addresses and from a port we
  * sent multicast from is dropped (counted as looped).
  *
+ * Broadcasts from the host: for each port the guest sent a broadcast to
+ * (LAN discovery: a program broadcasts to the port it listens on, and its
+ * peers broadcast back to it), up to MCAST_BCAST_PORTS, two host sockets
+ * bound to 255.255.255.255 and to the subnet's broadcast address on that
+ * port (SO_REUSEADDR); what they receive reaches the guest as broadcast
+ * frames (ff:ff:ff:ff:ff:ff, to the same address). The flow socket the
+ * guest broadcast from gets a socket filter that drops datagrams to a
+ * broadcast address (noBroadcasts), so that none arrives a second time as
+ * a unicast datagram.
+ *
  * Limits: MCAST_MAX_GROUPS groups per guest (further joins are refused and
  * counted, with one log line each time the limit is reached),
  * MCAST_PORTS_PER_GROUP ports per group, MCAST_MAX_SOCKETS group sockets in
@@ -73,10 +83,12 @@
  * group addresses that are not multicast) change nothing and are counted.
  * Not done: source-specific joins on the host (the host joins any-source,
  * so a router that forwards a source-specific group, 232/8, only for
- * (S,G) joins sends it nothing), broadcasts from the host reaching the
- * guest as broadcasts (they arrive on its flow sockets and -u listeners as
- * unicast datagrams, as before).
+ * (S,G) joins sends it nothing); host broadcasts to ports the guest never
+ * broadcast to reach it as before, as unicast datagrams on its flow sockets
+ * and -u listeners (a -u listener on a port it broadcast to delivers them
+ * twice: once from each).
  */
+import { ptr } from "bun:ffi";
 import type { Config } from "../conf/config.ts";
 import { getAddrs, linkIndex, makeTalk, openNetlink, type NlTalk } from "../conf/netlink.ts";
 import { isEphemeral, probeEphemeral, type PortFwd, type PortRange } from "../fwd/ports.ts";
@@ -85,7 +97,17 @@ import { log } from "../log.ts";
 import { Kind } from "../loop/kinds.ts";
 import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import { table } from "../loop/arena.ts";
-import { AF_INET, AF_INET6, IPPROTO_IPV6, IPV6_V6ONLY, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_REUSEADDR } from "../native/consts.ts";
+import {
+  AF_INET,
+  AF_INET6,
+  IPPROTO_IPV6,
+  IPV6_V6ONLY,
+  SOCK_DGRAM,
+  SOCK_NONBLOCK,
+  SOL_SOCKET,
+  SO_RCVBUF,
+  SO_REUSEADDR,
+} from "../native/consts.ts";
 import { sys } from "../native/ffi.ts";
 import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import type { FrameSink } from "../tap/sink.ts";
@@ -121,6 +143,12 @@ export const MCAST_MAX_GROUPS = 256;
 export const MCAST_PORTS_PER_GROUP = 16;
 /** Group sockets in all. */
 export const MCAST_MAX_SOCKETS = 512;
+/** Ports the guest's broadcasts went to, each with host sockets bound to the limited and the subnet broadcast address. */
+export const MCAST_BCAST_PORTS = 16;
+/** Epoll references of the broadcast sockets start after the group sockets'. */
+const BCAST_REF = MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP;
+/** SO_RCVBUF of a group socket: room for a burst of large datagrams (the default holds three of 64 KiB), as -u sockets have. */
+const MCAST_RCVBUF = 4 << 20;
 /** Query interval (RFC 3376 8.2: 125 s); PASTA_MCAST_QUERY_MS overrides it, for tests. */
 export const QUERY_INTERVAL_MS = Number(process.env.PASTA_MCAST_QUERY_MS) || 125_000;
 /** Max response time we ask for (10 s, or half a shorter query interval). */
@@ -139,11 +167,17 @@ const IPV6_MULTICAST_HOPS = 18;
 const IPV6_JOIN_GROUP = 20;
 const IPV6_MULTICAST_ALL = 29;
 const SO_BROADCAST = 6;
+const SO_ATTACH_FILTER = 26;
+/** Classic BPF: the network header, from a socket filter that starts at the transport header (linux/filter.h). */
+const SKF_NET_OFF = -0x100000;
 const EADDRINUSE = 98;
 
 const RECV_BATCH = 32;
 const MAX_PAYLOAD = 65535 - w.IPV4_HLEN - w.UDP_HLEN;
 const LIMITED_BROADCAST = 0xffffffff;
+const BPF_LD_W_ABS = 0x20;
+const BPF_JEQ_K = 0x15;
+const BPF_RET_K = 0x06;
 
 export const mcastStats = {
   reports: 0,
@@ -160,6 +194,8 @@ export const mcastStats = {
   bindFailed: 0,
   queries: 0,
   toGuest: 0,
+  /** Broadcasts from the host delivered to the guest. */
+  broadcastToGuest: 0,
   /** Datagrams for a group from a source the guest's filter refuses. */
   filtered: 0,
   fromGuest: 0,
@@ -323,6 +359,13 @@ export class Mcast {
   private readonly gFd = table.i32(MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP).fill(-1);
   private readonly index = new FlowHash(MCAST_MAX_GROUPS);
   private readonly filters = new SourceFilters();
+  private readonly bPort = table.u16(MCAST_BCAST_PORTS);
+  /** Per broadcast port j: the socket on 255.255.255.255 (2j) and on the subnet's broadcast address (2j + 1), -1: none. */
+  private readonly bFd = table.i32(MCAST_BCAST_PORTS * 2).fill(-1);
+  private nBcast = 0;
+  /** The socket filter that keeps broadcasts off a flow socket (noBroadcasts), and the sock_fprog pointing at it. */
+  private readonly bpf = new Uint8Array(5 * 8);
+  private readonly fprog = new Uint8Array(16);
   private nGroups = 0;
   private nSockets = 0;
   private limitLogged = false;
@@ -350,7 +393,8 @@ export class Mcast {
     private readonly sink: FrameSink,
     private readonly hostIf: HostIf,
   ) {
-    loop.on(Kind.MCAST, (ref) => this.onSocket(ref));
+    loop.on(Kind.MCAST, (ref) => (ref < BCAST_REF ? this.onSocket(ref) : this.onBroadcast(ref - BCAST_REF)));
+    this.buildBroadcastFilter();
     loop.every(Math.min(1000, QUERY_INTERVAL_MS), (t) => this.expire(t));
   }
 
@@ -511,6 +555,7 @@ export class Mcast {
       return;
     }
     sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, MCAST_RCVBUF);
     if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     const sa = this.sa;
     const len = v6
@@ -560,10 +605,21 @@ export class Mcast {
 
   /** Datagrams on group socket slot s: to the guest as multicast frames. */
   private onSocket(s: number): void {
-    const fd = this.gFd[s]!;
-    if (fd < 0) return;
     const g = Math.floor(s / MCAST_PORTS_PER_GROUP);
-    const v6 = this.gV6[g] === 1;
+    this.receive(this.gFd[s]!, g, this.gPort[s]!, this.gV6[g] === 1, 0);
+  }
+
+  /** Datagrams on broadcast socket s: to the guest as broadcast frames, to the address the socket is bound to. */
+  private onBroadcast(s: number): void {
+    this.receive(this.bFd[s]!, -1, this.bPort[s >> 1]!, false, s & 1 ? this.subnetBroadcast() : LIMITED_BROADCAST);
+  }
+
+  /**
+   * What socket fd holds, received straight into frames: for group g, or
+   * (g = -1) for the broadcast address bcast; to the guest's port.
+   */
+  private receive(fd: number, g: number, port: number, v6: boolean, bcast: number): void {
+    if (fd < 0) return;
     const hdr = w.ETH_HLEN + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
@@ -572,13 +628,13 @@ export class Mcast {
       if (base < 0) return;
       const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
-      for (let k = 0; k < n; k++) this.toGuest(g, this.gPort[s]!, base + k * stride, k, this.rxLens[k]!, v6);
+      for (let k = 0; k < n; k++) this.toGuest(g, bcast, port, base + k * stride, k, this.rxLens[k]!, v6);
       if (n < RECV_BATCH) return;
     }
   }
 
-  /** Headers for datagram k (payload in place after them at off), from its sender to group g, port. */
-  private toGuest(g: number, port: number, off: number, k: number, len: number, v6: boolean): void {
+  /** Headers for datagram k (payload in place after them at off), from its sender to group g (or broadcast address bcast), port. */
+  private toGuest(g: number, bcast: number, port: number, off: number, k: number, len: number, v6: boolean): void {
     const b = this.sink.buf;
     const sa = k * 28;
     const sport = (this.rxAddrs[sa + 2]! << 8) | this.rxAddrs[sa + 3]!;
@@ -588,7 +644,8 @@ export class Mcast {
     }
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
-    groupMac(this.mac, this.gAddr, g * 16, v6);
+    if (g >= 0) groupMac(this.mac, this.gAddr, g * 16, v6);
+    else this.mac.fill(0xff);
     w.writeEth(b, off, this.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
     if (v6) natIn6(this.cfg.ip6!, this.rxAddrs, sa + SA6_ADDR, sport, false, this.tmpAddr);
     else {
@@ -596,17 +653,26 @@ export class Mcast {
       if (src === 0) return;
       w.wr32(this.tmpAddr, 0, src);
     }
-    if (!this.filters.passes(g, this.tmpAddr, 0, v6)) {
+    if (g >= 0 && !this.filters.passes(g, this.tmpAddr, 0, v6)) {
       mcastStats.filtered++;
       return;
     }
     if (v6) w.writeIpv6At(b, ip, this.tmpAddr, 0, this.gAddr, g * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
-    else w.writeIpv4(b, ip, w.rd32(this.tmpAddr, 0), w.rd32(this.gAddr, g * 16), w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
+    else w.writeIpv4(b, ip, w.rd32(this.tmpAddr, 0), g >= 0 ? w.rd32(this.gAddr, g * 16) : bcast, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
     w.writeUdp(b, l4, sport, port, len);
-    if (v6) w.udpSetChecksum6(b, ip, l4);
-    else w.udpSetChecksum4(b, ip, l4);
-    this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
-    mcastStats.toGuest++;
+    if (this.sink.csumOffload) {
+      // as flows/udp.ts: the pseudo-header sum, the rest left to the guest's kernel
+      const ps = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
+      w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
+      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+      this.sink.markCsumPartial!(off, l4, w.UDP_CSUM);
+    } else {
+      if (v6) w.udpSetChecksum6(b, ip, l4);
+      else w.udpSetChecksum4(b, ip, l4);
+      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
+    }
+    if (g >= 0) mcastStats.toGuest++;
+    else mcastStats.broadcastToGuest++;
   }
 
   /** The sender at rxAddrs[sa] is one of our flow sockets (a host address, a port we sent multicast from). */
@@ -629,9 +695,104 @@ export class Mcast {
       if (!w.ip6IsMulticast(b, ip + w.IP6_DST)) return false;
     } else if (!this.isBroadcastOrGroup(w.ipv4Dst(b, ip))) return false;
     const a = v6 ? ip + w.IP6_DST : ip + w.IP4_DST;
-    const g = v6 || ip4IsMulticast(w.ipv4Dst(b, ip)) ? this.lookup(v6, b, a) : -1;
+    const group = v6 || ip4IsMulticast(w.ipv4Dst(b, ip));
+    const g = group ? this.lookup(v6, b, a) : -1;
     if (g >= 0 && port !== 0 && this.addPort(g, port)) this.openMissing(g);
+    if (!group && port !== 0) this.addBroadcastPort(port);
     return true;
+  }
+
+  /** The broadcast address of the guest's subnet, 0 for none (a /31 or /32). */
+  private subnetBroadcast(): number {
+    const ip4 = this.cfg.ip4;
+    if (!ip4 || ip4.prefixLen >= 31) return 0;
+    return (ip4.addr | (0xffffffff >>> ip4.prefixLen)) >>> 0;
+  }
+
+  /** Broadcasts from the host to port p (one the guest broadcast to) reach the guest from now on. */
+  private addBroadcastPort(p: number): void {
+    for (let j = 0; j < this.nBcast; j++) if (this.bPort[j] === p) return;
+    if (this.nBcast === MCAST_BCAST_PORTS) {
+      mcastStats.socketLimit++;
+      return;
+    }
+    this.bPort[this.nBcast++] = p;
+    this.openMissingBroadcast();
+  }
+
+  /** The broadcast sockets not open yet (a bind that failed is retried at each query). */
+  private openMissingBroadcast(): void {
+    const sub = this.subnetBroadcast();
+    for (let s = 0; s < 2 * this.nBcast; s++) {
+      const addr = s & 1 ? sub : LIMITED_BROADCAST;
+      if (this.bFd[s]! < 0 && addr !== 0) this.bFd[s] = this.openBroadcastSocket(addr, this.bPort[s >> 1]!, s);
+    }
+  }
+
+  /** A socket bound to (broadcast address addr, port p), watched as broadcast socket s; -1 when it can't be had. */
+  private openBroadcastSocket(addr: number, p: number, s: number): number {
+    if (this.nSockets >= MCAST_MAX_SOCKETS) {
+      mcastStats.socketLimit++;
+      return -1;
+    }
+    const fd = sys.shim_socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK, 0);
+    if (fd < 0) return -1;
+    sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    if (sys.shim_bind(fd, this.sa, sockaddr4(this.sa, addr, p)) < 0) {
+      mcastStats.bindFailed++;
+      sys.shim_close(fd);
+      return -1;
+    }
+    this.nSockets++;
+    mcastStats.sockets++;
+    this.loop.add(fd, EPOLLIN, Kind.MCAST, BCAST_REF + s);
+    return fd;
+  }
+
+  private closeBroadcast(): void {
+    for (let s = 0; s < 2 * this.nBcast; s++) {
+      const fd = this.bFd[s]!;
+      if (fd < 0) continue;
+      this.loop.del(fd);
+      sys.shim_close(fd);
+      this.bFd[s] = -1;
+      this.nSockets--;
+    }
+    this.nBcast = 0;
+  }
+
+  /**
+   * The filter noBroadcasts attaches: a datagram to 255.255.255.255 or to
+   * the subnet's broadcast address is dropped (return 0), any other kept
+   * whole. Classic BPF, read at the IP header's destination.
+   */
+  private buildBroadcastFilter(): void {
+    const sub = this.subnetBroadcast() || LIMITED_BROADCAST;
+    const insn = (k: number, code: number, jt: number, jf: number, v: number) => {
+      const d = new DataView(this.bpf.buffer);
+      d.setUint16(k * 8, code, true);
+      this.bpf[k * 8 + 2] = jt;
+      this.bpf[k * 8 + 3] = jf;
+      d.setUint32(k * 8 + 4, v >>> 0, true);
+    };
+    insn(0, BPF_LD_W_ABS, 0, 0, SKF_NET_OFF + w.IP4_DST);
+    insn(1, BPF_JEQ_K, 2, 0, LIMITED_BROADCAST);
+    insn(2, BPF_JEQ_K, 1, 0, sub);
+    insn(3, BPF_RET_K, 0, 0, 0xffffffff);
+    insn(4, BPF_RET_K, 0, 0, 0);
+    const d = new DataView(this.fprog.buffer);
+    d.setUint16(0, 5, true);
+    d.setBigUint64(8, BigInt(ptr(this.bpf)), true);
+  }
+
+  /**
+   * Flow socket fd, which just sent a broadcast from the guest's port,
+   * receives no broadcasts: those reach the guest through the broadcast
+   * sockets, as broadcasts, and would otherwise come a second time, as
+   * unicast datagrams (its own included, looped back by the host).
+   */
+  private noBroadcasts(fd: number): void {
+    sys.shim_setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, this.fprog, this.fprog.length);
   }
 
   private isBroadcastOrGroup(dst: number): boolean {
@@ -674,6 +835,7 @@ export class Mcast {
       } else {
         sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_BROADCAST, 1);
         sys.shim_setsockopt_int(fd, IPPROTO_IP, IP_TTL, w.ipv4Ttl(b, ip) || 1);
+        this.noBroadcasts(fd);
       }
       sockaddr4(this.sa, dst, port);
     }
@@ -701,6 +863,7 @@ export class Mcast {
       for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.addGuestPorts(g);
     }
     for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.openMissing(g);
+    this.openMissingBroadcast();
     if (this.cfg.ip4) this.queryIgmp();
     if (this.cfg.ip6) this.queryMld();
   }
@@ -778,11 +941,14 @@ export class Mcast {
   /** Leave every group (passt: the guest went away). */
   reset(): void {
     for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.remove(g);
+    this.closeBroadcast();
   }
 
   /** Stop (true) or restart watching the group sockets (passt, while the guest's socket is full). */
   pauseReceive(paused: boolean): void {
     for (let s = 0; s < this.gFd.length; s++) if (this.gFd[s]! >= 0) this.loop.mod(this.gFd[s]!, paused ? 0 : EPOLLIN, Kind.MCAST, s);
+    for (let s = 0; s < 2 * this.nBcast; s++)
+      if (this.bFd[s]! >= 0) this.loop.mod(this.bFd[s]!, paused ? 0 : EPOLLIN, Kind.MCAST, BCAST_REF + s);
   }
 }
 

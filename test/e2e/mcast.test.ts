@@ -9,6 +9,8 @@
  * - what the guest sends to a group reaches a receiver upstream and one on
  *   the host, with the guest's TTL (tcpdump upstream); a limited broadcast
  *   reaches upstream too;
+ * - host broadcasts (limited and subnet) to a port the guest broadcast to
+ *   reach it as broadcast frames, and no unicast copy of them (pcap);
  * - an mDNS query (dig) from the guest is answered by a responder outside
  *   (test/tools/mdns-responder.ts), by unicast to its port and by multicast
  *   to a guest that asks from port 5353 and joined 224.0.0.251;
@@ -213,6 +215,45 @@ describeE2E("multicast (root)", () => {
       return fileHas(bcast, "from-guest-bcast");
     });
     for (const c of [upRx, hostRx, bRx]) await c.kill();
+  });
+
+  test("host broadcasts to a port the guest broadcast to reach it as broadcast frames, and not a second time as unicast", async () => {
+    const out = join(w.dir, "bcast-in");
+    const rx = s!.guestSpawn(["socat", "-u", "UDP4-RECV:5040,reuseaddr", `CREATE:${out}`]);
+    // as LAN discovery does: the guest broadcasts from and to the port it listens on
+    const r = await s!.guest([
+      "sh",
+      "-c",
+      "echo hello | socat -u - UDP4-DATAGRAM:255.255.255.255:5040,broadcast,sourceport=5040,reuseaddr",
+    ]);
+    expect(r.code, r.stderr).toBe(0);
+    for (const [dst, text] of [
+      ["255.255.255.255", "to-limited"],
+      ["192.0.2.255", "to-subnet"],
+    ]) {
+      await until(`${text} in the guest`, async () => {
+        await w.exec(w.upstream, ["sh", "-c", `echo ${text} | socat -u - 'UDP4-DATAGRAM:${dst}:5040,broadcast,bind=${ADDR.gw4}'`]);
+        await Bun.sleep(200);
+        return fileHas(out, text);
+      });
+    }
+    const frames = await w.exec(null, [
+      "tshark",
+      "-r",
+      pcap(),
+      "-Y",
+      "udp.dstport == 5040",
+      "-T",
+      "fields",
+      "-e",
+      "eth.dst",
+      "-e",
+      "ip.dst",
+    ]);
+    const seen = new Set(frames.stdout.trim().split("\n"));
+    expect([...seen].sort(), frames.stderr).toEqual(["ff:ff:ff:ff:ff:ff\t192.0.2.255", "ff:ff:ff:ff:ff:ff\t255.255.255.255"]);
+    await until("the broadcasts counted", () => (counters(s!.log()).broadcastToGuest ?? 0) >= 2);
+    await rx.kill();
   });
 
   /** The frames to the guest's UDP port in the pcap: source address and payload (as text). */
