@@ -13,7 +13,10 @@
  *    QEMU is killed (SIGKILL). passt must stay up and serve the next QEMU,
  *    which gets its address and downloads a file whose checksum matches.
  *
- * 3. --print-capabilities prints the JSON of a vhost-user net back-end.
+ * 3. Without DHCP, the guest's kernel gets its IPv6 address by SLAAC from
+ *    passt's router advertisements (the host's 2001:db8::/64 prefix) and
+ *    downloads the file over IPv6 from the remote server.
+ * 4. --print-capabilities prints the JSON of a vhost-user net back-end.
  *
  * Skips with one line when QEMU, a kernel with its modules or a static
  * busybox is missing (Debian: qemu-system-x86 linux-image-amd64 busybox-static).
@@ -25,7 +28,16 @@ import { join } from "node:path";
 import { ADDR, BUN, canRunE2E, createWorld, describeE2E, isAlive, type Child, type World } from "../world.ts";
 import { PASST_ENV, passtArgv } from "../tools/relay.ts";
 import { buildInitramfs, findGuest, type GuestKernel } from "../tools/qemu/initramfs.ts";
-import { guestInit, guestServeInit, MARK_FAIL, MARK_OK, MARK_SERVING, QEMU_ACCEL, UDHCPC_SCRIPT } from "../tools/qemu/guest.ts";
+import {
+  guestInit,
+  guestServeInit,
+  guestSlaacInit,
+  MARK_FAIL,
+  MARK_OK,
+  MARK_SERVING,
+  QEMU_ACCEL,
+  UDHCPC_SCRIPT,
+} from "../tools/qemu/guest.ts";
 
 const REMOTE_PORT = 18075;
 const HOST_PORT = 8089;
@@ -102,7 +114,7 @@ if (canRunE2E().ok && !guest.ok) {
         BUN,
         "-e",
         `const chunk = new Uint8Array(65536).fill(97); let sent = 0;
-         Bun.serve({ hostname: "0.0.0.0", port: ${REMOTE_PORT}, fetch: (req) => {
+         Bun.serve({ hostname: "::", port: ${REMOTE_PORT}, fetch: (req) => {
            if (new URL(req.url).pathname !== "/endless") return new Response(Bun.file(${JSON.stringify(file)}));
            return new Response(new ReadableStream({ type: "direct", async pull(c) {
              while (!req.signal.aborted) { c.write(chunk); await c.flush(); await Bun.sleep(0); sent += chunk.length; if (sent % (1 << 20) === 0) console.log("streamed " + sent); }
@@ -161,6 +173,19 @@ if (canRunE2E().ok && !guest.ok) {
         await qemu.kill();
       },
       BOOT_TIMEOUT_MS + 120_000,
+    );
+
+    test(
+      "SLAAC: the guest's global IPv6 address from the router advertisement, then a download over IPv6; checksum matches",
+      async () => {
+        const { qemu, why } = boot(guest as GuestKernel, "slaac", guestSlaacInit(`http://[${ADDR.remote6}]:${REMOTE_PORT}/payload`));
+        const m = await waitFor(qemu, new RegExp(`(${MARK_OK}) ([0-9a-f]{64})|(${MARK_FAIL}) (.*)\\n`), why);
+        expect(m[1] ?? `${m[3]} ${m[4]}`, why()).toBe(MARK_OK);
+        expect(m[2], why()).toBe(sha);
+        expect(qemu.stdout(), why()).toMatch(/guest: slaac .*inet6 2001:db8::[0-9a-f:]+\/64 scope global/);
+        await qemu.kill();
+      },
+      BOOT_TIMEOUT_MS + 30_000,
     );
 
     test(

@@ -84,3 +84,20 @@ echo "${MARK_SERVING}"
 while :; do sleep 3600; done
 `;
 }
+
+/**
+ * /init of a guest that configures nothing itself: its kernel takes the
+ * IPv6 prefix of passt's router advertisements (SLAAC); once eth0 has a
+ * global address ("guest: slaac ADDRESS"), a download over IPv6 whose
+ * SHA-256 follows MARK_OK; then a power-off.
+ */
+export function guestSlaacInit(url: string): string {
+  return `${initPrelude()}i=0
+while ! ip -6 -o addr show dev eth0 scope global | grep -q inet6 && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done
+ip -6 -o addr show dev eth0 scope global | grep -q inet6 || fail "no global IPv6 address"
+echo "guest: slaac $(ip -6 -o addr show dev eth0 scope global)"
+wget -q -O /tmp/file "${url}" || fail "wget ${url}"
+echo "${MARK_OK} $(sha256sum /tmp/file)"
+poweroff -f
+`;
+}
