@@ -81,9 +81,7 @@
  * MCAST_PORTS_PER_GROUP ports per group, MCAST_MAX_SOCKETS group sockets in
  * all. Malformed reports (lengths, checksums, source lists past the end,
  * group addresses that are not multicast) change nothing and are counted.
- * Not done: source-specific joins on the host (the host joins any-source,
- * so a router that forwards a source-specific group, 232/8, only for
- * (S,G) joins sends it nothing); host broadcasts to ports the guest never
+ * Not done: host broadcasts to ports the guest never
  * broadcast to reach it as before, as unicast datagrams on its flow sockets
  * and -u listeners (a -u listener on a port it broadcast to delivers them
  * twice: once from each).
@@ -168,6 +166,15 @@ const IPV6_JOIN_GROUP = 20;
 const IPV6_MULTICAST_ALL = 29;
 const SO_BROADCAST = 6;
 const SO_ATTACH_FILTER = 26;
+const MCAST_MSFILTER = 48;
+const MCAST_EXCLUDE = 0;
+const MCAST_INCLUDE = 1;
+/** struct group_filter (RFC 3678, x86-64 and aarch64 layout): interface, group, mode, count, then the sources. */
+const SOCKADDR_STORAGE = 128;
+const GF_GROUP = 8;
+const GF_FMODE = GF_GROUP + SOCKADDR_STORAGE;
+const GF_NUMSRC = GF_FMODE + 4;
+const GF_SLIST = GF_NUMSRC + 4;
 /** Classic BPF: the network header, from a socket filter that starts at the transport header (linux/filter.h). */
 const SKF_NET_OFF = -0x100000;
 const EADDRINUSE = 98;
@@ -194,6 +201,8 @@ export const mcastStats = {
   bindFailed: 0,
   queries: 0,
   toGuest: 0,
+  /** Source filters the host would not take whole (too many sources): any source there instead. */
+  hostFilterFull: 0,
   /** Broadcasts from the host delivered to the guest. */
   broadcastToGuest: 0,
   /** Datagrams for a group from a source the guest's filter refuses. */
@@ -282,7 +291,8 @@ export const MCAST_MAX_SOURCES = 16;
 export class SourceFilters {
   readonly mode = table.u8(MCAST_MAX_GROUPS);
   readonly n = table.u8(MCAST_MAX_GROUPS);
-  private readonly addr = table.u8(MCAST_MAX_GROUPS * MCAST_MAX_SOURCES * 16);
+  /** Group g's sources, in 16-byte slots from (g * MCAST_MAX_SOURCES) * 16. */
+  readonly addr = table.u8(MCAST_MAX_GROUPS * MCAST_MAX_SOURCES * 16);
 
   /** Group g's filter becomes mode with the nsrc sources at b[src]. */
   set(g: number, mode: number, b: Uint8Array, src: number, nsrc: number, v6: boolean): void {
@@ -380,6 +390,8 @@ export class Mcast {
   private readonly changes = newMcastChanges();
   private readonly sa = new Uint8Array(28);
   private readonly mreq = new Uint8Array(20);
+  /** A struct group_filter for hostFilter, with room for MCAST_MAX_SOURCES sources. */
+  private readonly gf = new Uint8Array(GF_SLIST + MCAST_MAX_SOURCES * SOCKADDR_STORAGE);
   private readonly mac = new Uint8Array(6);
   private readonly tmpAddr = new Uint8Array(16);
   private readonly rxAddrs = table.u8(RECV_BATCH * 28);
@@ -457,8 +469,9 @@ export class Mcast {
       else f.allow(g, b, src, nsrc, v6);
     } else if (type === BLOCK_OLD_SOURCES && g >= 0) {
       f.block(g, b, src, nsrc, v6);
-      if (f.none(g)) this.leave(g, v6, c.addr, k * 16);
+      if (f.none(g)) return this.leave(g, v6, c.addr, k * 16);
     }
+    if (g >= 0) this.hostFilters(g);
   }
 
   private countDrop(n: number): void {
@@ -563,6 +576,7 @@ export class Mcast {
       : sockaddr4(sa, w.rd32(this.gAddr, g * 16), this.gPort[s]!);
     let rc = sys.shim_bind(fd, sa, len);
     if (rc >= 0) rc = this.joinOn(fd, g, v6);
+    if (rc >= 0 && !(this.filters.mode[g] === FILTER_EXCLUDE && this.filters.n[g] === 0)) this.hostFilter(fd, g);
     if (rc < 0) {
       if (rc === -EADDRINUSE) log.debug(`multicast: port ${this.gPort[s]} of ${groupName(v6, this.gAddr, g * 16)} is taken`);
       mcastStats.bindFailed++;
@@ -573,6 +587,44 @@ export class Mcast {
     this.nSockets++;
     mcastStats.sockets++;
     this.loop.add(fd, EPOLLIN, Kind.MCAST, s);
+  }
+
+  /** Group g's source filter on each of its sockets (hostFilter). */
+  private hostFilters(g: number): void {
+    const base = g * MCAST_PORTS_PER_GROUP;
+    for (let k = 0; k < this.gNPorts[g]!; k++) if (this.gFd[base + k]! >= 0) this.hostFilter(this.gFd[base + k]!, g);
+  }
+
+  /**
+   * The guest's source filter for group g on socket fd (MCAST_MSFILTER,
+   * RFC 3678 5.2), so that the host joins source-specific too and its
+   * routers send what the guest asked for (a source-specific group, 232/8,
+   * gets nothing from them otherwise). The host may keep fewer sources per
+   * socket than we do (IPv4: net.ipv4.igmp_max_msf, 10): then any source
+   * (counted as hostFilterFull), and the guest's filter still applies on
+   * delivery.
+   */
+  private hostFilter(fd: number, g: number): void {
+    const v6 = this.gV6[g] === 1;
+    const f = this.filters;
+    const n = f.n[g]!;
+    const gf = this.gf.fill(0);
+    const d = new DataView(gf.buffer);
+    d.setUint32(0, v6 ? this.hostIf.ifindex6 : this.hostIf.ifindex4, true);
+    const put = (at: number, a: Uint8Array, o: number) => {
+      const len = v6 ? sockaddr6(this.sa, a, o, 0, 0) : sockaddr4(this.sa, w.rd32(a, o), 0);
+      w.copyBytes(gf, at, this.sa, 0, len);
+    };
+    put(GF_GROUP, this.gAddr, g * 16);
+    d.setUint32(GF_FMODE, f.mode[g] === FILTER_INCLUDE ? MCAST_INCLUDE : MCAST_EXCLUDE, true);
+    d.setUint32(GF_NUMSRC, n, true);
+    for (let i = 0; i < n; i++) put(GF_SLIST + i * SOCKADDR_STORAGE, f.addr, (g * MCAST_MAX_SOURCES + i) * 16);
+    const level = v6 ? IPPROTO_IPV6 : IPPROTO_IP;
+    if (sys.shim_setsockopt(fd, level, MCAST_MSFILTER, gf, GF_SLIST + n * SOCKADDR_STORAGE) >= 0) return;
+    mcastStats.hostFilterFull++;
+    d.setUint32(GF_FMODE, MCAST_EXCLUDE, true);
+    d.setUint32(GF_NUMSRC, 0, true);
+    sys.shim_setsockopt(fd, level, MCAST_MSFILTER, gf, GF_SLIST);
   }
 
   /** IP_ADD_MEMBERSHIP / IPV6_JOIN_GROUP for group g on the host interface. */

@@ -20,7 +20,9 @@
  *   ones, gets at most MCAST_MAX_GROUPS of them joined, one log line, and
  *   the drops counted (test/tools/mcast-reports.ts writes them);
  * - a guest joined for one source only (IGMPv3 INCLUDE, iperf2's
- *   --ssm-host) gets no frame from another source (pcap);
+ *   --ssm-host) gets no frame from another source (pcap), and the host's
+ *   own membership is for that source only (/proc/net/mcfilter); with more
+ *   sources than the host takes per socket, we filter them ourselves;
  * - passt, with a relayed guest: the mDNS exchange from port 5353, and a
  *   guest that only listens (a port forwarded with -u, mDNS's port);
  * - --no-udp: no group is joined.
@@ -181,6 +183,11 @@ describeE2E("multicast (root)", () => {
     await sendUntil(w.host, false, GROUP4, 5001, "eth0", "from-host", () => fileHas(out, "from-host"));
     await rx.kill();
     await until("the host left the group", async () => !(await hostGroups()).includes(GROUP4));
+    // and nothing sent to the group reaches the guest any more
+    for (let i = 0; i < 3; i++)
+      await w.exec(w.upstream, ["sh", "-c", `echo after-leave | socat -u - 'UDP4-DATAGRAM:${GROUP4}:5001,ip-multicast-if=${ADDR.gw4}'`]);
+    await Bun.sleep(500);
+    expect((await framesTo(5001)).map((f) => f.text.trim())).not.toContain("after-leave");
   });
 
   test("IPv6: the guest joins a group (MLD); what upstream and the host send to it reaches the guest; leaving drops the membership", async () => {
@@ -285,6 +292,10 @@ describeE2E("multicast (root)", () => {
     const group = "239.1.2.6";
     const rx = s!.guestSpawn(["iperf", "-s", "-u", "-p", "5020", "-B", `${group}%eth0`, "-H", ADDR.gw4]);
     await until("the host joined the group", async () => (await hostGroups()).includes(group));
+    // the host's own membership is for that source only (/proc/net/mcfilter: device, group, source, INCLUDE and EXCLUDE counts)
+    await until("the host's filter: the group from 192.0.2.1 only", async () =>
+      /eth0 0xef010206 0xc0000201\s+1\s+0\b/.test((await w.exec(w.host, ["cat", "/proc/net/mcfilter"])).stdout),
+    );
     const send = (text: string, from: string) =>
       w.exec(w.upstream, ["sh", "-c", `echo ${text} | socat -u - 'UDP4-DATAGRAM:${group}:5020,bind=${from},ip-multicast-if=${ADDR.gw4}'`]);
     const arrived = async (text: string) => (await framesTo(5020)).some((f) => f.text.startsWith(text));
@@ -300,7 +311,49 @@ describeE2E("multicast (root)", () => {
     });
     const sources = new Set((await framesTo(5020)).map((f) => f.src));
     expect([...sources]).toEqual([ADDR.gw4]);
-    await until("the refused ones counted", () => (counters(s!.log()).filtered ?? 0) >= 3);
+    await rx.kill();
+  });
+
+  test("a source list longer than the host takes (INCLUDE of 11 sources, over igmp_max_msf): the host joins any source, we still deliver the listed ones only", async () => {
+    const group = "239.1.2.11";
+    // a bound port for the guest (pasta learns it from the namespace), and a report its kernel could not send for one socket
+    const rx = s!.guestSpawn(["socat", "-u", "UDP4-RECV:5022", "/dev/null"]);
+    const listed = [ADDR.remote4, ...Array.from({ length: 10 }, (_, i) => `10.9.9.${i + 1}`)];
+    const report = async () => {
+      const r = await s!.guest([
+        BUN,
+        FLOOD,
+        "--if",
+        "eth0",
+        "--groups",
+        "0",
+        "--bad",
+        "0",
+        "--src4",
+        ADDR.host4,
+        "--include",
+        `${group}:${listed.join(",")}`,
+      ]);
+      expect(r.code, r.stderr).toBe(0);
+    };
+    const send = (text: string, from: string) =>
+      w.exec(w.upstream, ["sh", "-c", `echo ${text} | socat -u - 'UDP4-DATAGRAM:${group}:5022,bind=${from},ip-multicast-if=${ADDR.gw4}'`]);
+    const arrived = async (text: string) => (await framesTo(5022)).some((f) => f.text.startsWith(text));
+    // (nobody in the guest re-reports the group: each step reports it again, within its membership interval)
+    await until("a listed source's datagram", async () => {
+      await report();
+      await send("from-listed", ADDR.remote4);
+      return arrived("from-listed");
+    });
+    await report();
+    for (let i = 0; i < 3; i++) await send("from-unlisted", ADDR.gw4);
+    await until("the last datagram from a listed source", async () => {
+      await send("last-from-listed", ADDR.remote4);
+      return arrived("last-from-listed");
+    });
+    expect([...new Set((await framesTo(5022)).map((f) => f.src))]).toEqual([ADDR.remote4]);
+    await until("the unlisted ones refused by us, counted", () => (counters(s!.log()).filtered ?? 0) >= 3);
+    expect(counters(s!.log()).hostFilterFull ?? 0).toBeGreaterThan(0);
     await rx.kill();
   });
 

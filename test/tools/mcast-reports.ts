@@ -11,6 +11,9 @@
  *   - notGroup: IGMPv2 reports and MLDv2 records for unicast addresses.
  * Every malformed kind is sent --bad times; the counts per kind are printed
  * as one JSON line, for the test to compare with our counters.
+ * --include GROUP:SRC,SRC,... first sends one IGMPv3 report with a
+ * CHANGE_TO_INCLUDE record: GROUP from those sources only (as many as given,
+ * which a kernel's own sockets could not ask for beyond igmp_max_msf).
  *
  *   nsenter -n -t GUESTPID -- bun test/tools/mcast-reports.ts --if eth0 --groups 3000 --bad 10 --src4 192.0.2.2
  */
@@ -27,6 +30,7 @@ const ifname = arg("if", "eth0");
 const groups = Number(arg("groups", "3000"));
 const bad = Number(arg("bad", "10"));
 const src4 = arg("src4", "192.0.2.2").split(".").map(Number);
+const include = arg("include", "");
 const RECORDS = 100;
 
 const AF_PACKET = 17;
@@ -132,7 +136,27 @@ function mldReport(group: number[], nsrc: number): number {
   return 28;
 }
 
+/** An IGMPv3 report at 38 with one CHANGE_TO_INCLUDE record: group from sources; its length. */
+function includeReport(group: number[], sources: number[][]): number {
+  const o = 38;
+  buf.fill(0, o, o + 16 + 4 * sources.length);
+  buf[o] = 0x22;
+  wr16(buf, o + 6, 1);
+  buf[o + 8] = 3;
+  wr16(buf, o + 10, sources.length);
+  buf.set(group, o + 12);
+  for (let i = 0; i < sources.length; i++) buf.set(sources[i]!, o + 16 + 4 * i);
+  return 16 + 4 * sources.length;
+}
+
 const counts = { reports: 0, malformed: 0, badChecksum: 0, notGroup: 0 };
+
+if (include) {
+  const [group, list] = include.split(":");
+  const quad = (a: string) => a.split(".").map(Number);
+  send(ipv4Frame(includeReport(quad(group!), list!.split(",").map(quad))));
+  counts.reports++;
+}
 
 for (let g = 0; g < groups; g += RECORDS) {
   send(ipv4Frame(v3Report(g, Math.min(RECORDS, groups - g))));
