@@ -88,7 +88,7 @@ export class Dispatcher {
   ) {
     this.flows = new FlowTable(loop);
     this.icmp = new IcmpFlows(cfg, loop, sink, this.guest, this.flows);
-    this.tcp = new TcpFlows(cfg, loop, sink, this.guest);
+    this.tcp = new TcpFlows(cfg, loop, sink, this.guest, this.flows);
     this.udp = new UdpFlows(cfg, loop, sink, this.guest, this.flows);
     this.mcast = cfg.noUdp ? null : new Mcast(cfg, loop, sink, hostIfOf(cfg));
     this.udp.mcast = this.mcast;

@@ -146,7 +146,7 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
 
 /** Listeners and spliced paths for -t/-T/-u/-U (after the namespace's interfaces are up); throws when a port can't be bound. */
 function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dispatcher, nsfd: number): void {
-  const splice = new SpliceFlows(loop, nsfd);
+  const splice = new SpliceFlows(loop, nsfd, dispatcher.flows);
   const udpSplice = new UdpSplice(loop, nsfd, dispatcher.flows);
   if (run.splice !== "off") dispatcher.udp.splice = udpSplice;
   const fwd = new Forwarder({

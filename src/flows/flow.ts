@@ -90,8 +90,6 @@ export const FT_UDP_SPLICE = 4;
 export const FT_PING = 5;
 const FT_COUNT = 6;
 
-const TYPE_NAMES = ["none", "tcp", "tcp-splice", "udp", "udp-splice", "ping"];
-
 // Interfaces a side lives on.
 export const PIF_NONE = 0;
 /** The guest, through the tap (pasta) or the qemu socket (passt). */
@@ -308,12 +306,6 @@ export class FlowTable {
     if (this.pif[2 * f] === pif) return 2 * f;
     if (this.pif[2 * f + 1] === pif) return 2 * f + 1;
     return -1;
-  }
-
-  /** For --debug: a flow's type and sides, in words. */
-  describe(f: number): string {
-    const side = (s: number) => `pif ${this.pif[s]} ${this.eport[s]}->${this.oport[s]}`;
-    return `flow ${f} ${TYPE_NAMES[this.type[f]!]} state ${this.state[f]}: [${side(2 * f)}] [${side(2 * f + 1)}]`;
   }
 
   // ---------------------------------------------------------------- index

@@ -1,6 +1,8 @@
 /**
- * An index of flows by the hash of their key, for the flow tables (TCP, UDP),
- * and the one hash function of those keys (flowKeyHash).
+ * An index of entries by the hash of their key: the flow table's index of
+ * flow sides (flows/flow.ts; an entry is a sidx), multicast's groups
+ * (flows/mcast.ts); and the one hash function of flow keys (flowKeyHash,
+ * also the base of TCP's ISN).
  *
  * Theory of operation
  * -------------------

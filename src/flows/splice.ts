@@ -28,6 +28,13 @@
  * spliced, and after a busy batch of events), so that a new connection costs
  * an accept, a connect and two epoll registrations.
  *
+ * Each connection is a flow of the flow table (src/flows/flow.ts, type
+ * FT_TCP_SPLICE): side 0 the accepted socket's (its peer, the listening
+ * address and port), side 1 the connecting one's (the other side's
+ * loopback at the target port). Nothing looks them up: events carry the
+ * flow number. This module keeps its sockets, pipes and pump state per
+ * flow number.
+ *
  * Limits: SPLICE_MAX_CONNS at once; past that an accepted connection is closed
  * at once, without touching the existing ones.
  */
@@ -37,7 +44,8 @@ import { log } from "../log.ts";
 import { EPOLLERR, EPOLLET, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
-import { sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { SA6_ADDR, saPort, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
+import { FLOW_MAX, FT_TCP_SPLICE, type FlowTable, PIF_HOST, PIF_SPLICE } from "./flow.ts";
 import { AF_INET, AF_INET6, EINPROGRESS, IPPROTO_TCP, SHUT_WR, SOCK_NONBLOCK, SOCK_STREAM, TCP_QUICKACK } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
 
@@ -69,19 +77,31 @@ export const spliceStats = { opened: 0, closed: 0, refused: 0, failed: 0, bytes:
 /** Which side a fresh connecting socket must live in. */
 export type Side = "host" | "ns";
 
+/** What join needs of the listening socket a connection was accepted on (src/fwd/forward.ts's listener). */
+export interface AcceptedOn {
+  v6: boolean;
+  /** The address it is bound to (4 or 16 bytes). */
+  addr: Uint8Array;
+  /** Its port. */
+  port: number;
+  /** The port to connect to on the other side. */
+  target: number;
+}
+
 export class SpliceFlows {
-  private readonly state = table.u8(SPLICE_MAX_CONNS);
+  // Per flow c (src/flows/flow.ts), set when the flow is made:
+  private readonly state = table.u8(FLOW_MAX);
   /** fd[2c] accepted socket, fd[2c+1] the socket we connected. */
-  private readonly fd = table.i32(SPLICE_MAX_CONNS * 2).fill(-1);
+  private readonly fd = table.i32(FLOW_MAX * 2);
   /** Pipes: pipe[4c..4c+1] carry accepted → connected (read, write); [4c+2..4c+3] the other way. */
-  private readonly pipe = table.i32(SPLICE_MAX_CONNS * 4).fill(-1);
+  private readonly pipe = table.i32(FLOW_MAX * 4);
   /** Pump state per direction (see shim_splice_pump): [pending, eof, error, size]. */
-  private readonly st = table.i32(SPLICE_MAX_CONNS * 8);
+  private readonly st = table.i32(FLOW_MAX * 8);
   private readonly stBase = ptr(this.st);
   /** 1 once shutdown(SHUT_WR) was passed on for the direction. */
-  private readonly shut = table.u8(SPLICE_MAX_CONNS * 2);
+  private readonly shut = table.u8(FLOW_MAX * 2);
   /** per socket (2 * c + side): 1 while its registration includes EPOLLOUT */
-  private readonly outOn = table.u8(SPLICE_MAX_CONNS * 2);
+  private readonly outOn = table.u8(FLOW_MAX * 2);
   /** Ready pipes: (read end, write end, size) triplets. */
   private readonly pipePool: number[] = [];
   /** What we ask shim_pipe for: MAX_PIPE_SIZE until the kernel gave less once. */
@@ -91,8 +111,6 @@ export class SpliceFlows {
   private readonly sa = new Uint8Array(28);
   private readonly pipeFds = new Int32Array(2);
   private readonly batchFds = table.i32(POOL_TARGET);
-  private nOpen = 0;
-  private next = 0;
   /** Pools are kept only once a first connection was spliced: an idle pasta holds no spare descriptors. */
   private used = false;
 
@@ -100,49 +118,52 @@ export class SpliceFlows {
     private readonly loop: Loop,
     /** The namespace's netns fd: namespace-side sockets are made there. */
     private readonly nsfd: number,
+    private readonly flows: FlowTable,
   ) {
-    loop.on(Kind.SPLICE, (ref, ev) => this.onEvent(ref >>> 1, ref & 1, ev));
+    loop.on(Kind.SPLICE, (ref, ev) => {
+      if (flows.is(ref >>> 1, FT_TCP_SPLICE)) this.onEvent(ref >>> 1, ref & 1, ev);
+    });
     loop.every(POOL_REFILL_MS, () => {
       if (this.used) this.refill(true);
     });
     loop.onFlush(() => {
-      if (this.nOpen > 0 && (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2)) this.refill(false);
+      if (this.count() > 0 && (this.nsPool4.length < POOL_TARGET / 2 || this.nsPool6.length < POOL_TARGET / 2)) this.refill(false);
     });
   }
 
   /** Open connections (for tests and --debug). */
   count(): number {
-    return this.nOpen;
+    return this.flows.count(FT_TCP_SPLICE);
   }
 
   /**
-   * An accepted loopback connection (fd) to be joined to port on the other
-   * side's loopback: `to` says where the connecting socket must live.
+   * A loopback connection (fd accepted, from the peer in sockaddr peer) on
+   * listening socket l, to be joined to l.target on the other side's
+   * loopback: `to` says where the connecting socket must live.
    */
-  join(accepted: number, v6: boolean, port: number, to: Side): void {
+  join(accepted: number, peer: Uint8Array, l: AcceptedOn, to: Side): void {
     this.used = true;
-    const c = this.take();
+    const v6 = l.v6;
+    const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, l.target, 0) : sockaddr4(this.sa, 0x7f000001, l.target);
+    const c = this.take(peer, l, to);
     if (c < 0) {
       spliceStats.refused++;
       sys.shim_close(accepted);
       return;
     }
+    this.fd[2 * c] = accepted;
     const out = to === "ns" ? this.nsSocket(v6) : sys.shim_socket(v6 ? AF_INET6 : AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
     if (out < 0 || !this.takePipes(c)) {
       if (out >= 0) sys.shim_close(out);
-      sys.shim_abort_close(accepted);
-      this.state[c] = FREE;
-      this.nOpen--;
       spliceStats.failed++;
+      this.release(c, true);
       return;
     }
-    this.fd[2 * c] = accepted;
     this.fd[2 * c + 1] = out;
     // As the original: quick ACKs, and Nagle left on, so that the tail of a
     // splice does not leave as a small segment of its own.
     sys.shim_setsockopt_int(out, IPPROTO_TCP, TCP_QUICKACK, 1);
     sys.shim_setsockopt_int(accepted, IPPROTO_TCP, TCP_QUICKACK, 1);
-    const len = v6 ? sockaddr6(this.sa, LOOPBACK6, 0, port, 0) : sockaddr4(this.sa, 0x7f000001, port);
     const rc = sys.shim_connect(out, this.sa, len);
     if (rc < 0 && rc !== -EINPROGRESS) {
       spliceStats.failed++;
@@ -157,16 +178,27 @@ export class SpliceFlows {
     spliceStats.opened++;
   }
 
-  private take(): number {
-    if (this.nOpen >= SPLICE_MAX_CONNS) return -1;
-    let c = this.next;
-    while (this.state[c] !== FREE || this.fd[2 * c] !== -1) c = (c + 1) % SPLICE_MAX_CONNS;
-    this.next = (c + 1) % SPLICE_MAX_CONNS;
+  /**
+   * A new flow, CONNECTING, for a connection from peer (a sockaddr) accepted
+   * on l, to l.target on the other side (its sockaddr in this.sa); -1 when
+   * at SPLICE_MAX_CONNS or the flow table is full.
+   */
+  private take(peer: Uint8Array, l: AcceptedOn, to: Side): number {
+    if (this.count() >= SPLICE_MAX_CONNS) return -1;
+    const ft = this.flows;
+    const c = ft.alloc();
+    if (c < 0) return -1;
+    const aOff = l.v6 ? SA6_ADDR : 4;
+    ft.initiate(c, to === "ns" ? PIF_HOST : PIF_SPLICE, l.v6, peer, aOff, saPort(peer), l.addr, 0, l.port);
+    ft.target(c, to === "ns" ? PIF_SPLICE : PIF_HOST, this.sa, aOff, l.target, null, 0, 0);
+    ft.setType(c, FT_TCP_SPLICE);
     this.state[c] = CONNECTING;
-    this.nOpen++;
     this.st.fill(0, 8 * c, 8 * c + 8);
     this.shut[2 * c] = 0;
     this.shut[2 * c + 1] = 0;
+    this.fd.fill(-1, 2 * c, 2 * c + 2);
+    this.pipe.fill(-1, 4 * c, 4 * c + 4);
+    ft.activate(c);
     return c;
   }
 
@@ -278,8 +310,15 @@ export class SpliceFlows {
     }
   }
 
-  /** Close both sockets (abort: with a reset) and recycle the pipes. */
+  /** Close both sockets (abort: with a reset), recycle the pipes, and count it. */
   private close(c: number, abort: boolean): void {
+    this.release(c, abort);
+    spliceStats.closed++;
+    if (abort) log.debug(`splice: connection ${c} reset`);
+  }
+
+  /** Close both sockets (abort: with a reset), recycle the pipes, free the flow. */
+  private release(c: number, abort: boolean): void {
     for (let k = 0; k < 2; k++) {
       const fd = this.fd[2 * c + k]!;
       if (fd < 0) continue;
@@ -301,8 +340,6 @@ export class SpliceFlows {
       this.pipe[4 * c + 2 * d + 1] = -1;
     }
     this.state[c] = FREE;
-    this.nOpen--;
-    spliceStats.closed++;
-    if (abort) log.debug(`splice: connection ${c} reset`);
+    this.flows.free(c);
   }
 }

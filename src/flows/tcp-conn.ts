@@ -3,10 +3,13 @@
  * through the tap, declared once, with its meaning, its unit, and who
  * writes it (as the original's tcp_conn.h does for its struct).
  *
- * Layout: one typed array per field, indexed by the connection's slot
- * (0 .. TCP_MAX_CONNS-1), allocated once from the arena (src/loop/arena.ts):
- * a field read is one indexed load, nothing is allocated per connection, and
- * a slot's fields are reset by initFlow in flows/tcp.ts when it is taken.
+ * Layout: one typed array per field, indexed by the connection's flow
+ * number (0 .. FLOW_MAX-1, src/flows/flow.ts), allocated once from the
+ * arena (src/loop/arena.ts): a field read is one indexed load, nothing is
+ * allocated per connection, and a flow's fields are reset by initFlow in
+ * flows/tcp.ts when it becomes a connection. What every flow has (its two
+ * sides: the guest's and the remote's addresses and ports on the tap side)
+ * is the flow table's, not here.
  *
  * Writers, as the fields below name them:
  * - guest side: handling a segment from the tap (fromGuest and what it calls:
@@ -14,7 +17,8 @@
  * - host side: handling an event of the connection's socket (onSocket,
  *   connected, sendData, hostEof) or an accepted connection (acceptFromHost);
  * - timer: onTick's per-connection timeout (timeout, probeWindow);
- * - table: slot and list bookkeeping (takeSlot, free, the half-open list).
+ * - table: flow and list bookkeeping (allocFrom, alloc, initFlow, free, the
+ *   half-open list).
  *
  * Sequence numbers are modulo 2^32 (compare with seqDiff); times are
  * milliseconds of the monotonic clock (src/loop/loop.ts's now()).
@@ -67,7 +71,7 @@ export class TcpConns {
   readonly state: Uint8Array;
   /** F_* bits above. Writers: all. */
   readonly flags: Uint16Array;
-  /** The host socket; -1 when closed. Writers: host side (accept, connect), guest side (its RST), table. */
+  /** The host socket; -1 when closed. Writers: host side (accept, connect), guest side (its RST), table (-1 at initFlow). */
   readonly fd: Int32Array;
 
   /** Next sequence number we send to the guest (SND.NXT, moved back by a rewind). Writers: host side, timer. */
@@ -120,25 +124,14 @@ export class TcpConns {
   /** When the handshake began, ms (half-open connections). Writer: table (the half-open list). */
   readonly openedAt: Float64Array;
 
-  /** The guest's address, 16 bytes per connection (IPv4: the first 4). Writer: table (alloc). */
-  readonly guestAddr: Uint8Array;
-  /** The remote address as the guest sees it, 16 bytes per connection. Writer: table (alloc). */
-  readonly remoteAddr: Uint8Array;
-  /** The guest's port. Writer: table (initFlow). */
-  readonly guestPort: Uint16Array;
-  /** The remote port as the guest sees it. Writer: table (initFlow). */
-  readonly remotePort: Uint16Array;
-
   /** Neighbours in its half-open list, oldest first (-1: none). Writer: table. */
   readonly hoPrev: Int32Array;
   readonly hoNext: Int32Array;
-  /** Position + 1 in the dense list of used slots (0: not in it). Writer: table. */
-  readonly activePos: Int32Array;
 
   constructor(n: number) {
     this.state = table.u8(n);
     this.flags = table.u16(n);
-    this.fd = table.i32(n).fill(-1);
+    this.fd = table.i32(n);
     this.seqToGuest = table.u32(n);
     this.seqAcked = table.u32(n);
     this.seqMax = table.u32(n);
@@ -157,12 +150,7 @@ export class TcpConns {
     this.deadline = table.f64(n);
     this.lastActive = table.f64(n);
     this.openedAt = table.f64(n);
-    this.guestAddr = table.u8(n * 16);
-    this.remoteAddr = table.u8(n * 16);
-    this.guestPort = table.u16(n);
-    this.remotePort = table.u16(n);
     this.hoPrev = table.i32(n);
     this.hoNext = table.i32(n);
-    this.activePos = table.i32(n);
   }
 }

@@ -100,7 +100,8 @@ import {
   TCP_NODELAY,
 } from "../native/consts.ts";
 import { table } from "../loop/arena.ts";
-import { FlowHash, flowKeyHash } from "./flowhash.ts";
+import { flowKeyHash } from "./flowhash.ts";
+import { FLOW_MAX, FT_TCP, type FlowTable, flowOf, PIF_HOST, PIF_TAP } from "./flow.ts";
 import {
   CONNECTING,
   ESTABLISHED,
@@ -125,8 +126,6 @@ import { ProvenAddrs } from "./proven.ts";
 
 /** Connections at once; each costs a socket, so the fd limit may bind first. */
 export const TCP_MAX_CONNS = 1 << 17;
-/** Slots in turn while fewer than half of them are open (see takeSlot). */
-const SLOT_WINDOW = 1 << 14;
 /**
  * Half-open connections at once, at most (fewer under a low descriptor
  * limit): of the order of Linux's own SYN backlog (tcp_max_syn_backlog).
@@ -171,6 +170,9 @@ const ISN_TICKS_PER_MS = 250;
 const HO_UNPROVEN = 0;
 const HO_PROVEN = 1;
 
+/** Where a sockaddr_in holds its address. */
+const SA4_ADDR = 4;
+
 const ETH_IP4_TCP = w.ETH_HLEN + w.IPV4_HLEN + w.TCP_HLEN;
 const ETH_IP6_TCP = w.ETH_HLEN + w.IPV6_HLEN + w.TCP_HLEN;
 /** SYN options we send: MSS (4) + NOP + window scale (3). */
@@ -202,10 +204,8 @@ export const tcpStats = {
 };
 
 export class TcpFlows {
-  /** Every connection's fields (flows/tcp-conn.ts). */
-  private readonly conn = new TcpConns(TCP_MAX_CONNS);
-  /** Flows by 4-tuple. */
-  private readonly index = new FlowHash(TCP_MAX_CONNS);
+  /** Every connection's own fields (flows/tcp-conn.ts), by flow number (src/flows/flow.ts). */
+  private readonly conn = new TcpConns(FLOW_MAX);
   /** The half-open lists (HO_UNPROVEN, HO_PROVEN), oldest first: each list's ends (links: conn.hoPrev, conn.hoNext; -1: none). */
   private readonly hoHead = new Int32Array([-1, -1]);
   private readonly hoTail = new Int32Array([-1, -1]);
@@ -214,11 +214,6 @@ export class TcpFlows {
   private readonly proven = new ProvenAddrs();
   /** Half-open flows at most (see the theory of operation). */
   readonly halfOpenMax = fdBudget(TCP_MAX_HALF_OPEN);
-  /** Dense list of used flow indices, for timers. */
-  private readonly active = table.i32(TCP_MAX_CONNS);
-  /** Where takeSlot looks for a free slot next. */
-  private nextFree = 0;
-  private nActive = 0;
   private readonly ackList = table.i32(TCP_MAX_CONNS);
   private nAck = 0;
   /** Flows with acknowledged bytes to discard and maybe data to send (flushSends). */
@@ -237,6 +232,8 @@ export class TcpFlows {
   private readonly sa = new Uint8Array(28);
   /** Scratch: an address being translated or proven. */
   private readonly tmpAddr = new Uint8Array(16);
+  /** Scratch: the guest's IPv4 address as bytes. */
+  private readonly guest4 = new Uint8Array(4);
   private readonly bufBase: number;
   private peekOff = true;
 
@@ -245,6 +242,7 @@ export class TcpFlows {
     private readonly loop: Loop,
     private readonly sink: FrameSink,
     private readonly guest: Guest,
+    private readonly flows: FlowTable,
   ) {
     this.bufBase = ptr(sink.buf);
     if (cfg.ip4) {
@@ -253,12 +251,17 @@ export class TcpFlows {
     }
     if (cfg.ip6) this.proven.add(cfg.ip6.addr, 0, 16);
     loop.on(Kind.TCP, (i, ev) => this.onSocket(i, ev));
-    loop.every(TICK_MS, (t) => this.onTick(t));
+    flows.onTimer(FT_TCP, TICK_MS, (i, t) => this.onTimer(i, t));
   }
 
   /** Flows in use (for tests and --debug). */
   count(): number {
-    return this.nActive;
+    return this.flows.count(FT_TCP);
+  }
+
+  /** Flow i's side on the tap (its sidx): the guest's address and port, the remote's as the guest sees them. */
+  private tapSide(i: number): number {
+    return this.flows.sideOn(i, PIF_TAP);
   }
 
   /** Half-open flows (for tests and --debug). */
@@ -268,8 +271,12 @@ export class TcpFlows {
 
   /** Flows whose guest side may still send data (no FIN from it yet). */
   guestOpen(): number {
+    const ft = this.flows;
     let n = 0;
-    for (let k = 0; k < this.nActive; k++) if (!(this.conn.flags[this.active[k]] & F_GUEST_FIN)) n++;
+    for (let k = 0; k < ft.inUse(); k++) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_TCP) && !(this.conn.flags[i] & F_GUEST_FIN)) n++;
+    }
     return n;
   }
 
@@ -280,7 +287,7 @@ export class TcpFlows {
    * sa), for the guest's port, at taddr (4 or 16 bytes: the rule's target
    * address) or, when null, the guest's own: offer it to the guest with a SYN.
    */
-  acceptFromHost(fd: number, sa: Uint8Array, port: number, taddr: Uint8Array | null): void {
+  acceptFromHost(fd: number, sa: Uint8Array, port: number, taddr: Uint8Array | null, listenPort: number): void {
     const v6 = saFamily(sa) === AF_INET6;
     if ((v6 && !this.cfg.ip6) || (!v6 && !this.cfg.ip4)) {
       sys.shim_close(fd);
@@ -302,7 +309,7 @@ export class TcpFlows {
     }
     const guestA = taddr ?? (v6 ? this.guest.addr6For(this.cfg.ip6!.addr) : null);
     this.makeRoom();
-    const i = this.alloc(v6, guestA, port, remote, rport, now());
+    const i = this.alloc(v6, guestA, port, remote, rport, listenPort, now());
     if (i < 0) {
       sys.shim_abort_close(fd);
       return;
@@ -393,7 +400,7 @@ export class TcpFlows {
     sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
     largeBuffers(fd);
     if (this.opts.mss > 0) sys.shim_setsockopt_int(fd, IPPROTO_TCP, TCP_MAXSEG, this.opts.mss);
-    const len = this.destSockaddr(i, v6);
+    const len = this.destSockaddr(2 * i, v6);
     const rc = sys.shim_connect(fd, this.sa, len);
     this.loop.add(fd, EPOLLOUT | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     tcpStats.opened++;
@@ -413,7 +420,7 @@ export class TcpFlows {
 
   /** Before a new flow: drop the oldest half-open one if half-open flows are at their bound or the table is full. */
   private makeRoom(): void {
-    if (this.nHalfOpen >= this.halfOpenMax || this.nActive >= TCP_MAX_CONNS) this.evictHalfOpen();
+    if (this.nHalfOpen >= this.halfOpenMax || this.count() >= TCP_MAX_CONNS || this.flows.inUse() >= FLOW_MAX) this.evictHalfOpen();
   }
 
   /**
@@ -436,7 +443,7 @@ export class TcpFlows {
 
   /** Flow i begins its handshake: last in its half-open list (by whether its guest address is proven). */
   private halfOpenAdd(i: number): void {
-    const l = this.proven.has(this.conn.guestAddr, i * 16, this.conn.flags[i] & F_V6 ? 16 : 4) ? HO_PROVEN : HO_UNPROVEN;
+    const l = this.proven.has(this.flows.eaddr, 16 * this.tapSide(i), this.conn.flags[i] & F_V6 ? 16 : 4) ? HO_PROVEN : HO_UNPROVEN;
     this.conn.flags[i] |= F_HALF_OPEN | (l === HO_PROVEN ? F_HO_PROVEN : 0);
     this.conn.openedAt[i] = now();
     const tail = this.hoTail[l];
@@ -464,19 +471,19 @@ export class TcpFlows {
 
   /** Flow i's handshake completed: its guest address is real. */
   private handshakeDone(i: number): void {
-    this.proven.add(this.conn.guestAddr, i * 16, this.conn.flags[i] & F_V6 ? 16 : 4);
+    this.proven.add(this.flows.eaddr, 16 * this.tapSide(i), this.conn.flags[i] & F_V6 ? 16 : 4);
     this.halfOpenDone(i);
   }
 
-  /** sockaddr (in this.sa) where flow i's remote is on the host (src/flows/nat.ts); returns its length. */
-  private destSockaddr(i: number, v6: boolean): number {
-    const r = i * 16;
-    const port = this.conn.remotePort[i];
+  /** sockaddr (in this.sa) where the remote of tap side s is on the host (src/flows/nat.ts); returns its length. */
+  private destSockaddr(s: number, v6: boolean): number {
+    const ft = this.flows;
+    const port = ft.oport[s]!;
     if (v6) {
-      natOut6(this.cfg.ip6!, this.sa, this.conn.remoteAddr, r, port, true);
+      natOut6(this.cfg.ip6!, this.sa, ft.oaddr, 16 * s, port, true);
       return SOCKADDR6_LEN;
     }
-    natOut4(this.cfg.ip4!, this.sa, w.rd32(this.conn.remoteAddr, r), port, true);
+    natOut4(this.cfg.ip4!, this.sa, w.rd32(ft.oaddr, 16 * s), port, true);
     return SOCKADDR4_LEN;
   }
 
@@ -900,11 +907,13 @@ export class TcpFlows {
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);
     const l4len = w.TCP_HLEN + optLen + len;
-    const r = i * 16;
+    const ft = this.flows;
+    const s = this.tapSide(i);
+    const r = 16 * s;
     w.writeEth(b, off, this.guest.mac, this.cfg.ourMac, v6 ? w.ETH_P_IPV6 : w.ETH_P_IP);
-    if (v6) w.writeIpv6At(b, ip, this.conn.remoteAddr, r, this.conn.guestAddr, r, w.IPPROTO_TCP, l4len, 64);
-    else w.writeIpv4(b, ip, w.rd32(this.conn.remoteAddr, r), w.rd32(this.conn.guestAddr, r), w.IPPROTO_TCP, l4len, 64);
-    w.writeTcp(b, l4, this.conn.remotePort[i], this.conn.guestPort[i], seq, ack, flags, wnd, optLen);
+    if (v6) w.writeIpv6At(b, ip, ft.oaddr, r, ft.eaddr, r, w.IPPROTO_TCP, l4len, 64);
+    else w.writeIpv4(b, ip, w.rd32(ft.oaddr, r), w.rd32(ft.eaddr, r), w.IPPROTO_TCP, l4len, 64);
+    w.writeTcp(b, l4, ft.oport[s]!, ft.eport[s]!, seq, ack, flags, wnd, optLen);
     if (optLen) {
       const o = w.writeTcpOptMss(b, l4 + w.TCP_HLEN, this.maxMss(v6));
       w.writeTcpOptWscale(b, o, OUR_WSCALE);
@@ -1060,13 +1069,11 @@ export class TcpFlows {
     }
   }
 
-  private onTick(t: number): void {
-    for (let k = this.nActive - 1; k >= 0; k--) {
-      const i = this.active[k];
-      const d = this.conn.deadline[i];
-      if (d !== 0 && t >= d) this.timeout(i, t);
-      else if (t - this.conn.lastActive[i] > TCP_IDLE_TIMEOUT_MS) this.hostReset(i);
-    }
+  /** The timer walk (src/flows/flow.ts), every TICK_MS: flow i's deadline, or its idle timeout. */
+  private onTimer(i: number, t: number): void {
+    const d = this.conn.deadline[i];
+    if (d !== 0 && t >= d) this.timeout(i, t);
+    else if (t - this.conn.lastActive[i] > TCP_IDLE_TIMEOUT_MS) this.hostReset(i);
   }
 
   private timeout(i: number, t: number): void {
@@ -1140,23 +1147,18 @@ export class TcpFlows {
     this.free(i);
   }
 
-  /** Look a flow up by its 4-tuple as the guest sees it; -1 if none. */
+  /** Look a flow up by its 4-tuple as the guest sees it (its tap side); -1 if none. */
   private lookup(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number): number {
-    const alen = v6 ? 16 : 4;
-    const idx = this.index;
-    const h = flowKeyHash(ga, gOff, gport, ra, rOff, rport, alen);
-    for (let s = idx.start(h); ; s = idx.next(s)) {
-      const i = idx.at(s);
-      if (i < 0) return -1;
-      if (idx.hashOf[i] !== h || this.conn.guestPort[i] !== gport || this.conn.remotePort[i] !== rport) continue;
-      if (((this.conn.flags[i] & F_V6) !== 0) !== v6) continue;
-      if (!w.equalBytes(this.conn.guestAddr, i * 16, ga, gOff, alen) || !w.equalBytes(this.conn.remoteAddr, i * 16, ra, rOff, alen))
-        continue;
-      return i;
-    }
+    const sidx = this.flows.lookup(FT_TCP, PIF_TAP, v6, ga, gOff, gport, ra, rOff, rport);
+    return sidx < 0 ? -1 : flowOf(sidx);
   }
 
-  /** New flow for a guest-initiated connection (addresses in a frame). */
+  /**
+   * New flow for a guest-initiated connection (addresses in a frame): its
+   * tap side (side 0) the guest and the remote as the guest sent them, its
+   * host side the destination as translated (left in this.sa). -1 when TCP
+   * or the flow table is full.
+   */
   private allocFrom(
     v6: boolean,
     ga: Uint8Array,
@@ -1167,50 +1169,49 @@ export class TcpFlows {
     rport: number,
     t: number,
   ): number {
-    const i = this.takeSlot(t);
+    const ft = this.flows;
+    if (this.count() >= TCP_MAX_CONNS) return -1;
+    const i = ft.alloc();
     if (i < 0) return -1;
-    const alen = v6 ? 16 : 4;
-    this.conn.guestAddr.fill(0, i * 16, i * 16 + 16);
-    this.conn.remoteAddr.fill(0, i * 16, i * 16 + 16);
-    for (let k = 0; k < alen; k++) {
-      this.conn.guestAddr[i * 16 + k] = ga[gOff + k];
-      this.conn.remoteAddr[i * 16 + k] = ra[rOff + k];
-    }
-    this.initFlow(i, v6, gport, rport);
+    ft.initiate(i, PIF_TAP, v6, ga, gOff, gport, ra, rOff, rport);
+    this.destSockaddr(2 * i, v6);
+    ft.target(i, PIF_HOST, this.sa, v6 ? SA6_ADDR : SA4_ADDR, saPort(this.sa), null, 0, 0);
+    this.initFlow(i, v6, 2 * i, t);
     return i;
   }
 
-  /** New flow for a host-initiated connection. */
-  private alloc(v6: boolean, guestA: Uint8Array | null, gport: number, remote: Uint8Array, rport: number, t: number): number {
-    const i = this.takeSlot(t);
+  /**
+   * New flow for a host-initiated connection, its peer in this.sa, accepted
+   * on our listenPort: that is side 0; side 1, on the tap, the guest's
+   * address (guestA, null: its IPv4 one) and port gport, and the peer as the
+   * guest sees it (remote, rport).
+   */
+  private alloc(
+    v6: boolean,
+    guestA: Uint8Array | null,
+    gport: number,
+    remote: Uint8Array,
+    rport: number,
+    listenPort: number,
+    t: number,
+  ): number {
+    const ft = this.flows;
+    if (this.count() >= TCP_MAX_CONNS) return -1;
+    const i = ft.alloc();
     if (i < 0) return -1;
-    this.conn.guestAddr.fill(0, i * 16, i * 16 + 16);
-    if (guestA) this.conn.guestAddr.set(guestA, i * 16);
-    else w.wr32(this.conn.guestAddr, i * 16, this.cfg.ip4!.addr);
-    this.conn.remoteAddr.set(remote, i * 16);
-    this.initFlow(i, v6, gport, rport);
+    ft.initiate(i, PIF_HOST, v6, this.sa, v6 ? SA6_ADDR : SA4_ADDR, saPort(this.sa), null, 0, listenPort);
+    if (guestA === null) w.wr32(this.guest4, 0, this.cfg.ip4!.addr);
+    ft.target(i, PIF_TAP, guestA ?? this.guest4, 0, gport, remote, 0, rport);
+    this.initFlow(i, v6, 2 * i + 1, t);
     return i;
   }
 
-  private takeSlot(t: number): number {
-    if (this.nActive >= TCP_MAX_CONNS) return -1;
-    // Slots are taken in turn (a freed slot is not reused at once: an event
-    // for its old socket may still be in this batch), within the first
-    // SLOT_WINDOW slots while few flows are open, so that churn (one
-    // connection per request) keeps touching the same pages of the tables.
-    const end = Math.min(TCP_MAX_CONNS, Math.max(SLOT_WINDOW, 2 * this.nActive));
-    let i = this.nextFree < end ? this.nextFree : 0;
-    while (this.conn.state[i] !== FREE || this.conn.activePos[i] !== 0) i = i + 1 < end ? i + 1 : 0;
-    this.nextFree = i + 1;
-    this.active[this.nActive] = i;
-    this.conn.activePos[i] = ++this.nActive;
-    this.conn.lastActive[i] = t;
-    return i;
-  }
-
-  private initFlow(i: number, v6: boolean, gport: number, rport: number): void {
-    this.conn.guestPort[i] = gport;
-    this.conn.remotePort[i] = rport;
+  /** Flow i (TGT, tap side tap) becomes a TCP connection: in the index by its tap side, its own fields reset, ACTIVE. */
+  private initFlow(i: number, v6: boolean, tap: number, t: number): void {
+    const ft = this.flows;
+    ft.setType(i, FT_TCP);
+    ft.hashInsert(tap);
+    this.conn.fd[i] = -1;
     this.conn.flags[i] = v6 ? F_V6 : 0;
     this.conn.state[i] = CONNECTING;
     this.conn.dupAcks[i] = 0;
@@ -1219,23 +1220,20 @@ export class TcpFlows {
     this.conn.retries[i] = 0;
     this.conn.deadline[i] = 0;
     this.conn.synAckPending[i] = 0;
-    this.index.insert(i, flowKeyHash(this.conn.guestAddr, i * 16, gport, this.conn.remoteAddr, i * 16, rport, v6 ? 16 : 4));
+    this.conn.unDiscarded[i] = 0;
+    this.conn.lastActive[i] = t;
+    ft.activate(i);
   }
 
   private free(i: number): void {
-    this.index.remove(i);
+    this.flows.free(i);
     this.halfOpenDone(i);
-    const pos = this.conn.activePos[i] - 1;
-    const last = this.active[--this.nActive];
-    this.active[pos] = last;
-    this.conn.activePos[last] = pos + 1;
-    this.conn.activePos[i] = 0;
     this.conn.state[i] = FREE;
     this.conn.flags[i] = 0;
     this.conn.unDiscarded[i] = 0;
     if (i === this.runFlow) this.dropRun();
     tcpStats.closed++;
-    if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.nActive} open`);
+    if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.count()} open`);
   }
 
   /** Largest payload per segment to the guest, from the tap MTU. */
@@ -1251,7 +1249,9 @@ export class TcpFlows {
    */
   private setIsn(i: number): void {
     const alen = this.conn.flags[i] & F_V6 ? 16 : 4;
-    const h = flowKeyHash(this.conn.guestAddr, i * 16, this.conn.guestPort[i], this.conn.remoteAddr, i * 16, this.conn.remotePort[i], alen);
+    const ft = this.flows;
+    const s = this.tapSide(i);
+    const h = flowKeyHash(ft.eaddr, 16 * s, ft.eport[s]!, ft.oaddr, 16 * s, ft.oport[s]!, alen);
     const isn = (h ^ ISN_SECRET) + Math.floor(now() * ISN_TICKS_PER_MS);
     this.conn.seqAcked[i] = isn >>> 0;
     this.conn.seqToGuest[i] = isn >>> 0;
@@ -1264,8 +1264,10 @@ export class TcpFlows {
    * not ours and stay.
    */
   reset(): void {
-    for (let k = this.nActive - 1; k >= 0; k--) {
-      const i = this.active[k];
+    const ft = this.flows;
+    for (let k = ft.inUse() - 1; k >= 0; k--) {
+      const i = ft.usedAt(k);
+      if (!ft.is(i, FT_TCP)) continue;
       if (this.conn.fd[i] >= 0) {
         this.loop.del(this.conn.fd[i]);
         sys.shim_abort_close(this.conn.fd[i]);
@@ -1273,7 +1275,6 @@ export class TcpFlows {
       }
       this.free(i);
     }
-    this.index.clear();
     this.nAck = 0;
     this.nSend = 0;
     this.dropRun();
@@ -1285,9 +1286,10 @@ export class TcpFlows {
    * and its edge-triggered wake-up is spent: give every connection its turn.
    */
   resume(): void {
-    for (let k = this.nActive - 1; k >= 0; k--) {
-      const i = this.active[k];
-      if (this.conn.state[i] === ESTABLISHED) this.sendData(i);
+    const ft = this.flows;
+    for (let k = ft.inUse() - 1; k >= 0; k--) {
+      const i = ft.usedAt(k);
+      if (ft.is(i, FT_TCP) && this.conn.state[i] === ESTABLISHED) this.sendData(i);
     }
   }
 }

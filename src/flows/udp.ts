@@ -170,7 +170,7 @@ export class UdpFlows {
 
   /** Flow i's side on the tap (its sidx): the guest's address and port. */
   private tapSide(i: number): number {
-    return this.flows.pif[2 * i] === PIF_TAP ? 2 * i : 2 * i + 1;
+    return this.flows.sideOn(i, PIF_TAP);
   }
 
   // ------------------------------------------------------- from the guest

@@ -336,10 +336,10 @@ export class Forwarder {
   /** Where an accepted connection goes: see the top of this file. */
   private route(l: Listener, fd: number): void {
     const { splice, spliceMode } = this.x;
-    if (l.side === "ns") splice!.join(fd, l.v6, l.target, "host");
-    else if (splice && spliceMode !== "off" && l.taddr === null && saIsLoopback(this.sa)) splice.join(fd, l.v6, l.target, "ns");
+    if (l.side === "ns") splice!.join(fd, this.sa, l, "host");
+    else if (splice && spliceMode !== "off" && l.taddr === null && saIsLoopback(this.sa)) splice.join(fd, this.sa, l, "ns");
     else if (spliceMode === "only") sys.shim_close(fd);
-    else this.x.tcp.acceptFromHost(fd, this.sa, l.target, l.taddr);
+    else this.x.tcp.acceptFromHost(fd, this.sa, l.target, l.taddr, l.port);
   }
 
   // ------------------------------------------------------------ auto

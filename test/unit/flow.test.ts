@@ -23,6 +23,7 @@ import {
   PIF_TAP,
   sideOf,
 } from "../../src/flows/flow.ts";
+import { UseOrder } from "../../src/flows/lru.ts";
 
 const GUEST = new Uint8Array([192, 0, 2, 2]);
 const REMOTE = new Uint8Array([198, 51, 100, 7]);
@@ -190,4 +191,23 @@ test("the timer walk asks each module about its own active flows, at its period,
   ft.cancel(pending);
   // a type with no handler (ICMP here) is never asked, and the walk is quiet with no flows
   expect(ft.count(FT_PING)).toBe(0);
+});
+
+test("the use order (src/flows/lru.ts): oldest first, a touched flow goes last, an unlinked one is gone", () => {
+  const u = new UseOrder();
+  expect(u.oldest()).toBe(-1);
+  for (const f of [5, 9, 2, 7]) u.append(f);
+  expect(u.oldest()).toBe(5);
+  u.touch(5);
+  expect(u.oldest()).toBe(9);
+  u.touch(7); // already last: stays
+  u.unlink(9);
+  expect(u.oldest()).toBe(2);
+  u.unlink(2);
+  u.unlink(5);
+  expect(u.oldest()).toBe(7);
+  u.unlink(7);
+  expect(u.oldest()).toBe(-1);
+  u.append(3);
+  expect(u.oldest()).toBe(3);
 });

@@ -6,6 +6,7 @@
  * made through the table's private functions, without sockets.
  */
 import { expect, test } from "bun:test";
+import { FlowTable } from "../../src/flows/flow.ts";
 import { TcpFlows } from "../../src/flows/tcp.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
@@ -28,7 +29,7 @@ const GUEST = Uint8Array.of(192, 0, 2, 2);
 const GW = Uint8Array.of(192, 0, 2, 1);
 
 function table() {
-  const t = new TcpFlows(cfg, new Loop(), sink, new Guest()) as unknown as Internals;
+  const t = new TcpFlows(cfg, new Loop(), sink, new Guest(), new FlowTable(null)) as unknown as Internals;
   let port = 10000;
   /** A half-open flow from guest address ga (a fresh source port each). */
   const open = (ga: Uint8Array): number => {
