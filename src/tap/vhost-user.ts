@@ -85,7 +85,7 @@ import {
   w64,
   type VhostMsg,
 } from "./vhost-msg.ts";
-import { GuestMemory, Segs, Virtq, whyBad } from "./virtq.ts";
+import { GuestMemory, MAX_VIEWS, Segs, Virtq, whyBad } from "./virtq.ts";
 
 /** struct virtio_net_hdr_v1 (virtio 1.x: always with num_buffers). */
 export const VNET_HDR_LEN = 12;
@@ -112,6 +112,14 @@ const MAX_CHAINS_PER_FRAME = 128;
 const FROM_GUEST_BUDGET = 1024;
 /** Frames from several pieces are gathered here; when full, the batch ends early. */
 const GATHER_BUF = (1 << 20) + MAX_FRAME_LEN + VNET_HDR_LEN;
+/**
+ * Guest memory is seen through views of at most VIEW_STEP + VIEW_OVERLAP
+ * bytes (a JavaScript view spans at most 4 GiB), one every VIEW_STEP bytes
+ * of a region; any buffer of up to VIEW_OVERLAP bytes (a frame is at most
+ * 64 KiB) lies whole in one of them.
+ */
+const VIEW_STEP = 2 ** 31;
+const VIEW_OVERLAP = 1 << 20;
 /** Control messages read per wake-up. */
 const CTL_ROUNDS = 64;
 const EINTR = 4;
@@ -391,8 +399,13 @@ export class VhostUserBackend implements FrameSink {
       this.maps[2 * this.nmaps] = p;
       this.maps[2 * this.nmaps + 1] = len;
       this.nmaps++;
-      const view = new Uint8Array(toArrayBuffer(p, m.mmapOffset[i]!, m.regionSize[i]!));
-      this.mem.add(m.gpa[i]!, m.uaddr[i]!, view, p + m.mmapOffset[i]!);
+      const size = m.regionSize[i]!;
+      for (let at = 0; at < size; at += VIEW_STEP) {
+        if (this.mem.n === MAX_VIEWS) return this.refuse(`SET_MEM_TABLE: more than ${MAX_VIEWS * VIEW_STEP} bytes of guest memory`);
+        const base = p + m.mmapOffset[i]! + at;
+        const view = new Uint8Array(toArrayBuffer(base as Pointer, 0, Math.min(VIEW_STEP + VIEW_OVERLAP, size - at)));
+        this.mem.add(m.gpa[i]! + at, m.uaddr[i]! + at, view, base);
+      }
     }
     for (let i = 0; i < NUM_QUEUES; i++) {
       const q = this.q[i]!;

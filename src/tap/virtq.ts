@@ -10,7 +10,9 @@
  * ring addresses come in those) and a descriptor to map it from (at
  * mmap_offset). src/tap/vhost-user.ts maps each once and gives GuestMemory a
  * byte view per region (and, for the rings' 16-bit indices, a Uint16Array
- * over the same bytes); tests give it plain arrays. Every address a ring or
+ * over the same bytes); tests give it plain arrays. A region larger than a
+ * view may be (4 GiB) gets several views, overlapping so that any buffer of
+ * up to VIEW_OVERLAP bytes lies whole in one of them. Every address a ring or
  * descriptor holds is translated here, and only a range that lies wholly
  * inside one region is accepted.
  *
@@ -34,8 +36,6 @@
  * once are used, so a driver that changes a descriptor while we walk it
  * gets garbage in its own buffers, never an access outside its memory.
  */
-import { MAX_REGIONS } from "./vhost-msg.ts";
-
 /** Pieces of one chain we follow, at most (Linux sends 1-2 per frame, and merged receive buffers are 1 each). */
 export const MAX_SEGS = 256;
 const DESC_F_NEXT = 1;
@@ -75,15 +75,22 @@ export function whyBad(code: number): string {
   return `error ${code}`;
 }
 
-/** The memory table: one view per region. */
+/**
+ * Views of guest memory at most: a JavaScript view spans at most 4 GiB, so
+ * a larger region is seen through several (VIEW_STEP apart, see
+ * src/tap/vhost-user.ts).
+ */
+export const MAX_VIEWS = 64;
+
+/** The memory table: one view per region, or several for a region larger than a view may be. */
 export class GuestMemory {
   n = 0;
-  readonly gpa = new Float64Array(MAX_REGIONS);
-  readonly size = new Float64Array(MAX_REGIONS);
-  /** Where the front-end has each region in its own address space (ring addresses use these). */
-  readonly uaddr = new Float64Array(MAX_REGIONS);
-  /** Our address of each region's first byte (for shim_copy); 0 in tests that never copy. */
-  readonly host = new Float64Array(MAX_REGIONS);
+  readonly gpa = new Float64Array(MAX_VIEWS);
+  readonly size = new Float64Array(MAX_VIEWS);
+  /** Where the front-end has each view's memory in its own address space (ring addresses use these). */
+  readonly uaddr = new Float64Array(MAX_VIEWS);
+  /** Our address of each view's first byte (for shim_copy); 0 in tests that never copy. */
+  readonly host = new Float64Array(MAX_VIEWS);
   readonly u8: Uint8Array[] = [];
   readonly u16: Uint16Array[] = [];
   readonly dv: DataView[] = [];

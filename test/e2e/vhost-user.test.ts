@@ -16,7 +16,10 @@
  * 3. Without DHCP, the guest's kernel gets its IPv6 address by SLAAC from
  *    passt's router advertisements (the host's 2001:db8::/64 prefix) and
  *    downloads the file over IPv6 from the remote server.
- * 4. --print-capabilities prints the JSON of a vhost-user net back-end.
+ * 4. The guest resets its virtio-net device (driver unbound and bound
+ *    again, as at a reboot): passt sees the rings stopped (GET_VRING_BASE)
+ *    and set up again on the same connection; DHCP and a download work again.
+ * 5. --print-capabilities prints the JSON of a vhost-user net back-end.
  *
  * Skips with one line when QEMU, a kernel with its modules or a static
  * busybox is missing (Debian: qemu-system-x86 linux-image-amd64 busybox-static).
@@ -30,8 +33,10 @@ import { PASST_ENV, passtArgv } from "../tools/relay.ts";
 import { buildInitramfs, findGuest, type GuestKernel } from "../tools/qemu/initramfs.ts";
 import {
   guestInit,
+  guestResetInit,
   guestServeInit,
   guestSlaacInit,
+  MARK_AGAIN,
   MARK_FAIL,
   MARK_OK,
   MARK_SERVING,
@@ -183,6 +188,21 @@ if (canRunE2E().ok && !guest.ok) {
         expect(m[1] ?? `${m[3]} ${m[4]}`, why()).toBe(MARK_OK);
         expect(m[2], why()).toBe(sha);
         expect(qemu.stdout(), why()).toMatch(/guest: slaac .*inet6 2001:db8::[0-9a-f:]+\/64 scope global/);
+        await qemu.kill();
+      },
+      BOOT_TIMEOUT_MS + 30_000,
+    );
+
+    test(
+      "a device reset in the guest (as at a reboot): rings stopped and set up again on the same connection, DHCP and a download work again",
+      async () => {
+        const { qemu, why } = boot(guest as GuestKernel, "reset", guestResetInit(`http://${ADDR.remote4}:${REMOTE_PORT}/payload`));
+        const re = new RegExp(`(${MARK_AGAIN}) ([0-9a-f]{64})|(${MARK_FAIL}) (.*)\\n`);
+        const m = await waitFor(qemu, re, why);
+        expect(m[1] ?? `${m[3]} ${m[4]}`, why()).toBe(MARK_AGAIN);
+        expect(m[2], why()).toBe(sha);
+        expect(qemu.stdout(), why()).toContain(`${MARK_OK} ${sha}`);
+        expect(qemu.stdout(), why()).toMatch(/guest: virtio\d+ unbound/);
         await qemu.kill();
       },
       BOOT_TIMEOUT_MS + 30_000,

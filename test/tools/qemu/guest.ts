@@ -101,3 +101,32 @@ echo "${MARK_OK} $(sha256sum /tmp/file)"
 poweroff -f
 `;
 }
+
+/** Printed by guestResetInit() before the second download's SHA-256. */
+export const MARK_AGAIN = "PASST-QEMU-AGAIN";
+
+/**
+ * /init of a guest that resets its network device as a reboot does: DHCP
+ * and a download (SHA-256 after MARK_OK), then virtio-net unbound from the
+ * device and bound again (the device is reset: the back-end sees its rings
+ * stopped and set up again), DHCP and the download once more (SHA-256 after
+ * MARK_AGAIN); then a power-off.
+ */
+export function guestResetInit(url: string): string {
+  return `${initPrelude()}udhcpc -i eth0 -s /udhcpc.sh -n -q -t 10 -T 2 || fail "udhcpc"
+wget -q -O /tmp/file "${url}" || fail "wget ${url}"
+echo "${MARK_OK} $(sha256sum /tmp/file)"
+dev=$(basename "$(readlink -f /sys/class/net/eth0/device)")
+echo "$dev" > /sys/bus/virtio/drivers/virtio_net/unbind || fail "unbind $dev"
+echo "guest: $dev unbound"
+echo "$dev" > /sys/bus/virtio/drivers/virtio_net/bind || fail "bind $dev"
+i=0
+while [ ! -e /sys/class/net/eth0 ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+ip link set eth0 up || fail "no eth0 after the reset"
+udhcpc -i eth0 -s /udhcpc.sh -n -q -t 10 -T 2 || fail "udhcpc after the reset"
+rm -f /tmp/file
+wget -q -O /tmp/file "${url}" || fail "wget ${url} after the reset"
+echo "${MARK_AGAIN} $(sha256sum /tmp/file)"
+poweroff -f
+`;
+}
