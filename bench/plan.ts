@@ -13,11 +13,14 @@
  *          the spliced path (columns: the MTU of the guest's loopback);
  *   passt  passt with a relay guest (test/tools/relay.ts): a tap in a
  *          namespace relayed to passt's socket.
+ *   passt-vu  passt --vhost-user with DPDK's testpmd as the front-end: its
+ *          virtio_user port on passt's socket, its tap port (a tap in a
+ *          namespace) the guest, packets forwarded between the two.
  * The loopback "implementation" is the ceiling: client and server on one
  * loopback at the column's MTU.
  */
 
-export type Mode = "tap" | "lo" | "passt";
+export type Mode = "tap" | "lo" | "passt" | "passt-vu";
 /** mtput: UDP multicast throughput (iperf2: iperf3 has no multicast), ours only (see oursOnly). */
 export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "startup" | MemoryKind;
 /**
@@ -54,6 +57,8 @@ export const TABLE_TITLES: Record<string, string> = {
   "pasta-tap-udp": "pasta: UDP, connections through the tap device",
   "passt-tcp": "passt: TCP, guest through the UNIX socket",
   "passt-udp": "passt: UDP, guest through the UNIX socket",
+  "passt-vu-tcp": "passt --vhost-user: TCP, guest through shared-memory rings (testpmd front-end)",
+  "passt-vu-udp": "passt --vhost-user: UDP, guest through shared-memory rings (testpmd front-end)",
   startup: "Start-up time",
   memory: "Memory of the daemon (resident set, anonymous memory)",
 };
@@ -66,17 +71,25 @@ const TABLE_MODE: Record<string, Mode | null> = {
   "pasta-lo-udp": "lo",
   "passt-tcp": "passt",
   "passt-udp": "passt",
+  "passt-vu-tcp": "passt-vu",
+  "passt-vu-udp": "passt-vu",
   startup: null,
   memory: null,
 };
 
-export const MODES: Mode[] = ["tap", "lo", "passt"];
+export const MODES: Mode[] = ["tap", "lo", "passt", "passt-vu"];
 
 /** The MTU columns of a mode (quick: the largest only). */
 export function columnsFor(mode: Mode, quick: boolean): number[] {
-  const cols = mode === "lo" ? [1500, 4000, 16384, 65535] : [1500, 4000, 16384, 65520];
+  const cols = mode === "lo" ? [1500, 4000, 16384, 65535] : mode === "passt-vu" ? VU_COLUMNS : [1500, 4000, 16384, 65520];
   return quick ? cols.slice(-1) : cols;
 }
+
+/**
+ * MTUs of the passt-vu table: testpmd's tap port takes frames of at most
+ * 1522 bytes (DPDK 22.11's net_tap), so there is one column, 1500.
+ */
+const VU_COLUMNS = [1500];
 
 /** The column at which latency (one value per row) is measured: the largest MTU. */
 export function latencyColumn(mode: Mode): number {
@@ -89,10 +102,10 @@ export function latencyColumn(mode: Mode): number {
  * both, /work/shared/reference/upstream/), which runs as pasta or passt by mode.
  */
 export const IMPL_MODES: Record<string, Mode[]> = {
-  project: ["tap", "lo", "passt"],
+  project: ["tap", "lo", "passt", "passt-vu"],
   pasta: ["tap", "lo"],
   passt: ["passt"],
-  upstream: ["tap", "lo", "passt"],
+  upstream: ["tap", "lo", "passt", "passt-vu"],
   slirp4netns: ["tap"],
   loopback: ["tap", "lo"],
 };
@@ -106,8 +119,13 @@ export function oursOnly(row: string): string | null {
   return row.includes("multicast") ? MCAST_NO_REFERENCE : null;
 }
 
-/** The reference implementations of a row: Debian's passt for passt's rows (pasta otherwise), and upstream. */
+/**
+ * The reference implementations of a row: Debian's passt for passt's rows
+ * (pasta otherwise), and upstream; upstream only for vhost-user (Debian's
+ * 2023 passt has no --vhost-user).
+ */
 export function refImpls(table: string, row: string): string[] {
+  if (table.startsWith("passt-vu") || row.includes("vhost-user")) return ["upstream"];
   const passt = table.startsWith("passt") || (table === "memory" && row.includes("passt"));
   return [passt ? "passt" : "pasta", "upstream"];
 }
@@ -129,7 +147,12 @@ export function bestReference(
   return best;
 }
 
-const MODE_LABEL: Record<Mode, string> = { tap: "pasta, tap path", lo: "pasta, spliced path", passt: "passt, relay guest" };
+const MODE_LABEL: Record<Mode, string> = {
+  tap: "pasta, tap path",
+  lo: "pasta, spliced path",
+  passt: "passt, relay guest",
+  "passt-vu": "passt --vhost-user, testpmd guest",
+};
 
 /** iperf3 -w for TCP by MTU, as the original's tap tests; the spliced tests use 4M. */
 export function windowFor(mode: Mode, mtu: number): string {
@@ -148,7 +171,7 @@ export function udpLenFor(mtu: number, ip: 4 | 6): number {
 }
 
 function dirLabel(mode: Mode, dir: Dir): string {
-  if (mode === "passt") return dir === "n2h" ? "guest to host" : "host to guest";
+  if (mode === "passt" || mode === "passt-vu") return dir === "n2h" ? "guest to host" : "host to guest";
   return dir === "n2h" ? "ns to host" : "host to ns";
 }
 
@@ -173,7 +196,7 @@ function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number
         rows.push({ ...base, row: `TCP RR latency over IPv${ip}: ${d}`, kind: "rr", unit: "µs", columns: lat });
         rows.push({ ...base, row: `TCP CRR latency over IPv${ip}: ${d}`, kind: "crr", unit: "µs", columns: lat });
       } else if (dir === "n2h") rows.push({ ...base, row: `UDP RR latency over IPv${ip}: ${d}`, kind: "urr", unit: "µs", columns: lat });
-      else if (mode !== "lo")
+      else if (mode === "tap" || mode === "passt")
         rows.push({ ...base, row: `UDP multicast throughput over IPv${ip}: ${d}`, kind: "mtput", unit: "Gbit/s", columns: cols });
     }
   }

@@ -31,6 +31,11 @@
  *   passt: passt in the host namespace with its socket in the world's dir,
  *     a relay guest (test/tools/relay.ts) connected to it, configured with
  *     the addresses passt hands out; targets as in tap.
+ *   passt-vu: passt --vhost-user (ours and upstream's) the same way, with
+ *     DPDK's testpmd (Debian package dpdk-dev) as the vhost-user front-end
+ *     in a namespace of its own: its virtio_user port on passt's socket, its
+ *     tap port the namespace's eth0, io forwarding with retries between the
+ *     two on one polling core (--no-huge: its memory in a memfd passt maps).
  *   loopback: client and server both in the host namespace over 127.0.0.1 /
  *     ::1, the loopback MTU set to the column's MTU.
  *
@@ -479,7 +484,8 @@ class Env {
       run(["ip", "-n", this.world.host, "link", "set", "lo", "mtu", String(mtu)]);
       return;
     }
-    if (this.impl.kind === "passt" || mode === "passt") await this.startPasst(mtu);
+    if (mode === "passt-vu") await this.startPasstVu(mtu);
+    else if (this.impl.kind === "passt" || mode === "passt") await this.startPasst(mtu);
     else {
       this.makeGuestNs();
       if (mode === "lo") run(["ip", "-n", this.gns, "link", "set", "lo", "mtu", String(mtu)]);
@@ -569,9 +575,16 @@ class Env {
    * via the host's gateways).
    */
   private async startPasst(mtu: number) {
+    const sock = await this.startPasstDaemon(mtu, []);
+    this.guest = await startGuest(this.world, ["--socket", sock]);
+    await this.configurePasstGuest(mtu);
+  }
+
+  /** passt in the host namespace at this MTU, with extra arguments; resolves with its socket's path once bound. */
+  private async startPasstDaemon(mtu: number, extra: string[]): Promise<string> {
     const sock = join(this.world.dir, "passt.sock");
     rmSync(sock, { force: true });
-    const args = ["--runas", "0", "-f", "-q", "-m", String(mtu), "-s", sock, "-t", GUEST_PORTS, "-u", GUEST_PORTS];
+    const args = ["--runas", "0", "-f", "-q", "-m", String(mtu), "-s", sock, "-t", GUEST_PORTS, "-u", GUEST_PORTS, ...extra];
     const argv = this.impl.name === "project" ? [BUN, join(projectDir, "src", "main.ts"), ...args] : [this.impl.bin.passt!, ...args];
     this.daemon = this.world.spawn(this.world.host, argv, { env: { PASST_MODE: "passt" } });
     const deadline = performance.now() + 20000;
@@ -581,7 +594,60 @@ class Env {
       if (performance.now() > deadline) throw new Error(`${this.impl.name}: no socket at ${sock} after 20 s`);
       await Bun.sleep(20);
     }
-    this.guest = await startGuest(this.world, ["--socket", sock]);
+    return sock;
+  }
+
+  /**
+   * passt --vhost-user, and testpmd in a new network namespace as its
+   * front-end: the tap port it makes there (eth0) is the guest's interface,
+   * configured as the relay guest's. testpmd's frames are one mbuf each
+   * (--mbuf-size, --max-pkt-len: the MTU and the Ethernet header).
+   */
+  private async startPasstVu(mtu: number) {
+    const sock = await this.startPasstDaemon(mtu, ["--vhost-user"]);
+    // io forwarding with retries: a full transmit ring (passt busy) holds
+    // the packet instead of dropping it, as a VM's virtio-net driver stops
+    // its queue; plain io forwarding dropped there, and TCP from the guest
+    // collapsed to tens of Mbit/s with every back-end
+    const cmds = join(this.world.dir, "testpmd.cmds");
+    writeFileSync(cmds, "set fwd io retry\nset burst tx delay 10 retry 10000\n");
+    const testpmd = [
+      "dpdk-testpmd",
+      "--no-huge",
+      "-m",
+      "1024",
+      "--no-pci",
+      "-l",
+      "0,1",
+      "--file-prefix",
+      `${this.world.id}-vu`,
+      `--vdev=net_virtio_user0,path=${sock},queue_size=1024`,
+      `--vdev=net_tap0,iface=${PASST_GUEST_IF}`,
+      "--",
+      `--cmdline-file=${cmds}`,
+      "--auto-start",
+      "--stats-period",
+      "3600",
+      `--max-pkt-len=${mtu + 14}`,
+      `--mbuf-size=${Math.min(65535, mtu + 14 + 128)}`,
+      "--total-num-mbufs=8192",
+    ];
+    const child = this.world.spawn(this.world.host, ["unshare", "--net", "--", ...testpmd]);
+    await child.waitFor(/packets\/burst=|Cause:/, { stream: "both", timeoutMs: 30000 });
+    if (!/packets\/burst=/.test(child.stdout())) throw new Error(`testpmd did not start: ${tail(child.stdout() + child.stderr())}`);
+    const enter = ["nsenter", `--net=/proc/${child.pid}/ns/net`, "--"];
+    this.guest = {
+      child,
+      enter,
+      exec: (cmd, opts) => this.world.exec(null, [...enter, ...cmd], opts),
+      spawn: (cmd, opts) => this.world.spawn(null, [...enter, ...cmd], opts),
+    };
+    await this.exec("guest", ["ip", "link", "set", "lo", "up"], 10000);
+    await this.configurePasstGuest(mtu);
+  }
+
+  /** The passt guest's eth0: the MTU, the addresses passt hands out, routes via its gateways; then wait for the forwarded ports. */
+  private async configurePasstGuest(mtu: number) {
     const ip = async (args: string[]) => {
       const r = await this.exec("guest", ["ip", ...args], 10000);
       if (r.code !== 0) throw new Error(`ip ${args.join(" ")} in the passt guest: ${r.stderr.trim()}`);
@@ -989,6 +1055,11 @@ async function main(): Promise<number> {
   if (!haveIperf2) skipped.push("multicast throughput rows: iperf (2) not installed (Debian package iperf; iperf3 has no multicast)");
   const haveHyperfine = !!Bun.which("hyperfine");
   if (!haveHyperfine) skipped.push("start-up row: hyperfine not installed (Debian package hyperfine)");
+  const haveTestpmd = !!Bun.which("dpdk-testpmd");
+  if (!haveTestpmd)
+    skipped.push(
+      "passt-vu tables: dpdk-testpmd not installed (Debian packages dpdk-dev librte-net-virtio23 librte-net-tap23 librte-mempool-ring23)",
+    );
   scratch = mkdtempSync(join(tmpdir(), `pb-bench-${process.pid}-`));
   chmodSync(scratch, 0o755);
   process.on("exit", () => rmSync(scratch, { recursive: true, force: true }));
@@ -1024,7 +1095,8 @@ async function main(): Promise<number> {
 
   // rows
   const usable = (r: RowDef) =>
-    r.kind === "tput"
+    (r.mode !== "passt-vu" || haveTestpmd) &&
+    (r.kind === "tput"
       ? haveIperf
       : r.kind === "mtput"
         ? haveIperf2
@@ -1032,7 +1104,7 @@ async function main(): Promise<number> {
           ? haveHyperfine
           : isMemory(r.kind)
             ? true
-            : !!rrBin;
+            : !!rrBin);
   /** Who measures row r: every implementation of its mode, or ours alone (plan.ts oursOnly). */
   const takesPart = (r: RowDef, i: ImplDef) => !oursOnly(r.row) || i.name === "project";
   let rows = allRows(a.quick).filter(usable);
@@ -1052,7 +1124,8 @@ async function main(): Promise<number> {
   // time estimate
   const tputCost = a.time + a.omit + 0.8;
   const rrCost = a.rrTime + 0.2;
-  const startCost = (i: ImplDef, m: Mode) => (i.kind === "loopback" ? 0.05 : m === "passt" ? 2.5 : i.name === "project" ? 1.5 : 0.6);
+  const startCost = (i: ImplDef, m: Mode) =>
+    i.kind === "loopback" ? 0.05 : m === "passt-vu" ? 5 : m === "passt" ? 2.5 : i.name === "project" ? 1.5 : 0.6;
   const startupRuns = a.quick ? 5 : 20;
   const startupCost = startupRuns * 0.5 + 3;
   let estimate = active.length * 1.5; // worlds
