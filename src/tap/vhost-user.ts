@@ -112,14 +112,6 @@ const MAX_CHAINS_PER_FRAME = 128;
 const FROM_GUEST_BUDGET = 1024;
 /** Frames from several pieces are gathered here; when full, the batch ends early. */
 const GATHER_BUF = (1 << 20) + MAX_FRAME_LEN + VNET_HDR_LEN;
-/**
- * Guest memory is seen through views of at most VIEW_STEP + VIEW_OVERLAP
- * bytes (a JavaScript view spans at most 4 GiB), one every VIEW_STEP bytes
- * of a region; any buffer of up to VIEW_OVERLAP bytes (a frame is at most
- * 64 KiB) lies whole in one of them.
- */
-const VIEW_STEP = 2 ** 31;
-const VIEW_OVERLAP = 1 << 20;
 /** Control messages read per wake-up. */
 const CTL_ROUNDS = 64;
 const EINTR = 4;
@@ -399,13 +391,10 @@ export class VhostUserBackend implements FrameSink {
       this.maps[2 * this.nmaps] = p;
       this.maps[2 * this.nmaps + 1] = len;
       this.nmaps++;
-      const size = m.regionSize[i]!;
-      for (let at = 0; at < size; at += VIEW_STEP) {
-        if (this.mem.n === MAX_VIEWS) return this.refuse(`SET_MEM_TABLE: more than ${MAX_VIEWS * VIEW_STEP} bytes of guest memory`);
-        const base = p + m.mmapOffset[i]! + at;
-        const view = new Uint8Array(toArrayBuffer(base as Pointer, 0, Math.min(VIEW_STEP + VIEW_OVERLAP, size - at)));
-        this.mem.add(m.gpa[i]! + at, m.uaddr[i]! + at, view, base);
-      }
+      const base = p + m.mmapOffset[i]!;
+      const viewAt = (at: number, len: number) => new Uint8Array(toArrayBuffer((base + at) as Pointer, 0, len));
+      if (!this.mem.addRegion(m.gpa[i]!, m.uaddr[i]!, m.regionSize[i]!, base, viewAt))
+        return this.refuse(`SET_MEM_TABLE: more guest memory than ${MAX_VIEWS} views of 2 GiB`);
     }
     for (let i = 0; i < NUM_QUEUES; i++) {
       const q = this.q[i]!;

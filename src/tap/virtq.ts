@@ -81,6 +81,9 @@ export function whyBad(code: number): string {
  * src/tap/vhost-user.ts).
  */
 export const MAX_VIEWS = 64;
+/** A region's views start every VIEW_STEP bytes and reach VIEW_OVERLAP bytes into the next (a frame is at most 64 KiB). */
+export const VIEW_STEP = 2 ** 31;
+export const VIEW_OVERLAP = 1 << 20;
 
 /** The memory table: one view per region, or several for a region larger than a view may be. */
 export class GuestMemory {
@@ -105,6 +108,28 @@ export class GuestMemory {
     this.u8[i] = view;
     this.u16[i] = new Uint16Array(view.buffer, view.byteOffset, view.length >>> 1);
     this.dv[i] = new DataView(view.buffer, view.byteOffset, view.length);
+  }
+
+  /**
+   * Add a region of size bytes through views of at most step + overlap
+   * bytes, one every step bytes; viewAt(offset, length) makes each, host is
+   * our address of the region's first byte. False when that would pass
+   * MAX_VIEWS.
+   */
+  addRegion(
+    gpa: number,
+    uaddr: number,
+    size: number,
+    host: number,
+    viewAt: (offset: number, length: number) => Uint8Array,
+    step = VIEW_STEP,
+    overlap = VIEW_OVERLAP,
+  ): boolean {
+    for (let at = 0; at < size; at += step) {
+      if (this.n === MAX_VIEWS) return false;
+      this.add(gpa + at, uaddr + at, viewAt(at, Math.min(step + overlap, size - at)), host + at);
+    }
+    return true;
   }
 
   /** Forget every region (the caller unmaps them). */

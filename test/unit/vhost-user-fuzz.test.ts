@@ -298,6 +298,22 @@ describe("split virtqueue walker", () => {
     expect(q.available(mem)).toBe(BAD_AVAIL_IDX);
   });
 
+  test("a region seen through several overlapping views: a buffer up to the overlap is found whole, a longer one across a boundary is refused", () => {
+    const mem = new GuestMemory();
+    const bytes = new Uint8Array(10000);
+    const viewAt = (at: number, len: number) => bytes.subarray(at, at + len);
+    expect(mem.addRegion(0x100000, 0x7f0000100000, 10000, 0, viewAt, 4096, 256)).toBe(true);
+    expect(mem.n).toBe(3);
+    expect([...mem.size.subarray(0, 3)]).toEqual([4352, 4352, 1808]);
+    expect(mem.regionOfGpa(0x100000 + 4000, 300)).toBe(0);
+    expect(mem.regionOfGpa(0x100000 + 4300, 200)).toBe(1);
+    expect(mem.regionOfGpa(0x100000 + 4000, 1000)).toBe(-1);
+    expect(mem.regionOfGpa(0x100000 + 9990, 20)).toBe(-1);
+    expect(mem.regionOfUaddr(0x7f0000100000 + 8500, 100)).toBe(2);
+    const full = new GuestMemory();
+    expect(full.addRegion(0, 0, 100 * 4096, 0, viewAt, 4096, 0)).toBe(false);
+  });
+
   test("rings outside the memory table are not placed", () => {
     const { mem, q } = world();
     q.usedAddr = R0.uaddr + R0.size - 8;
