@@ -103,6 +103,7 @@ function header(res: any): string[] {
     `Each cell is the median of ${st.runs} run${st.runs > 1 ? "s" : ""} (implementations interleaved: A B C A B C…). ` +
       `Throughput: iperf3, receiver side, ${st.iperf3Seconds} s after ${st.iperf3Omit} s omitted; TCP with 2 streams and \`-w\` 512k / 1M / 8M by MTU through the tap, \`-w 4M -l 1M\` on the spliced path; ` +
       `UDP with 4 streams offered 3G / 3G / 10G / 15G each by MTU, datagrams that fill one packet at the column's MTU. ` +
+      `UDP multicast (ours only): iperf2 (iperf3 has no multicast), one stream from the upstream namespace to a group the guest's server joined, offered 4 × that rate, bytes received over the sending time. ` +
       `Latency: bench/rr.c, one flow of 1-byte requests and responses for ${st.rrSeconds} s (CRR: a new connection for each, the server closing first; UDP RR: one socket), ` +
       `10^6 / transactions per second in µs, at the largest MTU. Start-up: hyperfine, ${st.startupRuns ?? "?"} runs. Memory: the daemon's VmRSS a moment after start (idle) and VmHWM before it stops (peak), and its RssAnon (anonymous memory: what one more instance costs, file pages such as Bun's executable being shared) at the same two moments, at each MTU.`,
     "",

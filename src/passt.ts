@@ -34,7 +34,6 @@ import type { Config } from "./conf/config.ts";
 import type { RunOptions } from "./conf/options.ts";
 import { Dispatcher } from "./dispatch.ts";
 import { Forwarder } from "./fwd/forward.ts";
-import { forwardedPorts } from "./flows/mcast.ts";
 import type { FwdRule, PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { Kind } from "./loop/kinds.ts";
@@ -120,6 +119,22 @@ export function runPasst(cfg: Config, run: PasstRun): number | Promise<number> {
       removeQuietly(listener.path);
     }
   }
+}
+
+/**
+ * The guest ports the -u rules of fwd forward to, as the multicast proxy's
+ * port source (flows/mcast.ts): a VM's sockets can't be seen from here, but
+ * a port forwarded to it is one it listens on.
+ */
+function forwardedPorts(fwd: PortFwd | null): (found: Uint8Array) => void {
+  const ports = new Uint8Array(65536 / 8);
+  for (const r of fwd?.rules ?? []) {
+    for (let p = r.first; p <= r.last; p++) {
+      const t = r.to + p - r.first;
+      ports[t >> 3]! |= 1 << (t & 7);
+    }
+  }
+  return (found) => found.set(ports);
 }
 
 function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): number {

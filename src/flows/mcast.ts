@@ -89,7 +89,7 @@
 import { ptr } from "bun:ffi";
 import type { Config } from "../conf/config.ts";
 import { getAddrs, linkIndex, makeTalk, openNetlink, type NlTalk } from "../conf/netlink.ts";
-import { isEphemeral, probeEphemeral, type PortFwd, type PortRange } from "../fwd/ports.ts";
+import { isEphemeral, probeEphemeral, type PortRange } from "../fwd/ports.ts";
 import { natIn4, natIn6 } from "./nat.ts";
 import { log } from "../log.ts";
 import { Kind } from "../loop/kinds.ts";
@@ -250,22 +250,6 @@ export function hostIfOf(cfg: Config): HostIf {
 
 function addrsOf(talk: NlTalk, family: 2 | 10, ifindex: number): Uint8Array[] {
   return getAddrs(talk, family, ifindex).map((a) => a.addr);
-}
-
-/**
- * passt: the guest ports the -u rules of fwd forward to, as a port source
- * (Mcast.portSource). A VM's sockets can't be seen from here, but a port
- * forwarded to it is one it listens on.
- */
-export function forwardedPorts(fwd: PortFwd | null): (found: Uint8Array) => void {
-  const ports = new Uint8Array(65536 / 8);
-  for (const r of fwd?.rules ?? []) {
-    for (let p = r.first; p <= r.last; p++) {
-      const t = r.to + p - r.first;
-      ports[t >> 3]! |= 1 << (t & 7);
-    }
-  }
-  return (found) => found.set(ports);
 }
 
 /** Our sockets other than the group sockets: receive no group traffic our memberships would bring. */
