@@ -125,6 +125,7 @@ export class FlowTable {
   readonly oport = table.u16(2 * FLOW_MAX);
   /** Per side: 1 while it is in the hash index. */
   private readonly hashed = table.u8(2 * FLOW_MAX);
+  private nHashed = 0;
   private readonly index = new FlowHash(2 * FLOW_MAX);
   /** The flows not FREE, densely (any order), and each one's position + 1 there (0: not in use). */
   private readonly used = table.i32(FLOW_MAX);
@@ -326,12 +327,19 @@ export class FlowTable {
     );
     this.index.insert(sidx, h);
     this.hashed[sidx] = 1;
+    this.nHashed++;
   }
 
   /** Take side sidx out of the index. */
   hashRemove(sidx: number): void {
     this.index.remove(sidx);
     this.hashed[sidx] = 0;
+    this.nHashed--;
+  }
+
+  /** Sides in the index (for tests: none is left behind by a freed flow). */
+  indexed(): number {
+    return this.nHashed;
   }
 
   /**

@@ -132,8 +132,13 @@ test("lookup finds the side it was given, by type, interface, version, addresses
     expect(s < 0 ? -1 : flowOf(s)).toBe(p % 2 === 1 ? -1 : flows[p - 1]!);
   }
   expect(ft.lookup(FT_TCP, PIF_HOST, false, PEER, 0, 443, NO_ADDR, 0, 40008)).toBe(2 * f + 1);
+  expect(ft.indexed()).toBe(1001);
   ft.free(f);
   expect(ft.lookup(FT_TCP, PIF_HOST, false, PEER, 0, 443, NO_ADDR, 0, 40008)).toBe(-1);
+  // a freed flow leaves nothing in the index, whichever of its sides were there
+  for (let p = 2; p <= 2000; p += 2) if (flows[p - 1] !== f) ft.free(flows[p - 1]!);
+  expect(ft.indexed()).toBe(0);
+  expect(ft.inUse()).toBe(0);
 });
 
 test("IPv6 sides compare all 16 bytes", () => {
