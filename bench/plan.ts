@@ -21,8 +21,11 @@
  */
 
 export type Mode = "tap" | "lo" | "passt" | "passt-vu";
-/** mtput: UDP multicast throughput (iperf2: iperf3 has no multicast), ours only (see oursOnly). */
-export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "startup" | MemoryKind;
+/**
+ * mtput: UDP multicast throughput (iperf2: iperf3 has no multicast), ours only (see oursOnly).
+ * spp: sockperf ping-pong (a client nobody here wrote), the median round trip of 14-byte messages.
+ */
+export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "spp" | "startup" | MemoryKind;
 /**
  * Memory rows, read from /proc/PID/status: VmRSS a moment after start
  * (idle) and VmHWM before stop (peak); RssAnon (anonymous memory: what one
@@ -178,9 +181,10 @@ function dirLabel(mode: Mode, dir: Dir): string {
 /**
  * The rows of a TCP or UDP table: throughput both ways at every column (the
  * spliced path's host to ns: one value, the host side has one MTU), and
- * latency at the largest MTU: TCP RR and CRR both ways, UDP RR ns to host;
- * through the tap and passt, UDP multicast throughput host to guest (ours
- * only: oursOnly).
+ * latency at the largest MTU: TCP RR and CRR both ways, UDP RR ns to host
+ * (bench/rr.c), and on the spliced path TCP and UDP RR ns to host by
+ * sockperf too; through the tap and passt, UDP multicast throughput host to
+ * guest (ours only: oursOnly).
  */
 function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number[], ips: (4 | 6)[]): RowDef[] {
   const rows: RowDef[] = [];
@@ -198,6 +202,9 @@ function protoRows(table: string, proto: "tcp" | "udp", mode: Mode, cols: number
       } else if (dir === "n2h") rows.push({ ...base, row: `UDP RR latency over IPv${ip}: ${d}`, kind: "urr", unit: "µs", columns: lat });
       else if (mode === "tap" || mode === "passt")
         rows.push({ ...base, row: `UDP multicast throughput over IPv${ip}: ${d}`, kind: "mtput", unit: "Gbit/s", columns: cols });
+      // sockperf 3.7 (Debian's) speaks IPv4 only
+      if (mode === "lo" && dir === "n2h" && ip === 4)
+        rows.push({ ...base, row: `${P} RR latency, sockperf ping-pong over IPv4: ${d}`, kind: "spp", unit: "µs", columns: lat });
     }
   }
   return rows;

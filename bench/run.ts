@@ -353,6 +353,9 @@ const HOST_IPERF_PORT = 5301; // server in the host namespace (ns to host)
 const HOST_RR_PORT = 5302; // server in the host namespace (ns to host)
 /** The groups of the multicast rows: an iperf2 server in the guest joins one on GUEST_IPERF_PORT. */
 const MCAST_GROUP = { 4: "239.255.52.1", 6: "ff15::5201" } as const;
+const HOST_SOCKPERF_PORT = 5303; // sockperf's TCP and UDP servers, host namespace, 127.0.0.1 (ns to host, spliced)
+/** sockperf (Debian package sockperf), for the spliced path's ping-pong rows; null: those rows are skipped. */
+const SOCKPERF = Bun.which("sockperf");
 
 /** sysctls for every namespace we make: no DAD delays, room for CRR's many connections */
 const NS_SYSCTLS = [
@@ -422,7 +425,7 @@ interface Targets {
 /** The ports the guest's servers listen at, forwarded host to guest: TCP and UDP. */
 const GUEST_PORTS = `${GUEST_IPERF_PORT},${GUEST_RR_PORT}`;
 /** The host's servers, forwarded guest loopback to host loopback in the spliced mode. */
-const HOST_PORTS = `${HOST_IPERF_PORT},${HOST_RR_PORT}`;
+const HOST_PORTS = `${HOST_IPERF_PORT},${HOST_RR_PORT},${HOST_SOCKPERF_PORT}`;
 /** The passt guest's interface (made by the relay). */
 const PASST_GUEST_IF = "eth0";
 
@@ -455,6 +458,12 @@ class Env {
     if (this.rrBin) {
       this.hostRr = this.world.spawn(this.world.host, [this.rrBin, "server", String(HOST_RR_PORT)]);
       await this.hostRr.waitFor("ready", { timeoutMs: 5000 });
+    }
+    if (SOCKPERF) {
+      for (const proto of [["--tcp"], []]) {
+        const srv = this.world.spawn(this.world.host, [SOCKPERF, "server", ...proto, "-i", "127.0.0.1", "-p", String(HOST_SOCKPERF_PORT)]);
+        await srv.waitFor("to block on socket", { timeoutMs: 5000 });
+      }
     }
   }
 
@@ -879,6 +888,7 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell):
       await srv.kill({ graceMs: 1000 });
     }
   }
+  if (row.kind === "spp") return sockperfRoundTrip(env, row, clientSide, host, a, cell);
   // RR / CRR / UDP RR
   const port = toHost ? HOST_RR_PORT : GUEST_RR_PORT;
   const argv = [env.rrBin!, row.kind, host, String(port), String(a.rrTime), ...(scope ? [scope] : [])];
@@ -959,6 +969,31 @@ async function measureMulticast(env: Env, row: RowDef, mtu: number, a: Args, cel
   } finally {
     await srv.kill({ graceMs: 1000 });
   }
+}
+
+/**
+ * sockperf ping-pong from clientSide to the host's sockperf server: the
+ * median round trip of 14-byte messages (sockperf's own minimum), in µs.
+ * The median rather than sockperf's mean: one stall of the scheduler (tens
+ * of ms, seen on this kind of machine) moves a 2 s mean by more than the
+ * difference being measured.
+ */
+async function sockperfRoundTrip(env: Env, row: RowDef, clientSide: Side, host: string, a: Args, cell: Cell): Promise<number> {
+  const argv = [SOCKPERF!, "ping-pong", ...(row.proto === "tcp" ? ["--tcp"] : []), "-i", host, "-p", String(HOST_SOCKPERF_PORT)];
+  const cpu0 = env.cpuSeconds();
+  const r = await env.exec(clientSide, [...argv, "-t", String(a.rrTime), "-m", "14", "--full-rtt"], (a.rrTime + 20) * 1000);
+  const cpu1 = env.cpuSeconds();
+  if (r.timedOut) throw new Error(`sockperf stalled: no result after ${a.rrTime + 20} s`);
+  const out = r.stdout + r.stderr;
+  const median = out.match(/percentile 50\.000 =\s*([\d.]+)/);
+  const count = out.match(/ReceivedMessages=(\d+)/);
+  if (r.code !== 0 || !median || !count) throw new Error(`sockperf exited ${r.code}: ${tail(out, 300)}`);
+  const n = Number(count[1]);
+  if (!(n > 0)) throw new Error("sockperf: no messages came back");
+  if (cpu0 !== null && cpu1 !== null) cell.cpu.push(((cpu1 - cpu0) * 1e6) / n);
+  const dropped = Number(out.match(/# dropped messages = (\d+)/)?.[1] ?? 0);
+  if (dropped) env.note(`${row.row}: sockperf counted ${dropped} dropped messages`);
+  return Number(median[1]);
 }
 
 /** Receiver-side throughput and bytes from iperf3's JSON (UDP: what arrived). */
@@ -1094,17 +1129,16 @@ async function main(): Promise<number> {
   const active = impls.filter((i) => !i.missing);
 
   // rows
-  const usable = (r: RowDef) =>
-    (r.mode !== "passt-vu" || haveTestpmd) &&
-    (r.kind === "tput"
-      ? haveIperf
-      : r.kind === "mtput"
-        ? haveIperf2
-        : r.kind === "startup"
-          ? haveHyperfine
-          : isMemory(r.kind)
-            ? true
-            : !!rrBin);
+  if (!SOCKPERF) skipped.push("sockperf rows: sockperf not installed (Debian package sockperf)");
+  /** Whether the tool a row is measured with is here. */
+  const usable = (r: RowDef): boolean => {
+    if (r.mode === "passt-vu" && !haveTestpmd) return false;
+    if (r.kind === "tput") return haveIperf;
+    if (r.kind === "mtput") return haveIperf2;
+    if (r.kind === "startup") return haveHyperfine;
+    if (r.kind === "spp") return !!SOCKPERF;
+    return isMemory(r.kind) || !!rrBin;
+  };
   /** Who measures row r: every implementation of its mode, or ours alone (plan.ts oursOnly). */
   const takesPart = (r: RowDef, i: ImplDef) => !oursOnly(r.row) || i.name === "project";
   let rows = allRows(a.quick).filter(usable);
