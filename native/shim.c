@@ -728,19 +728,31 @@ int shim_pipe(int *fds, int size)
  * pipe (pr, pw), until from has nothing more or to is full. st[0]: bytes in
  * the pipe (kept across calls), st[1]: set to 1 at end of stream on from,
  * st[2]: set to -errno on an error (of either socket). st[3]: pipe size.
- * Returns bytes delivered to `to` in this call. */
-int shim_splice_pump(int from, int to, int pr, int pw, int32_t *st)
+ * Returns bytes delivered to `to` in this call.
+ *
+ * The sockets are watched edge-triggered, so from is read until it says
+ * EAGAIN, but for one case where a short read already says so (epoll(7)),
+ * allowed by the caller (short_ok) when the event that woke it carried no
+ * end of stream (which only a read returning 0 would show): an empty pipe
+ * that took fewer bytes than it has slots (a page each) was not full, and
+ * was offered more than that, so the socket had nothing more. That spares a
+ * request-response exchange one failing splice per message. */
+int shim_splice_pump(int from, int to, int pr, int pw, int32_t *st, int short_ok)
 {
 	unsigned int fl = SPLICE_F_NONBLOCK | SPLICE_F_MOVE;
 	int moved = 0, in_done = st[1];
+	int32_t slots = short_ok ? st[3] / 4096 : 0;
 
 	for (;;) {
 		int progress = 0;
 		if (!in_done && st[0] < st[3]) {
+			int was_empty = st[0] == 0;
 			ssize_t n = splice(from, NULL, pw, NULL, st[3] - st[0], fl);
 			if (n > 0) {
 				st[0] += (int32_t)n;
 				progress = 1;
+				if (was_empty && n < slots)
+					in_done = 3; /* drained: not read again in this call */
 			} else if (n == 0) {
 				st[1] = 1;
 				in_done = 1;

@@ -282,7 +282,7 @@ export class SpliceFlows {
       if (this.state[c] !== FREE) this.pump(c, 1);
       return;
     }
-    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.pump(c, side);
+    if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR)) this.pump(c, side, !(ev & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)));
     if (this.state[c] !== FREE && ev & (EPOLLOUT | EPOLLHUP | EPOLLERR)) this.pump(c, 1 - side);
   }
 
@@ -294,13 +294,17 @@ export class SpliceFlows {
     this.loop.mod(this.fd[k]!, on ? WATCH | EPOLLOUT : WATCH, Kind.SPLICE, k);
   }
 
-  /** Move data in direction d (0: accepted → connected, 1: back), then pass on end of stream. */
-  private pump(c: number, d: number): void {
+  /**
+   * Move data in direction d (0: accepted → connected, 1: back), then pass
+   * on end of stream. shortOk: the event that woke us was input alone, no
+   * end of stream, so a short read may stand for EAGAIN (see shim_splice_pump).
+   */
+  private pump(c: number, d: number, shortOk = false): void {
     const from = this.fd[2 * c + d]!;
     const to = this.fd[2 * c + 1 - d]!;
     const s = 8 * c + 4 * d;
     const st = (this.stBase + s * 4) as Pointer;
-    spliceStats.bytes += sys.shim_splice_pump(from, to, this.pipe[4 * c + 2 * d]!, this.pipe[4 * c + 2 * d + 1]!, st);
+    spliceStats.bytes += sys.shim_splice_pump(from, to, this.pipe[4 * c + 2 * d]!, this.pipe[4 * c + 2 * d + 1]!, st, +shortOk);
     if (this.st[s + 2]! < 0) return this.close(c, true);
     this.watchOut(c, 1 - d, this.st[s]! > 0);
     if (this.st[s + 1] && this.st[s] === 0 && !this.shut[2 * c + d]) {

@@ -86,7 +86,7 @@ const symbols = {
   shim_udp_recv_batch: { args: [i32, ptr, i32, i32, i32, i32, ptr, ptr], returns: i32 },
   shim_udp_send_batch: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
   shim_pipe: { args: [ptr, i32], returns: i32 },
-  shim_splice_pump: { args: [i32, i32, i32, i32, ptr], returns: i32 },
+  shim_splice_pump: { args: [i32, i32, i32, i32, ptr, i32], returns: i32 },
   shim_send_frames: { args: [i32, ptr, ptr, i32, i32], returns: i32 },
   shim_socketpair: { args: [ptr], returns: i32 },
   shim_drop_privileges: { args: [i32, i32], returns: i32 },
