@@ -105,7 +105,7 @@ function header(res: any): string[] {
       `UDP with 4 streams offered 3G / 3G / 10G / 15G each by MTU, datagrams that fill one packet at the column's MTU. ` +
       `UDP multicast (ours only): iperf2 (iperf3 has no multicast), one stream from the upstream namespace to a group the guest's server joined, offered 4 × that rate, bytes received over the sending time. ` +
       `Latency: bench/rr.c, one flow of 1-byte requests and responses for ${st.rrSeconds} s (CRR: a new connection for each, the server closing first; UDP RR: one socket), ` +
-      `10^6 / transactions per second in µs, at the largest MTU. Start-up: hyperfine, ${st.startupRuns ?? "?"} runs. Memory: the daemon's VmRSS a moment after start (idle) and VmHWM before it stops (peak), and its RssAnon (anonymous memory: what one more instance costs, file pages such as Bun's executable being shared) at the same two moments, at each MTU.`,
+      `10^6 / transactions per second in µs, at the largest MTU; on the spliced path also sockperf ping-pong (14-byte messages, the median round trip). Latency rows run on one CPU (client, server, daemon and relay guest pinned with taskset: left to the scheduler, the same exchange comes out in two populations, on one core or across two). Start-up: hyperfine, ${st.startupRuns ?? "?"} runs. Memory: the daemon's VmRSS a moment after start (idle) and VmHWM before it stops (peak), and its RssAnon (anonymous memory: what one more instance costs, file pages such as Bun's executable being shared) at the same two moments, at each MTU.`,
     "",
   );
   L.push(

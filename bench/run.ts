@@ -354,6 +354,16 @@ const HOST_RR_PORT = 5302; // server in the host namespace (ns to host)
 /** The groups of the multicast rows: an iperf2 server in the guest joins one on GUEST_IPERF_PORT. */
 const MCAST_GROUP = { 4: "239.255.52.1", 6: "ff15::5201" } as const;
 const HOST_SOCKPERF_PORT = 5303; // sockperf's TCP and UDP servers, host namespace, 127.0.0.1 (ns to host, spliced)
+/**
+ * Latency rows run on one CPU: the client, the server, the daemon (and
+ * passt's relay guest) pinned to LATENCY_CPU for the measurement. Left to
+ * the scheduler, a request-response exchange on two cores comes out in two
+ * populations (all on one core, or woken across cores: 36-40 µs against
+ * 75-115 µs for the same pasta, sockperf over the spliced path), and which
+ * one a run gets decides the cell.
+ */
+const LATENCY_CPU = "0";
+const PIN = ["taskset", "-c", LATENCY_CPU];
 /** sockperf (Debian package sockperf), for the spliced path's ping-pong rows; null: those rows are skipped. */
 const SOCKPERF = Bun.which("sockperf");
 
@@ -456,12 +466,21 @@ class Env {
     this.world = await createWorld({ prefix: "pb", mtu: 65520 });
     for (const ns of [this.world.host, this.world.upstream]) sysctlIn(ns, NS_SYSCTLS);
     if (this.rrBin) {
-      this.hostRr = this.world.spawn(this.world.host, [this.rrBin, "server", String(HOST_RR_PORT)]);
+      this.hostRr = this.world.spawn(this.world.host, [...PIN, this.rrBin, "server", String(HOST_RR_PORT)]);
       await this.hostRr.waitFor("ready", { timeoutMs: 5000 });
     }
     if (SOCKPERF) {
       for (const proto of [["--tcp"], []]) {
-        const srv = this.world.spawn(this.world.host, [SOCKPERF, "server", ...proto, "-i", "127.0.0.1", "-p", String(HOST_SOCKPERF_PORT)]);
+        const srv = this.world.spawn(this.world.host, [
+          ...PIN,
+          SOCKPERF,
+          "server",
+          ...proto,
+          "-i",
+          "127.0.0.1",
+          "-p",
+          String(HOST_SOCKPERF_PORT),
+        ]);
         await srv.waitFor("to block on socket", { timeoutMs: 5000 });
       }
     }
@@ -502,7 +521,7 @@ class Env {
       else await this.startSlirp(mtu);
     }
     if (this.rrBin) {
-      this.guestRr = this.spawn("guest", [this.rrBin, "server", String(GUEST_RR_PORT)]);
+      this.guestRr = this.spawn("guest", [...PIN, this.rrBin, "server", String(GUEST_RR_PORT)]);
       await this.guestRr.waitFor("ready", { timeoutMs: 5000 });
     }
   }
@@ -745,6 +764,12 @@ class Env {
     }
   }
 
+  /** Pin the daemon and the relay guest, every thread, to LATENCY_CPU (on), or give them every CPU again. */
+  pin(on: boolean) {
+    const cpus = on ? LATENCY_CPU : `0-${availableParallelism() - 1}`;
+    for (const c of [this.daemon, this.guest?.child]) if (c && isAlive(c.pid)) run(["taskset", "-a", "-p", "-c", cpus, String(c.pid)]);
+  }
+
   /** CPU seconds (user + system) the daemon has used so far; null without one. */
   cpuSeconds(): number | null {
     const s = this.daemon ? cpuSeconds(this.daemon.pid) : -1;
@@ -888,10 +913,28 @@ async function measure(env: Env, row: RowDef, mtu: number, a: Args, cell: Cell):
       await srv.kill({ graceMs: 1000 });
     }
   }
-  if (row.kind === "spp") return sockperfRoundTrip(env, row, clientSide, host, a, cell);
-  // RR / CRR / UDP RR
+  env.pin(true);
+  try {
+    if (row.kind === "spp") return await sockperfRoundTrip(env, row, clientSide, host, a, cell);
+    return await requestResponse(env, row, clientSide, host, scope, toHost, a, cell);
+  } finally {
+    env.pin(false);
+  }
+}
+
+/** bench/rr.c's RR, CRR or UDP RR from clientSide: µs per transaction. */
+async function requestResponse(
+  env: Env,
+  row: RowDef,
+  clientSide: Side,
+  host: string,
+  scope: string | null,
+  toHost: boolean,
+  a: Args,
+  cell: Cell,
+): Promise<number> {
   const port = toHost ? HOST_RR_PORT : GUEST_RR_PORT;
-  const argv = [env.rrBin!, row.kind, host, String(port), String(a.rrTime), ...(scope ? [scope] : [])];
+  const argv = [...PIN, env.rrBin!, row.kind, host, String(port), String(a.rrTime), ...(scope ? [scope] : [])];
   const cpu0 = env.cpuSeconds();
   const r = await env.exec(clientSide, argv, (a.rrTime + 20) * 1000);
   const cpu1 = env.cpuSeconds();
@@ -979,7 +1022,7 @@ async function measureMulticast(env: Env, row: RowDef, mtu: number, a: Args, cel
  * difference being measured.
  */
 async function sockperfRoundTrip(env: Env, row: RowDef, clientSide: Side, host: string, a: Args, cell: Cell): Promise<number> {
-  const argv = [SOCKPERF!, "ping-pong", ...(row.proto === "tcp" ? ["--tcp"] : []), "-i", host, "-p", String(HOST_SOCKPERF_PORT)];
+  const argv = [...PIN, SOCKPERF!, "ping-pong", ...(row.proto === "tcp" ? ["--tcp"] : []), "-i", host, "-p", String(HOST_SOCKPERF_PORT)];
   const cpu0 = env.cpuSeconds();
   const r = await env.exec(clientSide, [...argv, "-t", String(a.rrTime), "-m", "14", "--full-rtt"], (a.rrTime + 20) * 1000);
   const cpu1 = env.cpuSeconds();
