@@ -764,10 +764,16 @@ class Env {
     }
   }
 
-  /** Pin the daemon and the relay guest, every thread, to LATENCY_CPU (on), or give them every CPU again. */
+  /**
+   * Pin the daemon and the relay guest, every thread, to LATENCY_CPU (on),
+   * or give them every CPU again. testpmd (passt-vu) stays where it is: its
+   * forwarding thread polls a core of its own, and on LATENCY_CPU it would
+   * take the time of everything else.
+   */
   pin(on: boolean) {
     const cpus = on ? LATENCY_CPU : `0-${availableParallelism() - 1}`;
-    for (const c of [this.daemon, this.guest?.child]) if (c && isAlive(c.pid)) run(["taskset", "-a", "-p", "-c", cpus, String(c.pid)]);
+    const guest = this.mode === "passt-vu" ? null : this.guest?.child;
+    for (const c of [this.daemon, guest]) if (c && isAlive(c.pid)) run(["taskset", "-a", "-p", "-c", cpus, String(c.pid)]);
   }
 
   /** CPU seconds (user + system) the daemon has used so far; null without one. */
