@@ -1153,6 +1153,11 @@ export class TcpFlows {
     return sidx < 0 ? -1 : flowOf(sidx);
   }
 
+  /** A NEW flow from the table, -1 when TCP is at TCP_MAX_CONNS or the table is full. */
+  private newFlow(): number {
+    return this.count() >= TCP_MAX_CONNS ? -1 : this.flows.alloc();
+  }
+
   /**
    * New flow for a guest-initiated connection (addresses in a frame): its
    * tap side (side 0) the guest and the remote as the guest sent them, its
@@ -1170,8 +1175,7 @@ export class TcpFlows {
     t: number,
   ): number {
     const ft = this.flows;
-    if (this.count() >= TCP_MAX_CONNS) return -1;
-    const i = ft.alloc();
+    const i = this.newFlow();
     if (i < 0) return -1;
     ft.initiate(i, PIF_TAP, v6, ga, gOff, gport, ra, rOff, rport);
     this.destSockaddr(2 * i, v6);
@@ -1196,8 +1200,7 @@ export class TcpFlows {
     t: number,
   ): number {
     const ft = this.flows;
-    if (this.count() >= TCP_MAX_CONNS) return -1;
-    const i = ft.alloc();
+    const i = this.newFlow();
     if (i < 0) return -1;
     ft.initiate(i, PIF_HOST, v6, this.sa, v6 ? SA6_ADDR : SA4_ADDR, saPort(this.sa), null, 0, listenPort);
     if (guestA === null) w.wr32(this.guest4, 0, this.cfg.ip4!.addr);
