@@ -48,6 +48,7 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
+#include <sys/stat.h>
 #include <sys/prctl.h>
 #include <linux/audit.h>
 #include <linux/filter.h>
@@ -70,7 +71,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 15; }
+int shim_version(void) { return 16; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -1249,12 +1250,17 @@ int shim_recv_fds(int fd, uint8_t *buf, int len, int *fds, int max)
 }
 
 /* shim_map_shared() - map len bytes of fd from its start, shared, readable and
- * writable (guest memory). Returns the address, or NULL. */
+ * writable (guest memory). A file shorter than len is refused: touching the
+ * mapping past its end would raise SIGBUS (a front-end that shrinks it
+ * later still can). Returns the address, or NULL. */
 void *shim_map_shared(int fd, double len)
 {
+	struct stat st;
 	void *p;
 
-	if (len <= 0)
+	if (len <= 0 || fstat(fd, &st) < 0)
+		return NULL;
+	if (S_ISREG(st.st_mode) && (double)st.st_size < len)
 		return NULL;
 	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_NORESERVE, fd, 0);
 	return p == MAP_FAILED ? NULL : p;

@@ -3,7 +3,8 @@
  * written here (test/tools/vu-frontend.ts: its own guest memory in a memfd,
  * both queues) whose ARP request must be answered through the rings, and
  * hostile ones: absurd ring sizes, wrong descriptor counts, unknown requests
- * and versions, rings outside the memory table, descriptor chains that loop
+ * and versions, a memory region larger than the file it is mapped from,
+ * rings outside the memory table, descriptor chains that loop
  * or point outside the memory table, lengths past a region, an available
  * index that jumps. Each must be refused and disconnected, with passt still
  * serving: the next well-behaved front-end gets its ARP reply, and the
@@ -59,6 +60,11 @@ describeE2E("passt --vhost-user with hostile front-ends", () => {
       ["queue 2", (f) => f.send(Req.SET_VRING_NUM, state(2, 256)), "message"],
       ["memory table without its descriptor", (f) => f.send(Req.SET_MEM_TABLE, memTable()), "message"],
       ["memory table with two descriptors", (f) => f.send(Req.SET_MEM_TABLE, memTable(), [f.memFd, f.memFd]), "message"],
+      [
+        "a memory region larger than its file (SIGBUS if touched)",
+        (f) => f.send(Req.SET_MEM_TABLE, memTable(MEM_SIZE * 2), [f.memFd]),
+        "message",
+      ],
       ["kick without its descriptor", (f) => f.send(Req.SET_VRING_KICK, u64(0)), "message"],
       ["unknown request", (f) => f.send(99), "message"],
       ["protocol version 2", (f) => f.send(Req.GET_FEATURES, undefined, [], 2), "message"],
