@@ -35,8 +35,22 @@ describeE2E("passt --vhost-user with hostile front-ends", () => {
     await w?.destroy();
   }, 60000);
 
+  /** Connections passt has finished with so far. */
+  const closedCount = () => passt.stderr().split("client connection closed").length - 1;
+
+  /**
+   * After our end of a connection closed: wait until passt is done with it
+   * too, so that the next connection is not the second client of the moment
+   * (passt serves one at a time and closes a second one unread).
+   */
+  async function passtDone(before: number): Promise<void> {
+    const end = Date.now() + 5000;
+    while (closedCount() <= before && Date.now() < end) await Bun.sleep(10);
+  }
+
   /** A well-behaved front-end: its ARP request for the gateway is answered in its receive buffers. */
   async function arpAnswered(): Promise<boolean> {
+    const before = closedCount();
     const f = VuFrontend.connect(sock);
     try {
       f.setup();
@@ -46,6 +60,7 @@ describeE2E("passt --vhost-user with hostile front-ends", () => {
       return frames.some((b) => b.length >= 42 && ((b[12]! << 8) | b[13]!) === ETH_P_ARP && b[21] === 2);
     } finally {
       f.close();
+      await passtDone(before);
     }
   }
 
@@ -137,12 +152,14 @@ describeE2E("passt --vhost-user with hostile front-ends", () => {
       ],
     ];
     for (const [name, act, _kind] of bad) {
+      const before = closedCount();
       const f = VuFrontend.connect(sock);
       try {
         act(f);
         expect(f.closedByPeer(), `${name}: still connected\n${passt.stderr()}`).toBe(true);
       } finally {
         f.close();
+        await passtDone(before);
       }
       expect(isAlive(passt.pid), `${name}: passt is gone\n${passt.stderr()}`).toBe(true);
     }

@@ -29,6 +29,7 @@ const BUF_BASE = 0x40000;
 export const BUF_SIZE = 2048;
 const VNET_HDR_LEN = 12;
 const SO_RCVTIMEO = 20;
+const ECONNRESET = 104;
 const RX = 0;
 const TX = 1;
 
@@ -86,12 +87,12 @@ export class VuFrontend {
     return p;
   }
 
-  /** True once passt has closed the connection (end of stream within 5 s). */
+  /** True once passt has closed the connection (end of stream, or a reset when it left our last bytes unread, within 5 s). */
   closedByPeer(): boolean {
     const b = new Uint8Array(64);
     for (;;) {
       const n = sys.shim_recv(this.fd, b, 64, 0);
-      if (n === 0) return true;
+      if (n === 0 || n === -ECONNRESET) return true;
       if (n < 0) return false;
     }
   }
