@@ -19,9 +19,9 @@
  * - a guest that floods reports for thousands of groups, and malformed
  *   ones, gets at most MCAST_MAX_GROUPS of them joined, one log line, and
  *   the drops counted (test/tools/mcast-reports.ts writes them);
- * - a guest joined for one source only (IGMPv3 INCLUDE, iperf2's
+ * - a guest joined for one source only (IGMPv3 and MLDv2 INCLUDE, iperf2's
  *   --ssm-host) gets no frame from another source (pcap), and the host's
- *   own membership is for that source only (/proc/net/mcfilter); with more
+ *   own membership is for that source only (/proc/net/mcfilter, mcfilter6); with more
  *   sources than the host takes per socket, we filter them ourselves;
  * - passt, with a relayed guest: the mDNS exchange from port 5353, and a
  *   guest that only listens (a port forwarded with -u, mDNS's port);
@@ -264,7 +264,7 @@ describeE2E("multicast (root)", () => {
   });
 
   /** The frames to the guest's UDP port in the pcap: source address and payload (as text). */
-  async function framesTo(port: number): Promise<{ src: string; text: string }[]> {
+  async function framesTo(port: number, v6 = false): Promise<{ src: string; text: string }[]> {
     const r = await w.exec(null, [
       "tshark",
       "-r",
@@ -274,7 +274,7 @@ describeE2E("multicast (root)", () => {
       "-T",
       "fields",
       "-e",
-      "ip.src",
+      v6 ? "ipv6.src" : "ip.src",
       "-e",
       "data.data",
     ]);
@@ -311,6 +311,31 @@ describeE2E("multicast (root)", () => {
     });
     const sources = new Set((await framesTo(5020)).map((f) => f.src));
     expect([...sources]).toEqual([ADDR.gw4]);
+    await rx.kill();
+  });
+
+  test("IPv6 source filters: a guest joined to ff3e::5:6 for one source (MLDv2, iperf2 -V --ssm-host) gets nothing from another; the host's membership is for that source", async () => {
+    const group = "ff3e::5:6";
+    const rx = s!.guestSpawn(["iperf", "-s", "-u", "-V", "-p", "5024", "-B", `${group}%eth0`, "-H", ADDR.gw6]);
+    await until("the host joined the group", async () => (await hostGroups()).includes(group));
+    await until("the host's filter: the group from 2001:db8::1 only", async () =>
+      /eth0\s+ff3e0000000000000000000000050006\s+20010db8000000000000000000000001\s+1\s+0\b/.test(
+        (await w.exec(w.host, ["cat", "/proc/net/mcfilter6"])).stdout,
+      ),
+    );
+    const send = (text: string, from: string) =>
+      w.exec(w.upstream, ["sh", "-c", `echo ${text} | socat -u - 'UDP6-DATAGRAM:[${group}]:5024,bind=[${from}],so-bindtodevice=gw0'`]);
+    const arrived = async (text: string) => (await framesTo(5024, true)).some((f) => f.text.startsWith(text));
+    await until("the included source's datagram", async () => {
+      await send("from-gw6", ADDR.gw6);
+      return arrived("from-gw6");
+    });
+    for (let i = 0; i < 3; i++) await send("from-remote6", ADDR.remote6);
+    await until("the last datagram from the included source", async () => {
+      await send("last-from-gw6", ADDR.gw6);
+      return arrived("last-from-gw6");
+    });
+    expect([...new Set((await framesTo(5024, true)).map((f) => f.src))]).toEqual([ADDR.gw6]);
     await rx.kill();
   });
 
