@@ -161,7 +161,10 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     spliceMode: "off",
   });
   forwarder.start({ tcp: run.tcp, udp: run.udp, tcpNs: null, udpNs: null });
-  if (dispatcher.mcast) dispatcher.mcast.portSource = forwardedPorts(run.udp);
+  if (dispatcher.mcast) {
+    dispatcher.mcast.portSource = forwardedPorts(run.udp);
+    dispatcher.mcast.listenersOn = (port) => forwarder.udpHostFds(port);
+  }
   if (run.pidFile) writePidFile(run.pidFile);
   if (ids) {
     if (listener) chownQuietly(listener.path, ids);

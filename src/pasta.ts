@@ -161,7 +161,10 @@ function startForwarding(cfg: Config, run: PastaRun, loop: Loop, dispatcher: Dis
     spliceMode: run.splice,
   });
   fwd.start({ tcp: run.tcp, udp: run.udp, tcpNs: run.tcpNs, udpNs: run.udpNs });
-  if (dispatcher.mcast) dispatcher.mcast.portSource = (found) => fwd.nsUdpPorts(found);
+  if (dispatcher.mcast) {
+    dispatcher.mcast.portSource = (found) => fwd.nsUdpPorts(found);
+    dispatcher.mcast.listenersOn = (port) => fwd.udpHostFds(port);
+  }
 }
 
 /** Attached to a process's namespace: when that process ends, so do we. */

@@ -72,9 +72,10 @@
  * bound to 255.255.255.255 and to the subnet's broadcast address on that
  * port (SO_REUSEADDR); what they receive reaches the guest as broadcast
  * frames (ff:ff:ff:ff:ff:ff, to the same address). The flow socket the
- * guest broadcast from gets a socket filter that drops datagrams to a
- * broadcast address (noBroadcasts), so that none arrives a second time as
- * a unicast datagram.
+ * guest broadcast from, and the -u sockets on such a port (pasta's
+ * `-u auto` makes one as soon as the guest binds it), get a socket filter
+ * that drops datagrams to a broadcast address (noBroadcasts), so that none
+ * arrives a second time as a unicast datagram.
  *
  * Limits: MCAST_MAX_GROUPS groups per guest (further joins are refused and
  * counted, with one log line each time the limit is reached),
@@ -83,8 +84,7 @@
  * group addresses that are not multicast) change nothing and are counted.
  * Not done: host broadcasts to ports the guest never
  * broadcast to reach it as before, as unicast datagrams on its flow sockets
- * and -u listeners (a -u listener on a port it broadcast to delivers them
- * twice: once from each).
+ * and -u listeners.
  */
 import { ptr } from "bun:ffi";
 import type { Config } from "../conf/config.ts";
@@ -368,6 +368,8 @@ export class Mcast {
   /** The guest's ports, as portSource last found them. */
   private readonly guestPorts = new Uint8Array(65536 / 8);
   private readonly eph: PortRange = probeEphemeral();
+  /** The host's -u sockets (IPv4) bound to a port: they keep broadcasts to a port the guest broadcast to off (noBroadcasts). */
+  listenersOn: ((port: number) => number[]) | null = null;
   /** Fills a bitmap with the guest's UDP ports: pasta, those bound in the namespace; passt, those -u forwards to. */
   portSource: ((found: Uint8Array) => void) | null = null;
   /** What the report being read asks for. */
@@ -754,6 +756,13 @@ export class Mcast {
     }
     this.bPort[this.nBcast++] = p;
     this.openMissingBroadcast();
+    for (const fd of this.listenersOn?.(p) ?? []) this.noBroadcasts(fd);
+  }
+
+  /** Whether broadcasts from the host to port p reach the guest through our broadcast sockets. */
+  isBroadcastPort(p: number): boolean {
+    for (let j = 0; j < this.nBcast; j++) if (this.bPort[j] === p) return true;
+    return false;
   }
 
   /** The broadcast sockets not open yet (a bind that failed is retried at each query). */
@@ -822,12 +831,13 @@ export class Mcast {
   }
 
   /**
-   * Flow socket fd, which just sent a broadcast from the guest's port,
-   * receives no broadcasts: those reach the guest through the broadcast
-   * sockets, as broadcasts, and would otherwise come a second time, as
-   * unicast datagrams (its own included, looped back by the host).
+   * Socket fd receives no broadcasts: a flow socket which just sent one
+   * from the guest's port, a -u socket on a port the guest broadcast to.
+   * Those reach the guest through the broadcast sockets, as broadcasts, and
+   * would otherwise come a second time, as unicast datagrams (the guest's
+   * own included, looped back by the host).
    */
-  private noBroadcasts(fd: number): void {
+  noBroadcasts(fd: number): void {
     sys.shim_setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, this.fprog, this.fprog.length);
   }
 

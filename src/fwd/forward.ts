@@ -281,7 +281,10 @@ export class Forwarder {
     if (v6) sys.shim_setsockopt_int(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
     // room for bursts while the loop is busy elsewhere (capped by net.core.rmem_max)
     if (rs.proto === "udp") sys.shim_setsockopt_int(fd, SOL_SOCKET, SO_RCVBUF, LISTEN_RCVBUF);
-    if (rs.proto === "udp" && rs.side === "host") noForeignGroups(fd, v6);
+    if (rs.proto === "udp" && rs.side === "host") {
+      noForeignGroups(fd, v6);
+      if (!v6 && this.x.udp.mcast?.isBroadcastPort(port)) this.x.udp.mcast.noBroadcasts(fd);
+    }
     if (rs.rule.ifname) {
       const name = new TextEncoder().encode(rs.rule.ifname + "\0");
       const rc = sys.shim_setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, name, name.length);
@@ -379,6 +382,13 @@ export class Forwarder {
     found.set(tcp);
     for (const fd of this.procFiles(over).udp) scanProcNet(fd, UDP_BOUND_STATE, this.oursUdp, found);
     return found;
+  }
+
+  /** The host's IPv4 UDP listeners bound to port (for flows/mcast.ts, which keeps broadcasts off them). */
+  udpHostFds(port: number): number[] {
+    const fds: number[] = [];
+    for (const l of this.listeners) if (l && l.proto === "udp" && l.side === "host" && !l.v6 && l.port === port) fds.push(l.fd);
+    return fds;
   }
 
   /** UDP ports bound in the namespace (pasta), other than ours, into found: the ports the multicast proxy joins groups on. */

@@ -6,6 +6,7 @@
  *   ipv6-join-group) receives what the upstream namespace, and a process of
  *   the host itself, send to the group; the host's eth0 is a member while
  *   it is (ip maddr), and no longer once it has left;
+ * - a guest kernel forced to IGMPv2 and MLDv1 joins and leaves as well;
  * - what the guest sends to a group reaches a receiver upstream and one on
  *   the host, with the guest's TTL (tcpdump upstream); a limited broadcast
  *   reaches upstream too;
@@ -227,6 +228,11 @@ describeE2E("multicast (root)", () => {
   test("host broadcasts to a port the guest broadcast to reach it as broadcast frames, and not a second time as unicast", async () => {
     const out = join(w.dir, "bcast-in");
     const rx = s!.guestSpawn(["socat", "-u", "UDP4-RECV:5040,reuseaddr", `CREATE:${out}`]);
+    // pasta's default -u auto forwards the port from the host as soon as the guest binds it: that socket must not deliver them too
+    await until(
+      "the -u auto socket on the host's port 5040",
+      async () => (await w.exec(w.host, ["ss", "-Hlun", "sport = :5040"])).stdout.trim() !== "",
+    );
     // as LAN discovery does: the guest broadcasts from and to the port it listens on
     const r = await s!.guest([
       "sh",
@@ -526,6 +532,55 @@ describeE2E("multicast (root)", () => {
     } finally {
       await g.child.kill();
       await passt.kill();
+    }
+  });
+
+  // near the end: the guest's kernel may stay in its IGMPv2 / MLDv1 compatibility mode a while after the sysctls are back
+  test("a guest kernel speaking IGMPv2 and MLDv1 (force_igmp_version, force_mld_version) joins and leaves: v2 reports and leaves, v1 reports and dones", async () => {
+    const force = (v4: string, v6: string) =>
+      s!.guest(["sysctl", "-q", "-w", `net.ipv4.conf.eth0.force_igmp_version=${v4}`, `net.ipv6.conf.eth0.force_mld_version=${v6}`]);
+    expect((await force("2", "1")).code).toBe(0);
+    try {
+      const leaves = counters(s!.log()).leaves ?? 0;
+      const out4 = join(w.dir, "recv-v2");
+      const out6 = join(w.dir, "recv-v1");
+      const rx4 = guestReceiver(false, "239.1.2.12", 5025, out4);
+      const rx6 = guestReceiver(true, "ff15::1212", 5026, out6);
+      await until("the host joined both groups", async () => {
+        const m = await hostGroups();
+        return m.includes("239.1.2.12") && m.includes("ff15::1212");
+      });
+      await sendUntil(w.upstream, false, "239.1.2.12", 5025, "gw0", "to-v2", () => fileHas(out4, "to-v2"));
+      await sendUntil(w.upstream, true, "ff15::1212", 5026, "gw0", "to-v1", () => fileHas(out6, "to-v1"));
+      await rx4.kill();
+      await rx6.kill();
+      await until("the host left both groups", async () => {
+        const m = await hostGroups();
+        return !m.includes("239.1.2.12") && !m.includes("ff15::1212");
+      });
+      await until("both leaves counted", () => (counters(s!.log()).leaves ?? 0) >= leaves + 2);
+      const seen = await w.exec(null, [
+        "tshark",
+        "-r",
+        pcap(),
+        "-Y",
+        "igmp.type == 0x16 || igmp.type == 0x17 || icmpv6.type == 131 || icmpv6.type == 132",
+        "-T",
+        "fields",
+        "-e",
+        "igmp.type",
+        "-e",
+        "icmpv6.type",
+      ]);
+      const kinds = new Set(
+        seen.stdout
+          .trim()
+          .split("\n")
+          .map((l) => l.replace(/\t/g, "")),
+      );
+      for (const k of ["0x16", "0x17", "131", "132"]) expect(kinds, seen.stderr).toContain(k);
+    } finally {
+      await force("0", "0");
     }
   });
 
