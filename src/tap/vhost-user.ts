@@ -37,10 +37,17 @@
  * when TX_QUEUE_MAX bytes wait, and `congested` is set from a refusal until
  * the queue is down to TX_LOW_WATER with the receive queue running: the
  * owner pauses UDP sockets meanwhile and lets every TCP flow send again
- * when it clears. Frames are copied once, from the arena into the guest;
- * socket data is not received into guest buffers directly, since the
- * FrameSink contract lays a frame out contiguously in our arena, and the
- * guest's buffers (about 1.5 to 4 KiB each with merged buffers) are not.
+ * when it clears. So socket data is copied twice on its way to the guest:
+ * by the kernel into the arena, by us into the guest's buffers (upstream
+ * receives it straight into them). The FrameSink contract lays a frame out
+ * contiguously in one buffer that never moves (flows keep its address), and
+ * the guest's buffers (about 1.5 to 4 KiB each with merged buffers) are
+ * neither.
+ *
+ * Memory: each region is mapped once (shim_map_shared, which refuses a
+ * file shorter than the region: touching past its end would raise SIGBUS)
+ * and seen through views of at most 2 GiB and a little
+ * (GuestMemory.addRegion), since a JavaScript view spans at most 4 GiB.
  *
  * Offloads: with VIRTIO_NET_F_GUEST_CSUM acknowledged, csumOffload is true
  * and markCsumPartial() sets NEEDS_CSUM in the frame's header; no
