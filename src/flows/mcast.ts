@@ -68,7 +68,8 @@
  *
  * Broadcasts from the host: for each port the guest sent a broadcast to
  * (LAN discovery: a program broadcasts to the port it listens on, and its
- * peers broadcast back to it), up to MCAST_BCAST_PORTS, two host sockets
+ * peers broadcast back to it) in the last BCAST_TIMEOUT_MS (the UDP flows'
+ * timeout), up to MCAST_BCAST_PORTS, two host sockets
  * bound to 255.255.255.255 and to the subnet's broadcast address on that
  * port (SO_REUSEADDR); what they receive reaches the guest as broadcast
  * frames (ff:ff:ff:ff:ff:ff, to the same address). The flow socket the
@@ -93,7 +94,7 @@ import { isEphemeral, probeEphemeral, type PortRange } from "../fwd/ports.ts";
 import { natIn4, natIn6 } from "./nat.ts";
 import { log } from "../log.ts";
 import { Kind } from "../loop/kinds.ts";
-import { EPOLLIN, type Loop } from "../loop/loop.ts";
+import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
 import { table } from "../loop/arena.ts";
 import {
   AF_INET,
@@ -143,6 +144,8 @@ export const MCAST_PORTS_PER_GROUP = 16;
 export const MCAST_MAX_SOCKETS = 512;
 /** Ports the guest's broadcasts went to, each with host sockets bound to the limited and the subnet broadcast address. */
 export const MCAST_BCAST_PORTS = 16;
+/** A broadcast port the guest has not broadcast to for this long is closed (as a UDP flow, flows/udp.ts: PASTA_UDP_TIMEOUT_MS). */
+const BCAST_TIMEOUT_MS = Number(process.env.PASTA_UDP_TIMEOUT_MS) || 180_000;
 /** Epoll references of the broadcast sockets start after the group sockets'. */
 const BCAST_REF = MCAST_MAX_GROUPS * MCAST_PORTS_PER_GROUP;
 /** SO_RCVBUF of a group socket: room for a burst of large datagrams (the default holds three of 64 KiB), as -u sockets have. */
@@ -356,7 +359,8 @@ export class Mcast {
   private readonly bPort = table.u16(MCAST_BCAST_PORTS);
   /** Per broadcast port j: the socket on 255.255.255.255 (2j) and on the subnet's broadcast address (2j + 1), -1: none. */
   private readonly bFd = table.i32(MCAST_BCAST_PORTS * 2).fill(-1);
-  private nBcast = 0;
+  /** When the guest last broadcast to each port. */
+  private readonly bLast = table.f64(MCAST_BCAST_PORTS);
   /** The socket filter that keeps broadcasts off a flow socket (noBroadcasts), and the sock_fprog pointing at it. */
   private readonly bpf = new Uint8Array(5 * 8);
   private readonly fprog = new Uint8Array(16);
@@ -492,6 +496,7 @@ export class Mcast {
 
   /** Groups whose membership interval ran out. */
   private expire(t: number): void {
+    this.expireBroadcast(t);
     if (this.nGroups === 0) return;
     for (let g = 0; g < MCAST_MAX_GROUPS; g++) {
       if (!this.gUsed[g] || this.gExpire[g]! > t) continue;
@@ -736,7 +741,7 @@ export class Mcast {
     const group = v6 || ip4IsMulticast(w.ipv4Dst(b, ip));
     const g = group ? this.lookup(v6, b, a) : -1;
     if (g >= 0 && port !== 0 && this.addPort(g, port)) this.openMissing(g);
-    if (!group && port !== 0) this.addBroadcastPort(port);
+    if (!group && port !== 0) this.addBroadcastPort(port, now());
     return true;
   }
 
@@ -747,30 +752,60 @@ export class Mcast {
     return (ip4.addr | (0xffffffff >>> ip4.prefixLen)) >>> 0;
   }
 
-  /** Broadcasts from the host to port p (one the guest broadcast to) reach the guest from now on. */
-  private addBroadcastPort(p: number): void {
-    for (let j = 0; j < this.nBcast; j++) if (this.bPort[j] === p) return;
-    if (this.nBcast === MCAST_BCAST_PORTS) {
+  /**
+   * Broadcasts from the host to port p (one the guest broadcast to at time
+   * t) reach the guest from now on, until it has not broadcast to p for
+   * BCAST_TIMEOUT_MS. Slots are free where bPort is 0.
+   */
+  private addBroadcastPort(p: number, t: number): void {
+    let free = -1;
+    for (let j = 0; j < MCAST_BCAST_PORTS; j++) {
+      if (this.bPort[j] === p) {
+        this.bLast[j] = t;
+        return;
+      }
+      if (this.bPort[j] === 0 && free < 0) free = j;
+    }
+    if (free < 0) {
       mcastStats.socketLimit++;
       return;
     }
-    this.bPort[this.nBcast++] = p;
+    this.bPort[free] = p;
+    this.bLast[free] = t;
     this.openMissingBroadcast();
     for (const fd of this.listenersOn?.(p) ?? []) this.noBroadcasts(fd);
   }
 
   /** Whether broadcasts from the host to port p reach the guest through our broadcast sockets. */
   isBroadcastPort(p: number): boolean {
-    for (let j = 0; j < this.nBcast; j++) if (this.bPort[j] === p) return true;
+    if (p === 0) return false;
+    for (let j = 0; j < MCAST_BCAST_PORTS; j++) if (this.bPort[j] === p) return true;
     return false;
   }
 
   /** The broadcast sockets not open yet (a bind that failed is retried at each query). */
   private openMissingBroadcast(): void {
     const sub = this.subnetBroadcast();
-    for (let s = 0; s < 2 * this.nBcast; s++) {
+    for (let s = 0; s < 2 * MCAST_BCAST_PORTS; s++) {
       const addr = s & 1 ? sub : LIMITED_BROADCAST;
-      if (this.bFd[s]! < 0 && addr !== 0) this.bFd[s] = this.openBroadcastSocket(addr, this.bPort[s >> 1]!, s);
+      const p = this.bPort[s >> 1]!;
+      if (p !== 0 && this.bFd[s]! < 0 && addr !== 0) this.bFd[s] = this.openBroadcastSocket(addr, p, s);
+    }
+  }
+
+  /** Broadcast ports the guest stopped broadcasting to (all with t = Infinity). */
+  private expireBroadcast(t: number): void {
+    for (let j = 0; j < MCAST_BCAST_PORTS; j++) {
+      if (this.bPort[j] === 0 || t - this.bLast[j]! < BCAST_TIMEOUT_MS) continue;
+      for (const s of [2 * j, 2 * j + 1]) {
+        const fd = this.bFd[s]!;
+        if (fd < 0) continue;
+        this.loop.del(fd);
+        sys.shim_close(fd);
+        this.bFd[s] = -1;
+        this.nSockets--;
+      }
+      this.bPort[j] = 0;
     }
   }
 
@@ -792,18 +827,6 @@ export class Mcast {
     mcastStats.sockets++;
     this.loop.add(fd, EPOLLIN, Kind.MCAST, BCAST_REF + s);
     return fd;
-  }
-
-  private closeBroadcast(): void {
-    for (let s = 0; s < 2 * this.nBcast; s++) {
-      const fd = this.bFd[s]!;
-      if (fd < 0) continue;
-      this.loop.del(fd);
-      sys.shim_close(fd);
-      this.bFd[s] = -1;
-      this.nSockets--;
-    }
-    this.nBcast = 0;
   }
 
   /**
@@ -987,13 +1010,13 @@ export class Mcast {
   /** Leave every group (passt: the guest went away). */
   reset(): void {
     for (let g = 0; g < MCAST_MAX_GROUPS; g++) if (this.gUsed[g]) this.remove(g);
-    this.closeBroadcast();
+    this.expireBroadcast(Number.POSITIVE_INFINITY);
   }
 
   /** Stop (true) or restart watching the group sockets (passt, while the guest's socket is full). */
   pauseReceive(paused: boolean): void {
     for (let s = 0; s < this.gFd.length; s++) if (this.gFd[s]! >= 0) this.loop.mod(this.gFd[s]!, paused ? 0 : EPOLLIN, Kind.MCAST, s);
-    for (let s = 0; s < 2 * this.nBcast; s++)
+    for (let s = 0; s < 2 * MCAST_BCAST_PORTS; s++)
       if (this.bFd[s]! >= 0) this.loop.mod(this.bFd[s]!, paused ? 0 : EPOLLIN, Kind.MCAST, BCAST_REF + s);
   }
 }
