@@ -99,6 +99,9 @@ export class TcpConns {
   /** The last window we advertised to the guest, in units of 2^ourWs bytes (as on the wire). Writer: whoever builds a segment. */
   readonly lastWndSent: Uint32Array;
 
+  /** EPOLLOUT events in a row that found the window still closed (see TcpFlows.updateWindowIfOpen). Writer: host side. */
+  readonly outSpins: Uint8Array;
+
   /** Duplicate ACKs in a row (fast retransmission at DUP_ACK_THRESHOLD). Writers: guest side, table. */
   readonly dupAcks: Uint8Array;
   /** 1 after a fast retransmission, until the guest acknowledges new data: its further duplicate ACKs are echoes of it. Writer: guest side. */
@@ -141,6 +144,7 @@ export class TcpConns {
     this.ourWs = table.u8(n);
     this.mss = table.u16(n);
     this.lastWndSent = table.u32(n);
+    this.outSpins = table.u8(n);
     this.dupAcks = table.u8(n);
     this.recovering = table.u8(n);
     this.retries = table.u8(n);

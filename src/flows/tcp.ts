@@ -145,6 +145,8 @@ export const TCP_IDLE_TIMEOUT_MS = 7_200_000;
 export const TCP_RTO_MS = 250;
 /** Retransmissions without progress before we give up and reset. */
 export const TCP_MAX_RETRIES = 8;
+/** EPOLLOUT events in a row that may find the window closed and re-arm, before the tick takes over (updateWindowIfOpen). */
+const OUT_SPINS_MAX = 64;
 /** Free send space below which we send a window update once the socket drains (two full 64 KiB segments). */
 const WINDOW_UPDATE_BELOW = 2 * 65536;
 /** SYNs resent to a guest that does not answer, before the connection is refused. */
@@ -729,11 +731,7 @@ export class TcpFlows {
       if (ev & EPOLLHUP) this.hostReset(i);
       return;
     }
-    if (ev & EPOLLOUT && this.conn.flags[i] & F_OUT_WAIT && this.windowOpens(i)) {
-      this.conn.flags[i] &= ~F_OUT_WAIT;
-      this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
-      this.queueAck(i);
-    }
+    if (ev & EPOLLOUT && this.conn.flags[i] & F_OUT_WAIT) this.updateWindowIfOpen(i, true);
     if (ev & (EPOLLIN | EPOLLRDHUP | EPOLLHUP)) {
       this.conn.hostPending[i] = 1;
       this.sendData(i);
@@ -978,6 +976,35 @@ export class TcpFlows {
     return space >= WINDOW_UPDATE_BELOW || space >>> this.conn.ourWs[i] > this.conn.lastWndSent[i];
   }
 
+  /**
+   * Waiting for the socket to drain (F_OUT_WAIT): once the window opens,
+   * stop watching for output and tell the guest. Asked on EPOLLOUT, and on
+   * every tick.
+   *
+   * The kernel's EPOLLOUT is an edge, and the one that comes at once when
+   * we start watching a socket it already calls writable (a third of its
+   * buffer free, where our window counts half of it) may be all we get: it
+   * wakes writers again only after a write found the buffer full, which our
+   * window keeps the guest from causing. So an EPOLLOUT that finds the
+   * window closed re-arms the socket (the next turn of the loop asks
+   * again), up to OUT_SPINS_MAX times in a row, which covers a peer that
+   * reads as fast as we write; past that (a peer that stopped reading:
+   * re-arming for ever kept us at 100% CPU) the tick asks every TICK_MS.
+   */
+  private updateWindowIfOpen(i: number, onEvent: boolean): void {
+    if (!this.windowOpens(i)) {
+      if (onEvent && this.conn.outSpins[i] < OUT_SPINS_MAX) {
+        this.conn.outSpins[i]++;
+        this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
+      }
+      return;
+    }
+    this.conn.outSpins[i] = 0;
+    this.conn.flags[i] &= ~F_OUT_WAIT;
+    this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
+    this.queueAck(i);
+  }
+
   private waitWritable(i: number): void {
     if (this.conn.flags[i] & F_OUT_WAIT) return;
     this.conn.flags[i] |= F_OUT_WAIT;
@@ -1071,6 +1098,7 @@ export class TcpFlows {
 
   /** The timer walk (src/flows/flow.ts), every TICK_MS: flow i's deadline, or its idle timeout. */
   private onTimer(i: number, t: number): void {
+    if (this.conn.flags[i] & F_OUT_WAIT) this.updateWindowIfOpen(i, false);
     const d = this.conn.deadline[i];
     if (d !== 0 && t >= d) this.timeout(i, t);
     else if (t - this.conn.lastActive[i] > TCP_IDLE_TIMEOUT_MS) this.hostReset(i);
@@ -1219,6 +1247,7 @@ export class TcpFlows {
     this.conn.state[i] = CONNECTING;
     this.conn.dupAcks[i] = 0;
     this.conn.recovering[i] = 0;
+    this.conn.outSpins[i] = 0;
     this.conn.hostPending[i] = 1;
     this.conn.retries[i] = 0;
     this.conn.deadline[i] = 0;
