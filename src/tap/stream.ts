@@ -31,8 +31,8 @@
  * Backpressure: a frame is never dropped halfway, and a queued frame is never
  * dropped while the client is connected. When the socket is full, what is
  * left (possibly the rest of a frame) stays queued, EPOLLOUT is watched, and
- * no write is tried until it fires. Meanwhile alloc() keeps filling the arena,
- * used as a ring: at its end, allocation goes on at the front if the frames
+ * no write is tried until it fires. Meanwhile alloc() keeps filling the arena
+ * (tap/txqueue.ts), used as a ring: at its end, allocation goes on at the front if the frames
  * still queued start far enough in (queued bytes are never moved: with deep
  * queues, moving them to the front copied more bytes than the socket took).
  * When there is no room either way, or when a request for more than one
@@ -48,6 +48,7 @@
  * produced for nobody.
  */
 import { ptr, type Pointer } from "bun:ffi";
+import { TX_LOW_WATER, TxQueue } from "./txqueue.ts";
 import { Kind } from "../loop/kinds.ts";
 import { EPOLLERR, EPOLLHUP, EPOLLIN, EPOLLOUT, EPOLLRDHUP, type Loop } from "../loop/loop.ts";
 import { errnoName, sys } from "../native/ffi.ts";
@@ -65,10 +66,6 @@ export const MAX_FRAME_LEN = 65535 + 14;
 const RX_BUF = (1 << 20) + PASST_FRAME_ROOM + MAX_FRAME_LEN;
 /** Reads per wake-up before other descriptors get their turn (level-triggered: we come back). */
 const RX_ROUNDS = 32;
-/** Transmit arena, used as a ring: room for TX_QUEUE_MAX queued bytes plus the largest batch a flow asks for at once (32 frames of 64 KiB), twice over. */
-const TX_ARENA = 8 << 20;
-/** Frames queued at once (pure ACKs are small: many fit). */
-const TX_MAX_FRAMES = 16384;
 /**
  * Queued bytes that alloc() writes out before it hands out more room: about
  * one peek of TCP data at MTU 1500. The client (QEMU, the relay guest) then
@@ -77,24 +74,6 @@ const TX_MAX_FRAMES = 16384;
  * megabytes per batch of events.
  */
 const TX_EAGER = 32 << 10;
-/**
- * Past this many bytes queued for a full socket (whose own buffer holds up to
- * wmem_max more), alloc() refuses more: TCP leaves the rest in its sockets.
- * A deep queue of our own only made every byte colder in the cache by the
- * time it was written, and made each (go-back-N) retransmission send again
- * megabytes that were still waiting here: with 16 MiB queued, passt spent
- * 1.2-1.8 CPU-s per GB towards a 65520-byte MTU guest, 0.8-0.9 with 1-2 MiB.
- */
-const TX_QUEUE_MAX = 2 << 20;
-/** Requests up to this size (ACKs, control segments) are not held to TX_QUEUE_MAX, only to the arena's room. */
-const TX_SMALL = 1024;
-/**
- * Congestion ends when the queue is back under this many bytes. Far below
- * TX_QUEUE_MAX: each end of congestion costs the owner a pass over every UDP
- * socket (epoll_ctl each) and every TCP flow, so it must not come every few
- * frames in a bulk transfer.
- */
-const TX_LOW_WATER = TX_QUEUE_MAX / 4;
 /** Socket buffer sizes we ask for (the kernel caps them at rmem_max / wmem_max), as the original. */
 const SOCK_BUF = 0x3fffffff;
 const SO_SNDBUF = 7;
@@ -117,7 +96,9 @@ export interface PasstStats {
 }
 
 export class StreamBackend implements FrameSink {
-  readonly buf = table.u8(TX_ARENA);
+  /** The frames for the client, each behind its length prefix (tap/txqueue.ts). */
+  private readonly tx = new TxQueue(PASST_FRAME_ROOM);
+  readonly buf = this.tx.buf;
   readonly frameRoom = PASST_FRAME_ROOM;
   /** No segmentation or checksum offload towards the guest (FrameSink.tsoMax). */
   readonly tsoMax = 0;
@@ -145,22 +126,7 @@ export class StreamBackend implements FrameSink {
   private readonly rx = table.u8(RX_BUF);
   private readonly rxBase: number;
   private rxHave = 0;
-  /** Queued frames: (start of the length prefix, prefix + frame length) pairs. */
-  private readonly txPairs = table.u32(TX_MAX_FRAMES * 2);
   private readonly pairsBase: number;
-  private txCount = 0;
-  /** First frame not completely written, and how much of it was. */
-  private txHead = 0;
-  private txHeadSent = 0;
-  /**
-   * Where the next frame goes: the end of the last committed one, or the
-   * front of the arena once allocation has wrapped there. Queued frames live
-   * in [start of the head frame, txPos) when txPos is past that start, else
-   * (wrapped) from that start to where the old run ended, then [0, txPos).
-   */
-  private txPos = 0;
-  /** Bytes queued and not yet written, length prefixes included. */
-  private txQueued = 0;
   /** The socket was full: no write until EPOLLOUT. */
   private blocked = false;
   /** EPOLLOUT is in the watched events. */
@@ -173,7 +139,7 @@ export class StreamBackend implements FrameSink {
     private readonly pcap: PcapWriter | null,
   ) {
     this.rxBase = ptr(this.rx);
-    this.pairsBase = ptr(this.txPairs);
+    this.pairsBase = ptr(this.tx.pairs);
     loop.on(Kind.PASST_CLIENT, (_i, ev) => this.onEvents(ev));
   }
 
@@ -267,21 +233,19 @@ export class StreamBackend implements FrameSink {
 
   alloc(maxLen: number, frames = 1): number {
     if (this.fd < 0 || this.gone !== null) return -1;
-    const need = PASST_FRAME_ROOM + maxLen;
-    if (need > TX_ARENA || frames > TX_MAX_FRAMES) return -1;
-    if (this.txQueued >= TX_EAGER) this.flush();
-    let at = this.place(need, frames);
+    if (this.tx.queued >= TX_EAGER) this.flush();
+    let at = this.tx.place(maxLen, frames);
     if (at < 0) {
       this.flush();
       if (this.gone !== null) return -1;
-      at = this.place(need, frames);
+      at = this.tx.place(maxLen, frames);
       if (at < 0) {
         this.stats.txBlocked++;
         this.congested = true;
         return -1;
       }
     }
-    return at + PASST_FRAME_ROOM;
+    return at;
   }
 
   commit(off: number, len: number): void {
@@ -291,38 +255,30 @@ export class StreamBackend implements FrameSink {
     b[start + 1] = (len >>> 16) & 255;
     b[start + 2] = (len >>> 8) & 255;
     b[start + 3] = len & 255;
-    this.txPairs[2 * this.txCount] = start;
-    this.txPairs[2 * this.txCount + 1] = len + PASST_FRAME_ROOM;
-    this.txCount++;
-    this.txPos = off + len;
-    this.txQueued += len + PASST_FRAME_ROOM;
+    this.tx.commit(off, len);
     if (this.pcap) this.pcap.write(b, off, len);
     if (traceOn) traceFrame(true, b, off, len);
   }
 
   /** Write the queued frames (all of them, or as much as the socket takes). */
   flush(): void {
-    if (this.txHead === this.txCount) return;
+    const tx = this.tx;
+    if (tx.empty()) return;
     if (this.fd < 0 || this.gone !== null) {
       this.dropQueue();
       return;
     }
     if (this.blocked) return;
-    const n = sys.shim_send_frames(
-      this.fd,
-      this.buf,
-      (this.pairsBase + this.txHead * 8) as Pointer,
-      this.txCount - this.txHead,
-      this.txHeadSent,
-    );
+    const n = sys.shim_send_frames(this.fd, this.buf, (this.pairsBase + tx.head * 8) as Pointer, tx.count - tx.head, tx.headSent);
     if (n < 0) {
       this.lose(`write error: ${errnoName(-n)}`, n !== -EPIPE && n !== -ECONNRESET);
       return;
     }
-    this.advance(n);
+    this.stats.txBytes += n;
+    this.stats.txFrames += tx.advanceBytes(n);
     if (this.congested && this.pending() < TX_LOW_WATER) this.congested = false;
-    if (this.txHead === this.txCount) {
-      this.txHead = this.txCount = this.txHeadSent = this.txPos = this.txQueued = 0;
+    if (tx.empty()) {
+      tx.clear();
       return;
     }
     this.stats.partialWrites++;
@@ -335,63 +291,11 @@ export class StreamBackend implements FrameSink {
 
   /** Bytes queued and not yet written (for tests and --debug). */
   pending(): number {
-    return this.txQueued;
-  }
-
-  /**
-   * Arena offset for need bytes holding up to `frames` frames, or -1 when
-   * there is no room: after the last frame, or else (wrapping) at the front,
-   * before the first queued frame.
-   */
-  private place(need: number, frames: number): number {
-    if (this.txHead === this.txCount) {
-      this.txHead = this.txCount = this.txHeadSent = this.txPos = this.txQueued = 0;
-      return 0;
-    }
-    if (this.txCount + frames > TX_MAX_FRAMES) {
-      this.compactPairs();
-      if (this.txCount + frames > TX_MAX_FRAMES) return -1;
-    }
-    if (this.txQueued > TX_QUEUE_MAX && need > TX_SMALL) return -1;
-    const head = this.txPairs[2 * this.txHead]!;
-    if (this.txPos > head) {
-      if (this.txPos + need <= TX_ARENA) return this.txPos;
-      if (need > head) return -1;
-      this.txPos = 0;
-      return 0;
-    }
-    return this.txPos + need <= head ? this.txPos : -1;
-  }
-
-  /** n more bytes went out: move the head past the frames they completed. */
-  private advance(n: number): void {
-    this.stats.txBytes += n;
-    this.txQueued -= n;
-    let left = n;
-    while (left > 0) {
-      const rest = this.txPairs[2 * this.txHead + 1]! - this.txHeadSent;
-      if (left < rest) {
-        this.txHeadSent += left;
-        return;
-      }
-      left -= rest;
-      this.txHead++;
-      this.txHeadSent = 0;
-      this.stats.txFrames++;
-    }
-  }
-
-  /** Move the entries of the unsent frames to the front of txPairs (their bytes stay where they are). */
-  private compactPairs(): void {
-    if (this.txHead === 0) return;
-    this.txPairs.copyWithin(0, 2 * this.txHead, 2 * this.txCount);
-    this.txCount -= this.txHead;
-    this.txHead = 0;
+    return this.tx.queued;
   }
 
   private dropQueue(): void {
-    this.stats.txDropped += this.txCount - this.txHead;
-    this.txHead = this.txCount = this.txHeadSent = this.txPos = this.txQueued = 0;
+    this.stats.txDropped += this.tx.clear();
     this.blocked = false;
     this.outArmed = false;
     this.congested = false;

@@ -93,6 +93,7 @@ import {
   type VhostMsg,
 } from "./vhost-msg.ts";
 import { GuestMemory, MAX_VIEWS, Segs, Virtq, whyBad } from "./virtq.ts";
+import { TX_LOW_WATER, TxQueue } from "./txqueue.ts";
 
 /** struct virtio_net_hdr_v1 (virtio 1.x: always with num_buffers). */
 export const VNET_HDR_LEN = 12;
@@ -107,12 +108,6 @@ const ETH_HLEN = 14;
 /** Queue 0: frames to the guest (its receive queue); queue 1: frames from it. */
 const TO_GUEST = 0;
 const FROM_GUEST = 1;
-/** Transmit arena (a ring, as in stream.ts) and its limits. */
-const TX_ARENA = 8 << 20;
-const TX_MAX_FRAMES = 16384;
-const TX_QUEUE_MAX = 2 << 20;
-const TX_SMALL = 1024;
-const TX_LOW_WATER = TX_QUEUE_MAX / 4;
 /** Guest buffers one frame may take (a 64 KiB frame in 1.5 KiB merged buffers takes 44). */
 const MAX_CHAINS_PER_FRAME = 128;
 /** Chains from the guest handled per wake-up; past this, we kick ourselves and come back after other events. */
@@ -145,7 +140,9 @@ export interface VhostUserStats {
 }
 
 export class VhostUserBackend implements FrameSink {
-  readonly buf = table.u8(TX_ARENA);
+  /** The frames for the guest, each behind its virtio-net header (tap/txqueue.ts), until its receive queue takes them. */
+  private readonly tx = new TxQueue(VNET_HDR_LEN);
+  readonly buf = this.tx.buf;
   readonly frameRoom = VNET_HDR_LEN;
   readonly tsoMax = 0;
   readonly stats: VhostUserStats = {
@@ -200,13 +197,7 @@ export class VhostUserBackend implements FrameSink {
   private readonly gatherBase = ptr(this.gather);
   private readonly eventBuf = new BigUint64Array([1n]);
 
-  // ---- transmit queue (as in stream.ts: (start, length) pairs, the arena a ring)
   private readonly bufBase = ptr(this.buf);
-  private readonly txPairs = table.u32(TX_MAX_FRAMES * 2);
-  private txCount = 0;
-  private txHead = 0;
-  private txPos = 0;
-  private txQueued = 0;
 
   constructor(
     private readonly loop: Loop,
@@ -613,29 +604,23 @@ export class VhostUserBackend implements FrameSink {
 
   alloc(maxLen: number, frames = 1): number {
     if (this.fd < 0 || this.gone !== null) return -1;
-    const need = VNET_HDR_LEN + maxLen;
-    if (need > TX_ARENA || frames > TX_MAX_FRAMES) return -1;
-    let at = this.running(TO_GUEST) ? this.place(need, frames) : -1;
+    let at = this.running(TO_GUEST) ? this.tx.place(maxLen, frames) : -1;
     if (at < 0 && this.running(TO_GUEST)) {
       this.flush();
-      at = this.place(need, frames);
+      at = this.tx.place(maxLen, frames);
     }
     if (at < 0) {
       this.stats.txBlocked++;
       this.congested = true;
       return -1;
     }
-    return at + VNET_HDR_LEN;
+    return at;
   }
 
   commit(off: number, len: number): void {
     const start = off - VNET_HDR_LEN;
     this.buf.fill(0, start, off);
-    this.txPairs[2 * this.txCount] = start;
-    this.txPairs[2 * this.txCount + 1] = len + VNET_HDR_LEN;
-    this.txCount++;
-    this.txPos = off + len;
-    this.txQueued += len + VNET_HDR_LEN;
+    this.tx.commit(off, len);
     if (this.pcap) this.pcap.write(this.buf, off, len);
     if (traceOn) traceFrame(true, this.buf, off, len);
   }
@@ -649,16 +634,16 @@ export class VhostUserBackend implements FrameSink {
 
   /** Copy the queued frames into the guest's receive buffers, as far as it has some. */
   flush(): void {
-    if (this.txHead !== this.txCount) {
+    if (!this.tx.empty()) {
       if (this.fd < 0 || this.gone !== null) this.dropQueue();
       else if (this.running(TO_GUEST)) this.toGuest();
     }
-    if (this.congested && this.txQueued < TX_LOW_WATER && this.running(TO_GUEST)) this.congested = false;
+    if (this.congested && this.tx.queued < TX_LOW_WATER && this.running(TO_GUEST)) this.congested = false;
   }
 
   /** Bytes queued for the guest (tests, --debug). */
   pending(): number {
-    return this.txQueued;
+    return this.tx.queued;
   }
 
   private toGuest(): void {
@@ -672,9 +657,10 @@ export class VhostUserBackend implements FrameSink {
     const merge = hasBit(this.features, F.MRG_RXBUF);
     const segs = this.segs;
     let used = 0;
-    while (this.txHead < this.txCount) {
-      const start = this.txPairs[2 * this.txHead]!;
-      const total = this.txPairs[2 * this.txHead + 1]!;
+    const tx = this.tx;
+    while (!tx.empty()) {
+      const start = tx.headStart();
+      const total = tx.headTotal();
       segs.n = 0;
       let chains = 0;
       let room = 0;
@@ -700,13 +686,13 @@ export class VhostUserBackend implements FrameSink {
       used += chains;
       this.stats.txFrames++;
       this.stats.txBytes += total - VNET_HDR_LEN;
-      this.advanceHead();
+      tx.advanceHead();
     }
     if (used === 0) return;
     q.lastAvail = (q.lastAvail + used) & 0xffff;
     q.publish(mem);
     this.notify(TO_GUEST);
-    if (this.txHead === this.txCount) this.txHead = this.txCount = this.txPos = this.txQueued = 0;
+    if (tx.empty()) tx.clear();
   }
 
   /** Copy total bytes at buf[start..] into the chains found (segs), and give each back with what it got. */
@@ -730,48 +716,14 @@ export class VhostUserBackend implements FrameSink {
     }
   }
 
-  /** Arena offset for need bytes holding up to `frames` frames, or -1 (as StreamBackend.place). */
-  private place(need: number, frames: number): number {
-    if (this.txHead === this.txCount) {
-      this.txHead = this.txCount = this.txPos = this.txQueued = 0;
-      return 0;
-    }
-    if (this.txCount + frames > TX_MAX_FRAMES) {
-      this.compactPairs();
-      if (this.txCount + frames > TX_MAX_FRAMES) return -1;
-    }
-    if (this.txQueued > TX_QUEUE_MAX && need > TX_SMALL) return -1;
-    const head = this.txPairs[2 * this.txHead]!;
-    if (this.txPos > head) {
-      if (this.txPos + need <= TX_ARENA) return this.txPos;
-      if (need > head) return -1;
-      this.txPos = 0;
-      return 0;
-    }
-    return this.txPos + need <= head ? this.txPos : -1;
-  }
-
-  private advanceHead(): void {
-    this.txQueued -= this.txPairs[2 * this.txHead + 1]!;
-    this.txHead++;
-  }
-
   /** The head frame can't fit the guest's buffers: drop it. */
   private dropHead(): void {
     this.stats.txDropped++;
-    this.advanceHead();
-  }
-
-  private compactPairs(): void {
-    if (this.txHead === 0) return;
-    this.txPairs.copyWithin(0, 2 * this.txHead, 2 * this.txCount);
-    this.txCount -= this.txHead;
-    this.txHead = 0;
+    this.tx.advanceHead();
   }
 
   private dropQueue(): void {
-    this.stats.txDropped += this.txCount - this.txHead;
-    this.txHead = this.txCount = this.txPos = this.txQueued = 0;
+    this.stats.txDropped += this.tx.clear();
   }
 
   // ------------------------------------------------------------ losing the front-end
