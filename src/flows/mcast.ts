@@ -109,7 +109,7 @@ import {
 } from "../native/consts.ts";
 import { sys } from "../native/ffi.ts";
 import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import type { FrameSink } from "../tap/sink.ts";
+import { commitUdpFrame, type FrameSink } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
 import {
   IGMP_IP_HLEN,
@@ -703,17 +703,7 @@ export class Mcast {
     if (v6) w.writeIpv6At(b, ip, this.tmpAddr, 0, this.gAddr, g * 16, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
     else w.writeIpv4(b, ip, w.rd32(this.tmpAddr, 0), g >= 0 ? w.rd32(this.gAddr, g * 16) : bcast, w.IPPROTO_UDP, w.UDP_HLEN + len, 1);
     w.writeUdp(b, l4, sport, port, len);
-    if (this.sink.csumOffload) {
-      // as flows/udp.ts: the pseudo-header sum, the rest left to the guest's kernel
-      const ps = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
-      w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
-      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
-      this.sink.markCsumPartial!(off, l4, w.UDP_CSUM);
-    } else {
-      if (v6) w.udpSetChecksum6(b, ip, l4);
-      else w.udpSetChecksum4(b, ip, l4);
-      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
-    }
+    commitUdpFrame(this.sink, b, off, ip, l4, len, v6);
     if (g >= 0) mcastStats.toGuest++;
     else mcastStats.broadcastToGuest++;
   }

@@ -59,7 +59,7 @@ import { sys } from "../native/ffi.ts";
 import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import type { Guest } from "../services/guest.ts";
-import type { FrameSink } from "../tap/sink.ts";
+import { commitUdpFrame, type FrameSink } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import { noForeignGroups, type Mcast } from "./mcast.ts";
 import * as w from "../wire/index.ts";
@@ -400,17 +400,7 @@ export class UdpFlows {
       w.writeIpv4(b, ip, src, w.rd32(this.flows.eaddr, 16 * gs), w.IPPROTO_UDP, w.UDP_HLEN + len, 64);
     }
     w.writeUdp(b, l4, sport, gport, len);
-    if (this.sink.csumOffload) {
-      // pseudo-header sum, folded, not complemented: the kernel adds the rest
-      const ps = isV6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
-      w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
-      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
-      this.sink.markCsumPartial!(off, l4, w.UDP_CSUM);
-    } else {
-      if (isV6) w.udpSetChecksum6(b, ip, l4);
-      else w.udpSetChecksum4(b, ip, l4);
-      this.sink.commit(off, l4 - off + w.UDP_HLEN + len);
-    }
+    commitUdpFrame(this.sink, b, off, ip, l4, len, isV6);
     udpStats.toGuest++;
   }
 

@@ -8,6 +8,7 @@
  */
 import { log } from "../log.ts";
 import { describeFrame } from "../wire/describe.ts";
+import * as w from "../wire/index.ts";
 
 export interface FrameSink {
   /** The buffer frames are written into. */
@@ -57,6 +58,26 @@ export interface FrameSink {
  * checksum to offload (the field holds only the pseudo-header sum), so it
  * must not be verified.
  */
+/**
+ * Commit a UDP frame for the guest whose headers are written (IP at ip,
+ * UDP at l4, len bytes of payload): with the pseudo-header sum and a
+ * partial-checksum mark where the sink offloads checksums (the guest's
+ * kernel adds the rest), else with the whole checksum.
+ */
+export function commitUdpFrame(sink: FrameSink, b: Uint8Array, off: number, ip: number, l4: number, len: number, v6: boolean): void {
+  const frameLen = l4 - off + w.UDP_HLEN + len;
+  if (sink.csumOffload) {
+    const ps = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
+    w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
+    sink.commit(off, frameLen);
+    sink.markCsumPartial!(off, l4, w.UDP_CSUM);
+    return;
+  }
+  if (v6) w.udpSetChecksum6(b, ip, l4);
+  else w.udpSetChecksum4(b, ip, l4);
+  sink.commit(off, frameLen);
+}
+
 export type FrameHandler = (b: Uint8Array, off: number, len: number, csumPartial: boolean) => void;
 
 /** --trace: one log line for a frame the backend read from (toGuest false) or queued for the guest. */
