@@ -39,7 +39,7 @@ import {
 import { PASST_ENV, passtArgv } from "../tools/relay.ts";
 import { launchLibvirt, pidsWithArgs, type Launch, type LibvirtNet } from "../tools/launchers.ts";
 import { buildInitramfs, findGuest, type GuestKernel } from "../tools/qemu/initramfs.ts";
-import { MARK_FAIL, MARK_OK, MARK_SERVING, QEMU_ACCEL, UDHCPC_SCRIPT, guestServeInit } from "../tools/qemu/guest.ts";
+import { MARK_FAIL, MARK_OK, MARK_SERVING, qemuGuestArgv, UDHCPC_SCRIPT, guestServeInit } from "../tools/qemu/guest.ts";
 
 const REMOTE_PORT = 18074;
 const HOST_PORT = 8089;
@@ -133,27 +133,7 @@ if (canRunE2E().ok && !guest.ok) {
         const qemu: Child = w.spawn(
           w.host,
           [
-            "qemu-system-x86_64",
-            ...QEMU_ACCEL,
-            "-m",
-            "256",
-            "-smp",
-            "1",
-            "-kernel",
-            kernel,
-            "-initrd",
-            img,
-            "-append",
-            "console=ttyS0 panic=-1 quiet",
-            "-display",
-            "none",
-            "-vga",
-            "none",
-            "-monitor",
-            "none",
-            "-serial",
-            "stdio",
-            "-no-reboot",
+            ...qemuGuestArgv(kernel, img),
             "-netdev",
             `stream,id=hostnet0,server=off,addr.type=unix,addr.path=${net.socket}`,
             "-device",

@@ -16,7 +16,7 @@ import { join } from "node:path";
 import { ADDR, BUN, canRunE2E, createWorld, describeE2E, type Child, type World } from "../world.ts";
 import { startPasst } from "../tools/relay.ts";
 import { buildInitramfs, findGuest, type GuestKernel } from "../tools/qemu/initramfs.ts";
-import { guestInit, MARK_FAIL, MARK_OK, QEMU_ACCEL, UDHCPC_SCRIPT } from "../tools/qemu/guest.ts";
+import { guestInit, MARK_FAIL, MARK_OK, qemuGuestArgv, UDHCPC_SCRIPT } from "../tools/qemu/guest.ts";
 
 const HTTP_PORT = 18080;
 /** Boot, DHCP and download under TCG take some tens of seconds; this bounds it. */
@@ -62,27 +62,7 @@ if (canRunE2E().ok && !guest.ok) {
         const img = join(w.dir, "initramfs.cpio");
         buildInitramfs(img, k, guestInit(`http://${ADDR.gw4}:${HTTP_PORT}/payload`), { "/udhcpc.sh": UDHCPC_SCRIPT });
         const qemu: Child = w.spawn(null, [
-          "qemu-system-x86_64",
-          ...QEMU_ACCEL,
-          "-m",
-          "256",
-          "-smp",
-          "1",
-          "-kernel",
-          k.kernel,
-          "-initrd",
-          img,
-          "-append",
-          "console=ttyS0 panic=-1 quiet",
-          "-display",
-          "none",
-          "-vga",
-          "none",
-          "-monitor",
-          "none",
-          "-serial",
-          "stdio",
-          "-no-reboot",
+          ...qemuGuestArgv(k.kernel, img),
           "-netdev",
           `stream,id=s,server=off,addr.type=unix,addr.path=${sock}`,
           "-device",

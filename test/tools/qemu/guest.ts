@@ -17,6 +17,39 @@ import { MODULE_LIST } from "./initramfs.ts";
  */
 export const QEMU_ACCEL = ["-accel", "tcg"];
 
+/**
+ * The argv every test guest starts with: QEMU under QEMU_ACCEL, 256 MiB,
+ * one CPU, the kernel and initramfs given, its serial console on stdio and
+ * nothing else on screen, no reboot. Callers add memory and network
+ * options (extra), which go between the machine's size and its kernel.
+ */
+export function qemuGuestArgv(kernel: string, initrd: string, extra: string[] = []): string[] {
+  return [
+    "qemu-system-x86_64",
+    ...QEMU_ACCEL,
+    "-m",
+    "256",
+    "-smp",
+    "1",
+    ...extra,
+    "-kernel",
+    kernel,
+    "-initrd",
+    initrd,
+    "-append",
+    "console=ttyS0 panic=-1 quiet",
+    "-display",
+    "none",
+    "-vga",
+    "none",
+    "-monitor",
+    "none",
+    "-serial",
+    "stdio",
+    "-no-reboot",
+  ];
+}
+
 export const MARK_OK = "PASST-QEMU-OK";
 export const MARK_FAIL = "PASST-QEMU-FAIL";
 
