@@ -233,6 +233,7 @@ export class StreamBackend implements FrameSink {
 
   alloc(maxLen: number, frames = 1): number {
     if (this.fd < 0 || this.gone !== null) return -1;
+    if (this.tx.neverFits(maxLen, frames)) return -1;
     if (this.tx.queued >= TX_EAGER) this.flush();
     let at = this.tx.place(maxLen, frames);
     if (at < 0) {

@@ -76,15 +76,19 @@ export class TxQueue {
     return dropped;
   }
 
+  /** A request no emptying of the queue could ever make room for. */
+  neverFits(maxLen: number, frames: number): boolean {
+    return this.room + maxLen > TX_ARENA || frames > TX_MAX_FRAMES;
+  }
+
   /**
    * Offset in buf where a frame of up to maxLen bytes goes (after its room),
    * one of up to `frames` the caller is about to commit, or -1 when there is
-   * no room: after the last frame, or else (wrapping) at the front, before
-   * the head.
+   * no room now: after the last frame, or else (wrapping) at the front,
+   * before the head. The caller has refused what neverFits first.
    */
   place(maxLen: number, frames: number): number {
     const need = this.room + maxLen;
-    if (need > TX_ARENA || frames > TX_MAX_FRAMES) return -1;
     if (this.empty()) {
       this.clear();
       return this.room;

@@ -604,6 +604,7 @@ export class VhostUserBackend implements FrameSink {
 
   alloc(maxLen: number, frames = 1): number {
     if (this.fd < 0 || this.gone !== null) return -1;
+    if (this.tx.neverFits(maxLen, frames)) return -1;
     let at = this.running(TO_GUEST) ? this.tx.place(maxLen, frames) : -1;
     if (at < 0 && this.running(TO_GUEST)) {
       this.flush();

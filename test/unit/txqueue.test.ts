@@ -4,7 +4,7 @@
  * the front, partial departures, and the refusals that make flows back off.
  */
 import { expect, test } from "bun:test";
-import { TX_ARENA, TX_QUEUE_MAX, TX_SMALL, TxQueue } from "../../src/tap/txqueue.ts";
+import { TX_ARENA, TX_MAX_FRAMES, TX_QUEUE_MAX, TX_SMALL, TxQueue } from "../../src/tap/txqueue.ts";
 
 const ROOM = 4;
 const BIG = 64 << 10;
@@ -84,4 +84,11 @@ test("clear drops what had not gone and says how many frames", () => {
   expect(q.clear()).toBe(4);
   expect(q.empty()).toBe(true);
   expect(q.place(1, 1)).toBe(ROOM);
+});
+
+test("a request larger than the arena, or of more frames than the list holds, never fits", () => {
+  const q = new TxQueue(ROOM);
+  expect(q.neverFits(TX_ARENA - ROOM, 1)).toBe(false);
+  expect(q.neverFits(TX_ARENA - ROOM + 1, 1)).toBe(true);
+  expect(q.neverFits(100, TX_MAX_FRAMES + 1)).toBe(true);
 });
