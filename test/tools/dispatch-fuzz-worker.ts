@@ -27,6 +27,7 @@ import type { FrameSink } from "../../src/tap/sink.ts";
 import * as wfx from "../unit/wire-fixtures.ts";
 import { GUEST_FRAMES } from "./guest-frames.ts";
 import { turner } from "./loop-turn.ts";
+import { rng } from "./rng.ts";
 
 const FRAMES = Number(process.argv[2] ?? 300000);
 const SEED = Number(process.argv[3] ?? 1);
@@ -39,18 +40,6 @@ const MEASURE_EVERY = Math.max(1, Math.floor((FRAMES - WARMUP) / 4));
 const MAX_REPORTED = 5;
 /** Longest wait, after the last frame, for flows to time out: past the TCP handshake timeout (PASTA_UDP_TIMEOUT_MS is set short by the test). */
 const DRAIN_MS = 15000;
-
-/** Deterministic xorshift32, so a failure reproduces from its seed. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
 
 /** The test world's addresses, as pasta would build them there. */
 function config(): Config {

@@ -44,6 +44,7 @@ import { readFileSync } from "node:fs";
 import { sys } from "../../src/native/ffi.ts";
 import { rd16, rd32, wr16, wr32 } from "../../src/wire/bytes.ts";
 import { checksum, csum, csumFold } from "../../src/wire/checksum.ts";
+import { rng } from "./rng.ts";
 
 export type Fate = "malformed" | "unhandled" | "handled";
 
@@ -105,18 +106,6 @@ const MAX_FRAME = 1514;
 const CLOSED_PORT_MAX = 1023;
 /** Where live segments go: this far from the connection's sequence numbers, and a window of 2^31 wide. */
 const FAR = 1 << 30;
-
-/** Deterministic xorshift32, so that a failure reproduces from its seed. */
-export function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
 
 export interface Targets {
   srcMac: Uint8Array;

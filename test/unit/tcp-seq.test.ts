@@ -5,22 +5,10 @@
  */
 import { describe, expect, test } from "bun:test";
 import { seqAdd, seqDiff, seqLe, seqLt } from "../../src/wire/tcp.ts";
+import { rng } from "../tools/rng.ts";
 
 const MAX = 0xffffffff;
 const HALF = 0x80000000;
-
-/** xorshift32: deterministic pseudo-random uint32 values */
-function rng(seed: number): () => number {
-  let x = seed >>> 0 || 1;
-  return () => {
-    x ^= x << 13;
-    x >>>= 0;
-    x ^= x >>> 17;
-    x ^= x << 5;
-    x >>>= 0;
-    return x;
-  };
-}
 
 const isUint32 = (v: number) => Number.isInteger(v) && v >= 0 && v <= MAX;
 

@@ -36,18 +36,7 @@ import {
   Segs,
   Virtq,
 } from "../../src/tap/virtq.ts";
-
-/** Deterministic xorshift32 so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
+import { rng } from "../tools/rng.ts";
 
 /** A message: header and payload bytes. */
 function message(req: number, payload: Uint8Array, flags = 1): Uint8Array {

@@ -17,23 +17,12 @@ import { TcpOptions, tcpCheck, tcpChecksumOk4, tcpChecksumOk6, tcpParseOptions, 
 import { udpCheck, udpChecksumOk4, udpChecksumOk6, udpLen } from "../../src/wire/udp.ts";
 import * as fx from "./wire-fixtures.ts";
 import { Guest } from "../../src/services/guest.ts";
+import { rng } from "../tools/rng.ts";
 
 /** What ipv6Upper found, as the dispatcher keeps it: one record, reused. */
 const ip6Ext = newIp6Ext();
 
 const opts = new TcpOptions();
-
-/** Deterministic xorshift32 so failures reproduce. */
-function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    return (s >>>= 0);
-  };
-}
 
 /** frame placed at `pad` inside a larger buffer; reads outside it, or any write, throw. */
 function guarded(frame: Uint8Array, pad: number): Uint8Array {
