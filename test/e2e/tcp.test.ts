@@ -471,6 +471,33 @@ describeE2E("pasta TCP (root)", () => {
     }
   }, 120000);
 
+  /** The namespace's TcpExtTCPWinProbe: window probes its TCP sent to a peer whose window stayed closed. */
+  async function guestWinProbes(): Promise<number> {
+    const r = await execIn("guest", ["nstat", "-az", "TcpExtTCPWinProbe"]);
+    const m = r.stdout.match(/^TcpExtTCPWinProbe\s+(\d+)/m);
+    if (!m) throw new Error(`nstat: no TcpExtTCPWinProbe: ${r.stdout} ${r.stderr}`);
+    return Number(m[1]);
+  }
+
+  // The window we advertise follows the host socket's free space; once that
+  // drains, the guest must hear of it from us. When it did not (d71dfe9
+  // fixed it: an EPOLLOUT that found the window still closed was the last
+  // one the kernel sent), a bulk upload waited for the guest's persist
+  // timer each time its window filled: 5 window probes in 3 s of iperf3.
+  test("a bulk upload from the namespace never leaves its TCP probing a closed window", async () => {
+    await session();
+    const srv = spawnIn("host", ["iperf3", "-s", "-B", "127.0.0.1", "-p", "5202"]);
+    try {
+      await waitListen("host", 5202);
+      const before = await guestWinProbes();
+      const r = await execIn("guest", ["iperf3", "-c", ADDR.gw4, "-p", "5202", "-t", "3", "-P", "2", "-w", "8M"], { timeoutMs: 60000 });
+      expect(r.code, `iperf3: ${r.stdout.slice(-2000)} ${r.stderr}`).toBe(0);
+      expect((await guestWinProbes()) - before, `window probes from the namespace\n${r.stdout.slice(-1500)}`).toBe(0);
+    } finally {
+      await srv.kill({ graceMs: 1000 });
+    }
+  }, 120000);
+
   // ------------------------------------------------------------- many at once
 
   test("200 concurrent connections, 256 KiB each way, byte-exact; pasta's descriptors return to their count", async () => {
