@@ -71,7 +71,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 16; }
+int shim_version(void) { return 17; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -163,6 +163,23 @@ int shim_recvfrom(int fd, void *buf, int len, int flags, void *sa, int *salen)
 
 int shim_read(int fd, void *buf, int len) { return NEG_ERRNO((int)read(fd, buf, len)); }
 int shim_write(int fd, const void *buf, int len) { return NEG_ERRNO((int)write(fd, buf, len)); }
+
+/* shim_release() - hand the pages lying wholly inside [buf, buf + len) back
+ * to the kernel (MADV_DONTNEED): they read as zeros and hold no memory until
+ * written again. For buffers whose contents no longer matter. Returns the
+ * bytes released (0 when the range holds no whole page) or -errno. */
+int shim_release(uint8_t *buf, int len)
+{
+	uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+	uintptr_t start = ((uintptr_t)buf + page - 1) & ~(page - 1);
+	uintptr_t end = ((uintptr_t)buf + (uintptr_t)len) & ~(page - 1);
+
+	if (len <= 0 || end <= start)
+		return 0;
+	if (madvise((void *)start, end - start, MADV_DONTNEED) < 0)
+		return -errno;
+	return (int)(end - start);
+}
 
 int shim_set_nonblock(int fd)
 {

@@ -174,6 +174,11 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
 
   watchSignals(loop, sigFd);
   if (run.statsDelay > 0) reportStats(loop, run.statsDelay, statsOf);
+  // traffic stopped: burst buffers and garbage back to the kernel
+  loop.onQuiet(() => {
+    backend.releaseIdle();
+    Bun.gc(true);
+  });
   let paused = false;
   loop.onFlush(() => {
     dispatcher!.flush();

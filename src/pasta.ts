@@ -118,6 +118,11 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
     tap?.flush();
     pcap?.flush();
   });
+  // traffic stopped: burst buffers and garbage back to the kernel
+  loop.onQuiet(() => {
+    tap?.releaseIdle();
+    Bun.gc(true);
+  });
   // SIGINT, SIGTERM, SIGHUP to pasta: end the command too
   watchSignals(loop, sigFd, () => {
     if (child) sys.shim_kill(child.pid, SIGTERM);

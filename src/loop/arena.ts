@@ -13,9 +13,15 @@
  * So tables take views of CHUNK-sized buffers, in order, each view aligned to
  * 16 bytes; a request that does not fit the rest of a chunk opens a new one
  * (the unused tail is never written, so never resident). Views live as long
- * as the process; nothing is ever given back. A view's `.buffer` is the whole
- * chunk: take other-typed views with its byteOffset and length.
+ * as the process; nothing is ever given back to the allocator. A view's
+ * `.buffer` is the whole chunk: take other-typed views with its byteOffset
+ * and length.
+ *
+ * release(view) hands the pages wholly inside a view back to the kernel
+ * (madvise MADV_DONTNEED through the shim): a burst buffer that is idle costs
+ * nothing again until it is written, and then reads as zeros.
  */
+import { sys } from "../native/ffi.ts";
 
 /** Bytes per chunk (a request larger than this gets a chunk of its own). */
 const CHUNK = 32 << 20;
@@ -42,6 +48,11 @@ type View<T> = { new (buffer: ArrayBuffer, byteOffset: number, length: number): 
 function view<T>(C: View<T>, n: number): T {
   const [b, o] = take(n * C.BYTES_PER_ELEMENT);
   return new C(b, o, n);
+}
+
+/** Give the whole pages of v back to the kernel; its contents read as zeros after. */
+export function release(v: Uint8Array): void {
+  sys.shim_release(v, v.byteLength);
 }
 
 /** Zeroed tables of n elements. */

@@ -15,6 +15,15 @@
  *
  * After each batch of events, the flush hooks run once (e.g. the tap backend
  * writes every frame queued during the batch in one call).
+ *
+ * Quiet hooks give memory back when traffic stops: buffers sized for bursts
+ * (a tap's batch of 64 KiB frames, a transmit arena) stay resident once a
+ * burst has touched them, though an idle daemon needs none of it. A tick
+ * every QUIET_MS looks whether any event came since it last looked; the
+ * first time none did since start-up or the last burst, the quiet hooks run
+ * once (the daemons release pages with shim_release and collect the
+ * JavaScript heap), and not again until events have come and gone. The next
+ * burst faults the pages back in as zeros.
  */
 import { sys } from "../native/ffi.ts";
 import { kindName, type EventKind } from "./kinds.ts";
@@ -31,6 +40,8 @@ const EPOLL_CTL_ADD = 1;
 const EPOLL_CTL_DEL = 2;
 const EPOLL_CTL_MOD = 3;
 
+/** How long without any event counts as quiet (see the theory of operation). */
+export const QUIET_MS = 2000;
 /** Events fetched per epoll_wait. */
 const MAX_EVENTS = 128;
 /** Handler kinds fit in the top 8 bits of a reference. */
@@ -51,10 +62,17 @@ export class Loop {
   private readonly pairs = new Uint32Array(MAX_EVENTS * 2);
   private readonly ticks: Tick[] = [];
   private readonly flushes: (() => void)[] = [];
+  private readonly quietHooks: (() => void)[] = [];
+  /** Events dispatched so far. */
+  private events = 0;
+  /** The event count the quiet tick saw last, and whether it ran the hooks for it. */
+  private eventsSeen = 0;
+  private quietDone = false;
   private running = false;
   private exitCode = 0;
 
-  constructor() {
+  /** quietMs: how long without events counts as quiet (onQuiet). */
+  constructor(private readonly quietMs = QUIET_MS) {
     const ep = sys.shim_epoll_create();
     if (ep < 0) throw new Error(`epoll_create1 failed: ${-ep}`);
     this.ep = ep;
@@ -90,6 +108,23 @@ export class Loop {
     this.flushes.push(fn);
   }
 
+  /** Run fn once after start-up and once each time traffic stops: quietMs to 2 * quietMs after the last event. */
+  onQuiet(fn: () => void): void {
+    if (this.quietHooks.length === 0) this.every(this.quietMs, () => this.checkQuiet());
+    this.quietHooks.push(fn);
+  }
+
+  private checkQuiet(): void {
+    if (this.events !== this.eventsSeen) {
+      this.eventsSeen = this.events;
+      this.quietDone = false;
+      return;
+    }
+    if (this.quietDone) return;
+    this.quietDone = true;
+    for (let i = 0; i < this.quietHooks.length; i++) this.quietHooks[i]!();
+  }
+
   /** Make run() return with this code after the current batch. */
   stop(code: number): void {
     this.running = false;
@@ -102,6 +137,7 @@ export class Loop {
     while (this.running) {
       const n = sys.shim_epoll_wait(this.ep, this.pairs, MAX_EVENTS, this.timeout());
       if (n < 0) throw new Error(`epoll_wait failed: ${-n}`);
+      this.events += n;
       for (let i = 0; i < n; i++) {
         const ref = this.pairs[2 * i + 1]!;
         const h = this.handlers[ref >>> KIND_SHIFT];

@@ -28,7 +28,7 @@ const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
 /** In the standalone executable (bun run build), both are embedded next to the code. */
 const EMBEDDED_LIB = join(EMBEDDED_DIR, "libshim.so");
 const EMBEDDED_SOURCE = join(EMBEDDED_DIR, "shim.c");
-const SHIM_VERSION = 16;
+const SHIM_VERSION = 17;
 
 const { i32, u32, f64, ptr } = FFIType;
 
@@ -68,6 +68,7 @@ const symbols = {
   shim_ns_socket_batch: { args: [i32, i32, i32, i32, i32, ptr], returns: i32 },
   shim_tap_set_vnet_hdr_sz: { args: [i32, i32], returns: i32 },
   shim_tap_set_offload: { args: [i32, i32], returns: i32 },
+  shim_release: { args: [ptr, i32], returns: i32 },
   shim_read_batch: { args: [i32, ptr, i32, i32, ptr], returns: i32 },
   shim_write_batch: { args: [i32, ptr, ptr, i32], returns: i32 },
   shim_csum: { args: [ptr, i32, i32], returns: u32 },

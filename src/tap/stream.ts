@@ -56,7 +56,7 @@ import type { PcapWriter } from "../pcap.ts";
 import { traceFrame, type FrameHandler, type FrameSink } from "./sink.ts";
 import { traceOn } from "../log.ts";
 import { EAGAIN, SOL_SOCKET } from "../native/consts.ts";
-import { table } from "../loop/arena.ts";
+import { release, table } from "../loop/arena.ts";
 
 /** Bytes in front of each frame on the socket: its length, 32-bit big-endian. */
 export const PASST_FRAME_ROOM = 4;
@@ -288,6 +288,12 @@ export class StreamBackend implements FrameSink {
       this.outArmed = true;
       this.loop.mod(this.fd, EPOLLIN | EPOLLOUT | EPOLLRDHUP, Kind.PASST_CLIENT, 0);
     }
+  }
+
+  /** Give idle buffers back to the kernel (Loop.onQuiet): the receive buffer past a partial frame, the queue if empty. */
+  releaseIdle(): void {
+    release(this.rx.subarray(this.rxHave));
+    this.tx.releaseIdle();
   }
 
   /** Bytes queued and not yet written (for tests and --debug). */

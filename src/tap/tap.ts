@@ -38,7 +38,7 @@ import type { PcapWriter } from "../pcap.ts";
 import { traceFrame, type FrameHandler, type FrameSink } from "./sink.ts";
 import { TCP_CSUM, tcpHlen } from "../wire/tcp.ts";
 import { traceOn } from "../log.ts";
-import { table } from "../loop/arena.ts";
+import { release, table } from "../loop/arena.ts";
 
 /** Size of struct virtio_net_hdr_v1, set with TUNSETVNETHDRSZ. */
 export const VNET_HDR_LEN = 12;
@@ -170,6 +170,12 @@ export class TapBackend implements FrameSink {
     b[h + VNET_GSO_TYPE] = v6 ? VNET_GSO_TCPV6 : VNET_GSO_TCPV4;
     wr16le(b, h + VNET_HDR_LEN_FIELD, l4 - off + tcpHlen(b, l4));
     wr16le(b, h + VNET_GSO_SIZE, mss);
+  }
+
+  /** Give the receive slots and, with nothing queued, the transmit arena back to the kernel (Loop.onQuiet). */
+  releaseIdle(): void {
+    release(this.rx);
+    if (this.txCount === 0) release(this.buf);
   }
 
   /** Write every queued frame in one shim call. */

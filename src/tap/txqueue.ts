@@ -20,7 +20,7 @@
  * still get through. The owner marks itself congested on a refusal and
  * clears that once `queued` is back under TX_LOW_WATER.
  */
-import { table } from "../loop/arena.ts";
+import { release, table } from "../loop/arena.ts";
 
 /** The arena: room for TX_QUEUE_MAX queued bytes plus the largest batch a flow asks for at once (32 frames of 64 KiB), twice over. */
 export const TX_ARENA = 8 << 20;
@@ -67,6 +67,11 @@ export class TxQueue {
 
   empty(): boolean {
     return this.head === this.count;
+  }
+
+  /** With nothing queued, give the arena's pages back to the kernel (Loop.onQuiet). */
+  releaseIdle(): void {
+    if (this.empty()) release(this.buf);
   }
 
   /** Forget every frame; returns how many had not gone. */

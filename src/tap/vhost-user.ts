@@ -70,7 +70,7 @@ import type { PcapWriter } from "../pcap.ts";
 import { traceFrame, type FrameHandler, type FrameSink } from "./sink.ts";
 import { debugOn, log, traceOn } from "../log.ts";
 import { EAGAIN } from "../native/consts.ts";
-import { table } from "../loop/arena.ts";
+import { release, table } from "../loop/arena.ts";
 import {
   F,
   FEATURES,
@@ -634,6 +634,12 @@ export class VhostUserBackend implements FrameSink {
   }
 
   /** Copy the queued frames into the guest's receive buffers, as far as it has some. */
+  /** Give idle buffers back to the kernel (Loop.onQuiet): the gather buffer, the queue if empty. */
+  releaseIdle(): void {
+    release(this.gather);
+    this.tx.releaseIdle();
+  }
+
   flush(): void {
     if (!this.tx.empty()) {
       if (this.fd < 0 || this.gone !== null) this.dropQueue();

@@ -1,5 +1,7 @@
 import { expect, test } from "bun:test";
-import { table } from "../../src/loop/arena.ts";
+import { ptr } from "bun:ffi";
+import { readFileSync } from "node:fs";
+import { release, table } from "../../src/loop/arena.ts";
 
 test("tables are zeroed, 16-byte aligned, and never overlap", () => {
   const made = [table.u8(3), table.f64(5), table.u16(7), table.i32(9), table.u8(1), table.i16(2), table.u32(11)];
@@ -23,4 +25,29 @@ test("a request past the end of a chunk, or larger than one, gets fresh zeroed r
   const next = table.u32(1 << 20);
   expect(next.buffer === big.buffer && next.byteOffset < big.byteOffset + big.byteLength).toBe(false);
   expect(next[next.length - 1]).toBe(0);
+});
+
+test("release() zeroes the whole pages inside a view and keeps the partial pages at its edges", () => {
+  const page = 4096;
+  const all = table.u8(8 * page);
+  all.fill(7);
+  const part = all.subarray(100, 100 + 5 * page + 50);
+  release(part);
+  const base = Number(ptr(all));
+  const first = Math.ceil((base + 100) / page) * page - base;
+  const end = Math.floor((base + 100 + part.length) / page) * page - base;
+  expect(end - first).toBeGreaterThanOrEqual(4 * page);
+  const wrong = [...all.keys()].filter((i) => all[i] !== (i >= first && i < end ? 0 : 7));
+  expect(wrong).toEqual([]);
+  part.fill(9);
+  expect(part.every((v) => v === 9)).toBe(true);
+});
+
+test("released pages stop counting as the process's anonymous memory", () => {
+  const rssAnonKb = () => Number(/RssAnon:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+  const big = table.u8(16 << 20);
+  big.fill(1);
+  const touched = rssAnonKb();
+  release(big);
+  expect(touched - rssAnonKb()).toBeGreaterThan(12 << 10);
 });
