@@ -34,12 +34,14 @@
  * flows and its own order of eviction (see each module's theory of
  * operation); `count(type)` gives it the number of its flows.
  *
- * Numbers are handed out in turn, not lowest first: a freed flow's number
- * is not taken again at once, since an event of its old socket may still be
- * in the batch being dispatched (event handlers check the type of the flow
- * they are given, too). While few flows are in use, the turn stays within
- * the first SLOT_WINDOW numbers, so that churn keeps touching the same
- * pages of every table.
+ * Numbers: a number freed during a batch of events is not handed out again
+ * before the batch ends (endBatch, run by the loop after each batch), since
+ * an event of its old socket may still be in that batch (event handlers
+ * check the type of the flow they are given, too). After that, the number
+ * freed last is handed out first, and numbers never used only when no freed
+ * one is left: connection churn keeps reusing the same few numbers, so it
+ * touches the same pages of every table however long it goes on, and the
+ * tables are resident only as far as the most flows ever open at once.
  *
  * Lookups: one hash index (flows/flowhash.ts) of sides, keyed by (type, pif,
  * IP version, endpoint address and port, our address and port); a module
@@ -63,8 +65,6 @@ import { FlowHash, flowKeyHash } from "./flowhash.ts";
  * at the same time (TCP's 2^17, and the others' below another 2^17).
  */
 export const FLOW_MAX = 1 << 18;
-/** Numbers handed out in turn within this many while fewer than half of them are in use. */
-const SLOT_WINDOW = 1 << 14;
 /** Granularity of the timer walk (TCP's retransmission clock). */
 export const FLOW_TICK_MS = 50;
 
@@ -131,8 +131,14 @@ export class FlowTable {
   private readonly used = table.i32(FLOW_MAX);
   private readonly usedPos = table.i32(FLOW_MAX);
   private nUsed = 0;
-  /** Where alloc looks for a free number next. */
-  private nextFree = 0;
+  /** Numbers ready to be handed out again, the last freed on top. */
+  private readonly reuse = table.i32(FLOW_MAX);
+  private nReuse = 0;
+  /** Numbers freed during the current batch of events (ready after endBatch). */
+  private readonly freedNow = table.i32(FLOW_MAX);
+  private nFreedNow = 0;
+  /** Numbers from here on were never handed out. */
+  private fresh = 0;
   /** Flows of each type (TYPED or ACTIVE). */
   private readonly nOfType = new Int32Array(FT_COUNT);
   /** The flow between NEW and ACTIVE, -1: none. */
@@ -145,6 +151,7 @@ export class FlowTable {
 
   constructor(loop: Loop | null) {
     loop?.every(FLOW_TICK_MS, (t) => this.tick(t));
+    loop?.onFlush(() => this.endBatch());
   }
 
   // ------------------------------------------------------------- lifetime
@@ -152,11 +159,10 @@ export class FlowTable {
   /** A free flow, now NEW; -1 when the table is full. */
   alloc(): number {
     if (this.pending >= 0) throw new Error(`flow: ${this.pending} is still being set up (${this.state[this.pending]})`);
-    if (this.nUsed >= FLOW_MAX) return -1;
-    const end = Math.min(FLOW_MAX, Math.max(SLOT_WINDOW, 2 * this.nUsed));
-    let f = this.nextFree < end ? this.nextFree : 0;
-    while (this.usedPos[f] !== 0) f = f + 1 < end ? f + 1 : 0;
-    this.nextFree = f + 1;
+    let f: number;
+    if (this.nReuse > 0) f = this.reuse[--this.nReuse]!;
+    else if (this.fresh < FLOW_MAX) f = this.fresh++;
+    else return -1;
     this.used[this.nUsed] = f;
     this.usedPos[f] = ++this.nUsed;
     this.state[f] = FLOW_NEW;
@@ -239,6 +245,13 @@ export class FlowTable {
     this.usedPos[f] = 0;
     this.state[f] = FLOW_FREE;
     this.type[f] = FT_NONE;
+    this.freedNow[this.nFreedNow++] = f;
+  }
+
+  /** The batch of events is over: numbers freed during it may be handed out again. */
+  endBatch(): void {
+    for (let i = 0; i < this.nFreedNow; i++) this.reuse[this.nReuse++] = this.freedNow[i]!;
+    this.nFreedNow = 0;
   }
 
   private step(f: number, from: number, to: number): void {

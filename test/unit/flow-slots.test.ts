@@ -1,12 +1,10 @@
 /**
- * How the flow table (src/flows/flow.ts) hands out flow numbers: in turn, so
- * that a number just freed is not handed out again at once (an event for
- * its old socket may still be in the batch being dispatched), but within
- * the first SLOT_WINDOW (16384) numbers while fewer than half of those are
- * in use, so that connection churn keeps touching the same pages of the
- * tables instead of walking through all FLOW_MAX numbers' worth of memory.
- * And TCP's own bound (TCP_MAX_CONNS) within it. (Until the flow table,
- * TCP picked its slots this way itself: these are its tests, moved.)
+ * How the flow table (src/flows/flow.ts) hands out flow numbers: a number
+ * freed during a batch of events is not handed out again before the batch
+ * ends (an event for its old socket may still be in it), then the last
+ * freed first, so that connection churn keeps reusing the same few numbers
+ * (the same pages of every table) and the tables grow only as far as the
+ * most flows open at once. And TCP's own bound (TCP_MAX_CONNS) within it.
  */
 import { expect, test } from "bun:test";
 import { FLOW_MAX, FlowTable, FT_TCP, PIF_HOST, PIF_TAP } from "../../src/flows/flow.ts";
@@ -15,8 +13,6 @@ import { Loop } from "../../src/loop/loop.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import { flowTestConfig as cfg } from "../tools/flow-config.ts";
 import { Guest } from "../../src/services/guest.ts";
-
-const WINDOW = 1 << 14;
 
 const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, csumOffload: false, alloc: () => -1, commit: () => {} };
 
@@ -32,28 +28,36 @@ function slots() {
     ft.activate(f);
     return f;
   };
-  return { take, free: (i: number) => ft.free(i), count: () => ft.inUse() };
+  return { take, free: (i: number) => ft.free(i), endBatch: () => ft.endBatch(), count: () => ft.inUse() };
 }
 
-test("one connection at a time, 3 windows' worth: slots stay in the window, none is reused before the window has gone round", () => {
+test("within one batch no freed number comes back; after it, churn reuses the same number", () => {
   const s = slots();
-  const seen: number[] = [];
-  for (let n = 0; n < 3 * WINDOW; n++) {
+  const inBatch: number[] = [];
+  for (let n = 0; n < 1000; n++) {
     const i = s.take();
-    seen.push(i);
+    inBatch.push(i);
     s.free(i);
   }
-  expect(Math.max(...seen)).toBe(WINDOW - 1);
-  for (let n = 1; n < seen.length; n++) expect(seen[n]).toBe((seen[n - 1]! + 1) % WINDOW);
+  expect(new Set(inBatch).size).toBe(1000);
+  s.endBatch();
+  const churn = new Set<number>();
+  for (let n = 0; n < 50000; n++) {
+    const i = s.take();
+    churn.add(i);
+    s.free(i);
+    s.endBatch();
+  }
+  expect(churn.size).toBe(1);
+  expect(inBatch).toContain([...churn][0]!);
   expect(s.count()).toBe(0);
 });
 
-test("with many open, the window grows to twice the open count; every slot taken is free", () => {
+test("churn with many open stays within the most ever open; every number taken is free", () => {
   const s = slots();
   const open = new Set<number>();
   for (let n = 0; n < 12000; n++) open.add(s.take());
   expect(open.size).toBe(12000);
-  // churn at 12000 open: the window is 24000 slots
   let max = 0;
   for (let n = 0; n < 50000; n++) {
     const i = s.take();
@@ -63,17 +67,20 @@ test("with many open, the window grows to twice the open count; every slot taken
     const drop = open.values().next().value!;
     open.delete(drop);
     s.free(drop);
+    if (n % 7 === 0) s.endBatch();
   }
-  expect(max).toBeGreaterThanOrEqual(WINDOW);
-  expect(max).toBeLessThan(2 * 12001);
+  // at most 12000 open plus the 7 freed in a batch, one taken before its end
+  expect(max).toBeLessThan(12000 + 8);
   expect(s.count()).toBe(12000);
 });
 
-test("a full table refuses; one freed slot is found wherever it is", () => {
+test("a full table refuses; a freed number is found once its batch is over", () => {
   const s = slots();
   for (let n = 0; n < FLOW_MAX; n++) expect(s.take()).toBe(n);
   expect(s.take()).toBe(-1);
   s.free(777);
+  expect(s.take()).toBe(-1);
+  s.endBatch();
   expect(s.take()).toBe(777);
   expect(s.take()).toBe(-1);
 });
