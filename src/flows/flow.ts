@@ -152,6 +152,7 @@ export class FlowTable {
   constructor(loop: Loop | null) {
     loop?.every(FLOW_TICK_MS, (t) => this.tick(t));
     loop?.onFlush(() => this.endBatch());
+    loop?.onQuiet(() => this.index.releaseEmptyPages());
   }
 
   // ------------------------------------------------------------- lifetime

@@ -27,8 +27,18 @@
  *     if (i < 0) return -1;                      // not there
  *     if (idx.hashOf[i] === h && sameKey(i)) return i;
  *   }
+ *
+ * Memory: keys hash all over the array, so a long run of short flows (a new
+ * connection per request, each from a new port) makes every page of it
+ * resident, though few entries are ever in it at once. releaseEmptyPages(),
+ * when traffic stops, gives back the pages that hold no entry.
  */
-import { table } from "../loop/arena.ts";
+import { ptr } from "bun:ffi";
+import { release, table } from "../loop/arena.ts";
+
+const PAGE = 4096;
+/** Slots per page of the slot array (4-byte slots). */
+const PAGE_SLOTS = PAGE / 4;
 
 export class FlowHash {
   private readonly slots: Int32Array;
@@ -85,6 +95,22 @@ export class FlowHash {
       this.slots[s] = 0;
       hole = s;
     }
+  }
+
+  /** Give the pages of the slot array that hold no entry back to the kernel; returns how many. */
+  releaseEmptyPages(): number {
+    const slots = this.slots;
+    const base = Number(ptr(slots));
+    let n = 0;
+    // from the first slot on a page boundary, one page at a time
+    for (let p = ((PAGE - (base % PAGE)) % PAGE) / 4; p + PAGE_SLOTS <= slots.length; p += PAGE_SLOTS) {
+      let s = p;
+      while (s < p + PAGE_SLOTS && slots[s] === 0) s++;
+      if (s < p + PAGE_SLOTS) continue;
+      release(new Uint8Array(slots.buffer, slots.byteOffset + 4 * p, PAGE));
+      n++;
+    }
+    return n;
   }
 
   /** Empty the index. */

@@ -7,6 +7,7 @@
  */
 import { expect, test } from "bun:test";
 import { FlowHash } from "../../src/flows/flowhash.ts";
+import { rng } from "../tools/rng.ts";
 
 /** Flow of key hash h in the index, or -1 (keys are the hashes themselves here). */
 function find(idx: FlowHash, h: number, keyOf: Uint32Array): number {
@@ -72,4 +73,32 @@ test("removing a flow that is not in the index changes nothing", () => {
   idx.insert(1, 5);
   idx.remove(3);
   expect(find(idx, 5, keyOf)).toBe(1);
+});
+
+test("releaseEmptyPages gives back the pages a churn of keys left empty, and keeps the entries still in", () => {
+  const MAX = 1 << 16; // 2^17 slots: 128 pages
+  const idx = new FlowHash(MAX);
+  const keyOf = new Uint32Array(MAX);
+  const next = rng(99);
+  // churn: 40000 keys all over the array, inserted and removed, 8 left in
+  const kept: number[] = [];
+  for (let i = 0; i < 40000; i++) {
+    const flow = i % MAX;
+    const h = next();
+    keyOf[flow] = h;
+    idx.insert(flow, h);
+    if (i % 5000 === 0) kept.push(flow);
+    else idx.remove(flow);
+  }
+  const released = idx.releaseEmptyPages();
+  expect(released).toBeGreaterThanOrEqual(128 - kept.length - 1);
+  for (const flow of kept) expect(find(idx, keyOf[flow]!, keyOf)).toBe(flow);
+  // the index works on after it: new keys go in and are found, removed ones are gone
+  for (const flow of kept) idx.remove(flow);
+  for (let flow = 0; flow < 1000; flow++) {
+    keyOf[flow] = next();
+    idx.insert(flow, keyOf[flow]!);
+  }
+  for (let flow = 0; flow < 1000; flow++) expect(find(idx, keyOf[flow]!, keyOf)).toBe(flow);
+  expect(find(idx, keyOf[kept[1]!]! ^ 1, keyOf)).toBe(-1);
 });
