@@ -93,6 +93,7 @@ export class Dispatcher {
     this.mcast = cfg.noUdp ? null : new Mcast(cfg, loop, sink, hostIfOf(cfg));
     this.udp.mcast = this.mcast;
     loop.every(1000, (t) => this.frags.expire(t));
+    loop.onQuiet(() => this.frags.releaseIdle());
   }
 
   /** Every counter group, by name: ours, then the flows' (for --stats and the exit line of --debug). */

@@ -23,7 +23,8 @@
  * once, but new datagrams take the lowest free slot, so a guest with one or
  * two fragmented datagrams in flight at a time only ever costs one or two
  * buffers (the runtime zero-fills an allocation, so one arena made up front
- * would cost the full 4 MiB of memory for good). After that nothing is
+ * would cost the full 4 MiB of memory for good); when traffic stops, the
+ * pages of free slots' buffers are given back (releaseIdle). After that nothing is
  * allocated: copies are plain loops, no subarray views. Each slot also has a
  * bitmap of its 8-byte units received: fragment offsets count in
  * 8-byte units and every fragment but the last is a multiple of 8 long, so a
@@ -72,7 +73,7 @@
  * evicted (dropped for a new one, the table being full); and `dropped`,
  * every other discard (malformed fragments, inconsistent lengths).
  */
-import { table } from "../loop/arena.ts";
+import { release, table } from "../loop/arena.ts";
 import { copyBytes, equalBytes, inBounds } from "../wire/bytes.ts";
 import { ipv4Check, ipv4Dst, ipv4FragOffset, ipv4Hlen, ipv4Id, ipv4MoreFrags, ipv4Proto, ipv4Src, ipv4TotLen } from "../wire/ipv4.ts";
 import {
@@ -256,6 +257,15 @@ export class Reassembler {
       this.skip[s] = dataOff - data;
     }
     return this.insert(s, b, data, end, fragOffset, more);
+  }
+
+  /** Give the pages of free slots' buffers and of the output buffer back to the kernel (when traffic stops). */
+  releaseIdle(): void {
+    release(this.out);
+    for (let s = 0; s < FRAG_MAX_DATAGRAMS; s++) {
+      const b = this.buf[s];
+      if (b !== undefined && this.fam[s] === FREE) release(b);
+    }
   }
 
   /** Drop datagrams whose first fragment is FRAG_TIMEOUT_MS old or more. */

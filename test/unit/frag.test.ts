@@ -867,3 +867,18 @@ describe("hostile input", () => {
     }
   });
 });
+
+test("releaseIdle between fragments keeps a datagram in reassembly whole, and a released slot reassembles again", () => {
+  const r = new Reassembler();
+  const done = message(20000);
+  const open = message(30000).reverse();
+  // slot 0: a datagram in progress; slot 1: one completed (its slot free again, its buffer touched)
+  expect(add4(r, frag4(open, 0, 8000, true, { id: 1 }))).toBe(0);
+  expect(add4(r, frag4(done, 0, 12000, true, { id: 2 }))).toBe(0);
+  expectOut(r, add4(r, frag4(done, 12000, 8000, false, { id: 2 })), done);
+  r.releaseIdle();
+  expectOut(r, add4(r, frag4(open, 8000, 22000, false, { id: 1 })), open);
+  r.releaseIdle();
+  expect(add4(r, frag4(done, 12000, 8000, false, { id: 3 }))).toBe(0);
+  expectOut(r, add4(r, frag4(done, 0, 12000, true, { id: 3 })), done);
+});
