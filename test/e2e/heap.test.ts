@@ -7,13 +7,16 @@
  * each way, iperf3): the live object count must stay within a small constant
  * of where it started, and the collector must not run more than once (the
  * sampler's own strings): a data path that allocated per packet would fill
- * the young generation many times over. No timing is asserted.
+ * the young generation many times over. Then, once traffic stops, the tap's
+ * burst buffers go back to the kernel (Loop.onQuiet): the anonymous memory
+ * must fall by about their size. No timing is asserted.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
 import { join } from "node:path";
 import { ADDR, createWorld, describeE2E, type World } from "../world.ts";
 import { startPasta, type PastaSession } from "../tools/pasta-session.ts";
+import { rssBytes } from "../tools/proc-stats.ts";
 
 const PORT = 5201; // iperf3 in the guest, forwarded from the host
 const HOST_PORT = 5301; // iperf3 in the host namespace
@@ -21,6 +24,8 @@ const HOST_PORT = 5301; // iperf3 in the host namespace
 const MAX_GROWTH = 3000;
 /** Collections we accept during the transfer (the sampler allocates a little). */
 const MAX_GCS = 1;
+/** What the tap's receive slots and transmit arena hold after a transfer each way, at least (4 MiB each when full). */
+const BURST_BUFFERS = 6 << 20;
 /** JavaScriptCore's line for each collection with BUN_JSC_logGC=1. */
 const GC_LINE = /^\[GC<[^>]*>: START /gm;
 
@@ -98,4 +103,18 @@ describeE2E("pasta: no allocation per packet (root)", () => {
     expect(gcs).toBeLessThanOrEqual(MAX_GCS);
     expect(s.alive()).toBe(true);
   }, 300_000);
+
+  test("when traffic stops, pasta gives its burst buffers back: its anonymous memory falls", async () => {
+    await transfer("out", "256M");
+    await transfer("in", "256M");
+    // read at once: the quiet hooks need a whole QUIET_MS without events, so they have not run yet
+    const after = rssBytes(s.pid, "RssAnon");
+    let now = after;
+    for (let i = 0; i < 60 && after - now < BURST_BUFFERS; i++) {
+      await Bun.sleep(250);
+      now = rssBytes(s.pid, "RssAnon");
+    }
+    console.log(`RssAnon: ${(after / 2 ** 20).toFixed(1)} MB right after the transfers, ${(now / 2 ** 20).toFixed(1)} MB later`);
+    expect(after - now).toBeGreaterThanOrEqual(BURST_BUFFERS);
+  }, 120_000);
 });
