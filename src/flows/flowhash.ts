@@ -97,20 +97,32 @@ export class FlowHash {
     }
   }
 
-  /** Give the pages of the slot array that hold no entry back to the kernel; returns how many. */
+  /** Give the pages of the slot array that hold no entry back to the kernel (a run of them at a time); returns how many. */
   releaseEmptyPages(): number {
     const slots = this.slots;
     const base = Number(ptr(slots));
     let n = 0;
-    // from the first slot on a page boundary, one page at a time
-    for (let p = ((PAGE - (base % PAGE)) % PAGE) / 4; p + PAGE_SLOTS <= slots.length; p += PAGE_SLOTS) {
+    let run = -1;
+    // from the first slot on a page boundary, one page at a time; p reaching the end closes the last run
+    let p = ((PAGE - (base % PAGE)) % PAGE) / 4;
+    for (; p + PAGE_SLOTS <= slots.length; p += PAGE_SLOTS) {
       let s = p;
       while (s < p + PAGE_SLOTS && slots[s] === 0) s++;
-      if (s < p + PAGE_SLOTS) continue;
-      release(new Uint8Array(slots.buffer, slots.byteOffset + 4 * p, PAGE));
-      n++;
+      if (s === p + PAGE_SLOTS) {
+        n++;
+        if (run < 0) run = p;
+      } else if (run >= 0) {
+        this.releaseSlots(run, p);
+        run = -1;
+      }
     }
+    if (run >= 0) this.releaseSlots(run, p);
     return n;
+  }
+
+  /** Release the pages of slots [from, to). */
+  private releaseSlots(from: number, to: number): void {
+    release(new Uint8Array(this.slots.buffer, this.slots.byteOffset + 4 * from, 4 * (to - from)));
   }
 
   /** Empty the index. */
