@@ -12,7 +12,8 @@
  * segmentation offload), copying the headers flows/tcp.ts wrote for the
  * first segment, advancing the sequence number, setting the lengths and PSH,
  * and completing the IPv4 header and TCP checksums (one FFI call per peek
- * instead of one per segment). What those headers say
+ * instead of one per segment); shim_tcp_frames_at does the same for frames
+ * built in place in a vhost-user guest's receive buffers. What those headers say
  * (addresses, ports, flags, window) is decided in TypeScript.
  *
  * Conventions, for every function here:
@@ -619,6 +620,49 @@ int shim_tcp_peek(int fd, uint8_t *buf, int first, int stride, int mss, int n, i
 	return (int)(rc - skip);
 }
 
+/* Pieces one shim_tcp_peek_iov() call takes, at most (UIO_MAXIOV is 1024, one goes to skip). */
+#define PEEK_IOV_MAX 1023
+
+/* shim_tcp_peek_iov() - peek socket data into n pieces of memory, piece k at
+ * the address addr[k] (our address: a double holds any user-space address
+ * exactly) and len[k] bytes long: the payload areas of frames laid out in a
+ * vhost-user guest's receive buffers. skip bytes are peeked into a discard
+ * buffer first (0 with SO_PEEK_OFF). Returns the payload bytes placed
+ * (without skip), 0 at end of stream, or -errno (-EAGAIN: no new data). */
+int shim_tcp_peek_iov(int fd, const double *addr, const uint32_t *len, int n, int skip)
+{
+	static struct iovec iov[PEEK_IOV_MAX + 1];
+	struct msghdr mh;
+	int k, i = 0;
+	ssize_t rc;
+
+	if (n > PEEK_IOV_MAX)
+		return -EINVAL;
+	if (skip > (int)sizeof(tcp_discard_buf))
+		return -ENOBUFS;
+	if (skip > 0) {
+		iov[i].iov_base = tcp_discard_buf;
+		iov[i++].iov_len = skip;
+	}
+	for (k = 0; k < n; k++) {
+		iov[i].iov_base = (void *)(uintptr_t)addr[k];
+		iov[i++].iov_len = len[k];
+	}
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = i;
+	do
+		rc = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return -errno;
+	if (rc == 0)
+		return 0;
+	if (rc <= skip)
+		return -EAGAIN;
+	return (int)(rc - skip);
+}
+
 /* shim_tcp_discard() - drop n bytes from the head of the receive queue */
 int shim_tcp_discard(int fd, int n)
 {
@@ -965,18 +1009,16 @@ int shim_set_nofile(int n)
 	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : n;
 }
 
-/* shim_l4_csum_fill() - complete the partial checksum of an L4 segment of len
- * bytes at p whose checksum field (at p + field) holds the pseudo-header sum:
- * sum everything (native byte order, 32-bit words into four 64-bit
+/* csum_native() - ones'-complement sum of len bytes at p taken as 16-bit
+ * words in the machine's byte order (32-bit words into four 64-bit
  * accumulators, so that the compiler can vectorise it; RFC 1071 shows the
- * result is the same in either order), fold, complement, store. Several
- * times faster than shim_csum's byte loop over a whole segment; used by
- * shim_tcp_segments. Returns the stored value. */
-static uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
+ * result is the same in either order, byte-swapped), a last odd byte as the
+ * first byte of a word; folded to 16 bits. */
+static uint32_t csum_native(const uint8_t *p, uint32_t len)
 {
 	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, sum;
 	uint32_t i = 0;
-	uint16_t h, c;
+	uint16_t h;
 
 	for (; i + 16 <= len; i += 16) {
 		uint32_t a, b, d, e;
@@ -1002,9 +1044,59 @@ static uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
 	}
 	while (sum >> 16)
 		sum = (sum & 0xffff) + (sum >> 16);
-	c = (uint16_t)~sum;
+	return (uint32_t)sum;
+}
+
+/* shim_l4_csum_fill() - complete the partial checksum of an L4 segment of len
+ * bytes at p whose checksum field (at p + field) holds the pseudo-header sum:
+ * sum everything (csum_native: several times faster than shim_csum's byte
+ * loop over a whole segment), complement, store. Used by shim_tcp_segments.
+ * Returns the stored value. */
+static uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
+{
+	uint16_t c = (uint16_t)~csum_native(p, len);
+
 	memcpy(p + field, &c, 2);
 	return c;
+}
+
+/* tcp_frame_headers() - give frame f the headers of frame f0 (hdr bytes, IP
+ * at l3, TCP at l4; f0's TCP checksum field holds the pseudo-header sum for
+ * an L4 length of len0) for l4len bytes of TCP from sequence number seq:
+ * copied unless f is f0, then the sequence number, PSH (last frame only), the
+ * IP length, the IPv4 header checksum, and the pseudo-header sum moved by the
+ * length difference (RFC 1624 arithmetic). */
+static void tcp_frame_headers(uint8_t *f, const uint8_t *f0, int l3, int l4, int hdr, uint32_t seq, uint32_t l4len,
+			      int last, uint8_t flags, uint32_t pseudo0, uint32_t len0, int v6)
+{
+	uint32_t sum;
+
+	if (f != f0) {
+		memcpy(f, f0, hdr);
+		f[l4 + 4] = seq >> 24;
+		f[l4 + 5] = seq >> 16;
+		f[l4 + 6] = seq >> 8;
+		f[l4 + 7] = seq;
+	}
+	f[l4 + 13] = flags | (last ? 0x08 : 0);
+	if (v6) {
+		f[l3 + 4] = l4len >> 8;
+		f[l3 + 5] = l4len;
+	} else {
+		uint32_t tot = (uint32_t)(l4 - l3) + l4len, ip;
+
+		f[l3 + 2] = tot >> 8;
+		f[l3 + 3] = tot;
+		f[l3 + 10] = f[l3 + 11] = 0;
+		ip = ~shim_csum(f + l3, (uint32_t)(l4 - l3), 0) & 0xffff;
+		f[l3 + 10] = ip >> 8;
+		f[l3 + 11] = ip;
+	}
+	sum = pseudo0 + (~len0 & 0xffff) + l4len;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	f[l4 + 16] = sum >> 8;
+	f[l4 + 17] = sum;
 }
 
 /* shim_tcp_segments() - finish the frames of one peek of TCP data, for a
@@ -1013,11 +1105,9 @@ static uint32_t shim_l4_csum_fill(uint8_t *p, uint32_t len, uint32_t field)
  * bytes (the last one: what is left of got), after hdr bytes of headers: the
  * IP header at l3, TCP (no options) at l4. TypeScript wrote frame 0's headers
  * for its own length, with the pseudo-header sum in the TCP checksum field.
- * Here they are copied to every other frame with the sequence number advanced
- * by seg per frame, the IP length set, PSH on the last frame only, the IPv4
- * header checksum made again, and every TCP checksum completed (the
- * pseudo-header sum moved by the length difference: RFC 1624 arithmetic).
- * Returns the number of frames. */
+ * Here they are copied to every other frame (tcp_frame_headers: sequence
+ * number advanced by seg per frame, lengths, PSH, IPv4 header checksum), and
+ * every TCP checksum is completed. Returns the number of frames. */
 int shim_tcp_segments(uint8_t *buf, int base, int stride, int l3, int l4, int hdr, int seg, int got, int v6)
 {
 	uint8_t *f0 = buf + base;
@@ -1030,35 +1120,60 @@ int shim_tcp_segments(uint8_t *buf, int base, int stride, int l3, int l4, int hd
 	for (k = 0; k < n; k++) {
 		uint8_t *f = f0 + (size_t)k * stride;
 		uint32_t l4len = (uint32_t)(thlen + (k == n - 1 ? got - k * seg : seg));
-		uint32_t seq = seq0 + (uint32_t)k * (uint32_t)seg, sum;
 
-		if (k > 0) {
-			memcpy(f, f0, hdr);
-			f[l4 + 4] = seq >> 24;
-			f[l4 + 5] = seq >> 16;
-			f[l4 + 6] = seq >> 8;
-			f[l4 + 7] = seq;
-		}
-		f[l4 + 13] = flags | (k == n - 1 ? 0x08 : 0);
-		if (v6) {
-			f[l3 + 4] = l4len >> 8;
-			f[l3 + 5] = l4len;
-		} else {
-			uint32_t tot = (uint32_t)(l4 - l3) + l4len, ip;
+		tcp_frame_headers(f, f0, l3, l4, hdr, seq0 + (uint32_t)k * (uint32_t)seg, l4len, k == n - 1, flags, pseudo0, len0, v6);
+		shim_l4_csum_fill(f + l4, l4len, 16);
+	}
+	return n;
+}
 
-			f[l3 + 2] = tot >> 8;
-			f[l3 + 3] = tot;
-			f[l3 + 10] = f[l3 + 11] = 0;
-			ip = ~shim_csum(f + l3, (uint32_t)(l4 - l3), 0) & 0xffff;
-			f[l3 + 10] = ip >> 8;
-			f[l3 + 11] = ip;
+/* shim_tcp_frames_at() - shim_tcp_segments for frames built in place in a
+ * vhost-user guest's receive buffers (src/tap/vu-rx.ts), which are neither
+ * contiguous nor evenly spaced: frame k's headers (hdr bytes, IP at l3, TCP
+ * at l4) are at our address at[k], its payload, plen[k] bytes, fills the
+ * pieces piece[k] .. piece[k + 1] - 1 in order (addresses paddr, lengths
+ * plens; the last one possibly in part). TypeScript wrote frame 0's headers
+ * for plen[0] bytes, with the pseudo-header sum in the TCP checksum field;
+ * they are copied to frames 1 .. n-1 with the sequence number advanced by the
+ * payloads before each (tcp_frame_headers). With full, every TCP checksum is
+ * completed over the header and the payload pieces (a piece that starts at an
+ * odd byte of the segment has its sum byte-swapped, RFC 1071); without, each
+ * keeps its pseudo-header sum, for the guest to complete (NEEDS_CSUM).
+ * Returns n. */
+int shim_tcp_frames_at(const double *at, const uint32_t *plen, const uint32_t *piece, const double *paddr, const uint32_t *plens,
+		       int n, int l3, int l4, int hdr, int full, int v6)
+{
+	uint8_t *f0 = (uint8_t *)(uintptr_t)at[0];
+	uint32_t thlen = (uint32_t)(hdr - l4), len0 = thlen + plen[0];
+	uint32_t seq = ((uint32_t)f0[l4 + 4] << 24) | ((uint32_t)f0[l4 + 5] << 16) | ((uint32_t)f0[l4 + 6] << 8) | f0[l4 + 7];
+	uint32_t pseudo0 = ((uint32_t)f0[l4 + 16] << 8) | f0[l4 + 17];
+	uint8_t flags = f0[l4 + 13] & ~0x08;
+	int k;
+
+	for (k = 0; k < n; k++) {
+		uint8_t *f = (uint8_t *)(uintptr_t)at[k];
+		uint32_t left = plen[k], pos = thlen, p, sum;
+		uint16_t c;
+
+		tcp_frame_headers(f, f0, l3, l4, hdr, seq, thlen + plen[k], k == n - 1, flags, pseudo0, len0, v6);
+		seq += plen[k];
+		if (!full)
+			continue;
+		sum = csum_native(f + l4, thlen);
+		for (p = piece[k]; left > 0 && p < piece[k + 1]; p++) {
+			uint32_t len = plens[p] < left ? plens[p] : left, s;
+
+			s = csum_native((const uint8_t *)(uintptr_t)paddr[p], len);
+			if (pos & 1)
+				s = ((s & 0xff) << 8) | (s >> 8);
+			sum += s;
+			pos += len;
+			left -= len;
 		}
-		sum = pseudo0 + (~len0 & 0xffff) + l4len;
 		while (sum >> 16)
 			sum = (sum & 0xffff) + (sum >> 16);
-		f[l4 + 16] = sum >> 8;
-		f[l4 + 17] = sum;
-		shim_l4_csum_fill(f + l4, l4len, 16);
+		c = (uint16_t)~sum;
+		memcpy(f + l4 + 16, &c, 2);
 	}
 	return n;
 }

@@ -31,8 +31,9 @@
  * update once it drains.
  *
  * Host to guest: data is peeked (MSG_PEEK, continuing at SO_PEEK_OFF) straight
- * into frames in the tap's transmit buffer, up to the guest's window, in
- * segments of the guest's MSS. Bytes leave the socket (a discarding read) only
+ * into frames in the tap's transmit buffer, or, where the sink can
+ * (vhost-user: FrameSink.reserveInPlace), into the guest's own receive
+ * buffers, up to the guest's window, in segments of the guest's MSS. Bytes leave the socket (a discarding read) only
  * when the guest acknowledges them: the ACKs of one batch are counted, and
  * one read discards them all at its end (flushSends), then we send into the
  * window they opened. Three duplicate ACKs, or no progress within the
@@ -784,21 +785,68 @@ export class TcpFlows {
         return;
       }
       const nseg = Math.min(maxSeg, Math.ceil(wnd / seg));
-      const total = Math.min(wnd, nseg * seg);
-      const base = this.sink.alloc(nseg * stride, nseg);
-      if (base < 0) return;
+      let total = Math.min(wnd, nseg * seg);
       const skip = this.peekOff ? 0 : inFlight;
-      const got = sys.shim_tcp_peek(this.conn.fd[i], this.sink.buf, base + hdr, stride, seg, nseg, total, skip);
+      // straight into the guest's buffers where the sink can (vhost-user), else into frames of the sink's buffer
+      const inPlace = this.sink.reserveInPlace ? this.sink.reserveInPlace(hdr, seg, nseg, total) : -1;
+      if (inPlace === 0) return;
+      let base = -1;
+      let got: number;
+      if (inPlace > 0) {
+        const f = this.sink.inPlace!;
+        total = inPlace;
+        got = sys.shim_tcp_peek_iov(this.conn.fd[i], f.pieceAddr, f.pieceLen, f.pieces, skip);
+      } else {
+        base = this.sink.alloc(nseg * stride, nseg);
+        if (base < 0) return;
+        got = sys.shim_tcp_peek(this.conn.fd[i], this.sink.buf, base + hdr, stride, seg, nseg, total, skip);
+      }
       if (got === 0) return this.hostEof(i);
       if (got < 0) {
         if (got === -EAGAIN) this.conn.hostPending[i] = 0;
         else this.hostReset(i);
         return;
       }
-      this.emitSegments(i, base, stride, hdr, seg, got);
+      if (inPlace > 0) this.emitInPlace(i, hdr, got);
+      else this.emitSegments(i, base, stride, hdr, seg, got);
       if (this.conn.deadline[i] === 0) this.conn.deadline[i] = now() + TCP_RTO_MS;
       if (got < total) return;
     }
+  }
+
+  /**
+   * Headers for the got bytes peeked into frames laid out in the guest's own
+   * receive buffers (sink.inPlace, src/tap/vu-rx.ts): frame 0's written here,
+   * the others' and the checksums (whole, or partial for the guest's
+   * offload) by the shim (shim_tcp_frames_at), as emitPlainSegments does in
+   * the sink's buffer; then the sink gives them to the guest.
+   */
+  private emitInPlace(i: number, hdr: number, got: number): void {
+    this.flushRunOf(i);
+    const f = this.sink.inPlace!;
+    const v6 = (this.conn.flags[i] & F_V6) !== 0;
+    const n = f.fit(got);
+    const seq = this.conn.seqToGuest[i];
+    const flags = w.TCP_ACK_FLAG | (n === 1 ? w.TCP_PSH : 0);
+    const wnd = this.windowToGuest(i);
+    this.writeSegment(i, f.headOff, flags, seq, this.conn.seqFromGuest[i], wnd, 0, f.plen[0]!, true, f.headView);
+    const l4 = hdr - w.TCP_HLEN;
+    sys.shim_tcp_frames_at(
+      f.at,
+      f.plen,
+      f.pieceFirst,
+      f.pieceAddr,
+      f.pieceLen,
+      n,
+      w.ETH_HLEN,
+      l4,
+      hdr,
+      this.sink.csumOffload ? 0 : 1,
+      v6 ? 1 : 0,
+    );
+    this.sink.commitInPlace!(n, l4, w.TCP_CSUM);
+    this.conn.seqToGuest[i] = (seq + got) >>> 0;
+    this.clearAck(i);
   }
 
   /**
@@ -885,9 +933,11 @@ export class TcpFlows {
   // ---------------------------------------------------------- segments out
 
   /**
-   * Write one segment for flow i at off (Ethernet header first): flags, seq,
-   * ack, window, optLen bytes of SYN options, payload of len bytes already in
-   * place after the headers. Returns the frame length.
+   * Write one segment for flow i at b[off] (Ethernet header first; b: the
+   * sink's buffer unless given): flags, seq, ack, window, optLen bytes of SYN
+   * options, payload of len bytes already in place after the headers, with a
+   * partial (pseudo-header) checksum or a whole one (only in the sink's
+   * buffer). Returns the frame length.
    */
   private writeSegment(
     i: number,
@@ -899,8 +949,8 @@ export class TcpFlows {
     optLen: number,
     len: number,
     partial = false,
+    b: Uint8Array = this.sink.buf,
   ): number {
-    const b = this.sink.buf;
     const v6 = (this.conn.flags[i] & F_V6) !== 0;
     const ip = off + w.ETH_HLEN;
     const l4 = ip + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN);

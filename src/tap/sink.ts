@@ -50,6 +50,44 @@ export interface FrameSink {
    * Called only when tsoMax > 0.
    */
   markTso?(off: number, l4: number, mss: number, v6: boolean): void;
+  /**
+   * Optional (vhost-user): room for up to `frames` frames of hdr bytes of
+   * headers (Ethernet first) and up to seg bytes of payload each, total
+   * payload bytes at most, straight in the guest's own receive buffers, laid
+   * out in inPlace (src/tap/vu-rx.ts): the payload bytes of room, 0 when
+   * there is none now (as alloc()'s -1: the sink is congested), -1 when the
+   * frames cannot be built in place now (use alloc()). Nothing is taken from
+   * the guest until commitInPlace.
+   */
+  reserveInPlace?(hdr: number, seg: number, frames: number, total: number): number;
+  /** The layout reserveInPlace made: payload pieces to receive into, then, after fit(), each frame's place. */
+  readonly inPlace?: InPlaceFrames;
+  /**
+   * After reserveInPlace and inPlace.fit(): the first `frames` frames are
+   * written, their L4 header at l4 bytes past the Ethernet header, its
+   * checksum field at csumField: give them to the guest. With csumOffload,
+   * their L4 checksum is partial (as markCsumPartial), else whole.
+   */
+  commitInPlace?(frames: number, l4: number, csumField: number): void;
+}
+
+/** What a flow sees of frames laid out in the guest's buffers (src/tap/vu-rx.ts RxFrames). */
+export interface InPlaceFrames {
+  /** Payload pieces, in order: our addresses, lengths, how many. */
+  readonly pieceAddr: Float64Array;
+  readonly pieceLen: Uint32Array;
+  readonly pieces: number;
+  /** Frame k's pieces are pieceFirst[k] .. pieceFirst[k + 1] - 1. */
+  readonly pieceFirst: Uint32Array;
+  /** Our address of frame k's Ethernet header. */
+  readonly at: Float64Array;
+  /** Frame 0's Ethernet header: the view of guest memory it is in, and its offset there. */
+  readonly headView: Uint8Array;
+  readonly headOff: number;
+  /** After fit(): frame k's payload length. */
+  readonly plen: Uint32Array;
+  /** Spread got payload bytes over the frames in order: how many frames they fill. */
+  fit(got: number): number;
 }
 
 /**

@@ -25,24 +25,37 @@
  * go back to the guest (used ring, call eventfd) only after onBatchEnd, since
  * handlers may keep offsets into the frames until then (FrameHandler).
  *
- * To the guest: the backend is the FrameSink. Handlers alloc() room in one
- * preallocated arena (the frame behind a 12-byte virtio-net header, as on the
- * tap) and commit(); flush() copies each queued frame into as many of the
- * guest's receive buffers as it takes (VIRTIO_NET_F_MRG_RXBUF: num_buffers in
- * the header says how many; without it, one buffer must hold the frame), one
- * copy per piece in C (shim_copy), then publishes them and signals call. A
- * frame waits in the arena while the guest has no buffers: a kick on queue 0
- * (new buffers) flushes again. As in the stream backend
+ * To the guest: the backend is the FrameSink, two ways.
+ *
+ * TCP data (flows/tcp.ts) is built in place: reserveInPlace() lays frames
+ * out over the guest's available receive buffers (src/tap/vu-rx.ts: the
+ * headers in a frame's first buffer, the payload after them and over
+ * further buffers, merged with VIRTIO_NET_F_MRG_RXBUF), the flow peeks
+ * socket data straight into the payload pieces (one recvmsg) and writes the
+ * headers there, and commitInPlace() writes each frame's virtio-net header
+ * (num_buffers, NEEDS_CSUM with the guest's checksum offload, where no
+ * payload byte is read) and gives the buffers it used back. So that
+ * data is copied once, by the kernel, as upstream does (tcp_vu.c). Frames
+ * queued in the arena (below) go first, so that the guest sees frames in
+ * the order they were made; a reservation finds no buffers while any wait
+ * there, and marks the backend congested like a refused alloc(). With
+ * --pcap or --trace, or when a frame's headers would not fit its first
+ * buffer, the flow builds its frames in the arena instead.
+ *
+ * Everything else (control segments, UDP, ICMP, ARP, DHCP...) goes through
+ * alloc() into one preallocated arena (the frame behind a 12-byte
+ * virtio-net header, as on the tap) and commit(); flush() copies each
+ * queued frame into as many of the guest's receive buffers as it takes
+ * (num_buffers; without MRG_RXBUF one buffer must hold the frame), one copy
+ * per piece in C (shim_copy), then publishes them. The guest is signalled
+ * (call) once per flush(), for every frame given since the last one. A
+ * frame waits in the arena while the guest has no buffers: a kick on queue
+ * 0 (new buffers) flushes again. As in the stream backend
  * (src/tap/stream.ts), the arena is a ring, alloc() refuses a large request
  * when TX_QUEUE_MAX bytes wait, and `congested` is set from a refusal until
- * the queue is down to TX_LOW_WATER with the receive queue running: the
- * owner pauses UDP sockets meanwhile and lets every TCP flow send again
- * when it clears. So socket data is copied twice on its way to the guest:
- * by the kernel into the arena, by us into the guest's buffers (upstream
- * receives it straight into them). The FrameSink contract lays a frame out
- * contiguously in one buffer that never moves (flows keep its address), and
- * the guest's buffers (about 1.5 to 4 KiB each with merged buffers) are
- * neither.
+ * the queue is down to TX_LOW_WATER with the receive queue running (an
+ * empty queue: until the guest has buffers again): the owner pauses UDP
+ * sockets meanwhile and lets every TCP flow send again when it clears.
  *
  * Memory: each region is mapped once (shim_map_shared, which refuses a
  * file shorter than the region: touching past its end would raise SIGBUS)
@@ -93,10 +106,9 @@ import {
   type VhostMsg,
 } from "./vhost-msg.ts";
 import { GuestMemory, MAX_VIEWS, Segs, Virtq, whyBad } from "./virtq.ts";
+import { RxFrames, VNET_HDR_LEN } from "./vu-rx.ts";
 import { TX_LOW_WATER, TxQueue } from "./txqueue.ts";
 
-/** struct virtio_net_hdr_v1 (virtio 1.x: always with num_buffers). */
-export const VNET_HDR_LEN = 12;
 const VNET_FLAGS = 0;
 const VNET_CSUM_START = 6;
 const VNET_CSUM_OFFSET = 8;
@@ -124,9 +136,11 @@ export interface VhostUserStats {
   rxBytes: number;
   /** Frames from the guest too short or too long. */
   rxDropped: number;
-  /** Frames copied into the guest's buffers, and their bytes. */
+  /** Frames given to the guest, and their bytes. */
   txFrames: number;
   txBytes: number;
+  /** Of those, frames built in place in the guest's buffers (reserveInPlace), not copied. */
+  txInPlace: number;
   /** Frames dropped: still queued when the queue stopped or the front-end left, or larger than the guest's buffers. */
   txDropped: number;
   /** alloc() refused (queue full, or no receive queue running). */
@@ -151,6 +165,7 @@ export class VhostUserBackend implements FrameSink {
     rxDropped: 0,
     txFrames: 0,
     txBytes: 0,
+    txInPlace: 0,
     txDropped: 0,
     txBlocked: 0,
     messages: 0,
@@ -196,6 +211,10 @@ export class VhostUserBackend implements FrameSink {
   private readonly gather = table.u8(GATHER_BUF);
   private readonly gatherBase = ptr(this.gather);
   private readonly eventBuf = new BigUint64Array([1n]);
+  /** Frames laid out in the guest's receive buffers (reserveInPlace), until commitInPlace. */
+  readonly inPlace = new RxFrames();
+  /** Used entries published on the receive queue that the guest has not been signalled for yet (flush signals). */
+  private callPending = false;
 
   private readonly bufBase = ptr(this.buf);
 
@@ -240,6 +259,7 @@ export class VhostUserBackend implements FrameSink {
     this.ctlHave = 0;
     this.ctlSize = -1;
     this.dropQueue();
+    this.callPending = false;
     this.gone = null;
     this.goneBadly = false;
   }
@@ -633,19 +653,94 @@ export class VhostUserBackend implements FrameSink {
     wr16le(this.buf, h + VNET_CSUM_OFFSET, csumField);
   }
 
-  /** Copy the queued frames into the guest's receive buffers, as far as it has some. */
   /** Give idle buffers back to the kernel (Loop.onQuiet): the gather buffer, the queue if empty. */
   releaseIdle(): void {
     release(this.gather);
     this.tx.releaseIdle();
   }
 
+  /**
+   * Copy the queued frames into the guest's receive buffers, as far as it
+   * has some, and signal it for every frame given since the last flush.
+   * Congestion ends once the queue is low, or, when it is empty (frames built
+   * in place found no buffers), once the guest has made buffers available.
+   */
   flush(): void {
     if (!this.tx.empty()) {
       if (this.fd < 0 || this.gone !== null) this.dropQueue();
       else if (this.running(TO_GUEST)) this.toGuest();
     }
-    if (this.congested && this.tx.queued < TX_LOW_WATER && this.running(TO_GUEST)) this.congested = false;
+    if (!this.running(TO_GUEST)) return;
+    if (this.callPending) {
+      this.callPending = false;
+      this.notify(TO_GUEST);
+    }
+    if (this.congested && this.tx.queued < TX_LOW_WATER && (!this.tx.empty() || this.q[TO_GUEST]!.available(this.mem) > 0))
+      this.congested = false;
+  }
+
+  /**
+   * FrameSink.reserveInPlace: lay frames out in the guest's receive buffers
+   * (src/tap/vu-rx.ts), after the frames queued in the arena, which go
+   * first. Not with --pcap or --trace (they take frames whole, from the
+   * arena), nor when frame 0's headers would not fit its buffer's first
+   * descriptor: -1, build them with alloc().
+   */
+  reserveInPlace(hdr: number, seg: number, frames: number, total: number): number {
+    if (this.pcap || traceOn || !this.running(TO_GUEST)) return -1;
+    if (!this.tx.empty()) this.toGuest();
+    if (this.gone !== null) return -1;
+    const q = this.q[TO_GUEST]!;
+    const avail = this.tx.empty() ? q.available(this.mem) : 0;
+    if (avail < 0) {
+      this.badRing(TO_GUEST, avail);
+      return -1;
+    }
+    const merge = hasBit(this.features, F.MRG_RXBUF);
+    const room = this.inPlace.reserve(this.mem, q, avail, merge, hdr, seg, frames, total, this.segs);
+    if (room < 0) {
+      this.badRing(TO_GUEST, room);
+      return -1;
+    }
+    if (room > 0) return room;
+    if (this.inPlace.unfit) return -1;
+    this.stats.txBlocked++;
+    this.congested = true;
+    return 0;
+  }
+
+  /**
+   * FrameSink.commitInPlace: each frame's virtio-net header (num_buffers:
+   * the chains its bytes reach; NEEDS_CSUM with the checksum offload), its
+   * chains to the used ring, published; the guest is signalled at flush().
+   */
+  commitInPlace(frames: number, l4: number, csumField: number): void {
+    const f = this.inPlace;
+    const q = this.q[TO_GUEST]!;
+    const mem = this.mem;
+    const partial = this.csumOffload;
+    let taken = 0;
+    for (let k = 0; k < frames; k++) {
+      const chains = f.used(k);
+      const b = mem.u8[f.region[k]!]!;
+      const h = f.off[k]!;
+      b.fill(0, h, h + VNET_HDR_LEN);
+      if (partial) {
+        b[h + VNET_FLAGS] = VNET_F_NEEDS_CSUM;
+        wr16le(b, h + VNET_CSUM_START, l4);
+        wr16le(b, h + VNET_CSUM_OFFSET, csumField);
+      }
+      wr16le(b, h + VNET_NUM_BUFFERS, chains);
+      const first = f.chainFirst[k]!;
+      for (let c = first; c < first + chains; c++) q.pushUsed(mem, f.chainId[c]!, f.chainLen[c]!);
+      taken = first + chains;
+      this.stats.txFrames++;
+      this.stats.txInPlace++;
+      this.stats.txBytes += f.headRoom - VNET_HDR_LEN + f.plen[k]!;
+    }
+    q.lastAvail = (q.lastAvail + taken) & 0xffff;
+    q.publish(mem);
+    this.callPending = true;
   }
 
   /** Bytes queued for the guest (tests, --debug). */
@@ -653,6 +748,7 @@ export class VhostUserBackend implements FrameSink {
     return this.tx.queued;
   }
 
+  /** Copy queued frames into the guest's receive buffers and publish them (flush() signals the guest). */
   private toGuest(): void {
     const q = this.q[TO_GUEST]!;
     const mem = this.mem;
@@ -698,7 +794,7 @@ export class VhostUserBackend implements FrameSink {
     if (used === 0) return;
     q.lastAvail = (q.lastAvail + used) & 0xffff;
     q.publish(mem);
-    this.notify(TO_GUEST);
+    this.callPending = true;
     if (tx.empty()) tx.clear();
   }
 

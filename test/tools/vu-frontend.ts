@@ -6,6 +6,12 @@
  * transmit queue, offer receive buffers and read what passt wrote into them)
  * or not (any message, any descriptor count, any descriptor).
  *
+ * A backend in this same process (a unit test that turns its loop by hand)
+ * is driven over a socketpair instead: VuFrontend.onFd(fd), sendSetup()
+ * (no waiting for replies), a turn of the loop, skipReplies(), then
+ * takeFrames() reads what passt put in the receive buffers, merged buffers
+ * (num_buffers) included.
+ *
  *   const f = VuFrontend.connect(path);
  *   f.setup();                        // features, memory table, both queues running
  *   f.offerRx(8);                     // eight 2 KiB receive buffers
@@ -67,6 +73,11 @@ export class VuFrontend {
     return new VuFrontend(fd);
   }
 
+  /** Drive a backend of this process through fd (one end of a socketpair; the other is the backend's). */
+  static onFd(fd: number): VuFrontend {
+    return new VuFrontend(fd);
+  }
+
   /** Send a message: request, payload, descriptors, flags (version 1 unless given). */
   send(req: number, payload: Uint8Array = new Uint8Array(0), fds: number[] = [], flags = 1): number {
     const b = new Uint8Array(HDR_LEN + payload.length);
@@ -104,6 +115,27 @@ export class VuFrontend {
     this.send(Req.SET_FEATURES, u64(FEATURES));
     this.send(Req.GET_PROTOCOL_FEATURES);
     this.reply();
+    this.setupRest();
+    // a message with a reply: every one before it has been handled
+    this.send(Req.GET_FEATURES);
+    if (!this.reply()) throw new Error("passt closed the connection during set-up");
+  }
+
+  /** setup() for a backend of this process, without waiting: acknowledge features (FEATURES unless given); the replies wait for skipReplies(). */
+  sendSetup(features = FEATURES): void {
+    this.send(Req.GET_FEATURES);
+    this.send(Req.SET_FEATURES, u64(features));
+    this.send(Req.GET_PROTOCOL_FEATURES);
+    this.setupRest();
+  }
+
+  /** Read and forget the replies waiting (after sendSetup and a turn of the backend's loop). */
+  skipReplies(): void {
+    const b = new Uint8Array(4096);
+    while (sys.shim_recv(this.fd, b, b.length, 0x40 /* MSG_DONTWAIT */) > 0);
+  }
+
+  private setupRest(): void {
     this.send(Req.SET_PROTOCOL_FEATURES, u64(PROTOCOL_FEATURES));
     this.send(Req.SET_OWNER);
     this.send(Req.SET_MEM_TABLE, memTable(), [this.memFd]);
@@ -117,9 +149,6 @@ export class VuFrontend {
       this.send(Req.SET_VRING_CALL, u64(q), [this.call[q]!]);
       this.send(Req.SET_VRING_ENABLE, state(q, 1));
     }
-    // a message with a reply: every one before it has been handled
-    this.send(Req.GET_FEATURES);
-    if (!this.reply()) throw new Error("passt closed the connection during set-up");
   }
 
   /** Write descriptor i of queue q. */
@@ -146,13 +175,50 @@ export class VuFrontend {
     sys.shim_write(this.kick[q]!, new BigUint64Array([1n]), 8);
   }
 
-  /** n receive buffers of BUF_SIZE bytes, device-writable, one descriptor each. */
-  offerRx(n: number): void {
+  /** n receive buffers of size bytes (at most BUF_SIZE), device-writable, one descriptor each. */
+  offerRx(n: number, size = BUF_SIZE): void {
     for (let k = 0; k < n; k++) {
       const i = this.nextDesc[RX]!++ % QUEUE_SIZE;
-      this.desc(RX, i, this.buffer(), BUF_SIZE, 2, 0);
+      this.desc(RX, i, this.buffer(), size, 2, 0);
       this.offer(RX, i);
     }
+  }
+
+  /**
+   * The frames passt has put into receive buffers since the last call, now:
+   * each with the flags of its virtio-net header and the number of buffers
+   * it took (num_buffers: the used entries it spans, whose bytes follow one
+   * another), as a guest's driver reads them.
+   */
+  takeFrames(): { frame: Uint8Array; flags: number; nbuf: number }[] {
+    const used = RX * 0x10000 + 0x2000;
+    const idx = this.dv.getUint16(used + 2, true);
+    const out: { frame: Uint8Array; flags: number; nbuf: number }[] = [];
+    const entry = () => {
+      const e = used + 4 + 8 * (this.usedSeen[RX]! % QUEUE_SIZE);
+      const id = this.dv.getUint32(e, true);
+      const len = this.dv.getUint32(e + 4, true);
+      this.usedSeen[RX] = (this.usedSeen[RX]! + 1) & 0xffff;
+      return { addr: this.dv.getUint32(RX * 0x10000 + 16 * id, true), len };
+    };
+    while (this.usedSeen[RX] !== idx) {
+      const first = entry();
+      const nbuf = this.dv.getUint16(first.addr + 10, true);
+      const parts = [this.mem.slice(first.addr + VNET_HDR_LEN, first.addr + first.len)];
+      for (let k = 1; k < nbuf; k++) {
+        if (this.usedSeen[RX] === idx) throw new Error(`a frame of ${nbuf} buffers with only ${k} used`);
+        const next = entry();
+        parts.push(this.mem.slice(next.addr, next.addr + next.len));
+      }
+      const frame = new Uint8Array(parts.reduce((n, p) => n + p.length, 0));
+      let at = 0;
+      for (const p of parts) {
+        frame.set(p, at);
+        at += p.length;
+      }
+      out.push({ frame, flags: this.mem[first.addr]!, nbuf });
+    }
+    return out;
   }
 
   /** A frame on the transmit queue: header and frame in one buffer. */
