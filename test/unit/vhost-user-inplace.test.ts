@@ -27,7 +27,7 @@ import { VhostUserBackend } from "../../src/tap/vhost-user.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
 import { GUEST4, GW4, OUR_MAC, flowTestConfig } from "../tools/flow-config.ts";
-import { VuFrontend } from "../tools/vu-frontend.ts";
+import { MEM_SIZE, QUEUE_SIZE, VuFrontend } from "../tools/vu-frontend.ts";
 
 const GUEST_MAC = parseMac("02:00:00:00:00:02");
 const GUEST_PORT = 40000;
@@ -78,67 +78,84 @@ const CASES: Case[] = [
   { name: "six merged 512-byte buffers at a time", features: FEATURES, bufSize: 512, mss: 4000, buffers: 6 },
 ];
 
+/**
+ * A connected session: the backend and Dispatcher on a Loop turned by hand
+ * (flushed as passt.ts does, resuming TCP when congestion ends), a front-end
+ * set up with c's features and buffers, and a TCP connection from the guest
+ * to a loopback server, established: the server's socket (cfd), and the
+ * guest's next sequence numbers.
+ */
+function session(c: Case) {
+  const lfd = sys.shim_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  fds.push(lfd);
+  const sa = new Uint8Array(28);
+  expect(sys.shim_bind(lfd, sa, sockaddr4(sa, 0x7f000001, 0))).toBe(0);
+  expect(sys.shim_listen(lfd, 4)).toBe(0);
+  expect(sys.shim_getsockname(lfd, sa, new Int32Array([28]))).toBe(0);
+  const port = saPort(sa);
+
+  const loop = new Loop();
+  let d: Dispatcher | null = null;
+  const backend = new VhostUserBackend(
+    loop,
+    (b, off, len, partial) => d!.frame(b, off, len, partial),
+    () => d!.batchEnd(),
+    null,
+  );
+  d = new Dispatcher(flowTestConfig, loop, backend);
+  let paused = false;
+  loop.onFlush(() => {
+    d!.flush();
+    backend.flush();
+    if (backend.congested !== paused) {
+      paused = backend.congested;
+      if (!paused) {
+        d!.tcp.resume();
+        backend.flush();
+      }
+    }
+  });
+  const turn = turner(loop);
+  const sv = new Int32Array(2);
+  expect(sys.shim_socketpair(sv)).toBe(0);
+  backend.attach(sv[0]!);
+  const f = VuFrontend.onFd(sv[1]!);
+  f.sendSetup(c.features);
+  turn();
+  f.skipReplies();
+  expect(backend.gone).toBe(null);
+  f.offerRx(c.buffers, c.bufSize);
+
+  // handshake
+  const isn = 5000;
+  f.sendFrame(guestSegment(port, w.TCP_SYN, isn, 0, c.mss));
+  let synAck: Uint8Array | null = null;
+  for (let k = 0; k < 100 && !synAck; k++) {
+    turn();
+    synAck = f.takeFrames().find((t) => w.tcpFlags(t.frame, w.ETH_HLEN + w.IPV4_HLEN) & w.TCP_SYN)?.frame ?? null;
+  }
+  expect(synAck).not.toBe(null);
+  const rcvNext = (w.tcpSeq(synAck!, w.ETH_HLEN + w.IPV4_HLEN) + 1) >>> 0;
+  f.sendFrame(guestSegment(port, w.TCP_ACK_FLAG, isn + 1, rcvNext, c.mss));
+  turn();
+  const cfd = sys.shim_accept(lfd, new Uint8Array(28), new Int32Array([28]));
+  expect(cfd).toBeGreaterThanOrEqual(0);
+  fds.push(cfd);
+  const close = () => {
+    backend.detach();
+    f.close();
+  };
+  return { backend, f, turn, port, isn, rcvNext, cfd, close };
+}
+
 for (const c of CASES) {
   test(`host to guest through vhost-user, built in place: ${c.name}`, () => {
-    const lfd = sys.shim_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-    fds.push(lfd);
-    const sa = new Uint8Array(28);
-    expect(sys.shim_bind(lfd, sa, sockaddr4(sa, 0x7f000001, 0))).toBe(0);
-    expect(sys.shim_listen(lfd, 4)).toBe(0);
-    expect(sys.shim_getsockname(lfd, sa, new Int32Array([28]))).toBe(0);
-    const port = saPort(sa);
-
-    const loop = new Loop();
-    let d: Dispatcher | null = null;
-    const backend = new VhostUserBackend(
-      loop,
-      (b, off, len, partial) => d!.frame(b, off, len, partial),
-      () => d!.batchEnd(),
-      null,
-    );
-    d = new Dispatcher(flowTestConfig, loop, backend);
-    let paused = false;
-    loop.onFlush(() => {
-      d!.flush();
-      backend.flush();
-      if (backend.congested !== paused) {
-        paused = backend.congested;
-        if (!paused) {
-          d!.tcp.resume();
-          backend.flush();
-        }
-      }
-    });
-    const turn = turner(loop);
-    const sv = new Int32Array(2);
-    expect(sys.shim_socketpair(sv)).toBe(0);
-    backend.attach(sv[0]!);
-    const f = VuFrontend.onFd(sv[1]!);
+    const s = session(c);
+    const { backend, f, turn, port, isn, cfd, close } = s;
+    const l4 = w.ETH_HLEN + w.IPV4_HLEN;
+    let rcvNext = s.rcvNext;
     try {
-      f.sendSetup(c.features);
-      turn();
-      f.skipReplies();
-      expect(backend.gone).toBe(null);
-      f.offerRx(c.buffers, c.bufSize);
-
-      // handshake
-      const isn = 5000;
-      f.sendFrame(guestSegment(port, w.TCP_SYN, isn, 0, c.mss));
-      let synAck: Uint8Array | null = null;
-      for (let k = 0; k < 100 && !synAck; k++) {
-        turn();
-        synAck = f.takeFrames().find((t) => w.tcpFlags(t.frame, w.ETH_HLEN + w.IPV4_HLEN) & w.TCP_SYN)?.frame ?? null;
-      }
-      expect(synAck).not.toBe(null);
-      const l4 = w.ETH_HLEN + w.IPV4_HLEN;
-      let rcvNext = (w.tcpSeq(synAck!, l4) + 1) >>> 0;
       const seq0 = rcvNext;
-      f.sendFrame(guestSegment(port, w.TCP_ACK_FLAG, isn + 1, rcvNext, c.mss));
-      turn();
-      const cfd = sys.shim_accept(lfd, new Uint8Array(28), new Int32Array([28]));
-      expect(cfd).toBeGreaterThanOrEqual(0);
-      fds.push(cfd);
-
       // the stream: the server writes what its socket takes, the guest reads and acknowledges
       const total = 300_000;
       const data = new Uint8Array(total);
@@ -200,8 +217,25 @@ for (const c of CASES) {
       expect(backend.stats.badRings).toBe(0);
       if (c.buffers * c.bufSize < c.mss) expect(backend.stats.txBlocked).toBeGreaterThan(0);
     } finally {
-      backend.detach();
-      f.close();
+      close();
     }
   });
 }
+
+test("a receive buffer outside the memory table, met while building frames in place: refused and counted, the connection closed", () => {
+  // four buffers: one for the SYN-ACK, three good ones for data, then one past the guest's memory
+  const s = session({ ...CASES[0]!, buffers: 4 });
+  try {
+    const lastDesc = QUEUE_SIZE - 1;
+    s.f.desc(0, lastDesc, MEM_SIZE - 100, 512, 2, 0);
+    s.f.offer(0, lastDesc);
+    const data = new Uint8Array(200_000).fill(7);
+    expect(sys.shim_send(s.cfd, data, data.length, 0x40)).toBeGreaterThan(0);
+    for (let k = 0; k < 20 && s.backend.gone === null; k++) s.turn();
+    expect(s.backend.gone).toContain("outside the memory table");
+    expect(s.backend.stats.badRings).toBe(1);
+    expect(s.backend.stats.txInPlace).toBe(0);
+  } finally {
+    s.close();
+  }
+});
