@@ -7,7 +7,8 @@
  *
  * 1. The guest gets its address and MTU 65520 from udhcpc (asking for
  *    nothing), downloads a file from a remote server (SHA-256 on the serial
- *    console must match), then serves it with busybox httpd on port 80, which
+ *    console must match; its TCP data built in place in the guest's receive
+ *    buffers, as passt's --stats counters say), then serves it with busybox httpd on port 80, which
  *    the host fetches through -t 8089:80 (its SHA-256 must match too).
  * 2. A guest downloads an endless stream; once some megabytes went through,
  *    QEMU is killed (SIGKILL). passt must stay up and serve the next QEMU,
@@ -106,7 +107,8 @@ if (canRunE2E().ok && !guest.ok) {
       ]);
       await server.waitFor("http ready", { timeoutMs: 15000 });
       sock = join(w.dir, "passt-vu.socket");
-      passt = w.spawn(w.host, passtArgv(["-f", "--vhost-user", "-s", sock, "-t", `${HOST_PORT}:80`]), { env: PASST_ENV });
+      // --stats 1: the counters, for how frames reached the guest (txInPlace)
+      passt = w.spawn(w.host, passtArgv(["-f", "--stats", "1", "--vhost-user", "-s", sock, "-t", `${HOST_PORT}:80`]), { env: PASST_ENV });
       await passt.waitFor("UNIX domain socket bound at", { stream: "stderr", timeoutMs: 20000 });
     }, 60000);
     afterAll(async () => {
@@ -145,6 +147,11 @@ if (canRunE2E().ok && !guest.ok) {
         expect(m[1] ?? `${m[3]} ${m[4]}`, why()).toBe(MARK_OK);
         expect(m[2], why()).toBe(sha);
         expect(qemu.stdout(), why()).toContain(`guest: bound ${ADDR.host4}/255.255.255.0 via ${ADDR.gw4} mtu ${MTU}`);
+        // the download's data was received straight into the guest's buffers: at least one frame per 64 KiB
+        // (the last counter line, a --stats period after the download)
+        await Bun.sleep(1500);
+        const inPlace = Number([...passt.stderr().matchAll(/txInPlace (\d+)/g)].at(-1)?.[1] ?? 0);
+        expect(inPlace, why()).toBeGreaterThanOrEqual(PAYLOAD / 65536);
         await waitFor(qemu, new RegExp(`${MARK_SERVING}|${MARK_FAIL}`), why);
         expect(qemu.stdout(), why()).toContain(MARK_SERVING);
         const file = join(w.dir, "from-guest");
