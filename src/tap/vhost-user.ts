@@ -416,7 +416,7 @@ export class VhostUserBackend implements FrameSink {
     }
     for (let i = 0; i < NUM_QUEUES; i++) {
       const q = this.q[i]!;
-      if (q.addrSet && !q.place(this.mem)) return this.refuse(`queue ${i}: rings outside the new memory table`);
+      if (q.addrSet && !q.place(this.mem)) return this.refuse(`queue ${i}: rings outside the new memory table, or misaligned in it`);
     }
     if (debugOn) log.debug(`vhost-user: memory table of ${m.nregions} regions mapped`);
     for (let i = 0; i < NUM_QUEUES; i++) this.queueChanged(i);
@@ -429,7 +429,8 @@ export class VhostUserBackend implements FrameSink {
     q.availAddr = m.availAddr;
     q.usedAddr = m.usedAddr;
     q.addrSet = true;
-    if (!q.place(this.mem)) return this.refuse(`SET_VRING_ADDR: queue ${m.index}'s rings are not inside the memory table`);
+    if (!q.place(this.mem))
+      return this.refuse(`SET_VRING_ADDR: queue ${m.index}'s rings are not inside the memory table, or misaligned in it`);
     q.readUsedIdx(this.mem);
     this.queueChanged(m.index);
     return true;

@@ -187,7 +187,10 @@ export class Virtq {
 
   /**
    * Find the three rings of the addresses given in memory: false when one of
-   * them is not wholly inside a region (or the size is not set yet).
+   * them is not wholly inside a region, or not aligned in it as virtio asks
+   * (descriptors 16 bytes, used ring 4, available ring 2: a region whose
+   * front-end address is odd can misalign rings whose own addresses are
+   * not), or the size is not set yet.
    */
   place(mem: GuestMemory): boolean {
     this.descR = this.availR = this.usedR = -1;
@@ -196,12 +199,16 @@ export class Virtq {
     const a = mem.regionOfUaddr(this.availAddr, 6 + 2 * this.num);
     const u = mem.regionOfUaddr(this.usedAddr, 6 + 8 * this.num);
     if (d < 0 || a < 0 || u < 0) return false;
+    const descO = this.descAddr - mem.uaddr[d]!;
+    const availO = this.availAddr - mem.uaddr[a]!;
+    const usedO = this.usedAddr - mem.uaddr[u]!;
+    if (descO % 16 !== 0 || availO % 2 !== 0 || usedO % 4 !== 0) return false;
     this.descR = d;
-    this.descO = this.descAddr - mem.uaddr[d]!;
+    this.descO = descO;
     this.availR = a;
-    this.availO = this.availAddr - mem.uaddr[a]!;
+    this.availO = availO;
     this.usedR = u;
-    this.usedO = this.usedAddr - mem.uaddr[u]!;
+    this.usedO = usedO;
     return true;
   }
 

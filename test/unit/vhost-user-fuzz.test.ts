@@ -312,6 +312,22 @@ describe("split virtqueue walker", () => {
     expect(q.place(mem)).toBe(false);
   });
 
+  test("rings misaligned in their region (a region at an odd front-end address) are not placed", () => {
+    const mem = new GuestMemory();
+    // the rings' own addresses are aligned; the region's is not, so their offsets in it are not
+    mem.add(R0.gpa, R0.uaddr + 2, new Uint8Array(R0.size), 0);
+    const q = new Virtq();
+    q.num = NUM;
+    q.descAddr = R0.uaddr + 0x100;
+    q.availAddr = R0.uaddr + 0x1000;
+    q.usedAddr = R0.uaddr + 0x2000;
+    q.addrSet = true;
+    expect(q.place(mem)).toBe(false);
+    mem.clear();
+    mem.add(R0.gpa, R0.uaddr, new Uint8Array(R0.size), 0);
+    expect(q.place(mem)).toBe(true);
+  });
+
   test("random descriptor tables and rings never throw; every piece accepted lies inside its region", () => {
     const next = rng(0xc0ffee);
     const { mem, q, r0, segs } = world();
