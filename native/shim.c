@@ -72,7 +72,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 17; }
+int shim_version(void) { return 18; }
 
 /* ---------------------------------------------------------------- epoll */
 

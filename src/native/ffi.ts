@@ -28,7 +28,7 @@ const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
 /** In the standalone executable (bun run build), both are embedded next to the code. */
 const EMBEDDED_LIB = join(EMBEDDED_DIR, "libshim.so");
 const EMBEDDED_SOURCE = join(EMBEDDED_DIR, "shim.c");
-const SHIM_VERSION = 17;
+const SHIM_VERSION = 18;
 
 const { i32, u32, f64, ptr } = FFIType;
 
