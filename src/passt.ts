@@ -45,6 +45,7 @@ import { check, errnoName, sys } from "./native/ffi.ts";
 import { PcapWriter } from "./pcap.ts";
 import { StreamBackend } from "./tap/stream.ts";
 import { VhostUserBackend } from "./tap/vhost-user.ts";
+import { CongestionWatch } from "./tap/congestion.ts";
 import { lookupPasswd, parseRunas, type Ids } from "./conf/runas.ts";
 import { AF_UNIX, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET } from "./native/consts.ts";
 
@@ -179,23 +180,22 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
     backend.releaseIdle();
     Bun.gc(true);
   });
-  let paused = false;
+  const congestion = new CongestionWatch(
+    backend,
+    (paused) => {
+      if (debugOn) log.debug(`passt: client socket ${paused ? "full, pausing UDP" : "drained, resuming"}`);
+      dispatcher!.udp.pauseReceive(paused);
+      forwarder.pauseUdp(paused);
+      dispatcher!.mcast?.pauseReceive(paused);
+    },
+    () => dispatcher!.tcp.resume(),
+  );
   loop.onFlush(() => {
     dispatcher!.flush();
     backend.flush();
     pcap?.flush();
     if (backend.gone !== null) clientGone(run, loop, backend, dispatcher!);
-    if (backend.congested !== paused) {
-      paused = backend.congested;
-      if (debugOn) log.debug(`passt: client socket ${paused ? "full, pausing UDP" : "drained, resuming"}`);
-      dispatcher!.udp.pauseReceive(paused);
-      forwarder.pauseUdp(paused);
-      dispatcher!.mcast?.pauseReceive(paused);
-      if (!paused) {
-        dispatcher!.tcp.resume();
-        backend.flush();
-      }
-    }
+    congestion.check();
   });
 
   if (listener) {

@@ -122,6 +122,8 @@ export class StreamBackend implements FrameSink {
    * when this clears.
    */
   congested = false;
+  /** Ends of congestion so far (tap/congestion.ts). */
+  congestionEnds = 0;
 
   private readonly rx = table.u8(RX_BUF);
   private readonly rxBase: number;
@@ -277,7 +279,10 @@ export class StreamBackend implements FrameSink {
     }
     this.stats.txBytes += n;
     this.stats.txFrames += tx.advanceBytes(n);
-    if (this.congested && this.pending() < TX_LOW_WATER) this.congested = false;
+    if (this.congested && this.pending() < TX_LOW_WATER) {
+      this.congested = false;
+      this.congestionEnds++;
+    }
     if (tx.empty()) {
       tx.clear();
       return;

@@ -177,8 +177,9 @@ export class VhostUserBackend implements FrameSink {
   /** Why the front-end is lost, null while all is well (as StreamBackend.gone). */
   gone: string | null = null;
   goneBadly = false;
-  /** As StreamBackend.congested. */
+  /** As StreamBackend.congested, congestionEnds. */
   congested = false;
+  congestionEnds = 0;
 
   // ---- negotiated state
   private features = 0;
@@ -676,8 +677,10 @@ export class VhostUserBackend implements FrameSink {
       this.callPending = false;
       this.notify(TO_GUEST);
     }
-    if (this.congested && this.tx.queued < TX_LOW_WATER && (!this.tx.empty() || this.q[TO_GUEST]!.available(this.mem) > 0))
+    if (this.congested && this.tx.queued < TX_LOW_WATER && (!this.tx.empty() || this.q[TO_GUEST]!.available(this.mem) > 0)) {
       this.congested = false;
+      this.congestionEnds++;
+    }
   }
 
   /**

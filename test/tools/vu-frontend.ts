@@ -161,13 +161,13 @@ export class VuFrontend {
     this.dv.setUint16(d + 14, next, true);
   }
 
-  /** Make the chain at head available on queue q, and kick. */
-  offer(q: number, head: number): void {
+  /** Make the chain at head available on queue q, and kick (unless told not to). */
+  offer(q: number, head: number, kick = true): void {
     const a = q * 0x10000 + 0x1000;
     this.dv.setUint16(a + 4 + 2 * (this.availIdx[q]! % QUEUE_SIZE), head, true);
     this.availIdx[q] = (this.availIdx[q]! + 1) & 0xffff;
     this.dv.setUint16(a + 2, this.availIdx[q]!, true);
-    this.kickQueue(q);
+    if (kick) this.kickQueue(q);
   }
 
   /** Signal queue q's kick eventfd. */
@@ -175,12 +175,12 @@ export class VuFrontend {
     sys.shim_write(this.kick[q]!, new BigUint64Array([1n]), 8);
   }
 
-  /** n receive buffers of size bytes (at most BUF_SIZE), device-writable, one descriptor each. */
-  offerRx(n: number, size = BUF_SIZE): void {
+  /** n receive buffers of size bytes (at most BUF_SIZE), device-writable, one descriptor each; each kicked unless told not to. */
+  offerRx(n: number, size = BUF_SIZE, kick = true): void {
     for (let k = 0; k < n; k++) {
       const i = this.nextDesc[RX]!++ % QUEUE_SIZE;
       this.desc(RX, i, this.buffer(), size, 2, 0);
-      this.offer(RX, i);
+      this.offer(RX, i, kick);
     }
   }
 
