@@ -581,6 +581,30 @@ int shim_execvp(char *blob, int n)
 /* Discard target for peeking past bytes already sent, where SO_PEEK_OFF is missing. */
 static uint8_t tcp_discard_buf[1 << 23];
 
+/* peek_into() - peek socket data into iov[0..n), the first skip bytes of it
+ * into the discard buffer (iov[0] when skip > 0). Returns the payload bytes
+ * placed (without skip), 0 at end of stream, or -errno (-EAGAIN: no new
+ * data). */
+static int peek_into(int fd, struct iovec *iov, int n, int skip)
+{
+	struct msghdr mh;
+	ssize_t rc;
+
+	memset(&mh, 0, sizeof(mh));
+	mh.msg_iov = iov;
+	mh.msg_iovlen = n;
+	do
+		rc = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
+	while (rc < 0 && errno == EINTR);
+	if (rc < 0)
+		return -errno;
+	if (rc == 0)
+		return 0;
+	if (rc <= skip)
+		return -EAGAIN;
+	return (int)(rc - skip);
+}
+
 /* shim_tcp_peek() - peek socket data into up to n frame payload areas: area k
  * starts at buf + first + k * stride and takes mss bytes (the last one: what
  * is left of total). skip bytes are peeked into a discard buffer first (0
@@ -589,9 +613,7 @@ static uint8_t tcp_discard_buf[1 << 23];
 int shim_tcp_peek(int fd, uint8_t *buf, int first, int stride, int mss, int n, int total, int skip)
 {
 	struct iovec iov[65];
-	struct msghdr mh;
 	int k, i = 0, left = total;
-	ssize_t rc;
 
 	if (n > 64)
 		n = 64;
@@ -607,17 +629,7 @@ int shim_tcp_peek(int fd, uint8_t *buf, int first, int stride, int mss, int n, i
 		iov[i++].iov_len = len;
 		left -= len;
 	}
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = iov;
-	mh.msg_iovlen = i;
-	rc = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
-	if (rc < 0)
-		return -errno;
-	if (rc == 0)
-		return 0;
-	if (rc <= skip)
-		return -EAGAIN;
-	return (int)(rc - skip);
+	return peek_into(fd, iov, i, skip);
 }
 
 /* Pieces one shim_tcp_peek_iov() call takes, at most (UIO_MAXIOV is 1024, one goes to skip). */
@@ -632,9 +644,7 @@ int shim_tcp_peek(int fd, uint8_t *buf, int first, int stride, int mss, int n, i
 int shim_tcp_peek_iov(int fd, const double *addr, const uint32_t *len, int n, int skip)
 {
 	static struct iovec iov[PEEK_IOV_MAX + 1];
-	struct msghdr mh;
 	int k, i = 0;
-	ssize_t rc;
 
 	if (n > PEEK_IOV_MAX)
 		return -EINVAL;
@@ -648,19 +658,7 @@ int shim_tcp_peek_iov(int fd, const double *addr, const uint32_t *len, int n, in
 		iov[i].iov_base = (void *)(uintptr_t)addr[k];
 		iov[i++].iov_len = len[k];
 	}
-	memset(&mh, 0, sizeof(mh));
-	mh.msg_iov = iov;
-	mh.msg_iovlen = i;
-	do
-		rc = recvmsg(fd, &mh, MSG_PEEK | MSG_DONTWAIT);
-	while (rc < 0 && errno == EINTR);
-	if (rc < 0)
-		return -errno;
-	if (rc == 0)
-		return 0;
-	if (rc <= skip)
-		return -EAGAIN;
-	return (int)(rc - skip);
+	return peek_into(fd, iov, i, skip);
 }
 
 /* shim_tcp_discard() - drop n bytes from the head of the receive queue */
