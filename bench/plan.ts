@@ -225,7 +225,7 @@ function memoryRows(quick: boolean): RowDef[] {
     rows.push({ ...base, row: `Idle RSS: ${MODE_LABEL[mode]}`, kind: "rss-idle" });
     rows.push({ ...base, row: `Peak RSS: ${MODE_LABEL[mode]}`, kind: "rss-peak" });
     rows.push({ ...base, row: `Idle anonymous memory: ${MODE_LABEL[mode]}`, kind: "anon-idle" });
-    rows.push({ ...base, row: `Anonymous memory after the runs: ${MODE_LABEL[mode]}`, kind: "anon-end" });
+    rows.push({ ...base, row: `Anonymous memory 6 s after the runs: ${MODE_LABEL[mode]}`, kind: "anon-end" });
   }
   return rows;
 }

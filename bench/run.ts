@@ -209,6 +209,15 @@ function sh(cmd: string[]): string {
   return r.code === 0 ? r.stdout.trim() : "";
 }
 
+/**
+ * How long after a column's last run its "anonymous memory after the runs"
+ * is read: long enough for any daemon that gives memory back when traffic
+ * stops to have done so (ours: 2 to 4 s, src/loop/loop.ts), the same for
+ * every implementation; before, the wait depended on how many
+ * implementations ran after ours.
+ */
+const AFTER_RUNS_MS = 6000;
+
 /** Where `bun src/main.ts` of the project runs from (see snapshotProject). */
 let projectDir = REPO;
 
@@ -1318,6 +1327,8 @@ async function main(): Promise<number> {
           }
         }
         readMemory(modeEnvs, col, "rss-peak", "VmHWM");
+        // the same wait for every implementation, whatever ran last (see AFTER_RUNS_MS)
+        await Bun.sleep(AFTER_RUNS_MS);
         readMemory(modeEnvs, col, "anon-end", "RssAnon");
         for (const e of modeEnvs) await e.stop();
       }
