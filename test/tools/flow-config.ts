@@ -5,6 +5,9 @@
  * NDP and ICMP off.
  */
 import { parseIp4, parseIp6, parseMac, type Config } from "../../src/conf/config.ts";
+import { AF_INET, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF } from "../../src/native/consts.ts";
+import { sys } from "../../src/native/ffi.ts";
+import { saPort, sockaddr4 } from "../../src/native/sockaddr.ts";
 
 export const GUEST4 = parseIp4("192.0.2.2");
 export const GW4 = parseIp4("192.0.2.1");
@@ -60,3 +63,24 @@ export const flowTestConfig: Config = {
   hostname: "",
   fqdn: "",
 };
+
+/**
+ * A non-blocking TCP socket listening on 127.0.0.1 at an ephemeral port, the
+ * server of the unit tests that drive TCP flows; its descriptor is pushed on
+ * fds for closing. rcvbuf > 0: SO_RCVBUF set before listen (accepted sockets
+ * inherit it). Throws when a call fails.
+ */
+export function loopbackListener(fds: number[], rcvbuf = 0): { lfd: number; port: number } {
+  const lfd = sys.shim_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+  if (lfd < 0) throw new Error(`socket: ${-lfd}`);
+  fds.push(lfd);
+  if (rcvbuf > 0) sys.shim_setsockopt_int(lfd, SOL_SOCKET, SO_RCVBUF, rcvbuf);
+  const sa = new Uint8Array(28);
+  const rc = [
+    sys.shim_bind(lfd, sa, sockaddr4(sa, 0x7f000001, 0)),
+    sys.shim_listen(lfd, 4),
+    sys.shim_getsockname(lfd, sa, new Int32Array([28])),
+  ];
+  if (rc.some((r) => r !== 0)) throw new Error(`bind, listen, getsockname: ${rc.join(", ")}`);
+  return { lfd, port: saPort(sa) };
+}

@@ -13,13 +13,11 @@ import { afterAll, expect, test } from "bun:test";
 import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
-import { AF_INET, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF } from "../../src/native/consts.ts";
 import { sys } from "../../src/native/ffi.ts";
-import { saPort, sockaddr4 } from "../../src/native/sockaddr.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
-import { GUEST4, GW4, OUR_MAC, flowTestConfig } from "../tools/flow-config.ts";
+import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener } from "../tools/flow-config.ts";
 
 const GUEST = GUEST4;
 const GW = GW4;
@@ -70,15 +68,7 @@ const streamByte = (k: number) => (k * 7 + (k >>> 11)) & 255;
 
 test("a batch the socket takes only in part: the ACK covers what it took, the rest comes again, the server gets every byte once", () => {
   // the server: a small receive buffer, not read until the end, so that the socket fills
-  const lfd = sys.shim_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  fds.push(lfd);
-  sys.shim_setsockopt_int(lfd, SOL_SOCKET, SO_RCVBUF, 64 << 10);
-  const sa = new Uint8Array(28);
-  expect(sys.shim_bind(lfd, sa, sockaddr4(sa, 0x7f000001, 0))).toBe(0);
-  expect(sys.shim_listen(lfd, 4)).toBe(0);
-  const len = new Int32Array([28]);
-  expect(sys.shim_getsockname(lfd, sa, len)).toBe(0);
-  const port = saPort(sa);
+  const { lfd, port } = loopbackListener(fds, 64 << 10);
 
   const loop = new Loop();
   const sink = new Sink();

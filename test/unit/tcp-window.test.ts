@@ -13,13 +13,11 @@ import { afterAll, expect, test } from "bun:test";
 import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
-import { AF_INET, SOCK_NONBLOCK, SOCK_STREAM } from "../../src/native/consts.ts";
 import { sys } from "../../src/native/ffi.ts";
-import { saPort, sockaddr4 } from "../../src/native/sockaddr.ts";
 import type { FrameSink } from "../../src/tap/sink.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
-import { GUEST4, GW4, OUR_MAC, flowTestConfig } from "../tools/flow-config.ts";
+import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener } from "../tools/flow-config.ts";
 
 const GUEST_MAC = parseMac("02:00:00:00:00:02");
 const GUEST_PORT = 40001;
@@ -67,13 +65,7 @@ function segment(b: Uint8Array, port: number, flags: number, seq: number, ack: n
 }
 
 test("segments with an ACK far out of range (zero or huge windows) leave the window as the guest's real ACKs set it", () => {
-  const lfd = sys.shim_socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-  fds.push(lfd);
-  const sa = new Uint8Array(28);
-  expect(sys.shim_bind(lfd, sa, sockaddr4(sa, 0x7f000001, 0))).toBe(0);
-  expect(sys.shim_listen(lfd, 4)).toBe(0);
-  expect(sys.shim_getsockname(lfd, sa, new Int32Array([28]))).toBe(0);
-  const port = saPort(sa);
+  const { lfd, port } = loopbackListener(fds);
 
   const loop = new Loop();
   const sink = new Sink();
