@@ -210,10 +210,10 @@ function sh(cmd: string[]): string {
 }
 
 /**
- * How long after a column's last run its "anonymous memory after the runs"
- * is read: long enough for any daemon that gives memory back when traffic
- * stops to have done so (ours: 2 to 4 s, src/loop/loop.ts), the same for
- * every implementation; before, the wait depended on how many
+ * How long after a column's last run its "anonymous memory 6 s after the
+ * runs" row is read: long enough for any daemon that gives memory back when
+ * traffic stops to have done so (ours: 2 to 4 s, src/loop/loop.ts), the same
+ * for every implementation; before, the wait depended on how many
  * implementations ran after ours.
  */
 const AFTER_RUNS_MS = 6000;
