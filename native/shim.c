@@ -72,7 +72,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 18; }
+int shim_version(void) { return 19; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -1095,6 +1095,23 @@ static void tcp_frame_headers(uint8_t *f, const uint8_t *f0, int l3, int l4, int
 		sum = (sum & 0xffff) + (sum >> 16);
 	f[l4 + 16] = sum >> 8;
 	f[l4 + 17] = sum;
+}
+
+/* shim_udp_csum_fill() - complete the checksum of the UDP datagram of len
+ * bytes (header included) at buf + off, whose checksum field holds the
+ * pseudo-header sum: as shim_l4_csum_fill, with a result of 0 sent as 0xffff
+ * (RFC 768: 0 means "no checksum"). For datagrams to a guest without
+ * checksum offload: a 64 KiB payload sums several times faster here than in
+ * TypeScript. Returns the stored value. */
+uint32_t shim_udp_csum_fill(uint8_t *buf, int off, int len)
+{
+	uint8_t *p = buf + off;
+	uint16_t c = (uint16_t)~csum_native(p, (uint32_t)len);
+
+	if (c == 0)
+		c = 0xffff;
+	memcpy(p + 6, &c, 2);
+	return c;
 }
 
 /* shim_tcp_segments() - finish the frames of one peek of TCP data, for a

@@ -28,7 +28,7 @@ const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
 /** In the standalone executable (bun run build), both are embedded next to the code. */
 const EMBEDDED_LIB = join(EMBEDDED_DIR, "libshim.so");
 const EMBEDDED_SOURCE = join(EMBEDDED_DIR, "shim.c");
-const SHIM_VERSION = 18;
+const SHIM_VERSION = 19;
 
 const { i32, u32, f64, ptr } = FFIType;
 
@@ -95,6 +95,7 @@ const symbols = {
   shim_set_nofile: { args: [i32], returns: i32 },
   shim_sandbox: { args: [], returns: i32 },
   shim_udp_send_gso: { args: [i32, ptr, ptr, i32, ptr], returns: i32 },
+  shim_udp_csum_fill: { args: [ptr, i32, i32], returns: u32 },
   shim_tcp_segments: { args: [ptr, i32, i32, i32, i32, i32, i32, i32, i32], returns: i32 },
   shim_tcp_frames_at: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32, i32], returns: i32 },
   shim_recv_fds: { args: [i32, ptr, i32, ptr, i32], returns: i32 },

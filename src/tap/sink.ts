@@ -9,6 +9,7 @@
 import { log } from "../log.ts";
 import { describeFrame } from "../wire/describe.ts";
 import * as w from "../wire/index.ts";
+import { sys } from "../native/ffi.ts";
 
 export interface FrameSink {
   /** The buffer frames are written into. */
@@ -100,20 +101,16 @@ export interface InPlaceFrames {
  * Commit a UDP frame for the guest whose headers are written (IP at ip,
  * UDP at l4, len bytes of payload): with the pseudo-header sum and a
  * partial-checksum mark where the sink offloads checksums (the guest's
- * kernel adds the rest), else with the whole checksum.
+ * kernel adds the rest), else with the whole checksum, summed by the shim
+ * (up to 64 KiB of payload: several times faster than wire/checksum.ts).
  */
 export function commitUdpFrame(sink: FrameSink, b: Uint8Array, off: number, ip: number, l4: number, len: number, v6: boolean): void {
-  const frameLen = l4 - off + w.UDP_HLEN + len;
-  if (sink.csumOffload) {
-    const ps = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, w.UDP_HLEN + len);
-    w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
-    sink.commit(off, frameLen);
-    sink.markCsumPartial!(off, l4, w.UDP_CSUM);
-    return;
-  }
-  if (v6) w.udpSetChecksum6(b, ip, l4);
-  else w.udpSetChecksum4(b, ip, l4);
-  sink.commit(off, frameLen);
+  const l4len = w.UDP_HLEN + len;
+  const ps = v6 ? w.pseudoSum6(b, ip, w.IPPROTO_UDP, l4len) : w.pseudoSum4(b, ip, w.IPPROTO_UDP, l4len);
+  w.wr16(b, l4 + w.UDP_CSUM, ~w.csumFold(ps) & 0xffff);
+  if (!sink.csumOffload) sys.shim_udp_csum_fill(b, l4, l4len);
+  sink.commit(off, l4 - off + l4len);
+  if (sink.csumOffload) sink.markCsumPartial!(off, l4, w.UDP_CSUM);
 }
 
 export type FrameHandler = (b: Uint8Array, off: number, len: number, csumPartial: boolean) => void;
