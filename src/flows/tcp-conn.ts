@@ -99,6 +99,16 @@ export class TcpConns {
   /** The last window we advertised to the guest, in units of 2^ourWs bytes (as on the wire). Writer: whoever builds a segment. */
   readonly lastWndSent: Uint32Array;
 
+  /**
+   * Free space of the host socket's send buffer, bytes: a lower bound, exact
+   * when last asked (sndSpaceAsked), less what we wrote since (the peer's
+   * reads only add to it). Spares the system calls of asking on every ACK
+   * (TcpFlows.windowToGuest). Writers: whoever builds a segment, flushRun.
+   */
+  readonly sndSpace: Uint32Array;
+  /** What the socket answered when last asked for its free space, bytes. Writer: whoever builds a segment. */
+  readonly sndSpaceAsked: Uint32Array;
+
   /** EPOLLOUT events in a row that found the window still closed (see TcpFlows.updateWindowIfOpen). Writer: host side. */
   readonly outSpins: Uint8Array;
 
@@ -144,6 +154,8 @@ export class TcpConns {
     this.ourWs = table.u8(n);
     this.mss = table.u16(n);
     this.lastWndSent = table.u32(n);
+    this.sndSpace = table.u32(n);
+    this.sndSpaceAsked = table.u32(n);
     this.outSpins = table.u8(n);
     this.dupAcks = table.u8(n);
     this.recovering = table.u8(n);

@@ -150,6 +150,13 @@ export const TCP_MAX_RETRIES = 8;
 const OUT_SPINS_MAX = 64;
 /** Free send space below which we send a window update once the socket drains (two full 64 KiB segments). */
 const WINDOW_UPDATE_BELOW = 2 * 65536;
+/**
+ * Below this lower bound of the socket's free send space, windowToGuest asks
+ * the socket again rather than trust the bound: small windows are where an
+ * understated one would slow the guest, and WINDOW_UPDATE_BELOW's decision
+ * needs the exact value.
+ */
+const SPACE_ASK_BELOW = 2 * WINDOW_UPDATE_BELOW;
 /** SYNs resent to a guest that does not answer, before the connection is refused. */
 const SYN_RETRIES = 5;
 /** Duplicate ACKs that trigger a fast retransmission. */
@@ -678,6 +685,7 @@ export class TcpFlows {
     const n = sys.shim_send_frames(this.conn.fd[i], this.runBuf!, this.runPairs, this.runN, 0);
     const took = Math.max(n, 0);
     this.conn.seqFromGuest[i] = (this.conn.seqFromGuest[i] + took) >>> 0;
+    this.conn.sndSpace[i] = Math.max(this.conn.sndSpace[i] - took, 0);
     if (n < 0 && n !== -EAGAIN) {
       this.conn.flags[i] |= F_HOST_ERR;
       this.queueSend(i);
@@ -1000,10 +1008,18 @@ export class TcpFlows {
     this.sink.commit(off, len);
   }
 
-  /** Window we advertise: free space of the socket's send buffer, scaled. */
+  /**
+   * Window we advertise: free space of the socket's send buffer, scaled.
+   * The socket is asked (two system calls) only when our lower bound of that
+   * space (sndSpace: its last answer less what we wrote since) is small or
+   * has fallen below half of that answer: a bulk transfer from the guest
+   * asks about once per half buffer written, not on every ACK. The bound
+   * falls by what each write took while the ACK number rises by as much, so
+   * the right edge of the window stays where the last answer put it.
+   */
   private windowToGuest(i: number): number {
-    let space = sys.shim_tcp_sndspace(this.conn.fd[i]);
-    if (space < 0) space = 0;
+    let space = this.conn.sndSpace[i];
+    if (space < SPACE_ASK_BELOW || space < this.conn.sndSpaceAsked[i] / 2) space = this.askSndSpace(i);
     const wnd = Math.min(space >>> this.conn.ourWs[i], 65535);
     this.conn.lastWndSent[i] = wnd;
     // A window smaller than a full segment stalls a sender that avoids silly
@@ -1022,7 +1038,7 @@ export class TcpFlows {
    * updates of the same size and re-arming, at 100% CPU.
    */
   private windowOpens(i: number): boolean {
-    const space = sys.shim_tcp_sndspace(this.conn.fd[i]);
+    const space = this.askSndSpace(i);
     return space >= WINDOW_UPDATE_BELOW || space >>> this.conn.ourWs[i] > this.conn.lastWndSent[i];
   }
 
@@ -1053,6 +1069,14 @@ export class TcpFlows {
     this.conn.flags[i] &= ~F_OUT_WAIT;
     this.loop.mod(this.conn.fd[i], EPOLLIN | EPOLLRDHUP | EPOLLET, Kind.TCP, i);
     this.queueAck(i);
+  }
+
+  /** The socket's free send space now (sndSpace, sndSpaceAsked updated). */
+  private askSndSpace(i: number): number {
+    const space = Math.max(sys.shim_tcp_sndspace(this.conn.fd[i]), 0);
+    this.conn.sndSpace[i] = space;
+    this.conn.sndSpaceAsked[i] = space;
+    return space;
   }
 
   private waitWritable(i: number): void {
@@ -1298,6 +1322,8 @@ export class TcpFlows {
     this.conn.dupAcks[i] = 0;
     this.conn.recovering[i] = 0;
     this.conn.outSpins[i] = 0;
+    this.conn.sndSpace[i] = 0;
+    this.conn.sndSpaceAsked[i] = 0;
     this.conn.hostPending[i] = 1;
     this.conn.retries[i] = 0;
     this.conn.deadline[i] = 0;
