@@ -230,6 +230,17 @@ function memoryRows(quick: boolean): RowDef[] {
   return rows;
 }
 
+/**
+ * Rows cut down to the MTU columns in mtus (bench/run.ts --mtu): each keeps
+ * the columns it has among them, rows left with none go. Rows without an
+ * MTU (start-up) stay.
+ */
+export function withColumns(rows: RowDef[], mtus: number[]): RowDef[] {
+  return rows
+    .map((r) => (r.mode === null ? r : { ...r, columns: r.columns.filter((c) => mtus.includes(c)) }))
+    .filter((r) => r.columns.length > 0);
+}
+
 export const STARTUP_ROW = "pasta --config-net -- true";
 
 /** Every row of every table, in report order. Quick: IPv4 only, one column per mode. */

@@ -65,6 +65,7 @@ import {
   udpLenFor,
   udpRateFor,
   windowFor,
+  withColumns,
   type Mode,
   type RowDef,
 } from "./plan.ts";
@@ -85,6 +86,8 @@ interface Args {
   rrTime: number;
   impls: string[] | null;
   only: RegExp | null;
+  /** only these MTU columns (null: all) */
+  mtus: number[] | null;
   out: string;
   /** run src/ as it is in the working tree, not a snapshot of HEAD */
   worktree: boolean;
@@ -93,7 +96,7 @@ interface Args {
 }
 
 const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] [--rr-time S]
-                         [--impl project,pasta,passt,upstream,slirp4netns,loopback] [--only REGEX] [--out DIR]
+                         [--impl project,pasta,passt,upstream,slirp4netns,loopback] [--only REGEX] [--mtu LIST] [--out DIR]
 
   --quick      one run per cell, IPv4 only, the largest MTU only, short
                measurements (about five minutes)
@@ -104,6 +107,8 @@ const USAGE = `usage: bun bench/run.ts [--quick] [--json] [--runs N] [--time S] 
   --rr-time S  seconds per RR / CRR run (default 4, 1 with --quick)
   --impl LIST  implementations to run (default: all that are installed)
   --only RE    only rows whose "table row" matches RE
+  --mtu LIST   only these MTU columns (comma-separated; rows with none of
+               them are left out), e.g. to profile one cell
   --out DIR    where results.json and RESULTS.md go (default perf/)
   --worktree   run our src/ as it is in the working tree (default: a snapshot
                of the committed HEAD, taken at start, so that edits made while
@@ -122,6 +127,7 @@ function parseCli(argv: string[]): Args {
     rrTime: 0,
     impls: null,
     only: null,
+    mtus: null,
     out: join(REPO, "perf"),
     worktree: false,
     render: false,
@@ -163,6 +169,10 @@ function parseCli(argv: string[]): Args {
         break;
       case "--only":
         a.only = new RegExp(val(), "i");
+        break;
+      case "--mtu":
+        a.mtus = val().split(",").map(Number);
+        if (a.mtus.some((m) => !Number.isInteger(m) || m <= 0)) throw new Error(`--mtu: a list of MTUs, e.g. 1500,65520\n${USAGE}`);
         break;
       case "--out":
         a.out = val();
@@ -1201,6 +1211,7 @@ async function main(): Promise<number> {
   const takesPart = (r: RowDef, i: ImplDef) => !oursOnly(r.row) || i.name === "project";
   let rows = allRows(a.quick).filter(usable);
   if (a.only) rows = rows.filter((r) => a.only!.test(`${r.table} ${r.row}`));
+  if (a.mtus) rows = withColumns(rows, a.mtus);
   for (const s of skipped) say(`skipped: ${s}`);
   // the modes to set up: those of the measured rows (memory rows ride along, they measure nothing themselves)
   const measured = rows.filter((r) => r.mode && !isMemory(r.kind));
