@@ -29,10 +29,12 @@ export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "spp" | "startup" |
 /**
  * Memory rows, read from /proc/PID/status: VmRSS a moment after start
  * (idle) and VmHWM before stop (peak); RssAnon (anonymous memory: what one
- * more instance costs, file pages such as Bun's executable being shared)
- * at the same two moments.
+ * more instance costs, file pages such as Bun's executable being shared) a
+ * moment after start, at its largest right after a run (peak: the kernel
+ * keeps no high-water mark of it, and ours gives burst buffers back only
+ * 2-4 s after the traffic), and 6 s after the column's last run.
  */
-export type MemoryKind = "rss-idle" | "rss-peak" | "anon-idle" | "anon-end";
+export type MemoryKind = "rss-idle" | "rss-peak" | "anon-idle" | "anon-peak" | "anon-end";
 
 export function isMemory(kind: Kind): kind is MemoryKind {
   return kind.startsWith("rss") || kind.startsWith("anon");
@@ -225,6 +227,7 @@ function memoryRows(quick: boolean): RowDef[] {
     rows.push({ ...base, row: `Idle RSS: ${MODE_LABEL[mode]}`, kind: "rss-idle" });
     rows.push({ ...base, row: `Peak RSS: ${MODE_LABEL[mode]}`, kind: "rss-peak" });
     rows.push({ ...base, row: `Idle anonymous memory: ${MODE_LABEL[mode]}`, kind: "anon-idle" });
+    rows.push({ ...base, row: `Peak anonymous memory (right after a run): ${MODE_LABEL[mode]}`, kind: "anon-peak" });
     rows.push({ ...base, row: `Anonymous memory 6 s after the runs: ${MODE_LABEL[mode]}`, kind: "anon-end" });
   }
   return rows;

@@ -43,7 +43,8 @@
  * implementations interleave (A B C A B C ...) within a cell. Throughput
  * cells also record the daemon's CPU time per GB received (/proc/PID/stat);
  * memory rows the daemon's VmRSS after start and VmHWM before stop, and its
- * RssAnon at both moments. A
+ * RssAnon after start, right after each run (the largest: peak) and 6 s
+ * after the column's last run. A
  * missing tool is reported and its rows or implementation skipped. All
  * traffic stays inside namespaces made here.
  */
@@ -1322,6 +1323,12 @@ async function main(): Promise<number> {
       const columns = [...new Set(measured.filter((r) => r.mode === mode).flatMap((r) => r.columns))].sort((x, y) => x - y);
       for (const col of columns) {
         const live = await startAll(modeEnvs, mode, col, progress, startCost);
+        /** Each daemon's largest RssAnon read right after one of its runs, this column. */
+        const peakAnon = new Map<Env, number>();
+        const notePeakAnon = (e: Env) => {
+          const v = e.impl.kind !== "loopback" ? e.rss("RssAnon") : null;
+          if (v !== null) peakAnon.set(e, Math.max(v, peakAnon.get(e) ?? 0));
+        };
         readMemory(live, col, "rss-idle", "VmRSS");
         readMemory(live, col, "anon-idle", "RssAnon");
         for (const r of modeRows.filter((r) => !isMemory(r.kind) && r.columns.includes(col))) {
@@ -1333,11 +1340,14 @@ async function main(): Promise<number> {
               progress.step(`${r.table} · ${r.row} · MTU ${col} · ${e.impl.name}${a.runs > 1 ? ` (run ${round}/${a.runs})` : ""}`);
               const t0 = performance.now();
               await runCell(e, live, r, col, round, a, cell, progress);
+              notePeakAnon(e);
               progress.finish(cost, (performance.now() - t0) / 1000);
             }
           }
         }
         readMemory(modeEnvs, col, "rss-peak", "VmHWM");
+        const peakRow = memRows.find((r) => r.kind === "anon-peak" && r.columns.includes(col));
+        for (const [e, v] of peakAnon) if (peakRow) cellFor(peakRow, col, e.impl.name).values.push(v);
         // the same wait for every implementation, whatever ran last (see AFTER_RUNS_MS)
         await Bun.sleep(AFTER_RUNS_MS);
         readMemory(modeEnvs, col, "anon-end", "RssAnon");
