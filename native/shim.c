@@ -72,7 +72,7 @@ static inline int neg_errno(long rc) { return rc < 0 ? -errno : (int)rc; }
 #define NEG_ERRNO(rc) neg_errno(rc)
 
 /* Version of this interface: the loader refuses a library of another version. */
-int shim_version(void) { return 19; }
+int shim_version(void) { return 20; }
 
 /* ---------------------------------------------------------------- epoll */
 
@@ -1426,7 +1426,21 @@ void *shim_map_shared(int fd, double len)
 	return p == MAP_FAILED ? NULL : p;
 }
 
-/* shim_unmap() - undo shim_map_shared(): 0, or -errno */
+/* shim_map_private() - len bytes of fresh private anonymous memory, zero
+ * pages that become resident only when written (src/loop/arena.ts: JSC's
+ * own large ArrayBuffers sometimes come zeroed by a memset over reused heap,
+ * which makes all of them resident at once). Returns the address, or NULL. */
+void *shim_map_private(double len)
+{
+	void *p;
+
+	if (len <= 0)
+		return NULL;
+	p = mmap(NULL, (size_t)len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+	return p == MAP_FAILED ? NULL : p;
+}
+
+/* shim_unmap() - undo shim_map_shared() or shim_map_private(): 0, or -errno */
 int shim_unmap(void *p, double len) { return NEG_ERRNO(munmap(p, (size_t)len)); }
 
 /* shim_copy() - len bytes from src to dst, raw addresses (no overlap). Returns len. */

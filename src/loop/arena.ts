@@ -7,10 +7,15 @@
  * A new typed array of a few hundred KiB to a few MiB comes from the
  * allocator's reused memory, which JSC must zero first: start-up spent about
  * 80 ms (of 280) in typed-array constructors for the flow tables, and every
- * page of them became resident although most flows are never used. A large
- * ArrayBuffer is mapped fresh: zero pages that cost nothing until written.
+ * page of them became resident although most flows are never used. Even a
+ * large ArrayBuffer is sometimes zeroed that way (seen in the bench: now and
+ * then a daemon started with its whole 32 MiB chunk resident in JSC's heap,
+ * 41 MB of anonymous memory instead of 9). So chunks are mapped by the shim
+ * (shim_map_private: private anonymous memory, zero pages that cost nothing
+ * until written) and wrapped as ArrayBuffers; new ArrayBuffer only if that
+ * mapping fails.
  *
- * So tables take views of CHUNK-sized buffers, in order, each view aligned to
+ * Tables take views of CHUNK-sized buffers, in order, each view aligned to
  * 16 bytes; a request that does not fit the rest of a chunk opens a new one
  * (the unused tail is never written, so never resident). Views live as long
  * as the process; nothing is ever given back to the allocator. A view's
@@ -21,6 +26,7 @@
  * (madvise MADV_DONTNEED through the shim): a burst buffer that is idle costs
  * nothing again until it is written, and then reads as zeros.
  */
+import { toArrayBuffer } from "bun:ffi";
 import { sys } from "../native/ffi.ts";
 
 /** Bytes per chunk (a request larger than this gets a chunk of its own). */
@@ -34,12 +40,18 @@ let used = 0;
 function take(bytes: number): [ArrayBuffer, number] {
   const off = (used + ALIGN - 1) & ~(ALIGN - 1);
   if (chunk === null || off + bytes > chunk.byteLength) {
-    chunk = new ArrayBuffer(Math.max(CHUNK, bytes));
+    chunk = mapChunk(Math.max(CHUNK, bytes));
     used = bytes;
     return [chunk, 0];
   }
   used = off + bytes;
   return [chunk, off];
+}
+
+/** len bytes of fresh zero pages outside JSC's heap (never unmapped: views live as long as the process). */
+function mapChunk(len: number): ArrayBuffer {
+  const p = sys.shim_map_private(len);
+  return p === null ? new ArrayBuffer(len) : toArrayBuffer(p, 0, len);
 }
 
 type View<T> = { new (buffer: ArrayBuffer, byteOffset: number, length: number): T; readonly BYTES_PER_ELEMENT: number };

@@ -28,7 +28,7 @@ const SOURCE_PATH = join(NATIVE_DIR, "shim.c");
 /** In the standalone executable (bun run build), both are embedded next to the code. */
 const EMBEDDED_LIB = join(EMBEDDED_DIR, "libshim.so");
 const EMBEDDED_SOURCE = join(EMBEDDED_DIR, "shim.c");
-const SHIM_VERSION = 19;
+const SHIM_VERSION = 20;
 
 const { i32, u32, f64, ptr } = FFIType;
 
@@ -100,6 +100,7 @@ const symbols = {
   shim_tcp_frames_at: { args: [ptr, ptr, ptr, ptr, ptr, i32, i32, i32, i32, i32, i32], returns: i32 },
   shim_recv_fds: { args: [i32, ptr, i32, ptr, i32], returns: i32 },
   shim_map_shared: { args: [i32, f64], returns: ptr },
+  shim_map_private: { args: [f64], returns: ptr },
   shim_unmap: { args: [ptr, f64], returns: i32 },
   shim_copy: { args: [ptr, ptr, i32], returns: i32 },
   shim_eventfd: { args: [], returns: i32 },

@@ -51,3 +51,26 @@ test("released pages stop counting as the process's anonymous memory", () => {
   release(big);
   expect(touched - rssAnonKb()).toBeGreaterThan(12 << 10);
 });
+
+test("a chunk is a mapping of its own, outside JSC's heap, and costs nothing until written", () => {
+  const rssAnonKb = () => Number(/RssAnon:\s+(\d+)/.exec(readFileSync("/proc/self/status", "utf8"))![1]);
+  const before = rssAnonKb();
+  const len = 40 << 20; // larger than a chunk: a chunk of its own, exactly this long
+  const big = table.u8(len);
+  expect(rssAnonKb() - before).toBeLessThan(1 << 10);
+  const at = Number(ptr(big));
+  const mapping = readFileSync("/proc/self/maps", "utf8")
+    .split("\n")
+    .map((l) =>
+      l
+        .split(" ")[0]!
+        .split("-")
+        .map((h) => Number.parseInt(h, 16)),
+    )
+    .find(([lo, hi]) => lo! <= at && at < hi!);
+  // JSC's own ArrayBuffers live in a heap region of a GiB or more (its
+  // "gigacage"); the kernel may merge our mapping with anonymous ones next to it
+  expect(mapping).toBeDefined();
+  expect(mapping![1]! - mapping![0]!).toBeLessThan(1 << 30);
+  expect(mapping![1]! >= at + len).toBe(true);
+});
