@@ -25,7 +25,15 @@ export type Mode = "tap" | "lo" | "passt" | "passt-vu";
  * mtput: UDP multicast throughput (iperf2: iperf3 has no multicast), ours only (see oursOnly).
  * spp: sockperf ping-pong (a client nobody here wrote), the median round trip of 14-byte messages.
  */
-export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "spp" | "startup" | MemoryKind;
+export type Kind = "tput" | "mtput" | "rr" | "crr" | "urr" | "spp" | StartupKind | MemoryKind;
+/**
+ * The start-up table: time of `pasta --config-net -- true` (hyperfine), and
+ * VmRSS and RssAnon of `pasta --config-net -- sleep` a moment after start;
+ * each for ours run by bun (src/main.ts) and ours built as one executable
+ * (`bun run build`: bytecode, no transpiling at start), against the same
+ * references' values.
+ */
+export type StartupKind = "startup" | "startup-rss" | "startup-anon";
 /**
  * Memory rows, read from /proc/PID/status: VmRSS a moment after start
  * (idle) and VmHWM before stop (peak); RssAnon (anonymous memory: what one
@@ -53,6 +61,8 @@ export interface RowDef {
   dir: Dir;
   unit: Unit;
   columns: number[];
+  /** start-up rows: ours is the standalone executable, not `bun src/main.ts` */
+  standalone?: boolean;
 }
 
 export const TABLE_TITLES: Record<string, string> = {
@@ -64,7 +74,7 @@ export const TABLE_TITLES: Record<string, string> = {
   "passt-udp": "passt: UDP, guest through the UNIX socket",
   "passt-vu-tcp": "passt --vhost-user: TCP, guest through shared-memory rings (testpmd front-end)",
   "passt-vu-udp": "passt --vhost-user: UDP, guest through shared-memory rings (testpmd front-end)",
-  startup: "Start-up time",
+  startup: "Start-up: time, and memory of an idle pasta (ours by bun, and as one executable)",
   memory: "Memory of the daemon (resident set, anonymous memory)",
 };
 
@@ -245,6 +255,20 @@ export function withColumns(rows: RowDef[], mtus: number[]): RowDef[] {
 }
 
 export const STARTUP_ROW = "pasta --config-net -- true";
+const AS_ONE_FILE = ", ours as one executable (bun run build)";
+
+/** The start-up table's rows (see StartupKind). */
+function startupRows(): RowDef[] {
+  const base = { table: "startup", mode: null, proto: "tcp" as const, ip: 4 as const, dir: "n2h" as Dir, columns: [0] };
+  const rows: RowDef[] = [];
+  for (const standalone of [false, true]) {
+    const tail = standalone ? AS_ONE_FILE : "";
+    rows.push({ ...base, row: STARTUP_ROW + tail, kind: "startup", unit: "ms", standalone });
+    rows.push({ ...base, row: `Idle RSS of pasta --config-net${tail}`, kind: "startup-rss", unit: "MB", standalone });
+    rows.push({ ...base, row: `Idle anonymous memory of pasta --config-net${tail}`, kind: "startup-anon", unit: "MB", standalone });
+  }
+  return rows;
+}
 
 /** Every row of every table, in report order. Quick: IPv4 only, one column per mode. */
 export function allRows(quick: boolean): RowDef[] {
@@ -252,9 +276,8 @@ export function allRows(quick: boolean): RowDef[] {
   const rows: RowDef[] = [];
   for (const table of Object.keys(TABLE_TITLES)) {
     const mode = TABLE_MODE[table]!;
-    if (table === "startup") {
-      rows.push({ table, row: STARTUP_ROW, mode: null, kind: "startup", proto: "tcp", ip: 4, dir: "n2h", unit: "ms", columns: [0] });
-    } else if (table === "memory") rows.push(...memoryRows(quick));
+    if (table === "startup") rows.push(...startupRows());
+    else if (table === "memory") rows.push(...memoryRows(quick));
     else rows.push(...protoRows(table, table.endsWith("tcp") ? "tcp" : "udp", mode!, columnsFor(mode!, quick), ips));
   }
   return rows;

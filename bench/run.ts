@@ -1185,6 +1185,8 @@ async function main(): Promise<number> {
     say((e as Error).message);
     return 1;
   }
+  const wantsStandalone = allRows(a.quick).some((r) => r.standalone && (!a.only || a.only.test(`${r.table} ${r.row}`)));
+  const standalone = wantsStandalone && (!a.impls || a.impls.includes("project")) ? buildStandalone() : null;
   let impls = implDefs(projectVersion);
   if (a.impls) {
     const unknown = a.impls.filter((n) => !impls.some((i) => i.name === n));
@@ -1205,6 +1207,8 @@ async function main(): Promise<number> {
     if (r.kind === "tput") return haveIperf;
     if (r.kind === "mtput") return haveIperf2;
     if (r.kind === "startup") return haveHyperfine;
+    if (r.standalone && !standalone) return false;
+    if (r.kind === "startup-rss" || r.kind === "startup-anon") return true;
     if (r.kind === "spp") return !!SOCKPERF;
     return isMemory(r.kind) || !!rrBin;
   };
@@ -1219,7 +1223,7 @@ async function main(): Promise<number> {
   const modes = MODES.filter((m) => measured.some((r) => r.mode === m));
   rows = rows.filter((r) => !r.mode || modes.includes(r.mode));
   const startupImpls = active.filter((i) => i.name === "project" || i.name === "pasta" || i.name === "upstream");
-  if (!rows.some((r) => r.kind === "startup") || !startupImpls.length) rows = rows.filter((r) => r.kind !== "startup");
+  if (!startupImpls.some((i) => i.name === "project")) rows = rows.filter((r) => r.table !== "startup");
   if (!rows.length || !active.length) {
     say("nothing to run");
     return 1;
@@ -1247,6 +1251,10 @@ async function main(): Promise<number> {
   }
   if (rows.some((r) => r.kind === "startup")) {
     estimate += startupCost;
+    steps++;
+  }
+  if (rows.some((r) => r.kind === "startup-rss" || r.kind === "startup-anon")) {
+    estimate += IDLE_RUNS * (startupImpls.length + 1) * 3;
     steps++;
   }
   say(
@@ -1307,6 +1315,13 @@ async function main(): Promise<number> {
       await e.init();
       envs.push(e);
     }
+    const project = active.find((i) => i.name === "project");
+    if (!envs.length && project && rows.some((r) => r.table === "startup")) {
+      // the start-up table alone: a world to measure it in
+      const e = new Env(project, rrBin);
+      await e.init();
+      envs.push(e);
+    }
     progress.account(active.length * 1.5, (performance.now() - tw) / 1000);
     for (const mode of modes) {
       const modeRows = rows.filter((r) => r.mode === mode);
@@ -1354,12 +1369,32 @@ async function main(): Promise<number> {
         for (const e of modeEnvs) await e.stop();
       }
     }
-    const startupRow = rows.find((r) => r.kind === "startup");
-    if (startupRow && envs[0]) {
-      progress.step(`startup · ${STARTUP_ROW} · ${startupImpls.map((i) => i.name).join(", ")} (hyperfine)`);
+    /** The start-up table's cell of kind for implementation name (ours: by bun, or the standalone executable). */
+    const startupCell = (kind: string, name: string, ofStandalone: boolean) => {
+      const r = rows.find((r) => r.kind === kind && !!r.standalone === ofStandalone);
+      return r ? cellFor(r, 0, name) : null;
+    };
+    /** Values for every row of kind: ours by bun or standalone into its own row, a reference's into both. */
+    const startupValues = (kind: string) => (name: string, values: number[]) => {
+      for (const own of [false, true]) {
+        if (name === "project" && own) continue;
+        const cell = startupCell(kind, name === "standalone" ? "project" : name, name === "standalone" || own);
+        cell?.values.push(...values);
+      }
+    };
+    const startupCmds = startupImpls.map((i) => ({ name: i.name, argv: i.name === "project" ? [BUN, join(projectDir, "src", "main.ts")] : [i.bin.pasta!] }));
+    if (standalone) startupCmds.splice(1, 0, { name: "standalone", argv: [standalone] });
+    if (rows.some((r) => r.kind === "startup") && envs[0]) {
+      progress.step(`startup · ${STARTUP_ROW} · ${startupCmds.map((c) => c.name).join(", ")} (hyperfine)`);
       const t0 = performance.now();
-      await measureStartup(envs[0].world, startupImpls, startupRuns, (name) => cellFor(startupRow, 0, name));
+      await measureStartup(envs[0].world, startupCmds, startupRuns, startupValues("startup"));
       progress.finish(startupCost, (performance.now() - t0) / 1000);
+    }
+    if (rows.some((r) => r.kind === "startup-rss" || r.kind === "startup-anon") && envs[0]) {
+      progress.step(`startup · idle memory of pasta --config-net · ${startupCmds.map((c) => c.name).join(", ")}`);
+      const t0 = performance.now();
+      await measureIdleMemory(envs[0].world, startupCmds, startupValues("startup-rss"), startupValues("startup-anon"));
+      progress.finish(IDLE_RUNS * startupCmds.length * 3, (performance.now() - t0) / 1000);
     }
   } finally {
     progress.end();
@@ -1457,27 +1492,77 @@ async function runCell(e: Env, live: Env[], r: RowDef, col: number, round: numbe
   }
 }
 
+/** A pasta to start: its name in the results ("standalone": ours built as one executable) and the argv before its options. */
+interface StartupCmd {
+  name: string;
+  argv: string[];
+}
+
+/** Starts of each pasta for the idle memory rows (the median is reported). */
+const IDLE_RUNS = 3;
+/** How long after its start a pasta's memory is read: after its quiet hooks (2 s without events) have run. */
+const IDLE_READ_MS = 2500;
+
 /**
- * Start-up time of `pasta --config-net -- true` for each implementation:
- * hyperfine in the world's host namespace (the command's namespace is made
- * by pasta itself), the same options for both, runs per command, 3 warm-ups.
+ * `bun run build` of the project's snapshot into the scratch directory: the
+ * standalone executable's path, or null (with a note) when it cannot be built.
  */
-async function measureStartup(w: World, impls: ImplDef[], runs: number, cellOf: (name: string) => Cell) {
+function buildStandalone(): string | null {
+  const dir = join(scratch, "dist");
+  const r = run([BUN, join(projectDir, "native", "standalone.ts"), dir], { timeoutMs: 180000 });
+  if (r.code === 0 && existsSync(join(dir, "pasta"))) return join(dir, "pasta");
+  notes.push(`standalone rows: bun run build failed: ${tail(r.stderr + r.stdout, 300)}`);
+  return null;
+}
+
+/**
+ * VmRSS and RssAnon of each pasta, started with `--config-net -f -- sleep`
+ * in the world's host namespace and read IDLE_READ_MS later, IDLE_RUNS times.
+ */
+async function measureIdleMemory(
+  w: World,
+  cmds: StartupCmd[],
+  rss: (name: string, values: number[]) => void,
+  anon: (name: string, values: number[]) => void,
+) {
+  for (const c of cmds) {
+    const got = { VmRSS: [] as number[], RssAnon: [] as number[] };
+    for (let k = 0; k < IDLE_RUNS; k++) {
+      const p = w.spawn(w.host, [...c.argv, "--runas", "0", "-q", "-f", "--config-net", "--", "sleep", "30"]);
+      await Bun.sleep(IDLE_READ_MS);
+      const status = isAlive(p.pid) ? readFileSync(`/proc/${p.pid}/status`, "utf8") : "";
+      for (const f of ["VmRSS", "RssAnon"] as const) {
+        const kb = status.match(new RegExp(`^${f}:\\s+(\\d+) kB`, "m"))?.[1];
+        if (kb) got[f].push(Number(kb) / 1024);
+      }
+      await p.kill();
+    }
+    if (!got.VmRSS.length) notes.push(`startup: ${c.name} did not stay up for its idle memory reading`);
+    rss(c.name, got.VmRSS);
+    anon(c.name, got.RssAnon);
+  }
+}
+
+/**
+ * Start-up time of `pasta --config-net -- true` for each pasta:
+ * hyperfine in the world's host namespace (the command's namespace is made
+ * by pasta itself), the same options for all, runs per command, 3 warm-ups.
+ */
+async function measureStartup(w: World, startupCmds: StartupCmd[], runs: number, values: (name: string, v: number[]) => void) {
   const args = "--runas 0 -q --config-net -- true";
-  const cmds = impls.map((i) => (i.name === "project" ? `${BUN} ${join(projectDir, "src", "main.ts")} ${args}` : `${i.bin.pasta} ${args}`));
+  const cmds = startupCmds.map((c) => `${c.argv.join(" ")} ${args}`);
   const out = join(scratch, "hyperfine.json");
   const r = await w.exec(w.host, ["hyperfine", "-N", "--warmup", "3", "--runs", String(runs), "--export-json", out, ...cmds], {
     timeoutMs: 300000,
   });
   if (r.code !== 0) {
-    for (const i of impls) cellOf(i.name).errors.push(`hyperfine exited ${r.code}: ${tail(r.stderr, 300)}`);
     notes.push(`startup: hyperfine exited ${r.code}: ${tail(r.stderr + r.stdout, 600)}`);
     return;
   }
   const j = JSON.parse(readFileSync(out, "utf8"));
-  impls.forEach((i, n) => {
+  startupCmds.forEach((c, n) => {
     const times: number[] = j.results?.[n]?.times ?? [];
-    cellOf(i.name).values.push(...times.map((t) => t * 1000));
+    values(c.name, times.map((t) => t * 1000));
   });
 }
 
