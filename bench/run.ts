@@ -1382,7 +1382,10 @@ async function main(): Promise<number> {
         cell?.values.push(...values);
       }
     };
-    const startupCmds = startupImpls.map((i) => ({ name: i.name, argv: i.name === "project" ? [BUN, join(projectDir, "src", "main.ts")] : [i.bin.pasta!] }));
+    const startupCmds = startupImpls.map((i) => ({
+      name: i.name,
+      argv: i.name === "project" ? [BUN, join(projectDir, "src", "main.ts")] : [i.bin.pasta!],
+    }));
     if (standalone) startupCmds.splice(1, 0, { name: "standalone", argv: [standalone] });
     if (rows.some((r) => r.kind === "startup") && envs[0]) {
       progress.step(`startup · ${STARTUP_ROW} · ${startupCmds.map((c) => c.name).join(", ")} (hyperfine)`);
@@ -1562,7 +1565,10 @@ async function measureStartup(w: World, startupCmds: StartupCmd[], runs: number,
   const j = JSON.parse(readFileSync(out, "utf8"));
   startupCmds.forEach((c, n) => {
     const times: number[] = j.results?.[n]?.times ?? [];
-    values(c.name, times.map((t) => t * 1000));
+    values(
+      c.name,
+      times.map((t) => t * 1000),
+    );
   });
 }
 
