@@ -1512,9 +1512,16 @@ const IDLE_READ_MS = 2500;
  */
 function buildStandalone(): string | null {
   const dir = join(scratch, "dist");
-  const r = run([BUN, join(projectDir, "native", "standalone.ts"), dir], { timeoutMs: 180000 });
-  if (r.code === 0 && existsSync(join(dir, "pasta"))) return join(dir, "pasta");
-  notes.push(`standalone rows: bun run build failed: ${tail(r.stderr + r.stdout, 300)}`);
+  let why = "";
+  // twice: the one failure seen (a full run of 2026-12-06) did not come back by hand
+  for (let attempt = 0; attempt < 2; attempt++) {
+    const r = run([BUN, join(projectDir, "native", "standalone.ts"), dir], { timeoutMs: 180000 });
+    if (r.code === 0 && existsSync(join(dir, "pasta"))) return join(dir, "pasta");
+    const out = `${r.stdout}\n${r.stderr}`;
+    // bun build's own error lines, before standalone.ts's stack trace
+    why += ` attempt ${attempt + 1}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}: ${out.split("\n").filter((l) => /error/i.test(l)).slice(0, 4).join(" | ") || tail(out, 300)}`;
+  }
+  notes.push(`standalone rows: bun run build failed;${why}`);
   return null;
 }
 
