@@ -1519,7 +1519,9 @@ function buildStandalone(): string | null {
     if (r.code === 0 && existsSync(join(dir, "pasta"))) return join(dir, "pasta");
     const out = `${r.stdout}\n${r.stderr}`;
     // bun build's own error lines, before standalone.ts's stack trace
-    why += ` attempt ${attempt + 1}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}: ${out.split("\n").filter((l) => /error/i.test(l)).slice(0, 4).join(" | ") || tail(out, 300)}`;
+    const errors = out.split("\n").filter((l) => /error/i.test(l));
+    const said = errors.slice(0, 4).join(" | ") || tail(out, 300);
+    why += ` attempt ${attempt + 1}: exit ${r.code}${r.timedOut ? " (timed out)" : ""}: ${said}`;
   }
   notes.push(`standalone rows: bun run build failed;${why}`);
   return null;
