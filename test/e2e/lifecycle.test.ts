@@ -11,7 +11,8 @@
  * after LAUNCH_BOUND_MS (a hang, not a speed check).
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, readlinkSync, writeFileSync } from "node:fs";
+import { threadStatuses } from "../tools/proc-stats.ts";
 import { join } from "node:path";
 import { ADDR, createWorld, describeE2E, isAlive, run, type World } from "../world.ts";
 import { NetnsFiles } from "../tools/netns-file.ts";
@@ -54,9 +55,7 @@ function fdTarget(pid: number, fd: number): string {
 
 /** Every thread of the daemon has no_new_privs and the seccomp filter (src/sandbox.ts). */
 function expectSandboxed(pid: number): void {
-  const tasks = readdirSync(`/proc/${pid}/task`);
-  for (const t of tasks) {
-    const status = readFileSync(`/proc/${pid}/task/${t}/status`, "utf8");
+  for (const [t, status] of threadStatuses(pid)) {
     expect(status, `thread ${t}`).toMatch(/^NoNewPrivs:\s+1$/m);
     expect(status, `thread ${t}`).toMatch(/^Seccomp:\s+2$/m);
   }

@@ -14,7 +14,8 @@
  * new client of the same passt) and ends it.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
-import { existsSync, readFileSync, readdirSync, statSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { threadStatuses } from "../tools/proc-stats.ts";
 import { join } from "node:path";
 import { ADDR, createWorld, describeE2E, ensureTestUser, isAlive, repoForUser, type Child, type World } from "../world.ts";
 import { prepareDhclient } from "../tools/dhclient.ts";
@@ -317,7 +318,11 @@ describeE2E("passt through a relayed tap (root)", () => {
       await passt.waitFor(/discarding connection/, { stream: "stderr", timeoutMs: 5000 });
       expect((await dhcp4(g)).new_ip_address).toBe(ADDR.host4);
     } finally {
+      const before = passt.stderr().length;
       await g.child.kill();
+      // the next test's client must not arrive while passt still serves this one (it would be discarded)
+      const deadline = performance.now() + 5000;
+      while (!/client connection closed/.test(passt.stderr().slice(before)) && performance.now() < deadline) await Bun.sleep(20);
     }
   }, 60000);
 
@@ -511,8 +516,7 @@ function nobodyGid(): string {
 /** Uid, Gid, Groups and CapEff lines of every thread of pid. */
 function threadIds(pid: number): { uid: string; gid: string; groups: string; capEff: string }[] {
   const out = [];
-  for (const t of readdirSync(`/proc/${pid}/task`)) {
-    const st = readFileSync(`/proc/${pid}/task/${t}/status`, "utf8");
+  for (const st of threadStatuses(pid).values()) {
     const f = (k: string) => (st.match(new RegExp(`^${k}:[ \\t]*(.*)$`, "m"))?.[1] ?? "?").trim().split(/\s+/).join(" ");
     out.push({ uid: f("Uid"), gid: f("Gid"), groups: f("Groups"), capEff: f("CapEff") });
   }

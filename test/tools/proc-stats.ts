@@ -92,3 +92,20 @@ export function processesIn(ns: string): number[] {
   }
   return out;
 }
+
+/**
+ * /proc/PID/task/T/status of each of pid's threads, by thread id. A thread
+ * that ends between the listing and the read (the daemon's short-lived
+ * namespace threads do) is left out, not an error.
+ */
+export function threadStatuses(pid: number): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const t of readdirSync(`/proc/${pid}/task`)) {
+    try {
+      out.set(t, readFileSync(`/proc/${pid}/task/${t}/status`, "utf8"));
+    } catch {
+      // gone
+    }
+  }
+  return out;
+}
