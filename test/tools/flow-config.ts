@@ -8,6 +8,8 @@ import { parseIp4, parseIp6, parseMac, type Config } from "../../src/conf/config
 import { AF_INET, SOCK_NONBLOCK, SOCK_STREAM, SOL_SOCKET, SO_RCVBUF } from "../../src/native/consts.ts";
 import { sys } from "../../src/native/ffi.ts";
 import { saPort, sockaddr4 } from "../../src/native/sockaddr.ts";
+import type { FrameSink } from "../../src/tap/sink.ts";
+import * as w from "../../src/wire/index.ts";
 
 export const GUEST4 = parseIp4("192.0.2.2");
 export const GW4 = parseIp4("192.0.2.1");
@@ -83,4 +85,43 @@ export function loopbackListener(fds: number[], rcvbuf = 0): { lfd: number; port
   ];
   if (rc.some((r) => r !== 0)) throw new Error(`bind, listen, getsockname: ${rc.join(", ")}`);
   return { lfd, port: saPort(sa) };
+}
+
+/** A TCP segment the flows sent to the guest, as SegmentSink read it back. */
+export interface SentSegment {
+  seq: number;
+  ack: number;
+  flags: number;
+  /** the window field as on the wire (unscaled) */
+  wnd: number;
+  /** payload bytes */
+  len: number;
+}
+
+/**
+ * A FrameSink without offloads (every frame one segment, full checksums)
+ * that keeps what it is given: the TCP segments (IPv4) sent to the guest,
+ * for the unit tests that drive TCP flows (tcp-batch, tcp-window,
+ * tcp-sndspace).
+ */
+export class SegmentSink implements FrameSink {
+  readonly buf = new Uint8Array(8 << 20);
+  readonly frameRoom = 0;
+  readonly tsoMax = 0;
+  readonly csumOffload = false;
+  readonly segs: SentSegment[] = [];
+  alloc(maxLen: number): number {
+    return maxLen <= this.buf.length ? 0 : -1;
+  }
+  commit(off: number, len: number): void {
+    const l4 = off + w.ETH_HLEN + w.IPV4_HLEN;
+    const b = this.buf;
+    this.segs.push({
+      seq: w.tcpSeq(b, l4),
+      ack: w.tcpAck(b, l4),
+      flags: w.tcpFlags(b, l4),
+      wnd: w.tcpWindow(b, l4),
+      len: len - (l4 - off) - w.tcpHlen(b, l4),
+    });
+  }
 }

@@ -14,10 +14,9 @@ import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import { sys } from "../../src/native/ffi.ts";
-import type { FrameSink } from "../../src/tap/sink.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
-import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener } from "../tools/flow-config.ts";
+import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener, SegmentSink } from "../tools/flow-config.ts";
 
 const GUEST = GUEST4;
 const GW = GW4;
@@ -25,24 +24,6 @@ const GUEST_MAC = parseMac("02:00:00:00:00:02");
 const GUEST_PORT = 40000;
 const MSS = 65000;
 const cfg = flowTestConfig;
-
-/** Keeps the TCP segments sent to the guest: (seq, ack, flags, payload length). */
-class Sink implements FrameSink {
-  readonly buf = new Uint8Array(8 << 20);
-  readonly frameRoom = 0;
-  readonly tsoMax = 0;
-  readonly csumOffload = false;
-  readonly segs: { seq: number; ack: number; flags: number; len: number }[] = [];
-  alloc(maxLen: number): number {
-    return maxLen <= this.buf.length ? 0 : -1;
-  }
-  commit(off: number, len: number): void {
-    const ip = off + w.ETH_HLEN;
-    const l4 = ip + w.IPV4_HLEN;
-    const b = this.buf;
-    this.segs.push({ seq: w.tcpSeq(b, l4), ack: w.tcpAck(b, l4), flags: w.tcpFlags(b, l4), len: len - (l4 - off) - w.tcpHlen(b, l4) });
-  }
-}
 
 const fds: number[] = [];
 afterAll(() => {
@@ -71,7 +52,7 @@ test("a batch the socket takes only in part: the ACK covers what it took, the re
   const { lfd, port } = loopbackListener(fds, 64 << 10);
 
   const loop = new Loop();
-  const sink = new Sink();
+  const sink = new SegmentSink();
   const d = new Dispatcher(cfg, loop, sink);
   const turn = turner(loop);
   const rx = new Uint8Array(24 << 20);

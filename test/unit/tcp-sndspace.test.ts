@@ -21,33 +21,15 @@ import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import { sys } from "../../src/native/ffi.ts";
-import type { FrameSink } from "../../src/tap/sink.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
-import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener } from "../tools/flow-config.ts";
+import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener, SegmentSink } from "../tools/flow-config.ts";
 
 const GUEST_MAC = parseMac("02:00:00:00:00:02");
 const GUEST_PORT = 40002;
 const MSS = 16000;
 /** The window scale we announce (tcp.ts OUR_WSCALE): the window's unit is 256 bytes. */
 const OUR_WS = 8;
-
-/** Keeps the TCP segments sent to the guest: (seq, ack, flags, window as on the wire). */
-class Sink implements FrameSink {
-  readonly buf = new Uint8Array(8 << 20);
-  readonly frameRoom = 0;
-  readonly tsoMax = 0;
-  readonly csumOffload = false;
-  readonly segs: { seq: number; ack: number; flags: number; wnd: number }[] = [];
-  alloc(maxLen: number): number {
-    return maxLen <= this.buf.length ? 0 : -1;
-  }
-  commit(off: number, _len: number): void {
-    const l4 = off + w.ETH_HLEN + w.IPV4_HLEN;
-    const b = this.buf;
-    this.segs.push({ seq: w.tcpSeq(b, l4), ack: w.tcpAck(b, l4), flags: w.tcpFlags(b, l4), wnd: w.tcpWindow(b, l4) });
-  }
-}
 
 const fds: number[] = [];
 /** The shim's function, wrapped to count the questions tcp.ts asks (its calls go through the object). */
@@ -80,7 +62,7 @@ test("a guest filling every window we advertise loses nothing, the window closes
   // the server: a small receive buffer, not read until the socket is full
   const { lfd, port } = loopbackListener(fds, 64 << 10);
   const loop = new Loop();
-  const sink = new Sink();
+  const sink = new SegmentSink();
   const d = new Dispatcher(flowTestConfig, loop, sink);
   const turn = turner(loop);
   const rx = new Uint8Array(4 << 20);

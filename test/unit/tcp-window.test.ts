@@ -14,38 +14,15 @@ import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import { sys } from "../../src/native/ffi.ts";
-import type { FrameSink } from "../../src/tap/sink.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
-import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener } from "../tools/flow-config.ts";
+import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener, SegmentSink } from "../tools/flow-config.ts";
 
 const GUEST_MAC = parseMac("02:00:00:00:00:02");
 const GUEST_PORT = 40001;
 const ISN = 5000;
 /** A quarter of the sequence space: far from anything a connection sends. */
 const FAR = 2 ** 30;
-
-/** Keeps the TCP segments sent to the guest. */
-class Sink implements FrameSink {
-  readonly buf = new Uint8Array(8 << 20);
-  readonly frameRoom = 0;
-  readonly tsoMax = 0;
-  readonly csumOffload = false;
-  readonly segs: { seq: number; ack: number; flags: number; len: number }[] = [];
-  alloc(maxLen: number): number {
-    return maxLen <= this.buf.length ? 0 : -1;
-  }
-  commit(off: number, len: number): void {
-    const l4 = off + w.ETH_HLEN + w.IPV4_HLEN;
-    const b = this.buf;
-    this.segs.push({
-      seq: w.tcpSeq(b, l4),
-      ack: w.tcpAck(b, l4),
-      flags: w.tcpFlags(b, l4),
-      len: len - w.ETH_HLEN - w.IPV4_HLEN - w.tcpHlen(b, l4),
-    });
-  }
-}
 
 const fds: number[] = [];
 afterAll(() => {
@@ -68,7 +45,7 @@ test("segments with an ACK far out of range (zero or huge windows) leave the win
   const { lfd, port } = loopbackListener(fds);
 
   const loop = new Loop();
-  const sink = new Sink();
+  const sink = new SegmentSink();
   const d = new Dispatcher(flowTestConfig, loop, sink);
   const turn = turner(loop);
   const rx = new Uint8Array(2048);
