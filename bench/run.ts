@@ -54,7 +54,7 @@ import { join, resolve } from "node:path";
 import { connect as unixConnect } from "node:net";
 import type { Subprocess } from "bun";
 import { ADDR, BUN, REPO, canRunE2E, createWorld, isAlive, run, type Child, type World } from "../test/world.ts";
-import { cpuSeconds } from "../test/tools/proc-stats.ts";
+import { cpuSeconds, rssBytes } from "../test/tools/proc-stats.ts";
 import { startGuest, type Guest } from "../test/tools/relay.ts";
 import {
   IMPL_MODES,
@@ -228,6 +228,8 @@ function sh(cmd: string[]): string {
  * implementations ran after ours.
  */
 const AFTER_RUNS_MS = 6000;
+/** Bytes per "MB" of the memory rows: /proc's kB are KiB, so MiB. */
+const MB = 1 << 20;
 
 /** Where `bun src/main.ts` of the project runs from (see snapshotProject). */
 let projectDir = REPO;
@@ -775,13 +777,8 @@ class Env {
 
   /** The daemon's resident set now (VmRSS), at its peak (VmHWM), or its anonymous part now (RssAnon), in MB; null without one. */
   rss(which: "VmRSS" | "VmHWM" | "RssAnon"): number | null {
-    if (!this.daemon) return null;
-    try {
-      const kb = readFileSync(`/proc/${this.daemon.pid}/status`, "utf8").match(new RegExp(`^${which}:\\s+(\\d+) kB`, "m"))?.[1];
-      return kb ? Number(kb) / 1024 : null;
-    } catch {
-      return null;
-    }
+    const bytes = this.daemon ? rssBytes(this.daemon.pid, which) : -1;
+    return bytes < 0 ? null : bytes / MB;
   }
 
   /**
@@ -1185,8 +1182,6 @@ async function main(): Promise<number> {
     say((e as Error).message);
     return 1;
   }
-  const wantsStandalone = allRows(a.quick).some((r) => r.standalone && (!a.only || a.only.test(`${r.table} ${r.row}`)));
-  const standalone = wantsStandalone && (!a.impls || a.impls.includes("project")) ? buildStandalone() : null;
   let impls = implDefs(projectVersion);
   if (a.impls) {
     const unknown = a.impls.filter((n) => !impls.some((i) => i.name === n));
@@ -1207,7 +1202,6 @@ async function main(): Promise<number> {
     if (r.kind === "tput") return haveIperf;
     if (r.kind === "mtput") return haveIperf2;
     if (r.kind === "startup") return haveHyperfine;
-    if (r.standalone && !standalone) return false;
     if (r.kind === "startup-rss" || r.kind === "startup-anon") return true;
     if (r.kind === "spp") return !!SOCKPERF;
     return isMemory(r.kind) || !!rrBin;
@@ -1224,6 +1218,8 @@ async function main(): Promise<number> {
   rows = rows.filter((r) => !r.mode || modes.includes(r.mode));
   const startupImpls = active.filter((i) => i.name === "project" || i.name === "pasta" || i.name === "upstream");
   if (!startupImpls.some((i) => i.name === "project")) rows = rows.filter((r) => r.table !== "startup");
+  const standalone = rows.some((r) => r.standalone) ? buildStandalone() : null;
+  if (!standalone) rows = rows.filter((r) => !r.standalone);
   if (!rows.length || !active.length) {
     say("nothing to run");
     return 1;
@@ -1374,13 +1370,10 @@ async function main(): Promise<number> {
       const r = rows.find((r) => r.kind === kind && !!r.standalone === ofStandalone);
       return r ? cellFor(r, 0, name) : null;
     };
-    /** Values for every row of kind: ours by bun or standalone into its own row, a reference's into both. */
+    /** Values for the rows of kind: ours by bun into the first row, ours standalone into the second, a reference's into both. */
     const startupValues = (kind: string) => (name: string, values: number[]) => {
-      for (const own of [false, true]) {
-        if (name === "project" && own) continue;
-        const cell = startupCell(kind, name === "standalone" ? "project" : name, name === "standalone" || own);
-        cell?.values.push(...values);
-      }
+      const ofStandalone = name === "project" ? [false] : name === "standalone" ? [true] : [false, true];
+      for (const st of ofStandalone) startupCell(kind, name === "standalone" ? "project" : name, st)?.values.push(...values);
     };
     const startupCmds = startupImpls.map((i) => ({
       name: i.name,
@@ -1542,10 +1535,9 @@ async function measureIdleMemory(
     for (let k = 0; k < IDLE_RUNS; k++) {
       const p = w.spawn(w.host, [...c.argv, "--runas", "0", "-q", "-f", "--config-net", "--", "sleep", "30"]);
       await Bun.sleep(IDLE_READ_MS);
-      const status = isAlive(p.pid) ? readFileSync(`/proc/${p.pid}/status`, "utf8") : "";
       for (const f of ["VmRSS", "RssAnon"] as const) {
-        const kb = status.match(new RegExp(`^${f}:\\s+(\\d+) kB`, "m"))?.[1];
-        if (kb) got[f].push(Number(kb) / 1024);
+        const bytes = rssBytes(p.pid, f);
+        if (bytes >= 0) got[f].push(bytes / MB);
       }
       await p.kill();
     }

@@ -45,8 +45,8 @@ export async function settledFdCount(pid: number, quietMs = 2500, maxMs = 15000)
   return n;
 }
 
-/** Resident memory of pid in bytes (VmRSS, or its anonymous part RssAnon), -1 once it is gone. */
-export function rssBytes(pid: number, field: "VmRSS" | "RssAnon" = "VmRSS"): number {
+/** Resident memory of pid in bytes (VmRSS, its peak VmHWM, or its anonymous part RssAnon), -1 once it is gone. */
+export function rssBytes(pid: number, field: "VmRSS" | "VmHWM" | "RssAnon" = "VmRSS"): number {
   try {
     const m = readFileSync(`/proc/${pid}/status`, "utf8").match(new RegExp(`${field}:\\s+(\\d+) kB`));
     return m ? Number(m[1]) * 1024 : -1;
