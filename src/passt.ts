@@ -37,7 +37,7 @@ import { Forwarder } from "./fwd/forward.ts";
 import type { FwdRule, PortFwd } from "./fwd/ports.ts";
 import { debugOn, log } from "./log.ts";
 import { Kind } from "./loop/kinds.ts";
-import { EPOLLIN, Loop } from "./loop/loop.ts";
+import { EPOLLIN, Loop, restMs, runLoop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
 import { countersLine, reportStats } from "./loop/stats.ts";
 import { acceptOrRefuse } from "./native/accept.ts";
@@ -138,7 +138,7 @@ function forwardedPorts(fwd: PortFwd | null): (found: Uint8Array) => void {
   return (found) => found.set(ports);
 }
 
-function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): number {
+function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: Listener | null, ids: Ids | null): Promise<number> {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
   const Backend = run.vhostUser ? VhostUserBackend : StreamBackend;
@@ -209,15 +209,14 @@ function serve(cfg: Config, run: PasstRun, loop: Loop, sigFd: number, listener: 
   dispatcher.start();
   readyInBackground();
   enterSandbox();
-  try {
-    return loop.run();
-  } finally {
+  loop.restAfter(restMs());
+  return runLoop(loop).finally(() => {
     backend.flush();
     backend.detach();
     pcap?.close();
     if (run.pidFile) removePidFile(run.pidFile);
     log.debug(countersLine(statsOf()));
-  }
+  });
 }
 
 /** What a run needs of its backend: the FrameSink, and the client connection's life. */

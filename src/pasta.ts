@@ -22,7 +22,7 @@ import { UdpSplice } from "./flows/udpsplice.ts";
 import { Forwarder } from "./fwd/forward.ts";
 import type { PortFwd } from "./fwd/ports.ts";
 import { Kind } from "./loop/kinds.ts";
-import { Loop, EPOLLIN, now } from "./loop/loop.ts";
+import { Loop, EPOLLIN, now, restMs, runLoop } from "./loop/loop.ts";
 import { watchHeap } from "./loop/heap.ts";
 import { countersLine, reportStats } from "./loop/stats.ts";
 import { log } from "./log.ts";
@@ -67,7 +67,7 @@ export interface PastaRun {
 }
 
 /** Run pasta; returns the exit status for the process. */
-export function runPasta(cfg: Config, run: PastaRun): number {
+export function runPasta(cfg: Config, run: PastaRun): number | Promise<number> {
   sys.shim_raise_nofile();
   const loop = new Loop();
   watchHeap(loop);
@@ -80,18 +80,22 @@ export function runPasta(cfg: Config, run: PastaRun): number {
     child = spawnCommand(run.command, namespaceHostname(cfg.hostname));
     nsfd = child.nsfd;
   }
-  try {
-    return serve(cfg, run, loop, sigFd, nsfd, child);
-  } catch (e) {
+  // set-up that fails, or the loop throwing: the command goes too
+  const fail = (e: unknown): never => {
     if (child) {
       sys.shim_kill(child.pid, SIGKILL);
       reap(child.pid);
     }
     throw e;
+  };
+  try {
+    return serve(cfg, run, loop, sigFd, nsfd, child).catch(fail);
+  } catch (e) {
+    return fail(e);
   }
 }
 
-function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: number, child: Child | null): number {
+function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: number, child: Child | null): Promise<number> {
   const pcap = run.pcap ? new PcapWriter(run.pcap) : null;
   let dispatcher: Dispatcher | null = null;
   const tap =
@@ -139,14 +143,13 @@ function serve(cfg: Config, run: PastaRun, loop: Loop, sigFd: number, nsfd: numb
   if (tap) dispatcher.start();
   readyInBackground();
   enterSandbox();
-  try {
-    return loop.run();
-  } finally {
+  loop.restAfter(restMs());
+  return runLoop(loop).finally(() => {
     tap?.flush();
     pcap?.close();
     if (run.pidFile) removePidFile(run.pidFile);
     log.debug(countersLine({ ...(tap ? { tap: tap.stats } : {}), ...dispatcher.counters() }));
-  }
+  });
 }
 
 /** Listeners and spliced paths for -t/-T/-u/-U (after the namespace's interfaces are up); throws when a port can't be bound. */

@@ -24,6 +24,18 @@
  * once (the daemons release pages with shim_release and collect the
  * JavaScript heap), and not again until events have come and gone. The next
  * burst faults the pages back in as zeros.
+ *
+ * Rest: what stays after that is mostly JavaScriptCore's: the compiled code
+ * of the data path and the data each compiled function keeps (several MB
+ * after a few kinds of traffic), which only Bun.shrink() gives back. It
+ * waits until no JavaScript runs, and run() never returns while the daemon
+ * lives: so once the loop has been quiet for restMs more (restAfter; the
+ * daemons take REST_MS, or PASTA_REST_MS from the environment, for tests),
+ * run() returns RESTED, and runLoop() asks for the shrink, lets the runtime
+ * turn once (JavaScriptCore throws the code away, collects, and hands the
+ * allocator's free memory back) and runs the loop again. The next burst
+ * pays for compiling its path again, which is why this waits for a long
+ * quiet, not the short one of the burst buffers.
  */
 import { sys } from "../native/ffi.ts";
 import { kindName, type EventKind } from "./kinds.ts";
@@ -42,6 +54,10 @@ const EPOLL_CTL_MOD = 3;
 
 /** How long without any event counts as quiet (see the theory of operation). */
 export const QUIET_MS = 2000;
+/** How long after quiet the loop rests (see the theory of operation): a daemon at rest, not a pause between bursts. */
+export const REST_MS = 30_000;
+/** run()'s result when it stopped to rest (runLoop runs it again); exit statuses are never negative. */
+export const RESTED = -1;
 /** Events fetched per epoll_wait. */
 const MAX_EVENTS = 128;
 /** Handler kinds fit in the top 8 bits of a reference. */
@@ -68,6 +84,10 @@ export class Loop {
   /** The event count the quiet tick saw last, and whether it ran the hooks for it. */
   private eventsSeen = 0;
   private quietDone = false;
+  /** When the quiet hooks last ran; restMs after it, without events, the loop rests (0: never). */
+  private quietAt = 0;
+  private restMs = 0;
+  private restDone = false;
   private running = false;
   private exitCode = 0;
 
@@ -110,19 +130,35 @@ export class Loop {
 
   /** Run fn once after start-up and once each time traffic stops: quietMs to 2 * quietMs after the last event. */
   onQuiet(fn: () => void): void {
-    if (this.quietHooks.length === 0) this.every(this.quietMs, () => this.checkQuiet());
+    this.watchQuiet();
     this.quietHooks.push(fn);
   }
 
-  private checkQuiet(): void {
+  /** Rest (run() returns RESTED) once ms have passed after the quiet hooks ran without an event, once per quiet. */
+  restAfter(ms: number): void {
+    this.watchQuiet();
+    this.restMs = ms;
+  }
+
+  private watchQuiet(): void {
+    if (this.quietHooks.length === 0 && this.restMs === 0) this.every(this.quietMs, (t) => this.checkQuiet(t));
+  }
+
+  private checkQuiet(t: number): void {
     if (this.events !== this.eventsSeen) {
       this.eventsSeen = this.events;
       this.quietDone = false;
+      this.restDone = false;
       return;
     }
-    if (this.quietDone) return;
-    this.quietDone = true;
-    for (let i = 0; i < this.quietHooks.length; i++) this.quietHooks[i]!();
+    if (!this.quietDone) {
+      this.quietDone = true;
+      this.quietAt = t;
+      for (let i = 0; i < this.quietHooks.length; i++) this.quietHooks[i]!();
+    } else if (this.restMs > 0 && !this.restDone && t - this.quietAt >= this.restMs) {
+      this.restDone = true;
+      this.stop(RESTED);
+    }
   }
 
   /** Make run() return with this code after the current batch. */
@@ -171,4 +207,24 @@ export class Loop {
 /** Monotonic milliseconds. */
 export function now(): number {
   return performance.now();
+}
+
+/**
+ * Run the loop until it stops for good (its exit status), letting the
+ * runtime go idle at each rest (see the theory of operation): Bun.shrink()
+ * only asks, and JavaScriptCore does it once this turn of the runtime ends.
+ */
+export async function runLoop(loop: Loop): Promise<number> {
+  for (;;) {
+    const code = loop.run();
+    if (code !== RESTED) return code;
+    Bun.shrink();
+    await Bun.sleep(0);
+  }
+}
+
+/** The rest of the daemons: REST_MS, or PASTA_REST_MS from the environment (tests). */
+export function restMs(): number {
+  const v = Number(process.env.PASTA_REST_MS);
+  return Number.isInteger(v) && v > 0 ? v : REST_MS;
 }

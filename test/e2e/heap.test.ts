@@ -9,7 +9,10 @@
  * sampler's own strings): a data path that allocated per packet would fill
  * the young generation many times over. Then, once traffic stops, the tap's
  * burst buffers go back to the kernel (Loop.onQuiet): the anonymous memory
- * must fall by about their size. No timing is asserted.
+ * must fall by about their size. And a pasta left quiet for PASTA_REST_MS
+ * more rests (src/loop/loop.ts, runLoop): JavaScriptCore throws its compiled
+ * code and that code's data away, and the anonymous memory falls again; the
+ * next transfer compiles the data path anew and works. No timing is asserted.
  */
 import { afterAll, beforeAll, expect, test } from "bun:test";
 import { existsSync, readFileSync } from "node:fs";
@@ -26,6 +29,10 @@ const MAX_GROWTH = 3000;
 const MAX_GCS = 1;
 /** What the tap's receive slots and transmit arena hold after a transfer each way, at least (4 MiB each when full). */
 const BURST_BUFFERS = 6 << 20;
+/** PASTA_REST_MS for the rest test: longer than the wait for the quiet hooks, shorter than the test. */
+const REST_MS = 5000;
+/** What the rest gives back beyond the quiet hooks, at least: the compiled data path and its data (see src/loop/loop.ts). */
+const REST_DROP = 2 << 20;
 /** JavaScriptCore's line for each collection with BUN_JSC_logGC=1. */
 const GC_LINE = /^\[GC<[^>]*>: START /gm;
 
@@ -33,6 +40,29 @@ interface Sample {
   t: number;
   objects: number;
   heap: number;
+}
+
+/** iperf3 moving bytes guest → host (through the gateway) or upstream → guest (through -t), through pasta session s. */
+async function transfer(w: World, s: PastaSession, dir: "out" | "in", bytes: string) {
+  const inGuest = dir === "in";
+  const port = inGuest ? PORT : HOST_PORT;
+  const srv = inGuest
+    ? s.guestSpawn(["iperf3", "-s", "-1", "-p", String(port)])
+    : w.spawn(w.host, ["iperf3", "-s", "-1", "-p", String(port)]);
+  try {
+    for (let i = 0; i < 100; i++) {
+      const ss = inGuest ? await s.guest(["ss", "-Hltn", `sport = :${port}`]) : await w.exec(w.host, ["ss", "-Hltn", `sport = :${port}`]);
+      if (ss.stdout.trim()) break;
+      await Bun.sleep(50);
+    }
+    const argv = ["iperf3", "-c", inGuest ? ADDR.host4 : ADDR.gw4, "-p", String(port), "-n", bytes, "-J"];
+    const r = inGuest ? await w.exec(w.upstream, argv, { timeoutMs: 120000 }) : await s.guest(argv, { timeoutMs: 120000 });
+    expect(r.code, r.stderr + r.stdout.slice(-500)).toBe(0);
+    const received = JSON.parse(r.stdout).end.sum_received.bytes;
+    expect(received).toBeGreaterThan(0);
+  } finally {
+    await srv.kill({ graceMs: 1000 });
+  }
 }
 
 describeE2E("pasta: no allocation per packet (root)", () => {
@@ -59,38 +89,15 @@ describeE2E("pasta: no allocation per packet (root)", () => {
           .map((l) => JSON.parse(l))
       : [];
 
-  /** iperf3 moving bytes guest → host (through the gateway) or upstream → guest (through -t). */
-  async function transfer(dir: "out" | "in", bytes: string) {
-    const inGuest = dir === "in";
-    const port = inGuest ? PORT : HOST_PORT;
-    const srv = inGuest
-      ? s.guestSpawn(["iperf3", "-s", "-1", "-p", String(port)])
-      : w.spawn(w.host, ["iperf3", "-s", "-1", "-p", String(port)]);
-    try {
-      for (let i = 0; i < 100; i++) {
-        const ss = inGuest ? await s.guest(["ss", "-Hltn", `sport = :${port}`]) : await w.exec(w.host, ["ss", "-Hltn", `sport = :${port}`]);
-        if (ss.stdout.trim()) break;
-        await Bun.sleep(50);
-      }
-      const argv = ["iperf3", "-c", inGuest ? ADDR.host4 : ADDR.gw4, "-p", String(port), "-n", bytes, "-J"];
-      const r = inGuest ? await w.exec(w.upstream, argv, { timeoutMs: 120000 }) : await s.guest(argv, { timeoutMs: 120000 });
-      expect(r.code, r.stderr + r.stdout.slice(-500)).toBe(0);
-      const received = JSON.parse(r.stdout).end.sum_received.bytes;
-      expect(received).toBeGreaterThan(0);
-    } finally {
-      await srv.kill({ graceMs: 1000 });
-    }
-  }
-
   test("1 GiB through the tap: the live object count stays flat, the collector does not run", async () => {
     // warm-up: JIT, flow slots, lazily built tables
-    await transfer("out", "64M");
-    await transfer("in", "64M");
+    await transfer(w, s, "out", "64M");
+    await transfer(w, s, "in", "64M");
     await Bun.sleep(600);
     const before = samples().at(-1)!;
     const gcsBefore = s.log().match(GC_LINE)?.length ?? 0;
-    await transfer("out", "512M");
-    await transfer("in", "512M");
+    await transfer(w, s, "out", "512M");
+    await transfer(w, s, "in", "512M");
     await Bun.sleep(600);
     const gcs = (s.log().match(GC_LINE)?.length ?? 0) - gcsBefore;
     const during = samples().filter((x) => x.t > before.t);
@@ -105,8 +112,8 @@ describeE2E("pasta: no allocation per packet (root)", () => {
   }, 300_000);
 
   test("when traffic stops, pasta gives its burst buffers back: its anonymous memory falls", async () => {
-    await transfer("out", "256M");
-    await transfer("in", "256M");
+    await transfer(w, s, "out", "256M");
+    await transfer(w, s, "in", "256M");
     // read at once: the quiet hooks need a whole QUIET_MS without events, so they have not run yet
     const after = rssBytes(s.pid, "RssAnon");
     let now = after;
@@ -116,5 +123,38 @@ describeE2E("pasta: no allocation per packet (root)", () => {
     }
     console.log(`RssAnon: ${(after / 2 ** 20).toFixed(1)} MB right after the transfers, ${(now / 2 ** 20).toFixed(1)} MB later`);
     expect(after - now).toBeGreaterThanOrEqual(BURST_BUFFERS);
+  }, 120_000);
+});
+
+describeE2E("pasta at rest gives its compiled code back (root)", () => {
+  let w: World;
+  let s: PastaSession;
+
+  beforeAll(async () => {
+    w = await createWorld({ mtu: 65520 });
+    s = await startPasta(w, ["--config-net", "-t", String(PORT)], { env: { PASTA_REST_MS: String(REST_MS) } });
+  });
+  afterAll(async () => {
+    await s?.stop();
+    await w?.destroy();
+  });
+
+  test("REST_MS after the quiet hooks, the anonymous memory falls again; the next transfer works", async () => {
+    await transfer(w, s, "out", "128M");
+    await transfer(w, s, "in", "128M");
+    // the quiet hooks ran (2 to 4 s after the last event: burst buffers, GC); the rest comes REST_MS after them
+    await Bun.sleep(4500);
+    const quiet = rssBytes(s.pid, "RssAnon");
+    let now = quiet;
+    for (let i = 0; i < 60 && quiet - now < REST_DROP; i++) {
+      await Bun.sleep(250);
+      now = rssBytes(s.pid, "RssAnon");
+    }
+    console.log(`RssAnon: ${(quiet / 2 ** 20).toFixed(1)} MB once quiet, ${(now / 2 ** 20).toFixed(1)} MB at rest`);
+    expect(quiet - now).toBeGreaterThanOrEqual(REST_DROP);
+    // the data path, compiled again, still moves bytes
+    await transfer(w, s, "out", "64M");
+    await transfer(w, s, "in", "64M");
+    expect(s.alive()).toBe(true);
   }, 120_000);
 });

@@ -1,13 +1,19 @@
 import { expect, test } from "bun:test";
 import { Kind } from "../../src/loop/kinds.ts";
-import { EPOLLIN, Loop, now } from "../../src/loop/loop.ts";
+import { EPOLLIN, Loop, now, RESTED, runLoop } from "../../src/loop/loop.ts";
 import { sys } from "../../src/native/ffi.ts";
 
 const QUIET = 100;
 
-/** Run a loop whose eventfd is written every 20 ms during each [from, to) of bursts; returns when the hooks ran and the last event of each burst. */
-function runBursts(bursts: [number, number][], total: number): { hooks: number[]; lastEvents: number[] } {
+/**
+ * Run a loop whose eventfd is written every 20 ms during each [from, to) of
+ * bursts; returns when the hooks ran, the last event of each burst, and
+ * when run() returned RESTED (restMs > 0: Loop.restAfter), running it again each time.
+ */
+function runBursts(bursts: [number, number][], total: number, restMs = 0): { hooks: number[]; lastEvents: number[]; rests: number[] } {
   const loop = new Loop(QUIET);
+  if (restMs > 0) loop.restAfter(restMs);
+  const rests: number[] = [];
   const fd = sys.shim_eventfd();
   const one = new Uint8Array(8);
   one[0] = 1;
@@ -28,9 +34,9 @@ function runBursts(bursts: [number, number][], total: number): { hooks: number[]
     if (bursts.some(([from, to]) => at >= from && at < to)) sys.shim_write(fd, one, 8);
     if (at >= total) loop.stop(0);
   });
-  loop.run();
+  while (loop.run() === RESTED) rests.push(now() - t0);
   sys.shim_close(fd);
-  return { hooks, lastEvents };
+  return { hooks, lastEvents, rests };
 }
 
 test("quiet hooks run once after each burst, and only after its last event", () => {
@@ -49,4 +55,39 @@ test("quiet hooks run once after each burst, and only after its last event", () 
 test("a loop that never sees an event runs its quiet hooks once", () => {
   const { hooks } = runBursts([], 600);
   expect(hooks.length).toBe(1);
+});
+
+test("a loop rests once per quiet, restMs after its quiet hooks ran, and not while events come", () => {
+  const { hooks, lastEvents, rests } = runBursts(
+    [
+      [0, 300],
+      [1000, 1300],
+    ],
+    2200,
+    300,
+  );
+  expect(hooks.length).toBe(2);
+  expect(rests.length).toBe(2);
+  expect(rests[0]!).toBeGreaterThanOrEqual(hooks[0]! + 300);
+  expect(rests[0]!).toBeLessThan(1000);
+  expect(rests[1]!).toBeGreaterThanOrEqual(hooks[1]! + 300);
+  expect(rests[1]!).toBeGreaterThan(lastEvents[1]!);
+});
+
+test("without restAfter a loop never rests", () => {
+  expect(runBursts([[0, 200]], 1200).rests.length).toBe(0);
+});
+
+test("runLoop runs a loop again after each rest and resolves with its exit status", async () => {
+  const loop = new Loop(QUIET);
+  loop.restAfter(100);
+  let turns = 0;
+  const t0 = now();
+  loop.every(20, (t) => {
+    turns++;
+    if (t - t0 >= 1000) loop.stop(7);
+  });
+  expect(await runLoop(loop)).toBe(7);
+  // the ticks went on across the rest(s): about 50 in the second
+  expect(turns).toBeGreaterThan(30);
 });
