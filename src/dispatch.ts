@@ -103,7 +103,7 @@ export class Dispatcher {
 
   /** End of a batch of frames from the guest: write the TCP payloads and send the datagrams queued from it (its frames are valid until then). */
   batchEnd(): void {
-    this.tcp.flushRun();
+    this.tcp.batchEnd();
     this.udp.flush();
   }
 

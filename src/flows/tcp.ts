@@ -26,9 +26,13 @@
  * sendmsg() at the end of the batch of frames, or before anything else
  * touches that flow; we acknowledge what the socket took and advertise a
  * window of the send buffer's free space. A segment beyond the expected number
- * (a hole) is dropped and answered with a duplicate ACK so that the guest
- * retransmits. When the socket is full we ask for EPOLLOUT and send a window
- * update once it drains.
+ * (a hole) is held until the end of the batch (its frame stays valid until
+ * then): a later segment of the same batch may fill the hole (a guest's
+ * queue, or the rings between us, reorder), and the held segments that then
+ * follow join the run in sequence order (placeHeld). Those still beyond a
+ * hole at the end of the batch are dropped, each answered with a duplicate
+ * ACK so that the guest retransmits (RFC 5681 3.2). When the socket is full we
+ * ask for EPOLLOUT and send a window update once it drains.
  *
  * Host to guest: data is peeked (MSG_PEEK, continuing at SO_PEEK_OFF) straight
  * into frames in the tap's transmit buffer, or, where the sink can
@@ -169,6 +173,11 @@ const PEEK_SEGMENTS = 32;
 const TSO_SEGMENTS = 16;
 /** Guest payloads queued for one sendmsg() at most. */
 const RUN_MAX = 256;
+/** Segments past a hole held per batch at most (beyond: dropped at once, with a duplicate ACK). */
+const HELD_MAX = 256;
+/** Fields of a held segment (held): flow (NO_FLOW once placed or dropped), offset, length, sequence number, FIN. */
+const HELD_FIELDS = 5;
+const NO_FLOW = 0xffffffff;
 /** Timer granularity for retransmissions and timeouts. */
 const TICK_MS = 50;
 /** Secret of our ISNs, drawn once per run (RFC 6528). */
@@ -238,6 +247,10 @@ export class TcpFlows {
   private runLen = 0;
   /** Sequence number after the run's last byte. */
   private runEnd = 0;
+  /** Segments past a hole in this batch, all in heldBuf (HELD_FIELDS each; placeHeld). */
+  private readonly held = table.u32(HELD_MAX * HELD_FIELDS);
+  private nHeld = 0;
+  private heldBuf: Uint8Array | null = null;
   private readonly opts = new w.TcpOptions();
   private readonly sa = new Uint8Array(28);
   /** Scratch: an address being translated or proven. */
@@ -535,7 +548,7 @@ export class TcpFlows {
     }
     if (this.conn.state[i] === FREE) return;
     const seq = w.tcpSeq(b, l4);
-    if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq);
+    if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq, fl);
     // An empty segment from before the next expected byte is a window probe: answer it.
     else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.nextFromGuest(i))) this.queueAck(i);
     if (fl & w.TCP_FIN && !(this.conn.flags[i] & F_GUEST_FIN)) {
@@ -624,19 +637,79 @@ export class TcpFlows {
     this.nSend = 0;
   }
 
-  /** Payload from the guest at seq: queue the part we expect next for the socket. */
-  private guestData(i: number, b: Uint8Array, off: number, len: number, seq: number): void {
+  /** Payload from the guest at seq (its segment's flags fl): queue the part we expect next for the socket, or hold it past a hole. */
+  private guestData(i: number, b: Uint8Array, off: number, len: number, seq: number, fl: number): void {
     if (this.conn.flags[i] & F_SHUT_WR) return;
     const skip = w.seqDiff(this.nextFromGuest(i), seq);
     if (skip < 0) {
-      // Past a hole: a duplicate ACK for every such segment, at once (RFC
-      // 5681), so that the guest counts them and retransmits quickly.
-      tcpStats.outOfOrder++;
-      this.ackNow(i);
+      if (!this.hold(i, b, off, len, seq, fl)) this.dupAck(i);
       return;
     }
     if (skip < len) this.queueWrite(i, b, off + skip, len - skip);
     this.queueAck(i);
+  }
+
+  /** Keep a segment past a hole until the end of the batch (placeHeld); false when it can't be kept. */
+  private hold(i: number, b: Uint8Array, off: number, len: number, seq: number, fl: number): boolean {
+    if (this.nHeld === HELD_MAX || (this.heldBuf !== null && this.heldBuf !== b)) return false;
+    this.heldBuf = b;
+    const h = this.nHeld++ * HELD_FIELDS;
+    this.held[h] = i;
+    this.held[h + 1] = off;
+    this.held[h + 2] = len;
+    this.held[h + 3] = seq;
+    this.held[h + 4] = fl & w.TCP_FIN;
+    return true;
+  }
+
+  /**
+   * End of a batch of frames from the guest, while they are still valid:
+   * place the held segments that now follow what their flow has (walking
+   * them again while any was placed: a segment can fill the hole before the
+   * next one), then drop the rest with a duplicate ACK each (see the theory
+   * of operation), and write the run out.
+   */
+  batchEnd(): void {
+    this.placeHeld();
+    this.flushRun();
+  }
+
+  private placeHeld(): void {
+    if (this.nHeld === 0) return;
+    const hd = this.held;
+    for (let placed = true; placed; ) {
+      placed = false;
+      for (let h = 0; h < this.nHeld * HELD_FIELDS; h += HELD_FIELDS) {
+        const i = hd[h]!;
+        if (i === NO_FLOW) continue;
+        if (this.conn.state[i] === FREE || this.conn.flags[i] & F_SHUT_WR) {
+          hd[h] = NO_FLOW;
+          continue;
+        }
+        const len = hd[h + 2]!;
+        const seq = hd[h + 3]!;
+        const skip = w.seqDiff(this.nextFromGuest(i), seq);
+        if (skip < 0) continue;
+        hd[h] = NO_FLOW;
+        placed = true;
+        if (skip < len) this.queueWrite(i, this.heldBuf!, hd[h + 1]! + skip, len - skip);
+        this.queueAck(i);
+        if (hd[h + 4] && !(this.conn.flags[i] & F_GUEST_FIN)) {
+          this.flushRunOf(i);
+          if ((seq + len) >>> 0 === this.conn.seqFromGuest[i]) this.guestFin(i);
+          this.maybeClose(i);
+        }
+      }
+    }
+    for (let h = 0; h < this.nHeld * HELD_FIELDS; h += HELD_FIELDS) if (hd[h] !== NO_FLOW) this.dupAck(hd[h]!);
+    this.nHeld = 0;
+    this.heldBuf = null;
+  }
+
+  /** A segment past a hole, dropped: a duplicate ACK for it, at once (RFC 5681), so that the guest counts them and retransmits quickly. */
+  private dupAck(i: number): void {
+    tcpStats.outOfOrder++;
+    this.ackNow(i);
   }
 
   /** The sequence number the next new byte from the guest has: after the queued run, if any. */
@@ -1340,6 +1413,7 @@ export class TcpFlows {
     this.conn.flags[i] = 0;
     this.conn.unDiscarded[i] = 0;
     if (i === this.runFlow) this.dropRun();
+    for (let h = 0; h < this.nHeld * HELD_FIELDS; h += HELD_FIELDS) if (this.held[h] === i) this.held[h] = NO_FLOW;
     tcpStats.closed++;
     if (debugOn) log.debug(`tcp: flow ${i} closed, ${this.count()} open`);
   }
@@ -1386,6 +1460,8 @@ export class TcpFlows {
     this.nAck = 0;
     this.nSend = 0;
     this.dropRun();
+    this.nHeld = 0;
+    this.heldBuf = null;
   }
 
   /**

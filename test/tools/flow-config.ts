@@ -125,3 +125,33 @@ export class SegmentSink implements FrameSink {
     });
   }
 }
+
+/** The guest's MAC in the frames guestSegment builds. */
+export const GUEST_MAC = parseMac("02:00:00:00:00:02");
+
+/**
+ * A TCP frame from the guest (GUEST4:sport) to the gateway (GW4:dport) at
+ * b[at], with payload (if any); a SYN offers mss. Returns its length.
+ */
+export function guestSegment(
+  b: Uint8Array,
+  at: number,
+  sport: number,
+  dport: number,
+  flags: number,
+  seq: number,
+  ack: number,
+  payload: Uint8Array | null,
+  mss: number,
+): number {
+  const optLen = flags & w.TCP_SYN ? 4 : 0;
+  const plen = payload ? payload.length : 0;
+  const l4len = w.TCP_HLEN + optLen + plen;
+  const ip = w.writeEth(b, at, OUR_MAC, GUEST_MAC, w.ETH_P_IP);
+  const l4 = w.writeIpv4(b, ip, GUEST4, GW4, w.IPPROTO_TCP, l4len, 64);
+  const o = w.writeTcp(b, l4, sport, dport, seq, ack, flags, 65535, optLen);
+  if (optLen) w.writeTcpOptMss(b, o, mss);
+  if (payload) b.set(payload, l4 + w.TCP_HLEN + optLen);
+  w.tcpSetChecksum4(b, ip, l4, l4len);
+  return l4 + l4len - at;
+}

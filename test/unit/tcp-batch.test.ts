@@ -10,17 +10,13 @@
  * order.
  */
 import { afterAll, expect, test } from "bun:test";
-import { parseMac } from "../../src/conf/config.ts";
 import { Dispatcher } from "../../src/dispatch.ts";
 import { Loop } from "../../src/loop/loop.ts";
 import { sys } from "../../src/native/ffi.ts";
 import * as w from "../../src/wire/index.ts";
 import { turner } from "../tools/loop-turn.ts";
-import { GUEST4, GW4, OUR_MAC, flowTestConfig, loopbackListener, SegmentSink } from "../tools/flow-config.ts";
+import { flowTestConfig, guestSegment, loopbackListener, SegmentSink } from "../tools/flow-config.ts";
 
-const GUEST = GUEST4;
-const GW = GW4;
-const GUEST_MAC = parseMac("02:00:00:00:00:02");
 const GUEST_PORT = 40000;
 const MSS = 65000;
 const cfg = flowTestConfig;
@@ -29,20 +25,6 @@ const fds: number[] = [];
 afterAll(() => {
   for (const fd of fds) sys.shim_close(fd);
 });
-
-/** A frame from the guest to the gateway's port at b[at]: its length. */
-function segment(b: Uint8Array, at: number, port: number, flags: number, seq: number, ack: number, payload: Uint8Array | null): number {
-  const optLen = flags & w.TCP_SYN ? 4 : 0;
-  const plen = payload ? payload.length : 0;
-  const l4len = w.TCP_HLEN + optLen + plen;
-  const ip = w.writeEth(b, at, OUR_MAC, GUEST_MAC, w.ETH_P_IP);
-  const l4 = w.writeIpv4(b, ip, GUEST, GW, w.IPPROTO_TCP, l4len, 64);
-  const o = w.writeTcp(b, l4, GUEST_PORT, port, seq, ack, flags, 65535, optLen);
-  if (optLen) w.writeTcpOptMss(b, o, MSS);
-  if (payload) b.set(payload, l4 + w.TCP_HLEN + optLen);
-  w.tcpSetChecksum4(b, ip, l4, l4len);
-  return l4 + l4len - at;
-}
 
 /** Byte k of the stream the guest sends. */
 const streamByte = (k: number) => (k * 7 + (k >>> 11)) & 255;
@@ -60,7 +42,7 @@ test("a batch the socket takes only in part: the ACK covers what it took, the re
   const batch = (frames: [number, number, number, Uint8Array | null][], afterFrame?: (k: number) => void) => {
     let at = 0;
     frames.forEach(([flags, seq, ack, payload], k) => {
-      const n = segment(rx, at, port, flags, seq, ack, payload);
+      const n = guestSegment(rx, at, GUEST_PORT, port, flags, seq, ack, payload, MSS);
       d.frame(rx, at, n);
       afterFrame?.(k);
       at += n;
