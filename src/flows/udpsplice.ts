@@ -23,6 +23,16 @@
  * sendmmsg() (in their order; interleaved senders do not split them). The
  * receiving sockets get LISTEN_RCVBUF, so that bursts wait while we are busy.
  *
+ * Large datagrams are read one at a time: the batch buffer has a slot of
+ * MAX_DGRAM bytes per datagram, so a batch of large ones writes 2 MiB (more
+ * than a core's L2 cache, and resident until the quiet hook gives it back)
+ * where one at a time the kernel copies into and out of the same 64 KiB, as
+ * upstream's pasta reads its spliced datagrams. Reads take one datagram
+ * until the last SPLICE_BATCH datagrams were all shorter than LARGE_DGRAM,
+ * then SPLICE_BATCH, until a large one comes again. A stream of large
+ * datagrams that starts with a few small ones (iperf3's first datagram) is
+ * thus read one at a time from its start.
+ *
  * Limits: UDP_SPLICE_MAX flows (beyond that, datagrams of new flows are
  * dropped and counted); a flow idle for UDP_TIMEOUT_MS is closed (by the
  * table's timer walk).
@@ -36,13 +46,17 @@ import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import { FLOW_MAX, FT_UDP_SPLICE, type FlowTable, flowOf, PIF_HOST, PIF_SPLICE } from "./flow.ts";
 import { LISTEN_RCVBUF, UDP_TIMEOUT_MS, type UdpListener } from "./udp.ts";
 import { AF_INET, AF_INET6, SOCK_DGRAM, SOCK_NONBLOCK, SOL_SOCKET, SO_RCVBUF } from "../native/consts.ts";
-import { table } from "../loop/arena.ts";
+import { release, table } from "../loop/arena.ts";
 
 /** Spliced UDP flows at once. */
 export const UDP_SPLICE_MAX = 4096;
-/** Datagrams per recvmmsg. */
+/** Datagrams per recvmmsg while they are small. */
 const SPLICE_BATCH = 32;
 const MAX_DGRAM = 65535;
+/** A datagram this long makes the next read one of a single datagram (see the theory of operation). */
+const LARGE_DGRAM = 16 << 10;
+/** Datagrams read from one socket per event at most (the rest wait for the next turn of the loop). */
+const READ_BUDGET = 8 * SPLICE_BATCH;
 
 /** flowOf mark of a datagram already sent. */
 const DONE = -2;
@@ -50,7 +64,8 @@ const DONE = -2;
 const LOOPBACK4 = 0x7f000001;
 const LOOPBACK6 = IP6_LOOPBACK;
 
-export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0 };
+/** Counters (for tests and --debug); reads: recvmmsg calls. */
+export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0, reads: 0 };
 
 export class UdpSplice {
   // Per flow (src/flows/flow.ts), set when the flow is made:
@@ -66,6 +81,9 @@ export class UdpSplice {
   private readonly offLen = table.u32(SPLICE_BATCH * 2);
   /** per datagram of a batch: its flow (negative: none; DONE: sent) */
   private readonly flowOf = table.i32(SPLICE_BATCH);
+  /** Datagrams the next read takes, and small datagrams read since the last large one (see the theory of operation). */
+  private batch = 1;
+  private smallInRow = 0;
 
   constructor(
     private readonly loop: Loop,
@@ -75,6 +93,7 @@ export class UdpSplice {
     loop.on(Kind.UDP_SPLICE, (e) => {
       if (flows.is(e, FT_UDP_SPLICE)) this.onReply(e);
     });
+    loop.onQuiet(() => release(this.buf));
     flows.onTimer(FT_UDP_SPLICE, Math.min(5000, UDP_TIMEOUT_MS / 2), (e, t) => this.expire(e, t));
   }
 
@@ -101,12 +120,26 @@ export class UdpSplice {
    * l.target.
    */
   fromNsListener(l: UdpListener): void {
-    for (let round = 0; round < 8; round++) {
-      const cnt = sys.shim_udp_recv_batch(l.fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
+    for (let budget = READ_BUDGET; budget > 0; ) {
+      const want = this.batch;
+      const cnt = this.read(l.fd);
       if (cnt <= 0) return;
       this.forwardRuns(l, cnt);
-      if (cnt < SPLICE_BATCH) return;
+      if (cnt < want) return;
+      budget -= cnt;
     }
+  }
+
+  /** Read up to this.batch datagrams from fd into buf, addrs and lens; the size of the next read follows them. */
+  private read(fd: number): number {
+    const cnt = sys.shim_udp_recv_batch(fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, this.batch, this.addrs, this.lens);
+    if (cnt <= 0) return cnt;
+    udpSpliceStats.reads++;
+    let largest = 0;
+    for (let k = 0; k < cnt; k++) largest = Math.max(largest, this.lens[k]!);
+    this.smallInRow = largest >= LARGE_DGRAM ? 0 : this.smallInRow + cnt;
+    this.batch = this.smallInRow >= SPLICE_BATCH ? SPLICE_BATCH : 1;
+    return cnt;
   }
 
   /** Send datagrams 0..cnt of buf (from senders in addrs) to their flows' sockets, one sendmmsg per socket. */
@@ -157,8 +190,9 @@ export class UdpSplice {
   private onReply(e: number): void {
     const fd = this.outFd[e]!;
     this.lastUse[e] = now();
-    for (let round = 0; round < 8; round++) {
-      const cnt = sys.shim_udp_recv_batch(fd, this.buf, 0, MAX_DGRAM, MAX_DGRAM, SPLICE_BATCH, this.addrs, this.lens);
+    for (let budget = READ_BUDGET; budget > 0; ) {
+      const want = this.batch;
+      const cnt = this.read(fd);
       if (cnt <= 0) return;
       for (let j = 0; j < cnt; j++) {
         this.offLen[2 * j] = j * MAX_DGRAM;
@@ -166,7 +200,8 @@ export class UdpSplice {
       }
       this.sendGathered(this.inFd[e]!, cnt, this.peer, e * 28);
       udpSpliceStats.replies += cnt;
-      if (cnt < SPLICE_BATCH) return;
+      if (cnt < want) return;
+      budget -= cnt;
     }
   }
 
