@@ -35,8 +35,14 @@
  * turn once (JavaScriptCore throws the code away, collects, and hands the
  * allocator's free memory back) and runs the loop again. The next burst
  * pays for compiling its path again, which is why this waits for a long
- * quiet, not the short one of the burst buffers.
+ * quiet, not the short one of the burst buffers. A guest at rest still wakes
+ * the loop now and then (neighbour probes, a router solicitation, a ping
+ * every few seconds: a few events between two quiets); such a wake-up runs
+ * the quiet hooks again once it is over, but it is not traffic and does not
+ * postpone the rest. Only a wake-up of more than wakeEvents events
+ * (WAKE_EVENTS) counts as traffic: restMs starts again at the quiet after it.
  */
+import { debugOn, log } from "../log.ts";
 import { sys } from "../native/ffi.ts";
 import { kindName, type EventKind } from "./kinds.ts";
 
@@ -56,6 +62,8 @@ const EPOLL_CTL_MOD = 3;
 export const QUIET_MS = 2000;
 /** How long after quiet the loop rests (see the theory of operation): a daemon at rest, not a pause between bursts. */
 export const REST_MS = 30_000;
+/** Events between two quiets that are a wake-up, not traffic: they do not postpone the rest (see the theory of operation). */
+export const WAKE_EVENTS = 100;
 /** run()'s result when it stopped to rest (runLoop runs it again); exit statuses are never negative. */
 export const RESTED = -1;
 /** Events fetched per epoll_wait. */
@@ -84,15 +92,20 @@ export class Loop {
   /** The event count the quiet tick saw last, and whether it ran the hooks for it. */
   private eventsSeen = 0;
   private quietDone = false;
-  /** When the quiet hooks last ran; restMs after it, without events, the loop rests (0: never). */
-  private quietAt = 0;
+  /** When the quiet hooks first ran after traffic (-1: not yet); restMs after it, quiet again, the loop rests (restMs 0: never). */
+  private quietAt = -1;
+  /** The event count when the quiet hooks last ran: what came since is a wake-up or traffic. */
+  private eventsAtQuiet = 0;
   private restMs = 0;
   private restDone = false;
   private running = false;
   private exitCode = 0;
 
-  /** quietMs: how long without events counts as quiet (onQuiet). */
-  constructor(private readonly quietMs = QUIET_MS) {
+  /** quietMs: how long without events counts as quiet (onQuiet); wakeEvents: how many events between two quiets are not traffic (restAfter). */
+  constructor(
+    private readonly quietMs = QUIET_MS,
+    private readonly wakeEvents = WAKE_EVENTS,
+  ) {
     const ep = sys.shim_epoll_create();
     if (ep < 0) throw new Error(`epoll_create1 failed: ${-ep}`);
     this.ep = ep;
@@ -134,7 +147,7 @@ export class Loop {
     this.quietHooks.push(fn);
   }
 
-  /** Rest (run() returns RESTED) once ms have passed after the quiet hooks ran without an event, once per quiet. */
+  /** Rest (run() returns RESTED) once ms have passed after the quiet that followed traffic, quiet again; once per such quiet (see the theory of operation). */
   restAfter(ms: number): void {
     this.watchQuiet();
     this.restMs = ms;
@@ -148,14 +161,20 @@ export class Loop {
     if (this.events !== this.eventsSeen) {
       this.eventsSeen = this.events;
       this.quietDone = false;
-      this.restDone = false;
       return;
     }
     if (!this.quietDone) {
       this.quietDone = true;
-      this.quietAt = t;
+      const traffic = this.events - this.eventsAtQuiet > this.wakeEvents;
+      this.eventsAtQuiet = this.events;
+      if (traffic || this.quietAt < 0) {
+        this.quietAt = t;
+        this.restDone = false;
+        if (debugOn) log.debug("loop: quiet after traffic");
+      }
       for (let i = 0; i < this.quietHooks.length; i++) this.quietHooks[i]!();
-    } else if (this.restMs > 0 && !this.restDone && t - this.quietAt >= this.restMs) {
+    }
+    if (this.restMs > 0 && !this.restDone && t - this.quietAt >= this.restMs) {
       this.restDone = true;
       this.stop(RESTED);
     }
@@ -218,6 +237,7 @@ export async function runLoop(loop: Loop): Promise<number> {
   for (;;) {
     const code = loop.run();
     if (code !== RESTED) return code;
+    if (debugOn) log.debug("loop: at rest, compiled code given back");
     Bun.shrink();
     await Bun.sleep(0);
   }

@@ -4,6 +4,8 @@ import { EPOLLIN, Loop, now, RESTED, runLoop } from "../../src/loop/loop.ts";
 import { sys } from "../../src/native/ffi.ts";
 
 const QUIET = 100;
+/** Events between two quiets that are a wake-up, not traffic, in these loops: a burst here is 10 to 20 events, a wake-up 1 or 2. */
+const WAKE = 5;
 
 /**
  * Run a loop whose eventfd is written every 20 ms during each [from, to) of
@@ -11,7 +13,7 @@ const QUIET = 100;
  * when run() returned RESTED (restMs > 0: Loop.restAfter), running it again each time.
  */
 function runBursts(bursts: [number, number][], total: number, restMs = 0): { hooks: number[]; lastEvents: number[]; rests: number[] } {
-  const loop = new Loop(QUIET);
+  const loop = new Loop(QUIET, WAKE);
   if (restMs > 0) loop.restAfter(restMs);
   const rests: number[] = [];
   const fd = sys.shim_eventfd();
@@ -72,6 +74,22 @@ test("a loop rests once per quiet, restMs after its quiet hooks ran, and not whi
   expect(rests[0]!).toBeLessThan(1000);
   expect(rests[1]!).toBeGreaterThanOrEqual(hooks[1]! + 300);
   expect(rests[1]!).toBeGreaterThan(lastEvents[1]!);
+});
+
+test("a wake-up of a few events after the quiet (a neighbour probe) runs the quiet hooks again but does not postpone the rest", () => {
+  const { hooks, rests } = runBursts(
+    [
+      [0, 300],
+      [700, 720],
+    ],
+    2000,
+    600,
+  );
+  expect(hooks.length).toBe(2);
+  expect(rests.length).toBe(1);
+  expect(rests[0]!).toBeGreaterThanOrEqual(hooks[0]! + 600);
+  // counted from the quiet after the wake-up, it would come 600 ms after the second hooks
+  expect(rests[0]!).toBeLessThan(hooks[1]! + 600);
 });
 
 test("without restAfter a loop never rests", () => {
