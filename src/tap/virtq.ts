@@ -96,9 +96,16 @@ export class GuestMemory {
   readonly host = new Float64Array(MAX_VIEWS);
   readonly u8: Uint8Array[] = [];
   readonly u16: Uint16Array[] = [];
-  readonly dv: DataView[] = [];
+  /**
+   * The rings are read and written through these and u16, not DataViews:
+   * JavaScriptCore does not compile a DataView's get and set inline here, and
+   * each one cost 25-45 ns (a descriptor's five fields: 100 ns; the typed
+   * arrays: 12 ns). Typed arrays use the host's byte order and virtio 1.x
+   * rings are little-endian, as every host Bun runs on is.
+   */
+  readonly u32: Uint32Array[] = [];
 
-  /** Add a region whose bytes are view (view.byteOffset even, its length the region's size). */
+  /** Add a region whose bytes are view (view.byteOffset a multiple of 4, its length the region's size). */
   add(gpa: number, uaddr: number, view: Uint8Array, host: number): void {
     const i = this.n++;
     this.gpa[i] = gpa;
@@ -107,7 +114,7 @@ export class GuestMemory {
     this.host[i] = host;
     this.u8[i] = view;
     this.u16[i] = new Uint16Array(view.buffer, view.byteOffset, view.length >>> 1);
-    this.dv[i] = new DataView(view.buffer, view.byteOffset, view.length);
+    this.u32[i] = new Uint32Array(view.buffer, view.byteOffset, view.length >>> 2);
   }
 
   /**
@@ -135,7 +142,7 @@ export class GuestMemory {
   /** Forget every region (the caller unmaps them). */
   clear(): void {
     this.n = 0;
-    this.u8.length = this.u16.length = this.dv.length = 0;
+    this.u8.length = this.u16.length = this.u32.length = 0;
   }
 
   /** The region holding guest physical [addr, addr+len) whole, or -1. */
@@ -238,16 +245,18 @@ export class Virtq {
     const num = this.num;
     const head = mem.u16[this.availR]![((this.availO + 4) >>> 1) + ((this.lastAvail + ahead) & (num - 1))]!;
     if (head >= num) return BAD_HEAD;
-    const dv = mem.dv[this.descR]!;
+    const u32 = mem.u32[this.descR]!;
+    const u16 = mem.u16[this.descR]!;
     let i = head;
     for (let count = 0; ; count++) {
       if (count >= num) return BAD_LOOP;
-      const d = this.descO + 16 * i;
-      const lo = dv.getUint32(d, true);
-      const hi = dv.getUint32(d + 4, true);
-      const len = dv.getUint32(d + 8, true);
-      const flags = dv.getUint16(d + 12, true);
-      const next = dv.getUint16(d + 14, true);
+      // descriptor i in 32-bit words (place() checked the table's 16-byte alignment): address, length, flags and next
+      const d = (this.descO >>> 2) + 4 * i;
+      const lo = u32[d]!;
+      const hi = u32[d + 1]!;
+      const len = u32[d + 2]!;
+      const flags = u16[2 * d + 6]!;
+      const next = u16[2 * d + 7]!;
       if (flags & DESC_F_INDIRECT) return BAD_INDIRECT;
       if (((flags & DESC_F_WRITE) !== 0) !== writable) return BAD_DIRECTION;
       if (len > 0) {
@@ -269,10 +278,11 @@ export class Virtq {
 
   /** Give chain id back in the next used entry, with len bytes written into it (published by publish()). */
   pushUsed(mem: GuestMemory, id: number, len: number): void {
-    const dv = mem.dv[this.usedR]!;
-    const e = this.usedO + 4 + 8 * (this.usedIdx & (this.num - 1));
-    dv.setUint32(e, id, true);
-    dv.setUint32(e + 4, len, true);
+    const u32 = mem.u32[this.usedR]!;
+    // the used element in 32-bit words (place() checked the ring's 4-byte alignment): id, length
+    const e = ((this.usedO + 4) >>> 2) + 2 * (this.usedIdx & (this.num - 1));
+    u32[e] = id;
+    u32[e + 1] = len;
     this.usedIdx = (this.usedIdx + 1) & 0xffff;
   }
 
