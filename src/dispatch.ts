@@ -34,7 +34,7 @@ import { UdpFlows, udpStats } from "./flows/udp.ts";
 import { hostIfOf, Mcast, mcastStats } from "./flows/mcast.ts";
 import { IPPROTO_IGMP, MLD_QUERY, MLD_V1_DONE, MLD_V1_REPORT, MLD_V2_REPORT } from "./wire/igmp.ts";
 import { acceptStats } from "./native/accept.ts";
-import { now, type Loop } from "./loop/loop.ts";
+import type { Loop } from "./loop/loop.ts";
 import { arpHandle } from "./services/arp.ts";
 import { dhcpReply, newDhcpDest } from "./services/dhcp.ts";
 import { dhcpv6Reply } from "./services/dhcpv6.ts";
@@ -174,17 +174,17 @@ export class Dispatcher {
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCP_SERVER_PORT) return this.dhcp(b, l4, l4len);
         if (this.cfg.noUdp) return void this.stats.unhandled++;
-        this.udp.fromGuest(b, ip, l4, l4len, false, now());
+        this.udp.fromGuest(b, ip, l4, l4len, false, this.loop.time());
         return;
       case w.IPPROTO_TCP:
-        if (!this.tcp.fromGuest(b, ip, l4, l4len, false, now())) break;
+        if (!this.tcp.fromGuest(b, ip, l4, l4len, false, this.loop.time())) break;
         return;
       case w.IPPROTO_ICMP:
         if (w.icmpCheck(b, l4, l4len) < 0) break;
-        if (!this.cfg.noIcmp) this.icmp.fromGuest(b, ip, l4, l4len, false, now());
+        if (!this.cfg.noIcmp) this.icmp.fromGuest(b, ip, l4, l4len, false, this.loop.time());
         return;
       case IPPROTO_IGMP:
-        if (this.mcast) this.mcast.igmp(b, l4, l4len, now());
+        if (this.mcast) this.mcast.igmp(b, l4, l4len, this.loop.time());
         else this.stats.unhandled++;
         return;
       default:
@@ -208,13 +208,13 @@ export class Dispatcher {
       case w.IPPROTO_ICMPV6:
         return this.icmpv6(b, ip, l4, l4len);
       case w.IPPROTO_TCP:
-        if (!this.tcp.fromGuest(b, ip, l4, l4len, true, now())) break;
+        if (!this.tcp.fromGuest(b, ip, l4, l4len, true, this.loop.time())) break;
         return;
       case w.IPPROTO_UDP:
         if (w.udpCheck(b, l4, l4len) < 0) break;
         if (w.udpDstPort(b, l4) === DHCPV6_SERVER_PORT) return this.dhcpv6(b, ip, l4, l4len);
         if (this.cfg.noUdp) return void this.stats.unhandled++;
-        this.udp.fromGuest(b, ip, l4, l4len, true, now());
+        this.udp.fromGuest(b, ip, l4, l4len, true, this.loop.time());
         return;
       default:
         this.stats.unhandled++;
@@ -225,14 +225,14 @@ export class Dispatcher {
 
   /** An IPv4 fragment: reassemble; a complete UDP datagram goes out whole. */
   private fragment4(b: Uint8Array, ip: number): void {
-    const n = this.frags.add4(b, ip, now());
+    const n = this.frags.add4(b, ip, this.loop.time());
     if (n > 0) this.reassembled(b, ip, n, false);
   }
 
   /** An IPv6 fragment (after ipv6Upper): as fragment4. */
   private fragment6(b: Uint8Array, ip: number, data: number): void {
     const x = this.ext6;
-    const n = this.frags.add6(b, ip, x.proto, x.fragOffset, x.fragMore, x.fragId, data, x.end, now());
+    const n = this.frags.add6(b, ip, x.proto, x.fragOffset, x.fragMore, x.fragId, data, x.end, this.loop.time());
     if (n > 0) this.reassembled(b, ip, n, true);
   }
 
@@ -242,7 +242,7 @@ export class Dispatcher {
       this.stats.unhandled++;
       return;
     }
-    this.udp.fromGuestReassembled(b, ip, out, 0, w.udpLen(out, 0), v6, now());
+    this.udp.fromGuestReassembled(b, ip, out, 0, w.udpLen(out, 0), v6, this.loop.time());
   }
 
   private icmpv6(b: Uint8Array, ip: number, l4: number, l4len: number): void {
@@ -259,11 +259,11 @@ export class Dispatcher {
       return this.ndp(b, ip, l4, l4len);
     }
     if (this.mcast && (type === MLD_QUERY || type === MLD_V1_REPORT || type === MLD_V1_DONE || type === MLD_V2_REPORT)) {
-      this.mcast.mld(b, l4, l4len, now());
+      this.mcast.mld(b, l4, l4len, this.loop.time());
       return;
     }
     if (type === w.ICMP6_ECHO_REQUEST && !this.cfg.noIcmp) {
-      this.icmp.fromGuest(b, ip, l4, l4len, true, now());
+      this.icmp.fromGuest(b, ip, l4, l4len, true, this.loop.time());
       return;
     }
     this.stats.unhandled++;

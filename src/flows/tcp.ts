@@ -584,7 +584,7 @@ export class TcpFlows {
       this.conn.dupAcks[i] = 0;
       this.conn.recovering[i] = 0;
       this.conn.retries[i] = 0;
-      this.conn.deadline[i] = this.conn.seqAcked[i] === this.conn.seqToGuest[i] ? 0 : now() + TCP_RTO_MS;
+      this.conn.deadline[i] = this.conn.seqAcked[i] === this.conn.seqToGuest[i] ? 0 : this.loop.time() + TCP_RTO_MS;
     } else if (acked === 0 && inFlight > 0 && !carriesData && newWnd === this.conn.guestWnd[i] && !this.conn.recovering[i]) {
       // a duplicate ACK as RFC 5681 counts them: no data, nothing new acknowledged, the
       // same window (a window update is not a sign of loss)
@@ -797,7 +797,7 @@ export class TcpFlows {
 
   private onSocket(i: number, ev: number): void {
     if (this.conn.state[i] === FREE) return;
-    this.conn.lastActive[i] = now();
+    this.conn.lastActive[i] = this.loop.time();
     if (this.conn.state[i] === CONNECTING) {
       if (ev & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
         if (sys.shim_sock_error(this.conn.fd[i]) === 0 && !(ev & EPOLLERR)) this.connected(i);
@@ -862,7 +862,7 @@ export class TcpFlows {
       const wnd = this.conn.guestWnd[i] - inFlight;
       if (wnd <= 0) {
         // A closed window: probe it on a timer, in case the update that opens it is lost.
-        if (this.conn.deadline[i] === 0) this.conn.deadline[i] = now() + TCP_RTO_MS;
+        if (this.conn.deadline[i] === 0) this.conn.deadline[i] = this.loop.time() + TCP_RTO_MS;
         return;
       }
       const nseg = Math.min(maxSeg, Math.ceil(wnd / seg));
@@ -890,7 +890,7 @@ export class TcpFlows {
       }
       if (inPlace > 0) this.emitInPlace(i, hdr, got);
       else this.emitSegments(i, base, stride, hdr, seg, got);
-      if (this.conn.deadline[i] === 0) this.conn.deadline[i] = now() + TCP_RTO_MS;
+      if (this.conn.deadline[i] === 0) this.conn.deadline[i] = this.loop.time() + TCP_RTO_MS;
       if (got < total) return;
     }
   }

@@ -14,7 +14,10 @@
  * monotonic clock, and the nearest one becomes the epoll_wait timeout.
  *
  * After each batch of events, the flush hooks run once (e.g. the tap backend
- * writes every frame queued during the batch in one call).
+ * writes every frame queued during the batch in one call). The clock is read
+ * once per batch, when its events arrive: time() is that reading inside
+ * run() (the data path's timestamps and deadlines take it, instead of a
+ * clock read per frame and per ACK), and the clock itself outside run().
  *
  * Quiet hooks give memory back when traffic stops: buffers sized for bursts
  * (a tap's batch of 64 KiB frames, a transmit arena) stay resident once a
@@ -100,6 +103,8 @@ export class Loop {
   private restDone = false;
   private running = false;
   private exitCode = 0;
+  /** When the current batch's events arrived (time()). */
+  private batchAt = 0;
 
   /** quietMs: how long without events counts as quiet (onQuiet); wakeEvents: how many events between two quiets are not traffic (restAfter). */
   constructor(
@@ -180,6 +185,11 @@ export class Loop {
     }
   }
 
+  /** Monotonic milliseconds: when the current batch's events arrived, inside run(); now() outside it (see the theory of operation). */
+  time(): number {
+    return this.running ? this.batchAt : now();
+  }
+
   /** Make run() return with this code after the current batch. */
   stop(code: number): void {
     this.running = false;
@@ -192,6 +202,7 @@ export class Loop {
     while (this.running) {
       const n = sys.shim_epoll_wait(this.ep, this.pairs, MAX_EVENTS, this.timeout());
       if (n < 0) throw new Error(`epoll_wait failed: ${-n}`);
+      this.batchAt = now();
       this.events += n;
       for (let i = 0; i < n; i++) {
         const ref = this.pairs[2 * i + 1]!;

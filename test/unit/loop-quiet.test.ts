@@ -109,3 +109,33 @@ test("runLoop runs a loop again after each rest and resolves with its exit statu
   // the ticks went on across the rest(s): about 50 in the second
   expect(turns).toBeGreaterThan(30);
 });
+
+test("time(): inside run() the clock reading of the batch's arrival, the same for each of its events; outside run() the clock", () => {
+  const loop = new Loop(QUIET);
+  const fds = [sys.shim_eventfd(), sys.shim_eventfd()];
+  const one = new Uint8Array(8);
+  one[0] = 1;
+  const sink = new Uint8Array(8);
+  const seen: number[] = [];
+  let after = 0;
+  loop.on(Kind.UDP, (k) => {
+    sys.shim_read(fds[k]!, sink, 8);
+    seen.push(loop.time());
+    // the handler takes a while: time() stays where the batch began
+    const until = now() + 5;
+    while (now() < until);
+    after = now();
+    if (seen.length === 2) loop.stop(0);
+  });
+  for (let k = 0; k < fds.length; k++) loop.add(fds[k]!, EPOLLIN, Kind.UDP, k);
+  for (const fd of fds) sys.shim_write(fd, one, 8);
+  const before = now();
+  loop.run();
+  for (const fd of fds) sys.shim_close(fd);
+  expect(seen.length).toBe(2);
+  expect(seen[1]).toBe(seen[0]!);
+  expect(seen[0]!).toBeGreaterThanOrEqual(before);
+  expect(after - seen[1]!).toBeGreaterThanOrEqual(10);
+  const outside = loop.time();
+  expect(outside).toBeGreaterThanOrEqual(after);
+});
