@@ -109,7 +109,7 @@ import {
 } from "../native/consts.ts";
 import { sys } from "../native/ffi.ts";
 import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
-import { commitUdpFrame, type FrameSink } from "../tap/sink.ts";
+import { commitUdpFrame, type FrameSink, framesThatFit } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
 import {
   IGMP_IP_HLEN,
@@ -666,13 +666,14 @@ export class Mcast {
     const hdr = w.ETH_HLEN + (v6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
+    const batch = framesThatFit(this.sink, stride, RECV_BATCH);
     for (let round = 0; round < 8; round++) {
-      const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
+      const base = this.sink.alloc(batch * stride, batch);
       if (base < 0) return;
-      const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
+      const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, batch, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
       for (let k = 0; k < n; k++) this.toGuest(g, bcast, port, base + k * stride, k, this.rxLens[k]!, v6);
-      if (n < RECV_BATCH) return;
+      if (n < batch) return;
     }
   }
 

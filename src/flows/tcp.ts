@@ -84,7 +84,7 @@ import { sys } from "../native/ffi.ts";
 import { natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, saAddr4, saFamily, saPort, SA6_ADDR, SOCKADDR4_LEN, SOCKADDR6_LEN } from "../native/sockaddr.ts";
 import type { Guest } from "../services/guest.ts";
-import type { FrameSink } from "../tap/sink.ts";
+import { type FrameSink, framesThatFit } from "../tap/sink.ts";
 import * as w from "../wire/index.ts";
 import {
   AF_INET,
@@ -856,7 +856,7 @@ export class TcpFlows {
     const tso = this.sink.tsoMax;
     const seg = tso > mss ? tso - (tso % mss) : mss;
     const stride = hdr + seg + this.sink.frameRoom;
-    const maxSeg = tso > mss ? TSO_SEGMENTS : PEEK_SEGMENTS;
+    const maxSeg = framesThatFit(this.sink, stride, tso > mss ? TSO_SEGMENTS : PEEK_SEGMENTS);
     for (;;) {
       const inFlight = w.seqDiff(this.conn.seqToGuest[i], this.conn.seqAcked[i]);
       const wnd = this.conn.guestWnd[i] - inFlight;

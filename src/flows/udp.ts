@@ -59,7 +59,7 @@ import { sys } from "../native/ffi.ts";
 import { NAT_DNS, NAT_HOST_LOOPBACK, NAT_NONE, natIn4, natIn6, natOut4, natOut6 } from "./nat.ts";
 import { bindOutbound, SA6_ADDR, saIsLoopback, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
 import type { Guest } from "../services/guest.ts";
-import { commitUdpFrame, type FrameSink } from "../tap/sink.ts";
+import { commitUdpFrame, type FrameSink, framesThatFit } from "../tap/sink.ts";
 import type { UdpSplice } from "./udpsplice.ts";
 import { noForeignGroups, type Mcast } from "./mcast.ts";
 import * as w from "../wire/index.ts";
@@ -342,13 +342,14 @@ export class UdpFlows {
     const hdr = w.ETH_HLEN + (isV6 ? w.IPV6_HLEN : w.IPV4_HLEN) + w.UDP_HLEN;
     const maxLen = Math.min(MAX_PAYLOAD, 65535 - hdr + w.ETH_HLEN);
     const stride = hdr + maxLen + this.sink.frameRoom;
+    const batch = framesThatFit(this.sink, stride, RECV_BATCH);
     const t = now();
     // The guest's flow: for a listener, tied on the first datagram that is not spliced.
     let gi = l !== null ? -2 : i;
     for (let round = 0; round < 8; round++) {
-      const base = this.sink.alloc(RECV_BATCH * stride, RECV_BATCH);
+      const base = this.sink.alloc(batch * stride, batch);
       if (base < 0) return;
-      const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, RECV_BATCH, this.rxAddrs, this.rxLens);
+      const n = sys.shim_udp_recv_batch(fd, this.sink.buf, base + hdr, stride, maxLen, batch, this.rxAddrs, this.rxLens);
       if (n <= 0) return;
       // only traffic keeps a flow alive: an event that moved nothing (an error, a sink with no room) does not
       if (gi >= 0) this.touch(gi, t);
@@ -368,7 +369,7 @@ export class UdpFlows {
         }
         this.toGuest(gi, off, k, len, isV6);
       }
-      if (n < RECV_BATCH) return;
+      if (n < batch) return;
     }
   }
 

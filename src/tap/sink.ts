@@ -25,6 +25,8 @@ export interface FrameSink {
    * where the first Ethernet header goes, or -1 when it can't be had.
    */
   alloc(maxLen: number, frames?: number): number;
+  /** The largest maxLen alloc() can ever give (more gets -1 however empty the sink is): see framesThatFit. */
+  readonly maxAlloc: number;
   /** Queue the frame written at off (from alloc) with its real length. */
   commit(off: number, len: number): void;
   /**
@@ -131,6 +133,7 @@ const NULL_SINK_BYTES = 4 << 20;
  */
 export class NullSink implements FrameSink {
   readonly buf = new Uint8Array(NULL_SINK_BYTES);
+  readonly maxAlloc = NULL_SINK_BYTES;
   readonly frameRoom = 0;
   readonly tsoMax = 0;
   readonly csumOffload = false;
@@ -140,4 +143,13 @@ export class NullSink implements FrameSink {
   }
 
   commit(): void {}
+}
+
+/**
+ * How many frames laid out stride bytes apart one alloc() of sink can hold,
+ * at most want: the batches of frames received or peeked straight into the
+ * sink's buffer ask for no more than its arena has.
+ */
+export function framesThatFit(sink: FrameSink, stride: number, want: number): number {
+  return Math.max(1, Math.min(want, Math.floor(sink.maxAlloc / stride)));
 }

@@ -99,6 +99,7 @@ export class StreamBackend implements FrameSink {
   /** The frames for the client, each behind its length prefix (tap/txqueue.ts). */
   private readonly tx = new TxQueue(PASST_FRAME_ROOM);
   readonly buf = this.tx.buf;
+  readonly maxAlloc = this.tx.maxPlace;
   readonly frameRoom = PASST_FRAME_ROOM;
   /** No segmentation or checksum offload towards the guest (FrameSink.tsoMax). */
   readonly tsoMax = 0;

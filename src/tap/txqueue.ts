@@ -62,8 +62,13 @@ export class TxQueue {
   /** Bytes queued and not yet gone, the room in front of each frame included. */
   queued = 0;
 
+  /** The largest frame (or run of frames) that fits the arena behind its room. */
+  readonly maxPlace: number;
+
   /** Bytes in front of each frame, written by the backend. */
-  constructor(readonly room: number) {}
+  constructor(readonly room: number) {
+    this.maxPlace = TX_ARENA - room;
+  }
 
   empty(): boolean {
     return this.head === this.count;
@@ -83,7 +88,7 @@ export class TxQueue {
 
   /** A request no emptying of the queue could ever make room for. */
   neverFits(maxLen: number, frames: number): boolean {
-    return this.room + maxLen > TX_ARENA || frames > TX_MAX_FRAMES;
+    return maxLen > this.maxPlace || frames > TX_MAX_FRAMES;
   }
 
   /**

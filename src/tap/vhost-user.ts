@@ -157,6 +157,7 @@ export class VhostUserBackend implements FrameSink {
   /** The frames for the guest, each behind its virtio-net header (tap/txqueue.ts), until its receive queue takes them. */
   private readonly tx = new TxQueue(VNET_HDR_LEN);
   readonly buf = this.tx.buf;
+  readonly maxAlloc = this.tx.maxPlace;
   readonly frameRoom = VNET_HDR_LEN;
   readonly tsoMax = 0;
   readonly stats: VhostUserStats = {

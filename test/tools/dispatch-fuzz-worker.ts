@@ -103,11 +103,12 @@ function config(): Config {
 class CheckingSink implements FrameSink {
   /**
    * SINK_BYTES (argv[4]): 4 MiB, as the tap's transmit arena, takes a whole
-   * UDP receive batch of 64 KiB datagrams; 1 MiB never does, as a sink with
-   * no room: flows must still time out then.
+   * UDP receive batch of 64 KiB datagrams; 1 MiB takes batches cut to fit it
+   * (framesThatFit), and fills up sooner: flows must still time out then.
    */
   readonly buf = new Uint8Array(SINK_BYTES);
   readonly frameRoom = 4;
+  readonly maxAlloc = SINK_BYTES - this.frameRoom;
   readonly tsoMax = 0;
   readonly csumOffload = false;
   private pos = 0;

@@ -106,6 +106,7 @@ export interface SentSegment {
  */
 export class SegmentSink implements FrameSink {
   readonly buf = new Uint8Array(8 << 20);
+  readonly maxAlloc = this.buf.length;
   readonly frameRoom = 0;
   readonly tsoMax = 0;
   readonly csumOffload = false;

@@ -23,6 +23,7 @@ const BATCH = 64;
 
 const sink: FrameSink = {
   buf: new Uint8Array(1 << 20),
+  maxAlloc: 1 << 20,
   frameRoom: 0,
   tsoMax: 0,
   csumOffload: false,

@@ -12,6 +12,7 @@ const guest = new Guest();
 /** A sink over a small buffer that records committed frames; room for `slots` frames. */
 class TestSink implements FrameSink {
   readonly buf = new Uint8Array(256);
+  readonly maxAlloc = this.buf.length;
   readonly frameRoom = 0;
   readonly tsoMax = 0;
   readonly csumOffload = false;

@@ -14,7 +14,15 @@ import type { FrameSink } from "../../src/tap/sink.ts";
 import { flowTestConfig as cfg } from "../tools/flow-config.ts";
 import { Guest } from "../../src/services/guest.ts";
 
-const sink: FrameSink = { buf: new Uint8Array(4096), frameRoom: 0, tsoMax: 0, csumOffload: false, alloc: () => -1, commit: () => {} };
+const sink: FrameSink = {
+  buf: new Uint8Array(4096),
+  maxAlloc: 4096,
+  frameRoom: 0,
+  tsoMax: 0,
+  csumOffload: false,
+  alloc: () => -1,
+  commit: () => {},
+};
 
 /** Taking and freeing numbers of a fresh flow table (each taken one made ACTIVE, with empty sides). */
 function slots() {

@@ -14,6 +14,7 @@ function plainSink(buf: Uint8Array): FrameSink & { got: [number, number][] } {
   const got: [number, number][] = [];
   return {
     buf,
+    maxAlloc: buf.length,
     frameRoom: 0,
     tsoMax: 0,
     csumOffload: false,

@@ -102,6 +102,7 @@ function walk(b: Uint8Array, o: number, len: number): void {
 
 const sink = {
   buf: new Uint8Array(128),
+  maxAlloc: 128,
   frameRoom: 0,
   tsoMax: 0,
   csumOffload: false,
