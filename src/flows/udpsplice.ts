@@ -64,7 +64,7 @@ const DONE = -2;
 const LOOPBACK4 = 0x7f000001;
 const LOOPBACK6 = IP6_LOOPBACK;
 
-/** Counters (for tests and --debug); reads: recvmmsg calls. */
+/** Counters, read by the tests (reads: recvmmsg calls that returned datagrams). */
 export const udpSpliceStats = { forwarded: 0, replies: 0, full: 0, dropped: 0, reads: 0 };
 
 export class UdpSplice {
