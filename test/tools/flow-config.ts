@@ -98,6 +98,17 @@ export interface SentSegment {
   len: number;
 }
 
+/** A FrameSink that never has room (alloc() is -1): for tests of flows whose frames do not matter. */
+export const refusingSink: FrameSink = {
+  buf: new Uint8Array(4096),
+  maxAlloc: 4096,
+  frameRoom: 0,
+  tsoMax: 0,
+  csumOffload: false,
+  alloc: () => -1,
+  commit: () => {},
+};
+
 /**
  * A FrameSink without offloads (every frame one segment, full checksums)
  * that keeps what it is given: the TCP segments (IPv4) sent to the guest,

@@ -10,19 +10,10 @@ import { expect, test } from "bun:test";
 import { FLOW_MAX, FlowTable, FT_TCP, PIF_HOST, PIF_TAP } from "../../src/flows/flow.ts";
 import { TcpFlows, TCP_MAX_CONNS } from "../../src/flows/tcp.ts";
 import { Loop } from "../../src/loop/loop.ts";
-import type { FrameSink } from "../../src/tap/sink.ts";
-import { flowTestConfig as cfg } from "../tools/flow-config.ts";
+import { flowTestConfig as cfg, refusingSink } from "../tools/flow-config.ts";
 import { Guest } from "../../src/services/guest.ts";
 
-const sink: FrameSink = {
-  buf: new Uint8Array(4096),
-  maxAlloc: 4096,
-  frameRoom: 0,
-  tsoMax: 0,
-  csumOffload: false,
-  alloc: () => -1,
-  commit: () => {},
-};
+const sink = refusingSink;
 
 /** Taking and freeing numbers of a fresh flow table (each taken one made ACTIVE, with empty sides). */
 function slots() {

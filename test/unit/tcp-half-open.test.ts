@@ -9,19 +9,10 @@ import { expect, test } from "bun:test";
 import { FlowTable } from "../../src/flows/flow.ts";
 import { TcpFlows } from "../../src/flows/tcp.ts";
 import { Loop } from "../../src/loop/loop.ts";
-import type { FrameSink } from "../../src/tap/sink.ts";
-import { flowTestConfig as cfg } from "../tools/flow-config.ts";
+import { flowTestConfig as cfg, refusingSink } from "../tools/flow-config.ts";
 import { Guest } from "../../src/services/guest.ts";
 
-const sink: FrameSink = {
-  buf: new Uint8Array(4096),
-  maxAlloc: 4096,
-  frameRoom: 0,
-  tsoMax: 0,
-  csumOffload: false,
-  alloc: () => -1,
-  commit: () => {},
-};
+const sink = refusingSink;
 
 interface Internals {
   allocFrom(v6: boolean, ga: Uint8Array, gOff: number, gport: number, ra: Uint8Array, rOff: number, rport: number, t: number): number;
