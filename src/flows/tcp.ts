@@ -551,11 +551,7 @@ export class TcpFlows {
     if (dlen > 0) this.guestData(i, b, l4 + hl, dlen, seq, fl);
     // An empty segment from before the next expected byte is a window probe: answer it.
     else if (!(fl & w.TCP_FIN) && w.seqLt(seq, this.nextFromGuest(i))) this.queueAck(i);
-    if (fl & w.TCP_FIN && !(this.conn.flags[i] & F_GUEST_FIN)) {
-      this.flushRunOf(i);
-      if ((seq + dlen) >>> 0 === this.conn.seqFromGuest[i]) this.guestFin(i);
-      else this.queueAck(i);
-    }
+    if (fl & w.TCP_FIN && !(this.conn.flags[i] & F_GUEST_FIN)) this.finFromGuest(i, (seq + dlen) >>> 0);
     this.maybeClose(i);
   }
 
@@ -695,8 +691,7 @@ export class TcpFlows {
         if (skip < len) this.queueWrite(i, this.heldBuf!, hd[h + 1]! + skip, len - skip);
         this.queueAck(i);
         if (hd[h + 4] && !(this.conn.flags[i] & F_GUEST_FIN)) {
-          this.flushRunOf(i);
-          if ((seq + len) >>> 0 === this.conn.seqFromGuest[i]) this.guestFin(i);
+          this.finFromGuest(i, (seq + len) >>> 0);
           this.maybeClose(i);
         }
       }
@@ -775,6 +770,13 @@ export class TcpFlows {
 
   private flushRunOf(i: number): void {
     if (i === this.runFlow) this.flushRun();
+  }
+
+  /** A FIN from the guest after its data up to end: taken if nothing before it is missing, else an ACK for what we have. */
+  private finFromGuest(i: number, end: number): void {
+    this.flushRunOf(i);
+    if (end === this.conn.seqFromGuest[i]) this.guestFin(i);
+    else this.queueAck(i);
   }
 
   /** The guest closed its sending side: pass it on once its data is written. */
