@@ -39,7 +39,7 @@
  */
 import { Kind } from "../loop/kinds.ts";
 import { ptr } from "bun:ffi";
-import { EPOLLIN, now, type Loop } from "../loop/loop.ts";
+import { EPOLLIN, type Loop } from "../loop/loop.ts";
 import { sys } from "../native/ffi.ts";
 import { IP6_LOOPBACK } from "../wire/ipv6.ts";
 import { SA6_ADDR, sockaddr4, sockaddr6 } from "../native/sockaddr.ts";
@@ -189,7 +189,7 @@ export class UdpSplice {
   /** Replies on flow e's socket: back to the original sender through the receiving socket. */
   private onReply(e: number): void {
     const fd = this.outFd[e]!;
-    this.lastUse[e] = now();
+    this.lastUse[e] = this.loop.time();
     for (let budget = READ_BUDGET; budget > 0; ) {
       const want = this.batch;
       const cnt = this.read(fd);
@@ -218,7 +218,7 @@ export class UdpSplice {
     const sidx = ft.lookup(FT_UDP_SPLICE, from, v6, addrs, aAt, sport, l.addr, 0, l.port);
     if (sidx >= 0) {
       const found = flowOf(sidx);
-      this.lastUse[found] = now();
+      this.lastUse[found] = this.loop.time();
       return found;
     }
     if (this.count() >= UDP_SPLICE_MAX) {
@@ -249,7 +249,7 @@ export class UdpSplice {
     this.inFd[e] = l.fd;
     this.outFd[e] = fd;
     for (let b = 0; b < 28; b++) this.peer[e * 28 + b] = addrs[aOff + b]!;
-    this.lastUse[e] = now();
+    this.lastUse[e] = this.loop.time();
     this.loop.add(fd, EPOLLIN, Kind.UDP_SPLICE, e);
     ft.activate(e);
     return e;
