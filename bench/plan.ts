@@ -40,9 +40,11 @@ export type StartupKind = "startup" | "startup-rss" | "startup-anon";
  * more instance costs, file pages such as Bun's executable being shared) a
  * moment after start, at its largest right after a run (peak: the kernel
  * keeps no high-water mark of it, and ours gives burst buffers back only
- * 2-4 s after the traffic), and 6 s after the column's last run.
+ * 2-4 s after the traffic), 6 s after the column's last run, and 40 s
+ * after it (at rest: ours gives the runtime's compiled code back 30 s after
+ * the traffic stopped, src/loop/loop.ts REST_MS).
  */
-export type MemoryKind = "rss-idle" | "rss-peak" | "anon-idle" | "anon-peak" | "anon-end";
+export type MemoryKind = "rss-idle" | "rss-peak" | "anon-idle" | "anon-peak" | "anon-end" | "anon-rest";
 
 export function isMemory(kind: Kind): kind is MemoryKind {
   return kind.startsWith("rss") || kind.startsWith("anon");
@@ -239,6 +241,7 @@ function memoryRows(quick: boolean): RowDef[] {
     rows.push({ ...base, row: `Idle anonymous memory: ${MODE_LABEL[mode]}`, kind: "anon-idle" });
     rows.push({ ...base, row: `Peak anonymous memory (right after a run): ${MODE_LABEL[mode]}`, kind: "anon-peak" });
     rows.push({ ...base, row: `Anonymous memory 6 s after the runs: ${MODE_LABEL[mode]}`, kind: "anon-end" });
+    rows.push({ ...base, row: `Anonymous memory 40 s after the runs (at rest): ${MODE_LABEL[mode]}`, kind: "anon-rest" });
   }
   return rows;
 }
