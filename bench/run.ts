@@ -460,8 +460,8 @@ interface Targets {
   gw6If: string | null;
 }
 
-/** Transmit queue of the testpmd guest's tap, in frames (startPasstVu). */
-const VU_GUEST_TXQUEUELEN = 10000;
+/** Transmit queue of the passt guests' tap (relay and testpmd), in frames (configurePasstGuest). */
+const PASST_GUEST_TXQUEUELEN = 10000;
 /** The ports the guest's servers listen at, forwarded host to guest: TCP and UDP. */
 const GUEST_PORTS = `${GUEST_IPERF_PORT},${GUEST_RR_PORT}`;
 /** The host's servers, forwarded guest loopback to host loopback in the spliced mode. */
@@ -701,13 +701,6 @@ class Env {
       spawn: (cmd, opts) => this.world.spawn(null, [...enter, ...cmd], opts),
     };
     await this.exec("guest", ["ip", "link", "set", "lo", "up"], 10000);
-    // A tap drops what its queue cannot hold (the kernel never stops the
-    // sender's queue, as a VM's virtio-net driver does when its ring is
-    // full), and testpmd stops reading it while it retries into passt's
-    // ring: at the default 1000 frames the guest lost hundreds of frames a
-    // run with either back-end. 10000 holds the guest sockets' windows.
-    const q = await this.exec("guest", ["ip", "link", "set", PASST_GUEST_IF, "txqueuelen", String(VU_GUEST_TXQUEUELEN)], 10000);
-    if (q.code !== 0) throw new Error(`txqueuelen of the testpmd guest's tap: ${q.stderr.trim()}`);
     await this.configurePasstGuest(mtu);
   }
 
@@ -719,6 +712,14 @@ class Env {
     };
     await this.exec("guest", ["sysctl", "-q", "-w", ...NS_SYSCTLS], 10000);
     await ip(["link", "set", PASST_GUEST_IF, "mtu", String(mtu)]);
+    // A tap drops what its queue cannot hold (the kernel never stops the
+    // sender's queue, as a VM's virtio-net driver does when its ring is
+    // full), and both guests stop reading it while passt is behind (the
+    // relay until passt's socket drains, testpmd while it retries into
+    // passt's ring): at the default 1000 frames the guest lost tens to
+    // hundreds of frames in some runs, and TCP from it stalled for whole
+    // runs with every implementation. 10000 holds the guest sockets' windows.
+    await ip(["link", "set", PASST_GUEST_IF, "txqueuelen", String(PASST_GUEST_TXQUEUELEN)]);
     await ip(["addr", "add", `${ADDR.host4}/${ADDR.prefix4}`, "dev", PASST_GUEST_IF]);
     await ip(["route", "replace", "default", "via", ADDR.gw4]);
     await ip(["-6", "addr", "add", `${ADDR.host6}/${ADDR.prefix6}`, "dev", PASST_GUEST_IF, "nodad"]);
