@@ -234,6 +234,18 @@ const AFTER_RUNS_MS = 6000;
  * 2 to 4 s after the traffic; 40 s leaves a margin.
  */
 const REST_AFTER_RUNS_MS = 40000;
+
+/**
+ * How long a column waits after its last run before reading its memory rows
+ * (ms): to "6 s after the runs", then on to "at rest"; each only when such a
+ * row is measured in that column (memRows: the selected memory rows of its
+ * mode), so that a bench of a few throughput rows does not wait 40 s a column.
+ */
+function afterRunsWaits(memRows: RowDef[], col: number): { end: number; rest: number } {
+  const has = (kind: string) => memRows.some((r) => r.kind === kind && r.columns.includes(col));
+  const rest = has("anon-rest") ? REST_AFTER_RUNS_MS - AFTER_RUNS_MS : 0;
+  return { end: has("anon-end") || rest > 0 ? AFTER_RUNS_MS : 0, rest };
+}
 /** Bytes per "MB" of the memory rows: /proc's kB are KiB, so MiB. */
 const MB = 1 << 20;
 
@@ -1266,6 +1278,11 @@ async function main(): Promise<number> {
     const inMode = active.filter((i) => i.modes.includes(m));
     for (const c of [...new Set(measured.filter((r) => r.mode === m).flatMap((r) => r.columns))]) {
       for (const i of inMode) estimate += startCost(i, m) + 0.3;
+      const wait = afterRunsWaits(
+        rows.filter((r) => r.mode === m && isMemory(r.kind)),
+        c,
+      );
+      estimate += (wait.end + wait.rest) / 1000;
       for (const r of measured.filter((r) => r.mode === m && r.columns.includes(c))) {
         const n = inMode.filter((i) => takesPart(r, i)).length;
         estimate += a.runs * n * (r.kind === "tput" || r.kind === "mtput" ? tputCost : rrCost);
@@ -1393,10 +1410,11 @@ async function main(): Promise<number> {
         readMemory(modeEnvs, col, "rss-peak", "VmHWM");
         const peakRow = memRows.find((r) => r.kind === "anon-peak" && r.columns.includes(col));
         for (const [e, v] of peakAnon) if (peakRow) cellFor(peakRow, col, e.impl.name).values.push(v);
-        // the same wait for every implementation, whatever ran last (see AFTER_RUNS_MS)
-        await Bun.sleep(AFTER_RUNS_MS);
+        // the same waits for every implementation, whatever ran last (see AFTER_RUNS_MS)
+        const wait = afterRunsWaits(memRows, col);
+        await Bun.sleep(wait.end);
         readMemory(modeEnvs, col, "anon-end", "RssAnon");
-        await Bun.sleep(REST_AFTER_RUNS_MS - AFTER_RUNS_MS);
+        await Bun.sleep(wait.rest);
         readMemory(modeEnvs, col, "anon-rest", "RssAnon");
         for (const e of modeEnvs) await e.stop();
       }
