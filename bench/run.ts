@@ -825,8 +825,8 @@ class Env {
    * Stop (on) or continue this environment's guest while another
    * implementation's cell runs. Only testpmd (passt-vu) needs it: it polls a
    * core even without traffic, and with two of them on that core each
-   * forwarded half as much (TCP guest to host 0.77 Gbit/s, 2.06 with one
-   * implementation in the bench). The other guests sleep when idle.
+   * forwarded a third as much (TCP guest to host 0.77 Gbit/s with both
+   * running, 2.12 with the other stopped). The other guests sleep when idle.
    */
   hold(on: boolean) {
     const c = this.mode === "passt-vu" ? this.guest?.child : null;
